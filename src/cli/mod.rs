@@ -1,0 +1,39 @@
+//! Command-line interface. Each subcommand lives in its own module.
+
+mod create;
+mod size;
+mod stats;
+mod verify;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Errors of the CLI: any error, printed with its chain.
+pub type CliResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// scsp: a shared TLS session cache for pools of servers.
+#[derive(Parser, Debug)]
+#[command(name = "scsp", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a segment file.
+    Create(create::Args),
+    /// Show a segment's capacity, counters and fill.
+    Stats(stats::Args),
+    /// Validate a segment's header, index and logs; exit 1 if corrupt.
+    Verify(verify::Args),
+}
+
+/// Run a parsed command line.
+pub fn run(cli: Cli) -> CliResult<ExitCode> {
+    match cli.command {
+        Command::Create(a) => create::run(a),
+        Command::Stats(a) => stats::run(a),
+        Command::Verify(a) => verify::run(a),
+    }
+}

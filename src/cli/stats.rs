@@ -1,0 +1,91 @@
+//! `scsp stats PATH [--json]`
+
+use super::size::human;
+use super::CliResult;
+use scsp::Cache;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Segment file.
+    path: PathBuf,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Accept a segment owned by another user.
+    #[arg(long)]
+    allow_foreign_owner: bool,
+}
+
+pub fn run(a: Args) -> CliResult<ExitCode> {
+    let cache = Cache::open_with(
+        &a.path,
+        scsp::Access {
+            allow_foreign_owner: a.allow_foreign_owner,
+        },
+    )?;
+    let s = cache.stats();
+    let occ = cache.occupancy();
+    let c = &s.counters;
+    let lookups = c.hits + c.misses;
+    let hit_ratio = if lookups == 0 {
+        0.0
+    } else {
+        c.hits as f64 / lookups as f64
+    };
+    if a.json {
+        let v = serde_json::json!({
+            "path": a.path,
+            "stats": s,
+            "occupancy": occ,
+            "hit_ratio": hit_ratio,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("segment        {}", a.path.display());
+    println!(
+        "capacity       {} log in {} shards, {} index slots, max value {}",
+        human(s.capacity_bytes),
+        s.shards,
+        s.index_slots,
+        human(s.max_value)
+    );
+    println!("host id        {}", s.host_id);
+    println!(
+        "live entries   ~{} ({} of log), {} expired, {} stale index words",
+        occ.live_entries,
+        human(occ.live_bytes),
+        occ.expired_entries,
+        occ.stale_words
+    );
+    println!(
+        "oldest entry   {}",
+        occ.oldest_age_secs
+            .map(|a| format!("{a} s ago"))
+            .unwrap_or_else(|| "-".into())
+    );
+    println!(
+        "log fill       {:.1}% ({} appended since creation)",
+        s.log_fill * 100.0,
+        human(s.appended_bytes)
+    );
+    println!(
+        "lookups        {} hits, {} misses, hit ratio {:.1}%",
+        c.hits,
+        c.misses,
+        hit_ratio * 100.0
+    );
+    println!(
+        "writes         {} puts, {} takes, {} removes, {} refused too large, {} lost",
+        c.puts, c.takes, c.removes, c.too_large, c.lost
+    );
+    println!(
+        "evictions      {} index evictions, {} expired on lookup",
+        c.evictions, c.expired
+    );
+    println!("corrupt        {} entries failed verification", c.corrupt);
+    println!("processes      {} attached now", c.processes);
+    Ok(ExitCode::SUCCESS)
+}

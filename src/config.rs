@@ -1,0 +1,45 @@
+//! What a segment is made with, and how it may be opened.
+
+/// Settings for creating (and opening) a segment. Start from `Config::default()`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Bytes of session log (rounded down to a power of two). The file is about
+    /// 1/16 larger for the index plus a few pages of header and counters.
+    pub size: u64,
+    /// Number of shards (power of two). More shards spread writers over more
+    /// log tails; 16 suits up to a few dozen busy processes.
+    pub shards: u32,
+    /// Largest value accepted (power of two, 256 B to 64 KiB).
+    pub max_value: u32,
+    /// Origin id stamped on entries written on this host (non-zero); the bridge
+    /// uses it to ship only local entries.
+    pub host_id: u32,
+    /// Permission bits of a new segment file. Default `0o600`: owner only.
+    pub mode: u32,
+    /// Group id given to a new segment file, for workers that run as another
+    /// user of that group (use with `mode = 0o660`).
+    pub group: Option<u32>,
+    /// Accept a segment owned by another user. Off by default.
+    pub allow_foreign_owner: bool,
+}
+
+/// Default session-log capacity: 64 MiB, a few hundred thousand sessions.
+pub const DEFAULT_SIZE: u64 = 64 << 20;
+/// Default number of shards.
+pub const DEFAULT_SHARDS: u32 = 16;
+/// Default largest value: 8 KiB, room for any rustls or OpenSSL session.
+pub const DEFAULT_MAX_VALUE: u32 = 8 << 10;
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            size: DEFAULT_SIZE,
+            shards: DEFAULT_SHARDS,
+            max_value: DEFAULT_MAX_VALUE,
+            host_id: 1,
+            mode: 0o600,
+            group: None,
+            allow_foreign_owner: false,
+        }
+    }
+}

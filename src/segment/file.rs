@@ -1,0 +1,223 @@
+//! Creating and opening segment files: permissions, `O_NOFOLLOW`, mapping,
+//! and the initialisation protocol.
+//!
+//! Creation never exposes a half-built segment: the creator builds it under a
+//! private temporary name (`O_EXCL`), writes the header, publishes READY, and
+//! only then `link(2)`s it to the real path, which fails if someone else got
+//! there first. An opener therefore sees either nothing or a finished segment.
+
+use super::layout::{Geometry, H_STATE, PAGE};
+use super::{Backing, Segment};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::sync::Ordering;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::Path;
+
+/// How an existing segment may be opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Access {
+    /// Accept a segment owned by another user (off by default).
+    pub allow_foreign_owner: bool,
+}
+
+impl From<&Config> for Access {
+    fn from(c: &Config) -> Self {
+        Access {
+            allow_foreign_owner: c.allow_foreign_owner,
+        }
+    }
+}
+
+fn random_seed() -> [u64; 2] {
+    let mut buf = [0u8; 16];
+    let mut filled = 0;
+    while filled < buf.len() {
+        // SAFETY: the pointer and length describe the unfilled tail of `buf`.
+        let n =
+            unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), buf.len() - filled, 0) };
+        if n > 0 {
+            filled += n as usize;
+        } else if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            // getrandom only fails on ancient kernels; fall back to the clock
+            // and pid, which is still unique per segment (the seed is a keyed
+            // hash key against flooding, not a secret protecting sessions).
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0);
+            return [t, std::process::id() as u64 ^ t.rotate_left(32)];
+        }
+    }
+    [
+        u64::from_le_bytes(buf[..8].try_into().unwrap_or_default()),
+        u64::from_le_bytes(buf[8..].try_into().unwrap_or_default()),
+    ]
+}
+
+fn map(path: &Path, file: &File, len: u64) -> Result<memmap2::MmapRaw> {
+    let map = memmap2::MmapOptions::new()
+        .len(len as usize)
+        .map_raw(file)
+        .map_err(|e| Error::io(path, "mmap", e))?;
+    // Session state is key material: keep it out of core dumps.
+    // SAFETY: the range is exactly the mapping we own; MADV_DONTDUMP changes
+    // only what a core dump contains, not the memory's contents.
+    let rc = unsafe { libc::madvise(map.as_mut_ptr().cast(), len as usize, libc::MADV_DONTDUMP) };
+    if rc != 0 {
+        return Err(Error::io(
+            path,
+            "madvise(MADV_DONTDUMP)",
+            io::Error::last_os_error(),
+        ));
+    }
+    Ok(map)
+}
+
+fn segment_from_map(path: &Path, map: memmap2::MmapRaw, geo: Geometry) -> Segment {
+    Segment {
+        base: map.as_ptr() as *const crate::sync::AtomicU64,
+        len_words: geo.total_words(),
+        geo,
+        path: Some(path.to_path_buf()),
+        _backing: Backing::Mapped(map),
+    }
+}
+
+fn open_error(path: &Path, e: io::Error) -> Error {
+    match e.raw_os_error() {
+        Some(libc::ELOOP) => Error::Symlink(path.to_path_buf()),
+        Some(libc::EEXIST) => Error::AlreadyExists(path.to_path_buf()),
+        _ => Error::io(path, "open", e),
+    }
+}
+
+impl Segment {
+    /// Create a new segment at `path`; fails with [`Error::AlreadyExists`] if
+    /// there is one. The file gets exactly `cfg.mode` (umask does not apply).
+    pub fn create(path: &Path, cfg: &Config) -> Result<Segment> {
+        let mut geo = Geometry::from_config(cfg)?;
+        geo.seed = random_seed();
+        geo.created = crate::clock::now_secs();
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let name = path
+            .file_name()
+            .ok_or_else(|| Error::Config(format!("{} has no file name", path.display())))?;
+        let tmp = dir.join(format!(
+            ".{}.tmp-{}-{:x}",
+            name.to_string_lossy(),
+            std::process::id(),
+            random_seed()[0]
+        ));
+        let result = Self::build_then_link(&tmp, path, cfg, geo);
+        let _ = std::fs::remove_file(&tmp);
+        result
+    }
+
+    fn build_then_link(tmp: &Path, path: &Path, cfg: &Config, geo: Geometry) -> Result<Segment> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(cfg.mode)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(tmp)
+            .map_err(|e| open_error(tmp, e))?;
+        if let Some(gid) = cfg.group {
+            nix::unistd::fchown(
+                file.as_raw_fd(),
+                None,
+                Some(nix::unistd::Gid::from_raw(gid)),
+            )
+            .map_err(|e| Error::io(path, "fchown (group)", e.into()))?;
+        }
+        // After fchown: changing the group may clear mode bits.
+        nix::sys::stat::fchmod(
+            file.as_raw_fd(),
+            nix::sys::stat::Mode::from_bits_truncate(cfg.mode),
+        )
+        .map_err(|e| Error::io(path, "fchmod", e.into()))?;
+        file.set_len(geo.total_len)
+            .map_err(|e| Error::io(path, "ftruncate", e))?;
+        let map = map(path, &file, geo.total_len)?;
+        let seg = segment_from_map(path, map, geo);
+        seg.write_header();
+        std::fs::hard_link(tmp, path).map_err(|e| match e.kind() {
+            io::ErrorKind::AlreadyExists => Error::AlreadyExists(path.to_path_buf()),
+            _ => Error::io(path, "link", e),
+        })?;
+        Ok(seg)
+    }
+
+    /// Open and validate an existing segment.
+    pub fn open(path: &Path, access: Access) -> Result<Segment> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| open_error(path, e))?;
+        let meta = file.metadata().map_err(|e| Error::io(path, "fstat", e))?;
+        if !meta.file_type().is_file() {
+            return Err(Error::NotASegment(path.to_path_buf()));
+        }
+        let ours = nix::unistd::geteuid().as_raw();
+        if meta.uid() != ours && !access.allow_foreign_owner {
+            return Err(Error::ForeignOwner {
+                path: path.to_path_buf(),
+                owner: meta.uid(),
+                ours,
+            });
+        }
+        if meta.mode() & 0o002 != 0 {
+            return Err(Error::WorldWritable(path.to_path_buf()));
+        }
+        let len = meta.len();
+        if len < PAGE || len % 8 != 0 {
+            return Err(Error::NotASegment(path.to_path_buf()));
+        }
+        let map = map(path, &file, len)?;
+        // Read the header through atomics: the file is shared.
+        // SAFETY: the mapping is at least one page, page-aligned, and lives in
+        // `map` until the end of this function or is moved into the Segment.
+        let header: &[crate::sync::AtomicU64] =
+            unsafe { std::slice::from_raw_parts(map.as_ptr().cast(), H_STATE + 1) };
+        // Pairs with the Release store of READY in `write_header`.
+        let state = header[H_STATE].load(Ordering::Acquire);
+        let mut words = [0u64; H_STATE + 1];
+        for (i, w) in header.iter().enumerate() {
+            words[i] = w.load(Ordering::Relaxed);
+        }
+        words[H_STATE] = state;
+        let geo = Geometry::from_header(path, &words, len)?;
+        Ok(segment_from_map(path, map, geo))
+    }
+
+    /// Open the segment at `path`, creating it with `cfg` if there is none.
+    /// Safe to race: exactly one process creates, the others open.
+    pub fn open_or_create(path: &Path, cfg: &Config) -> Result<Segment> {
+        for _ in 0..3 {
+            match Self::open(path, cfg.into()) {
+                Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
+                other => return other,
+            }
+            match Self::create(path, cfg) {
+                Err(Error::AlreadyExists(_)) => continue,
+                other => return other,
+            }
+        }
+        Self::open(path, cfg.into())
+    }
+}
+
+/// Remove a segment file. Processes that have it mapped keep working on their
+/// copy until they reopen.
+pub fn remove(path: &Path) -> Result<()> {
+    std::fs::remove_file(path).map_err(|e| Error::io(path, "unlink", e))
+}

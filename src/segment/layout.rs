@@ -1,0 +1,405 @@
+//! The segment's memory layout: header words, geometry, region offsets.
+//!
+//! ```text
+//!  byte 0        4 KiB           +S*64 (page-rounded)   +16 KiB         +16 KiB
+//!  | header page | shard tails   | stats slots          | extension     | index        | shard logs   |
+//!  |  (words)    | 1 AtomicU64   | 128 slots x 16 words | ticket keys,  | buckets x    | shards x     |
+//!  |             | per 64 B line | one per process      | bridge status | 8 words      | log_bytes    |
+//! ```
+//!
+//! Header words (all `AtomicU64`, little-endian, written once by the creator):
+//!
+//! | word | field        | notes                                        |
+//! |------|--------------|----------------------------------------------|
+//! | 0    | magic        | `b"SCSPSEG1"`                                |
+//! | 1    | version      | [`FORMAT_VERSION`]                           |
+//! | 2    | fingerprint  | hash of every layout constant, see below     |
+//! | 3    | shards       | power of two                                 |
+//! | 4    | buckets      | power of two, >= shards                      |
+//! | 5    | log_bytes    | per shard, power of two                      |
+//! | 6    | max_key      | 255                                          |
+//! | 7    | max_value    | power of two                                 |
+//! | 8,9  | seed         | SipHash-1-3 key, random per segment          |
+//! | 10   | created      | unix seconds                                 |
+//! | 11   | host_id      | origin stamped on local entries              |
+//! | 12   | total_len    | file length in bytes                         |
+//! | 13   | checksum     | xxh3-64 of words 0..=12                      |
+//! | 14   | state        | [`STATE_READY`] once initialised (Release)   |
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use std::path::Path;
+
+/// `b"SCSPSEG1"` read as a little-endian word.
+pub const MAGIC: u64 = u64::from_le_bytes(*b"SCSPSEG1");
+/// Format version; bump on any change to the layout or entry encoding.
+pub const FORMAT_VERSION: u64 = 1;
+/// Value of the state word once the creator has finished.
+pub const STATE_READY: u64 = u64::from_le_bytes(*b"READY\0\0\0");
+
+/// Page size the regions are aligned to.
+pub const PAGE: u64 = 4096;
+/// Cache line size; tails and buckets are one line each.
+pub const CACHE_LINE: u64 = 64;
+/// Words in one index bucket: one cache line.
+pub const BUCKET_WORDS: usize = 8;
+/// Words in an entry header in a shard log.
+pub const ENTRY_HEADER_WORDS: usize = 6;
+/// Per-process counter slots; slot 0 collects retired and overflow counts.
+pub const STATS_SLOTS: usize = 128;
+/// Words per counter slot (two cache lines).
+pub const STATS_SLOT_WORDS: usize = 16;
+/// Bytes reserved for adapters (ticket key ring, bridge status).
+pub const EXT_BYTES: u64 = 16 << 10;
+/// Largest key, in bytes.
+pub const MAX_KEY: usize = 255;
+/// Largest `max_value` a segment may be configured with.
+pub const MAX_VALUE_LIMIT: u32 = 64 << 10;
+/// Smallest `max_value`.
+pub const MIN_VALUE_LIMIT: u32 = 256;
+/// A shard log holds at least this many largest entries.
+pub const MIN_ENTRIES_PER_SHARD: u64 = 8;
+
+pub(crate) const H_MAGIC: usize = 0;
+pub(crate) const H_VERSION: usize = 1;
+pub(crate) const H_FINGERPRINT: usize = 2;
+pub(crate) const H_SHARDS: usize = 3;
+pub(crate) const H_BUCKETS: usize = 4;
+pub(crate) const H_LOG_BYTES: usize = 5;
+pub(crate) const H_MAX_KEY: usize = 6;
+pub(crate) const H_MAX_VALUE: usize = 7;
+pub(crate) const H_SEED0: usize = 8;
+pub(crate) const H_SEED1: usize = 9;
+pub(crate) const H_CREATED: usize = 10;
+pub(crate) const H_HOST_ID: usize = 11;
+pub(crate) const H_TOTAL_LEN: usize = 12;
+pub(crate) const H_CHECKSUM: usize = 13;
+pub(crate) const H_STATE: usize = 14;
+
+/// Hash of every constant the layout depends on. Two builds that disagree on
+/// any of them produce different fingerprints and refuse each other's segments.
+pub fn layout_fingerprint() -> u64 {
+    let text = format!(
+        "scsp-layout;version={FORMAT_VERSION};word=8;endian={};bucket_words={BUCKET_WORDS};\
+         tag_bits=16;pos_bits=48;pos_unit=8;entry_header_words={ENTRY_HEADER_WORDS};\
+         tail_stride={CACHE_LINE};stats_slots={STATS_SLOTS};stats_slot_words={STATS_SLOT_WORDS};\
+         ext_bytes={EXT_BYTES};max_key={MAX_KEY};hash=siphash13;checksum=xxh3",
+        if cfg!(target_endian = "little") {
+            "le"
+        } else {
+            "be"
+        }
+    );
+    xxhash_rust::xxh3::xxh3_64(text.as_bytes())
+}
+
+/// Everything an opener needs, copied out of the header once and trusted
+/// from then on. Offsets are in 8-byte words from the start of the segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    /// Number of shards (power of two).
+    pub shards: u64,
+    /// Number of index buckets (power of two, >= shards).
+    pub buckets: u64,
+    /// Bytes of log per shard (power of two).
+    pub log_bytes: u64,
+    /// Largest value accepted.
+    pub max_value: u64,
+    /// SipHash-1-3 key.
+    pub seed: [u64; 2],
+    /// Creation time, unix seconds.
+    pub created: u64,
+    /// Origin id stamped on local entries.
+    pub host_id: u64,
+    /// Total bytes of the segment.
+    pub total_len: u64,
+    pub(crate) tails_off: usize,
+    pub(crate) stats_off: usize,
+    pub(crate) ext_off: usize,
+    pub(crate) index_off: usize,
+    pub(crate) logs_off: usize,
+}
+
+fn round_up(v: u64, to: u64) -> u64 {
+    v.div_ceil(to) * to
+}
+
+fn pow2_floor(v: u64) -> u64 {
+    if v == 0 {
+        0
+    } else {
+        1 << (63 - v.leading_zeros())
+    }
+}
+
+/// Bytes an entry with a key of `klen` and value of `vlen` occupies in a log.
+pub const fn entry_bytes(klen: usize, vlen: usize) -> u64 {
+    (ENTRY_HEADER_WORDS * 8 + klen.div_ceil(8) * 8 + vlen.div_ceil(8) * 8) as u64
+}
+
+impl Geometry {
+    /// Geometry for a new segment from user configuration, with every value
+    /// checked and the error naming the field to fix.
+    pub fn from_config(cfg: &Config) -> Result<Geometry> {
+        if !(MIN_VALUE_LIMIT..=MAX_VALUE_LIMIT).contains(&cfg.max_value)
+            || !cfg.max_value.is_power_of_two()
+        {
+            return Err(Error::Config(format!(
+                "max_value {} must be a power of two from {MIN_VALUE_LIMIT} to {MAX_VALUE_LIMIT} bytes",
+                cfg.max_value
+            )));
+        }
+        if cfg.shards == 0 || !cfg.shards.is_power_of_two() || cfg.shards > 1024 {
+            return Err(Error::Config(format!(
+                "shards {} must be a power of two from 1 to 1024",
+                cfg.shards
+            )));
+        }
+        if cfg.host_id == 0 {
+            return Err(Error::Config("host_id must be non-zero".into()));
+        }
+        if cfg.mode & !0o777 != 0 || cfg.mode & 0o600 != 0o600 || cfg.mode & 0o002 != 0 {
+            return Err(Error::Config(format!(
+                "mode {:o} must give the owner read+write, and must not be world-writable (e.g. 600, 640, 660)",
+                cfg.mode
+            )));
+        }
+        let shards = cfg.shards as u64;
+        let max_entry = entry_bytes(MAX_KEY, cfg.max_value as usize);
+        let min_shard_log = (max_entry * MIN_ENTRIES_PER_SHARD).next_power_of_two();
+        let log_total = pow2_floor(cfg.size);
+        if log_total < min_shard_log * shards || cfg.size > (1 << 40) {
+            return Err(Error::Config(format!(
+                "size {} is out of range: with {} shards and max_value {} it must be from {} to 1 TiB \
+                 (use a larger size, fewer shards or a smaller max_value)",
+                cfg.size,
+                shards,
+                cfg.max_value,
+                min_shard_log * shards
+            )));
+        }
+        let buckets = (log_total / 16 / CACHE_LINE).max(shards);
+        Ok(Geometry::with(
+            shards,
+            buckets,
+            log_total / shards,
+            cfg.max_value as u64,
+            [0, 0],
+            0,
+            cfg.host_id as u64,
+        ))
+    }
+
+    /// Lay out the regions for the given sizes. Callers guarantee powers of two.
+    pub(crate) fn with(
+        shards: u64,
+        buckets: u64,
+        log_bytes: u64,
+        max_value: u64,
+        seed: [u64; 2],
+        created: u64,
+        host_id: u64,
+    ) -> Geometry {
+        let tails = PAGE;
+        let stats = tails + round_up(shards * CACHE_LINE, PAGE);
+        let ext = stats + (STATS_SLOTS * STATS_SLOT_WORDS * 8) as u64;
+        let index = ext + EXT_BYTES;
+        let logs = index + buckets * CACHE_LINE;
+        let total = logs + shards * log_bytes;
+        Geometry {
+            shards,
+            buckets,
+            log_bytes,
+            max_value,
+            seed,
+            created,
+            host_id,
+            total_len: total,
+            tails_off: (tails / 8) as usize,
+            stats_off: (stats / 8) as usize,
+            ext_off: (ext / 8) as usize,
+            index_off: (index / 8) as usize,
+            logs_off: (logs / 8) as usize,
+        }
+    }
+
+    /// A tiny geometry for model checking and unit tests: no minimum sizes.
+    #[doc(hidden)]
+    pub fn tiny(shards: u64, buckets: u64, log_bytes: u64, max_value: u64) -> Geometry {
+        assert!(shards.is_power_of_two() && buckets.is_power_of_two());
+        assert!(log_bytes.is_power_of_two() && buckets >= shards);
+        Geometry::with(shards, buckets, log_bytes, max_value, [7, 9], 0, 1)
+    }
+
+    /// Words of the header as the creator writes them (state excluded).
+    pub(crate) fn header_words(&self) -> [u64; H_CHECKSUM + 1] {
+        let mut w = [0u64; H_CHECKSUM + 1];
+        w[H_MAGIC] = MAGIC;
+        w[H_VERSION] = FORMAT_VERSION;
+        w[H_FINGERPRINT] = layout_fingerprint();
+        w[H_SHARDS] = self.shards;
+        w[H_BUCKETS] = self.buckets;
+        w[H_LOG_BYTES] = self.log_bytes;
+        w[H_MAX_KEY] = MAX_KEY as u64;
+        w[H_MAX_VALUE] = self.max_value;
+        w[H_SEED0] = self.seed[0];
+        w[H_SEED1] = self.seed[1];
+        w[H_CREATED] = self.created;
+        w[H_HOST_ID] = self.host_id;
+        w[H_TOTAL_LEN] = self.total_len;
+        w[H_CHECKSUM] = header_checksum(&w[..H_CHECKSUM]);
+        w
+    }
+
+    /// Validate header words read from a file of `file_len` bytes, field by
+    /// field, and return the geometry they describe.
+    pub(crate) fn from_header(path: &Path, w: &[u64], file_len: u64) -> Result<Geometry> {
+        let corrupt = |what: String| Error::Corrupt {
+            path: path.to_path_buf(),
+            what,
+        };
+        if w[H_MAGIC] != MAGIC {
+            return Err(Error::NotASegment(path.to_path_buf()));
+        }
+        if w[H_VERSION] != FORMAT_VERSION {
+            return Err(Error::Version {
+                path: path.to_path_buf(),
+                found: w[H_VERSION],
+                expected: FORMAT_VERSION,
+            });
+        }
+        if w[H_FINGERPRINT] != layout_fingerprint() {
+            return Err(Error::Layout(path.to_path_buf()));
+        }
+        if w[H_STATE] != STATE_READY {
+            return Err(Error::NotReady(path.to_path_buf()));
+        }
+        if w[H_CHECKSUM] != header_checksum(&w[..H_CHECKSUM]) {
+            return Err(corrupt("header checksum mismatch".into()));
+        }
+        let (shards, buckets, log_bytes) = (w[H_SHARDS], w[H_BUCKETS], w[H_LOG_BYTES]);
+        let max_value = w[H_MAX_VALUE];
+        if !shards.is_power_of_two() || shards > 1024 {
+            return Err(corrupt(format!(
+                "shards {shards} is not a power of two <= 1024"
+            )));
+        }
+        if !buckets.is_power_of_two() || buckets < shards || buckets > 1 << 32 {
+            return Err(corrupt(format!("buckets {buckets} out of range")));
+        }
+        if w[H_MAX_KEY] != MAX_KEY as u64 {
+            return Err(corrupt(format!(
+                "max_key {} is not {MAX_KEY}",
+                w[H_MAX_KEY]
+            )));
+        }
+        if !max_value.is_power_of_two()
+            || !(MIN_VALUE_LIMIT as u64..=MAX_VALUE_LIMIT as u64).contains(&max_value)
+        {
+            return Err(corrupt(format!("max_value {max_value} out of range")));
+        }
+        let min_log = entry_bytes(MAX_KEY, max_value as usize) * MIN_ENTRIES_PER_SHARD;
+        if !log_bytes.is_power_of_two() || log_bytes < min_log || log_bytes > 1 << 40 {
+            return Err(corrupt(format!("log_bytes {log_bytes} out of range")));
+        }
+        if w[H_HOST_ID] == 0 || w[H_HOST_ID] > u32::MAX as u64 {
+            return Err(corrupt(format!("host_id {} out of range", w[H_HOST_ID])));
+        }
+        let g = Geometry::with(
+            shards,
+            buckets,
+            log_bytes,
+            max_value,
+            [w[H_SEED0], w[H_SEED1]],
+            w[H_CREATED],
+            w[H_HOST_ID],
+        );
+        if g.total_len != w[H_TOTAL_LEN] || g.total_len != file_len {
+            return Err(corrupt(format!(
+                "length mismatch: geometry needs {} bytes, header says {}, file has {}",
+                g.total_len, w[H_TOTAL_LEN], file_len
+            )));
+        }
+        Ok(g)
+    }
+
+    /// Total words of the segment.
+    pub(crate) fn total_words(&self) -> usize {
+        (self.total_len / 8) as usize
+    }
+}
+
+fn header_checksum(words: &[u64]) -> u64 {
+    let mut bytes = Vec::with_capacity(words.len() * 8);
+    for w in words {
+        bytes.extend_from_slice(&w.to_le_bytes());
+    }
+    xxhash_rust::xxh3::xxh3_64(&bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_lays_out_regions_in_order_and_aligned() {
+        let g = Geometry::from_config(&Config::default()).unwrap();
+        assert_eq!(g.shards, 16);
+        assert_eq!(g.log_bytes * g.shards, 64 << 20);
+        assert_eq!(g.buckets * 64, 4 << 20);
+        assert!(g.tails_off < g.stats_off && g.stats_off < g.ext_off);
+        assert!(g.ext_off < g.index_off && g.index_off < g.logs_off);
+        assert_eq!((g.index_off * 8) % 64, 0);
+        assert_eq!(g.total_len, (g.logs_off * 8) as u64 + (64 << 20));
+    }
+
+    #[test]
+    fn config_errors_name_the_field() {
+        let bad = |c: Config| Geometry::from_config(&c).unwrap_err().to_string();
+        assert!(bad(Config {
+            shards: 3,
+            ..Config::default()
+        })
+        .contains("shards"));
+        assert!(bad(Config {
+            max_value: 1000,
+            ..Config::default()
+        })
+        .contains("max_value"));
+        assert!(bad(Config {
+            size: 4096,
+            ..Config::default()
+        })
+        .contains("size"));
+        assert!(bad(Config {
+            mode: 0o606,
+            ..Config::default()
+        })
+        .contains("mode"));
+        assert!(bad(Config {
+            host_id: 0,
+            ..Config::default()
+        })
+        .contains("host_id"));
+    }
+
+    #[test]
+    fn header_round_trips_and_detects_each_changed_field() {
+        let mut g = Geometry::from_config(&Config::default()).unwrap();
+        g.seed = [1, 2];
+        let mut w = [0u64; 16];
+        w[..=H_CHECKSUM].copy_from_slice(&g.header_words());
+        w[H_STATE] = STATE_READY;
+        let p = Path::new("x");
+        assert_eq!(Geometry::from_header(p, &w, g.total_len).unwrap(), g);
+        for i in 0..=H_STATE {
+            let mut bad = w;
+            bad[i] ^= 1 << 3;
+            assert!(
+                Geometry::from_header(p, &bad, g.total_len).is_err(),
+                "field {i}"
+            );
+        }
+        assert!(Geometry::from_header(p, &w, g.total_len + 8).is_err());
+    }
+}

@@ -1,0 +1,127 @@
+//! The shared segment: the only code that touches raw memory.
+//!
+//! A segment is a file (normally on `/dev/shm`) mapped into every process that
+//! uses the cache. Inside it live only `AtomicU64` words, reached through
+//! [`Segment::words`]: no `&[u8]` or `&T` is ever formed over memory another
+//! process may be writing (DESIGN §4 invariant 5). Regions are addressed by
+//! word offsets from the start, never by pointers.
+
+mod file;
+pub mod layout;
+
+pub use file::{remove, Access};
+pub use layout::Geometry;
+
+use crate::sync::AtomicU64;
+use layout::{H_STATE, STATE_READY};
+
+/// Where the words live: a shared file mapping, or (for tests and model
+/// checking) the heap.
+enum Backing {
+    #[cfg(not(loom))]
+    Mapped(#[allow(dead_code)] memmap2::MmapRaw),
+    Heap(#[allow(dead_code)] Box<[AtomicU64]>),
+}
+
+/// A validated, mapped segment. Cheap to share between threads.
+pub struct Segment {
+    base: *const AtomicU64,
+    len_words: usize,
+    geo: Geometry,
+    path: Option<std::path::PathBuf>,
+    _backing: Backing,
+}
+
+// SAFETY: the segment only hands out `&AtomicU64`, which are Sync; `base`
+// points into `_backing`, which lives exactly as long as the Segment and is
+// never moved or unmapped while it exists.
+unsafe impl Send for Segment {}
+// SAFETY: as above; all access to the memory is through atomics.
+unsafe impl Sync for Segment {}
+
+impl Segment {
+    /// A segment on the heap, private to this process. For tests, fuzzing and
+    /// the loom model; behaves exactly like a mapped one.
+    #[doc(hidden)]
+    pub fn heap(mut geo: Geometry) -> Segment {
+        if geo.seed == [0, 0] {
+            geo.seed = [0x5eed_0001, 0x5eed_0002];
+        }
+        let words: Box<[AtomicU64]> = (0..geo.total_words()).map(|_| AtomicU64::new(0)).collect();
+        let seg = Segment {
+            base: words.as_ptr(),
+            len_words: words.len(),
+            geo,
+            path: None,
+            _backing: Backing::Heap(words),
+        };
+        seg.write_header();
+        seg
+    }
+
+    /// Fill the header and publish READY last, with Release: an opener that
+    /// reads READY with Acquire sees every header word.
+    fn write_header(&self) {
+        let w = self.words();
+        for (i, v) in self.geo.header_words().iter().enumerate() {
+            w[i].store(*v, crate::sync::Ordering::Relaxed);
+        }
+        w[H_STATE].store(STATE_READY, crate::sync::Ordering::Release);
+    }
+
+    /// All words of the segment.
+    #[inline]
+    pub(crate) fn words(&self) -> &[AtomicU64] {
+        // SAFETY: `base` points to `len_words` initialised AtomicU64s owned by
+        // `_backing` (a page-aligned shared mapping or a boxed slice) for the
+        // lifetime of `self`. AtomicU64 has the size and alignment of u64 and
+        // any bit pattern is a valid value, so other processes' writes cannot
+        // make this slice invalid; they only race through atomics.
+        unsafe { std::slice::from_raw_parts(self.base, self.len_words) }
+    }
+
+    /// The validated geometry (a local copy, never re-read from shared memory).
+    #[inline]
+    pub fn geometry(&self) -> &Geometry {
+        &self.geo
+    }
+
+    /// The file behind the segment, if it is mapped from one.
+    pub fn path(&self) -> Option<&std::path::Path> {
+        self.path.as_deref()
+    }
+
+    /// Shard tails: one word per shard, each on its own cache line.
+    #[inline]
+    pub(crate) fn tail(&self, shard: usize) -> &AtomicU64 {
+        &self.words()[self.geo.tails_off + (shard & (self.geo.shards as usize - 1)) * 8]
+    }
+
+    /// The 8 words of an index bucket.
+    #[inline]
+    pub(crate) fn bucket(&self, bucket: usize) -> &[AtomicU64] {
+        let start = self.geo.index_off + (bucket & (self.geo.buckets as usize - 1)) * 8;
+        &self.words()[start..start + layout::BUCKET_WORDS]
+    }
+
+    /// The words of one shard's circular log.
+    #[inline]
+    pub(crate) fn log(&self, shard: usize) -> &[AtomicU64] {
+        let n = (self.geo.log_bytes / 8) as usize;
+        let start = self.geo.logs_off + (shard & (self.geo.shards as usize - 1)) * n;
+        &self.words()[start..start + n]
+    }
+
+    /// The per-process counter slots.
+    #[inline]
+    pub(crate) fn stats_words(&self) -> &[AtomicU64] {
+        let n = layout::STATS_SLOTS * layout::STATS_SLOT_WORDS;
+        &self.words()[self.geo.stats_off..self.geo.stats_off + n]
+    }
+
+    /// The extension area reserved for adapters (ticket keys, bridge status).
+    pub fn extension(&self) -> &[AtomicU64] {
+        let n = (layout::EXT_BYTES / 8) as usize;
+        &self.words()[self.geo.ext_off..self.geo.ext_off + n]
+    }
+}

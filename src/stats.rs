@@ -1,0 +1,236 @@
+//! Counters without contention: one slot of counters per process.
+//!
+//! Each process that opens the segment claims a slot (CAS of the owner word
+//! from 0 to its pid) and from then on bumps only its own counters, so `get`
+//! adds no cache line shared with other processes. Readers of statistics sum
+//! every slot. Slot 0 is never owned: it collects the counts of processes
+//! that closed the segment or died (folded in when their slot is reused), and
+//! takes the counts of processes that found no free slot.
+//!
+//! After `fork()` a child must not keep bumping its parent's slot; a
+//! `pthread_atfork` child handler bumps [`FORK_GENERATION`], and the next
+//! counter update in the child claims a fresh slot.
+//!
+//! Slot layout (16 words, two cache lines):
+//!
+//! | word | meaning                         |
+//! |------|---------------------------------|
+//! | 0    | owner pid (0 = free)            |
+//! | 1..  | one counter per [`Counter`]     |
+
+use crate::segment::layout::{STATS_SLOTS, STATS_SLOT_WORDS};
+use crate::segment::Segment;
+use crate::sync::{AtomicU64, Ordering};
+use serde::Serialize;
+use std::sync::atomic::AtomicUsize;
+
+/// What the table counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub enum Counter {
+    /// `get`/`take` found a value.
+    Hits = 0,
+    /// `get`/`take` found nothing usable.
+    Misses,
+    /// Values stored.
+    Puts,
+    /// Values handed out by `take`.
+    Takes,
+    /// `remove` calls.
+    Removes,
+    /// `put` refused: value larger than `max_value` or key invalid.
+    TooLarge,
+    /// A live index word was replaced because its bucket was full.
+    Evictions,
+    /// A lookup found the entry but it had expired.
+    Expired,
+    /// Bytes appended to the shard logs.
+    BytesWritten,
+    /// A put that could not publish its index word under contention.
+    Lost,
+    /// An index word pointed at an entry that failed verification.
+    Corrupt,
+}
+
+const COUNTERS: usize = 11;
+const _: () = assert!(COUNTERS < STATS_SLOT_WORDS);
+
+static FORK_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+extern "C" fn after_fork_in_child() {
+    FORK_GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn register_fork_handler() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: the handler only touches a static atomic, which is
+        // async-signal-safe and valid in the child after fork.
+        unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
+    });
+}
+
+/// This process's claim on a counter slot.
+pub(crate) struct Slot {
+    index: AtomicUsize,
+    generation: std::sync::atomic::AtomicU64,
+}
+
+fn slot_words(seg: &Segment, slot: usize) -> &[AtomicU64] {
+    let s = slot % STATS_SLOTS;
+    &seg.stats_words()[s * STATS_SLOT_WORDS..(s + 1) * STATS_SLOT_WORDS]
+}
+
+fn pid_is_dead(pid: u64) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return true;
+    };
+    // SAFETY: kill with signal 0 only checks for existence and permission.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+}
+
+/// Add a slot's counters into slot 0 and zero them.
+fn fold_into_retired(seg: &Segment, slot: usize) {
+    if slot == 0 {
+        return;
+    }
+    let (from, to) = (slot_words(seg, slot), slot_words(seg, 0));
+    for c in 1..=COUNTERS {
+        let v = from[c].swap(0, Ordering::Relaxed);
+        to[c].fetch_add(v, Ordering::Relaxed);
+    }
+}
+
+impl Slot {
+    pub(crate) fn claim(seg: &Segment) -> Slot {
+        register_fork_handler();
+        let slot = Slot {
+            index: AtomicUsize::new(0),
+            generation: std::sync::atomic::AtomicU64::new(u64::MAX),
+        };
+        slot.reclaim(seg);
+        slot
+    }
+
+    /// Find a free slot, else one whose owner died; else share slot 0.
+    fn reclaim(&self, seg: &Segment) {
+        let me = std::process::id() as u64;
+        let gen = FORK_GENERATION.load(std::sync::atomic::Ordering::Relaxed);
+        let mut chosen = 0;
+        for s in 1..STATS_SLOTS {
+            let owner = &slot_words(seg, s)[0];
+            if owner
+                .compare_exchange(0, me, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                chosen = s;
+                break;
+            }
+        }
+        if chosen == 0 {
+            for s in 1..STATS_SLOTS {
+                let owner = &slot_words(seg, s)[0];
+                let current = owner.load(Ordering::Relaxed);
+                if pid_is_dead(current)
+                    && owner
+                        .compare_exchange(current, me, Ordering::AcqRel, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    fold_into_retired(seg, s);
+                    chosen = s;
+                    break;
+                }
+            }
+        }
+        self.index
+            .store(chosen, std::sync::atomic::Ordering::Relaxed);
+        self.generation
+            .store(gen, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Count `n` events. One relaxed add on this process's own cache line.
+    #[inline]
+    pub(crate) fn add(&self, seg: &Segment, c: Counter, n: u64) {
+        if self.generation.load(std::sync::atomic::Ordering::Relaxed)
+            != FORK_GENERATION.load(std::sync::atomic::Ordering::Relaxed)
+        {
+            self.reclaim(seg);
+        }
+        let slot = self.index.load(std::sync::atomic::Ordering::Relaxed);
+        slot_words(seg, slot)[1 + c as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Give the slot back, keeping its counts in slot 0. Only the process that
+    /// claimed it releases it (a forked child that never counted does not).
+    pub(crate) fn release(&self, seg: &Segment) {
+        if self.generation.load(std::sync::atomic::Ordering::Relaxed)
+            != FORK_GENERATION.load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return;
+        }
+        let slot = self.index.load(std::sync::atomic::Ordering::Relaxed);
+        if slot != 0 {
+            fold_into_retired(seg, slot);
+            slot_words(seg, slot)[0].store(0, Ordering::Release);
+        }
+    }
+}
+
+/// Totals of every counter, summed over all processes (past and present).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counters {
+    /// `get`/`take` found a value.
+    pub hits: u64,
+    /// `get`/`take` found nothing usable.
+    pub misses: u64,
+    /// Values stored.
+    pub puts: u64,
+    /// Values handed out by `take`.
+    pub takes: u64,
+    /// `remove` calls.
+    pub removes: u64,
+    /// `put` refused as too large.
+    pub too_large: u64,
+    /// Live entries pushed out of a full index bucket.
+    pub evictions: u64,
+    /// Lookups that found an expired entry.
+    pub expired: u64,
+    /// Bytes appended to the logs.
+    pub bytes_written: u64,
+    /// Puts that could not publish under contention.
+    pub lost: u64,
+    /// Index words pointing at entries that failed verification.
+    pub corrupt: u64,
+    /// Processes currently holding a counter slot.
+    pub processes: u64,
+}
+
+/// Sum the counters of every slot. Racy by nature: a snapshot, not a transaction.
+pub(crate) fn sum(seg: &Segment) -> Counters {
+    let mut t = [0u64; COUNTERS];
+    let mut processes = 0;
+    for s in 0..STATS_SLOTS {
+        let w = slot_words(seg, s);
+        if s != 0 && w[0].load(Ordering::Relaxed) != 0 {
+            processes += 1;
+        }
+        for (c, total) in t.iter_mut().enumerate() {
+            *total = total.wrapping_add(w[1 + c].load(Ordering::Relaxed));
+        }
+    }
+    Counters {
+        hits: t[Counter::Hits as usize],
+        misses: t[Counter::Misses as usize],
+        puts: t[Counter::Puts as usize],
+        takes: t[Counter::Takes as usize],
+        removes: t[Counter::Removes as usize],
+        too_large: t[Counter::TooLarge as usize],
+        evictions: t[Counter::Evictions as usize],
+        expired: t[Counter::Expired as usize],
+        bytes_written: t[Counter::BytesWritten as usize],
+        lost: t[Counter::Lost as usize],
+        corrupt: t[Counter::Corrupt as usize],
+        processes,
+    }
+}

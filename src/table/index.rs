@@ -1,0 +1,94 @@
+//! Index words and where a key lives.
+//!
+//! The index is an array of 64-byte buckets of 8 words. A word points at an
+//! entry in the shard log that the bucket belongs to:
+//!
+//! ```text
+//!  63            48 47                                        0
+//! +----------------+-------------------------------------------+
+//! |   tag (16)     |  pos in words, low 48 bits                |
+//! +----------------+-------------------------------------------+
+//!  0 = empty. The tag is the top 16 bits of the key hash, never 0.
+//! ```
+//!
+//! A key's bucket is `hash mod buckets` and its shard is `bucket mod shards`,
+//! so every word of a bucket points into the same log and positions within a
+//! bucket are comparable (the smallest is the oldest).
+//!
+//! Positions only grow, so 48 bits plus the shard's current tail identify a
+//! full position: the largest value not above the tail with those low bits
+//! (`reconstruct`). A word whose entry has left the log window is stale.
+
+const POS_BITS: u32 = 48;
+const POS_MASK: u64 = (1 << POS_BITS) - 1;
+
+/// Where a key lives: hash, bucket, shard and tag, computed once per call.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Slot {
+    pub hash: u64,
+    pub bucket: usize,
+    pub shard: usize,
+    pub tag: u64,
+}
+
+impl Slot {
+    #[inline]
+    pub fn locate(hash: u64, buckets: u64, shards: u64) -> Slot {
+        let bucket = (hash & (buckets - 1)) as usize;
+        let tag = match hash >> POS_BITS {
+            0 => 1,
+            t => t,
+        };
+        Slot {
+            hash,
+            bucket,
+            shard: bucket & (shards as usize - 1),
+            tag,
+        }
+    }
+
+    #[inline]
+    pub fn word(&self, pos: u64) -> u64 {
+        self.tag << POS_BITS | (pos & POS_MASK)
+    }
+}
+
+#[inline]
+pub(crate) fn tag_of(word: u64) -> u64 {
+    word >> POS_BITS
+}
+
+/// The full position a word refers to, given the shard tail (in words).
+#[inline]
+pub(crate) fn reconstruct(word: u64, tail: u64) -> u64 {
+    let low = word & POS_MASK;
+    tail.wrapping_sub(tail.wrapping_sub(low) & POS_MASK)
+}
+
+/// Is an entry at `pos` still wholly inside a log of `log_words` ending at `tail`?
+#[inline]
+pub(crate) fn in_window(pos: u64, tail: u64, log_words: u64) -> bool {
+    tail.wrapping_sub(pos) <= log_words && pos <= tail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconstruct_recovers_positions_across_the_48_bit_wrap() {
+        for &pos in &[0u64, 5, POS_MASK - 3, POS_MASK + 10, 3 << 50] {
+            for ahead in [0u64, 1, 1000, 1 << 20] {
+                let s = Slot::locate(0xabcd_0000_0000_0000, 8, 1);
+                assert_eq!(reconstruct(s.word(pos), pos + ahead), pos);
+            }
+        }
+    }
+
+    #[test]
+    fn tag_is_never_zero() {
+        let s = Slot::locate(0x0000_ffff_ffff_ffff, 8, 1);
+        assert_eq!(s.tag, 1);
+        assert_ne!(s.word(0), 0);
+    }
+}

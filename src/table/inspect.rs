@@ -1,0 +1,213 @@
+//! Whole-table walks for operators: occupancy (for `scsp stats`) and
+//! consistency checking (for `scsp verify`). Not on any hot path.
+
+use super::entry::{load_header, EntryHeader};
+use super::index::{in_window, reconstruct};
+use super::Cache;
+use crate::clock::now_secs;
+use crate::segment::layout::ENTRY_HEADER_WORDS;
+use crate::sync::Ordering;
+use serde::Serialize;
+
+/// What the index currently points at.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Occupancy {
+    /// Index words pointing at live, unexpired entries.
+    pub live_entries: u64,
+    /// Bytes those entries occupy in the logs.
+    pub live_bytes: u64,
+    /// Index words pointing at expired entries.
+    pub expired_entries: u64,
+    /// Index words whose entry has been overwritten by the log.
+    pub stale_words: u64,
+    /// Seconds since the oldest live entry was stored (how long sessions
+    /// survive before eviction; if it is below your session lifetime, grow
+    /// the segment).
+    pub oldest_age_secs: Option<u64>,
+}
+
+/// Findings of [`Cache::verify`].
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct VerifyReport {
+    /// Index words checked.
+    pub index_words: u64,
+    /// Index words pointing at live entries that verified.
+    pub good_entries: u64,
+    /// Entries found walking the logs (including tombstones).
+    pub log_entries: u64,
+    /// Tombstones among them.
+    pub tombstones: u64,
+    /// Words of log skipped because no entry starts there: holes left by
+    /// writers killed mid-write, or partly overwritten entries at the
+    /// window's start. Harmless; reclaimed when the log wraps.
+    pub skipped_words: u64,
+    /// Problems that mean corruption (empty when the table is healthy).
+    pub problems: Vec<String>,
+}
+
+impl VerifyReport {
+    /// No corruption found.
+    pub fn is_clean(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+const MAX_PROBLEMS: usize = 100;
+
+impl Cache {
+    /// Check the entry an index word points at, without knowing its key.
+    /// `Ok(Some(h))`: live entry; `Ok(None)`: stale; `Err`: corrupt.
+    fn check_word(
+        &self,
+        bucket: usize,
+        word: u64,
+        scratch: &mut [u8],
+    ) -> Result<Option<EntryHeader>, String> {
+        let g = self.seg.geometry();
+        let shard = bucket & (g.shards as usize - 1);
+        let log = self.seg.log(shard);
+        let t = self.seg.tail(shard).load(Ordering::Acquire);
+        let pos = reconstruct(word, t);
+        if !in_window(pos, t, self.log_words) {
+            return Ok(None);
+        }
+        let h = self.read_any(shard, pos, t, scratch)?;
+        let expected_bucket = (h.hash & (g.buckets - 1)) as usize;
+        if expected_bucket != bucket
+            || super::index::tag_of(word)
+                != super::index::Slot::locate(h.hash, g.buckets, g.shards).tag
+        {
+            return Err(format!(
+                "bucket {bucket}: word {word:#x} points at an entry of another bucket"
+            ));
+        }
+        if !in_window(
+            pos,
+            self.seg.tail(shard).load(Ordering::Acquire),
+            self.log_words,
+        ) {
+            return Ok(None);
+        }
+        let _ = log;
+        Ok(Some(h))
+    }
+
+    /// Read and fully verify the entry at `pos` of `shard` (any key).
+    /// `scratch` must hold `max_value + 256` bytes.
+    pub(crate) fn read_any(
+        &self,
+        shard: usize,
+        pos: u64,
+        tail: u64,
+        scratch: &mut [u8],
+    ) -> Result<EntryHeader, String> {
+        let log = self.seg.log(shard);
+        let h = EntryHeader::decode(&load_header(log, pos))
+            .ok_or_else(|| format!("shard {shard} pos {pos}: no entry magic"))?;
+        if h.pos != pos {
+            return Err(format!(
+                "shard {shard} pos {pos}: entry echoes pos {}",
+                h.pos
+            ));
+        }
+        if h.key_len == 0 || h.value_len > self.max_value {
+            return Err(format!("shard {shard} pos {pos}: bad lengths"));
+        }
+        if pos.wrapping_add(h.words()) > tail {
+            return Err(format!("shard {shard} pos {pos}: entry runs past the tail"));
+        }
+        let key_words = h.key_len.div_ceil(8);
+        let (key, rest) = scratch.split_at_mut(key_words * 8);
+        super::entry::copy_out(log, pos + ENTRY_HEADER_WORDS as u64, key);
+        let value = &mut rest[..h.value_len];
+        super::entry::copy_out(log, pos + (ENTRY_HEADER_WORDS + key_words) as u64, value);
+        if self.hash_key(&key[..h.key_len]) != h.hash {
+            return Err(format!(
+                "shard {shard} pos {pos}: key does not match its hash"
+            ));
+        }
+        if h.compute_checksum(value) != h.checksum {
+            return Err(format!("shard {shard} pos {pos}: checksum mismatch"));
+        }
+        Ok(h)
+    }
+
+    /// Walk the index: how many live entries, how old the oldest.
+    pub fn occupancy(&self) -> Occupancy {
+        let g = *self.seg.geometry();
+        let now = now_secs();
+        let mut occ = Occupancy::default();
+        let mut scratch = vec![0u8; self.max_value + 256];
+        let mut oldest = u32::MAX;
+        for b in 0..g.buckets as usize {
+            for w in self.seg.bucket(b) {
+                let word = w.load(Ordering::Acquire);
+                if word == 0 {
+                    continue;
+                }
+                match self.check_word(b, word, &mut scratch) {
+                    Ok(Some(h)) if h.expiry >= now => {
+                        occ.live_entries += 1;
+                        occ.live_bytes += h.words() * 8;
+                        oldest = oldest.min(h.stored_at);
+                    }
+                    Ok(Some(_)) => occ.expired_entries += 1,
+                    Ok(None) | Err(_) => occ.stale_words += 1,
+                }
+            }
+        }
+        if oldest != u32::MAX {
+            occ.oldest_age_secs = Some((now as u32).wrapping_sub(oldest) as u64);
+        }
+        occ
+    }
+
+    /// Check every index word and walk every shard log. Meant for a quiet
+    /// table (`scsp verify`); under concurrent writes it may report entries
+    /// overwritten while it looked as problems.
+    pub fn verify(&self) -> VerifyReport {
+        let g = *self.seg.geometry();
+        let mut rep = VerifyReport::default();
+        let mut scratch = vec![0u8; self.max_value + 256];
+        let problem = |rep: &mut VerifyReport, p: String| {
+            if rep.problems.len() < MAX_PROBLEMS {
+                rep.problems.push(p);
+            }
+        };
+        for b in 0..g.buckets as usize {
+            for w in self.seg.bucket(b) {
+                let word = w.load(Ordering::Acquire);
+                if word == 0 {
+                    continue;
+                }
+                rep.index_words += 1;
+                match self.check_word(b, word, &mut scratch) {
+                    Ok(Some(_)) => rep.good_entries += 1,
+                    Ok(None) => {}
+                    Err(e) => problem(&mut rep, format!("index {e}")),
+                }
+            }
+        }
+        for shard in 0..g.shards as usize {
+            let t = self.seg.tail(shard).load(Ordering::Acquire);
+            let mut pos = t.saturating_sub(self.log_words);
+            // Bounded: every step advances pos by at least one word.
+            while pos < t {
+                match self.read_any(shard, pos, t, &mut scratch) {
+                    Ok(h) => {
+                        rep.log_entries += 1;
+                        if h.flags & super::FLAG_TOMBSTONE != 0 {
+                            rep.tombstones += 1;
+                        }
+                        pos += h.words();
+                    }
+                    Err(_) => {
+                        rep.skipped_words += 1;
+                        pos += 1;
+                    }
+                }
+            }
+        }
+        rep
+    }
+}

@@ -1,0 +1,583 @@
+//! The session table: `get`/`put`/`take`/`remove` over a shared segment.
+//!
+//! Lock-free and syscall-free. The only contended write is the shard tail
+//! (`fetch_add` to reserve log space); an entry is written with relaxed
+//! stores and published by one Release CAS of an index word. Readers copy an
+//! entry, then prove with an Acquire fence and a second look at the tail that
+//! nobody reserved the bytes again while they copied (a seqlock whose
+//! sequence number is the tail), then verify magic, position, hash, key,
+//! checksum and expiry. Anything inconsistent is a miss.
+//!
+//! Invariants (DESIGN §4), referred to by name in comments below:
+//! - NO-WAIT: no operation waits for another process; a process killed at
+//!   any instruction leaves at worst unreachable log bytes.
+//! - VERIFIED-READ: a value is returned only after the post-copy tail check
+//!   and the checksum pass, so it is never torn, overwritten or another key's.
+//! - BOUNDED: every index is masked, every length clamped, every loop bounded.
+
+mod entry;
+mod index;
+mod inspect;
+
+pub use entry::{EntryHeader, FLAG_TOMBSTONE};
+pub use inspect::{Occupancy, VerifyReport};
+
+use crate::clock::now_secs;
+use crate::config::Config;
+use crate::error::Result;
+use crate::segment::layout::{ENTRY_HEADER_WORDS, MAX_KEY};
+use crate::segment::{Access, Geometry, Segment};
+use crate::stats::{self, Counter, Counters};
+use crate::sync::{fence, Ordering};
+use entry::{copy_in, copy_out, key_equals, load_header, store_header};
+use index::{in_window, reconstruct, tag_of};
+use serde::Serialize;
+use std::path::Path;
+
+/// How long a tombstone (a replicated removal) lives, in seconds.
+const TOMBSTONE_TTL: u64 = 24 * 3600;
+/// How many times a put or take retries a lost CAS race before giving up.
+const CAS_RETRIES: usize = 8;
+
+/// Outcome of [`Cache::put`].
+#[must_use]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stored {
+    /// The value is stored and visible to every process.
+    Ok,
+    /// Refused: the value is larger than the segment's `max_value`.
+    TooLarge,
+    /// Refused: the key is empty or longer than 255 bytes.
+    BadKey,
+}
+
+/// Outcome of [`Cache::get`] and [`Cache::take`].
+#[must_use]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lookup {
+    /// The value was copied to the front of the buffer; this is its length.
+    Hit(usize),
+    /// No live value for the key.
+    Miss,
+    /// The buffer is too small; the value needs this many bytes. Nothing was
+    /// taken. (A hint: the entry may change before the next call.)
+    BufferTooSmall(usize),
+}
+
+/// A snapshot of the table's configuration and counters.
+#[derive(Clone, Debug, Serialize)]
+pub struct Stats {
+    /// Counters summed over every process.
+    pub counters: Counters,
+    /// Bytes of session log (all shards).
+    pub capacity_bytes: u64,
+    /// Number of shards.
+    pub shards: u64,
+    /// Index slots (buckets x 8).
+    pub index_slots: u64,
+    /// Largest value accepted.
+    pub max_value: u64,
+    /// Origin id of this host.
+    pub host_id: u64,
+    /// Creation time, unix seconds.
+    pub created: u64,
+    /// Bytes ever appended to the logs (sum of shard tails).
+    pub appended_bytes: u64,
+    /// Fraction of the log holding data (1.0 once every shard has wrapped).
+    pub log_fill: f64,
+}
+
+/// A shared TLS session cache mapped from a segment file.
+///
+/// Every process (and thread) that opens the same path sees the same table.
+/// Keys and values are session secrets: the segment is created owner-only,
+/// excluded from core dumps, and nothing here logs them.
+pub struct Cache {
+    seg: Segment,
+    counters: stats::Slot,
+    sip: siphasher::sip::SipHasher13,
+    log_words: u64,
+    max_value: usize,
+    host_id: u32,
+}
+
+/// A located index word that led to a verified entry.
+struct Found {
+    word_index: usize,
+    word: u64,
+    header: EntryHeader,
+}
+
+enum Probe {
+    Hit(Found),
+    Miss,
+    Small(usize),
+}
+
+impl Cache {
+    /// Create a new segment at `path` (refused if one exists).
+    pub fn create(path: impl AsRef<Path>, cfg: &Config) -> Result<Cache> {
+        Ok(Cache::from_segment(Segment::create(path.as_ref(), cfg)?))
+    }
+
+    /// Open an existing segment owned by us, validating its header.
+    pub fn open(path: impl AsRef<Path>) -> Result<Cache> {
+        Cache::open_with(path, Access::default())
+    }
+
+    /// Open an existing segment with explicit access rules.
+    pub fn open_with(path: impl AsRef<Path>, access: Access) -> Result<Cache> {
+        Ok(Cache::from_segment(Segment::open(path.as_ref(), access)?))
+    }
+
+    /// Open the segment at `path`, creating it with `cfg` if absent.
+    pub fn open_or_create(path: impl AsRef<Path>, cfg: &Config) -> Result<Cache> {
+        Ok(Cache::from_segment(Segment::open_or_create(
+            path.as_ref(),
+            cfg,
+        )?))
+    }
+
+    /// A process-private cache on the heap (tests, model checking, fuzzing).
+    #[doc(hidden)]
+    pub fn in_memory(geo: Geometry) -> Cache {
+        Cache::from_segment(Segment::heap(geo))
+    }
+
+    fn from_segment(seg: Segment) -> Cache {
+        let g = *seg.geometry();
+        Cache {
+            counters: stats::Slot::claim(&seg),
+            sip: siphasher::sip::SipHasher13::new_with_keys(g.seed[0], g.seed[1]),
+            log_words: g.log_bytes / 8,
+            max_value: g.max_value as usize,
+            host_id: g.host_id as u32,
+            seg,
+        }
+    }
+
+    /// The segment underneath, for adapters that use its extension area.
+    pub fn segment(&self) -> &Segment {
+        &self.seg
+    }
+
+    /// Largest value `put` accepts.
+    pub fn max_value(&self) -> usize {
+        self.max_value
+    }
+
+    /// Origin id stamped on entries written here.
+    pub fn host_id(&self) -> u32 {
+        self.host_id
+    }
+
+    /// The keyed hash of a key: SipHash-1-3 with the segment's seed.
+    #[inline]
+    pub fn hash_key(&self, key: &[u8]) -> u64 {
+        use std::hash::Hasher;
+        let mut h = self.sip;
+        h.write(key);
+        h.finish()
+    }
+
+    #[inline]
+    fn locate(&self, key: &[u8]) -> index::Slot {
+        let g = self.seg.geometry();
+        index::Slot::locate(self.hash_key(key), g.buckets, g.shards)
+    }
+
+    #[inline]
+    fn count(&self, c: Counter) {
+        self.counters.add(&self.seg, c, 1);
+    }
+
+    /// Store `value` under `key` for `ttl_secs` seconds.
+    pub fn put(&self, key: &[u8], value: &[u8], ttl_secs: u32) -> Stored {
+        let expiry = now_secs().saturating_add(ttl_secs as u64);
+        self.put_entry(key, value, expiry, self.host_id, 0)
+    }
+
+    /// Store an entry with explicit expiry (unix seconds), origin and flags.
+    /// Used by the bridge to apply peers' entries unchanged.
+    pub fn put_entry(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        expiry: u64,
+        origin: u32,
+        flags: u8,
+    ) -> Stored {
+        if key.is_empty() || key.len() > MAX_KEY {
+            self.count(Counter::TooLarge);
+            return Stored::BadKey;
+        }
+        if value.len() > self.max_value {
+            self.count(Counter::TooLarge);
+            return Stored::TooLarge;
+        }
+        let slot = self.locate(key);
+        let pos = self.append(&slot, key, value, expiry, origin, flags);
+        if flags & FLAG_TOMBSTONE == 0 {
+            self.publish(&slot, pos);
+            self.count(Counter::Puts);
+        }
+        Stored::Ok
+    }
+
+    /// Reserve log space and write a complete entry; returns its position.
+    fn append(
+        &self,
+        slot: &index::Slot,
+        key: &[u8],
+        value: &[u8],
+        expiry: u64,
+        origin: u32,
+        flags: u8,
+    ) -> u64 {
+        let mut h = EntryHeader {
+            flags,
+            key_len: key.len(),
+            value_len: value.len(),
+            pos: 0,
+            hash: slot.hash,
+            expiry,
+            stored_at: now_secs() as u32,
+            origin,
+            checksum: 0,
+        };
+        let words = h.words();
+        // The only contended write: reserve [pos, pos + words).
+        let pos = self
+            .seg
+            .tail(slot.shard)
+            .fetch_add(words, Ordering::Relaxed);
+        // Pairs with the Acquire fence in `read_verified`: a reader that sees
+        // any byte written below also sees the tail advanced past `pos`.
+        fence(Ordering::Release);
+        h.pos = pos;
+        h.checksum = h.compute_checksum(value);
+        let log = self.seg.log(slot.shard);
+        store_header(log, pos, &h.encode());
+        copy_in(log, pos + ENTRY_HEADER_WORDS as u64, key);
+        copy_in(
+            log,
+            pos + (ENTRY_HEADER_WORDS + key.len().div_ceil(8)) as u64,
+            value,
+        );
+        self.counters
+            .add(&self.seg, Counter::BytesWritten, words * 8);
+        pos
+    }
+
+    /// Point the key's index word at the entry at `pos` (one Release CAS).
+    /// Victim order: the word already holding this tag, an empty word, a
+    /// stale one, else the oldest (lossy eviction).
+    fn publish(&self, slot: &index::Slot, pos: u64) {
+        let bucket = self.seg.bucket(slot.bucket);
+        let tail = self.seg.tail(slot.shard);
+        let new = slot.word(pos);
+        for _ in 0..CAS_RETRIES {
+            let t = tail.load(Ordering::Relaxed);
+            let mut same = None;
+            let mut empty = None;
+            let mut stale = None;
+            let mut oldest: Option<(usize, u64, u64)> = None;
+            for (i, w) in bucket.iter().enumerate() {
+                let v = w.load(Ordering::Relaxed);
+                if v == 0 {
+                    empty = empty.or(Some((i, v)));
+                } else if tag_of(v) == slot.tag {
+                    same = same.or(Some((i, v)));
+                } else {
+                    let p = reconstruct(v, t);
+                    if !in_window(p, t, self.log_words) {
+                        stale = stale.or(Some((i, v)));
+                    } else if oldest.is_none_or(|(_, _, op)| p < op) {
+                        oldest = Some((i, v, p));
+                    }
+                }
+            }
+            let evicting = same.is_none() && empty.is_none() && stale.is_none();
+            let Some((i, old)) = same.or(empty).or(stale).or(oldest.map(|(i, v, _)| (i, v))) else {
+                return;
+            };
+            // Release pairs with the Acquire load of the word in `probe`.
+            if bucket[i]
+                .compare_exchange(old, new, Ordering::Release, Ordering::Relaxed)
+                .is_ok()
+            {
+                if evicting {
+                    self.count(Counter::Evictions);
+                }
+                self.clear_duplicates(bucket, slot.tag, i);
+                return;
+            }
+        }
+        self.count(Counter::Lost);
+    }
+
+    /// Concurrent puts of one key may each take a word; keep only ours.
+    fn clear_duplicates(&self, bucket: &[crate::sync::AtomicU64], tag: u64, keep: usize) {
+        for (i, w) in bucket.iter().enumerate() {
+            let v = w.load(Ordering::Relaxed);
+            if i != keep && v != 0 && tag_of(v) == tag {
+                let _ = w.compare_exchange(v, 0, Ordering::Relaxed, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Copy the value for `key` into `buf`. Writes nothing shared but this
+    /// process's own counters; allocates nothing.
+    pub fn get(&self, key: &[u8], buf: &mut [u8]) -> Lookup {
+        match self.probe(key, buf) {
+            Probe::Hit(f) => {
+                self.count(Counter::Hits);
+                Lookup::Hit(f.header.value_len)
+            }
+            Probe::Small(n) => Lookup::BufferTooSmall(n),
+            Probe::Miss => {
+                self.count(Counter::Misses);
+                Lookup::Miss
+            }
+        }
+    }
+
+    /// `get` into a new `Vec` sized to fit.
+    pub fn get_vec(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.with_vec(|buf| self.get(key, buf))
+    }
+
+    /// Remove and return the value for `key`. Of any number of processes
+    /// taking the same entry at once, exactly one gets it.
+    pub fn take(&self, key: &[u8], buf: &mut [u8]) -> Lookup {
+        let slot = self.locate(key);
+        for _ in 0..CAS_RETRIES {
+            match self.probe_at(&slot, key, buf) {
+                Probe::Hit(f) => {
+                    let w = &self.seg.bucket(slot.bucket)[f.word_index];
+                    // AcqRel: the winner's read of the entry is ordered
+                    // before the word disappears for everyone else.
+                    if w.compare_exchange(f.word, 0, Ordering::AcqRel, Ordering::Relaxed)
+                        .is_ok()
+                    {
+                        self.count(Counter::Hits);
+                        self.count(Counter::Takes);
+                        self.tombstone(&slot, key);
+                        return Lookup::Hit(f.header.value_len);
+                    }
+                }
+                Probe::Small(n) => return Lookup::BufferTooSmall(n),
+                Probe::Miss => break,
+            }
+        }
+        self.count(Counter::Misses);
+        Lookup::Miss
+    }
+
+    /// `take` into a new `Vec` sized to fit.
+    pub fn take_vec(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.with_vec(|buf| self.take(key, buf))
+    }
+
+    fn with_vec(&self, mut op: impl FnMut(&mut [u8]) -> Lookup) -> Option<Vec<u8>> {
+        let mut buf = vec![0u8; 1024.min(self.max_value)];
+        for _ in 0..4 {
+            match op(&mut buf) {
+                Lookup::Hit(n) => {
+                    buf.truncate(n);
+                    return Some(buf);
+                }
+                Lookup::Miss => return None,
+                Lookup::BufferTooSmall(n) => buf.resize(n.min(self.max_value), 0),
+            }
+        }
+        None
+    }
+
+    /// Remove `key` everywhere (a tombstone tells the bridge). Returns
+    /// whether a live entry was removed here.
+    pub fn remove(&self, key: &[u8]) -> bool {
+        if key.is_empty() || key.len() > MAX_KEY {
+            return false;
+        }
+        self.count(Counter::Removes);
+        let slot = self.locate(key);
+        let removed = self.unlink(&slot, key);
+        self.tombstone(&slot, key);
+        removed
+    }
+
+    /// Clear every index word of the bucket that points at `key`, without
+    /// writing a tombstone (the bridge applies peers' tombstones this way).
+    pub fn unlink_key(&self, key: &[u8]) -> bool {
+        if key.is_empty() || key.len() > MAX_KEY {
+            return false;
+        }
+        self.unlink(&self.locate(key), key)
+    }
+
+    fn unlink(&self, slot: &index::Slot, key: &[u8]) -> bool {
+        let bucket = self.seg.bucket(slot.bucket);
+        let log = self.seg.log(slot.shard);
+        let mut removed = false;
+        for w in bucket {
+            let v = w.load(Ordering::Acquire);
+            if v == 0 || tag_of(v) != slot.tag {
+                continue;
+            }
+            let t = self.seg.tail(slot.shard).load(Ordering::Relaxed);
+            let pos = reconstruct(v, t);
+            let hw = load_header(log, pos);
+            let ours = EntryHeader::decode(&hw).is_some_and(|h| {
+                h.pos == pos
+                    && h.hash == slot.hash
+                    && h.key_len == key.len()
+                    && key_equals(log, pos + ENTRY_HEADER_WORDS as u64, key)
+            });
+            if ours
+                && w.compare_exchange(v, 0, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+            {
+                removed = true;
+            }
+        }
+        removed
+    }
+
+    fn tombstone(&self, slot: &index::Slot, key: &[u8]) {
+        self.append(
+            slot,
+            key,
+            &[],
+            now_secs() + TOMBSTONE_TTL,
+            self.host_id,
+            FLAG_TOMBSTONE,
+        );
+    }
+
+    fn probe(&self, key: &[u8], buf: &mut [u8]) -> Probe {
+        if key.is_empty() || key.len() > MAX_KEY {
+            return Probe::Miss;
+        }
+        self.probe_at(&self.locate(key), key, buf)
+    }
+
+    /// Find the key's entry and copy its value into `buf` (VERIFIED-READ).
+    fn probe_at(&self, slot: &index::Slot, key: &[u8], buf: &mut [u8]) -> Probe {
+        let bucket = self.seg.bucket(slot.bucket);
+        for (i, w) in bucket.iter().enumerate() {
+            // Acquire pairs with the Release CAS in `publish`.
+            let word = w.load(Ordering::Acquire);
+            if word == 0 || tag_of(word) != slot.tag {
+                continue;
+            }
+            match self.read_verified(slot, word, key, buf) {
+                Ok(header) => {
+                    return Probe::Hit(Found {
+                        word_index: i,
+                        word,
+                        header,
+                    })
+                }
+                Err(Some(needed)) => return Probe::Small(needed),
+                Err(None) => continue,
+            }
+        }
+        Probe::Miss
+    }
+
+    /// Copy and verify the entry a word points to. `Err(Some(n))`: buffer too
+    /// small for `n` bytes; `Err(None)`: not a live entry for this key.
+    fn read_verified(
+        &self,
+        slot: &index::Slot,
+        word: u64,
+        key: &[u8],
+        buf: &mut [u8],
+    ) -> Result<EntryHeader, Option<usize>> {
+        let tail = self.seg.tail(slot.shard);
+        let log = self.seg.log(slot.shard);
+        let t1 = tail.load(Ordering::Relaxed);
+        let pos = reconstruct(word, t1);
+        let Some(h) = EntryHeader::decode(&load_header(log, pos)) else {
+            return Err(self.corrupt_or_stale(pos, t1));
+        };
+        // Bounded: lengths are checked before any copy uses them.
+        if h.pos != pos
+            || h.hash != slot.hash
+            || h.key_len != key.len()
+            || h.value_len > self.max_value
+            || h.flags & FLAG_TOMBSTONE != 0
+            || pos.wrapping_add(h.words()) > t1
+            || !in_window(pos, t1, self.log_words)
+        {
+            return Err(self.corrupt_or_stale(pos, t1));
+        }
+        if !key_equals(log, pos + ENTRY_HEADER_WORDS as u64, key) {
+            return Err(None);
+        }
+        if h.value_len > buf.len() {
+            return Err(Some(h.value_len));
+        }
+        let value = &mut buf[..h.value_len];
+        copy_out(
+            log,
+            pos + (ENTRY_HEADER_WORDS + key.len().div_ceil(8)) as u64,
+            value,
+        );
+        // Pairs with the Release fence in `append`: if any word we copied was
+        // written by a later reservation, this load sees that reservation.
+        fence(Ordering::Acquire);
+        let t2 = tail.load(Ordering::Relaxed);
+        if !in_window(pos, t2, self.log_words) {
+            return Err(None);
+        }
+        if h.compute_checksum(value) != h.checksum {
+            self.count(Counter::Corrupt);
+            return Err(None);
+        }
+        if h.expiry < now_secs() {
+            self.count(Counter::Expired);
+            return Err(None);
+        }
+        Ok(h)
+    }
+
+    /// A word whose entry does not check out is stale if it left the log
+    /// window, corrupt otherwise.
+    fn corrupt_or_stale(&self, pos: u64, tail: u64) -> Option<usize> {
+        if in_window(pos, tail, self.log_words) {
+            self.count(Counter::Corrupt);
+        }
+        None
+    }
+
+    /// Counters and fill levels. Cheap: no index walk.
+    pub fn stats(&self) -> Stats {
+        let g = self.seg.geometry();
+        let mut appended = 0u64;
+        let mut filled = 0u64;
+        for s in 0..g.shards as usize {
+            let t = self.seg.tail(s).load(Ordering::Relaxed);
+            appended = appended.wrapping_add(t.wrapping_mul(8));
+            filled += t.min(self.log_words);
+        }
+        Stats {
+            counters: stats::sum(&self.seg),
+            capacity_bytes: g.log_bytes * g.shards,
+            shards: g.shards,
+            index_slots: g.buckets * 8,
+            max_value: g.max_value,
+            host_id: g.host_id,
+            created: g.created,
+            appended_bytes: appended,
+            log_fill: filled as f64 / (self.log_words * g.shards) as f64,
+        }
+    }
+}
+
+impl Drop for Cache {
+    fn drop(&mut self) {
+        self.counters.release(&self.seg);
+    }
+}

@@ -1,0 +1,113 @@
+//! Single-process behaviour of the table on a real segment file.
+
+use scsp::{Cache, Config, Lookup, Stored};
+use std::os::unix::fs::PermissionsExt;
+
+fn small() -> Config {
+    Config {
+        size: 1 << 20,
+        shards: 2,
+        max_value: 1024,
+        ..Config::default()
+    }
+}
+
+#[test]
+fn put_then_get_returns_the_value_and_take_returns_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cache::create(dir.path().join("seg"), &small()).unwrap();
+    assert_eq!(c.put(b"k1", b"hello", 60), Stored::Ok);
+    assert_eq!(c.get_vec(b"k1").as_deref(), Some(&b"hello"[..]));
+    assert_eq!(c.put(b"k1", b"world!", 60), Stored::Ok);
+    assert_eq!(c.get_vec(b"k1").as_deref(), Some(&b"world!"[..]));
+    assert_eq!(c.take_vec(b"k1").as_deref(), Some(&b"world!"[..]));
+    assert_eq!(c.take_vec(b"k1"), None);
+    assert_eq!(c.get_vec(b"k1"), None);
+}
+
+#[test]
+fn small_buffer_reports_the_needed_size_without_taking() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cache::create(dir.path().join("seg"), &small()).unwrap();
+    let _ = c.put(b"k", &[7u8; 100], 60);
+    let mut buf = [0u8; 10];
+    assert_eq!(c.get(b"k", &mut buf), Lookup::BufferTooSmall(100));
+    assert_eq!(c.take(b"k", &mut buf), Lookup::BufferTooSmall(100));
+    let mut big = [0u8; 100];
+    assert_eq!(c.take(b"k", &mut big), Lookup::Hit(100));
+}
+
+#[test]
+fn oversized_values_and_bad_keys_are_refused_not_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cache::create(dir.path().join("seg"), &small()).unwrap();
+    assert_eq!(c.put(b"k", &[0u8; 1025], 60), Stored::TooLarge);
+    assert_eq!(c.put(b"", b"v", 60), Stored::BadKey);
+    assert_eq!(c.put(&[1u8; 256], b"v", 60), Stored::BadKey);
+    assert_eq!(c.put(&[1u8; 255], &[2u8; 1024], 60), Stored::Ok);
+    assert_eq!(c.stats().counters.too_large, 3);
+}
+
+#[test]
+fn remove_hides_the_value_from_every_opener() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("seg");
+    let a = Cache::create(&path, &small()).unwrap();
+    let b = Cache::open(&path).unwrap();
+    let _ = a.put(b"k", b"v", 60);
+    assert_eq!(b.get_vec(b"k").as_deref(), Some(&b"v"[..]));
+    assert!(b.remove(b"k"));
+    assert_eq!(a.get_vec(b"k"), None);
+}
+
+#[test]
+fn expired_entries_are_misses() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cache::create(dir.path().join("seg"), &small()).unwrap();
+    let _ = c.put_entry(b"old", b"v", scsp::clock::now_secs() - 1, 1, 0);
+    assert_eq!(c.get_vec(b"old"), None);
+    assert_eq!(c.stats().counters.expired, 1);
+}
+
+#[test]
+fn segment_is_created_owner_only_and_create_refuses_an_existing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("seg");
+    let _c = Cache::create(&path, &small()).unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let err = Cache::create(&path, &small()).err().unwrap();
+    assert!(matches!(err, scsp::Error::AlreadyExists(_)), "{err}");
+}
+
+#[test]
+fn symlinks_and_foreign_files_are_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("seg");
+    let _c = Cache::create(&path, &small()).unwrap();
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&path, &link).unwrap();
+    let err = Cache::open(&link).err().unwrap();
+    assert!(err.to_string().contains("symbolic link"), "{err}");
+    let junk = dir.path().join("junk");
+    std::fs::write(&junk, vec![0u8; 8192]).unwrap();
+    let err = Cache::open(&junk).err().unwrap();
+    assert!(err.to_string().contains("not an scsp segment"), "{err}");
+}
+
+#[test]
+fn a_full_log_wraps_and_keeps_serving_recent_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cache::create(dir.path().join("seg"), &small()).unwrap();
+    for i in 0..20_000u32 {
+        let _ = c.put(&i.to_le_bytes(), &[i as u8; 200], 60);
+    }
+    assert_eq!(
+        c.get_vec(&19_999u32.to_le_bytes()),
+        Some(vec![19_999u32 as u8; 200])
+    );
+    assert_eq!(c.get_vec(&0u32.to_le_bytes()), None);
+    assert!(c.stats().log_fill > 0.99);
+    let report = c.verify();
+    assert!(report.is_clean(), "{:?}", report.problems);
+}

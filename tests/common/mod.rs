@@ -176,3 +176,46 @@ impl Drop for Children {
         }
     }
 }
+
+/// A page of `AtomicU64`s shared with forked children (MAP_SHARED |
+/// MAP_ANONYMOUS): stop flags and counters that survive a child's SIGKILL.
+pub struct SharedWords {
+    ptr: *mut std::sync::atomic::AtomicU64,
+    len: usize,
+}
+
+// SAFETY: only ever accessed through atomics.
+unsafe impl Sync for SharedWords {}
+
+impl SharedWords {
+    pub fn new(len: usize) -> SharedWords {
+        let bytes = (len * 8).max(8);
+        // SAFETY: a fresh anonymous mapping; no existing memory is affected.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(p, libc::MAP_FAILED, "mmap shared page");
+        SharedWords { ptr: p.cast(), len }
+    }
+
+    pub fn word(&self, i: usize) -> &std::sync::atomic::AtomicU64 {
+        assert!(i < self.len);
+        // SAFETY: `i` is in bounds of a zero-filled, page-aligned mapping
+        // that lives as long as `self`; AtomicU64 accepts any bit pattern.
+        unsafe { &*self.ptr.add(i) }
+    }
+}
+
+impl Drop for SharedWords {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in `new`.
+        unsafe { libc::munmap(self.ptr.cast(), (self.len * 8).max(8)) };
+    }
+}

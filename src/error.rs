@@ -63,6 +63,7 @@ pub enum Error {
 }
 
 impl Error {
+    #[cfg_attr(loom, allow(dead_code))] // only file segments do I/O
     pub(crate) fn io(path: &std::path::Path, op: &'static str, source: io::Error) -> Self {
         Error::Io {
             path: path.to_path_buf(),

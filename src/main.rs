@@ -1,11 +1,13 @@
 //! `scsp`: create, inspect and verify segments; serve, bridge, demo, bench.
 
+#[cfg(not(loom))]
 mod cli;
 
-use clap::Parser;
 use std::process::ExitCode;
 
+#[cfg(not(loom))]
 fn main() -> ExitCode {
+    use clap::Parser;
     let args = cli::Cli::parse();
     match cli::run(args) {
         Ok(code) => code,
@@ -14,4 +16,12 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Under `cfg(loom)` atomics are model-checker objects, not shared memory,
+/// so there are no segment files to work on: the binary is a stub.
+#[cfg(loom)]
+fn main() -> ExitCode {
+    eprintln!("scsp: built with --cfg loom for model checking; rebuild without it");
+    ExitCode::from(2)
 }

@@ -7,7 +7,7 @@
 //! there first. An opener therefore sees either nothing or a finished segment.
 
 use super::layout::{Geometry, H_STATE, PAGE};
-use super::{Backing, Segment};
+use super::{Access, Backing, Segment};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::sync::Ordering;
@@ -16,21 +16,6 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
-
-/// How an existing segment may be opened.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Access {
-    /// Accept a segment owned by another user (off by default).
-    pub allow_foreign_owner: bool,
-}
-
-impl From<&Config> for Access {
-    fn from(c: &Config) -> Self {
-        Access {
-            allow_foreign_owner: c.allow_foreign_owner,
-        }
-    }
-}
 
 fn random_seed() -> [u64; 2] {
     let mut buf = [0u8; 16];

@@ -253,6 +253,7 @@ impl Geometry {
 
     /// Validate header words read from a file of `file_len` bytes, field by
     /// field, and return the geometry they describe.
+    #[cfg_attr(loom, allow(dead_code))] // only file segments have a header to read
     pub(crate) fn from_header(path: &Path, w: &[u64], file_len: u64) -> Result<Geometry> {
         let corrupt = |what: String| Error::Corrupt {
             path: path.to_path_buf(),

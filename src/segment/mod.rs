@@ -6,14 +6,34 @@
 //! process may be writing (DESIGN §4 invariant 5). Regions are addressed by
 //! word offsets from the start, never by pointers.
 
+// File creation and mapping; under `cfg(loom)` shared words are model-checker
+// objects, not memory, so only heap segments exist there.
+#[cfg(not(loom))]
 mod file;
 pub mod layout;
 
-pub use file::{remove, Access};
+#[cfg(not(loom))]
+pub use file::remove;
 pub use layout::Geometry;
 
+use crate::config::Config;
 use crate::sync::AtomicU64;
 use layout::{H_STATE, STATE_READY};
+
+/// How an existing segment may be opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Access {
+    /// Accept a segment owned by another user (off by default).
+    pub allow_foreign_owner: bool,
+}
+
+impl From<&Config> for Access {
+    fn from(c: &Config) -> Self {
+        Access {
+            allow_foreign_owner: c.allow_foreign_owner,
+        }
+    }
+}
 
 /// Where the words live: a shared file mapping, or (for tests and model
 /// checking) the heap.

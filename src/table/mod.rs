@@ -23,15 +23,19 @@ pub use entry::{EntryHeader, FLAG_TOMBSTONE};
 pub use inspect::{Occupancy, VerifyReport};
 
 use crate::clock::now_secs;
+#[cfg(not(loom))]
 use crate::config::Config;
 use crate::error::Result;
 use crate::segment::layout::{ENTRY_HEADER_WORDS, MAX_KEY};
-use crate::segment::{Access, Geometry, Segment};
+#[cfg(not(loom))]
+use crate::segment::Access;
+use crate::segment::{Geometry, Segment};
 use crate::stats::{self, Counter, Counters};
 use crate::sync::{fence, Ordering};
 use entry::{copy_in, copy_out, key_equals, load_header, store_header};
 use index::{in_window, reconstruct, tag_of};
 use serde::Serialize;
+#[cfg(not(loom))]
 use std::path::Path;
 
 /// How long a tombstone (a replicated removal) lives, in seconds.
@@ -116,21 +120,25 @@ enum Probe {
 
 impl Cache {
     /// Create a new segment at `path` (refused if one exists).
+    #[cfg(not(loom))]
     pub fn create(path: impl AsRef<Path>, cfg: &Config) -> Result<Cache> {
         Ok(Cache::from_segment(Segment::create(path.as_ref(), cfg)?))
     }
 
     /// Open an existing segment owned by us, validating its header.
+    #[cfg(not(loom))]
     pub fn open(path: impl AsRef<Path>) -> Result<Cache> {
         Cache::open_with(path, Access::default())
     }
 
     /// Open an existing segment with explicit access rules.
+    #[cfg(not(loom))]
     pub fn open_with(path: impl AsRef<Path>, access: Access) -> Result<Cache> {
         Ok(Cache::from_segment(Segment::open(path.as_ref(), access)?))
     }
 
     /// Open the segment at `path`, creating it with `cfg` if absent.
+    #[cfg(not(loom))]
     pub fn open_or_create(path: impl AsRef<Path>, cfg: &Config) -> Result<Cache> {
         Ok(Cache::from_segment(Segment::open_or_create(
             path.as_ref(),

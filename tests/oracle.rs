@@ -161,7 +161,9 @@ proptest! {
 fn lossy_oracle_run_is_not_vacuous() {
     let cache = Cache::in_memory(Geometry::tiny(2, 2, 2048, MAX_VALUE as u64));
     let mut rng = common::Rng::new(7);
-    let ops: Vec<Op> = (0..2000)
+    // Miri interprets every hash: keep its run short (~1 min).
+    let n = if cfg!(miri) { 200 } else { 2000 };
+    let ops: Vec<Op> = (0..n)
         .map(|_| {
             let key = rng.below(4) as u32;
             match rng.below(4) {
@@ -175,5 +177,5 @@ fn lossy_oracle_run_is_not_vacuous() {
         })
         .collect();
     let hits = run_against_oracle(&cache, &ops).unwrap();
-    assert!(hits > 200, "only {hits} hits");
+    assert!(hits > n / 10, "only {hits} hits");
 }

@@ -40,7 +40,9 @@ impl From<&Config> for Access {
 enum Backing {
     #[cfg(not(loom))]
     Mapped(#[allow(dead_code)] memmap2::MmapRaw),
-    Heap(#[allow(dead_code)] Box<[AtomicU64]>),
+    // A Vec, not a Box: moving a Box into `_backing` would retag it as unique
+    // and invalidate `base` (Miri, Stacked Borrows); moving a Vec does not.
+    Heap(#[allow(dead_code)] Vec<AtomicU64>),
 }
 
 /// A validated, mapped segment. Cheap to share between threads.
@@ -67,7 +69,7 @@ impl Segment {
         if geo.seed == [0, 0] {
             geo.seed = [0x5eed_0001, 0x5eed_0002];
         }
-        let words: Box<[AtomicU64]> = (0..geo.total_words()).map(|_| AtomicU64::new(0)).collect();
+        let words: Vec<AtomicU64> = (0..geo.total_words()).map(|_| AtomicU64::new(0)).collect();
         let seg = Segment {
             base: words.as_ptr(),
             len_words: words.len(),

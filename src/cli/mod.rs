@@ -1,6 +1,7 @@
 //! Command-line interface. Each subcommand lives in its own module.
 
 mod create;
+mod demo;
 mod serve;
 mod size;
 mod stats;
@@ -30,6 +31,8 @@ enum Command {
     Verify(verify::Args),
     /// Run a prefork HTTPS server whose workers share one session cache.
     Serve(serve::Args),
+    /// Show the pool at work: no sharing vs a segment per host vs segments + bridge.
+    Demo(demo::Args),
 }
 
 /// Run a parsed command line.
@@ -39,5 +42,6 @@ pub fn run(cli: Cli) -> CliResult<ExitCode> {
         Command::Stats(a) => stats::run(a),
         Command::Verify(a) => verify::run(a),
         Command::Serve(a) => serve::run(a),
+        Command::Demo(a) => demo::run(a),
     }
 }

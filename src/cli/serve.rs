@@ -46,6 +46,10 @@ pub struct Args {
     /// Size of the segment's session log if it has to be created.
     #[arg(long, default_value = "64MiB", value_parser = parse_size)]
     size: u64,
+    /// Host id stamped on sessions made here, if the segment has to be
+    /// created (distinct per host of a bridged pool).
+    #[arg(long, default_value_t = 1)]
+    host_id: u32,
     /// Each worker keeps a private in-process cache (the no-sharing baseline).
     #[arg(long)]
     private_cache: bool,
@@ -75,6 +79,7 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
                 segment: a.segment,
                 config: scsp::Config {
                     size: a.size,
+                    host_id: a.host_id,
                     ..scsp::Config::default()
                 },
             }

@@ -24,6 +24,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod segment;
+pub mod server;
 pub mod stats;
 mod sync;
 pub mod table;

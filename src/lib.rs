@@ -24,6 +24,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod keyring;
+pub mod rustls;
 pub mod segment;
 pub mod stats;
 mod sync;

@@ -26,6 +26,7 @@ pub mod error;
 pub mod keyring;
 pub mod rustls;
 pub mod segment;
+pub mod server;
 pub mod stats;
 mod sync;
 pub mod table;

@@ -1,6 +1,8 @@
 //! Command-line interface. Each subcommand lives in its own module.
 
 mod create;
+mod demo;
+mod serve;
 mod size;
 mod stats;
 mod verify;
@@ -27,6 +29,10 @@ enum Command {
     Stats(stats::Args),
     /// Validate a segment's header, index and logs; exit 1 if corrupt.
     Verify(verify::Args),
+    /// Run a prefork HTTPS server whose workers share one session cache.
+    Serve(serve::Args),
+    /// Show the pool at work: no sharing vs a segment per host vs segments + bridge.
+    Demo(demo::Args),
 }
 
 /// Run a parsed command line.
@@ -35,5 +41,7 @@ pub fn run(cli: Cli) -> CliResult<ExitCode> {
         Command::Create(a) => create::run(a),
         Command::Stats(a) => stats::run(a),
         Command::Verify(a) => verify::run(a),
+        Command::Serve(a) => serve::run(a),
+        Command::Demo(a) => demo::run(a),
     }
 }

@@ -1,0 +1,334 @@
+//! `scsp demo`: the pool, shown. Starts simulated hosts on loopback, drives
+//! returning visitors through a balancer, and compares three set-ups on the
+//! same load: (a) no sharing, (b) one shared segment per host, (c) shared
+//! segments mirrored by the bridge.
+
+mod certs;
+mod load;
+mod pool;
+mod report;
+
+use super::CliResult;
+use indicatif::{ProgressBar, ProgressStyle};
+use load::{Balance, LoadSpec};
+use pool::{Guarded, Host};
+use std::path::Path;
+use std::process::{Command, ExitCode};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+enum Tls {
+    #[value(name = "1.2")]
+    #[serde(rename = "1.2")]
+    V12,
+    #[value(name = "1.3")]
+    #[serde(rename = "1.3")]
+    V13,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Simulated hosts, each on its own 127.0.0.x address.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=8))]
+    hosts: u16,
+    /// Worker processes per host.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=16))]
+    workers: u16,
+    /// Returning visitors.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    clients: u32,
+    /// Visits per visitor (the first is always a full handshake).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(2..=1000))]
+    reconnects: u32,
+    /// How the balancer spreads connections over all workers.
+    #[arg(long, value_enum, default_value = "round-robin")]
+    balance: Balance,
+    /// TLS version.
+    #[arg(long, value_enum, default_value = "1.3")]
+    tls: Tls,
+    /// Server key type.
+    #[arg(long, value_enum, default_value = "ecdsa")]
+    key_type: certs::KeyType,
+    /// Resume with stateless tickets (shared ticket keys) instead of the
+    /// shared session cache.
+    #[arg(long)]
+    tickets: bool,
+    /// Client threads making connections at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    client_threads: u16,
+    /// Print one JSON document instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Also write a self-contained HTML page with the table and a chart.
+    #[arg(long)]
+    report: Option<std::path::PathBuf>,
+    /// Seed for the balancer and arrival order.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+/// The three set-ups compared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Setup {
+    /// Each worker its own in-process rustls cache.
+    NoSharing,
+    /// One shared segment per host, no bridge.
+    SharedPerHost,
+    /// Shared segments mirrored between hosts by the bridge.
+    SharedPool,
+}
+
+impl Setup {
+    fn label(self) -> &'static str {
+        match self {
+            Setup::NoSharing => "(a) no sharing",
+            Setup::SharedPerHost => "(b) segment per host",
+            Setup::SharedPool => "(c) segment + bridge",
+        }
+    }
+}
+
+const TLS12_ONLY: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS12];
+const TLS13_ONLY: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_interrupt(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+fn install_interrupt_handler() {
+    let action = nix::sys::signal::SigAction::new(
+        nix::sys::signal::SigHandler::Handler(on_interrupt),
+        nix::sys::signal::SaFlags::SA_RESTART,
+        nix::sys::signal::SigSet::empty(),
+    );
+    for sig in [
+        nix::sys::signal::Signal::SIGINT,
+        nix::sys::signal::Signal::SIGTERM,
+    ] {
+        // SAFETY: the handler only stores to a static atomic.
+        let _ = unsafe { nix::sys::signal::sigaction(sig, &action) };
+    }
+}
+
+fn scsp_exe() -> Result<std::path::PathBuf, String> {
+    std::env::current_exe().map_err(|e| format!("cannot find the scsp binary: {e}"))
+}
+
+/// Start host `i` for `setup`.
+fn start_host(
+    a: &Args,
+    setup: Setup,
+    dir: &Path,
+    i: usize,
+    c: &certs::DemoCerts,
+) -> Result<Host, String> {
+    let hdir = pool::host_dir(dir, i);
+    std::fs::create_dir_all(&hdir).map_err(|e| e.to_string())?;
+    let segment = hdir.join(format!("{setup:?}.seg"));
+    let mut cmd = Command::new(scsp_exe()?);
+    cmd.arg("serve")
+        .arg("--cert")
+        .arg(&c.server_cert)
+        .arg("--key")
+        .arg(&c.server_key)
+        .arg("--addr")
+        .arg(format!("{}:0", pool::host_ip(i)))
+        .arg("--workers")
+        .arg(a.workers.to_string())
+        .arg("--port-per-worker")
+        .arg("--segment")
+        .arg(&segment)
+        .arg("--size")
+        .arg("16MiB")
+        .arg("--tickets")
+        .arg(if a.tickets { "on" } else { "off" })
+        .arg("--tls")
+        .arg(match a.tls {
+            Tls::V12 => "1.2",
+            Tls::V13 => "1.3",
+        });
+    if setup == Setup::NoSharing {
+        cmd.arg("--private-cache");
+    }
+    let name = format!("host {i} server");
+    let (server, lines) = pool::start_until_ready(&name, &mut cmd, Duration::from_secs(20))?;
+    let workers = pool::parse_workers(&lines);
+    if workers.len() != a.workers as usize {
+        return Err(format!(
+            "{name} reported {} workers, expected {}",
+            workers.len(),
+            a.workers
+        ));
+    }
+    let mut processes = vec![server];
+    if setup == Setup::SharedPool {
+        processes.push(start_bridge(a, dir, i, &segment)?);
+    }
+    Ok(Host {
+        index: i,
+        workers,
+        processes,
+    })
+}
+
+fn start_bridge(_a: &Args, _dir: &Path, i: usize, _segment: &Path) -> Result<Guarded, String> {
+    Err(format!(
+        "host {i}: the bridge is not available in this build"
+    ))
+}
+
+/// Everything measured for one set-up.
+#[derive(Debug, serde::Serialize)]
+pub struct Outcome {
+    setup: Setup,
+    label: &'static str,
+    connections: u64,
+    returning: u64,
+    resumed: u64,
+    full_handshakes: u64,
+    failed: u64,
+    /// Resumed share of returning visits, in percent.
+    resumed_pct: f64,
+    handshakes_per_sec: f64,
+    /// Server CPU (workers and bridge) per connection, microseconds.
+    server_cpu_us_per_conn: f64,
+    latency_p50_ms: f64,
+    latency_p99_ms: f64,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1e3
+}
+
+fn run_setup(
+    a: &Args,
+    setup: Setup,
+    dir: &Path,
+    c: &certs::DemoCerts,
+    bar: &ProgressBar,
+) -> Result<Outcome, String> {
+    bar.set_message(setup.label());
+    let mut hosts = Vec::new();
+    for i in 0..a.hosts as usize {
+        hosts.push(start_host(a, setup, dir, i, c)?);
+    }
+    let targets: Vec<_> = hosts
+        .iter()
+        .flat_map(|h| h.workers.iter().map(|w| w.1))
+        .collect();
+    let pids: Vec<u32> = hosts
+        .iter()
+        .flat_map(|h| {
+            h.workers
+                .iter()
+                .map(|w| w.0)
+                .chain(h.processes.iter().skip(1).map(Guarded::pid))
+        })
+        .collect();
+    let cpu_before: f64 = pids.iter().map(|p| pool::cpu_seconds(*p)).sum();
+    let spec = LoadSpec {
+        clients: a.clients as usize,
+        reconnects: a.reconnects as usize,
+        balance: a.balance,
+        threads: a.client_threads as usize,
+        versions: match a.tls {
+            Tls::V12 => TLS12_ONLY,
+            Tls::V13 => TLS13_ONLY,
+        },
+        ca_der: c.ca_der.clone(),
+        seed: a.seed,
+    };
+    let mut r = load::run(&spec, &targets, &INTERRUPTED, &|| bar.inc(1))?;
+    let cpu: f64 = pids.iter().map(|p| pool::cpu_seconds(*p)).sum::<f64>() - cpu_before;
+    for h in &mut hosts {
+        for p in &mut h.processes {
+            if let Some(status) = p.exited() {
+                return Err(format!(
+                    "{} (host {}) died during the run: {status}",
+                    p.name, h.index
+                ));
+            }
+        }
+    }
+    if r.failed > 0 {
+        return Err(format!(
+            "{}: {} of {} connections failed; first error: {}",
+            setup.label(),
+            r.failed,
+            r.failed + r.connections,
+            r.first_error.unwrap_or_default()
+        ));
+    }
+    r.latencies.sort();
+    Ok(Outcome {
+        setup,
+        label: setup.label(),
+        connections: r.connections,
+        returning: r.returning,
+        resumed: r.resumed,
+        full_handshakes: r.full,
+        failed: r.failed,
+        resumed_pct: if r.returning == 0 {
+            0.0
+        } else {
+            100.0 * r.resumed as f64 / r.returning as f64
+        },
+        handshakes_per_sec: r.connections as f64 / r.wall.as_secs_f64().max(1e-9),
+        server_cpu_us_per_conn: cpu * 1e6 / r.connections.max(1) as f64,
+        latency_p50_ms: percentile(&r.latencies, 0.50),
+        latency_p99_ms: percentile(&r.latencies, 0.99),
+    })
+}
+
+pub fn run(a: Args) -> CliResult<ExitCode> {
+    install_interrupt_handler();
+    pool::check_loopback(a.hosts as usize)?;
+    let base = if Path::new("/dev/shm").is_dir() {
+        "/dev/shm"
+    } else {
+        "/tmp"
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("scsp-demo-")
+        .tempdir_in(base)
+        .map_err(|e| format!("cannot make a temporary directory in {base}: {e}"))?;
+    let c = certs::make(dir.path(), a.key_type)?;
+    let setups = [Setup::NoSharing, Setup::SharedPerHost, Setup::SharedPool];
+    let total = (a.clients as u64) * (a.reconnects as u64) * setups.len() as u64;
+    let bar = if a.json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(total).with_style(
+            ProgressStyle::with_template("{msg:22} [{bar:40}] {pos}/{len} connections ({elapsed})")
+                .map_err(|e| e.to_string())?
+                .progress_chars("=> "),
+        )
+    };
+    let mut outcomes = Vec::new();
+    for setup in setups {
+        outcomes.push(run_setup(&a, setup, dir.path(), &c, &bar)?);
+    }
+    bar.finish_and_clear();
+    let summary = report::Summary::new(&a, outcomes);
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print!("{}", summary.table());
+    }
+    if let Some(path) = &a.report {
+        std::fs::write(path, summary.html())
+            .map_err(|e| format!("cannot write report {}: {e}", path.display()))?;
+        if !a.json {
+            println!("report written to {}", path.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,162 @@
+//! Starting and stopping the demo's simulated hosts: one `scsp serve` (and,
+//! when sharing across hosts, one `scsp bridge`) per host, each on its own
+//! loopback address. Every process is owned by a guard that stops it on drop,
+//! so an error, a panic or Ctrl-C leaves nothing running.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A child process stopped (SIGTERM, then SIGKILL after 5 s) when dropped.
+pub struct Guarded {
+    pub name: String,
+    child: Child,
+}
+
+impl Guarded {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Did the process exit already? (A host that dies fails the demo.)
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running simulated host.
+pub struct Host {
+    pub index: usize,
+    pub workers: Vec<(u32, SocketAddr)>,
+    /// Kept for their Drop: the server, then the bridge if any.
+    pub processes: Vec<Guarded>,
+}
+
+/// Start a process and wait until it prints `ready`, collecting the lines
+/// before it. Errors carry what the process printed.
+pub fn start_until_ready(
+    name: &str,
+    cmd: &mut Command,
+    timeout: Duration,
+) -> Result<(Guarded, Vec<String>), String> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {name}: {e}"))?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let stderr = child.stderr.take().ok_or("no stderr")?;
+    let guard = Guarded {
+        name: name.to_string(),
+        child,
+    };
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let (etx, erx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            all.push_str(&line);
+            all.push('\n');
+            let _ = etx.send(all.clone());
+        }
+    });
+    let deadline = Instant::now() + timeout;
+    let mut lines = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) if l.trim() == "ready" => return Ok((guard, lines)),
+            Ok(l) => lines.push(l),
+            Err(_) => {
+                let err = erx.try_iter().last().unwrap_or_default();
+                return Err(format!(
+                    "{name} did not become ready within {timeout:?}: {}",
+                    err.trim()
+                ));
+            }
+        }
+    }
+}
+
+/// Parse `worker I pid P listening on ADDR` lines of `scsp serve`.
+pub fn parse_workers(lines: &[String]) -> Vec<(u32, SocketAddr)> {
+    lines
+        .iter()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            match f.as_slice() {
+                ["worker", _, "pid", pid, "listening", "on", addr] => {
+                    Some((pid.parse().ok()?, addr.parse().ok()?))
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// CPU seconds (user + system) a process has used, from /proc.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+        return 0.0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|&i| f.get(i).and_then(|v| v.parse::<f64>().ok()))
+        .sum();
+    // SAFETY: sysconf has no memory effects.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    ticks / hz
+}
+
+/// The loopback address of simulated host `i`.
+pub fn host_ip(i: usize) -> String {
+    format!("127.0.0.{}", 11 + i)
+}
+
+/// Check that we can bind every host address before starting anything.
+pub fn check_loopback(hosts: usize) -> Result<(), String> {
+    for i in 0..hosts {
+        let ip = host_ip(i);
+        std::net::TcpListener::bind((ip.as_str(), 0)).map_err(|e| {
+            format!("cannot bind loopback address {ip}: {e} (the demo needs 127.0.0.11.. on the lo interface)")
+        })?;
+    }
+    Ok(())
+}
+
+/// Files of one simulated host inside the demo's directory.
+pub fn host_dir(base: &Path, i: usize) -> PathBuf {
+    base.join(format!("host{i}"))
+}

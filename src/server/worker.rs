@@ -1,0 +1,146 @@
+//! One worker process: a rustls `ServerConfig` on the shared cache, and a
+//! sequential accept loop answering a tiny HTTP response.
+
+use super::{ServeOptions, SessionCache, Versions};
+use crate::error::{Error, Result};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ServerConfig, ServerConnection};
+use rustls::HandshakeKind;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_REQUEST: usize = 8 << 10;
+
+fn load_certs(
+    opts: &ServeOptions,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+    let certs: Vec<_> = CertificateDer::pem_file_iter(&opts.cert)
+        .and_then(|it| it.collect::<std::result::Result<Vec<_>, _>>())
+        .map_err(|e| {
+            Error::Config(format!(
+                "--cert {}: cannot read a PEM certificate chain: {e}",
+                opts.cert.display()
+            ))
+        })?;
+    if certs.is_empty() {
+        return Err(Error::Config(format!(
+            "--cert {}: no CERTIFICATE block found",
+            opts.cert.display()
+        )));
+    }
+    let key = PrivateKeyDer::from_pem_file(&opts.key).map_err(|e| {
+        Error::Config(format!(
+            "--key {}: cannot read a PEM private key: {e}",
+            opts.key.display()
+        ))
+    })?;
+    Ok((certs, key))
+}
+
+/// Build the TLS configuration a worker serves with.
+pub(super) fn server_config(opts: &ServeOptions) -> Result<ServerConfig> {
+    let (certs, key) = load_certs(opts)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let versions: &[&rustls::SupportedProtocolVersion] = match opts.versions {
+        Versions::Tls12 => &[&rustls::version::TLS12],
+        Versions::Tls13 => &[&rustls::version::TLS13],
+        Versions::Both => &[&rustls::version::TLS13, &rustls::version::TLS12],
+    };
+    let mut cfg = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .map_err(|e| Error::Config(format!("TLS versions: {e}")))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| Error::Config(format!("--cert/--key do not form a usable pair: {e}")))?;
+    match &opts.cache {
+        SessionCache::Private => {
+            cfg.session_storage = rustls::server::ServerSessionMemoryCache::new(4096);
+            if opts.tickets {
+                cfg.ticketer = rustls::crypto::ring::Ticketer::new()
+                    .map_err(|e| Error::Config(format!("ticket keys: {e}")))?;
+            }
+        }
+        SessionCache::Shared { .. } => {
+            return Err(Error::Config(
+                "shared session cache: rustls adapter not built yet".into(),
+            ));
+        }
+    }
+    cfg.send_tls13_tickets = 1;
+    Ok(cfg)
+}
+
+/// Check certificate, key and cache settings before any worker starts.
+pub(super) fn check_config(opts: &ServeOptions) -> Result<()> {
+    server_config(opts).map(|_| ())
+}
+
+/// Restore default signal actions the supervisor changed, and die with it.
+fn become_worker() {
+    let default = nix::sys::signal::SigAction::new(
+        nix::sys::signal::SigHandler::SigDfl,
+        nix::sys::signal::SaFlags::empty(),
+        nix::sys::signal::SigSet::empty(),
+    );
+    for sig in [
+        nix::sys::signal::Signal::SIGTERM,
+        nix::sys::signal::Signal::SIGINT,
+    ] {
+        // SAFETY: restoring the default action is always sound.
+        let _ = unsafe { nix::sys::signal::sigaction(sig, &default) };
+    }
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number and no pointers.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) };
+}
+
+/// The worker's main loop. Returns only on a fatal error.
+pub(super) fn run(opts: &ServeOptions, listener: &TcpListener, _index: usize) -> Result<()> {
+    become_worker();
+    let config = Arc::new(server_config(opts)?);
+    let pid = std::process::id();
+    loop {
+        let (sock, _) = match listener.accept() {
+            Ok(s) => s,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::Config(format!("accept failed: {e}"))),
+        };
+        // A failed connection only ends that connection.
+        let _ = serve_one(sock, &config, pid);
+    }
+}
+
+fn serve_one(sock: TcpStream, config: &Arc<ServerConfig>, pid: u32) -> std::io::Result<()> {
+    sock.set_read_timeout(Some(IO_TIMEOUT))?;
+    sock.set_write_timeout(Some(IO_TIMEOUT))?;
+    sock.set_nodelay(true)?;
+    let conn = ServerConnection::new(config.clone()).map_err(std::io::Error::other)?;
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    let mut req = Vec::with_capacity(512);
+    let mut buf = [0u8; 1024];
+    while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < MAX_REQUEST {
+        match tls.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => req.extend_from_slice(&buf[..n]),
+            Err(e) => return Err(e),
+        }
+    }
+    let resumed = tls.conn.handshake_kind() == Some(HandshakeKind::Resumed);
+    let version = match tls.conn.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+        _ => "unknown",
+    };
+    let body = format!("worker={pid} resumed={resumed} version={version}\n");
+    let resp = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    tls.write_all(resp.as_bytes())?;
+    tls.conn.send_close_notify();
+    tls.flush()?;
+    Ok(())
+}

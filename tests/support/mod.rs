@@ -228,14 +228,12 @@ impl Client {
         sock.set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
         let mut tls = rustls::StreamOwned::new(conn, sock);
+        tls.write_all(b"GET / HTTP/1.0\r\n\r\n")
+            .expect("handshake and request");
         let mut text = String::new();
         tls.read_to_string(&mut text)
             .expect("handshake and response");
-        let pid = text
-            .lines()
-            .find_map(|l| l.strip_prefix("pid="))
-            .and_then(|p| p.trim().parse().ok())
-            .expect("response names the worker pid");
+        let pid = answering_pid(&text).expect("response names the worker pid");
         Seen {
             pid,
             kind: tls.conn.handshake_kind().unwrap(),
@@ -244,8 +242,9 @@ impl Client {
     }
 }
 
-/// `openssl s_client` against `port`: returns (reused, pid). `sess_in` /
-/// `sess_out` are session files.
+/// `openssl s_client` against `port` sending one HTTP request: returns
+/// (reused, pid of the answering worker). `sess_in` / `sess_out` are
+/// session files.
 pub fn s_client(
     port: u16,
     v: &str,
@@ -256,7 +255,7 @@ pub fn s_client(
     cmd.args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
         .args(["-servername", "localhost", "-ign_eof"])
         .arg(if v == "12" { "-tls1_2" } else { "-tls1_3" })
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
     if let Some(p) = sess_in {
@@ -265,7 +264,11 @@ pub fn s_client(
     if let Some(p) = sess_out {
         cmd.arg("-sess_out").arg(p);
     }
-    let out = cmd.output().expect("openssl s_client runs");
+    let mut child = cmd.spawn().expect("openssl s_client runs");
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(b"GET / HTTP/1.0\r\n\r\n");
+    }
+    let out = child.wait_with_output().expect("openssl s_client finishes");
     let text = String::from_utf8_lossy(&out.stdout);
     let reused = text.lines().any(|l| l.starts_with("Reused,"));
     let new = text.lines().any(|l| l.starts_with("New,"));
@@ -273,10 +276,15 @@ pub fn s_client(
         reused || new,
         "s_client did not finish a handshake:\n{text}"
     );
-    let pid = text
-        .lines()
-        .find_map(|l| l.strip_prefix("pid="))
-        .and_then(|p| p.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no pid in s_client output:\n{text}"));
+    let pid = answering_pid(&text).unwrap_or_else(|| panic!("no pid in s_client output:\n{text}"));
     (reused, pid)
+}
+
+/// The pid in a response body: `pid=N` (test workers) or `worker=N` (`scsp serve`).
+pub fn answering_pid(text: &str) -> Option<u32> {
+    text.split_whitespace().find_map(|w| {
+        w.strip_prefix("pid=")
+            .or_else(|| w.strip_prefix("worker="))
+            .and_then(|p| p.parse().ok())
+    })
 }

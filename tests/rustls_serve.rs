@@ -155,3 +155,25 @@ fn serve_rustls_client_resumes_on_the_other_worker_and_contexts_stay_apart() {
         assert_eq!(other.kind, HandshakeKind::Full, "TLS{v}: crossed contexts");
     }
 }
+
+#[test]
+fn bench_handshake_prints_full_and_resumed_rates_with_every_visit_resumed() {
+    let out = Command::new(env!("CARGO_BIN_EXE_scsp"))
+        .args([
+            "bench",
+            "handshake",
+            "--connections",
+            "10",
+            "--key-type",
+            "ecdsa",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("ECDSA")).collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    for r in rows {
+        assert!(r.ends_with("100.0%"), "not every visit resumed: {r}");
+    }
+}

@@ -306,3 +306,80 @@ fn debug_output_never_shows_key_bytes() {
     let s = format!("{k:?}");
     assert!(!s.contains("171") && !s.contains("205"), "{s}");
 }
+
+/// Child process body: rotate through periods as fast as possible until
+/// killed. Every rotator runs the same fast clock: 4 simulated seconds per
+/// real millisecond since a base the parent chose, so a period lasts 25 ms.
+#[test]
+fn child_rotates_until_killed() {
+    let (Ok(path), Ok(base)) = (
+        std::env::var("SCSP_KEYRING_ROTATOR"),
+        std::env::var("SCSP_KEYRING_BASE_MS"),
+    ) else {
+        return;
+    };
+    let base: u64 = base.parse().unwrap();
+    let fast = move || T0 + (unix_ms() - base) * 4;
+    let r = KeyRing::with_clock(
+        Arc::new(Cache::open(&path).unwrap()),
+        policy(),
+        Arc::new(fast),
+    )
+    .unwrap();
+    loop {
+        let now = fast();
+        if let Some(k) = r.current_at(now) {
+            if r.find_at(&k.name, now).is_none() {
+                // A distinct exit code: the parent kills, so a normal exit
+                // can only mean this check failed.
+                std::process::exit(3);
+            }
+        }
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+#[test]
+fn processes_killed_mid_rotation_never_break_the_ring() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = segment(&dir);
+    let base = unix_ms();
+    for round in 0..6u64 {
+        let mut kids: Vec<_> = (0..3)
+            .map(|_| {
+                Command::new(std::env::current_exe().unwrap())
+                    .args(["--exact", "child_rotates_until_killed", "--nocapture"])
+                    .env("SCSP_KEYRING_ROTATOR", &path)
+                    .env("SCSP_KEYRING_BASE_MS", base.to_string())
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(60 + 37 * round));
+        for k in &mut kids {
+            let _ = k.kill();
+            let status = k.wait().unwrap();
+            assert!(
+                status.code().is_none(),
+                "a rotator exited by itself: {status:?}"
+            );
+        }
+    }
+    // Far in the future, after any stuck writer's timeout: the ring works,
+    // everyone agrees, and the old keys are all retired.
+    let later = T0 + 1_000_000 * PERIOD;
+    let clock = Arc::new(AtomicU64::new(later));
+    let (a, b) = (ring(&path, &clock), ring(&path, &clock));
+    let k = a.current().expect("ring usable after killed rotators");
+    assert_eq!(b.current(), Some(k.clone()));
+    let live = a.export();
+    assert!(live.iter().all(|x| x.created + PERIOD + LIFETIME > later));
+    assert!(live.len() <= 2, "{live:?}");
+}

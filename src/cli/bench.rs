@@ -59,6 +59,10 @@ pub struct HandshakeArgs {
     /// Resume with stateless tickets (shared keys) instead of the shared cache.
     #[arg(long)]
     tickets: bool,
+    /// Baseline: each worker keeps a private cache and ticket key (no
+    /// sharing), so resumptions that cross workers fail.
+    #[arg(long)]
+    private_cache: bool,
 }
 
 /// Run a `bench` subcommand.
@@ -107,6 +111,9 @@ fn handshake(a: HandshakeArgs) -> CliResult<ExitCode> {
             .arg(dir.path().join("bench.seg"))
             .args(["--size", "16MiB", "--tls", "both", "--context-id", "bench"])
             .args(["--tickets", if a.tickets { "on" } else { "off" }]);
+        if a.private_cache {
+            cmd.arg("--private-cache");
+        }
         let (server, lines) =
             pool::start_until_ready("scsp serve", &mut cmd, Duration::from_secs(20))?;
         let targets: Vec<SocketAddr> = pool::parse_workers(&lines)
@@ -137,14 +144,15 @@ fn handshake(a: HandshakeArgs) -> CliResult<ExitCode> {
         }
         drop(server);
     }
+    let via = match (a.private_cache, a.tickets) {
+        (true, true) => "private caches + per-worker tickets (baseline)",
+        (true, false) => "private caches (baseline)",
+        (false, true) => "shared tickets",
+        (false, false) => "shared cache",
+    };
     println!(
-        "handshakes/s, one client thread, {} workers, resumption via {}",
-        a.workers,
-        if a.tickets {
-            "shared tickets"
-        } else {
-            "shared cache"
-        }
+        "handshakes/s, one client thread, {} workers, resumption via {via}",
+        a.workers
     );
     println!(
         "{:<12} {:>4} {:>10} {:>10} {:>7} {:>9}",
@@ -184,7 +192,8 @@ fn client(
     Ok(Arc::new(cfg))
 }
 
-/// `n` sequential connections round-robin over `targets`: (per second, resumed).
+/// `n` sequential connections round-robin over `targets`: (per second,
+/// resumed). Each connection goes to the worker after the previous one's.
 fn measure(cfg: &Arc<ClientConfig>, targets: &[SocketAddr], n: usize) -> CliResult<(f64, usize)> {
     let start = Instant::now();
     let mut resumed = 0;

@@ -18,6 +18,17 @@ struct Serve {
 
 impl Serve {
     fn start(setup: &Setup, tls: &str, tickets: &str, ctx: &str) -> Serve {
+        Serve::start_with(setup, tls, tickets, ctx, true)
+    }
+
+    /// `port_per_worker = false`: both workers accept on one shared socket.
+    fn start_with(
+        setup: &Setup,
+        tls: &str,
+        tickets: &str,
+        ctx: &str,
+        port_per_worker: bool,
+    ) -> Serve {
         let dir = setup.dir.path();
         let mut child = Command::new(env!("CARGO_BIN_EXE_scsp"))
             .arg("serve")
@@ -25,13 +36,12 @@ impl Serve {
             .arg(dir.join("cert.pem"))
             .arg("--key")
             .arg(dir.join("key.pem"))
-            .args([
-                "--addr",
-                "127.0.0.1:0",
-                "--workers",
-                "2",
-                "--port-per-worker",
-            ])
+            .args(["--addr", "127.0.0.1:0", "--workers", "2"])
+            .args(if port_per_worker {
+                &["--port-per-worker"][..]
+            } else {
+                &[]
+            })
             .arg("--segment")
             .arg(&setup.seg)
             .args(["--tls", tls, "--tickets", tickets, "--context-id", ctx])
@@ -175,5 +185,32 @@ fn bench_handshake_prints_full_and_resumed_rates_with_every_visit_resumed() {
     assert_eq!(rows.len(), 2, "{text}");
     for r in rows {
         assert!(r.ends_with("100.0%"), "not every visit resumed: {r}");
+    }
+}
+
+#[test]
+fn serve_on_one_shared_socket_resumes_whichever_worker_accepts() {
+    let setup = Setup::small();
+    for (tls, tickets) in [("1.2", "off"), ("1.3", "on")] {
+        let serve = Serve::start_with(&setup, tls, tickets, "shared-socket", false);
+        let port = serve.workers[0].1;
+        assert_eq!(serve.workers[1].1, port, "one socket for both workers");
+        let v = if tls == "1.2" { "12" } else { "13" };
+        let sess = setup.dir.path().join(format!("sess{v}.pem"));
+        let (reused, first) = s_client(port, v, None, Some(&sess));
+        assert!(!reused);
+        let mut pids = std::collections::BTreeSet::from([first]);
+        // Session ids and stateless tickets may be offered again and again;
+        // the kernel hands the connections to both workers in turn.
+        for _ in 0..20 {
+            let (reused, pid) = s_client(port, v, Some(&sess), None);
+            assert!(reused, "TLS {tls}: not resumed on worker {pid}");
+            pids.insert(pid);
+        }
+        let workers: std::collections::BTreeSet<u32> = serve.workers.iter().map(|w| w.0).collect();
+        assert_eq!(
+            pids, workers,
+            "TLS {tls}: both workers should have answered"
+        );
     }
 }

@@ -326,15 +326,11 @@ fn child_rotates_until_killed() {
         Arc::new(fast),
     )
     .unwrap();
+    // No check here: under a compressed clock another rotator descheduled
+    // for a few milliseconds is "stuck" and legitimately loses its slot. The
+    // parent checks the ring once every rotator is dead.
     loop {
-        let now = fast();
-        if let Some(k) = r.current_at(now) {
-            if r.find_at(&k.name, now).is_none() {
-                // A distinct exit code: the parent kills, so a normal exit
-                // can only mean this check failed.
-                std::process::exit(3);
-            }
-        }
+        let _ = r.current_at(fast());
     }
 }
 
@@ -345,41 +341,58 @@ fn unix_ms() -> u64 {
         .as_millis() as u64
 }
 
+/// Kills and reaps its children on drop, so a failed test leaves none.
+struct Kids(Vec<std::process::Child>);
+
+impl Drop for Kids {
+    fn drop(&mut self) {
+        for k in &mut self.0 {
+            let _ = k.kill();
+            let _ = k.wait();
+        }
+    }
+}
+
 #[test]
 fn processes_killed_mid_rotation_never_break_the_ring() {
     let dir = tempfile::tempdir().unwrap();
     let path = segment(&dir);
     let base = unix_ms();
     for round in 0..6u64 {
-        let mut kids: Vec<_> = (0..3)
-            .map(|_| {
-                Command::new(std::env::current_exe().unwrap())
-                    .args(["--exact", "child_rotates_until_killed", "--nocapture"])
-                    .env("SCSP_KEYRING_ROTATOR", &path)
-                    .env("SCSP_KEYRING_BASE_MS", base.to_string())
-                    .stdout(std::process::Stdio::null())
-                    .spawn()
-                    .unwrap()
-            })
-            .collect();
+        let mut kids = Kids(
+            (0..3)
+                .map(|_| {
+                    Command::new(std::env::current_exe().unwrap())
+                        .args(["--exact", "child_rotates_until_killed", "--nocapture"])
+                        .env("SCSP_KEYRING_ROTATOR", &path)
+                        .env("SCSP_KEYRING_BASE_MS", base.to_string())
+                        .stdout(std::process::Stdio::null())
+                        .stderr(std::process::Stdio::null())
+                        .spawn()
+                        .unwrap()
+                })
+                .collect(),
+        );
         std::thread::sleep(Duration::from_millis(60 + 37 * round));
-        for k in &mut kids {
+        for k in &mut kids.0 {
             let _ = k.kill();
             let status = k.wait().unwrap();
             assert!(
                 status.code().is_none(),
-                "a rotator exited by itself: {status:?}"
+                "a rotator died by itself: {status:?}"
             );
         }
+        // Every rotator is dead, some mid-write. Past the stuck timeout (by
+        // the rotators' clock) the ring serves, and every opener agrees.
+        let now = T0 + (unix_ms() - base) * 4 + 20;
+        let clock = Arc::new(AtomicU64::new(now));
+        let (a, b) = (ring(&path, &clock), ring(&path, &clock));
+        let k = a.current().expect("ring usable after killed rotators");
+        assert_eq!(k.created, now - now % PERIOD);
+        assert_eq!(b.current(), Some(k.clone()));
+        assert_eq!(b.find(&k.name), Some(k));
+        let live = a.export();
+        assert!(live.len() <= 4, "{live:?}");
+        assert!(live.iter().all(|x| x.created + PERIOD + LIFETIME > now));
     }
-    // Far in the future, after any stuck writer's timeout: the ring works,
-    // everyone agrees, and the old keys are all retired.
-    let later = T0 + 1_000_000 * PERIOD;
-    let clock = Arc::new(AtomicU64::new(later));
-    let (a, b) = (ring(&path, &clock), ring(&path, &clock));
-    let k = a.current().expect("ring usable after killed rotators");
-    assert_eq!(b.current(), Some(k.clone()));
-    let live = a.export();
-    assert!(live.iter().all(|x| x.created + PERIOD + LIFETIME > later));
-    assert!(live.len() <= 2, "{live:?}");
 }

@@ -38,7 +38,9 @@
 //! to VALID. Readers copy a VALID slot, `fence(Acquire)`, re-read the state and
 //! verify the checksum (a seqlock): a slot changed or damaged meanwhile is
 //! skipped, never trusted. A writer killed mid-way leaves a WRITING slot that
-//! anyone may reclaim after [`STUCK_SECS`]. Exactly one process makes the key
+//! anyone may reclaim after [`STUCK_SECS`] (a writer merely stalled that long
+//! may still store into the slot afterwards; the checksum turns such a mix
+//! into a skipped slot, never a wrong key). Exactly one process makes the key
 //! of a period: it claims a slot, then wins the CAS of the claim word; losers
 //! release their slot and wait for the winner's key. If a claimed key never
 //! appears (its maker died), any process makes it; should two do so, or two

@@ -22,5 +22,5 @@ mod session_store;
 mod tickets;
 
 pub use crate::keyring::RotationPolicy;
-pub use session_store::SessionStore;
+pub use session_store::{SessionStore, DEFAULT_TTL_SECS};
 pub use tickets::TicketKeys;

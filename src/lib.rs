@@ -23,6 +23,8 @@
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod keyring;
+pub mod rustls;
 pub mod segment;
 pub mod server;
 pub mod stats;

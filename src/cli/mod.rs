@@ -1,5 +1,6 @@
 //! Command-line interface. Each subcommand lives in its own module.
 
+mod bench;
 mod create;
 mod demo;
 mod serve;
@@ -33,6 +34,9 @@ enum Command {
     Serve(serve::Args),
     /// Show the pool at work: no sharing vs a segment per host vs segments + bridge.
     Demo(demo::Args),
+    /// Benchmarks: `scsp bench handshake`.
+    #[command(subcommand)]
+    Bench(bench::Bench),
 }
 
 /// Run a parsed command line.
@@ -43,5 +47,6 @@ pub fn run(cli: Cli) -> CliResult<ExitCode> {
         Command::Verify(a) => verify::run(a),
         Command::Serve(a) => serve::run(a),
         Command::Demo(a) => demo::run(a),
+        Command::Bench(b) => bench::run(b),
     }
 }

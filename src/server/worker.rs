@@ -64,10 +64,19 @@ pub(super) fn server_config(opts: &ServeOptions) -> Result<ServerConfig> {
                     .map_err(|e| Error::Config(format!("ticket keys: {e}")))?;
             }
         }
-        SessionCache::Shared { .. } => {
-            return Err(Error::Config(
-                "shared session cache: rustls adapter not built yet".into(),
+        SessionCache::Shared { segment, config } => {
+            let cache = Arc::new(crate::Cache::open_or_create(segment, config)?);
+            cfg.session_storage = Arc::new(crate::rustls::SessionStore::new(
+                cache.clone(),
+                &opts.context_id,
             ));
+            if opts.tickets {
+                cfg.ticketer = crate::rustls::TicketKeys::for_context(
+                    cache,
+                    crate::rustls::RotationPolicy::default(),
+                    &opts.context_id,
+                )?;
+            }
         }
     }
     cfg.send_tls13_tickets = 1;

@@ -3,9 +3,9 @@
 //! same load: (a) no sharing, (b) one shared segment per host, (c) shared
 //! segments mirrored by the bridge.
 
-mod certs;
+pub(super) mod certs;
 mod load;
-mod pool;
+pub(super) mod pool;
 mod report;
 
 use super::CliResult;

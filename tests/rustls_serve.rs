@@ -1,0 +1,216 @@
+//! `scsp serve --workers 2`: resumption across its worker processes, seen by
+//! the system `openssl s_client` (`-sess_out` on one worker, `-sess_in` on
+//! the other) and by a rustls client.
+
+mod support;
+
+use rustls::HandshakeKind;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use support::{s_client, Client, Setup};
+
+/// A running `scsp serve`; SIGTERMed (then SIGKILLed) and reaped on drop.
+struct Serve {
+    child: Child,
+    /// (pid, port) of each worker.
+    workers: Vec<(u32, u16)>,
+}
+
+impl Serve {
+    fn start(setup: &Setup, tls: &str, tickets: &str, ctx: &str) -> Serve {
+        Serve::start_with(setup, tls, tickets, ctx, true)
+    }
+
+    /// `port_per_worker = false`: both workers accept on one shared socket.
+    fn start_with(
+        setup: &Setup,
+        tls: &str,
+        tickets: &str,
+        ctx: &str,
+        port_per_worker: bool,
+    ) -> Serve {
+        let dir = setup.dir.path();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_scsp"))
+            .arg("serve")
+            .arg("--cert")
+            .arg(dir.join("cert.pem"))
+            .arg("--key")
+            .arg(dir.join("key.pem"))
+            .args(["--addr", "127.0.0.1:0", "--workers", "2"])
+            .args(if port_per_worker {
+                &["--port-per-worker"][..]
+            } else {
+                &[]
+            })
+            .arg("--segment")
+            .arg(&setup.seg)
+            .args(["--tls", tls, "--tickets", tickets, "--context-id", ctx])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("scsp serve starts");
+        let out = BufReader::new(child.stdout.take().unwrap());
+        let mut serve = Serve {
+            child,
+            workers: Vec::new(),
+        };
+        for line in out.lines() {
+            let line = line.unwrap();
+            if line == "ready" {
+                break;
+            }
+            // "worker {i} pid {pid} listening on {addr}"
+            let w: Vec<&str> = line.split_whitespace().collect();
+            if let [_, _, _, pid, _, _, addr] = w[..] {
+                let port = addr.rsplit(':').next().unwrap().parse().unwrap();
+                serve.workers.push((pid.parse().unwrap(), port));
+            }
+        }
+        assert_eq!(
+            serve.workers.len(),
+            2,
+            "scsp serve did not report 2 workers"
+        );
+        assert_ne!(serve.workers[0].0, serve.workers[1].0);
+        serve
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        for _ in 0..500 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// New session on worker 0 saved by s_client, reused on worker 1.
+fn openssl_resumes_across_workers(tls: &str, tickets: &str) {
+    let setup = Setup::small();
+    let serve = Serve::start(&setup, tls, tickets, "serve-test");
+    let [(pid0, port0), (pid1, port1)] = serve.workers[..] else {
+        unreachable!()
+    };
+    let v = if tls == "1.2" { "12" } else { "13" };
+    let sess = setup.dir.path().join("sess.pem");
+    let (reused, pid) = s_client(port0, v, None, Some(&sess));
+    assert!(!reused);
+    assert_eq!(pid, pid0, "worker 0 answered");
+    let (reused, pid) = s_client(port1, v, Some(&sess), None);
+    assert_eq!(pid, pid1, "worker 1 answered");
+    assert!(
+        reused,
+        "TLS {tls} tickets={tickets}: not resumed on the other worker"
+    );
+}
+
+#[test]
+fn serve_tls12_session_ids_resume_across_workers_openssl() {
+    openssl_resumes_across_workers("1.2", "off");
+}
+
+#[test]
+fn serve_tls12_tickets_resume_across_workers_openssl() {
+    openssl_resumes_across_workers("1.2", "on");
+}
+
+#[test]
+fn serve_tls13_stateful_tickets_resume_across_workers_openssl() {
+    openssl_resumes_across_workers("1.3", "off");
+}
+
+#[test]
+fn serve_tls13_stateless_tickets_resume_across_workers_openssl() {
+    openssl_resumes_across_workers("1.3", "on");
+}
+
+#[test]
+fn serve_tls13_stateful_ticket_is_single_use_openssl() {
+    let setup = Setup::small();
+    let serve = Serve::start(&setup, "1.3", "off", "serve-test");
+    let [(_, port0), (_, port1)] = serve.workers[..] else {
+        unreachable!()
+    };
+    let sess = setup.dir.path().join("sess.pem");
+    assert!(!s_client(port0, "13", None, Some(&sess)).0);
+    assert!(s_client(port1, "13", Some(&sess), None).0);
+    assert!(
+        !s_client(port0, "13", Some(&sess), None).0,
+        "ticket used twice"
+    );
+}
+
+#[test]
+fn serve_rustls_client_resumes_on_the_other_worker_and_contexts_stay_apart() {
+    let setup = Setup::small();
+    let a = Serve::start(&setup, "both", "on", "site-a");
+    let b = Serve::start(&setup, "both", "on", "site-b");
+    for v in ["12", "13"] {
+        let client = Client::new(&setup, v);
+        let first = client.connect(a.workers[0].1);
+        assert_eq!(
+            (first.pid, first.kind),
+            (a.workers[0].0, HandshakeKind::Full)
+        );
+        let second = client.connect(a.workers[1].1);
+        assert_eq!(second.pid, a.workers[1].0);
+        assert_eq!(second.kind, HandshakeKind::Resumed, "TLS{v}");
+        let other = client.connect(b.workers[0].1);
+        assert_eq!(other.kind, HandshakeKind::Full, "TLS{v}: crossed contexts");
+    }
+}
+
+#[test]
+fn bench_handshake_prints_full_and_resumed_rates_with_every_visit_resumed() {
+    let out = Command::new(env!("CARGO_BIN_EXE_scsp"))
+        .args([
+            "bench",
+            "handshake",
+            "--connections",
+            "10",
+            "--key-type",
+            "ecdsa",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("ECDSA")).collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    for r in rows {
+        assert!(r.ends_with("100.0%"), "not every visit resumed: {r}");
+    }
+}
+
+#[test]
+fn serve_on_one_shared_socket_resumes_whichever_worker_accepts() {
+    let setup = Setup::small();
+    for (tls, tickets) in [("1.2", "off"), ("1.3", "on")] {
+        let serve = Serve::start_with(&setup, tls, tickets, "shared-socket", false);
+        let port = serve.workers[0].1;
+        assert_eq!(serve.workers[1].1, port, "one socket for both workers");
+        let v = if tls == "1.2" { "12" } else { "13" };
+        let sess = setup.dir.path().join(format!("sess{v}.pem"));
+        let (reused, first) = s_client(port, v, None, Some(&sess));
+        assert!(!reused);
+        let mut pids = std::collections::BTreeSet::from([first]);
+        // Session ids and stateless tickets may be offered again and again;
+        // the kernel hands the connections to both workers in turn.
+        for _ in 0..20 {
+            let (reused, pid) = s_client(port, v, Some(&sess), None);
+            assert!(reused, "TLS {tls}: not resumed on worker {pid}");
+            pids.insert(pid);
+        }
+        let workers: std::collections::BTreeSet<u32> = serve.workers.iter().map(|w| w.0).collect();
+        assert_eq!(
+            pids, workers,
+            "TLS {tls}: both workers should have answered"
+        );
+    }
+}

@@ -110,7 +110,7 @@ typedef struct scsp_options {
     uint32_t reserved;    /* must be 0 */
 } scsp_options;
 
-#define SCSP_OPTIONS_INIT { (uint32_t)sizeof(scsp_options), 0, 0, 0, 0, 0, 0, 0, 0, 0 }
+#define SCSP_OPTIONS_INIT { (uint32_t)sizeof(scsp_options), 0, 0, 0, 0, 0, 0, 0, 0 }
 
 /*
  * Counters summed over every process that uses the segment, and its

@@ -194,23 +194,24 @@ pub unsafe extern "C" fn scsp_put(
                 "scsp_put: ttl_secs is 0; give the lifetime in seconds".into(),
             );
         }
+        // A value over max_value is refused by the table (which counts it);
+        // only max_value + 1 of its bytes are borrowed to show it the size,
+        // so a huge val_len never becomes a huge slice.
         let max = h.cache.max_value();
-        if val_len > max {
-            return fail(
-                SCSP_E_TOO_LARGE,
-                format!("scsp_put: val_len {val_len} is over this segment's max_value {max}"),
-            );
-        }
-        let v: &[u8] = if val_len == 0 {
+        let len = val_len.min(max + 1);
+        let v: &[u8] = if len == 0 {
             &[]
         } else {
-            // SAFETY: non-NULL, val_len <= max_value bytes the caller promises
-            // are readable.
-            unsafe { std::slice::from_raw_parts(val, val_len) }
+            // SAFETY: non-NULL; the caller promises val_len >= len readable
+            // bytes, and len <= max_value + 1 is a small, valid slice length.
+            unsafe { std::slice::from_raw_parts(val, len) }
         };
         match h.cache.put(k, v, ttl_secs) {
             scsp::Stored::Ok => SCSP_OK,
-            scsp::Stored::TooLarge => fail(SCSP_E_TOO_LARGE, "scsp_put: value too large".into()),
+            scsp::Stored::TooLarge => fail(
+                SCSP_E_TOO_LARGE,
+                format!("scsp_put: val_len {val_len} is over this segment's max_value {max}"),
+            ),
             scsp::Stored::BadKey => fail(SCSP_E_INVAL, "scsp_put: bad key".into()),
         }
     })

@@ -169,3 +169,31 @@ fn c_unit_test_passes_with_the_shared_library() {
 fn c_unit_test_passes_with_the_static_library() {
     c_unit_test(Link::Static);
 }
+
+/// The README / docs/c-api.md example is a complete program that compiles
+/// and links against the installed library.
+#[test]
+fn docs_example_compiles() {
+    if let Some(why) = missing_tools(true) {
+        eprintln!("skipping: {why}");
+        return;
+    }
+    let doc = std::fs::read_to_string(common::repo().join("docs/c-api.md")).unwrap();
+    let start = doc.find("```c\n").expect("docs/c-api.md has a ```c block") + 5;
+    let code = &doc[start..start + doc[start..].find("```").unwrap()];
+    assert!(
+        code.lines().count() <= 20,
+        "the README example must stay within 20 lines"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("example.c");
+    std::fs::write(&src, code).unwrap();
+    let exe = compile(
+        installed(),
+        &[src],
+        &dir.path().join("example"),
+        Link::Shared,
+        true,
+    );
+    assert!(exe.exists());
+}

@@ -197,3 +197,37 @@ fn docs_example_compiles() {
     );
     assert!(exe.exists());
 }
+
+/// Both headers are usable from C++ (extern "C", initialiser macros).
+/// Skipped when g++ is not installed (it is optional).
+#[test]
+fn headers_compile_as_cpp() {
+    if missing_tools(true).is_some() || Command::new("g++").arg("--version").output().is_err() {
+        eprintln!("skipping: g++ or the C toolchain is missing");
+        return;
+    }
+    let inst = installed();
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("headers.cpp");
+    std::fs::write(
+        &src,
+        "#include <scsp_openssl.h>\n\
+         int main() {\n\
+           scsp_options o = SCSP_OPTIONS_INIT; struct scsp_stats s = SCSP_STATS_INIT;\n\
+           scsp_cache *c = nullptr;\n\
+           int rc = scsp_open(\"\", &o, &c);\n\
+           return (rc == SCSP_E_INVAL && scsp_stats(c, &s) == SCSP_E_INVAL) ? 0 : 1;\n\
+         }\n",
+    )
+    .unwrap();
+    let exe = dir.path().join("headers");
+    let mut cmd = Command::new("g++");
+    cmd.args(["-std=c++17", "-Wall", "-Wextra", "-Werror"])
+        .arg(&src)
+        .arg("-o")
+        .arg(&exe);
+    cmd.args(inst.pkg_config(&["--cflags", "--libs", "scsp-openssl"]));
+    cmd.arg(format!("-Wl,-rpath,{}", inst.lib().display()));
+    run_ok(&mut cmd);
+    run_ok(&mut Command::new(&exe));
+}

@@ -23,6 +23,7 @@
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod keyring;
 pub mod segment;
 pub mod server;
 pub mod stats;

@@ -1,0 +1,604 @@
+//! Shared ticket keys: a small key ring in the segment's extension area.
+//!
+//! Stateless session tickets are encrypted by one process and decrypted by
+//! any other, so every process of a pool must hold the same keys. They live
+//! here, in the first [`RING_WORDS`] words of [`Segment::extension`], and
+//! nowhere else: never in a file, never in a log. The ring is language
+//! neutral: the rustls adapter ([`crate::rustls::TicketKeys`]), the C ABI for
+//! OpenSSL (AES-256-CBC + HMAC-SHA256, selected by the 16-byte key name) and
+//! the bridge (which replicates keys between hosts with [`KeyRing::export`] /
+//! [`KeyRing::import`]) all read the same slots.
+//!
+//! # Schedule
+//! Time is cut into periods of [`RotationPolicy::period`]. The key whose
+//! `created` is the start of the current period encrypts; it is made one
+//! period ahead (as the "next" key) so that a replicated pool knows it before
+//! anyone uses it. A key decrypts until `created + period + lifetime`, then it
+//! is wiped (its words zeroed). With `lifetime <= 2 * period` at most four keys
+//! of one host are alive at once: previous-but-one, previous, current, next.
+//!
+//! # Layout (words from the start of the extension area)
+//!
+//! | word        | field  | notes                                                  |
+//! |-------------|--------|--------------------------------------------------------|
+//! | 0           | magic  | `b"SCSPKEY1"`; anything else resets the ring           |
+//! | 1           | claim  | `created` of the newest key some process set out to make |
+//! | 8 + 16*i .. | slot i | [`SLOTS`] slots of [`SLOT_WORDS`] words, below         |
+//!
+//! Slot words: 0 state, 1 created (unix secs), 2 origin host, 3..=4 name,
+//! 5..=8 AES key, 9..=12 HMAC key, 13 checksum (xxh3 of words 1..=12).
+//!
+//! State word: `kind:8 | generation:24 | stamp:32`, kind `0` free, `'W'`
+//! being written (stamp = low 32 bits of the claim time), `'V'` valid. Any
+//! other kind is corruption and the slot may be reclaimed.
+//!
+//! # Protocol
+//! A writer claims a slot by one CAS of its state word to WRITING (new
+//! generation), fills it while readers ignore it, and publishes it by one CAS
+//! to VALID. Readers copy a VALID slot, `fence(Acquire)`, re-read the state and
+//! verify the checksum (a seqlock): a slot changed or damaged meanwhile is
+//! skipped, never trusted. A writer killed mid-way leaves a WRITING slot that
+//! anyone may reclaim after [`STUCK_SECS`]. Exactly one process makes the key
+//! of a period: it claims a slot, then wins the CAS of the claim word; losers
+//! release their slot and wait for the winner's key. If a claimed key never
+//! appears (its maker died), any process makes it; should two do so, or two
+//! hosts rotate at once and replicate, every process encrypts with the key of
+//! smallest name, so the pool converges.
+//!
+//! [`Segment::extension`]: crate::segment::Segment::extension
+
+use crate::error::{Error, Result};
+use crate::sync::{fence, AtomicU64, Ordering};
+use crate::Cache;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Words of the extension area the ring may use (the bridge owns the rest).
+pub const RING_WORDS: usize = 512;
+/// Number of key slots.
+pub const SLOTS: usize = 8;
+/// Words per slot.
+pub const SLOT_WORDS: usize = 16;
+/// Seconds after which a slot stuck in WRITING (its writer died) is reclaimed.
+pub const STUCK_SECS: u32 = 10;
+
+const MAGIC: u64 = u64::from_le_bytes(*b"SCSPKEY1");
+const W_MAGIC: usize = 0;
+const W_CLAIM: usize = 1;
+const SLOTS_OFF: usize = 8;
+const KIND_FREE: u64 = 0;
+const KIND_WRITING: u64 = b'W' as u64;
+const KIND_VALID: u64 = b'V' as u64;
+const CHECK_SEED: u64 = 0x5c5b_6b65_7972_696e;
+/// How many times `current` re-scans while another process makes the key.
+const WAIT_ROUNDS: usize = 2000;
+
+const _: () = assert!(SLOTS_OFF + SLOTS * SLOT_WORDS <= RING_WORDS);
+
+/// When keys rotate and how long tickets live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RotationPolicy {
+    /// A new encryption key every `period` (default 6 h, at least 1 s).
+    pub period: Duration,
+    /// Ticket lifetime told to clients (default 12 h). Must be at most
+    /// `2 * period`, so the ring never needs more than four keys per host.
+    pub lifetime: Duration,
+}
+
+impl Default for RotationPolicy {
+    fn default() -> Self {
+        RotationPolicy {
+            period: Duration::from_secs(6 * 3600),
+            lifetime: Duration::from_secs(12 * 3600),
+        }
+    }
+}
+
+impl RotationPolicy {
+    /// Check the policy; the error says which bound is broken.
+    pub fn validate(&self) -> Result<()> {
+        let (p, l) = (self.period.as_secs(), self.lifetime.as_secs());
+        if p == 0 || p > u32::MAX as u64 {
+            return Err(Error::Config(format!(
+                "ticket key period {p} s: must be between 1 s and {} s",
+                u32::MAX
+            )));
+        }
+        if l == 0 || l > 2 * p {
+            return Err(Error::Config(format!(
+                "ticket lifetime {l} s: must be at least 1 s and at most twice the period ({} s)",
+                2 * p
+            )));
+        }
+        Ok(())
+    }
+
+    fn secs(&self) -> (u64, u64) {
+        (self.period.as_secs(), self.lifetime.as_secs())
+    }
+}
+
+/// One ticket key. Secret: its `Debug` output shows only the name, and its
+/// bytes are zeroed when it is dropped.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TicketKey {
+    /// Key name, sent in clear at the front of every ticket to select the key.
+    pub name: [u8; 16],
+    /// AES-256 key (OpenSSL: CBC; rustls: input to the AEAD key).
+    pub aes_key: [u8; 32],
+    /// HMAC-SHA256 key (OpenSSL: ticket MAC; rustls: input to the AEAD key).
+    pub hmac_key: [u8; 32],
+    /// Start of the period in which this key encrypts (unix seconds). A key
+    /// is made up to one period before this time.
+    pub created: u64,
+    /// Host that made the key.
+    pub origin: u32,
+}
+
+impl fmt::Debug for TicketKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TicketKey")
+            .field("name", &self.name)
+            .field("created", &self.created)
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for TicketKey {
+    fn drop(&mut self) {
+        wipe(&mut self.aes_key);
+        wipe(&mut self.hmac_key);
+    }
+}
+
+/// Zero secret bytes in a way the optimiser may not remove.
+pub(crate) fn wipe(bytes: &mut [u8]) {
+    for b in bytes.iter_mut() {
+        // SAFETY: `b` is a valid, aligned, exclusive reference to a u8.
+        unsafe { std::ptr::write_volatile(b, 0) };
+    }
+    std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+}
+
+/// What one read of a slot saw.
+enum View {
+    Free(u64),
+    Writing {
+        state: u64,
+        created: u64,
+    },
+    Valid(u64, TicketKey),
+    /// Unknown kind or bad checksum: reclaimable.
+    Corrupt(u64),
+    /// Changed while being read: try again later.
+    Busy,
+}
+
+/// The shared key ring of one segment.
+pub struct KeyRing {
+    cache: Arc<Cache>,
+    period: u64,
+    lifetime: u64,
+    clock: Arc<dyn Fn() -> u64 + Send + Sync>,
+}
+
+impl fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyRing")
+            .field("period", &self.period)
+            .field("lifetime", &self.lifetime)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyRing {
+    /// Attach to the ring of `cache`'s segment (initialising it if blank).
+    pub fn new(cache: Arc<Cache>, policy: RotationPolicy) -> Result<KeyRing> {
+        Self::with_clock(cache, policy, Arc::new(crate::clock::now_secs))
+    }
+
+    /// As [`KeyRing::new`] with another clock (unix seconds), for tests and
+    /// for tools that replay a schedule.
+    pub fn with_clock(
+        cache: Arc<Cache>,
+        policy: RotationPolicy,
+        clock: Arc<dyn Fn() -> u64 + Send + Sync>,
+    ) -> Result<KeyRing> {
+        policy.validate()?;
+        let (period, lifetime) = policy.secs();
+        let ring = KeyRing {
+            cache,
+            period,
+            lifetime,
+            clock,
+        };
+        ring.init();
+        Ok(ring)
+    }
+
+    /// The rotation policy in force.
+    pub fn policy(&self) -> RotationPolicy {
+        RotationPolicy {
+            period: Duration::from_secs(self.period),
+            lifetime: Duration::from_secs(self.lifetime),
+        }
+    }
+
+    /// Now, by the ring's clock.
+    pub fn now(&self) -> u64 {
+        (self.clock)()
+    }
+
+    fn words(&self) -> &[AtomicU64] {
+        let ext = self.cache.segment().extension();
+        &ext[..RING_WORDS.min(ext.len())]
+    }
+
+    fn slot(&self, i: usize) -> &[AtomicU64] {
+        let start = SLOTS_OFF + (i % SLOTS) * SLOT_WORDS;
+        &self.words()[start..start + SLOT_WORDS]
+    }
+
+    /// Blank ring: stamp the magic. Foreign or damaged magic: reset, wiping
+    /// every slot (tickets under the lost keys fall back to full handshakes).
+    fn init(&self) {
+        let w = self.words();
+        let seen = w[W_MAGIC].load(Ordering::Acquire);
+        if seen == MAGIC {
+            return;
+        }
+        if w[W_MAGIC]
+            .compare_exchange(seen, MAGIC, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+            && seen != 0
+        {
+            w[W_CLAIM].store(0, Ordering::Relaxed);
+            for i in 0..SLOTS {
+                let s = self.slot(i);
+                for word in &s[1..] {
+                    word.store(0, Ordering::Relaxed);
+                }
+                // Release: the zeroes are visible before the slot is free.
+                s[0].store(0, Ordering::Release);
+            }
+        }
+    }
+
+    /// The key to encrypt with now, making it (and the next one) if due and
+    /// wiping retired keys. `None` only if no key can be made (no free slot,
+    /// no randomness, or another process is stuck making it).
+    pub fn current(&self) -> Option<TicketKey> {
+        self.current_at(self.now())
+    }
+
+    /// [`KeyRing::current`] at an explicit time.
+    pub fn current_at(&self, now: u64) -> Option<TicketKey> {
+        let start = now - now % self.period;
+        let mut views = self.snapshot();
+        self.retire_due(&views, now);
+        let mut cur = self.best_with(&views, start, now);
+        let mut rounds = 0;
+        while cur.is_none() && rounds < WAIT_ROUNDS {
+            self.ensure(start, now);
+            views = self.snapshot();
+            cur = self.best_with(&views, start, now);
+            if cur.is_none() {
+                std::thread::yield_now();
+            }
+            rounds += 1;
+        }
+        if self.best_with(&views, start + self.period, now).is_none() {
+            self.ensure(start + self.period, now);
+        }
+        // The maker of this period's key is stuck: keep the previous one.
+        cur.or_else(|| self.newest_before(&views, start, now))
+    }
+
+    /// Any key named `name` that still decrypts (previous, current or next).
+    pub fn find(&self, name: &[u8; 16]) -> Option<TicketKey> {
+        self.find_at(name, self.now())
+    }
+
+    /// [`KeyRing::find`] at an explicit time.
+    pub fn find_at(&self, name: &[u8; 16], now: u64) -> Option<TicketKey> {
+        self.snapshot().into_iter().find_map(|v| match v {
+            View::Valid(_, k) if &k.name == name && self.usable(&k, now) => Some(k),
+            _ => None,
+        })
+    }
+
+    /// Every key that still decrypts, for the bridge to send to peers.
+    pub fn export(&self) -> Vec<TicketKey> {
+        let now = self.now();
+        self.snapshot()
+            .into_iter()
+            .filter_map(|v| match v {
+                View::Valid(_, k) if self.usable(&k, now) => Some(k),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Add keys received from a peer (skipping ones already here or no longer
+    /// usable). Returns how many were added.
+    pub fn import(&self, keys: &[TicketKey]) -> usize {
+        let now = self.now();
+        let mut added = 0;
+        for k in keys {
+            if !self.usable(k, now) || self.find_at(&k.name, now).is_some() {
+                continue;
+            }
+            let views = self.snapshot();
+            self.retire_due(&views, now);
+            if let Some((i, state)) = self.pick_slot(&self.snapshot(), now) {
+                if let Some(st) = self.claim(i, state, now, k.created) {
+                    added += usize::from(self.publish(i, st, k));
+                }
+            }
+        }
+        added
+    }
+
+    /// A key decrypts from one period before its own until it retires.
+    fn usable(&self, k: &TicketKey, now: u64) -> bool {
+        now < k.created.saturating_add(self.period + self.lifetime)
+            && k.created <= now.saturating_add(self.period)
+    }
+
+    fn snapshot(&self) -> Vec<View> {
+        (0..SLOTS).map(|i| self.read_slot(i)).collect()
+    }
+
+    /// Seqlock read of one slot; see the module docs.
+    fn read_slot(&self, i: usize) -> View {
+        let s = self.slot(i);
+        // Acquire: pairs with the Release CAS in `publish`.
+        let st = s[0].load(Ordering::Acquire);
+        match st >> 56 {
+            KIND_FREE => return View::Free(st),
+            KIND_WRITING => {
+                return View::Writing {
+                    state: st,
+                    created: s[1].load(Ordering::Relaxed),
+                }
+            }
+            KIND_VALID => {}
+            _ => return View::Corrupt(st),
+        }
+        let mut d = [0u64; 13];
+        for (j, v) in d.iter_mut().enumerate() {
+            *v = s[j + 1].load(Ordering::Relaxed);
+        }
+        // Acquire: if any word above came from a later writer, the state
+        // re-read below sees that writer's claim (pairs with the Release
+        // fence in `claim`).
+        fence(Ordering::Acquire);
+        if s[0].load(Ordering::Relaxed) != st {
+            wipe_words(&mut d);
+            return View::Busy;
+        }
+        let view = if checksum(&d[..12]) != d[12] || d[1] > u32::MAX as u64 {
+            View::Corrupt(st)
+        } else {
+            View::Valid(st, key_from_words(&d))
+        };
+        wipe_words(&mut d);
+        view
+    }
+
+    /// Smallest-named usable key for the period starting at `start`.
+    fn best_with(&self, views: &[View], start: u64, now: u64) -> Option<TicketKey> {
+        views
+            .iter()
+            .filter_map(|v| match v {
+                View::Valid(_, k) if k.created == start && self.usable(k, now) => Some(k),
+                _ => None,
+            })
+            .min_by(|a, b| a.name.cmp(&b.name))
+            .cloned()
+    }
+
+    /// Newest usable key older than `start` (ties: smallest name).
+    fn newest_before(&self, views: &[View], start: u64, now: u64) -> Option<TicketKey> {
+        views
+            .iter()
+            .filter_map(|v| match v {
+                View::Valid(_, k) if k.created < start && self.usable(k, now) => Some(k),
+                _ => None,
+            })
+            .min_by(|a, b| b.created.cmp(&a.created).then(a.name.cmp(&b.name)))
+            .cloned()
+    }
+
+    /// Wipe every valid key past its retirement time.
+    fn retire_due(&self, views: &[View], now: u64) {
+        for (i, v) in views.iter().enumerate() {
+            if let View::Valid(st, k) = v {
+                if now >= k.created.saturating_add(self.period + self.lifetime) {
+                    if let Some(w) = self.claim(i, *st, now, 0) {
+                        self.release(i, w);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Make sure a key for the period starting at `created` exists or is
+    /// being made by someone.
+    fn ensure(&self, created: u64, now: u64) {
+        // Read the claim first: if it shows a claim, the claimer's WRITING
+        // slot (claimed before its Release CAS of this word) is visible to
+        // the scan below. Pairs with the AcqRel CAS further down.
+        let claim = self.words()[W_CLAIM].load(Ordering::Acquire);
+        let views = self.snapshot();
+        if self.best_with(&views, created, now).is_some() {
+            return;
+        }
+        let now32 = now as u32;
+        let in_progress = views.iter().any(|v| match v {
+            View::Writing { state, created: c } => {
+                *c == created && now32.wrapping_sub(*state as u32) < STUCK_SECS
+            }
+            _ => false,
+        });
+        if in_progress {
+            return;
+        }
+        // A claim at or past `created` with no key and no writer means the
+        // claimer died: make the key without a new claim (recovery). A claim
+        // beyond the next period is garbage and is overwritten.
+        let sane = claim <= now.saturating_add(self.period);
+        let recovering = sane && claim >= created;
+        let Some((i, state)) = self.pick_slot(&views, now) else {
+            return;
+        };
+        let Some(st) = self.claim(i, state, now, created) else {
+            return;
+        };
+        if !recovering
+            && self.words()[W_CLAIM]
+                .compare_exchange(claim, created, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+        {
+            self.release(i, st);
+            return;
+        }
+        if let Some(k) = new_key(created, self.cache.host_id()) {
+            self.publish(i, st, &k);
+        } else {
+            self.release(i, st);
+        }
+    }
+
+    /// A slot to write into: free, then corrupt, then stuck, then retired
+    /// or absurdly far in the future.
+    fn pick_slot(&self, views: &[View], now: u64) -> Option<(usize, u64)> {
+        let now32 = now as u32;
+        let rank = |v: &View| match v {
+            View::Free(s) => Some((0, *s)),
+            View::Corrupt(s) => Some((1, *s)),
+            View::Writing { state, .. } if now32.wrapping_sub(*state as u32) >= STUCK_SECS => {
+                Some((2, *state))
+            }
+            View::Valid(s, k) if !self.usable(k, now) => Some((3, *s)),
+            _ => None,
+        };
+        views
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| rank(v).map(|(r, s)| (r, i, s)))
+            .min()
+            .map(|(_, i, s)| (i, s))
+    }
+
+    /// CAS slot `i` from `seen` to WRITING (next generation) and note which
+    /// period it is being written for. Returns the new state word.
+    fn claim(&self, i: usize, seen: u64, now: u64, created: u64) -> Option<u64> {
+        let gen = ((seen >> 32) + 1) & 0xff_ffff;
+        let st = (KIND_WRITING << 56) | (gen << 32) | (now & 0xffff_ffff);
+        let s = self.slot(i);
+        s[0].compare_exchange(seen, st, Ordering::AcqRel, Ordering::Relaxed)
+            .ok()?;
+        // Release: readers that see any data word written after this point
+        // also see the WRITING state (pairs with the fence in `read_slot`).
+        fence(Ordering::Release);
+        s[1].store(created, Ordering::Relaxed);
+        Some(st)
+    }
+
+    /// Fill a claimed slot with `k` and make it VALID. False if someone
+    /// reclaimed the slot meanwhile (we were stuck too long).
+    fn publish(&self, i: usize, st: u64, k: &TicketKey) -> bool {
+        let mut d = key_to_words(k);
+        let s = self.slot(i);
+        for (j, v) in d.iter().enumerate() {
+            s[j + 1].store(*v, Ordering::Relaxed);
+        }
+        wipe_words(&mut d);
+        let valid = (KIND_VALID << 56) | (st & 0x00ff_ffff_ffff_ffff);
+        // Release: the data words are visible to any reader that sees VALID.
+        s[0].compare_exchange(st, valid, Ordering::Release, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Zero a claimed slot and free it.
+    fn release(&self, i: usize, st: u64) {
+        let s = self.slot(i);
+        for w in &s[1..] {
+            w.store(0, Ordering::Relaxed);
+        }
+        let free = st & 0x00ff_ffff_0000_0000;
+        let _ = s[0].compare_exchange(st, free, Ordering::Release, Ordering::Relaxed);
+    }
+}
+
+/// A fresh random key.
+fn new_key(created: u64, origin: u32) -> Option<TicketKey> {
+    use ring::rand::SecureRandom;
+    let rng = ring::rand::SystemRandom::new();
+    let mut k = TicketKey {
+        name: [0; 16],
+        aes_key: [0; 32],
+        hmac_key: [0; 32],
+        created,
+        origin,
+    };
+    rng.fill(&mut k.name).ok()?;
+    rng.fill(&mut k.aes_key).ok()?;
+    rng.fill(&mut k.hmac_key).ok()?;
+    Some(k)
+}
+
+fn checksum(words: &[u64]) -> u64 {
+    let mut bytes = [0u8; 12 * 8];
+    for (c, w) in bytes.chunks_exact_mut(8).zip(words) {
+        c.copy_from_slice(&w.to_le_bytes());
+    }
+    let h = xxhash_rust::xxh3::xxh3_64_with_seed(&bytes, CHECK_SEED);
+    wipe(&mut bytes);
+    h
+}
+
+fn key_to_words(k: &TicketKey) -> [u64; 13] {
+    let mut d = [0u64; 13];
+    d[0] = k.created;
+    d[1] = k.origin as u64;
+    let mut put = |at: usize, bytes: &[u8]| {
+        for (j, c) in bytes.chunks_exact(8).enumerate() {
+            d[at + j] = u64::from_le_bytes(c.try_into().unwrap_or([0; 8]));
+        }
+    };
+    put(2, &k.name);
+    put(4, &k.aes_key);
+    put(8, &k.hmac_key);
+    d[12] = checksum(&d[..12]);
+    d
+}
+
+fn key_from_words(d: &[u64; 13]) -> TicketKey {
+    let mut k = TicketKey {
+        name: [0; 16],
+        aes_key: [0; 32],
+        hmac_key: [0; 32],
+        created: d[0],
+        origin: d[1] as u32,
+    };
+    let get = |out: &mut [u8], at: usize| {
+        for (j, c) in out.chunks_exact_mut(8).enumerate() {
+            c.copy_from_slice(&d[at + j].to_le_bytes());
+        }
+    };
+    get(&mut k.name, 2);
+    get(&mut k.aes_key, 4);
+    get(&mut k.hmac_key, 8);
+    k
+}
+
+fn wipe_words(d: &mut [u64]) {
+    for w in d.iter_mut() {
+        // SAFETY: `w` is a valid, aligned, exclusive reference to a u64.
+        unsafe { std::ptr::write_volatile(w, 0) };
+    }
+}

@@ -95,7 +95,9 @@ typedef struct scsp_cache scsp_cache;
  *     scsp_options o = SCSP_OPTIONS_INIT;  o.size_bytes = 16u << 20;
  * The geometry fields (size_bytes, max_value, shards, host_id, mode, group)
  * apply only when a new segment is created; attaching to an existing one
- * uses the geometry it was created with (scsp_stats reports it).
+ * uses the geometry it was created with (scsp_stats reports it). The ticket
+ * fields set this handle's key rotation schedule; give every process of a
+ * pool the same values.
  * struct_size lets the struct grow: unknown trailing bytes must be zero.
  */
 typedef struct scsp_options {
@@ -108,9 +110,12 @@ typedef struct scsp_options {
     uint32_t host_id;     /* origin id stamped on entries (bridge); 0: 1 */
     uint32_t group;       /* gid for SCSP_OPEN_SET_GROUP (use mode 0660) */
     uint32_t reserved;    /* must be 0 */
+    uint32_t ticket_period_secs;   /* ticket key rotation period; 0: 6 h */
+    uint32_t ticket_lifetime_secs; /* ticket validity, <= 2 * period; 0: 12 h
+                                      (or 2 * period if that is shorter) */
 } scsp_options;
 
-#define SCSP_OPTIONS_INIT { (uint32_t)sizeof(scsp_options), 0, 0, 0, 0, 0, 0, 0, 0 }
+#define SCSP_OPTIONS_INIT { (uint32_t)sizeof(scsp_options), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
 
 /*
  * Counters summed over every process that uses the segment, and its

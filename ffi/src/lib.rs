@@ -36,16 +36,8 @@ pub const SCSP_MAX_KEY: usize = 255;
 #[allow(non_camel_case_types)]
 pub struct scsp_cache {
     cache: Arc<scsp::Cache>,
-    keys: std::sync::OnceLock<Box<dyn tickets::KeySource>>,
-}
-
-impl scsp_cache {
-    /// The ticket key source, made on first use (most users never need it).
-    fn keys(&self) -> &dyn tickets::KeySource {
-        self.keys
-            .get_or_init(|| tickets::source(&self.cache))
-            .as_ref()
-    }
+    tickets: scsp::keyring::RotationPolicy,
+    keys: std::sync::OnceLock<Option<scsp::keyring::KeyRing>>,
 }
 
 const _: () = {
@@ -132,6 +124,7 @@ pub unsafe extern "C" fn scsp_open(
             Ok(cache) => {
                 let h = Box::new(scsp_cache {
                     cache: Arc::new(cache),
+                    tickets: plan.tickets,
                     keys: std::sync::OnceLock::new(),
                 });
                 // SAFETY: out is non-NULL and writable (checked above).

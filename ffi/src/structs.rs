@@ -47,10 +47,14 @@ pub struct scsp_options {
     pub group: u32,
     /// Must be zero.
     pub reserved: u32,
+    /// Seconds between ticket key rotations (0: 6 hours).
+    pub ticket_period_secs: u32,
+    /// Seconds a ticket stays valid (0: 12 hours; at most twice the period).
+    pub ticket_lifetime_secs: u32,
 }
 
 /// Size of the version-1 `scsp_options`.
-pub const OPTIONS_V1_SIZE: usize = 40;
+pub const OPTIONS_V1_SIZE: usize = 48;
 const _: () = assert!(std::mem::size_of::<scsp_options>() == OPTIONS_V1_SIZE);
 
 /// What `scsp_open` should do, decoded from `scsp_options`.
@@ -62,6 +66,8 @@ pub struct OpenPlan {
     pub no_create: bool,
     /// Create only (`SCSP_OPEN_EXCL`).
     pub excl: bool,
+    /// Ticket key rotation for this handle's key ring.
+    pub tickets: scsp::keyring::RotationPolicy,
 }
 
 /// Defaults: what a NULL `opts` means.
@@ -77,6 +83,8 @@ pub fn default_options() -> scsp_options {
         host_id: d.host_id,
         group: 0,
         reserved: 0,
+        ticket_period_secs: 0,
+        ticket_lifetime_secs: 0,
     }
 }
 
@@ -149,8 +157,20 @@ pub fn plan(o: &scsp_options) -> Result<OpenPlan, String> {
         group: (o.flags & SCSP_OPEN_SET_GROUP != 0).then_some(o.group),
         allow_foreign_owner: o.flags & SCSP_OPEN_ALLOW_FOREIGN_OWNER != 0,
     };
+    let mut tickets = scsp::keyring::RotationPolicy::default();
+    if o.ticket_period_secs != 0 {
+        tickets.period = std::time::Duration::from_secs(o.ticket_period_secs.into());
+    }
+    if o.ticket_lifetime_secs != 0 {
+        tickets.lifetime = std::time::Duration::from_secs(o.ticket_lifetime_secs.into());
+    } else if o.ticket_period_secs != 0 {
+        // Keep the default lifetime legal for a short period.
+        tickets.lifetime = tickets.lifetime.min(2 * tickets.period);
+    }
+    tickets.validate().map_err(|e| e.to_string())?;
     Ok(OpenPlan {
         config,
+        tickets,
         no_create: o.flags & SCSP_OPEN_NO_CREATE != 0,
         excl: o.flags & SCSP_OPEN_EXCL != 0,
     })

@@ -1,10 +1,12 @@
 //! Shared ticket keys for C servers: `scsp_ticket_key_current` and
-//! `scsp_ticket_key_find`, over the segment's key ring.
+//! `scsp_ticket_key_find`, over the segment's key ring
+//! ([`scsp::keyring::KeyRing`], shared with the rustls adapter and the
+//! bridge, so C and Rust servers of one pool use the same keys).
 //!
 //! Keys are secrets: the copies made here are wiped before they are dropped,
 //! and nothing is logged. The C caller is told (in `scsp.h`) to wipe its own.
 
-use crate::codes::{SCSP_E_INVAL, SCSP_E_NOT_FOUND, SCSP_OK};
+use crate::codes::{SCSP_E_INTERNAL, SCSP_E_INVAL, SCSP_E_NOT_FOUND, SCSP_OK};
 use crate::errors::{fail, guard};
 use crate::{handle, scsp_cache};
 use std::ffi::c_int;
@@ -45,30 +47,26 @@ impl scsp_ticket_key {
     }
 }
 
-/// Where keys come from: the segment's key ring.
-pub(crate) trait KeySource: Send + Sync {
-    /// The key to encrypt new tickets with.
-    fn current(&self) -> Option<scsp_ticket_key>;
-    /// The key with this name, if still known.
-    fn find(&self, name: &[u8; 16]) -> Option<scsp_ticket_key>;
-}
-
-/// Until the shared key ring exists there are no keys: servers issue no
-/// tickets (`current` fails) and full-handshake any ticket they are shown.
-pub(crate) struct NoKeys;
-
-impl KeySource for NoKeys {
-    fn current(&self) -> Option<scsp_ticket_key> {
-        None
-    }
-    fn find(&self, _name: &[u8; 16]) -> Option<scsp_ticket_key> {
-        None
+impl From<&scsp::keyring::TicketKey> for scsp_ticket_key {
+    fn from(k: &scsp::keyring::TicketKey) -> Self {
+        scsp_ticket_key {
+            name: k.name,
+            aes_key: k.aes_key,
+            hmac_key: k.hmac_key,
+            created: k.created,
+            origin: k.origin,
+            flags: 0,
+        }
     }
 }
 
-/// The key source of a handle, made on first use.
-pub(crate) fn source(_cache: &std::sync::Arc<scsp::Cache>) -> Box<dyn KeySource> {
-    Box::new(NoKeys)
+/// The segment's key ring for this handle, attached on first use (most
+/// users never need it). `None` only if the ring refused the policy, which
+/// `scsp_open` already validated.
+pub(crate) fn ring(h: &scsp_cache) -> Option<&scsp::keyring::KeyRing> {
+    h.keys
+        .get_or_init(|| scsp::keyring::KeyRing::new(h.cache.clone(), h.tickets).ok())
+        .as_ref()
 }
 
 /// Copy `key` to the caller, then wipe our copy.
@@ -99,7 +97,14 @@ pub unsafe extern "C" fn scsp_ticket_key_current(
         if out.is_null() {
             return fail(SCSP_E_INVAL, "scsp_ticket_key_current: out is NULL".into());
         }
-        match h.keys().current() {
+        let Some(ring) = ring(h) else {
+            return fail(
+                SCSP_E_INTERNAL,
+                "scsp_ticket_key_current: no key ring".into(),
+            );
+        };
+        // The ring's TicketKey wipes itself when dropped.
+        match ring.current().as_ref().map(scsp_ticket_key::from) {
             Some(mut k) => {
                 k.flags = SCSP_TICKET_KEY_CURRENT;
                 // SAFETY: out checked non-NULL; writable by contract.
@@ -108,7 +113,7 @@ pub unsafe extern "C" fn scsp_ticket_key_current(
             }
             None => fail(
                 SCSP_E_NOT_FOUND,
-                "scsp_ticket_key_current: no ticket key ring in this build".into(),
+                "scsp_ticket_key_current: no key could be made (key ring full, or its maker is stuck); issue no ticket".into(),
             ),
         }
     })
@@ -140,14 +145,12 @@ pub unsafe extern "C" fn scsp_ticket_key_find(
         // SAFETY: non-NULL and 16 readable bytes by contract; u8 has no
         // alignment requirement.
         let name: [u8; 16] = unsafe { name.cast::<[u8; 16]>().read_unaligned() };
-        let keys = h.keys();
-        match keys.find(&name) {
+        let Some(ring) = ring(h) else {
+            return fail(SCSP_E_INTERNAL, "scsp_ticket_key_find: no key ring".into());
+        };
+        match ring.find(&name).as_ref().map(scsp_ticket_key::from) {
             Some(mut k) => {
-                let current = keys.current().map(|mut cur| {
-                    let same = cur.name == k.name;
-                    cur.wipe();
-                    same
-                });
+                let current = ring.current().map(|cur| cur.name == k.name);
                 k.flags = if current == Some(true) {
                     SCSP_TICKET_KEY_CURRENT
                 } else {

@@ -156,8 +156,15 @@ fn c_unit_test(link: Link) {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("checks passed"), "{stdout}");
-    let cache = Cache::open(&shared).unwrap();
+    let cache = std::sync::Arc::new(Cache::open(&shared).unwrap());
     assert_eq!(cache.get_vec(b"c-key").as_deref(), Some(&b"from-c"[..]));
+    let ring = scsp::keyring::KeyRing::new(cache.clone(), Default::default()).unwrap();
+    let rust_name = ring.current().expect("a current ticket key").name;
+    assert_eq!(
+        cache.get_vec(b"c-ticket-key-name").as_deref(),
+        Some(&rust_name[..]),
+        "C and Rust see different ticket keys"
+    );
 }
 
 #[test]

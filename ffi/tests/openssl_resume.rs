@@ -140,6 +140,7 @@ fn skip() -> bool {
 
 const CACHE: &[&str] = &["--cache", "on", "--tickets", "off"];
 const TICKETS: &[&str] = &["--cache", "off", "--tickets", "shared"];
+const BOTH: &[&str] = &["--cache", "on", "--tickets", "shared"];
 const NOTHING_SHARED: &[&str] = &["--cache", "off", "--tickets", "local"];
 
 #[test]
@@ -174,6 +175,14 @@ fn tls12_shared_ticket_keys_resume_on_another_worker() {
 fn tls13_shared_ticket_keys_resume_on_another_worker() {
     if !skip() {
         assert!(resumes_across_workers(Link::Static, "1.3", TICKETS));
+    }
+}
+
+#[test]
+fn cache_and_tickets_together_resume_on_another_worker() {
+    if !skip() {
+        assert!(resumes_across_workers(Link::Shared, "1.2", BOTH));
+        assert!(resumes_across_workers(Link::Shared, "1.3", BOTH));
     }
 }
 

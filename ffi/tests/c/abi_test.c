@@ -23,7 +23,7 @@
 
 #include "scsp.h"
 
-_Static_assert(sizeof(scsp_options) == 40, "scsp_options layout is ABI");
+_Static_assert(sizeof(scsp_options) == 48, "scsp_options layout is ABI");
 _Static_assert(sizeof(struct scsp_stats) == 168, "scsp_stats layout is ABI");
 _Static_assert(sizeof(scsp_ticket_key) == 96, "scsp_ticket_key layout is ABI");
 
@@ -100,6 +100,11 @@ static void check_open_errors(void)
     o.max_value = 1u << 20; /* over the 64 KiB limit */
     CHECK(scsp_open(in_dir("x"), &o, &c) == SCSP_E_INVAL);
     o.max_value = 0;
+    o.ticket_period_secs = 60;
+    o.ticket_lifetime_secs = 121; /* over twice the period */
+    CHECK(scsp_open(in_dir("x"), &o, &c) == SCSP_E_INVAL);
+    CHECK(strstr(scsp_last_error(), "lifetime") != NULL);
+    o.ticket_period_secs = o.ticket_lifetime_secs = 0;
 
     /* Missing file with NO_CREATE: SCSP_E_IO and errno ENOENT. */
     o.flags = SCSP_OPEN_NO_CREATE;
@@ -252,6 +257,41 @@ static void check_ticket_key_arguments(scsp_cache *c)
     CHECK(scsp_ticket_key_find(c, name, &k) == SCSP_E_NOT_FOUND);
 }
 
+static int all_zero(const uint8_t *p, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++)
+        if (p[i] != 0)
+            return 0;
+    return 1;
+}
+
+/* The current key is found by its name, flagged current, and is the same
+ * key for every handle on the segment. Wiped after use, as documented. */
+static void check_ticket_keys(scsp_cache *c)
+{
+    scsp_ticket_key cur, found, again;
+    scsp_cache *other = NULL;
+    scsp_options o = SCSP_OPTIONS_INIT;
+    CHECK(scsp_ticket_key_current(c, &cur) == SCSP_OK);
+    CHECK(cur.flags == SCSP_TICKET_KEY_CURRENT);
+    CHECK(!all_zero(cur.name, 16) && !all_zero(cur.aes_key, 32) && !all_zero(cur.hmac_key, 32));
+    CHECK(memcmp(cur.aes_key, cur.hmac_key, 32) != 0 && cur.created > 0);
+    CHECK(scsp_ticket_key_find(c, cur.name, &found) == SCSP_OK);
+    CHECK(found.flags == SCSP_TICKET_KEY_CURRENT);
+    CHECK(memcmp(&found, &cur, sizeof cur) == 0);
+    o.flags = SCSP_OPEN_NO_CREATE;
+    CHECK(scsp_open(in_dir("small"), &o, &other) == SCSP_OK);
+    CHECK(scsp_ticket_key_current(other, &again) == SCSP_OK);
+    CHECK(memcmp(&again, &cur, sizeof cur) == 0);
+    scsp_close(other);
+    found.name[0] ^= 1;
+    CHECK(scsp_ticket_key_find(c, found.name, &found) == SCSP_E_NOT_FOUND);
+    explicit_bzero(&cur, sizeof cur);
+    explicit_bzero(&found, sizeof found);
+    explicit_bzero(&again, sizeof again);
+}
+
 struct thread_arg {
     scsp_cache *c;
     int id, ok;
@@ -327,6 +367,14 @@ static void check_rust_interop(void)
     CHECK(scsp_get(c, K("rust-key"), buf, sizeof buf, &n) == SCSP_OK);
     CHECK(n == 9 && memcmp(buf, "from-rust", 9) == 0);
     CHECK(scsp_put(c, K("c-key"), K("from-c"), 300) == SCSP_OK);
+    /* The ticket key ring is shared with Rust: publish the (public) name of
+     * the current key for the Rust test to compare with its own. */
+    {
+        scsp_ticket_key k;
+        CHECK(scsp_ticket_key_current(c, &k) == SCSP_OK);
+        CHECK(scsp_put(c, K("c-ticket-key-name"), k.name, 16, 300) == SCSP_OK);
+        explicit_bzero(&k, sizeof k);
+    }
     scsp_close(c);
 }
 
@@ -345,6 +393,7 @@ int main(int argc, char **argv)
     check_get_and_take(c);
     check_remove_and_stats(c);
     check_ticket_key_arguments(c);
+    check_ticket_keys(c);
     check_threads(c);
     check_fork(c);
     scsp_close(c);

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "scsp.h"
@@ -355,6 +356,40 @@ static void check_fork(scsp_cache *c)
     CHECK(scsp_get(c, K("from-child"), buf, sizeof buf, &n) == SCSP_OK && n == 1 && buf[0] == 'c');
 }
 
+/* After a rotation the previous key still decrypts but is not current, so
+ * an OpenSSL callback renews the ticket (returns 2). Period 2 s, lifetime
+ * 4 s: the old key stays findable for 4 s after the rotation is seen. */
+static void check_ticket_key_rotation(void)
+{
+    scsp_cache *c = NULL;
+    scsp_options o = SCSP_OPTIONS_INIT;
+    scsp_ticket_key old, cur, found;
+    struct timespec tick = {0, 50 * 1000 * 1000};
+    int i;
+    o.size_bytes = 1u << 20;
+    o.shards = 2;
+    o.ticket_period_secs = 2;
+    o.ticket_lifetime_secs = 4;
+    CHECK(scsp_open(in_dir("rotating"), &o, &c) == SCSP_OK);
+    CHECK(scsp_ticket_key_current(c, &old) == SCSP_OK);
+    for (i = 0; i < 200; i++) { /* bounded: at most ~10 s */
+        CHECK(scsp_ticket_key_current(c, &cur) == SCSP_OK);
+        if (memcmp(cur.name, old.name, 16) != 0)
+            break;
+        nanosleep(&tick, NULL);
+    }
+    CHECK(memcmp(cur.name, old.name, 16) != 0);
+    CHECK(cur.created > old.created);
+    CHECK(scsp_ticket_key_find(c, old.name, &found) == SCSP_OK);
+    CHECK(found.flags == 0 && memcmp(found.aes_key, old.aes_key, 32) == 0);
+    CHECK(scsp_ticket_key_find(c, cur.name, &found) == SCSP_OK);
+    CHECK(found.flags == SCSP_TICKET_KEY_CURRENT);
+    explicit_bzero(&old, sizeof old);
+    explicit_bzero(&cur, sizeof cur);
+    explicit_bzero(&found, sizeof found);
+    scsp_close(c);
+}
+
 /* Values cross the language boundary both ways through one segment. */
 static void check_rust_interop(void)
 {
@@ -398,6 +433,7 @@ int main(int argc, char **argv)
     check_fork(c);
     scsp_close(c);
     scsp_close(NULL);
+    check_ticket_key_rotation();
     check_rust_interop();
     printf("abi_test: %d checks passed\n", checks);
     return 0;

@@ -237,8 +237,11 @@ typedef struct scsp_ticket_key {
 
 /*
  * Fill *out with the key new tickets must be encrypted with (flags has
- * SCSP_TICKET_KEY_CURRENT). Creates or rotates the ring when due.
- * Returns SCSP_OK, SCSP_E_INVAL (NULL c or out).
+ * SCSP_TICKET_KEY_CURRENT). Makes the key (and the next one) when due and
+ * wipes retired keys; no process has to be in charge of rotation.
+ * Returns SCSP_OK; SCSP_E_NOT_FOUND if no key can be made right now (ring
+ * full, or another process is stuck making it): issue no ticket;
+ * SCSP_E_INVAL (NULL c or out).
  */
 int scsp_ticket_key_current(scsp_cache *c, scsp_ticket_key *out);
 

@@ -171,6 +171,14 @@ static inline int scsp_openssl__new_session(SSL *ssl, SSL_SESSION *sess)
 
     if (st == NULL)
         return 0;
+    /* A TLS 1.3 stateless ticket carries the whole session: nobody will
+     * ever look its id up, so storing it would only evict useful entries.
+     * (OpenSSL makes TLS 1.3 tickets stateful with SSL_OP_NO_TICKET, or with
+     * early data under anti-replay; those are stored.) */
+    if (SSL_SESSION_get_protocol_version(sess) == TLS1_3_VERSION &&
+        (SSL_get_options(ssl) & SSL_OP_NO_TICKET) == 0 &&
+        (SSL_get_max_early_data(ssl) == 0 || (SSL_get_options(ssl) & SSL_OP_NO_ANTI_REPLAY) != 0))
+        return 0;
     key_len = scsp_openssl__key(st, sid, sid_len, key);
     der_len = i2d_SSL_SESSION(sess, NULL);
     if (key_len == 0 || der_len <= 0)

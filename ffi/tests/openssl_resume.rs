@@ -113,6 +113,12 @@ fn connect(port: u16, tls: &str, sess_flag: &str, sess_file: &Path) -> (String, 
 /// s_client to worker 0 saves the session; s_client to worker 1 offers it.
 /// Returns whether worker 1 resumed it (checked on both ends).
 fn resumes_across_workers(link: Link, tls: &str, server_args: &[&str]) -> bool {
+    resume_and_count_puts(link, tls, server_args).0
+}
+
+/// As `resumes_across_workers`, and how many values the servers stored in
+/// the segment (read from Rust after the handshakes).
+fn resume_and_count_puts(link: Link, tls: &str, server_args: &[&str]) -> (bool, u64) {
     let dir = tempfile::tempdir().unwrap();
     let pool = start(link, dir.path(), &[&["--tls", tls], server_args].concat());
     let sess = dir.path().join("session.pem");
@@ -125,7 +131,12 @@ fn resumes_across_workers(link: Link, tls: &str, server_args: &[&str]) -> bool {
     let client_says = second.starts_with("Reused,");
     let server_says = w1.ends_with(" reused");
     assert_eq!(client_says, server_says, "client: {second}; server: {w1}");
-    client_says
+    let puts = scsp::Cache::open(dir.path().join("segment"))
+        .unwrap()
+        .stats()
+        .counters
+        .puts;
+    (client_says, puts)
 }
 
 fn skip() -> bool {
@@ -153,7 +164,9 @@ fn tls12_session_cache_resumes_on_another_worker() {
 #[test]
 fn tls13_session_cache_resumes_on_another_worker() {
     if !skip() {
-        assert!(resumes_across_workers(Link::Shared, "1.3", CACHE));
+        let (resumed, puts) = resume_and_count_puts(Link::Shared, "1.3", CACHE);
+        assert!(resumed);
+        assert!(puts >= 1, "stateful TLS 1.3 sessions must be stored");
     }
 }
 
@@ -182,7 +195,9 @@ fn tls13_shared_ticket_keys_resume_on_another_worker() {
 fn cache_and_tickets_together_resume_on_another_worker() {
     if !skip() {
         assert!(resumes_across_workers(Link::Shared, "1.2", BOTH));
-        assert!(resumes_across_workers(Link::Shared, "1.3", BOTH));
+        let (resumed, puts) = resume_and_count_puts(Link::Shared, "1.3", BOTH);
+        assert!(resumed);
+        assert_eq!(puts, 0, "TLS 1.3 stateless tickets need no cache entry");
     }
 }
 

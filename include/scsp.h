@@ -17,7 +17,8 @@
  *   is SCSP_E_INVAL — never a crash (a pointer that is non-NULL but invalid
  *   cannot be detected and is undefined behaviour, as in libc).
  *   - SCSP_E_IO: a system call failed and errno holds the OS error (only
- *     scsp_open makes system calls). For any other code errno is unspecified.
+ *     scsp_open returns it: get/put/take/remove work on shared memory).
+ *     For any other code errno is unspecified.
  *   - scsp_last_error(): after a call fails with any code other than
  *     SCSP_E_NOT_FOUND or SCSP_E_BUFFER, a message for people saying what is
  *     wrong and what to do, e.g. "scsp_open: /dev/shm/x is owned by uid 0 ...".

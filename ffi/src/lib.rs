@@ -367,6 +367,10 @@ pub unsafe extern "C" fn scsp_stats(c: *mut scsp_cache, out: *mut scsp_stats) ->
     })
 }
 
+// The four functions below need no catch_unwind: they only return pointers
+// to statics or thread-local storage (reached with try_with/try_borrow), and
+// nothing in them can panic.
+
 /// A static message for a return code (never NULL, never freed).
 #[no_mangle]
 pub extern "C" fn scsp_strerror(code: c_int) -> *const c_char {

@@ -1,0 +1,328 @@
+//! The C structs of the ABI (`scsp_options`, `scsp_stats`) and how versioned
+//! structs are read and written.
+//!
+//! Both structs start with `struct_size`, set by the caller to
+//! `sizeof(struct)` as its header declares it. This lets the struct grow in
+//! later ABI versions without breaking old binaries:
+//! - a struct smaller than the version-1 size is refused (`SCSP_E_INVAL`);
+//! - options larger than ours are accepted only if the bytes we do not know
+//!   are zero (a newer caller asking for something we cannot do is refused,
+//!   not silently ignored — the rule of Linux's `openat2`);
+//! - stats larger than ours get our fields filled and the rest left alone.
+
+use crate::codes::{SCSP_E_INVAL, SCSP_OK};
+use std::ffi::c_int;
+
+/// Open only an existing segment; never create one.
+pub const SCSP_OPEN_NO_CREATE: u32 = 1;
+/// Create a new segment; fail with `SCSP_E_EXISTS` if one exists.
+pub const SCSP_OPEN_EXCL: u32 = 2;
+/// Accept a segment owned by another user.
+pub const SCSP_OPEN_ALLOW_FOREIGN_OWNER: u32 = 4;
+/// Give a new segment the group in `group` (use with `mode = 0660`).
+pub const SCSP_OPEN_SET_GROUP: u32 = 8;
+const KNOWN_FLAGS: u32 =
+    SCSP_OPEN_NO_CREATE | SCSP_OPEN_EXCL | SCSP_OPEN_ALLOW_FOREIGN_OWNER | SCSP_OPEN_SET_GROUP;
+
+/// How `scsp_open` creates or attaches. Zero in a field means "default".
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[allow(non_camel_case_types)]
+pub struct scsp_options {
+    /// `sizeof(scsp_options)` as the caller's header declares it.
+    pub struct_size: u32,
+    /// `SCSP_OPEN_*` bits.
+    pub flags: u32,
+    /// Bytes of session log for a new segment (0: 64 MiB).
+    pub size_bytes: u64,
+    /// Largest value for a new segment (0: 8192; power of two, 256..=65536).
+    pub max_value: u32,
+    /// Shards of a new segment (0: 16; power of two).
+    pub shards: u32,
+    /// Permission bits of a new segment file (0: 0600).
+    pub mode: u32,
+    /// Origin id stamped on entries (0: 1).
+    pub host_id: u32,
+    /// Group id for a new file, used with `SCSP_OPEN_SET_GROUP`.
+    pub group: u32,
+    /// Must be zero.
+    pub reserved: u32,
+    /// Seconds between ticket key rotations (0: 6 hours).
+    pub ticket_period_secs: u32,
+    /// Seconds a ticket stays valid (0: 12 hours; at most twice the period).
+    pub ticket_lifetime_secs: u32,
+}
+
+/// Size of the version-1 `scsp_options`.
+pub const OPTIONS_V1_SIZE: usize = 48;
+const _: () = assert!(std::mem::size_of::<scsp_options>() == OPTIONS_V1_SIZE);
+
+/// What `scsp_open` should do, decoded from `scsp_options`.
+#[derive(Debug)]
+pub struct OpenPlan {
+    /// Geometry and permissions for a new segment; access rules for any.
+    pub config: scsp::Config,
+    /// Attach only (`SCSP_OPEN_NO_CREATE`).
+    pub no_create: bool,
+    /// Create only (`SCSP_OPEN_EXCL`).
+    pub excl: bool,
+    /// Ticket key rotation for this handle's key ring.
+    pub tickets: scsp::keyring::RotationPolicy,
+}
+
+/// Defaults: what a NULL `opts` means.
+pub fn default_options() -> scsp_options {
+    let d = scsp::Config::default();
+    scsp_options {
+        struct_size: OPTIONS_V1_SIZE as u32,
+        flags: 0,
+        size_bytes: d.size,
+        max_value: d.max_value,
+        shards: d.shards,
+        mode: d.mode,
+        host_id: d.host_id,
+        group: 0,
+        reserved: 0,
+        ticket_period_secs: 0,
+        ticket_lifetime_secs: 0,
+    }
+}
+
+/// Read a caller's options following the versioning rule above.
+///
+/// # Safety
+/// `p` must be NULL or point to at least `(*p).struct_size` readable bytes
+/// (the caller promises this by the ABI contract).
+pub unsafe fn read_options(p: *const scsp_options) -> Result<scsp_options, String> {
+    if p.is_null() {
+        return Ok(default_options());
+    }
+    // SAFETY: p is non-NULL and, by the contract, points to at least
+    // struct_size >= 4 bytes; read the size field unaligned-tolerant.
+    let size = unsafe { std::ptr::read_unaligned(p.cast::<u32>()) } as usize;
+    if size < OPTIONS_V1_SIZE {
+        return Err(format!(
+            "opts->struct_size is {size}, at least {OPTIONS_V1_SIZE} is needed; set it to sizeof(scsp_options)"
+        ));
+    }
+    if size > 4096 {
+        return Err(format!(
+            "opts->struct_size is {size}, which is not a size of scsp_options; set it to sizeof(scsp_options)"
+        ));
+    }
+    // SAFETY: the caller's struct holds `size` >= OPTIONS_V1_SIZE bytes, so
+    // the first OPTIONS_V1_SIZE are readable; read_unaligned copies them.
+    let o = unsafe { std::ptr::read_unaligned(p) };
+    if size > OPTIONS_V1_SIZE {
+        // SAFETY: bytes OPTIONS_V1_SIZE..size are inside the caller's struct.
+        let tail = unsafe {
+            std::slice::from_raw_parts(p.cast::<u8>().add(OPTIONS_V1_SIZE), size - OPTIONS_V1_SIZE)
+        };
+        if tail.iter().any(|&b| b != 0) {
+            return Err(
+                "opts has non-zero fields this libscsp does not know; upgrade libscsp or clear them"
+                    .into(),
+            );
+        }
+    }
+    Ok(o)
+}
+
+/// Turn options into a plan, applying defaults to zero fields.
+pub fn plan(o: &scsp_options) -> Result<OpenPlan, String> {
+    if o.flags & !KNOWN_FLAGS != 0 {
+        return Err(format!(
+            "opts->flags has unknown bits {:#x}; use only SCSP_OPEN_* flags",
+            o.flags & !KNOWN_FLAGS
+        ));
+    }
+    if o.flags & SCSP_OPEN_NO_CREATE != 0 && o.flags & SCSP_OPEN_EXCL != 0 {
+        return Err("SCSP_OPEN_NO_CREATE and SCSP_OPEN_EXCL exclude each other; pick one".into());
+    }
+    if o.reserved != 0 {
+        return Err("opts->reserved must be zero".into());
+    }
+    let d = scsp::Config::default();
+    let or = |v: u32, def: u32| if v == 0 { def } else { v };
+    let config = scsp::Config {
+        size: if o.size_bytes == 0 {
+            d.size
+        } else {
+            o.size_bytes
+        },
+        shards: or(o.shards, d.shards),
+        max_value: or(o.max_value, d.max_value),
+        host_id: or(o.host_id, d.host_id),
+        mode: or(o.mode, d.mode),
+        group: (o.flags & SCSP_OPEN_SET_GROUP != 0).then_some(o.group),
+        allow_foreign_owner: o.flags & SCSP_OPEN_ALLOW_FOREIGN_OWNER != 0,
+    };
+    let mut tickets = scsp::keyring::RotationPolicy::default();
+    if o.ticket_period_secs != 0 {
+        tickets.period = std::time::Duration::from_secs(o.ticket_period_secs.into());
+    }
+    if o.ticket_lifetime_secs != 0 {
+        tickets.lifetime = std::time::Duration::from_secs(o.ticket_lifetime_secs.into());
+    } else if o.ticket_period_secs != 0 {
+        // Keep the default lifetime legal for a short period.
+        tickets.lifetime = tickets.lifetime.min(2 * tickets.period);
+    }
+    tickets.validate().map_err(|e| e.to_string())?;
+    Ok(OpenPlan {
+        config,
+        tickets,
+        no_create: o.flags & SCSP_OPEN_NO_CREATE != 0,
+        excl: o.flags & SCSP_OPEN_EXCL != 0,
+    })
+}
+
+/// Counters and geometry, as `scsp_stats` returns them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[allow(non_camel_case_types)]
+pub struct scsp_stats {
+    /// `sizeof(scsp_stats)` as the caller's header declares it.
+    pub struct_size: u32,
+    /// Zero.
+    pub reserved: u32,
+    /// Lookups that found a value (all processes).
+    pub hits: u64,
+    /// Lookups that found nothing usable.
+    pub misses: u64,
+    /// Values stored.
+    pub puts: u64,
+    /// Values handed out by take.
+    pub takes: u64,
+    /// Remove calls.
+    pub removes: u64,
+    /// Puts refused as too large or with a bad key.
+    pub too_large: u64,
+    /// Live entries pushed out of a full index bucket.
+    pub evictions: u64,
+    /// Lookups that found an expired entry.
+    pub expired: u64,
+    /// Bytes appended to the logs by counted puts.
+    pub bytes_written: u64,
+    /// Puts that could not publish under contention.
+    pub lost: u64,
+    /// Index words pointing at entries that failed verification.
+    pub corrupt: u64,
+    /// Processes holding a counter slot now.
+    pub processes: u64,
+    /// Bytes of session log (all shards).
+    pub capacity_bytes: u64,
+    /// Number of shards.
+    pub shards: u64,
+    /// Index slots.
+    pub index_slots: u64,
+    /// Largest value accepted.
+    pub max_value: u64,
+    /// Host id stamped on entries.
+    pub host_id: u64,
+    /// Creation time of the segment, unix seconds.
+    pub created: u64,
+    /// Bytes ever appended (sum of shard tails).
+    pub appended_bytes: u64,
+    /// Fraction of the log holding data, 0.0 to 1.0.
+    pub log_fill: f64,
+}
+
+/// Size of the version-1 `scsp_stats`.
+pub const STATS_V1_SIZE: usize = 168;
+const _: () = assert!(std::mem::size_of::<scsp_stats>() == STATS_V1_SIZE);
+
+impl From<&scsp::Stats> for scsp_stats {
+    fn from(s: &scsp::Stats) -> Self {
+        let c = &s.counters;
+        scsp_stats {
+            struct_size: STATS_V1_SIZE as u32,
+            reserved: 0,
+            hits: c.hits,
+            misses: c.misses,
+            puts: c.puts,
+            takes: c.takes,
+            removes: c.removes,
+            too_large: c.too_large,
+            evictions: c.evictions,
+            expired: c.expired,
+            bytes_written: c.bytes_written,
+            lost: c.lost,
+            corrupt: c.corrupt,
+            processes: c.processes,
+            capacity_bytes: s.capacity_bytes,
+            shards: s.shards,
+            index_slots: s.index_slots,
+            max_value: s.max_value,
+            host_id: s.host_id,
+            created: s.created,
+            appended_bytes: s.appended_bytes,
+            log_fill: s.log_fill,
+        }
+    }
+}
+
+/// Write stats into the caller's struct, keeping its `struct_size`.
+///
+/// # Safety
+/// `out` must be non-NULL and point to at least `(*out).struct_size`
+/// writable bytes.
+pub unsafe fn write_stats(out: *mut scsp_stats, s: &scsp_stats) -> c_int {
+    // SAFETY: out is non-NULL and holds at least 4 bytes by contract.
+    let size = unsafe { std::ptr::read_unaligned(out.cast::<u32>()) } as usize;
+    if size < STATS_V1_SIZE {
+        return SCSP_E_INVAL;
+    }
+    let mut s = *s;
+    s.struct_size = size as u32;
+    // SAFETY: the caller's struct holds size >= STATS_V1_SIZE writable bytes;
+    // we write exactly STATS_V1_SIZE of them.
+    unsafe { std::ptr::write_unaligned(out, s) };
+    SCSP_OK
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_fields_mean_defaults() {
+        let o = scsp_options {
+            struct_size: OPTIONS_V1_SIZE as u32,
+            ..Default::default()
+        };
+        let p = plan(&o).unwrap();
+        assert_eq!(p.config, scsp::Config::default());
+        assert!(!p.no_create && !p.excl);
+    }
+
+    #[test]
+    fn unknown_flags_and_contradictions_are_refused() {
+        let mut o = default_options();
+        o.flags = 1 << 20;
+        assert!(plan(&o).unwrap_err().contains("unknown bits"));
+        o.flags = SCSP_OPEN_NO_CREATE | SCSP_OPEN_EXCL;
+        assert!(plan(&o).is_err());
+    }
+
+    #[test]
+    fn larger_struct_needs_a_zero_tail() {
+        #[repr(C)]
+        struct Bigger {
+            o: scsp_options,
+            extra: u64,
+        }
+        let mut b = Bigger {
+            o: default_options(),
+            extra: 0,
+        };
+        b.o.struct_size = std::mem::size_of::<Bigger>() as u32;
+        // SAFETY: b is a live, fully initialised struct of struct_size bytes.
+        assert!(unsafe { read_options(&b.o) }.is_ok());
+        b.extra = 1;
+        // SAFETY: as above.
+        assert!(unsafe { read_options(&b.o) }.is_err());
+        b.o.struct_size = 8;
+        // SAFETY: as above (a smaller claimed size is still inside b).
+        assert!(unsafe { read_options(&b.o) }.is_err());
+    }
+}

@@ -1,0 +1,440 @@
+/*
+ * abi_test.c — every entry point of scsp.h given NULL pointers, zero
+ * lengths, oversized values and small buffers returns the documented code;
+ * plus threads, fork, and values shared with a Rust process.
+ *
+ * usage: abi_test DIR
+ *   DIR is an empty scratch directory. DIR/shared is a segment made by the
+ *   Rust test holding "rust-key" = "from-rust"; this program checks it and
+ *   puts "c-key" = "from-c" for the Rust test to read back.
+ * Prints "abi_test: N checks passed" and exits 0, or names the failed check
+ * and exits 1.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "scsp.h"
+
+_Static_assert(sizeof(scsp_options) == 48, "scsp_options layout is ABI");
+_Static_assert(sizeof(struct scsp_stats) == 168, "scsp_stats layout is ABI");
+_Static_assert(sizeof(scsp_ticket_key) == 96, "scsp_ticket_key layout is ABI");
+
+static int checks;
+
+#define CHECK(cond)                                                              \
+    do {                                                                         \
+        checks++;                                                                \
+        if (!(cond)) {                                                           \
+            fprintf(stderr, "abi_test: %s:%d: check failed: %s (last error: %s)\n", \
+                    __FILE__, __LINE__, #cond, scsp_last_error());               \
+            exit(1);                                                             \
+        }                                                                        \
+    } while (0)
+
+#define K(s) (const uint8_t *)(s), (sizeof(s) - 1)
+
+static char dir[PATH_MAX];
+
+/* DIR/name, in a static buffer: copy it before calling again. */
+static const char *in_dir(const char *name)
+{
+    static char path[PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return path;
+}
+
+static void check_static_strings(void)
+{
+    int codes[] = {SCSP_OK, SCSP_E_NOT_FOUND, SCSP_E_BUFFER, SCSP_E_TOO_LARGE, SCSP_E_INVAL,
+                   SCSP_E_CORRUPT, SCSP_E_VERSION, SCSP_E_EXISTS, SCSP_E_PERM, SCSP_E_IO,
+                   SCSP_E_INTERNAL, SCSP_E_OPENSSL};
+    size_t i, j, n = sizeof codes / sizeof codes[0];
+    CHECK(scsp_abi_version() == SCSP_ABI_VERSION);
+    CHECK(scsp_version() != NULL && strchr(scsp_version(), '.') != NULL);
+    CHECK(scsp_last_error() != NULL);
+    for (i = 0; i < n; i++) {
+        CHECK(scsp_strerror(codes[i]) != NULL && scsp_strerror(codes[i])[0] != '\0');
+        CHECK(strcmp(scsp_strerror(codes[i]), scsp_strerror(12345)) != 0);
+        for (j = 0; j < i; j++)
+            CHECK(strcmp(scsp_strerror(codes[i]), scsp_strerror(codes[j])) != 0);
+    }
+    CHECK(strcmp(scsp_strerror(12345), "unknown scsp error code") == 0);
+}
+
+static void check_open_errors(void)
+{
+    scsp_cache *c = (scsp_cache *)&c; /* non-NULL garbage: must be reset to NULL */
+    scsp_options o = SCSP_OPTIONS_INIT;
+    FILE *f;
+    char junk[8192], target[PATH_MAX + 64];
+
+    CHECK(scsp_open(in_dir("x"), NULL, NULL) == SCSP_E_INVAL);
+    CHECK(scsp_open(NULL, NULL, &c) == SCSP_E_INVAL && c == NULL);
+    CHECK(strstr(scsp_last_error(), "path is NULL") != NULL);
+    CHECK(scsp_open("", NULL, &c) == SCSP_E_INVAL && c == NULL);
+
+    o.struct_size = 0;
+    CHECK(scsp_open(in_dir("x"), &o, &c) == SCSP_E_INVAL);
+    CHECK(strstr(scsp_last_error(), "struct_size") != NULL);
+    o.struct_size = sizeof o;
+    o.flags = 0x100;
+    CHECK(scsp_open(in_dir("x"), &o, &c) == SCSP_E_INVAL);
+    o.flags = SCSP_OPEN_NO_CREATE | SCSP_OPEN_EXCL;
+    CHECK(scsp_open(in_dir("x"), &o, &c) == SCSP_E_INVAL);
+    o.flags = 0;
+    o.reserved = 1;
+    CHECK(scsp_open(in_dir("x"), &o, &c) == SCSP_E_INVAL);
+    o.reserved = 0;
+    o.shards = 3; /* not a power of two */
+    CHECK(scsp_open(in_dir("x"), &o, &c) == SCSP_E_INVAL && c == NULL);
+    CHECK(strstr(scsp_last_error(), "shards") != NULL);
+    o.shards = 0;
+    o.max_value = 1u << 20; /* over the 64 KiB limit */
+    CHECK(scsp_open(in_dir("x"), &o, &c) == SCSP_E_INVAL);
+    o.max_value = 0;
+    o.ticket_period_secs = 60;
+    o.ticket_lifetime_secs = 121; /* over twice the period */
+    CHECK(scsp_open(in_dir("x"), &o, &c) == SCSP_E_INVAL);
+    CHECK(strstr(scsp_last_error(), "lifetime") != NULL);
+    o.ticket_period_secs = o.ticket_lifetime_secs = 0;
+
+    /* Missing file with NO_CREATE: SCSP_E_IO and errno ENOENT. */
+    o.flags = SCSP_OPEN_NO_CREATE;
+    errno = 0;
+    CHECK(scsp_open(in_dir("missing"), &o, &c) == SCSP_E_IO && errno == ENOENT && c == NULL);
+    errno = 0;
+    CHECK(scsp_open(in_dir("no/such/dir"), NULL, &c) == SCSP_E_IO && errno == ENOENT);
+
+    /* A file that is not a segment. */
+    memset(junk, 'j', sizeof junk);
+    f = fopen(in_dir("junk"), "w");
+    CHECK(f != NULL && fwrite(junk, 1, sizeof junk, f) == sizeof junk);
+    fclose(f);
+    CHECK(chmod(in_dir("junk"), 0600) == 0);
+    CHECK(scsp_open(in_dir("junk"), NULL, &c) == SCSP_E_CORRUPT && c == NULL);
+    /* EXCL on an existing file. */
+    o.flags = SCSP_OPEN_EXCL;
+    CHECK(scsp_open(in_dir("junk"), &o, &c) == SCSP_E_EXISTS);
+    /* World-writable and symlinked files are refused. */
+    CHECK(chmod(in_dir("junk"), 0666) == 0);
+    CHECK(scsp_open(in_dir("junk"), NULL, &c) == SCSP_E_PERM);
+    CHECK(strstr(scsp_last_error(), "writable") != NULL);
+    snprintf(target, sizeof target, "%s", in_dir("shared"));
+    CHECK(symlink(target, in_dir("link")) == 0);
+    CHECK(scsp_open(in_dir("link"), NULL, &c) == SCSP_E_PERM && c == NULL);
+}
+
+static scsp_cache *open_small(const char *name)
+{
+    scsp_cache *c = NULL;
+    scsp_options o = SCSP_OPTIONS_INIT;
+    o.flags = SCSP_OPEN_EXCL;
+    o.size_bytes = 1u << 20;
+    o.shards = 2;
+    o.max_value = 1024;
+    CHECK(scsp_open(in_dir(name), &o, &c) == SCSP_OK && c != NULL);
+    return c;
+}
+
+static void check_put(scsp_cache *c)
+{
+    static uint8_t big[1 << 16], key255[255], key256[256];
+    size_t n = 0;
+    uint8_t buf[8];
+    memset(key255, 'k', sizeof key255);
+    memset(key256, 'k', sizeof key256);
+
+    CHECK(scsp_put(NULL, K("k"), K("v"), 60) == SCSP_E_INVAL);
+    CHECK(scsp_put(c, NULL, 1, K("v"), 60) == SCSP_E_INVAL);
+    CHECK(scsp_put(c, K(""), K("v"), 60) == SCSP_E_INVAL);
+    CHECK(scsp_put(c, key256, sizeof key256, K("v"), 60) == SCSP_E_INVAL);
+    CHECK(strstr(scsp_last_error(), "255") != NULL);
+    CHECK(scsp_put(c, key255, sizeof key255, K("v"), 60) == SCSP_OK);
+    CHECK(scsp_put(c, K("k"), NULL, 5, 60) == SCSP_E_INVAL);
+    CHECK(scsp_put(c, K("k"), K("v"), 0) == SCSP_E_INVAL);
+    CHECK(scsp_put(c, K("k"), big, 1025, 60) == SCSP_E_TOO_LARGE);
+    CHECK(scsp_put(c, K("k"), big, SIZE_MAX, 60) == SCSP_E_TOO_LARGE);
+    CHECK(scsp_put(c, K("max"), big, 1024, 60) == SCSP_OK);
+    /* An empty value is a value. */
+    CHECK(scsp_put(c, K("empty"), NULL, 0, 60) == SCSP_OK);
+    CHECK(scsp_get(c, K("empty"), buf, sizeof buf, &n) == SCSP_OK && n == 0);
+    CHECK(scsp_get(c, K("empty"), NULL, 0, &n) == SCSP_OK && n == 0);
+}
+
+static void check_get_and_take(scsp_cache *c)
+{
+    uint8_t small[4], exact[11], huge[1024], key[8] = "overlap";
+    size_t n = 99;
+
+    CHECK(scsp_put(c, K("hello"), K("hello world"), 60) == SCSP_OK);
+    /* Argument errors, for both. */
+    CHECK(scsp_get(NULL, K("hello"), exact, sizeof exact, &n) == SCSP_E_INVAL);
+    CHECK(scsp_get(c, NULL, 5, exact, sizeof exact, &n) == SCSP_E_INVAL);
+    CHECK(scsp_get(c, K(""), exact, sizeof exact, &n) == SCSP_E_INVAL);
+    CHECK(scsp_get(c, huge, 256, exact, sizeof exact, &n) == SCSP_E_INVAL);
+    CHECK(scsp_get(c, K("hello"), exact, sizeof exact, NULL) == SCSP_E_INVAL);
+    CHECK(scsp_get(c, K("hello"), NULL, 10, &n) == SCSP_E_INVAL);
+    CHECK(scsp_get(c, key, 7, key, sizeof key, &n) == SCSP_E_INVAL);
+    CHECK(scsp_take(NULL, K("hello"), exact, sizeof exact, &n) == SCSP_E_INVAL);
+    CHECK(scsp_take(c, NULL, 5, exact, sizeof exact, &n) == SCSP_E_INVAL);
+    CHECK(scsp_take(c, K(""), exact, sizeof exact, &n) == SCSP_E_INVAL);
+    CHECK(scsp_take(c, K("hello"), exact, sizeof exact, NULL) == SCSP_E_INVAL);
+    CHECK(scsp_take(c, K("hello"), NULL, 10, &n) == SCSP_E_INVAL);
+
+    /* Size query and small buffers: SCSP_E_BUFFER with the size needed,
+     * nothing copied, nothing taken. */
+    n = 0;
+    CHECK(scsp_get(c, K("hello"), NULL, 0, &n) == SCSP_E_BUFFER && n == 11);
+    memset(small, 0xAA, sizeof small);
+    n = 0;
+    CHECK(scsp_get(c, K("hello"), small, sizeof small, &n) == SCSP_E_BUFFER && n == 11);
+    CHECK(small[0] == 0xAA && small[3] == 0xAA);
+    n = 0;
+    CHECK(scsp_take(c, K("hello"), small, sizeof small, &n) == SCSP_E_BUFFER && n == 11);
+    CHECK(scsp_get(c, K("hello"), exact, sizeof exact, &n) == SCSP_OK && n == 11);
+    CHECK(memcmp(exact, "hello world", 11) == 0);
+    /* A capacity larger than the buffer's real size is clamped to max_value. */
+    CHECK(scsp_get(c, K("hello"), huge, SIZE_MAX, &n) == SCSP_OK && n == 11);
+
+    /* Misses. */
+    n = 99;
+    CHECK(scsp_get(c, K("absent"), exact, sizeof exact, &n) == SCSP_E_NOT_FOUND && n == 0);
+    n = 99;
+    CHECK(scsp_take(c, K("absent"), exact, sizeof exact, &n) == SCSP_E_NOT_FOUND && n == 0);
+
+    /* take hands the value out exactly once. */
+    memset(exact, 0, sizeof exact);
+    CHECK(scsp_take(c, K("hello"), exact, sizeof exact, &n) == SCSP_OK && n == 11);
+    CHECK(memcmp(exact, "hello world", 11) == 0);
+    CHECK(scsp_take(c, K("hello"), exact, sizeof exact, &n) == SCSP_E_NOT_FOUND);
+    CHECK(scsp_get(c, K("hello"), exact, sizeof exact, &n) == SCSP_E_NOT_FOUND);
+}
+
+static void check_remove_and_stats(scsp_cache *c)
+{
+    struct scsp_stats s = SCSP_STATS_INIT;
+    uint8_t buf[16];
+    size_t n;
+
+    CHECK(scsp_remove(NULL, K("k")) == SCSP_E_INVAL);
+    CHECK(scsp_remove(c, NULL, 1) == SCSP_E_INVAL);
+    CHECK(scsp_remove(c, K("")) == SCSP_E_INVAL);
+    CHECK(scsp_put(c, K("gone"), K("soon"), 60) == SCSP_OK);
+    CHECK(scsp_remove(c, K("gone")) == SCSP_OK);
+    CHECK(scsp_remove(c, K("gone")) == SCSP_E_NOT_FOUND);
+    CHECK(scsp_get(c, K("gone"), buf, sizeof buf, &n) == SCSP_E_NOT_FOUND);
+
+    CHECK(scsp_stats(NULL, &s) == SCSP_E_INVAL);
+    CHECK(scsp_stats(c, NULL) == SCSP_E_INVAL);
+    s.struct_size = 8;
+    CHECK(scsp_stats(c, &s) == SCSP_E_INVAL);
+    s.struct_size = sizeof s;
+    CHECK(scsp_stats(c, &s) == SCSP_OK);
+    CHECK(s.struct_size == sizeof s);
+    CHECK(s.max_value == 1024 && s.shards == 2 && s.capacity_bytes == (1u << 20));
+    CHECK(s.puts >= 4 && s.hits >= 3 && s.misses >= 3 && s.too_large >= 1);
+    CHECK(s.removes == 2 && s.takes == 1 && s.processes >= 1);
+    CHECK(s.log_fill > 0.0 && s.log_fill <= 1.0);
+}
+
+static void check_ticket_key_arguments(scsp_cache *c)
+{
+    scsp_ticket_key k;
+    uint8_t name[16] = {0};
+    CHECK(scsp_ticket_key_current(NULL, &k) == SCSP_E_INVAL);
+    CHECK(scsp_ticket_key_current(c, NULL) == SCSP_E_INVAL);
+    CHECK(scsp_ticket_key_find(NULL, name, &k) == SCSP_E_INVAL);
+    CHECK(scsp_ticket_key_find(c, NULL, &k) == SCSP_E_INVAL);
+    CHECK(scsp_ticket_key_find(c, name, NULL) == SCSP_E_INVAL);
+    CHECK(scsp_ticket_key_find(c, name, &k) == SCSP_E_NOT_FOUND);
+}
+
+static int all_zero(const uint8_t *p, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++)
+        if (p[i] != 0)
+            return 0;
+    return 1;
+}
+
+/* The current key is found by its name, flagged current, and is the same
+ * key for every handle on the segment. Wiped after use, as documented. */
+static void check_ticket_keys(scsp_cache *c)
+{
+    scsp_ticket_key cur, found, again;
+    scsp_cache *other = NULL;
+    scsp_options o = SCSP_OPTIONS_INIT;
+    CHECK(scsp_ticket_key_current(c, &cur) == SCSP_OK);
+    CHECK(cur.flags == SCSP_TICKET_KEY_CURRENT);
+    CHECK(!all_zero(cur.name, 16) && !all_zero(cur.aes_key, 32) && !all_zero(cur.hmac_key, 32));
+    CHECK(memcmp(cur.aes_key, cur.hmac_key, 32) != 0 && cur.created > 0);
+    CHECK(scsp_ticket_key_find(c, cur.name, &found) == SCSP_OK);
+    CHECK(found.flags == SCSP_TICKET_KEY_CURRENT);
+    CHECK(memcmp(&found, &cur, sizeof cur) == 0);
+    o.flags = SCSP_OPEN_NO_CREATE;
+    CHECK(scsp_open(in_dir("small"), &o, &other) == SCSP_OK);
+    CHECK(scsp_ticket_key_current(other, &again) == SCSP_OK);
+    CHECK(memcmp(&again, &cur, sizeof cur) == 0);
+    scsp_close(other);
+    found.name[0] ^= 1;
+    CHECK(scsp_ticket_key_find(c, found.name, &found) == SCSP_E_NOT_FOUND);
+    explicit_bzero(&cur, sizeof cur);
+    explicit_bzero(&found, sizeof found);
+    explicit_bzero(&again, sizeof again);
+}
+
+struct thread_arg {
+    scsp_cache *c;
+    int id, ok;
+};
+
+static void *hammer(void *p)
+{
+    struct thread_arg *a = (struct thread_arg *)p;
+    char key[32], val[32], got[32];
+    size_t n;
+    int i;
+    a->ok = 1;
+    for (i = 0; i < 500; i++) {
+        int kl = snprintf(key, sizeof key, "t%d-%d", a->id, i);
+        int vl = snprintf(val, sizeof val, "value-%d-%d", a->id, i);
+        if (scsp_put(a->c, (uint8_t *)key, (size_t)kl, (uint8_t *)val, (size_t)vl, 60) != SCSP_OK ||
+            scsp_get(a->c, (uint8_t *)key, (size_t)kl, (uint8_t *)got, sizeof got, &n) != SCSP_OK ||
+            n != (size_t)vl || memcmp(got, val, n) != 0)
+            a->ok = 0;
+    }
+    return NULL;
+}
+
+static void check_threads(scsp_cache *c)
+{
+    pthread_t t[4];
+    struct thread_arg a[4];
+    int i;
+    for (i = 0; i < 4; i++) {
+        a[i].c = c;
+        a[i].id = i;
+        CHECK(pthread_create(&t[i], NULL, hammer, &a[i]) == 0);
+    }
+    for (i = 0; i < 4; i++) {
+        CHECK(pthread_join(t[i], NULL) == 0);
+        CHECK(a[i].ok);
+    }
+}
+
+/* The handle survives fork(): the child sees the parent's value through its
+ * copy, writes one the parent sees, and counts in a slot of its own. */
+static void check_fork(scsp_cache *c)
+{
+    uint8_t buf[32];
+    size_t n = 0;
+    int status;
+    pid_t pid;
+    CHECK(scsp_put(c, K("from-parent"), K("p"), 60) == SCSP_OK);
+    pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        struct scsp_stats s = SCSP_STATS_INIT;
+        int ok = scsp_get(c, K("from-parent"), buf, sizeof buf, &n) == SCSP_OK && n == 1 &&
+                 buf[0] == 'p' && scsp_put(c, K("from-child"), K("c"), 60) == SCSP_OK &&
+                 scsp_stats(c, &s) == SCSP_OK && s.processes >= 2;
+        scsp_close(c);
+        _exit(ok ? 0 : 1);
+    }
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(scsp_get(c, K("from-child"), buf, sizeof buf, &n) == SCSP_OK && n == 1 && buf[0] == 'c');
+}
+
+/* After a rotation the previous key still decrypts but is not current, so
+ * an OpenSSL callback renews the ticket (returns 2). Period 2 s, lifetime
+ * 4 s: the old key stays findable for 4 s after the rotation is seen. */
+static void check_ticket_key_rotation(void)
+{
+    scsp_cache *c = NULL;
+    scsp_options o = SCSP_OPTIONS_INIT;
+    scsp_ticket_key old, cur, found;
+    struct timespec tick = {0, 50 * 1000 * 1000};
+    int i;
+    o.size_bytes = 1u << 20;
+    o.shards = 2;
+    o.ticket_period_secs = 2;
+    o.ticket_lifetime_secs = 4;
+    CHECK(scsp_open(in_dir("rotating"), &o, &c) == SCSP_OK);
+    CHECK(scsp_ticket_key_current(c, &old) == SCSP_OK);
+    for (i = 0; i < 200; i++) { /* bounded: at most ~10 s */
+        CHECK(scsp_ticket_key_current(c, &cur) == SCSP_OK);
+        if (memcmp(cur.name, old.name, 16) != 0)
+            break;
+        nanosleep(&tick, NULL);
+    }
+    CHECK(memcmp(cur.name, old.name, 16) != 0);
+    CHECK(cur.created > old.created);
+    CHECK(scsp_ticket_key_find(c, old.name, &found) == SCSP_OK);
+    CHECK(found.flags == 0 && memcmp(found.aes_key, old.aes_key, 32) == 0);
+    CHECK(scsp_ticket_key_find(c, cur.name, &found) == SCSP_OK);
+    CHECK(found.flags == SCSP_TICKET_KEY_CURRENT);
+    explicit_bzero(&old, sizeof old);
+    explicit_bzero(&cur, sizeof cur);
+    explicit_bzero(&found, sizeof found);
+    scsp_close(c);
+}
+
+/* Values cross the language boundary both ways through one segment. */
+static void check_rust_interop(void)
+{
+    scsp_cache *c = NULL;
+    scsp_options o = SCSP_OPTIONS_INIT;
+    uint8_t buf[64];
+    size_t n = 0;
+    o.flags = SCSP_OPEN_NO_CREATE;
+    CHECK(scsp_open(in_dir("shared"), &o, &c) == SCSP_OK);
+    CHECK(scsp_get(c, K("rust-key"), buf, sizeof buf, &n) == SCSP_OK);
+    CHECK(n == 9 && memcmp(buf, "from-rust", 9) == 0);
+    CHECK(scsp_put(c, K("c-key"), K("from-c"), 300) == SCSP_OK);
+    /* The ticket key ring is shared with Rust: publish the (public) name of
+     * the current key for the Rust test to compare with its own. */
+    {
+        scsp_ticket_key k;
+        CHECK(scsp_ticket_key_current(c, &k) == SCSP_OK);
+        CHECK(scsp_put(c, K("c-ticket-key-name"), k.name, 16, 300) == SCSP_OK);
+        explicit_bzero(&k, sizeof k);
+    }
+    scsp_close(c);
+}
+
+int main(int argc, char **argv)
+{
+    scsp_cache *c;
+    if (argc != 2) {
+        fprintf(stderr, "usage: abi_test DIR\n");
+        return 2;
+    }
+    snprintf(dir, sizeof dir, "%s", argv[1]);
+    check_static_strings();
+    check_open_errors();
+    c = open_small("small");
+    check_put(c);
+    check_get_and_take(c);
+    check_remove_and_stats(c);
+    check_ticket_key_arguments(c);
+    check_ticket_keys(c);
+    check_threads(c);
+    check_fork(c);
+    scsp_close(c);
+    scsp_close(NULL);
+    check_ticket_key_rotation();
+    check_rust_interop();
+    printf("abi_test: %d checks passed\n", checks);
+    return 0;
+}

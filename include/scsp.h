@@ -1,0 +1,277 @@
+/*
+ * scsp.h — C interface of libscsp, the shared-memory TLS session cache.
+ *
+ * Every worker process on a host opens the same segment file (normally on
+ * /dev/shm) and sees one lock-free hash table of TLS sessions. get/put/take
+ * are plain memory operations: no syscall, no lock, no daemon.
+ *
+ * Link:   cc app.c $(pkg-config --cflags --libs scsp)
+ * Static: cc app.c $(pkg-config --cflags --static --libs scsp)   (libscsp.a)
+ * For OpenSSL servers, see scsp_openssl.h (header-only helper).
+ *
+ * ---------------------------------------------------------------------------
+ * RETURN CODES AND ERRORS
+ *   Every int-returning function returns SCSP_OK (0) or a negative SCSP_E_*
+ *   code; scsp_strerror() names it. A NULL pointer, a key of 0 or more than
+ *   SCSP_MAX_KEY bytes, a NULL buffer with a non-zero length, or a bad option
+ *   is SCSP_E_INVAL — never a crash (a pointer that is non-NULL but invalid
+ *   cannot be detected and is undefined behaviour, as in libc).
+ *   - SCSP_E_IO: a system call failed and errno holds the OS error (only
+ *     scsp_open returns it: get/put/take/remove work on shared memory).
+ *     For any other code errno is unspecified.
+ *   - scsp_last_error(): after a call fails with any code other than
+ *     SCSP_E_NOT_FOUND or SCSP_E_BUFFER, a message for people saying what is
+ *     wrong and what to do, e.g. "scsp_open: /dev/shm/x is owned by uid 0 ...".
+ *     Per thread; valid until the next failing scsp call in that thread.
+ *   - No Rust panic ever crosses this interface: a bug inside libscsp is
+ *     reported as SCSP_E_INTERNAL.
+ *
+ * OWNERSHIP
+ *   scsp_open() allocates a handle; scsp_close() frees it exactly once. The
+ *   library never keeps or frees a pointer you pass in: keys, values and
+ *   buffers are only read or written during the call. Strings returned by
+ *   scsp_strerror() and scsp_version() are static; never free them.
+ *
+ * THREADS
+ *   A handle may be used by any number of threads at once without locking
+ *   (the table is lock-free). Only scsp_close() must not race with other
+ *   calls on the same handle. Several handles on one segment are fine too.
+ *
+ * FORK
+ *   A handle survives fork(): the segment is a shared mapping, so parent and
+ *   child keep seeing the same table through their copies of the handle, and
+ *   the child's statistics move to a counter slot of its own on its first
+ *   call. Either process may keep using its copy; each closes (or exits)
+ *   independently. Opening once in a master and forking workers is the
+ *   intended prefork pattern.
+ *
+ * SECRETS
+ *   Values are TLS session state and ticket keys: secrets. The segment is
+ *   created owner-only (mode 0600) and excluded from core dumps; libscsp
+ *   never logs keys or values. Wipe copies you make (see scsp_ticket_key).
+ * ---------------------------------------------------------------------------
+ */
+#ifndef SCSP_H
+#define SCSP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Version of this interface. Checked at run time with scsp_abi_version(). */
+#define SCSP_ABI_VERSION 1
+
+/* Longest key accepted, in bytes. */
+#define SCSP_MAX_KEY 255
+
+/* Return codes. Numbers are stable; new failures get new numbers. */
+#define SCSP_OK 0
+#define SCSP_E_NOT_FOUND (-1) /* no live value for the key */
+#define SCSP_E_BUFFER (-2)    /* buffer too small; *val_len = bytes needed */
+#define SCSP_E_TOO_LARGE (-3) /* value larger than the segment's max_value */
+#define SCSP_E_INVAL (-4)     /* NULL pointer, bad length, bad option */
+#define SCSP_E_CORRUPT (-5)   /* not a segment, or damaged/unfinished header */
+#define SCSP_E_VERSION (-6)   /* incompatible segment format or layout */
+#define SCSP_E_EXISTS (-7)    /* SCSP_OPEN_EXCL and a file exists */
+#define SCSP_E_PERM (-8)      /* symlink, foreign owner or world-writable */
+#define SCSP_E_IO (-9)        /* system call failed; see errno */
+#define SCSP_E_INTERNAL (-10) /* bug in libscsp, caught; please report */
+#define SCSP_E_OPENSSL (-11)  /* scsp_openssl.h only: an OpenSSL call failed */
+
+/* An open cache. Opaque; made by scsp_open, freed by scsp_close. */
+typedef struct scsp_cache scsp_cache;
+
+/* scsp_options.flags */
+#define SCSP_OPEN_NO_CREATE 0x1u           /* attach only; missing file: SCSP_E_IO, errno ENOENT */
+#define SCSP_OPEN_EXCL 0x2u                /* create only; existing file: SCSP_E_EXISTS */
+#define SCSP_OPEN_ALLOW_FOREIGN_OWNER 0x4u /* accept a segment owned by another uid */
+#define SCSP_OPEN_SET_GROUP 0x8u           /* chown a new segment to .group */
+
+/*
+ * How scsp_open creates or attaches. Zero in any field means its default, so
+ * start from SCSP_OPTIONS_INIT (which sets struct_size) and set what you need:
+ *     scsp_options o = SCSP_OPTIONS_INIT;  o.size_bytes = 16u << 20;
+ * The geometry fields (size_bytes, max_value, shards, host_id, mode, group)
+ * apply only when a new segment is created; attaching to an existing one
+ * uses the geometry it was created with (scsp_stats reports it). The ticket
+ * fields set this handle's key rotation schedule; give every process of a
+ * pool the same values.
+ * struct_size lets the struct grow: unknown trailing bytes must be zero.
+ */
+typedef struct scsp_options {
+    uint32_t struct_size; /* sizeof(scsp_options); required */
+    uint32_t flags;       /* SCSP_OPEN_* bits; 0: attach if it exists, else create */
+    uint64_t size_bytes;  /* session log bytes of a new segment; 0: 64 MiB */
+    uint32_t max_value;   /* largest value, power of two 256..65536; 0: 8192 */
+    uint32_t shards;      /* log shards, power of two; 0: 16 */
+    uint32_t mode;        /* file permission bits; 0: 0600 (never world-writable) */
+    uint32_t host_id;     /* origin id stamped on entries (bridge); 0: 1 */
+    uint32_t group;       /* gid for SCSP_OPEN_SET_GROUP (use mode 0660) */
+    uint32_t reserved;    /* must be 0 */
+    uint32_t ticket_period_secs;   /* ticket key rotation period; 0: 6 h */
+    uint32_t ticket_lifetime_secs; /* ticket validity, <= 2 * period; 0: 12 h
+                                      (or 2 * period if that is shorter) */
+} scsp_options;
+
+#define SCSP_OPTIONS_INIT { (uint32_t)sizeof(scsp_options), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
+
+/*
+ * Counters summed over every process that uses the segment, and its
+ * geometry. A snapshot, not a transaction. Set struct_size first:
+ *     struct scsp_stats s = SCSP_STATS_INIT;  scsp_stats(c, &s);
+ * (A struct tag, like struct stat and stat(): the function has the name.)
+ */
+struct scsp_stats {
+    uint32_t struct_size;    /* sizeof(scsp_stats); required */
+    uint32_t reserved;
+    uint64_t hits;           /* get/take found a value */
+    uint64_t misses;         /* get/take found nothing usable */
+    uint64_t puts;           /* values stored */
+    uint64_t takes;          /* values handed out by take */
+    uint64_t removes;        /* remove calls */
+    uint64_t too_large;      /* puts refused (too large or bad key) */
+    uint64_t evictions;      /* live entries pushed out of a full bucket */
+    uint64_t expired;        /* lookups that found an expired entry */
+    uint64_t bytes_written;  /* bytes appended to the logs */
+    uint64_t lost;           /* puts that could not publish under contention */
+    uint64_t corrupt;        /* entries that failed verification */
+    uint64_t processes;      /* processes holding a counter slot now */
+    uint64_t capacity_bytes; /* session log bytes, all shards */
+    uint64_t shards;
+    uint64_t index_slots;
+    uint64_t max_value;      /* largest value accepted */
+    uint64_t host_id;
+    uint64_t created;        /* creation time, unix seconds */
+    uint64_t appended_bytes; /* bytes ever appended (sum of shard tails) */
+    double log_fill;         /* fraction of the log holding data, 0..1 */
+};
+
+#define SCSP_STATS_INIT { (uint32_t)sizeof(struct scsp_stats), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0.0 }
+
+/*
+ * Open the segment at path, creating it if absent (unless opts->flags says
+ * otherwise). opts NULL means all defaults: attach if the file exists, else
+ * create a 64 MiB owner-only segment. Creation races are safe: exactly one
+ * process creates, the others attach. Refuses symlinks, files owned by other
+ * users (unless SCSP_OPEN_ALLOW_FOREIGN_OWNER) and world-writable files.
+ * On success *out is the handle; on failure *out is NULL.
+ * Returns SCSP_OK, SCSP_E_INVAL (NULL path/out, empty path, bad options),
+ * SCSP_E_IO (errno set), SCSP_E_EXISTS, SCSP_E_PERM, SCSP_E_CORRUPT,
+ * SCSP_E_VERSION.
+ */
+int scsp_open(const char *path, const scsp_options *opts, scsp_cache **out);
+
+/* Free a handle (the segment file stays). NULL is a no-op. */
+void scsp_close(scsp_cache *c);
+
+/*
+ * Store val (val_len bytes; val may be NULL when val_len is 0) under key for
+ * ttl_secs seconds, visible at once to every process using the segment.
+ * Replaces any previous value of the key.
+ * Returns SCSP_OK, SCSP_E_TOO_LARGE (val_len > max_value), SCSP_E_INVAL
+ * (NULL c or key, key_len 0 or > SCSP_MAX_KEY, NULL val with val_len > 0,
+ * ttl_secs 0).
+ */
+int scsp_put(scsp_cache *c, const uint8_t *key, size_t key_len,
+             const uint8_t *val, size_t val_len, uint32_t ttl_secs);
+
+/*
+ * Copy the value of key into buf (buf_cap bytes) and set *val_len to its
+ * length. buf may be NULL when buf_cap is 0, to ask for the size. buf must not
+ * overlap key. Allocates nothing and makes no system call.
+ * Returns SCSP_OK; SCSP_E_NOT_FOUND (*val_len = 0); SCSP_E_BUFFER (nothing
+ * copied, *val_len = bytes needed — a hint, the entry may change before you
+ * retry); SCSP_E_INVAL (NULL c, key or val_len, bad key_len, NULL buf with
+ * buf_cap > 0, buf overlapping key).
+ */
+int scsp_get(scsp_cache *c, const uint8_t *key, size_t key_len,
+             uint8_t *buf, size_t buf_cap, size_t *val_len);
+
+/*
+ * As scsp_get, and remove the entry: of any number of threads or processes
+ * taking the same entry at once, exactly one gets SCSP_OK. On SCSP_E_BUFFER
+ * nothing is taken. Use for single-use values (TLS 1.3 anti-replay).
+ */
+int scsp_take(scsp_cache *c, const uint8_t *key, size_t key_len,
+              uint8_t *buf, size_t buf_cap, size_t *val_len);
+
+/*
+ * Remove key for every process (and, through the bridge, every host).
+ * Returns SCSP_OK if a live entry was removed, SCSP_E_NOT_FOUND if there was
+ * none (the removal is still recorded for the bridge), SCSP_E_INVAL.
+ */
+int scsp_remove(scsp_cache *c, const uint8_t *key, size_t key_len);
+
+/*
+ * Fill *out (whose struct_size you set, e.g. with SCSP_STATS_INIT).
+ * Returns SCSP_OK, SCSP_E_INVAL (NULL, or struct_size too small).
+ */
+int scsp_stats(scsp_cache *c, struct scsp_stats *out);
+
+/*
+ * SHARED TICKET KEYS (stateless resumption, RFC 5077 / TLS 1.3 tickets)
+ *
+ * Every process (and, through the bridge, every host) using the segment sees
+ * one key ring: a current key that encrypts new tickets, and recent keys that
+ * still decrypt older tickets. The ring rotates itself on a schedule; a
+ * ticket made by any worker can be decrypted by any other.
+ *
+ * A key is AES-256-CBC + HMAC-SHA256 material (the scheme of OpenSSL's
+ * SSL_CTX_set_tlsext_ticket_key_evp_cb); scsp_openssl.h wires it up.
+ * THESE ARE SECRETS: anyone holding them can decrypt every session made with
+ * them. Wipe every scsp_ticket_key you fill as soon as you are done with it
+ * (OPENSSL_cleanse, explicit_bzero), never log it, never write it to disk.
+ */
+typedef struct scsp_ticket_key {
+    uint8_t name[16];     /* public key name, sent in the clear in each ticket */
+    uint8_t aes_key[32];  /* AES-256-CBC key: secret */
+    uint8_t hmac_key[32]; /* HMAC-SHA256 key: secret */
+    uint64_t created;     /* unix seconds */
+    uint32_t origin;      /* host id that created the key */
+    uint32_t flags;       /* SCSP_TICKET_KEY_CURRENT if new tickets use this key */
+} scsp_ticket_key;
+
+#define SCSP_TICKET_KEY_CURRENT 0x1u
+
+/*
+ * Fill *out with the key new tickets must be encrypted with (flags has
+ * SCSP_TICKET_KEY_CURRENT). Makes the key (and the next one) when due and
+ * wipes retired keys; no process has to be in charge of rotation.
+ * Returns SCSP_OK; SCSP_E_NOT_FOUND if no key can be made right now (ring
+ * full, or another process is stuck making it): issue no ticket;
+ * SCSP_E_INVAL (NULL c or out).
+ */
+int scsp_ticket_key_current(scsp_cache *c, scsp_ticket_key *out);
+
+/*
+ * Fill *out with the key named name (16 bytes, from a ticket), to decrypt a
+ * ticket. flags has SCSP_TICKET_KEY_CURRENT unless the key is an older one:
+ * then accept the ticket but issue a new one (OpenSSL: return 2, "renew").
+ * Returns SCSP_OK, SCSP_E_NOT_FOUND (unknown or retired key: do a full
+ * handshake), SCSP_E_INVAL (NULL c, name or out).
+ */
+int scsp_ticket_key_find(scsp_cache *c, const uint8_t name[16], scsp_ticket_key *out);
+
+/* A static message for a return code; never NULL, never free it. */
+const char *scsp_strerror(int code);
+
+/*
+ * What went wrong in this thread's last failed call (see ERRORS above);
+ * "" if nothing failed yet. Never NULL; do not free.
+ */
+const char *scsp_last_error(void);
+
+/* Library version, e.g. "0.1.0". Static; never free it. */
+const char *scsp_version(void);
+
+/* ABI version of the loaded library; compare with SCSP_ABI_VERSION. */
+uint32_t scsp_abi_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SCSP_H */

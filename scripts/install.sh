@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Build libscsp (the C ABI) and install it:
+#   $PREFIX/lib/libscsp.so.<version>, libscsp.so.1, libscsp.so, libscsp.a
+#   $PREFIX/include/scsp.h, scsp_openssl.h
+#   $PREFIX/lib/pkgconfig/scsp.pc, scsp-openssl.pc
+#
+# Environment (all optional):
+#   PREFIX=/usr/local     where to install
+#   DESTDIR=              staging root for packagers (prepended to every path)
+#   LIBDIR=$PREFIX/lib    library directory
+#   PROFILE=release       cargo profile to build: release or debug
+#   CARGO_TARGET_DIR      cargo's target directory (default: <repo>/target)
+#   SCSP_NO_BUILD=1       install what is already built, do not run cargo
+#
+#   sudo scripts/install.sh                          # /usr/local
+#   PREFIX=$HOME/.local scripts/install.sh           # no root needed
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+PREFIX=${PREFIX:-/usr/local}
+LIBDIR=${LIBDIR:-$PREFIX/lib}
+INCLUDEDIR=$PREFIX/include
+PROFILE=${PROFILE:-release}
+CARGO=${CARGO:-cargo}
+target=${CARGO_TARGET_DIR:-$root/target}
+DESTDIR=${DESTDIR:-}
+
+case "$PROFILE" in
+    release) cargo_profile=release; outdir=$target/release ;;
+    debug | dev) cargo_profile=dev; outdir=$target/debug ;;
+    *) echo "install.sh: PROFILE must be release or debug, not '$PROFILE'" >&2; exit 2 ;;
+esac
+case "$PREFIX" in
+    /*) ;;
+    *) echo "install.sh: PREFIX must be an absolute path, not '$PREFIX'" >&2; exit 2 ;;
+esac
+
+if [ -z "${SCSP_NO_BUILD:-}" ]; then
+    (cd "$root" && CARGO_TARGET_DIR="$target" "$CARGO" build --profile "$cargo_profile" -p scsp-ffi)
+fi
+for f in libscsp.so libscsp.a; do
+    if [ ! -f "$outdir/$f" ]; then
+        echo "install.sh: $outdir/$f is missing; build it with: cargo build --release -p scsp-ffi" >&2
+        exit 1
+    fi
+done
+
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$root/ffi/Cargo.toml" | head -n1)
+abi=$(sed -n 's/^#define SCSP_ABI_VERSION \([0-9]*\)$/\1/p' "$root/include/scsp.h")
+[ -n "$version" ] && [ -n "$abi" ] || { echo "install.sh: cannot read version/ABI" >&2; exit 1; }
+
+lib=$DESTDIR$LIBDIR
+inc=$DESTDIR$INCLUDEDIR
+pc=$DESTDIR$LIBDIR/pkgconfig
+install -d "$lib" "$inc" "$pc"
+install -m 0755 "$outdir/libscsp.so" "$lib/libscsp.so.$version"
+ln -sfn "libscsp.so.$version" "$lib/libscsp.so.$abi"
+ln -sfn "libscsp.so.$abi" "$lib/libscsp.so"
+install -m 0644 "$outdir/libscsp.a" "$lib/libscsp.a"
+install -m 0644 "$root/include/scsp.h" "$root/include/scsp_openssl.h" "$inc/"
+
+# Libs.private: what a static link of libscsp.a needs (rustc's
+# native-static-libs for this target, minus libc and libgcc_s).
+cat >"$pc/scsp.pc" <<PC
+prefix=$PREFIX
+libdir=$LIBDIR
+includedir=$INCLUDEDIR
+
+Name: scsp
+Description: shared-memory TLS session cache (C ABI $abi)
+Version: $version
+Libs: -L\${libdir} -lscsp
+Libs.private: -lpthread -ldl -lm -lrt -lutil
+Cflags: -I\${includedir}
+PC
+cat >"$pc/scsp-openssl.pc" <<PC
+prefix=$PREFIX
+libdir=$LIBDIR
+includedir=$INCLUDEDIR
+
+Name: scsp-openssl
+Description: scsp session cache and shared ticket keys for OpenSSL servers (header-only helper)
+Version: $version
+Requires: scsp openssl >= 3.0
+Cflags: -I\${includedir}
+PC
+
+echo "installed libscsp $version (ABI $abi) under $DESTDIR$PREFIX"

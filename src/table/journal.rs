@@ -112,6 +112,11 @@ impl Cache {
         self.log_words
     }
 
+    /// The current tail of `shard`'s log, in words.
+    pub fn log_tail(&self, shard: usize) -> u64 {
+        self.seg.tail(shard).load(Ordering::Relaxed)
+    }
+
     /// A cursor over `shard`'s log.
     pub fn log_cursor(&self, shard: usize, start: LogStart) -> LogCursor {
         let shard = shard & (self.shards() - 1);
@@ -119,9 +124,7 @@ impl Cache {
         let pos = match start {
             // The window's first word may be the middle of a half-overwritten
             // entry: start at the first whole one.
-            LogStart::WindowStart => {
-                self.next_header(shard, t.saturating_sub(self.log_words), t)
-            }
+            LogStart::WindowStart => self.next_header(shard, t.saturating_sub(self.log_words), t),
             LogStart::Tail => t,
         };
         LogCursor {
@@ -243,7 +246,10 @@ mod tests {
         let p = c.read_log(&mut cur, 100, &mut out);
         assert_eq!(p, LogProgress::default());
         assert_eq!(out.len(), 3);
-        assert_eq!((&out[0].key[..], &out[0].value[..]), (&b"a"[..], &b"one"[..]));
+        assert_eq!(
+            (&out[0].key[..], &out[0].value[..]),
+            (&b"a"[..], &b"one"[..])
+        );
         assert!(!out[0].published, "a was removed");
         assert!(out[1].published);
         assert_eq!(out[2].flags, crate::table::FLAG_TOMBSTONE);

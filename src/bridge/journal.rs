@@ -54,6 +54,28 @@ impl LocalFeed {
         }
     }
 
+    /// Where this feed has read up to, per shard (kept across reconnects).
+    pub fn positions(&self) -> Vec<u64> {
+        self.cursors.iter().map(|c| c.pos()).collect()
+    }
+
+    /// Log words a feed that stopped at `saved` has lost since: what the
+    /// log overwrote before this peer got it. (The new feed still starts at
+    /// the window's start, to catch the peer up on every live entry.)
+    pub fn lost_since(cache: &Cache, saved: &[u64]) -> u64 {
+        saved
+            .iter()
+            .enumerate()
+            .take(cache.shards())
+            .map(|(s, &pos)| {
+                cache
+                    .log_tail(s)
+                    .saturating_sub(cache.log_words())
+                    .saturating_sub(pos)
+            })
+            .sum()
+    }
+
     fn worth_sending(&self, e: &JournalEntry, now: u64) -> bool {
         e.origin == self.origin
             && (e.flags & FLAG_TOMBSTONE != 0 || (e.published && e.expiry >= now))

@@ -24,7 +24,7 @@ use crate::Cache;
 use status::Status;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Most TLS handshakes in progress at once on the listener.
@@ -41,6 +41,8 @@ pub(crate) struct Shared {
     /// the change and ends.
     generation: Vec<AtomicU64>,
     connected_once: Vec<AtomicBool>,
+    /// Per peer: where its last connection's feed stopped reading.
+    saved: Vec<Mutex<Option<Vec<u64>>>>,
     handshakes: AtomicUsize,
 }
 
@@ -52,6 +54,22 @@ impl Shared {
     /// Log one line. Callers never pass keys, values or key material.
     fn log(&self, msg: &str) {
         eprintln!("scsp bridge[host {}]: {msg}", self.cfg.host_id);
+    }
+
+    fn saved_positions(&self, idx: usize) -> Option<Vec<u64>> {
+        self.saved[idx].lock().ok().and_then(|g| g.clone())
+    }
+
+    fn save_positions(&self, idx: usize, pos: Vec<u64>) {
+        if let Ok(mut g) = self.saved[idx].lock() {
+            // Keep the furthest reader: two connections may overlap briefly.
+            let keep = g
+                .as_ref()
+                .is_some_and(|old| old.iter().sum::<u64>() > pos.iter().sum::<u64>());
+            if !keep {
+                *g = Some(pos);
+            }
+        }
     }
 
     fn sleep(&self, d: Duration) {
@@ -119,6 +137,7 @@ pub fn run(c: Checked, stop: &'static AtomicBool) -> Result<(), String> {
         stop,
         generation: (0..n).map(|_| AtomicU64::new(0)).collect(),
         connected_once: (0..n).map(|_| AtomicBool::new(false)).collect(),
+        saved: (0..n).map(|_| Mutex::new(None)).collect(),
         handshakes: AtomicUsize::new(0),
         cfg: c.cfg,
     });

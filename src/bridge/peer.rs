@@ -108,6 +108,12 @@ impl Link {
     /// Take in whatever arrives within the read wait. `Ok(false)`: the
     /// peer closed the connection.
     fn pump(&mut self) -> Result<bool, String> {
+        // Plaintext may already sit decrypted in rustls (it arrived with the
+        // handshake's last flight): take it before waiting on the socket.
+        let (got, open) = self.drain()?;
+        if got > 0 || !open {
+            return Ok(open);
+        }
         match self.conn.read_tls(&mut self.sock) {
             Ok(0) => return Ok(false),
             Ok(_) => {}
@@ -116,6 +122,12 @@ impl Link {
             }
             Err(e) => return Err(format!("receive: {e}")),
         }
+        Ok(self.drain()?.1)
+    }
+
+    /// Process received TLS records and move their plaintext to the frame
+    /// reader. Returns (bytes moved, connection still open).
+    fn drain(&mut self) -> Result<(usize, bool), String> {
         let st = match self.conn.process_new_packets() {
             Ok(st) => st,
             Err(e) => {
@@ -132,7 +144,7 @@ impl Link {
                 .map_err(|e| format!("receive: {e}"))?;
             self.frames.push(&buf);
         }
-        Ok(!st.peer_has_closed())
+        Ok((n, !st.peer_has_closed()))
     }
 
     /// Wait (up to the handshake timeout) for the next frame.
@@ -312,8 +324,28 @@ fn session_loop(
     dead_after: Duration,
     link: &mut Link,
 ) -> Result<(), String> {
-    let peer_id = sh.cfg.peers[idx].id;
     let mut feed = LocalFeed::new(&sh.cache);
+    if let Some(saved) = sh.saved_positions(idx) {
+        sh.status.add(
+            idx,
+            Field::LostWords,
+            LocalFeed::lost_since(&sh.cache, &saved),
+        );
+    }
+    let res = replicate(sh, idx, generation, dead_after, link, &mut feed);
+    sh.save_positions(idx, feed.positions());
+    res
+}
+
+fn replicate(
+    sh: &Shared,
+    idx: usize,
+    generation: u64,
+    dead_after: Duration,
+    link: &mut Link,
+    feed: &mut LocalFeed,
+) -> Result<(), String> {
+    let peer_id = sh.cfg.peers[idx].id;
     let mut inflight = InFlight {
         batches: VecDeque::new(),
         entries: 0,

@@ -40,6 +40,7 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
             "stats": s,
             "occupancy": occ,
             "hit_ratio": hit_ratio,
+            "bridge": scsp::bridge::status::read(&cache),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
@@ -87,5 +88,41 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
     );
     println!("corrupt        {} entries failed verification", c.corrupt);
     println!("processes      {} attached now", c.processes);
+    if let Some(b) = scsp::bridge::status::read(&cache) {
+        print_bridge(&b);
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_bridge(b: &scsp::bridge::status::BridgeStatus) {
+    let running = b.pid != 0;
+    println!(
+        "bridge         {}",
+        if running {
+            format!("pid {}", b.pid)
+        } else {
+            "stopped".to_string()
+        }
+    );
+    for p in &b.peers {
+        println!(
+            "  peer {:<6}  {}, sent {}, received {}, dropped {}, lag {} entries / {:.2} ms, \
+             backlog {} words, lost {} words behind the window, {} reconnects, {} refused",
+            p.id,
+            if running && p.get("connected") == 1 {
+                "connected"
+            } else {
+                "disconnected"
+            },
+            p.get("sent_entries"),
+            p.get("received_entries"),
+            p.get("dropped_entries"),
+            p.get("lag_entries"),
+            p.get("lag_micros") as f64 / 1000.0,
+            p.get("backlog_words"),
+            p.get("lost_words"),
+            p.get("reconnects"),
+            p.get("refused"),
+        );
+    }
 }

@@ -1,0 +1,150 @@
+//! Replication between real `scsp bridge` processes on 127.0.0.x, each host
+//! with its own segment.
+
+mod bridge_support;
+
+use bridge_support::*;
+
+#[test]
+fn put_on_one_host_is_readable_on_the_others_and_removals_follow() {
+    let c = Cluster::start(Options::default());
+    c.wait_connected();
+    let (a, b, cc) = (&c.hosts[0], &c.hosts[1], &c.hosts[2]);
+    assert_eq!(
+        a.cache.put(b"session-a", b"state-from-a", 300),
+        scsp::Stored::Ok
+    );
+    assert_eq!(
+        cc.cache.put(b"session-c", b"state-from-c", 300),
+        scsp::Stored::Ok
+    );
+    for h in [a, b, cc] {
+        eventually(&format!("session-a on host {}", h.id), || {
+            h.get(b"session-a").as_deref() == Some(&b"state-from-a"[..])
+        });
+        eventually(&format!("session-c on host {}", h.id), || {
+            h.get(b"session-c").as_deref() == Some(&b"state-from-c"[..])
+        });
+    }
+    // Peers' entries keep their origin: host B stores host A's entry as A's.
+    let mut all = Vec::new();
+    for s in 0..b.cache.shards() {
+        let mut cur = b.cache.log_cursor(s, scsp::table::LogStart::WindowStart);
+        b.cache.read_log(&mut cur, 1000, &mut all);
+    }
+    assert!(all.iter().any(|e| e.key == b"session-a" && e.origin == 1));
+    assert!(
+        all.iter().all(|e| e.origin != 2),
+        "B made no entry of its own"
+    );
+
+    // take on A (single-use ticket) and remove on C disappear everywhere.
+    assert_eq!(
+        a.cache.take_vec(b"session-a").as_deref(),
+        Some(&b"state-from-a"[..])
+    );
+    assert!(cc.cache.remove(b"session-c"));
+    for h in [b, cc] {
+        eventually(&format!("session-a gone on host {}", h.id), || {
+            h.get(b"session-a").is_none()
+        });
+    }
+    for h in [a, b] {
+        eventually(&format!("session-c gone on host {}", h.id), || {
+            h.get(b"session-c").is_none()
+        });
+    }
+    // No loop: what A sent to B equals what B received from A.
+    eventually("counters settle", || {
+        let sent = a.peer_status(2).get("sent_entries");
+        sent > 0 && sent == b.peer_status(1).get("received_entries")
+    });
+    assert_eq!(b.peer_status(1).get("sent_entries"), 0, "B re-sent nothing");
+}
+
+#[test]
+fn killed_bridge_restarts_catches_up_and_converges() {
+    let mut c = Cluster::start(Options::default());
+    c.wait_connected();
+    assert_eq!(c.hosts[0].cache.put(b"before", b"1", 300), scsp::Stored::Ok);
+    eventually("before on B", || c.hosts[1].get(b"before").is_some());
+    c.host(2).kill9();
+    eventually("A sees B down", || {
+        c.hosts[0].peer_status(2).get("connected") == 0
+    });
+    for i in 0..200u32 {
+        let k = format!("while-down-{i}");
+        assert_eq!(
+            c.hosts[0].cache.put(k.as_bytes(), b"v", 300),
+            scsp::Stored::Ok
+        );
+    }
+    assert!(c.hosts[0].cache.remove(b"before"));
+    // C made one too, while B was down.
+    assert_eq!(c.hosts[2].cache.put(b"from-c", b"c", 300), scsp::Stored::Ok);
+    c.host(2).start();
+    let b = &c.hosts[1];
+    eventually("B caught up on A's puts", || {
+        (0..200u32).all(|i| b.get(format!("while-down-{i}").as_bytes()).is_some())
+    });
+    eventually("B caught up on C's put", || b.get(b"from-c").is_some());
+    eventually("A's removal reached B", || b.get(b"before").is_none());
+    eventually("A counts the reconnect", || {
+        c.hosts[0].peer_status(2).get("reconnects") >= 1
+    });
+    assert!(
+        c.hosts[0].peer_status(2).get("connected") == 1,
+        "{}",
+        c.logs()
+    );
+}
+
+#[test]
+fn peer_down_while_the_log_wraps_converges_and_counts_lost_words() {
+    // A small log so that A's puts overwrite what B never got.
+    let mut c = Cluster::start(Options {
+        hosts: 2,
+        size: "256KiB",
+        ..Options::default()
+    });
+    c.wait_connected();
+    c.host(2).kill9();
+    eventually("A sees B down", || {
+        c.hosts[0].peer_status(2).get("connected") == 0
+    });
+    let value = vec![7u8; 1000];
+    for i in 0..2000u32 {
+        let _ = c.hosts[0]
+            .cache
+            .put(format!("k{i}").as_bytes(), &value, 300);
+    }
+    c.host(2).start();
+    let (a, b) = (&c.hosts[0], &c.hosts[1]);
+    eventually("the newest entry reaches B", || b.get(b"k1999").is_some());
+    eventually("A reports lost words for B", || {
+        a.peer_status(2).get("lost_words") > 0
+    });
+    assert!(a.peer_status(2).get("reconnects") >= 1);
+    // Converged on the recent entries. (Not on all of A's window: B's
+    // segment has the same size but another hash seed, so a full window of
+    // A's spreads unevenly over B's shards and may overflow one of them.)
+    eventually("B holds A's recent entries", || {
+        (1950..2000u32).all(|i| b.get(format!("k{i}").as_bytes()).is_some())
+    });
+}
+
+#[test]
+fn stats_shows_per_peer_counters() {
+    let c = Cluster::start(Options {
+        hosts: 2,
+        ..Options::default()
+    });
+    c.wait_connected();
+    assert_eq!(c.hosts[0].cache.put(b"k", b"v", 300), scsp::Stored::Ok);
+    eventually("replicated", || c.hosts[1].get(b"k").is_some());
+    let out = scsp(&["stats", c.hosts[0].segment.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("bridge"), "{text}");
+    assert!(text.contains("peer 2"), "{text}");
+    assert!(text.contains("connected"), "{text}");
+}

@@ -134,11 +134,21 @@ fn peer_down_while_the_log_wraps_converges_and_counts_lost_words() {
 }
 
 #[test]
-fn stats_shows_per_peer_counters() {
-    let c = Cluster::start(Options {
+fn stats_and_prometheus_show_per_peer_counters() {
+    let mut c = Cluster::prepare(Options {
         hosts: 2,
         ..Options::default()
     });
+    let port = free_port(ip(1));
+    let cfg = std::fs::read_to_string(&c.hosts[0].config).unwrap();
+    let cfg = cfg.replacen(
+        "[[peers]]",
+        &format!("metrics = \"127.0.0.1:{port}\"\n[[peers]]"),
+        1,
+    );
+    std::fs::write(&c.hosts[0].config, cfg).unwrap();
+    c.host(1).start();
+    c.host(2).start();
     c.wait_connected();
     assert_eq!(c.hosts[0].cache.put(b"k", b"v", 300), scsp::Stored::Ok);
     eventually("replicated", || c.hosts[1].get(b"k").is_some());
@@ -146,5 +156,60 @@ fn stats_shows_per_peer_counters() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("bridge"), "{text}");
     assert!(text.contains("peer 2"), "{text}");
-    assert!(text.contains("connected"), "{text}");
+    assert!(text.contains("connected, sent 1"), "{text}");
+
+    use std::io::{Read, Write};
+    let mut body = String::new();
+    eventually("metrics endpoint answers", || {
+        body.clear();
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+            return false;
+        };
+        let _ = s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n");
+        s.read_to_string(&mut body).is_ok()
+            && body.contains("scsp_bridge_peer_sent_entries{host=\"1\",peer=\"2\"} 1")
+    });
+    assert!(body.starts_with("HTTP/1.0 200 OK"), "{body}");
+    assert!(
+        body.contains("scsp_bridge_peer_connected{host=\"1\",peer=\"2\"} 1"),
+        "{body}"
+    );
+}
+
+#[test]
+fn check_config_names_the_bad_field() {
+    let c = Cluster::prepare(Options {
+        hosts: 2,
+        ..Options::default()
+    });
+    let ok = scsp(&[
+        "bridge",
+        "--config",
+        c.hosts[0].config.to_str().unwrap(),
+        "--check-config",
+    ]);
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("ok"));
+    let run = |text: &str| {
+        let p = c.dir.path().join("bad.toml");
+        std::fs::write(&p, text).unwrap();
+        let out = std::process::Command::new(BIN)
+            .args(["bridge", "--config", p.to_str().unwrap(), "--check-config"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let good = std::fs::read_to_string(&c.hosts[0].config).unwrap();
+    // The segment was made for host 1.
+    let e = run(&good.replace("host_id = 1", "host_id = 7"));
+    assert!(
+        e.contains("`host_id`") && e.contains("segment's host id 1"),
+        "{e}"
+    );
+    let e = run(&good.replace("seg-1", "no-such-segment"));
+    assert!(e.contains("`segment`"), "{e}");
+    let e = run(&good.replace("host-1.pem", "host-2.pem"));
+    assert!(e.contains("`cert`") && e.contains("scsp-host-1"), "{e}");
+    let e = run(&good.replace("heartbeat_ms = 200", "heartbeat_ms = 0"));
+    assert!(e.contains("`heartbeat_ms`"), "{e}");
 }

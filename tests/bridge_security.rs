@@ -110,7 +110,9 @@ fn wrong_cluster_name_is_refused() {
     eventually("host 3 logs the refusal", || {
         c.hosts[2].log_text().contains("cluster name")
     });
-    eventually("1 and 2 connected", || c.hosts[0].peer_status(2).get("connected") == 1);
+    eventually("1 and 2 connected", || {
+        c.hosts[0].peer_status(2).get("connected") == 1
+    });
     assert_eq!(c.hosts[0].peer_status(3).get("connected"), 0);
     assert_eq!(c.hosts[2].peer_status(1).get("connected"), 0);
 }
@@ -186,7 +188,10 @@ fn peer_that_stops_reading_costs_only_its_own_connection() {
             let _ = stalled.write_all(&wire::heartbeat(0));
         }
         let k = format!("bulk-{i}");
-        assert_eq!(c.hosts[1].cache.put(k.as_bytes(), &value, 300), scsp::Stored::Ok);
+        assert_eq!(
+            c.hosts[1].cache.put(k.as_bytes(), &value, 300),
+            scsp::Stored::Ok
+        );
     }
     eventually("host 3 got the newest puts", || {
         c.hosts[2].get(b"bulk-2999").is_some()

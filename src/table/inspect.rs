@@ -113,14 +113,18 @@ impl Cache {
         if h.key_len == 0 || h.value_len > self.max_value {
             return Err(format!("shard {shard} pos {pos}: bad lengths"));
         }
-        if pos.wrapping_add(h.words()) > tail {
+        if pos.checked_add(h.words()).is_none_or(|end| end > tail) {
             return Err(format!("shard {shard} pos {pos}: entry runs past the tail"));
         }
         let key_words = h.key_len.div_ceil(8);
         let (key, rest) = scratch.split_at_mut(key_words * 8);
-        super::entry::copy_out(log, pos + ENTRY_HEADER_WORDS as u64, key);
+        super::entry::copy_out(log, pos.wrapping_add(ENTRY_HEADER_WORDS as u64), key);
         let value = &mut rest[..h.value_len];
-        super::entry::copy_out(log, pos + (ENTRY_HEADER_WORDS + key_words) as u64, value);
+        super::entry::copy_out(
+            log,
+            pos.wrapping_add((ENTRY_HEADER_WORDS + key_words) as u64),
+            value,
+        );
         if self.hash_key(&key[..h.key_len]) != h.hash {
             return Err(format!(
                 "shard {shard} pos {pos}: key does not match its hash"

@@ -260,10 +260,10 @@ impl Cache {
         h.checksum = h.compute_checksum(value);
         let log = self.seg.log(slot.shard);
         store_header(log, pos, &h.encode());
-        copy_in(log, pos + ENTRY_HEADER_WORDS as u64, key);
+        copy_in(log, pos.wrapping_add(ENTRY_HEADER_WORDS as u64), key);
         copy_in(
             log,
-            pos + (ENTRY_HEADER_WORDS + key.len().div_ceil(8)) as u64,
+            pos.wrapping_add((ENTRY_HEADER_WORDS + key.len().div_ceil(8)) as u64),
             value,
         );
         self.counters
@@ -434,7 +434,7 @@ impl Cache {
                 h.pos == pos
                     && h.hash == slot.hash
                     && h.key_len == key.len()
-                    && key_equals(log, pos + ENTRY_HEADER_WORDS as u64, key)
+                    && key_equals(log, pos.wrapping_add(ENTRY_HEADER_WORDS as u64), key)
             });
             if ours
                 && w.compare_exchange(v, 0, Ordering::AcqRel, Ordering::Relaxed)
@@ -510,12 +510,12 @@ impl Cache {
             || h.key_len != key.len()
             || h.value_len > self.max_value
             || h.flags & FLAG_TOMBSTONE != 0
-            || pos.wrapping_add(h.words()) > t1
+            || pos.checked_add(h.words()).is_none_or(|end| end > t1)
             || !in_window(pos, t1, self.log_words)
         {
             return Err(self.corrupt_or_stale(pos, t1));
         }
-        if !key_equals(log, pos + ENTRY_HEADER_WORDS as u64, key) {
+        if !key_equals(log, pos.wrapping_add(ENTRY_HEADER_WORDS as u64), key) {
             return Err(None);
         }
         if h.value_len > buf.len() {
@@ -524,7 +524,7 @@ impl Cache {
         let value = &mut buf[..h.value_len];
         copy_out(
             log,
-            pos + (ENTRY_HEADER_WORDS + key.len().div_ceil(8)) as u64,
+            pos.wrapping_add((ENTRY_HEADER_WORDS + key.len().div_ceil(8)) as u64),
             value,
         );
         // Pairs with the Release fence in `append`: if any word we copied was

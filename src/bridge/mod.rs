@@ -116,8 +116,13 @@ pub fn check(cfg: BridgeConfig) -> Result<Checked, String> {
     })
 }
 
-/// Run the bridge until `stop` becomes true.
-pub fn run(c: Checked, stop: &'static AtomicBool) -> Result<(), String> {
+/// Run the bridge until `stop` becomes true. `ready` is called once the
+/// listener is bound (with its address), before any peer is contacted.
+pub fn run(
+    c: Checked,
+    stop: &'static AtomicBool,
+    ready: impl FnOnce(std::net::SocketAddr),
+) -> Result<(), String> {
     let ids: Vec<u32> = c.cfg.peers.iter().map(|p| p.id).collect();
     let status = Status::claim(c.cache.clone(), &ids).map_err(|e| format!("`segment`: {e}"))?;
     let listener =
@@ -141,6 +146,9 @@ pub fn run(c: Checked, stop: &'static AtomicBool) -> Result<(), String> {
         handshakes: AtomicUsize::new(0),
         cfg: c.cfg,
     });
+    if let Ok(a) = listener.local_addr() {
+        ready(a);
+    }
     sh.log(&format!(
         "listening on {}, cluster {:?}, {} peers",
         sh.cfg.listen, sh.cfg.cluster, n

@@ -46,6 +46,12 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
     // A peer closing its socket must not kill us with SIGPIPE.
     // SAFETY: ignoring SIGPIPE is process-wide and turns it into EPIPE errors.
     unsafe { signal(Signal::SIGPIPE, SigHandler::SigIgn) }?;
-    bridge::run(checked, &STOP)?;
+    bridge::run(checked, &STOP, |addr| {
+        // Scripts (and `scsp demo`) wait for this line on stdout.
+        use std::io::Write;
+        println!("listening on {addr}");
+        println!("ready");
+        let _ = std::io::stdout().flush();
+    })?;
     Ok(ExitCode::SUCCESS)
 }

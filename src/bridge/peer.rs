@@ -247,6 +247,8 @@ pub(crate) fn accepted(sh: Arc<Shared>, sock: TcpStream) {
         .peer_addr()
         .map(|a| a.to_string())
         .unwrap_or_else(|_| "?".into());
+    // Holds one of the MAX_HANDSHAKES places until the peer is verified.
+    let place = HandshakePlace(&sh.handshakes, std::cell::Cell::new(true));
     let res = (|| {
         let conn = rustls::ServerConnection::new(sh.tls.server.clone())
             .map_err(|e| format!("TLS: {e}"))?;
@@ -276,11 +278,29 @@ pub(crate) fn accepted(sh: Arc<Shared>, sock: TcpStream) {
             ));
         };
         link.send(&wire::hello(sh.cfg.host_id, &sh.cfg.cluster))?;
+        place.release();
         run_session(&sh, idx, link)
     })();
-    sh.handshakes.fetch_sub(1, Ordering::Relaxed);
+    drop(place);
     if let Err(e) = res {
         sh.log(&format!("connection from {from}: {e}"));
+    }
+}
+
+/// A place among the handshakes in progress, given back once.
+struct HandshakePlace<'a>(&'a std::sync::atomic::AtomicUsize, std::cell::Cell<bool>);
+
+impl HandshakePlace<'_> {
+    fn release(&self) {
+        if self.1.replace(false) {
+            self.0.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for HandshakePlace<'_> {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 

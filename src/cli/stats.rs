@@ -95,13 +95,21 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
 }
 
 fn print_bridge(b: &scsp::bridge::status::BridgeStatus) {
-    let running = b.pid != 0;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    // The bridge marks itself alive every few ms; silence means it died.
+    let running = b.pid != 0 && now_ms.saturating_sub(b.alive_unix_ms) < 5000;
     println!(
         "bridge         {}",
         if running {
             format!("pid {}", b.pid)
         } else {
-            "stopped".to_string()
+            format!(
+                "not running (last seen {} s ago)",
+                now_ms.saturating_sub(b.alive_unix_ms) / 1000
+            )
         }
     );
     for p in &b.peers {

@@ -211,6 +211,12 @@ impl Cache {
             .unwrap_or(tail)
     }
 
+    /// Is the entry of `key` at `pos` in `shard` the key's published value
+    /// (what `get` would find)? Changes as puts, takes and removes happen.
+    pub fn is_current(&self, shard: usize, pos: u64, key: &[u8]) -> bool {
+        self.is_published(shard, pos, self.hash_key(key))
+    }
+
     /// Does the key's index word point at the entry at `pos`?
     fn is_published(&self, shard: usize, pos: u64, hash: u64) -> bool {
         let g = self.seg.geometry();

@@ -49,6 +49,34 @@ struct Link {
     sock: TcpStream,
     frames: FrameReader,
     read_wait: Duration,
+    write_wait: Duration,
+}
+
+/// Wait up to `d` for `events` on `fd`, with a high-resolution timer
+/// (socket timeouts, SO_RCVTIMEO, are rounded up to scheduler ticks of
+/// 4-10 ms, which would dominate replication latency).
+fn wait_fd(fd: std::os::fd::RawFd, events: libc::c_short, d: Duration) -> std::io::Result<bool> {
+    let mut p = libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    };
+    let ts = libc::timespec {
+        tv_sec: d.as_secs() as libc::time_t,
+        tv_nsec: d.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: `p` and `ts` are valid for the duration of the call, nfds (1)
+    // matches the single pollfd, and a null sigmask means "unchanged".
+    let r = unsafe { libc::ppoll(&mut p, 1, &ts, std::ptr::null()) };
+    if r < 0 {
+        let e = std::io::Error::last_os_error();
+        return if e.kind() == ErrorKind::Interrupted {
+            Ok(false)
+        } else {
+            Err(e)
+        };
+    }
+    Ok(r > 0)
 }
 
 impl Link {
@@ -64,6 +92,7 @@ impl Link {
             sock,
             frames: FrameReader::new(),
             read_wait: HANDSHAKE_TIMEOUT,
+            write_wait: HANDSHAKE_TIMEOUT,
         })
     }
 
@@ -79,13 +108,18 @@ impl Link {
         }
         // Frames are flushed one by one; no need for rustls to cap buffering.
         self.conn.set_buffer_limit(None);
-        Ok(())
+        // From here on, waits go through `wait_fd`.
+        self.sock
+            .set_nonblocking(true)
+            .map_err(|e| format!("setsockopt: {e}"))
+    }
+
+    fn set_write_wait(&mut self, d: Duration) {
+        self.write_wait = d;
     }
 
     fn set_read_wait(&mut self, d: Duration) {
-        if d != self.read_wait && self.sock.set_read_timeout(Some(d)).is_ok() {
-            self.read_wait = d;
-        }
+        self.read_wait = d;
     }
 
     fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
@@ -97,10 +131,22 @@ impl Link {
     }
 
     fn flush(&mut self) -> Result<(), String> {
+        use std::os::fd::AsRawFd;
+        let deadline = Instant::now() + self.write_wait;
         while self.conn.wants_write() {
-            self.conn
-                .write_tls(&mut self.sock)
-                .map_err(|e| format!("send: {e}"))?;
+            match self.conn.write_tls(&mut self.sock) {
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(format!("send: peer not reading for {:?}", self.write_wait));
+                    }
+                    wait_fd(self.sock.as_raw_fd(), libc::POLLOUT, left)
+                        .map_err(|e| format!("poll: {e}"))?;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(format!("send: {e}")),
+            }
         }
         Ok(())
     }
@@ -113,6 +159,14 @@ impl Link {
         let (got, open) = self.drain()?;
         if got > 0 || !open {
             return Ok(open);
+        }
+        if !self.conn.is_handshaking() {
+            use std::os::fd::AsRawFd;
+            let ready = wait_fd(self.sock.as_raw_fd(), libc::POLLIN, self.read_wait)
+                .map_err(|e| format!("poll: {e}"))?;
+            if !ready {
+                return Ok(true);
+            }
         }
         match self.conn.read_tls(&mut self.sock) {
             Ok(0) => return Ok(false),
@@ -322,7 +376,7 @@ fn run_session(sh: &Shared, idx: usize, mut link: Link) -> Result<(), String> {
     sh.status.set(idx, Field::LastSeenMs, unix_ms());
     sh.log(&format!("peer {peer_id}: connected"));
     let dead_after = (sh.cfg.heartbeat * 5).max(Duration::from_secs(1));
-    let _ = link.sock.set_write_timeout(Some(dead_after));
+    link.set_write_wait(dead_after);
     let res = session_loop(sh, idx, generation, dead_after, &mut link);
     if sh.generation[idx].load(Ordering::Acquire) == generation {
         sh.status.set(idx, Field::Connected, 0);

@@ -213,3 +213,44 @@ fn check_config_names_the_bad_field() {
     let e = run(&good.replace("heartbeat_ms = 200", "heartbeat_ms = 0"));
     assert!(e.contains("`heartbeat_ms`"), "{e}");
 }
+
+#[test]
+fn catch_up_does_not_resurrect_a_taken_session() {
+    let mut c = Cluster::start(Options {
+        hosts: 2,
+        ..Options::default()
+    });
+    c.wait_connected();
+    assert_eq!(
+        c.hosts[0].cache.put(b"ticket", b"once", 300),
+        scsp::Stored::Ok
+    );
+    eventually("ticket on B", || c.hosts[1].get(b"ticket").is_some());
+    // Single use: B takes it; the tombstone removes it on A too.
+    assert!(c.hosts[1].cache.take_vec(b"ticket").is_some());
+    eventually("ticket gone on A", || c.hosts[0].get(b"ticket").is_none());
+    // Reconnect: A catches B up from its whole log window, which still holds
+    // the original put of "ticket".
+    c.host(2).kill9();
+    c.host(2).start();
+    eventually("reconnected", || {
+        c.hosts[0].peer_status(2).get("reconnects") >= 1
+            && c.hosts[0].peer_status(2).get("connected") == 1
+    });
+    // A marker in the same shard of A's log as the ticket is sent after the
+    // ticket's put has been decided (the feed keeps shard order).
+    let a = &c.hosts[0].cache;
+    let shard_of = |k: &[u8]| a.hash_key(k) as usize & (a.shards() - 1);
+    let marker = (0..1000u32)
+        .map(|i| format!("marker-{i}"))
+        .find(|m| shard_of(m.as_bytes()) == shard_of(b"ticket"))
+        .unwrap();
+    assert_eq!(a.put(marker.as_bytes(), b"m", 300), scsp::Stored::Ok);
+    eventually("marker on B", || {
+        c.hosts[1].get(marker.as_bytes()).is_some()
+    });
+    assert!(
+        c.hosts[1].get(b"ticket").is_none(),
+        "taken ticket came back"
+    );
+}

@@ -194,8 +194,8 @@ impl LocalFeed {
             // the held queue stays bounded by one read.
             if self.shards[s].held.is_empty() {
                 let p = cache.read_log(&mut self.cursors[s], READ_CHUNK, &mut batch);
-                prog.lost_words += p.lost_words;
-                prog.skipped_words += p.skipped_words;
+                prog.lost_words = prog.lost_words.saturating_add(p.lost_words);
+                prog.skipped_words = prog.skipped_words.saturating_add(p.skipped_words);
             }
             let before = self.pending.len();
             let read = batch.len();

@@ -180,12 +180,12 @@ impl Cache {
                         published: self.is_published(cur.shard, cur.pos, h.hash),
                     });
                     got += 1;
-                    cur.pos += h.words();
+                    cur.pos = cur.pos.saturating_add(h.words());
                     cur.stalled = None;
                 }
                 Err(_) => match cur.stalled {
                     Some((p, since)) if p == cur.pos && since.elapsed() >= HOLE_TIMEOUT => {
-                        let next = self.next_header(cur.shard, cur.pos + 1, t);
+                        let next = self.next_header(cur.shard, cur.pos.saturating_add(1), t);
                         prog.skipped_words += next - cur.pos;
                         cur.pos = next;
                         cur.stalled = None;

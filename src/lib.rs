@@ -20,11 +20,13 @@
 //! validation) → [`table`] (operations) → adapters and the CLI.
 #![deny(missing_docs)]
 
+pub mod bridge;
 pub mod clock;
 pub mod config;
 pub mod error;
 pub mod keyring;
 pub mod rustls;
+pub mod pki;
 pub mod segment;
 pub mod server;
 pub mod stats;

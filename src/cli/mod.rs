@@ -1,6 +1,8 @@
 //! Command-line interface. Each subcommand lives in its own module.
 
 mod bench;
+mod bridge;
+mod certs;
 mod create;
 mod demo;
 mod serve;
@@ -32,6 +34,10 @@ enum Command {
     Verify(verify::Args),
     /// Run a prefork HTTPS server whose workers share one session cache.
     Serve(serve::Args),
+    /// Mirror this host's segment with its peers' (TLS, full mesh).
+    Bridge(bridge::Args),
+    /// Make a cluster CA and host certificates for the bridge.
+    Certs(certs::Args),
     /// Show the pool at work: no sharing vs a segment per host vs segments + bridge.
     Demo(demo::Args),
     /// Benchmarks: `scsp bench handshake`.
@@ -48,5 +54,7 @@ pub fn run(cli: Cli) -> CliResult<ExitCode> {
         Command::Serve(a) => serve::run(a),
         Command::Demo(a) => demo::run(a),
         Command::Bench(b) => bench::run(b),
+        Command::Bridge(a) => bridge::run(a),
+        Command::Certs(a) => certs::run(a),
     }
 }

@@ -40,6 +40,7 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
             "stats": s,
             "occupancy": occ,
             "hit_ratio": hit_ratio,
+            "bridge": scsp::bridge::status::read(&cache),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
@@ -87,5 +88,49 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
     );
     println!("corrupt        {} entries failed verification", c.corrupt);
     println!("processes      {} attached now", c.processes);
+    if let Some(b) = scsp::bridge::status::read(&cache) {
+        print_bridge(&b);
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_bridge(b: &scsp::bridge::status::BridgeStatus) {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    // The bridge marks itself alive every few ms; silence means it died.
+    let running = b.pid != 0 && now_ms.saturating_sub(b.alive_unix_ms) < 5000;
+    println!(
+        "bridge         {}",
+        if running {
+            format!("pid {}", b.pid)
+        } else {
+            format!(
+                "not running (last seen {} s ago)",
+                now_ms.saturating_sub(b.alive_unix_ms) / 1000
+            )
+        }
+    );
+    for p in &b.peers {
+        println!(
+            "  peer {:<6}  {}, sent {}, received {}, dropped {}, lag {} entries / {:.2} ms, \
+             backlog {} words, lost {} words behind the window, {} reconnects, {} refused",
+            p.id,
+            if running && p.get("connected") == 1 {
+                "connected"
+            } else {
+                "disconnected"
+            },
+            p.get("sent_entries"),
+            p.get("received_entries"),
+            p.get("dropped_entries"),
+            p.get("lag_entries"),
+            p.get("lag_micros") as f64 / 1000.0,
+            p.get("backlog_words"),
+            p.get("lost_words"),
+            p.get("reconnects"),
+            p.get("refused"),
+        );
+    }
 }

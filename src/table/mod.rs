@@ -18,9 +18,11 @@
 mod entry;
 mod index;
 mod inspect;
+mod journal;
 
 pub use entry::{EntryHeader, FLAG_TOMBSTONE};
 pub use inspect::{Occupancy, VerifyReport};
+pub use journal::{JournalEntry, LogCursor, LogProgress, LogStart, HOLE_TIMEOUT};
 
 use crate::clock::now_secs;
 #[cfg(not(loom))]

@@ -144,6 +144,8 @@ fn start_host(
         .arg(&segment)
         .arg("--size")
         .arg("16MiB")
+        .arg("--host-id")
+        .arg((i + 1).to_string())
         .arg("--tickets")
         .arg(if a.tickets { "on" } else { "off" })
         .arg("--tls")
@@ -175,10 +177,58 @@ fn start_host(
     })
 }
 
-fn start_bridge(_a: &Args, _dir: &Path, i: usize, _segment: &Path) -> Result<Guarded, String> {
-    Err(format!(
-        "host {i}: the bridge is not available in this build"
-    ))
+/// Start host `i`'s bridge (host id `i + 1`) in a full mesh with the other
+/// hosts. Certificates and listen ports for every host are made on first use.
+fn start_bridge(a: &Args, dir: &Path, i: usize, segment: &Path) -> Result<Guarded, String> {
+    let certs = dir.join("bridge-certs");
+    if !certs.join("ca.pem").exists() {
+        scsp::pki::write_cluster(&certs, "scsp-demo", a.hosts as u32).map_err(|e| e.to_string())?;
+    }
+    let ports_file = dir.join("bridge-ports");
+    if !ports_file.exists() {
+        let mut ports = String::new();
+        for j in 0..a.hosts as usize {
+            let l = std::net::TcpListener::bind((pool::host_ip(j).as_str(), 0))
+                .map_err(|e| format!("bridge port for host {j}: {e}"))?;
+            let port = l.local_addr().map_err(|e| e.to_string())?.port();
+            ports += &format!("{port}\n");
+        }
+        std::fs::write(&ports_file, ports).map_err(|e| e.to_string())?;
+    }
+    let ports: Vec<u16> = std::fs::read_to_string(&ports_file)
+        .map_err(|e| e.to_string())?
+        .lines()
+        .filter_map(|l| l.parse().ok())
+        .collect();
+    let addr = |j: usize| {
+        format!(
+            "{}:{}",
+            pool::host_ip(j),
+            ports.get(j).copied().unwrap_or(0)
+        )
+    };
+    let id = i + 1;
+    let mut cfg = format!(
+        "cluster = \"scsp-demo\"\nhost_id = {id}\nlisten = \"{}\"\nsegment = \"{}\"\n\
+         cert = \"{c}/host-{id}.pem\"\nkey = \"{c}/host-{id}.key\"\nca = \"{c}/ca.pem\"\n\
+         heartbeat_ms = 500\nmax_backoff_ms = 500\n",
+        addr(i),
+        segment.display(),
+        c = certs.display()
+    );
+    for j in (0..a.hosts as usize).filter(|&j| j != i) {
+        cfg += &format!("[[peers]]\nid = {}\naddr = \"{}\"\n", j + 1, addr(j));
+    }
+    let path = pool::host_dir(dir, i).join("bridge.toml");
+    std::fs::write(&path, cfg).map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(scsp_exe()?);
+    cmd.arg("bridge").arg("--config").arg(&path);
+    let (g, _) = pool::start_until_ready(
+        &format!("host {i} bridge"),
+        &mut cmd,
+        Duration::from_secs(20),
+    )?;
+    Ok(g)
 }
 
 /// Everything measured for one set-up.

@@ -1,0 +1,326 @@
+//! The bridge's configuration file (TOML), parsed and validated up front.
+//!
+//! ```toml
+//! cluster = "pool-eu1"            # every bridge of the cluster uses the same name
+//! host_id = 1                     # must equal the segment's host id
+//! listen  = "10.0.0.1:7401"
+//! segment = "/dev/shm/scsp"
+//! cert = "host-1.pem"             # paths relative to this file's directory
+//! key  = "host-1.key"
+//! ca   = "ca.pem"
+//! metrics = "127.0.0.1:9401"      # optional Prometheus endpoint, loopback only
+//!
+//! [[peers]]
+//! id   = 2
+//! addr = "10.0.0.2:7401"
+//! ```
+//!
+//! Every error names the field to fix.
+
+use serde::Deserialize;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Most peers one bridge accepts (bounded by the status area in the segment).
+pub const MAX_PEERS: usize = 64;
+/// Longest cluster name, bytes.
+pub const MAX_CLUSTER_NAME: usize = 64;
+
+/// A bad configuration: which field, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The field, e.g. `peers[1].addr`.
+    pub field: String,
+    /// What is wrong and what to write instead.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "bridge config: `{}`: {}", self.field, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn bad(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// One peer bridge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// Its host id (its certificate must name `scsp-host-<id>`).
+    pub id: u32,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+/// A validated bridge configuration.
+#[derive(Debug, Clone)]
+pub struct BridgeConfig {
+    /// Cluster name; peers with another name are refused.
+    pub cluster: String,
+    /// This host's id.
+    pub host_id: u32,
+    /// Address to accept peers on.
+    pub listen: SocketAddr,
+    /// The local segment.
+    pub segment: PathBuf,
+    /// This host's certificate chain (PEM).
+    pub cert: PathBuf,
+    /// This host's private key (PEM).
+    pub key: PathBuf,
+    /// The cluster CA certificate(s) (PEM).
+    pub ca: PathBuf,
+    /// Optional Prometheus text endpoint (loopback).
+    pub metrics: Option<SocketAddr>,
+    /// The other bridges.
+    pub peers: Vec<Peer>,
+    /// Interval between heartbeats.
+    pub heartbeat: Duration,
+    /// Longest wait between reconnection attempts.
+    pub max_backoff: Duration,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPeer {
+    id: i64,
+    addr: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    cluster: String,
+    host_id: i64,
+    listen: String,
+    segment: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+    ca: PathBuf,
+    metrics: Option<String>,
+    #[serde(default)]
+    peers: Vec<RawPeer>,
+    heartbeat_ms: Option<u64>,
+    max_backoff_ms: Option<u64>,
+}
+
+fn host_id(field: &str, v: i64) -> Result<u32, ConfigError> {
+    u32::try_from(v)
+        .ok()
+        .filter(|&id| id != 0)
+        .ok_or_else(|| bad(field, format!("{v} is not a host id (1 to {})", u32::MAX)))
+}
+
+fn addr(field: &str, v: &str) -> Result<SocketAddr, ConfigError> {
+    v.parse().map_err(|_| {
+        bad(
+            field,
+            format!("'{v}' is not an address; write IP:PORT, e.g. 10.0.0.2:7401"),
+        )
+    })
+}
+
+fn existing_file(field: &str, base: &Path, p: &Path) -> Result<PathBuf, ConfigError> {
+    let full = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    };
+    match std::fs::metadata(&full) {
+        Ok(m) if m.is_file() => Ok(full),
+        Ok(_) => Err(bad(field, format!("{} is not a file", full.display()))),
+        Err(e) => Err(bad(field, format!("{}: {e}", full.display()))),
+    }
+}
+
+impl BridgeConfig {
+    /// Read and validate the file at `path`. Relative paths in it are taken
+    /// from the file's directory. Does not open the segment or parse the
+    /// certificates (see `bridge::check`).
+    pub fn load(path: &Path) -> Result<BridgeConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| bad("(file)", format!("{}: {e}", path.display())))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        BridgeConfig::parse(&text, base)
+    }
+
+    /// Validate TOML text; relative paths are taken from `base`.
+    pub fn parse(text: &str, base: &Path) -> Result<BridgeConfig, ConfigError> {
+        let raw: Raw = toml::from_str(text).map_err(|e| {
+            let msg = e.message().to_string();
+            let field = msg
+                .split('`')
+                .nth(1)
+                .map(str::to_string)
+                .unwrap_or_else(|| "(syntax)".into());
+            bad(field, msg)
+        })?;
+        let cluster = raw.cluster;
+        if cluster.is_empty()
+            || cluster.len() > MAX_CLUSTER_NAME
+            || !cluster
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        {
+            return Err(bad(
+                "cluster",
+                format!("must be 1 to {MAX_CLUSTER_NAME} characters of A-Z a-z 0-9 . _ -"),
+            ));
+        }
+        let host = host_id("host_id", raw.host_id)?;
+        let listen = addr("listen", &raw.listen)?;
+        let metrics = match raw.metrics {
+            Some(m) => {
+                let a = addr("metrics", &m)?;
+                if !a.ip().is_loopback() {
+                    return Err(bad(
+                        "metrics",
+                        "must be a loopback address (127.0.0.0/8 or ::1): metrics are not authenticated",
+                    ));
+                }
+                Some(a)
+            }
+            None => None,
+        };
+        if raw.peers.len() > MAX_PEERS {
+            return Err(bad("peers", format!("at most {MAX_PEERS} peers")));
+        }
+        let mut peers: Vec<Peer> = Vec::new();
+        for (i, p) in raw.peers.iter().enumerate() {
+            let id = host_id(&format!("peers[{i}].id"), p.id)?;
+            if id == host {
+                return Err(bad(
+                    format!("peers[{i}].id"),
+                    format!("{id} is this host's own id"),
+                ));
+            }
+            if peers.iter().any(|q| q.id == id) {
+                return Err(bad(
+                    format!("peers[{i}].id"),
+                    format!("{id} is listed twice"),
+                ));
+            }
+            let a = addr(&format!("peers[{i}].addr"), &p.addr)?;
+            peers.push(Peer { id, addr: a });
+        }
+        let ms = |field: &str, v: Option<u64>, default: u64, lo: u64, hi: u64| {
+            let v = v.unwrap_or(default);
+            if (lo..=hi).contains(&v) {
+                Ok(Duration::from_millis(v))
+            } else {
+                Err(bad(field, format!("{v} is out of range {lo} to {hi}")))
+            }
+        };
+        Ok(BridgeConfig {
+            cluster,
+            host_id: host,
+            listen,
+            segment: if raw.segment.is_absolute() {
+                raw.segment
+            } else {
+                base.join(raw.segment)
+            },
+            cert: existing_file("cert", base, &raw.cert)?,
+            key: existing_file("key", base, &raw.key)?,
+            ca: existing_file("ca", base, &raw.ca)?,
+            metrics,
+            peers,
+            heartbeat: ms("heartbeat_ms", raw.heartbeat_ms, 1000, 10, 60_000)?,
+            max_backoff: ms("max_backoff_ms", raw.max_backoff_ms, 2000, 10, 600_000)?,
+        })
+    }
+
+    /// The configured peer with this id.
+    pub fn peer(&self, id: u32) -> Option<&Peer> {
+        self.peers.iter().find(|p| p.id == id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        for f in ["c.pem", "k.pem", "ca.pem"] {
+            std::fs::write(d.path().join(f), "x").unwrap();
+        }
+        d
+    }
+
+    const GOOD: &str = r#"
+cluster = "t"
+host_id = 1
+listen = "127.0.0.1:7000"
+segment = "seg"
+cert = "c.pem"
+key = "k.pem"
+ca = "ca.pem"
+[[peers]]
+id = 2
+addr = "127.0.0.2:7000"
+"#;
+
+    fn field_of(text: &str) -> String {
+        let d = base();
+        BridgeConfig::parse(text, d.path()).unwrap_err().field
+    }
+
+    #[test]
+    fn good_config_parses_with_paths_relative_to_the_file() {
+        let d = base();
+        let c = BridgeConfig::parse(GOOD, d.path()).unwrap();
+        assert_eq!(
+            c.peers,
+            vec![Peer {
+                id: 2,
+                addr: "127.0.0.2:7000".parse().unwrap()
+            }]
+        );
+        assert_eq!(c.segment, d.path().join("seg"));
+    }
+
+    #[test]
+    fn errors_name_the_bad_field() {
+        assert_eq!(
+            field_of(&GOOD.replace("host_id = 1", "host_id = 0")),
+            "host_id"
+        );
+        assert_eq!(field_of(&GOOD.replace("id = 2", "id = 1")), "peers[0].id");
+        assert_eq!(
+            field_of(&GOOD.replace("127.0.0.2:7000", "nowhere")),
+            "peers[0].addr"
+        );
+        assert_eq!(field_of(&GOOD.replace("\"t\"", "\"a b\"")), "cluster");
+        assert_eq!(field_of(&GOOD.replace("ca.pem", "missing.pem")), "ca");
+        assert_eq!(
+            field_of(
+                &format!("{GOOD}\nmetrics = \"10.1.1.1:9\"")
+                    .replace("[[peers]]", "metrics2 = 1\n[[peers]]")
+            ),
+            "metrics2"
+        );
+        assert_eq!(field_of(&GOOD.replace("listen =", "lisen =")), "lisen");
+    }
+
+    #[test]
+    fn metrics_must_be_loopback() {
+        let d = base();
+        let t = GOOD.replace(
+            "ca = \"ca.pem\"",
+            "ca = \"ca.pem\"\nmetrics = \"10.1.1.1:9\"",
+        );
+        assert_eq!(
+            BridgeConfig::parse(&t, d.path()).unwrap_err().field,
+            "metrics"
+        );
+    }
+}

@@ -1,0 +1,226 @@
+//! The bridge: mirrors a host's segment with its peers' over mutually
+//! authenticated TLS (DESIGN §5; wire format in docs/PROTOCOL.md).
+//!
+//! ```text
+//!  local shard logs --LocalFeed (one per peer)--> ENTRIES --TLS--> peer applies
+//!  peer's ENTRIES --validate--> Cache::put_entry / unlink_key (origin kept)
+//! ```
+//!
+//! Full mesh with exactly one connection per pair: a bridge dials the peers
+//! whose id is higher than its own and accepts those whose id is lower.
+//! Threads, no async runtime: one acceptor, one thread per connection
+//! (dialled or accepted), one optional metrics thread.
+
+pub mod config;
+pub mod journal;
+mod peer;
+pub mod status;
+pub mod tls;
+pub mod wire;
+
+pub use config::{BridgeConfig, ConfigError};
+
+use crate::Cache;
+use status::Status;
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Most TLS handshakes in progress at once on the listener.
+const MAX_HANDSHAKES: usize = 32;
+
+/// State shared by the bridge's threads.
+pub(crate) struct Shared {
+    cache: Arc<Cache>,
+    cfg: BridgeConfig,
+    tls: tls::TlsConfigs,
+    status: Status,
+    stop: &'static AtomicBool,
+    /// Per peer: bumped by each new verified connection; an older one sees
+    /// the change and ends.
+    generation: Vec<AtomicU64>,
+    connected_once: Vec<AtomicBool>,
+    /// Per peer: where its last connection's feed stopped reading.
+    saved: Vec<Mutex<Option<Vec<u64>>>>,
+    handshakes: AtomicUsize,
+}
+
+impl Shared {
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Log one line. Callers never pass keys, values or key material.
+    fn log(&self, msg: &str) {
+        eprintln!("scsp bridge[host {}]: {msg}", self.cfg.host_id);
+    }
+
+    fn saved_positions(&self, idx: usize) -> Option<Vec<u64>> {
+        self.saved[idx].lock().ok().and_then(|g| g.clone())
+    }
+
+    fn save_positions(&self, idx: usize, pos: Vec<u64>) {
+        if let Ok(mut g) = self.saved[idx].lock() {
+            // Keep the furthest reader: two connections may overlap briefly.
+            let keep = g
+                .as_ref()
+                .is_some_and(|old| old.iter().sum::<u64>() > pos.iter().sum::<u64>());
+            if !keep {
+                *g = Some(pos);
+            }
+        }
+    }
+
+    fn sleep(&self, d: Duration) {
+        let end = std::time::Instant::now() + d;
+        while !self.stopping() && std::time::Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(10).min(d));
+        }
+    }
+}
+
+/// Everything `run` needs, checked: the configuration, the open segment
+/// (whose host id matches) and the TLS configurations.
+pub struct Checked {
+    cfg: BridgeConfig,
+    cache: Arc<Cache>,
+    tls: tls::TlsConfigs,
+}
+
+impl Checked {
+    /// The validated configuration.
+    pub fn config(&self) -> &BridgeConfig {
+        &self.cfg
+    }
+}
+
+/// Open the segment and load certificates; errors name the field to fix.
+pub fn check(cfg: BridgeConfig) -> Result<Checked, String> {
+    let cache = Cache::open(&cfg.segment).map_err(|e| format!("`segment`: {e}"))?;
+    if cache.host_id() != cfg.host_id {
+        return Err(format!(
+            "`host_id`: {} does not match the segment's host id {} ({}); \
+             create the segment with --host-id {} or fix host_id",
+            cfg.host_id,
+            cache.host_id(),
+            cfg.segment.display(),
+            cfg.host_id
+        ));
+    }
+    let tls = tls::load(&cfg)?;
+    Ok(Checked {
+        cfg,
+        cache: Arc::new(cache),
+        tls,
+    })
+}
+
+/// Run the bridge until `stop` becomes true. `ready` is called once the
+/// listener is bound (with its address), before any peer is contacted.
+pub fn run(
+    c: Checked,
+    stop: &'static AtomicBool,
+    ready: impl FnOnce(std::net::SocketAddr),
+) -> Result<(), String> {
+    let ids: Vec<u32> = c.cfg.peers.iter().map(|p| p.id).collect();
+    let status = Status::claim(c.cache.clone(), &ids).map_err(|e| format!("`segment`: {e}"))?;
+    let listener =
+        TcpListener::bind(c.cfg.listen).map_err(|e| format!("`listen`: {}: {e}", c.cfg.listen))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| format!("`listen`: {e}"))?;
+    let metrics = match c.cfg.metrics {
+        Some(a) => Some(TcpListener::bind(a).map_err(|e| format!("`metrics`: {a}: {e}"))?),
+        None => None,
+    };
+    let n = c.cfg.peers.len();
+    let sh = Arc::new(Shared {
+        cache: c.cache,
+        tls: c.tls,
+        status,
+        stop,
+        generation: (0..n).map(|_| AtomicU64::new(0)).collect(),
+        connected_once: (0..n).map(|_| AtomicBool::new(false)).collect(),
+        saved: (0..n).map(|_| Mutex::new(None)).collect(),
+        handshakes: AtomicUsize::new(0),
+        cfg: c.cfg,
+    });
+    if let Ok(a) = listener.local_addr() {
+        ready(a);
+    }
+    sh.log(&format!(
+        "listening on {}, cluster {:?}, {} peers",
+        sh.cfg.listen, sh.cfg.cluster, n
+    ));
+    let mut threads = Vec::new();
+    for (i, p) in sh.cfg.peers.iter().enumerate() {
+        if p.id > sh.cfg.host_id {
+            let s = sh.clone();
+            threads.push(std::thread::spawn(move || peer::dial_loop(s, i)));
+        }
+    }
+    if let Some(l) = metrics {
+        let s = sh.clone();
+        std::thread::spawn(move || serve_metrics(s, l));
+    }
+    while !sh.stopping() {
+        sh.status.alive(now_ms());
+        match listener.accept() {
+            Ok((sock, _)) => {
+                if sh.handshakes.fetch_add(1, Ordering::Relaxed) >= MAX_HANDSHAKES {
+                    sh.handshakes.fetch_sub(1, Ordering::Relaxed);
+                    continue; // dropped: too many at once
+                }
+                let _ = sock.set_nonblocking(false);
+                let s = sh.clone();
+                std::thread::spawn(move || peer::accepted(s, sock));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => {
+                sh.log(&format!("accept: {e}"));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+    sh.status.stopped();
+    sh.log("stopped");
+    Ok(())
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A minimal HTTP/1.0 responder: any request gets the metrics text.
+fn serve_metrics(sh: Arc<Shared>, l: TcpListener) {
+    use std::io::{Read, Write};
+    let _ = l.set_nonblocking(true);
+    while !sh.stopping() {
+        match l.accept() {
+            Ok((mut s, _)) => {
+                let _ = s.set_nonblocking(false);
+                let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+                let mut req = [0u8; 1024];
+                let _ = s.read(&mut req);
+                let body = status::read(&sh.cache)
+                    .map(|st| status::prometheus(&st, sh.cfg.host_id))
+                    .unwrap_or_default();
+                let _ = write!(
+                    s,
+                    "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}

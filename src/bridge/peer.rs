@@ -1,0 +1,543 @@
+//! One connection to one peer: TLS handshake, HELLO exchange, then a loop
+//! that sends the local feed, applies the peer's entries, acknowledges,
+//! and sends heartbeats. Dialling with capped exponential backoff.
+//!
+//! Each connection has its own thread and its own [`LocalFeed`], so a slow
+//! or dead peer only costs its own thread: local workers never wait on the
+//! bridge (it only reads the log), and other peers never wait on this one.
+
+use super::journal::LocalFeed;
+use super::status::Field;
+use super::tls::{names_host, peer_server_name};
+use super::wire::{self, CloseReason, EntriesBuilder, Frame, FrameReader, WireEntry};
+use super::Shared;
+use crate::clock::now_secs;
+use crate::table::FLAG_TOMBSTONE;
+use crate::Stored;
+use std::collections::VecDeque;
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Time allowed for TCP connect, TLS handshake and HELLO exchange.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Read wait while replication is busy (bounds added latency).
+const BUSY_POLL: Duration = Duration::from_micros(100);
+/// Read wait once idle for a while (bounds idle CPU).
+const IDLE_POLL: Duration = Duration::from_millis(1);
+/// How long without activity before switching to [`IDLE_POLL`].
+const IDLE_AFTER: Duration = Duration::from_millis(100);
+/// Batches sent and not yet acknowledged before the sender pauses.
+const MAX_IN_FLIGHT: usize = 32;
+/// First reconnection delay.
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+/// Expiry further ahead than this (seconds) is refused as malformed.
+const MAX_EXPIRY_AHEAD: u64 = 400 * 24 * 3600;
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A TLS connection and the frames arriving on it.
+struct Link {
+    conn: rustls::Connection,
+    sock: TcpStream,
+    frames: FrameReader,
+    read_wait: Duration,
+    write_wait: Duration,
+}
+
+/// Wait up to `d` for `events` on `fd`, with a high-resolution timer
+/// (socket timeouts, SO_RCVTIMEO, are rounded up to scheduler ticks of
+/// 4-10 ms, which would dominate replication latency).
+fn wait_fd(fd: std::os::fd::RawFd, events: libc::c_short, d: Duration) -> std::io::Result<bool> {
+    let mut p = libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    };
+    let ts = libc::timespec {
+        tv_sec: d.as_secs() as libc::time_t,
+        tv_nsec: d.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: `p` and `ts` are valid for the duration of the call, nfds (1)
+    // matches the single pollfd, and a null sigmask means "unchanged".
+    let r = unsafe { libc::ppoll(&mut p, 1, &ts, std::ptr::null()) };
+    if r < 0 {
+        let e = std::io::Error::last_os_error();
+        return if e.kind() == ErrorKind::Interrupted {
+            Ok(false)
+        } else {
+            Err(e)
+        };
+    }
+    Ok(r > 0)
+}
+
+impl Link {
+    fn new(conn: rustls::Connection, sock: TcpStream) -> Result<Link, String> {
+        sock.set_nodelay(true)
+            .map_err(|e| format!("setsockopt: {e}"))?;
+        sock.set_read_timeout(Some(HANDSHAKE_TIMEOUT))
+            .map_err(|e| format!("setsockopt: {e}"))?;
+        sock.set_write_timeout(Some(HANDSHAKE_TIMEOUT))
+            .map_err(|e| format!("setsockopt: {e}"))?;
+        Ok(Link {
+            conn,
+            sock,
+            frames: FrameReader::new(),
+            read_wait: HANDSHAKE_TIMEOUT,
+            write_wait: HANDSHAKE_TIMEOUT,
+        })
+    }
+
+    fn handshake(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+        while self.conn.is_handshaking() {
+            if Instant::now() > deadline {
+                return Err("TLS handshake timed out".into());
+            }
+            self.conn
+                .complete_io(&mut self.sock)
+                .map_err(|e| format!("TLS handshake failed: {e}"))?;
+        }
+        // Frames are flushed one by one; no need for rustls to cap buffering.
+        self.conn.set_buffer_limit(None);
+        // From here on, waits go through `wait_fd`.
+        self.sock
+            .set_nonblocking(true)
+            .map_err(|e| format!("setsockopt: {e}"))
+    }
+
+    fn set_write_wait(&mut self, d: Duration) {
+        self.write_wait = d;
+    }
+
+    fn set_read_wait(&mut self, d: Duration) {
+        self.read_wait = d;
+    }
+
+    fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.conn
+            .writer()
+            .write_all(bytes)
+            .map_err(|e| format!("send: {e}"))?;
+        self.flush()
+    }
+
+    fn flush(&mut self) -> Result<(), String> {
+        use std::os::fd::AsRawFd;
+        let deadline = Instant::now() + self.write_wait;
+        while self.conn.wants_write() {
+            match self.conn.write_tls(&mut self.sock) {
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(format!("send: peer not reading for {:?}", self.write_wait));
+                    }
+                    wait_fd(self.sock.as_raw_fd(), libc::POLLOUT, left)
+                        .map_err(|e| format!("poll: {e}"))?;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(format!("send: {e}")),
+            }
+        }
+        Ok(())
+    }
+
+    /// Take in whatever arrives within the read wait. `Ok(false)`: the
+    /// peer closed the connection.
+    fn pump(&mut self) -> Result<bool, String> {
+        // Plaintext may already sit decrypted in rustls (it arrived with the
+        // handshake's last flight): take it before waiting on the socket.
+        let (got, open) = self.drain()?;
+        if got > 0 || !open {
+            return Ok(open);
+        }
+        if !self.conn.is_handshaking() {
+            use std::os::fd::AsRawFd;
+            let ready = wait_fd(self.sock.as_raw_fd(), libc::POLLIN, self.read_wait)
+                .map_err(|e| format!("poll: {e}"))?;
+            if !ready {
+                return Ok(true);
+            }
+        }
+        match self.conn.read_tls(&mut self.sock) {
+            Ok(0) => return Ok(false),
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return Ok(true)
+            }
+            Err(e) => return Err(format!("receive: {e}")),
+        }
+        Ok(self.drain()?.1)
+    }
+
+    /// Process received TLS records and move their plaintext to the frame
+    /// reader. Returns (bytes moved, connection still open).
+    fn drain(&mut self) -> Result<(usize, bool), String> {
+        let st = match self.conn.process_new_packets() {
+            Ok(st) => st,
+            Err(e) => {
+                let _ = self.flush(); // deliver the alert
+                return Err(format!("TLS error: {e}"));
+            }
+        };
+        let n = st.plaintext_bytes_to_read();
+        if n > 0 {
+            let mut buf = vec![0u8; n];
+            self.conn
+                .reader()
+                .read_exact(&mut buf)
+                .map_err(|e| format!("receive: {e}"))?;
+            self.frames.push(&buf);
+        }
+        Ok((n, !st.peer_has_closed()))
+    }
+
+    /// Wait (up to the handshake timeout) for the next frame.
+    fn wait_frame(&mut self) -> Result<Frame, String> {
+        let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+        loop {
+            if let Some(f) = self.frames.next_frame().map_err(|e| e.to_string())? {
+                return Ok(f);
+            }
+            if !self.pump()? {
+                return Err("connection closed during HELLO".into());
+            }
+            if Instant::now() > deadline {
+                return Err("no HELLO in time".into());
+            }
+        }
+    }
+
+    fn refuse(&mut self, reason: CloseReason) {
+        let _ = self.send(&wire::close(reason));
+        self.conn.send_close_notify();
+        let _ = self.flush();
+    }
+}
+
+fn check_hello(sh: &Shared, f: Frame) -> Result<u32, (CloseReason, String)> {
+    match f {
+        Frame::Hello {
+            version,
+            host_id,
+            cluster,
+        } => {
+            if version != wire::VERSION {
+                return Err((
+                    CloseReason::Version,
+                    format!("protocol version {version}, we speak {}", wire::VERSION),
+                ));
+            }
+            if cluster != sh.cfg.cluster {
+                return Err((
+                    CloseReason::Cluster,
+                    format!(
+                        "cluster name {cluster:?} is not ours ({:?})",
+                        sh.cfg.cluster
+                    ),
+                ));
+            }
+            Ok(host_id)
+        }
+        Frame::Close { reason } => Err((reason, format!("peer closed: {reason:?}"))),
+        _ => Err((CloseReason::Malformed, "first frame is not HELLO".into())),
+    }
+}
+
+/// Dial peer `idx` forever (until the bridge stops), with capped backoff.
+pub(crate) fn dial_loop(sh: Arc<Shared>, idx: usize) {
+    let peer = sh.cfg.peers[idx].clone();
+    let mut backoff = MIN_BACKOFF;
+    while !sh.stopping() {
+        let started = Instant::now();
+        let res = (|| {
+            let sock = TcpStream::connect_timeout(&peer.addr, HANDSHAKE_TIMEOUT)
+                .map_err(|e| format!("connect {}: {e}", peer.addr))?;
+            let conn =
+                rustls::ClientConnection::new(sh.tls.client.clone(), peer_server_name(peer.id))
+                    .map_err(|e| format!("TLS: {e}"))?;
+            let mut link = Link::new(conn.into(), sock)?;
+            link.handshake()?;
+            link.send(&wire::hello(sh.cfg.host_id, &sh.cfg.cluster))?;
+            let f = link.wait_frame()?;
+            match check_hello(&sh, f) {
+                Ok(id) if id == peer.id => {}
+                Ok(id) => {
+                    link.refuse(CloseReason::Identity);
+                    sh.status.add(idx, Field::Refused, 1);
+                    return Err(format!("peer at {} says it is host {id}", peer.addr));
+                }
+                Err((reason, why)) => {
+                    link.refuse(reason);
+                    sh.status.add(idx, Field::Refused, 1);
+                    return Err(format!("refused: {why}"));
+                }
+            }
+            run_session(&sh, idx, link)
+        })();
+        if let Err(e) = res {
+            sh.log(&format!("peer {}: {e}", peer.id));
+        }
+        if started.elapsed() > Duration::from_secs(2) {
+            backoff = MIN_BACKOFF;
+        }
+        sh.sleep(backoff);
+        backoff = (backoff * 2).min(sh.cfg.max_backoff);
+    }
+}
+
+/// Serve one accepted connection: handshake, identify, run.
+pub(crate) fn accepted(sh: Arc<Shared>, sock: TcpStream) {
+    let from = sock
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| "?".into());
+    // Holds one of the MAX_HANDSHAKES places until the peer is verified.
+    let place = HandshakePlace(&sh.handshakes, std::cell::Cell::new(true));
+    let res = (|| {
+        let conn = rustls::ServerConnection::new(sh.tls.server.clone())
+            .map_err(|e| format!("TLS: {e}"))?;
+        let mut link = Link::new(conn.into(), sock)?;
+        link.handshake()?;
+        let f = link.wait_frame()?;
+        let id = match check_hello(&sh, f) {
+            Ok(id) => id,
+            Err((reason, why)) => {
+                link.refuse(reason);
+                return Err(format!("refused: {why}"));
+            }
+        };
+        let idx = sh.cfg.peers.iter().position(|p| p.id == id);
+        let cert_ok = link
+            .conn
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .is_some_and(|c| names_host(c, id));
+        let Some(idx) = idx.filter(|_| cert_ok && id < sh.cfg.host_id) else {
+            link.refuse(CloseReason::Identity);
+            if let Some(i) = sh.cfg.peers.iter().position(|p| p.id == id) {
+                sh.status.add(i, Field::Refused, 1);
+            }
+            return Err(format!(
+                "refused: claims host {id}, which is not a configured lower-id peer or not named by its certificate"
+            ));
+        };
+        link.send(&wire::hello(sh.cfg.host_id, &sh.cfg.cluster))?;
+        place.release();
+        run_session(&sh, idx, link)
+    })();
+    drop(place);
+    if let Err(e) = res {
+        sh.log(&format!("connection from {from}: {e}"));
+    }
+}
+
+/// A place among the handshakes in progress, given back once.
+struct HandshakePlace<'a>(&'a std::sync::atomic::AtomicUsize, std::cell::Cell<bool>);
+
+impl HandshakePlace<'_> {
+    fn release(&self) {
+        if self.1.replace(false) {
+            self.0.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for HandshakePlace<'_> {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// Batches sent and awaiting acknowledgement.
+struct InFlight {
+    batches: VecDeque<(u64, Instant, u64)>,
+    entries: u64,
+}
+
+/// The replication loop of one verified connection.
+fn run_session(sh: &Shared, idx: usize, mut link: Link) -> Result<(), String> {
+    let peer_id = sh.cfg.peers[idx].id;
+    let generation = sh.generation[idx].fetch_add(1, Ordering::AcqRel) + 1;
+    if sh.connected_once[idx].swap(true, Ordering::Relaxed) {
+        sh.status.add(idx, Field::Reconnects, 1);
+    }
+    sh.status.add(idx, Field::Connects, 1);
+    sh.status.set(idx, Field::Connected, 1);
+    sh.status.set(idx, Field::LastSeenMs, unix_ms());
+    sh.log(&format!("peer {peer_id}: connected"));
+    let dead_after = (sh.cfg.heartbeat * 5).max(Duration::from_secs(1));
+    link.set_write_wait(dead_after);
+    let res = session_loop(sh, idx, generation, dead_after, &mut link);
+    if sh.generation[idx].load(Ordering::Acquire) == generation {
+        sh.status.set(idx, Field::Connected, 0);
+        sh.status.set(idx, Field::LagEntries, 0);
+    }
+    match &res {
+        Err(e) if e.starts_with("malformed") => link.refuse(CloseReason::Malformed),
+        _ if sh.stopping() => link.refuse(CloseReason::Shutdown),
+        _ => {}
+    }
+    res.map_err(|e| format!("disconnected: {e}"))
+        .and_then(|()| Err("disconnected".into()))
+}
+
+fn session_loop(
+    sh: &Shared,
+    idx: usize,
+    generation: u64,
+    dead_after: Duration,
+    link: &mut Link,
+) -> Result<(), String> {
+    let mut feed = LocalFeed::new(&sh.cache);
+    if let Some(saved) = sh.saved_positions(idx) {
+        sh.status.add(
+            idx,
+            Field::LostWords,
+            LocalFeed::lost_since(&sh.cache, &saved),
+        );
+    }
+    let res = replicate(sh, idx, generation, dead_after, link, &mut feed);
+    sh.save_positions(idx, feed.positions());
+    res
+}
+
+fn replicate(
+    sh: &Shared,
+    idx: usize,
+    generation: u64,
+    dead_after: Duration,
+    link: &mut Link,
+    feed: &mut LocalFeed,
+) -> Result<(), String> {
+    let peer_id = sh.cfg.peers[idx].id;
+    let mut inflight = InFlight {
+        batches: VecDeque::new(),
+        entries: 0,
+    };
+    let mut seq = 0u64;
+    let mut last_rx = Instant::now();
+    let mut last_tx = Instant::now();
+    let mut last_activity = Instant::now();
+    loop {
+        if sh.stopping() {
+            return Ok(());
+        }
+        if sh.generation[idx].load(Ordering::Acquire) != generation {
+            return Err("replaced by a newer connection".into());
+        }
+        // Send: one batch per turn, while the peer keeps up.
+        if inflight.batches.len() < MAX_IN_FLIGHT {
+            let mut b = EntriesBuilder::new(seq + 1);
+            let p = feed.fill(&sh.cache, &mut b);
+            sh.status.add(idx, Field::LostWords, p.lost_words);
+            sh.status.add(idx, Field::SkippedWords, p.skipped_words);
+            sh.status.set(idx, Field::BacklogWords, p.backlog_words);
+            if !b.is_empty() {
+                seq += 1;
+                let n = b.len() as u64;
+                link.send(&b.finish())?;
+                inflight.batches.push_back((seq, Instant::now(), n));
+                inflight.entries += n;
+                sh.status.add(idx, Field::Sent, n);
+                sh.status.set(idx, Field::LagEntries, inflight.entries);
+                last_tx = Instant::now();
+                last_activity = last_tx;
+            }
+        }
+        if last_tx.elapsed() >= sh.cfg.heartbeat {
+            link.send(&wire::heartbeat(unix_ms()))?;
+            last_tx = Instant::now();
+        }
+        // Receive.
+        link.set_read_wait(if last_activity.elapsed() < IDLE_AFTER {
+            BUSY_POLL
+        } else {
+            IDLE_POLL
+        });
+        let before = link.frames.buffered();
+        if !link.pump()? {
+            return Err("peer closed the connection".into());
+        }
+        if link.frames.buffered() != before {
+            last_rx = Instant::now();
+        }
+        while let Some(f) = link.frames.next_frame().map_err(|e| e.to_string())? {
+            last_rx = Instant::now();
+            sh.status.set(idx, Field::LastSeenMs, unix_ms());
+            match f {
+                Frame::Entries { seq: s, entries } => {
+                    apply(sh, idx, peer_id, &entries)?;
+                    link.send(&wire::ack(s))?;
+                    last_activity = Instant::now();
+                }
+                Frame::Ack { seq: s } => {
+                    if s > seq {
+                        return Err("malformed frame: ACK for a batch never sent".into());
+                    }
+                    while inflight.batches.front().is_some_and(|b| b.0 <= s) {
+                        let (_, at, n) = inflight.batches.pop_front().expect("front exists");
+                        inflight.entries -= n;
+                        sh.status
+                            .set(idx, Field::LagMicros, at.elapsed().as_micros() as u64);
+                    }
+                    sh.status.set(idx, Field::LagEntries, inflight.entries);
+                }
+                Frame::Heartbeat { .. } => {}
+                Frame::Close { reason } => return Err(format!("peer closed: {reason:?}")),
+                Frame::Hello { .. } => {
+                    return Err("malformed frame: HELLO after the handshake".into())
+                }
+            }
+        }
+        if last_rx.elapsed() > dead_after {
+            return Err(format!("nothing heard for {dead_after:?}"));
+        }
+    }
+}
+
+/// Apply a peer's batch to the local segment, keeping origin and expiry.
+fn apply(sh: &Shared, idx: usize, peer_id: u32, entries: &[WireEntry]) -> Result<(), String> {
+    let now = now_secs();
+    // Validate the whole batch before applying any of it.
+    for e in entries {
+        if e.origin != peer_id {
+            return Err(format!(
+                "malformed frame: entry of origin {} from peer {peer_id}",
+                e.origin
+            ));
+        }
+        if e.expiry > now + MAX_EXPIRY_AHEAD {
+            return Err("malformed frame: expiry too far in the future".into());
+        }
+    }
+    let (mut applied, mut dropped) = (0, 0);
+    for e in entries {
+        if e.flags & wire::WIRE_TOMBSTONE != 0 {
+            sh.cache.unlink_key(&e.key);
+            let _ = sh
+                .cache
+                .put_entry(&e.key, &[], e.expiry, e.origin, FLAG_TOMBSTONE);
+            applied += 1;
+        } else if e.expiry < now {
+            dropped += 1;
+        } else {
+            match sh.cache.put_entry(&e.key, &e.value, e.expiry, e.origin, 0) {
+                Stored::Ok => applied += 1,
+                Stored::TooLarge | Stored::BadKey => dropped += 1,
+            }
+        }
+    }
+    sh.status.add(idx, Field::Received, applied);
+    sh.status.add(idx, Field::Dropped, dropped);
+    Ok(())
+}

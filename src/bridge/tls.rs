@@ -1,0 +1,92 @@
+//! TLS for the bridge: TLS 1.3 only, mutual authentication against the
+//! cluster CA, and the check that a peer's certificate names the host id
+//! it claims (`scsp-host-<id>`, see [`crate::pki`]).
+
+use super::config::BridgeConfig;
+use crate::pki::host_name;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Client and server configurations for one bridge.
+#[derive(Clone)]
+pub struct TlsConfigs {
+    /// Accepting peers: requires a client certificate from the cluster CA.
+    pub server: Arc<ServerConfig>,
+    /// Dialling peers: presents our certificate, checks theirs.
+    pub client: Arc<ClientConfig>,
+}
+
+fn certs(field: &str, p: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let v: Vec<_> = CertificateDer::pem_file_iter(p)
+        .map_err(|e| format!("`{field}`: {}: {e}", p.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("`{field}`: {}: {e}", p.display()))?;
+    if v.is_empty() {
+        return Err(format!(
+            "`{field}`: {}: no PEM certificate in it",
+            p.display()
+        ));
+    }
+    Ok(v)
+}
+
+/// Load certificates and key named by the configuration and build the TLS
+/// configurations. Errors name the configuration field.
+pub fn load(cfg: &BridgeConfig) -> Result<TlsConfigs, String> {
+    let chain = certs("cert", &cfg.cert)?;
+    let key = PrivateKeyDer::from_pem_file(&cfg.key)
+        .map_err(|e| format!("`key`: {}: {e}", cfg.key.display()))?;
+    let mut roots = RootCertStore::empty();
+    for c in certs("ca", &cfg.ca)? {
+        roots
+            .add(c)
+            .map_err(|e| format!("`ca`: {}: {e}", cfg.ca.display()))?;
+    }
+    let roots = Arc::new(roots);
+    // Our own certificate must name our host id, or every peer refuses us.
+    if !names_host(&chain[0], cfg.host_id) {
+        return Err(format!(
+            "`cert`: {} does not name {} (this host_id); issue it with `scsp certs`",
+            cfg.cert.display(),
+            host_name(cfg.host_id)
+        ));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+        .build()
+        .map_err(|e| format!("`ca`: {e}"))?;
+    let server = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| e.to_string())?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain.clone(), key.clone_key())
+        .map_err(|e| format!("`cert`/`key`: {e}"))?;
+    let client = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| format!("`cert`/`key`: {e}"))?;
+    Ok(TlsConfigs {
+        server: Arc::new(server),
+        client: Arc::new(client),
+    })
+}
+
+/// The server name a bridge expects on peer `id`'s certificate.
+pub fn peer_server_name(id: u32) -> ServerName<'static> {
+    ServerName::try_from(host_name(id)).expect("scsp-host-<n> is a valid DNS name")
+}
+
+/// Does this (already chain-verified) certificate name host `id`?
+pub fn names_host(cert: &CertificateDer<'_>, id: u32) -> bool {
+    let Ok(ee) = webpki::EndEntityCert::try_from(cert) else {
+        return false;
+    };
+    ee.verify_is_valid_for_subject_name(&peer_server_name(id))
+        .is_ok()
+}

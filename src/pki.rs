@@ -1,0 +1,182 @@
+//! Certificates for a cluster: one cluster CA, and per host a certificate
+//! the bridge uses both as TLS server and TLS client (mutual authentication).
+//!
+//! Everything is ECDSA P-256 (made by `rcgen` with `ring`). A host's
+//! certificate names it `scsp-host-<id>` ([`host_name`]) in its subject
+//! alternative names: a bridge accepts a peer only if the peer's certificate
+//! chains to the cluster CA *and* names the host id the peer claims.
+//!
+//! Private keys are written owner-only (0600) and never printed.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose,
+};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Something went wrong making or writing certificates.
+#[derive(Debug)]
+pub struct PkiError(String);
+
+impl fmt::Display for PkiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for PkiError {}
+
+impl From<rcgen::Error> for PkiError {
+    fn from(e: rcgen::Error) -> Self {
+        PkiError(format!("certificate generation failed: {e}"))
+    }
+}
+
+/// The DNS name a host's certificate carries: `scsp-host-<id>`.
+pub fn host_name(id: u32) -> String {
+    format!("scsp-host-{id}")
+}
+
+/// A cluster certificate authority held in memory.
+pub struct ClusterCa {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+}
+
+/// A certificate and its private key, PEM-encoded. The key is a secret.
+pub struct Issued {
+    /// The certificate, PEM.
+    pub cert_pem: String,
+    /// The private key (PKCS#8), PEM. Secret.
+    pub key_pem: String,
+}
+
+impl fmt::Debug for Issued {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Issued").finish_non_exhaustive()
+    }
+}
+
+impl ClusterCa {
+    /// Make a new CA for the cluster `cluster` (its name goes in the CN).
+    pub fn generate(cluster: &str) -> Result<ClusterCa, PkiError> {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        let mut p = CertificateParams::new(Vec::<String>::new())?;
+        p.distinguished_name
+            .push(DnType::CommonName, format!("scsp cluster CA {cluster}"));
+        p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let cert = p.self_signed(&key)?;
+        Ok(ClusterCa { cert, key })
+    }
+
+    /// The CA certificate, PEM (give it to every host).
+    pub fn cert_pem(&self) -> String {
+        self.cert.pem()
+    }
+
+    /// The CA private key, PEM. Secret: keep it off the hosts if you can.
+    pub fn key_pem(&self) -> String {
+        self.key.serialize_pem()
+    }
+
+    /// Issue a certificate for host `id`, valid as TLS server and client,
+    /// naming `scsp-host-<id>` plus `extra_names` (e.g. `localhost`).
+    pub fn issue_host(&self, id: u32, extra_names: &[String]) -> Result<Issued, PkiError> {
+        let mut names = vec![host_name(id)];
+        names.extend(extra_names.iter().cloned());
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        let mut p = CertificateParams::new(names)?;
+        p.distinguished_name.push(DnType::CommonName, host_name(id));
+        p.is_ca = IsCa::ExplicitNoCa;
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        p.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let cert = p.signed_by(&key, &self.cert, &self.key)?;
+        Ok(Issued {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+}
+
+/// Files written by [`write_cluster`].
+#[derive(Debug, Clone)]
+pub struct ClusterFiles {
+    /// `ca.pem`.
+    pub ca_cert: PathBuf,
+    /// `ca.key` (0600).
+    pub ca_key: PathBuf,
+    /// `host-<id>.pem` and `host-<id>.key` for ids 1..=hosts.
+    pub hosts: Vec<(PathBuf, PathBuf)>,
+}
+
+/// Write a new CA and certificates for hosts `1..=hosts` into `dir`
+/// (created if missing). Refuses to overwrite existing files.
+pub fn write_cluster(dir: &Path, cluster: &str, hosts: u32) -> Result<ClusterFiles, PkiError> {
+    if hosts == 0 {
+        return Err(PkiError("--hosts must be at least 1".into()));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| PkiError(format!("{}: {e}", dir.display())))?;
+    let ca = ClusterCa::generate(cluster)?;
+    let files = ClusterFiles {
+        ca_cert: dir.join("ca.pem"),
+        ca_key: dir.join("ca.key"),
+        hosts: (1..=hosts)
+            .map(|i| {
+                (
+                    dir.join(format!("host-{i}.pem")),
+                    dir.join(format!("host-{i}.key")),
+                )
+            })
+            .collect(),
+    };
+    write_file(&files.ca_cert, &ca.cert_pem(), 0o644)?;
+    write_file(&files.ca_key, &ca.key_pem(), 0o600)?;
+    for (i, (cert, key)) in (1..=hosts).zip(&files.hosts) {
+        let issued = ca.issue_host(i, &["localhost".to_string()])?;
+        write_file(cert, &issued.cert_pem, 0o644)?;
+        write_file(key, &issued.key_pem, 0o600)?;
+    }
+    Ok(files)
+}
+
+fn write_file(path: &Path, text: &str, mode: u32) -> Result<(), PkiError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(|e| PkiError(format!("{}: {e}", path.display())))?;
+    f.write_all(text.as_bytes())
+        .map_err(|e| PkiError(format!("{}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_ca_and_host_files_with_private_keys_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let f = write_cluster(dir.path(), "test", 2).unwrap();
+        assert_eq!(f.hosts.len(), 2);
+        for p in [&f.ca_key, &f.hosts[0].1, &f.hosts[1].1] {
+            let mode = std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", p.display());
+        }
+        assert!(std::fs::read_to_string(&f.hosts[1].0)
+            .unwrap()
+            .starts_with("-----BEGIN CERTIFICATE-----"));
+        assert!(
+            write_cluster(dir.path(), "test", 1).is_err(),
+            "no overwrite"
+        );
+    }
+}

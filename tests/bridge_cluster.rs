@@ -1,0 +1,256 @@
+//! Replication between real `scsp bridge` processes on 127.0.0.x, each host
+//! with its own segment.
+
+mod bridge_support;
+
+use bridge_support::*;
+
+#[test]
+fn put_on_one_host_is_readable_on_the_others_and_removals_follow() {
+    let c = Cluster::start(Options::default());
+    c.wait_connected();
+    let (a, b, cc) = (&c.hosts[0], &c.hosts[1], &c.hosts[2]);
+    assert_eq!(
+        a.cache.put(b"session-a", b"state-from-a", 300),
+        scsp::Stored::Ok
+    );
+    assert_eq!(
+        cc.cache.put(b"session-c", b"state-from-c", 300),
+        scsp::Stored::Ok
+    );
+    for h in [a, b, cc] {
+        eventually(&format!("session-a on host {}", h.id), || {
+            h.get(b"session-a").as_deref() == Some(&b"state-from-a"[..])
+        });
+        eventually(&format!("session-c on host {}", h.id), || {
+            h.get(b"session-c").as_deref() == Some(&b"state-from-c"[..])
+        });
+    }
+    // Peers' entries keep their origin: host B stores host A's entry as A's.
+    let mut all = Vec::new();
+    for s in 0..b.cache.shards() {
+        let mut cur = b.cache.log_cursor(s, scsp::table::LogStart::WindowStart);
+        b.cache.read_log(&mut cur, 1000, &mut all);
+    }
+    assert!(all.iter().any(|e| e.key == b"session-a" && e.origin == 1));
+    assert!(
+        all.iter().all(|e| e.origin != 2),
+        "B made no entry of its own"
+    );
+
+    // take on A (single-use ticket) and remove on C disappear everywhere.
+    assert_eq!(
+        a.cache.take_vec(b"session-a").as_deref(),
+        Some(&b"state-from-a"[..])
+    );
+    assert!(cc.cache.remove(b"session-c"));
+    for h in [b, cc] {
+        eventually(&format!("session-a gone on host {}", h.id), || {
+            h.get(b"session-a").is_none()
+        });
+    }
+    for h in [a, b] {
+        eventually(&format!("session-c gone on host {}", h.id), || {
+            h.get(b"session-c").is_none()
+        });
+    }
+    // No loop: what A sent to B equals what B received from A.
+    eventually("counters settle", || {
+        let sent = a.peer_status(2).get("sent_entries");
+        sent > 0 && sent == b.peer_status(1).get("received_entries")
+    });
+    assert_eq!(b.peer_status(1).get("sent_entries"), 0, "B re-sent nothing");
+}
+
+#[test]
+fn killed_bridge_restarts_catches_up_and_converges() {
+    let mut c = Cluster::start(Options::default());
+    c.wait_connected();
+    assert_eq!(c.hosts[0].cache.put(b"before", b"1", 300), scsp::Stored::Ok);
+    eventually("before on B", || c.hosts[1].get(b"before").is_some());
+    c.host(2).kill9();
+    eventually("A sees B down", || {
+        c.hosts[0].peer_status(2).get("connected") == 0
+    });
+    for i in 0..200u32 {
+        let k = format!("while-down-{i}");
+        assert_eq!(
+            c.hosts[0].cache.put(k.as_bytes(), b"v", 300),
+            scsp::Stored::Ok
+        );
+    }
+    assert!(c.hosts[0].cache.remove(b"before"));
+    // C made one too, while B was down.
+    assert_eq!(c.hosts[2].cache.put(b"from-c", b"c", 300), scsp::Stored::Ok);
+    c.host(2).start();
+    let b = &c.hosts[1];
+    eventually("B caught up on A's puts", || {
+        (0..200u32).all(|i| b.get(format!("while-down-{i}").as_bytes()).is_some())
+    });
+    eventually("B caught up on C's put", || b.get(b"from-c").is_some());
+    eventually("A's removal reached B", || b.get(b"before").is_none());
+    eventually("A counts the reconnect", || {
+        c.hosts[0].peer_status(2).get("reconnects") >= 1
+    });
+    assert!(
+        c.hosts[0].peer_status(2).get("connected") == 1,
+        "{}",
+        c.logs()
+    );
+}
+
+#[test]
+fn peer_down_while_the_log_wraps_converges_and_counts_lost_words() {
+    // A small log so that A's puts overwrite what B never got.
+    let mut c = Cluster::start(Options {
+        hosts: 2,
+        size: "256KiB",
+        ..Options::default()
+    });
+    c.wait_connected();
+    c.host(2).kill9();
+    eventually("A sees B down", || {
+        c.hosts[0].peer_status(2).get("connected") == 0
+    });
+    let value = vec![7u8; 1000];
+    for i in 0..2000u32 {
+        let _ = c.hosts[0]
+            .cache
+            .put(format!("k{i}").as_bytes(), &value, 300);
+    }
+    c.host(2).start();
+    let (a, b) = (&c.hosts[0], &c.hosts[1]);
+    eventually("the newest entry reaches B", || b.get(b"k1999").is_some());
+    eventually("A reports lost words for B", || {
+        a.peer_status(2).get("lost_words") > 0
+    });
+    assert!(a.peer_status(2).get("reconnects") >= 1);
+    // Converged on the recent entries. (Not on all of A's window: B's
+    // segment has the same size but another hash seed, so a full window of
+    // A's spreads unevenly over B's shards and may overflow one of them.)
+    eventually("B holds A's recent entries", || {
+        (1950..2000u32).all(|i| b.get(format!("k{i}").as_bytes()).is_some())
+    });
+}
+
+#[test]
+fn stats_and_prometheus_show_per_peer_counters() {
+    let mut c = Cluster::prepare(Options {
+        hosts: 2,
+        ..Options::default()
+    });
+    let port = free_port(ip(1));
+    let cfg = std::fs::read_to_string(&c.hosts[0].config).unwrap();
+    let cfg = cfg.replacen(
+        "[[peers]]",
+        &format!("metrics = \"127.0.0.1:{port}\"\n[[peers]]"),
+        1,
+    );
+    std::fs::write(&c.hosts[0].config, cfg).unwrap();
+    c.host(1).start();
+    c.host(2).start();
+    c.wait_connected();
+    assert_eq!(c.hosts[0].cache.put(b"k", b"v", 300), scsp::Stored::Ok);
+    eventually("replicated", || c.hosts[1].get(b"k").is_some());
+    let out = scsp(&["stats", c.hosts[0].segment.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("bridge"), "{text}");
+    assert!(text.contains("peer 2"), "{text}");
+    assert!(text.contains("connected, sent 1"), "{text}");
+
+    use std::io::{Read, Write};
+    let mut body = String::new();
+    eventually("metrics endpoint answers", || {
+        body.clear();
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+            return false;
+        };
+        let _ = s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n");
+        s.read_to_string(&mut body).is_ok()
+            && body.contains("scsp_bridge_peer_sent_entries{host=\"1\",peer=\"2\"} 1")
+    });
+    assert!(body.starts_with("HTTP/1.0 200 OK"), "{body}");
+    assert!(
+        body.contains("scsp_bridge_peer_connected{host=\"1\",peer=\"2\"} 1"),
+        "{body}"
+    );
+}
+
+#[test]
+fn check_config_names_the_bad_field() {
+    let c = Cluster::prepare(Options {
+        hosts: 2,
+        ..Options::default()
+    });
+    let ok = scsp(&[
+        "bridge",
+        "--config",
+        c.hosts[0].config.to_str().unwrap(),
+        "--check-config",
+    ]);
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("ok"));
+    let run = |text: &str| {
+        let p = c.dir.path().join("bad.toml");
+        std::fs::write(&p, text).unwrap();
+        let out = std::process::Command::new(BIN)
+            .args(["bridge", "--config", p.to_str().unwrap(), "--check-config"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let good = std::fs::read_to_string(&c.hosts[0].config).unwrap();
+    // The segment was made for host 1.
+    let e = run(&good.replace("host_id = 1", "host_id = 7"));
+    assert!(
+        e.contains("`host_id`") && e.contains("segment's host id 1"),
+        "{e}"
+    );
+    let e = run(&good.replace("seg-1", "no-such-segment"));
+    assert!(e.contains("`segment`"), "{e}");
+    let e = run(&good.replace("host-1.pem", "host-2.pem"));
+    assert!(e.contains("`cert`") && e.contains("scsp-host-1"), "{e}");
+    let e = run(&good.replace("heartbeat_ms = 200", "heartbeat_ms = 0"));
+    assert!(e.contains("`heartbeat_ms`"), "{e}");
+}
+
+#[test]
+fn catch_up_does_not_resurrect_a_taken_session() {
+    let mut c = Cluster::start(Options {
+        hosts: 2,
+        ..Options::default()
+    });
+    c.wait_connected();
+    assert_eq!(
+        c.hosts[0].cache.put(b"ticket", b"once", 300),
+        scsp::Stored::Ok
+    );
+    eventually("ticket on B", || c.hosts[1].get(b"ticket").is_some());
+    // Single use: B takes it; the tombstone removes it on A too.
+    assert!(c.hosts[1].cache.take_vec(b"ticket").is_some());
+    eventually("ticket gone on A", || c.hosts[0].get(b"ticket").is_none());
+    // Reconnect: A catches B up from its whole log window, which still holds
+    // the original put of "ticket".
+    c.host(2).kill9();
+    c.host(2).start();
+    eventually("reconnected", || {
+        c.hosts[0].peer_status(2).get("reconnects") >= 1
+            && c.hosts[0].peer_status(2).get("connected") == 1
+    });
+    // A marker in the same shard of A's log as the ticket is sent after the
+    // ticket's put has been decided (the feed keeps shard order).
+    let a = &c.hosts[0].cache;
+    let shard_of = |k: &[u8]| a.hash_key(k) as usize & (a.shards() - 1);
+    let marker = (0..1000u32)
+        .map(|i| format!("marker-{i}"))
+        .find(|m| shard_of(m.as_bytes()) == shard_of(b"ticket"))
+        .unwrap();
+    assert_eq!(a.put(marker.as_bytes(), b"m", 300), scsp::Stored::Ok);
+    eventually("marker on B", || {
+        c.hosts[1].get(marker.as_bytes()).is_some()
+    });
+    assert!(
+        c.hosts[1].get(b"ticket").is_none(),
+        "taken ticket came back"
+    );
+}

@@ -1,0 +1,205 @@
+//! Hostile and broken peers: other CA, wrong cluster, wrong identity,
+//! malformed and oversized frames, a peer that stops reading. Each must
+//! cost only its own connection; the bridge keeps replicating.
+
+mod bridge_support;
+
+use bridge_support::*;
+use scsp::bridge::wire::{self, CloseReason, EntriesBuilder, Frame, FrameReader};
+use std::io::{Read, Write};
+
+type Raw = rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>;
+
+/// Read frames until the connection ends. Returns them, or panics if the
+/// connection stays open past the deadline.
+fn read_until_closed(s: &mut Raw) -> Vec<Frame> {
+    let mut r = FrameReader::new();
+    let mut frames = Vec::new();
+    let mut buf = [0u8; 16384];
+    let end = std::time::Instant::now() + DEADLINE;
+    while std::time::Instant::now() < end {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return frames,
+            Ok(n) => {
+                r.push(&buf[..n]);
+                while let Ok(Some(f)) = r.next_frame() {
+                    frames.push(f);
+                }
+            }
+        }
+    }
+    panic!("connection still open");
+}
+
+fn read_frame(s: &mut Raw, r: &mut FrameReader) -> Frame {
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(f) = r.next_frame().unwrap() {
+            return f;
+        }
+        let n = s.read(&mut buf).expect("read");
+        assert!(n > 0, "closed");
+        r.push(&buf[..n]);
+    }
+}
+
+/// Connect as host `as_id` and exchange HELLOs with host `to`.
+fn connect_as(c: &Cluster, as_id: u32, to: u32, claim: u32) -> Raw {
+    let mut s = raw_client(&c.certs(), as_id, to, c.hosts[to as usize - 1].addr);
+    s.write_all(&wire::hello(claim, "test")).unwrap();
+    s
+}
+
+fn established(c: &Cluster, as_id: u32, to: u32) -> Raw {
+    let mut s = connect_as(c, as_id, to, as_id);
+    let mut r = FrameReader::new();
+    match read_frame(&mut s, &mut r) {
+        Frame::Hello { host_id, .. } => assert_eq!(host_id, to),
+        f => panic!("expected HELLO, got {f:?}"),
+    }
+    s
+}
+
+/// Hosts 2 and 3 run real bridges; host 1 is played by the test.
+fn cluster_without_host_1() -> Cluster {
+    let mut c = Cluster::prepare(Options::default());
+    c.host(2).start();
+    c.host(3).start();
+    eventually("2 and 3 connected", || {
+        c.hosts[1].peer_status(3).get("connected") == 1
+    });
+    c
+}
+
+fn still_replicates(c: &Cluster, key: &[u8]) {
+    assert_eq!(c.hosts[1].cache.put(key, b"v", 300), scsp::Stored::Ok);
+    eventually("2 -> 3 still replicates", || c.hosts[2].get(key).is_some());
+}
+
+#[test]
+fn peer_with_a_certificate_from_another_ca_is_refused() {
+    let mut c = cluster_without_host_1();
+    let other = c.dir.path().join("other-ca");
+    scsp(&["certs", "--out", other.to_str().unwrap(), "--hosts", "3"]);
+    // Trust the real CA (so the client accepts the server) but present a
+    // host-1 certificate issued by another CA.
+    let real = c.certs();
+    std::fs::copy(other.join("host-1.pem"), real.join("host-9.pem")).unwrap();
+    std::fs::copy(other.join("host-1.key"), real.join("host-9.key")).unwrap();
+    let mut s = raw_client(&real, 9, 2, c.hosts[1].addr);
+    let _ = s.write_all(&wire::hello(1, "test"));
+    let frames = read_until_closed(&mut s);
+    assert!(frames.is_empty(), "no frame for an unauthenticated peer");
+    eventually("refusal logged", || {
+        c.hosts[1].log_text().contains("TLS handshake failed")
+    });
+    assert!(c.host(2).is_running());
+    still_replicates(&c, b"after-bad-ca");
+}
+
+#[test]
+fn wrong_cluster_name_is_refused() {
+    let c = Cluster::start(Options {
+        cluster_of: vec![(3, "other".into())],
+        ..Options::default()
+    });
+    // Host 1 dials host 3 and is told the cluster does not match.
+    eventually("host 1 counts refusals from 3", || {
+        c.hosts[0].peer_status(3).get("refused") >= 1
+    });
+    eventually("host 3 logs the refusal", || {
+        c.hosts[2].log_text().contains("cluster name")
+    });
+    eventually("1 and 2 connected", || {
+        c.hosts[0].peer_status(2).get("connected") == 1
+    });
+    assert_eq!(c.hosts[0].peer_status(3).get("connected"), 0);
+    assert_eq!(c.hosts[2].peer_status(1).get("connected"), 0);
+}
+
+#[test]
+fn peer_claiming_another_hosts_id_is_refused() {
+    let c = cluster_without_host_1();
+    // Valid certificate for host 1, but claims to be host 1 to host 3 using
+    // host 2's certificate: refused for identity.
+    let mut s = raw_client(&c.certs(), 2, 3, c.hosts[2].addr);
+    s.write_all(&wire::hello(1, "test")).unwrap();
+    let frames = read_until_closed(&mut s);
+    assert_eq!(
+        frames,
+        vec![Frame::Close {
+            reason: CloseReason::Identity
+        }]
+    );
+    still_replicates(&c, b"after-impostor");
+}
+
+#[test]
+fn malformed_and_oversized_frames_close_only_that_connection() {
+    let c = cluster_without_host_1();
+    let bad: Vec<(&str, Vec<u8>)> = vec![
+        ("unknown type", vec![0, 0, 0, 1, 99]),
+        (
+            "oversized",
+            ((wire::MAX_FRAME + 1) as u32).to_be_bytes().to_vec(),
+        ),
+        ("zero length", vec![0, 0, 0, 0]),
+        ("truncated ack", vec![0, 0, 0, 3, 3, 0, 0]),
+        ("second hello", wire::hello(1, "test")),
+        ("entry of another origin", {
+            let mut b = EntriesBuilder::new(1);
+            b.push(0, u32::MAX as u64, 3, b"forged", b"v");
+            b.finish()
+        }),
+    ];
+    for (what, bytes) in bad {
+        let mut s = established(&c, 1, 2);
+        s.write_all(&bytes).unwrap();
+        let frames = read_until_closed(&mut s);
+        // Closed because of the frame (a CLOSE saying so), not for silence.
+        assert!(
+            frames.contains(&Frame::Close {
+                reason: CloseReason::Malformed
+            }),
+            "{what}: {frames:?}"
+        );
+        assert!(c.hosts[1].get(b"forged").is_none());
+    }
+    // A well-formed batch from the same impostor-free peer is applied.
+    let mut s = established(&c, 1, 2);
+    let mut b = EntriesBuilder::new(1);
+    b.push(0, scsp::clock::now_secs() + 300, 1, b"from-raw-1", b"hello");
+    s.write_all(&b.finish()).unwrap();
+    eventually("raw peer's entry applied", || {
+        c.hosts[1].get(b"from-raw-1").as_deref() == Some(&b"hello"[..])
+    });
+    drop(s);
+    still_replicates(&c, b"after-garbage");
+}
+
+#[test]
+fn peer_that_stops_reading_costs_only_its_own_connection() {
+    let mut c = cluster_without_host_1();
+    // Alive (it keeps sending heartbeats) but never reads again.
+    let mut stalled = established(&c, 1, 2);
+    let value = vec![5u8; 4000];
+    for i in 0..3000u32 {
+        if i % 100 == 0 {
+            let _ = stalled.write_all(&wire::heartbeat(0));
+        }
+        let k = format!("bulk-{i}");
+        assert_eq!(
+            c.hosts[1].cache.put(k.as_bytes(), &value, 300),
+            scsp::Stored::Ok
+        );
+    }
+    eventually("host 3 got the newest puts", || {
+        c.hosts[2].get(b"bulk-2999").is_some()
+    });
+    eventually("host 2 dropped the stalled peer", || {
+        c.hosts[1].peer_status(1).get("connected") == 0
+    });
+    assert!(c.host(2).is_running());
+    drop(stalled);
+    still_replicates(&c, b"after-stall");
+}

@@ -1,0 +1,286 @@
+//! Test harness: hosts on 127.0.0.x, each with its own segment and a real
+//! `scsp bridge` process. Processes are killed and reaped on drop.
+#![allow(dead_code)]
+
+use scsp::bridge::status::{self, PeerStatus};
+use scsp::Cache;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_scsp");
+/// Generous: the machine is shared and debug builds are slow.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+pub fn scsp(args: &[&str]) -> std::process::Output {
+    let out = Command::new(BIN).args(args).output().expect("run scsp");
+    assert!(
+        out.status.success(),
+        "scsp {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Poll `f` until it holds or the deadline passes.
+pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + DEADLINE;
+    while Instant::now() < end {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+pub fn free_port(ip: Ipv4Addr) -> u16 {
+    TcpListener::bind((ip, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct Host {
+    pub id: u32,
+    pub addr: SocketAddr,
+    pub segment: PathBuf,
+    pub config: PathBuf,
+    pub log: PathBuf,
+    pub child: Option<Child>,
+    pub cache: Cache,
+}
+
+impl Host {
+    pub fn start(&mut self) {
+        assert!(self.child.is_none());
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        self.child = Some(
+            Command::new(BIN)
+                .args(["bridge", "--config"])
+                .arg(&self.config)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("spawn bridge"),
+        );
+    }
+
+    /// SIGKILL the bridge and reap it.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.cache.get_vec(key)
+    }
+
+    pub fn peer_status(&self, peer: u32) -> PeerStatus {
+        status::read(&self.cache)
+            .and_then(|s| s.peers.into_iter().find(|p| p.id == peer))
+            .unwrap_or_default()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub hosts: Vec<Host>,
+}
+
+pub struct Options {
+    pub hosts: u32,
+    pub cluster: String,
+    pub size: &'static str,
+    /// Per host id: a cluster-name override.
+    pub cluster_of: Vec<(u32, String)>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            hosts: 3,
+            cluster: "test".into(),
+            size: "1MiB",
+            cluster_of: vec![],
+        }
+    }
+}
+
+pub fn ip(id: u32) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, 0, id as u8)
+}
+
+pub fn write_config(
+    dir: &Path,
+    id: u32,
+    cluster: &str,
+    addrs: &[SocketAddr],
+    certs: &Path,
+) -> PathBuf {
+    let mut t = format!(
+        "cluster = \"{cluster}\"\nhost_id = {id}\nlisten = \"{}\"\nsegment = \"seg-{id}\"\n\
+         cert = \"{c}/host-{id}.pem\"\nkey = \"{c}/host-{id}.key\"\nca = \"{c}/ca.pem\"\n\
+         heartbeat_ms = 200\nmax_backoff_ms = 300\n",
+        addrs[id as usize - 1],
+        c = certs.display()
+    );
+    for (j, a) in addrs.iter().enumerate() {
+        let pid = j as u32 + 1;
+        if pid != id {
+            t += &format!("[[peers]]\nid = {pid}\naddr = \"{a}\"\n");
+        }
+    }
+    let p = dir.join(format!("bridge-{id}.toml"));
+    std::fs::write(&p, t).unwrap();
+    p
+}
+
+impl Cluster {
+    /// Make certificates, segments and configs; start every bridge.
+    pub fn start(o: Options) -> Cluster {
+        let c = Cluster::prepare(o);
+        let mut c = c;
+        for h in &mut c.hosts {
+            h.start();
+        }
+        c
+    }
+
+    pub fn prepare(o: Options) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = dir.path().join("certs");
+        scsp(&[
+            "certs",
+            "--out",
+            certs.to_str().unwrap(),
+            "--hosts",
+            &o.hosts.to_string(),
+        ]);
+        let addrs: Vec<SocketAddr> = (1..=o.hosts)
+            .map(|i| SocketAddr::new(ip(i).into(), free_port(ip(i))))
+            .collect();
+        let mut hosts = Vec::new();
+        for id in 1..=o.hosts {
+            let seg = dir.path().join(format!("seg-{id}"));
+            scsp(&[
+                "create",
+                seg.to_str().unwrap(),
+                "--size",
+                o.size,
+                "--shards",
+                "2",
+                "--host-id",
+                &id.to_string(),
+            ]);
+            let cluster = o
+                .cluster_of
+                .iter()
+                .find(|(i, _)| *i == id)
+                .map(|(_, c)| c.clone())
+                .unwrap_or_else(|| o.cluster.clone());
+            let config = write_config(dir.path(), id, &cluster, &addrs, &certs);
+            hosts.push(Host {
+                id,
+                addr: addrs[id as usize - 1],
+                cache: Cache::open(&seg).unwrap(),
+                segment: seg,
+                config,
+                log: dir.path().join(format!("bridge-{id}.log")),
+                child: None,
+            });
+        }
+        Cluster { dir, hosts }
+    }
+
+    pub fn host(&mut self, id: u32) -> &mut Host {
+        &mut self.hosts[id as usize - 1]
+    }
+
+    pub fn certs(&self) -> PathBuf {
+        self.dir.path().join("certs")
+    }
+
+    /// Wait until every pair is connected.
+    pub fn wait_connected(&self) {
+        for h in &self.hosts {
+            for p in &self.hosts {
+                if p.id != h.id {
+                    eventually(&format!("host {} connected to {}", h.id, p.id), || {
+                        h.peer_status(p.id).get("connected") == 1
+                    });
+                }
+            }
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        self.hosts
+            .iter()
+            .map(|h| format!("--- host {}\n{}", h.id, h.log_text()))
+            .collect()
+    }
+}
+
+/// A raw TLS client speaking as host `as_id` with certificates from `certs`.
+pub fn raw_client(
+    certs: &Path,
+    as_id: u32,
+    to_id: u32,
+    addr: SocketAddr,
+) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(certs.join("ca.pem")).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let chain: Vec<_> = CertificateDer::pem_file_iter(certs.join(format!("host-{as_id}.pem")))
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(certs.join(format!("host-{as_id}.key"))).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .unwrap();
+    let conn = rustls::ClientConnection::new(
+        std::sync::Arc::new(cfg),
+        ServerName::try_from(format!("scsp-host-{to_id}")).unwrap(),
+    )
+    .unwrap();
+    let sock = std::net::TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    sock.set_write_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    rustls::StreamOwned::new(conn, sock)
+}

@@ -1,5 +1,6 @@
 //! Command-line interface. Each subcommand lives in its own module.
 
+mod bench;
 mod create;
 mod size;
 mod stats;
@@ -21,6 +22,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Compare scsp with in-process caches (median ns/op, multi-process Mops/s).
+    Bench(bench::Args),
     /// Create a segment file.
     Create(create::Args),
     /// Show a segment's capacity, counters and fill.
@@ -32,6 +35,7 @@ enum Command {
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> CliResult<ExitCode> {
     match cli.command {
+        Command::Bench(a) => bench::run(a),
         Command::Create(a) => create::run(a),
         Command::Stats(a) => stats::run(a),
         Command::Verify(a) => verify::run(a),

@@ -1,0 +1,315 @@
+//! `scsp bench [--values 150,1024] [--ops N] [--rounds R] [--processes P] [--json]`
+//!
+//! A quick comparison without criterion: for each operation and value size,
+//! the median ns/op over several rounds for scsp on a real segment file beside
+//! two in-process baselines measured in the same run, a `Mutex<HashMap>` and
+//! rustls's `ServerSessionMemoryCache`. Then a multi-process run: P forked
+//! processes doing mixed gets and puts on one segment, total throughput
+//! against one process. `benches/table.rs` is the careful (criterion) version.
+
+mod procs;
+
+use super::CliResult;
+use rustls::server::{ServerSessionMemoryCache, StoresServerSessions};
+use scsp::{Cache, Config, Lookup};
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Value sizes in bytes, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "150,1024")]
+    values: Vec<usize>,
+    /// Operations per timed round.
+    #[arg(long, default_value_t = 100_000)]
+    ops: usize,
+    /// Timed rounds per cell; the median is reported.
+    #[arg(long, default_value_t = 7)]
+    rounds: usize,
+    /// Entries stored before measuring.
+    #[arg(long, default_value_t = 10_000)]
+    entries: usize,
+    /// Processes for the multi-process run (0 skips it).
+    #[arg(long, default_value_t = 2)]
+    processes: usize,
+    /// Print one JSON object instead of tables.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Key length: a TLS session id.
+const KEY_LEN: usize = 32;
+const OPS: [&str; 4] = ["get-hit", "get-miss", "put", "take"];
+const IMPLS: [&str; 3] = ["scsp", "mutex-hashmap", "rustls-memory"];
+
+/// The three stores behind one interface. Baselines take owned `Vec`s where
+/// their API does (that allocation is part of their real cost).
+enum Store {
+    Scsp(Cache),
+    Mutex(Mutex<HashMap<Vec<u8>, Vec<u8>>>),
+    Rustls(Arc<ServerSessionMemoryCache>),
+}
+
+impl Store {
+    #[inline]
+    fn put(&self, k: &[u8], v: &[u8]) {
+        match self {
+            Store::Scsp(c) => {
+                let _ = black_box(c.put(k, v, 3600));
+            }
+            Store::Mutex(m) => {
+                m.lock().unwrap().insert(k.to_vec(), v.to_vec());
+            }
+            Store::Rustls(r) => {
+                black_box(r.put(k.to_vec(), v.to_vec()));
+            }
+        }
+    }
+
+    /// Copy the value out (scsp and the mutex into `buf`; rustls returns a Vec).
+    #[inline]
+    fn get(&self, k: &[u8], buf: &mut [u8]) -> bool {
+        match self {
+            Store::Scsp(c) => matches!(c.get(k, buf), Lookup::Hit(_)),
+            Store::Mutex(m) => match m.lock().unwrap().get(k) {
+                Some(v) => {
+                    buf[..v.len()].copy_from_slice(v);
+                    true
+                }
+                None => false,
+            },
+            Store::Rustls(r) => black_box(r.get(k)).is_some(),
+        }
+    }
+
+    #[inline]
+    fn take(&self, k: &[u8], buf: &mut [u8]) -> bool {
+        match self {
+            Store::Scsp(c) => matches!(c.take(k, buf), Lookup::Hit(_)),
+            Store::Mutex(m) => match m.lock().unwrap().remove(k) {
+                Some(v) => {
+                    buf[..v.len()].copy_from_slice(&v);
+                    true
+                }
+                None => false,
+            },
+            Store::Rustls(r) => black_box(r.take(k)).is_some(),
+        }
+    }
+}
+
+/// `n` distinct 32-byte keys from a seed (splitmix64), like random session ids.
+pub(crate) fn keys(seed: u64, n: usize) -> Vec<[u8; KEY_LEN]> {
+    let mut x = seed;
+    (0..n)
+        .map(|_| {
+            let mut k = [0u8; KEY_LEN];
+            for c in k.chunks_exact_mut(8) {
+                x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                let mut z = x;
+                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+                c.copy_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+            }
+            k
+        })
+        .collect()
+}
+
+/// A segment file in /dev/shm (or the temp dir), unlinked on drop.
+pub(crate) struct TempSegment(PathBuf);
+
+impl TempSegment {
+    fn new() -> TempSegment {
+        let dir = if std::path::Path::new("/dev/shm").is_dir() {
+            PathBuf::from("/dev/shm")
+        } else {
+            std::env::temp_dir()
+        };
+        TempSegment(dir.join(format!("scsp-bench-{}", std::process::id())))
+    }
+}
+
+impl Drop for TempSegment {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// One measured cell.
+#[derive(serde::Serialize)]
+struct Cell {
+    op: &'static str,
+    value_bytes: usize,
+    implementation: &'static str,
+    median_ns: f64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Median ns/op of `op` on `store` over `rounds` rounds of `ops` operations.
+fn measure(
+    store: &Store,
+    op: &str,
+    present: &[[u8; KEY_LEN]],
+    absent: &[[u8; KEY_LEN]],
+    value: &[u8],
+    a: &Args,
+) -> f64 {
+    let mut buf = vec![0u8; value.len().max(1024)];
+    let mut samples = Vec::with_capacity(a.rounds);
+    for _ in 0..a.rounds {
+        let n = present.len();
+        let mut hits = 0usize;
+        let (elapsed, done) = match op {
+            "get-hit" | "get-miss" => {
+                let keys = if op == "get-hit" { present } else { absent };
+                let t = Instant::now();
+                for i in 0..a.ops {
+                    hits += store.get(&keys[i % n], &mut buf) as usize;
+                }
+                (t.elapsed(), a.ops)
+            }
+            "put" => {
+                let t = Instant::now();
+                for i in 0..a.ops {
+                    store.put(&present[i % n], value);
+                }
+                (t.elapsed(), a.ops)
+            }
+            _ => {
+                // take: every key present once, taken once; refill untimed.
+                let mut total = std::time::Duration::ZERO;
+                let mut done = 0;
+                while done < a.ops {
+                    let batch = (a.ops - done).min(n);
+                    for k in &present[..batch] {
+                        store.put(k, value);
+                    }
+                    let t = Instant::now();
+                    for k in &present[..batch] {
+                        hits += store.take(k, &mut buf) as usize;
+                    }
+                    total += t.elapsed();
+                    done += batch;
+                }
+                // Leave the table as the other ops expect it: full.
+                for k in present {
+                    store.put(k, value);
+                }
+                (total, done)
+            }
+        };
+        black_box(hits);
+        samples.push(elapsed.as_nanos() as f64 / done as f64);
+    }
+    median(samples)
+}
+
+fn stores(seg: &TempSegment, entries: usize, max_value: usize) -> CliResult<Vec<Store>> {
+    let cfg = Config {
+        size: (entries as u64 * (max_value as u64 + 128) * 4).next_power_of_two(),
+        max_value: max_value.next_power_of_two().max(256) as u32,
+        ..Config::default()
+    };
+    let _ = std::fs::remove_file(&seg.0);
+    Ok(vec![
+        Store::Scsp(Cache::create(&seg.0, &cfg)?),
+        Store::Mutex(Mutex::new(HashMap::new())),
+        Store::Rustls(ServerSessionMemoryCache::new(entries * 2)),
+    ])
+}
+
+pub fn run(a: Args) -> CliResult<ExitCode> {
+    if a.values.is_empty() || a.values.iter().any(|&v| v == 0 || v > 65536) {
+        return Err(
+            "--values: give sizes between 1 and 65536 bytes, e.g. --values 150,1024".into(),
+        );
+    }
+    if a.ops == 0 || a.rounds == 0 || a.entries == 0 {
+        return Err("--ops, --rounds and --entries must be at least 1".into());
+    }
+    let seg = TempSegment::new();
+    let present = keys(1, a.entries);
+    let absent = keys(2, a.entries);
+    let mut cells = Vec::new();
+    for &size in &a.values {
+        let value: Vec<u8> = (0..size).map(|i| i as u8).collect();
+        for (imp, store) in IMPLS.iter().zip(stores(&seg, a.entries, size)?) {
+            for k in &present {
+                store.put(k, &value);
+            }
+            for op in OPS {
+                let median_ns = measure(&store, op, &present, &absent, &value, &a);
+                cells.push(Cell {
+                    op,
+                    value_bytes: size,
+                    implementation: imp,
+                    median_ns,
+                });
+            }
+        }
+    }
+    let multi = if a.processes > 0 {
+        Some(procs::run(
+            &seg.0,
+            a.processes,
+            a.ops,
+            a.values[0],
+            &present,
+        )?)
+    } else {
+        None
+    };
+    if a.json {
+        let v = serde_json::json!({ "cells": cells, "multi_process": multi });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print_table(&cells, &a);
+        if let Some(m) = multi {
+            println!();
+            m.print();
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_table(cells: &[Cell], a: &Args) {
+    println!(
+        "median ns/op, {} rounds of {} ops, {} entries, 32 B keys (lower is better)",
+        a.rounds, a.ops, a.entries
+    );
+    println!(
+        "{:<9} {:>6} {:>9} {:>14} {:>14} {:>9} {:>9}",
+        "op", "value", "scsp", "mutex-hashmap", "rustls-memory", "vs mutex", "vs rustls"
+    );
+    for &size in &a.values {
+        for op in OPS {
+            let ns = |imp: &str| {
+                cells
+                    .iter()
+                    .find(|c| c.op == op && c.value_bytes == size && c.implementation == imp)
+                    .map_or(f64::NAN, |c| c.median_ns)
+            };
+            let (s, m, r) = (ns("scsp"), ns("mutex-hashmap"), ns("rustls-memory"));
+            println!(
+                "{:<9} {:>6} {:>9.1} {:>14.1} {:>14.1} {:>8.2}x {:>8.2}x",
+                op,
+                size,
+                s,
+                m,
+                r,
+                m / s,
+                r / s
+            );
+        }
+    }
+    println!("ratios: baseline time / scsp time (above 1 = scsp faster)");
+}

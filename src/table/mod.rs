@@ -174,10 +174,9 @@ impl Cache {
     /// The keyed hash of a key: SipHash-1-3 with the segment's seed.
     #[inline]
     pub fn hash_key(&self, key: &[u8]) -> u64 {
-        use std::hash::Hasher;
-        let mut h = self.sip;
-        h.write(key);
-        h.finish()
+        // The one-shot path: the same SipHash-1-3 as `write` + `finish`
+        // (test `one_shot_hash_matches_streaming`), without the tail buffer.
+        self.sip.hash(key)
     }
 
     #[inline]

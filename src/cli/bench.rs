@@ -123,6 +123,17 @@ pub(crate) fn keys(seed: u64, n: usize) -> Vec<[u8; KEY_LEN]> {
         .collect()
 }
 
+/// `keys` in the order a benchmark visits them: a fixed stride permutation.
+/// Clients resume sessions in no particular order; visiting keys in the
+/// order they were stored would hand the heap-based baselines (whose values
+/// sit in allocation order) a sequential memory stream no server sees.
+pub(crate) fn shuffle(keys: &[[u8; KEY_LEN]]) -> Vec<[u8; KEY_LEN]> {
+    let n = keys.len();
+    // 7919 is prime; with n not a multiple of it this visits every key once.
+    let stride = if n % 7919 == 0 { 1 } else { 7919 };
+    (0..n).map(|j| keys[(j * stride) % n]).collect()
+}
+
 /// A segment file in /dev/shm (or the temp dir), unlinked on drop.
 pub(crate) struct TempSegment(PathBuf);
 
@@ -161,6 +172,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn measure(
     store: &Store,
     op: &str,
+    fill: &[[u8; KEY_LEN]],
     present: &[[u8; KEY_LEN]],
     absent: &[[u8; KEY_LEN]],
     value: &[u8],
@@ -175,15 +187,19 @@ fn measure(
             "get-hit" | "get-miss" => {
                 let keys = if op == "get-hit" { present } else { absent };
                 let t = Instant::now();
-                for i in 0..a.ops {
-                    hits += store.get(&keys[i % n], &mut buf) as usize;
+                let mut j = 0;
+                for _ in 0..a.ops {
+                    hits += store.get(&keys[j], &mut buf) as usize;
+                    j = if j + 1 == n { 0 } else { j + 1 };
                 }
                 (t.elapsed(), a.ops)
             }
             "put" => {
                 let t = Instant::now();
-                for i in 0..a.ops {
-                    store.put(&present[i % n], value);
+                let mut j = 0;
+                for _ in 0..a.ops {
+                    store.put(&present[j], value);
+                    j = if j + 1 == n { 0 } else { j + 1 };
                 }
                 (t.elapsed(), a.ops)
             }
@@ -193,7 +209,7 @@ fn measure(
                 let mut done = 0;
                 while done < a.ops {
                     let batch = (a.ops - done).min(n);
-                    for k in &present[..batch] {
+                    for k in fill {
                         store.put(k, value);
                     }
                     let t = Instant::now();
@@ -204,7 +220,7 @@ fn measure(
                     done += batch;
                 }
                 // Leave the table as the other ops expect it: full.
-                for k in present {
+                for k in fill {
                     store.put(k, value);
                 }
                 (total, done)
@@ -242,6 +258,7 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
     let seg = TempSegment::new();
     let present = keys(1, a.entries);
     let absent = keys(2, a.entries);
+    let shuffled = shuffle(&present);
     let mut cells = Vec::new();
     for &size in &a.values {
         let value: Vec<u8> = (0..size).map(|i| i as u8).collect();
@@ -250,7 +267,7 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
                 store.put(k, &value);
             }
             for op in OPS {
-                let median_ns = measure(&store, op, &present, &absent, &value, &a);
+                let median_ns = measure(&store, op, &present, &shuffled, &absent, &value, &a);
                 cells.push(Cell {
                     op,
                     value_bytes: size,

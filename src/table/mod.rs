@@ -376,6 +376,13 @@ impl Cache {
     /// taking the same entry at once, exactly one gets it.
     pub fn take(&self, key: &[u8], buf: &mut [u8]) -> Lookup {
         let slot = self.locate(key);
+        // A winning take appends a tombstone, most likely at the shard's
+        // current tail: start fetching those lines for writing now, so the
+        // misses overlap with reading the entry. A hint; wrong guesses cost
+        // nothing but the hint.
+        let t = self.seg.tail(slot.shard).load(Ordering::Relaxed);
+        let tomb_words = ENTRY_HEADER_WORDS + key.len().min(MAX_KEY).div_ceil(8);
+        prefetch::<FOR_WRITE>(self.seg.log(slot.shard), t, tomb_words);
         for _ in 0..CAS_RETRIES {
             match self.probe_at(&slot, key, buf) {
                 Probe::Hit(f) => {

@@ -14,6 +14,7 @@ use rustls::server::{ServerSessionMemoryCache, StoresServerSessions};
 use scsp::{Cache, Config, Lookup};
 use std::collections::HashMap;
 use std::hint::black_box;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -247,10 +248,8 @@ fn stores(seg: &TempSegment, entries: usize, max_value: usize) -> CliResult<Vec<
 }
 
 pub fn run(a: Args) -> CliResult<ExitCode> {
-    if a.values.is_empty() || a.values.iter().any(|&v| v == 0 || v > 65536) {
-        return Err(
-            "--values: give sizes between 1 and 65536 bytes, e.g. --values 150,1024".into(),
-        );
+    if a.values.is_empty() || a.values.iter().any(|&v| v == 0 || v > 8192) {
+        return Err("--values: give sizes between 1 and 8192 bytes, e.g. --values 150,1024".into());
     }
     if a.ops == 0 || a.rounds == 0 || a.entries == 0 {
         return Err("--ops, --rounds and --entries must be at least 1".into());
@@ -290,7 +289,12 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
     };
     if a.json {
         let v = serde_json::json!({ "cells": cells, "multi_process": multi });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        // An error (e.g. a closed pipe) is reported, not a panic.
+        writeln!(
+            std::io::stdout().lock(),
+            "{}",
+            serde_json::to_string_pretty(&v)?
+        )?;
     } else {
         print_table(&cells, &a);
         if let Some(m) = multi {

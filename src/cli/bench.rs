@@ -1,222 +1,347 @@
-//! `scsp bench handshake`: full vs resumed handshakes per second against
-//! `scsp serve`, for each TLS version and server key type.
+//! `scsp bench [--values 150,1024] [--ops N] [--rounds R] [--processes P] [--json]`
+//! and `scsp bench handshake` (full vs resumed TLS handshakes, see `handshake.rs`).
 //!
-//! One `scsp serve --workers N --port-per-worker` per key type, on a fresh
-//! segment. "Full" connections use a client with resumption disabled;
-//! "resumed" connections come from a client that offers its latest session
-//! and are sent round-robin to the workers, so every resumption crosses to
-//! another worker process: the shared cache (or shared ticket keys) at work.
-//! Client and server share this machine's cores, so the figures are for the
-//! pair; compare them in one run, not across machines.
+//! A quick comparison without criterion: for each operation and value size,
+//! the median ns/op over several rounds for scsp on a real segment file beside
+//! two in-process baselines measured in the same run, a `Mutex<HashMap>` and
+//! rustls's `ServerSessionMemoryCache`. Then a multi-process run: P forked
+//! processes doing mixed gets and puts on one segment, total throughput
+//! against one process. `benches/table.rs` is the careful (criterion) version.
 
-use super::demo::certs::{self, KeyType};
-use super::demo::pool;
+mod handshake;
+mod procs;
+
 use super::CliResult;
-use rustls::pki_types::ServerName;
-use rustls::{ClientConfig, ClientConnection, HandshakeKind, RootCertStore};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, ExitCode};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-#[derive(clap::Subcommand, Debug)]
-pub enum Bench {
-    /// Full vs resumed TLS handshakes per second against `scsp serve`.
-    Handshake(HandshakeArgs),
-}
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-enum Tls {
-    #[value(name = "1.2")]
-    V12,
-    #[value(name = "1.3")]
-    V13,
-    All,
-}
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-enum Keys {
-    Ecdsa,
-    Rsa,
-    All,
-}
+use rustls::server::{ServerSessionMemoryCache, StoresServerSessions};
+use scsp::{Cache, Config, Lookup};
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 #[derive(clap::Args, Debug)]
-pub struct HandshakeArgs {
-    /// TLS versions to measure.
-    #[arg(long, value_enum, default_value = "all")]
-    tls: Tls,
-    /// Server key types to measure (RSA keys are made with the openssl tool).
-    #[arg(long, value_enum, default_value = "all")]
-    key_type: Keys,
-    /// Connections per measurement.
-    #[arg(long, default_value_t = 400, value_parser = clap::value_parser!(u32).range(10..=1_000_000))]
-    connections: u32,
-    /// Worker processes of the server.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
-    workers: u16,
-    /// Resume with stateless tickets (shared keys) instead of the shared cache.
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Args {
+    #[command(subcommand)]
+    kind: Option<handshake::Bench>,
+    /// Value sizes in bytes, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "150,1024")]
+    values: Vec<usize>,
+    /// Operations per timed round.
+    #[arg(long, default_value_t = 100_000)]
+    ops: usize,
+    /// Timed rounds per cell; the median is reported.
+    #[arg(long, default_value_t = 7)]
+    rounds: usize,
+    /// Entries stored before measuring.
+    #[arg(long, default_value_t = 10_000)]
+    entries: usize,
+    /// Processes for the multi-process run (0 skips it).
+    #[arg(long, default_value_t = 2)]
+    processes: usize,
+    /// Print one JSON object instead of tables.
     #[arg(long)]
-    tickets: bool,
-    /// Baseline: each worker keeps a private cache and ticket key (no
-    /// sharing), so resumptions that cross workers fail.
-    #[arg(long)]
-    private_cache: bool,
+    json: bool,
 }
 
-/// Run a `bench` subcommand.
-pub fn run(b: Bench) -> CliResult<ExitCode> {
-    match b {
-        Bench::Handshake(a) => handshake(a),
+/// Key length: a TLS session id.
+const KEY_LEN: usize = 32;
+const OPS: [&str; 4] = ["get-hit", "get-miss", "put", "take"];
+const IMPLS: [&str; 3] = ["scsp", "mutex-hashmap", "rustls-memory"];
+
+/// The three stores behind one interface. Baselines take owned `Vec`s where
+/// their API does (that allocation is part of their real cost).
+// Few instances, never moved: boxing `Cache` would only add an indirection
+// to the measured path.
+#[allow(clippy::large_enum_variant)]
+enum Store {
+    Scsp(Cache),
+    Mutex(Mutex<HashMap<Vec<u8>, Vec<u8>>>),
+    Rustls(Arc<ServerSessionMemoryCache>),
+}
+
+impl Store {
+    #[inline]
+    fn put(&self, k: &[u8], v: &[u8]) {
+        match self {
+            Store::Scsp(c) => {
+                let _ = black_box(c.put(k, v, 3600));
+            }
+            Store::Mutex(m) => {
+                m.lock().unwrap().insert(k.to_vec(), v.to_vec());
+            }
+            Store::Rustls(r) => {
+                black_box(r.put(k.to_vec(), v.to_vec()));
+            }
+        }
+    }
+
+    /// Copy the value out (scsp and the mutex into `buf`; rustls returns a Vec).
+    #[inline]
+    fn get(&self, k: &[u8], buf: &mut [u8]) -> bool {
+        match self {
+            Store::Scsp(c) => matches!(c.get(k, buf), Lookup::Hit(_)),
+            Store::Mutex(m) => match m.lock().unwrap().get(k) {
+                Some(v) => {
+                    buf[..v.len()].copy_from_slice(v);
+                    true
+                }
+                None => false,
+            },
+            Store::Rustls(r) => black_box(r.get(k)).is_some(),
+        }
+    }
+
+    #[inline]
+    fn take(&self, k: &[u8], buf: &mut [u8]) -> bool {
+        match self {
+            Store::Scsp(c) => matches!(c.take(k, buf), Lookup::Hit(_)),
+            Store::Mutex(m) => match m.lock().unwrap().remove(k) {
+                Some(v) => {
+                    buf[..v.len()].copy_from_slice(&v);
+                    true
+                }
+                None => false,
+            },
+            Store::Rustls(r) => black_box(r.take(k)).is_some(),
+        }
     }
 }
 
-struct Row {
-    key: &'static str,
-    tls: &'static str,
-    full: f64,
-    resumed: f64,
-    resumed_share: f64,
+/// `n` distinct 32-byte keys from a seed (splitmix64), like random session ids.
+pub(crate) fn keys(seed: u64, n: usize) -> Vec<[u8; KEY_LEN]> {
+    let mut x = seed;
+    (0..n)
+        .map(|_| {
+            let mut k = [0u8; KEY_LEN];
+            for c in k.chunks_exact_mut(8) {
+                x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                let mut z = x;
+                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+                c.copy_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+            }
+            k
+        })
+        .collect()
 }
 
-fn handshake(a: HandshakeArgs) -> CliResult<ExitCode> {
-    let keys: &[KeyType] = match a.key_type {
-        Keys::Ecdsa => &[KeyType::Ecdsa],
-        Keys::Rsa => &[KeyType::Rsa],
-        Keys::All => &[KeyType::Ecdsa, KeyType::Rsa],
-    };
-    let versions: &[(&'static str, &'static rustls::SupportedProtocolVersion)] = match a.tls {
-        Tls::V12 => &[("1.2", &rustls::version::TLS12)],
-        Tls::V13 => &[("1.3", &rustls::version::TLS13)],
-        Tls::All => &[
-            ("1.2", &rustls::version::TLS12),
-            ("1.3", &rustls::version::TLS13),
-        ],
-    };
-    let mut rows = Vec::new();
-    for &kt in keys {
-        let dir = tempfile::tempdir()?;
-        let c = certs::make(dir.path(), kt)?;
-        let exe = std::env::current_exe()?;
-        let mut cmd = Command::new(exe);
-        cmd.arg("serve")
-            .arg("--cert")
-            .arg(&c.server_cert)
-            .arg("--key")
-            .arg(&c.server_key)
-            .args(["--addr", "127.0.0.1:0", "--port-per-worker"])
-            .args(["--workers", &a.workers.to_string()])
-            .arg("--segment")
-            .arg(dir.path().join("bench.seg"))
-            .args(["--size", "16MiB", "--tls", "both", "--context-id", "bench"])
-            .args(["--tickets", if a.tickets { "on" } else { "off" }]);
-        if a.private_cache {
-            cmd.arg("--private-cache");
-        }
-        let (server, lines) =
-            pool::start_until_ready("scsp serve", &mut cmd, Duration::from_secs(20))?;
-        let targets: Vec<SocketAddr> = pool::parse_workers(&lines)
-            .into_iter()
-            .map(|w| w.1)
-            .collect();
-        if targets.is_empty() {
-            return Err("scsp serve reported no workers".into());
-        }
-        let key = match kt {
-            KeyType::Ecdsa => "ECDSA P-256",
-            KeyType::Rsa => "RSA-2048",
+/// `keys` in the order a benchmark visits them: a fixed stride permutation.
+/// Clients resume sessions in no particular order; visiting keys in the
+/// order they were stored would hand the heap-based baselines (whose values
+/// sit in allocation order) a sequential memory stream no server sees.
+pub(crate) fn shuffle(keys: &[[u8; KEY_LEN]]) -> Vec<[u8; KEY_LEN]> {
+    let n = keys.len();
+    // 7919 is prime; with n not a multiple of it this visits every key once.
+    let stride = if n % 7919 == 0 { 1 } else { 7919 };
+    (0..n).map(|j| keys[(j * stride) % n]).collect()
+}
+
+/// A segment file in /dev/shm (or the temp dir), unlinked on drop.
+pub(crate) struct TempSegment(PathBuf);
+
+impl TempSegment {
+    fn new() -> TempSegment {
+        let dir = if std::path::Path::new("/dev/shm").is_dir() {
+            PathBuf::from("/dev/shm")
+        } else {
+            std::env::temp_dir()
         };
-        for &(tls, v) in versions {
-            let n = a.connections as usize;
-            let full_cfg = client(&c.ca_der, v, false)?;
-            let (full, _) = measure(&full_cfg, &targets, n)?;
-            let res_cfg = client(&c.ca_der, v, true)?;
-            let _ = visit(&res_cfg, targets[0])?; // the first visit is full
-            let (resumed, k) = measure(&res_cfg, &targets, n)?;
-            rows.push(Row {
-                key,
-                tls,
-                full,
-                resumed,
-                resumed_share: k as f64 / n as f64,
-            });
-        }
-        drop(server);
+        TempSegment(dir.join(format!("scsp-bench-{}", std::process::id())))
     }
-    let via = match (a.private_cache, a.tickets) {
-        (true, true) => "private caches + per-worker tickets (baseline)",
-        (true, false) => "private caches (baseline)",
-        (false, true) => "shared tickets",
-        (false, false) => "shared cache",
+}
+
+impl Drop for TempSegment {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// One measured cell.
+#[derive(serde::Serialize)]
+struct Cell {
+    op: &'static str,
+    value_bytes: usize,
+    implementation: &'static str,
+    median_ns: f64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Median ns/op of `op` on `store` over `rounds` rounds of `ops` operations.
+fn measure(
+    store: &Store,
+    op: &str,
+    fill: &[[u8; KEY_LEN]],
+    present: &[[u8; KEY_LEN]],
+    absent: &[[u8; KEY_LEN]],
+    value: &[u8],
+    a: &Args,
+) -> f64 {
+    let mut buf = vec![0u8; value.len().max(1024)];
+    let mut samples = Vec::with_capacity(a.rounds);
+    for _ in 0..a.rounds {
+        let n = present.len();
+        let mut hits = 0usize;
+        let (elapsed, done) = match op {
+            "get-hit" | "get-miss" => {
+                let keys = if op == "get-hit" { present } else { absent };
+                let t = Instant::now();
+                let mut j = 0;
+                for _ in 0..a.ops {
+                    hits += store.get(&keys[j], &mut buf) as usize;
+                    j = if j + 1 == n { 0 } else { j + 1 };
+                }
+                (t.elapsed(), a.ops)
+            }
+            "put" => {
+                let t = Instant::now();
+                let mut j = 0;
+                for _ in 0..a.ops {
+                    store.put(&present[j], value);
+                    j = if j + 1 == n { 0 } else { j + 1 };
+                }
+                (t.elapsed(), a.ops)
+            }
+            _ => {
+                // take: every key present once, taken once; refill untimed.
+                let mut total = std::time::Duration::ZERO;
+                let mut done = 0;
+                while done < a.ops {
+                    let batch = (a.ops - done).min(n);
+                    for k in fill {
+                        store.put(k, value);
+                    }
+                    let t = Instant::now();
+                    for k in &present[..batch] {
+                        hits += store.take(k, &mut buf) as usize;
+                    }
+                    total += t.elapsed();
+                    done += batch;
+                }
+                // Leave the table as the other ops expect it: full.
+                for k in fill {
+                    store.put(k, value);
+                }
+                (total, done)
+            }
+        };
+        black_box(hits);
+        samples.push(elapsed.as_nanos() as f64 / done as f64);
+    }
+    median(samples)
+}
+
+fn stores(seg: &TempSegment, entries: usize, max_value: usize) -> CliResult<Vec<Store>> {
+    let cfg = Config {
+        size: (entries as u64 * (max_value as u64 + 128) * 4).next_power_of_two(),
+        max_value: max_value.next_power_of_two().max(256) as u32,
+        ..Config::default()
     };
-    println!(
-        "handshakes/s, one client thread, {} workers, resumption via {via}",
-        a.workers
-    );
-    println!(
-        "{:<12} {:>4} {:>10} {:>10} {:>7} {:>9}",
-        "key", "TLS", "full/s", "resumed/s", "ratio", "resumed%"
-    );
-    for r in &rows {
-        println!(
-            "{:<12} {:>4} {:>10.0} {:>10.0} {:>6.2}x {:>8.1}%",
-            r.key,
-            r.tls,
-            r.full,
-            r.resumed,
-            r.resumed / r.full.max(1e-9),
-            r.resumed_share * 100.0
-        );
+    let _ = std::fs::remove_file(&seg.0);
+    Ok(vec![
+        Store::Scsp(Cache::create(&seg.0, &cfg)?),
+        Store::Mutex(Mutex::new(HashMap::new())),
+        Store::Rustls(ServerSessionMemoryCache::new(entries * 2)),
+    ])
+}
+
+pub fn run(a: Args) -> CliResult<ExitCode> {
+    if let Some(kind) = a.kind {
+        return handshake::run(kind);
+    }
+    if a.values.is_empty() || a.values.iter().any(|&v| v == 0 || v > 8192) {
+        return Err("--values: give sizes between 1 and 8192 bytes, e.g. --values 150,1024".into());
+    }
+    if a.ops == 0 || a.rounds == 0 || a.entries == 0 {
+        return Err("--ops, --rounds and --entries must be at least 1".into());
+    }
+    let seg = TempSegment::new();
+    let present = keys(1, a.entries);
+    let absent = keys(2, a.entries);
+    let shuffled = shuffle(&present);
+    let mut cells = Vec::new();
+    for &size in &a.values {
+        let value: Vec<u8> = (0..size).map(|i| i as u8).collect();
+        for (imp, store) in IMPLS.iter().zip(stores(&seg, a.entries, size)?) {
+            for k in &present {
+                store.put(k, &value);
+            }
+            for op in OPS {
+                let median_ns = measure(&store, op, &present, &shuffled, &absent, &value, &a);
+                cells.push(Cell {
+                    op,
+                    value_bytes: size,
+                    implementation: imp,
+                    median_ns,
+                });
+            }
+        }
+    }
+    let multi = if a.processes > 0 {
+        Some(procs::run(
+            &seg.0,
+            a.processes,
+            a.ops,
+            a.values[0],
+            &present,
+        )?)
+    } else {
+        None
+    };
+    if a.json {
+        let v = serde_json::json!({ "cells": cells, "multi_process": multi });
+        // An error (e.g. a closed pipe) is reported, not a panic.
+        writeln!(
+            std::io::stdout().lock(),
+            "{}",
+            serde_json::to_string_pretty(&v)?
+        )?;
+    } else {
+        print_table(&cells, &a);
+        if let Some(m) = multi {
+            println!();
+            m.print();
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn client(
-    ca: &rustls::pki_types::CertificateDer<'static>,
-    v: &'static rustls::SupportedProtocolVersion,
-    resume: bool,
-) -> CliResult<Arc<ClientConfig>> {
-    let mut roots = RootCertStore::empty();
-    roots.add(ca.clone())?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut cfg = ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[v])?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    cfg.resumption = if resume {
-        rustls::client::Resumption::in_memory_sessions(8)
-    } else {
-        rustls::client::Resumption::disabled()
-    };
-    Ok(Arc::new(cfg))
-}
-
-/// `n` sequential connections round-robin over `targets`: (per second,
-/// resumed). Each connection goes to the worker after the previous one's.
-fn measure(cfg: &Arc<ClientConfig>, targets: &[SocketAddr], n: usize) -> CliResult<(f64, usize)> {
-    let start = Instant::now();
-    let mut resumed = 0;
-    for i in 0..n {
-        resumed += usize::from(visit(cfg, targets[(i + 1) % targets.len()])?);
+fn print_table(cells: &[Cell], a: &Args) {
+    println!(
+        "median ns/op, {} rounds of {} ops, {} entries, 32 B keys (lower is better)",
+        a.rounds, a.ops, a.entries
+    );
+    println!(
+        "{:<9} {:>6} {:>9} {:>14} {:>14} {:>9} {:>9}",
+        "op", "value", "scsp", "mutex-hashmap", "rustls-memory", "vs mutex", "vs rustls"
+    );
+    for &size in &a.values {
+        for op in OPS {
+            let ns = |imp: &str| {
+                cells
+                    .iter()
+                    .find(|c| c.op == op && c.value_bytes == size && c.implementation == imp)
+                    .map_or(f64::NAN, |c| c.median_ns)
+            };
+            let (s, m, r) = (ns("scsp"), ns("mutex-hashmap"), ns("rustls-memory"));
+            println!(
+                "{:<9} {:>6} {:>9.1} {:>14.1} {:>14.1} {:>8.2}x {:>8.2}x",
+                op,
+                size,
+                s,
+                m,
+                r,
+                m / s,
+                r / s
+            );
+        }
     }
-    Ok((n as f64 / start.elapsed().as_secs_f64(), resumed))
-}
-
-/// One connection: handshake, GET, read the answer. Returns whether it resumed.
-fn visit(cfg: &Arc<ClientConfig>, addr: SocketAddr) -> CliResult<bool> {
-    let mut sock = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    sock.set_read_timeout(Some(Duration::from_secs(10)))?;
-    sock.set_nodelay(true)?;
-    let mut conn = ClientConnection::new(cfg.clone(), ServerName::try_from("localhost")?)?;
-    let mut tls = rustls::Stream::new(&mut conn, &mut sock);
-    tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
-    let mut body = Vec::new();
-    // Read to the end so TLS 1.3 tickets are stored before the next visit.
-    match tls.read_to_end(&mut body) {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {}
-        Err(e) => return Err(format!("response from {addr}: {e}").into()),
-    }
-    Ok(conn.handshake_kind() == Some(HandshakeKind::Resumed))
+    println!("ratios: baseline time / scsp time (above 1 = scsp faster)");
 }

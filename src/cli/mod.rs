@@ -26,6 +26,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Compare scsp with in-process caches (median ns/op, multi-process Mops/s).
+    Bench(bench::Args),
     /// Create a segment file.
     Create(create::Args),
     /// Show a segment's capacity, counters and fill.
@@ -40,20 +42,17 @@ enum Command {
     Certs(certs::Args),
     /// Show the pool at work: no sharing vs a segment per host vs segments + bridge.
     Demo(demo::Args),
-    /// Benchmarks: `scsp bench handshake`.
-    #[command(subcommand)]
-    Bench(bench::Bench),
 }
 
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> CliResult<ExitCode> {
     match cli.command {
+        Command::Bench(a) => bench::run(a),
         Command::Create(a) => create::run(a),
         Command::Stats(a) => stats::run(a),
         Command::Verify(a) => verify::run(a),
         Command::Serve(a) => serve::run(a),
         Command::Demo(a) => demo::run(a),
-        Command::Bench(b) => bench::run(b),
         Command::Bridge(a) => bridge::run(a),
         Command::Certs(a) => certs::run(a),
     }

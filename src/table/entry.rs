@@ -109,6 +109,39 @@ pub(crate) fn load_header(log: &[AtomicU64], pos: u64) -> [u64; ENTRY_HEADER_WOR
     w
 }
 
+/// Prefetch hint: the lines will be written (`prefetchw`: fetch exclusive).
+pub(crate) const FOR_WRITE: i32 = 7; // _MM_HINT_ET0
+
+/// Ask the CPU to start fetching the cache lines of words `start..start + words`
+/// of `words_of` now, so several misses overlap instead of queueing one after
+/// another. A hint only: it reads and writes nothing in the program's sense.
+#[inline]
+pub(crate) fn prefetch<const HINT: i32>(words_of: &[AtomicU64], start: u64, words: usize) {
+    #[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
+    {
+        let mask = words_of.len().wrapping_sub(1);
+        let start = start as usize;
+        if words == 0 || words_of.is_empty() {
+            return;
+        }
+        // Every 8th word, plus the last: that covers every 64-byte line of
+        // an unaligned range. `words` is clamped by the caller and the loop
+        // is bounded by it (BOUNDED).
+        let last = words - 1;
+        for i in (0..words.saturating_add(7)).step_by(8) {
+            let p = words_of[start.wrapping_add(i.min(last)) & mask].as_ptr();
+            // SAFETY: `p` points at a word of `words_of`, mapped for the life
+            // of the borrow. `_mm_prefetch` never faults and is not a memory
+            // access in the language's sense (a cache hint), so it cannot
+            // race with other processes' stores. SSE is in the x86_64
+            // baseline; `prefetchw` is a no-op on CPUs that lack it.
+            unsafe { std::arch::x86_64::_mm_prefetch::<HINT>(p as *const i8) };
+        }
+    }
+    #[cfg(not(all(target_arch = "x86_64", not(loom), not(miri))))]
+    let _ = (words_of, start, words);
+}
+
 /// Copy `dst.len()` bytes out of the log, starting at word `start`.
 #[inline]
 pub(crate) fn copy_out(log: &[AtomicU64], start: u64, dst: &mut [u8]) {

@@ -34,7 +34,7 @@ use crate::segment::Access;
 use crate::segment::{Geometry, Segment};
 use crate::stats::{self, Counter, Counters};
 use crate::sync::{fence, Ordering};
-use entry::{copy_in, copy_out, key_equals, load_header, store_header};
+use entry::{copy_in, copy_out, key_equals, load_header, prefetch, store_header, FOR_WRITE};
 use index::{in_window, reconstruct, tag_of};
 use serde::Serialize;
 #[cfg(not(loom))]
@@ -184,10 +184,9 @@ impl Cache {
     /// The keyed hash of a key: SipHash-1-3 with the segment's seed.
     #[inline]
     pub fn hash_key(&self, key: &[u8]) -> u64 {
-        use std::hash::Hasher;
-        let mut h = self.sip;
-        h.write(key);
-        h.finish()
+        // The one-shot path: the same SipHash-1-3 as `write` + `finish`
+        // (test `one_shot_hash_matches_streaming`), without the tail buffer.
+        self.sip.hash(key)
     }
 
     #[inline]
@@ -203,8 +202,15 @@ impl Cache {
 
     /// Store `value` under `key` for `ttl_secs` seconds.
     pub fn put(&self, key: &[u8], value: &[u8], ttl_secs: u32) -> Stored {
-        let expiry = now_secs().saturating_add(ttl_secs as u64);
-        self.put_entry(key, value, expiry, self.host_id, 0)
+        let now = now_secs();
+        self.put_at(
+            key,
+            value,
+            now.saturating_add(ttl_secs as u64),
+            self.host_id,
+            0,
+            now,
+        )
     }
 
     /// Store an entry with explicit expiry (unix seconds), origin and flags.
@@ -217,6 +223,19 @@ impl Cache {
         origin: u32,
         flags: u8,
     ) -> Stored {
+        self.put_at(key, value, expiry, origin, flags, now_secs())
+    }
+
+    /// `put_entry` with the current time already read (one clock read per put).
+    fn put_at(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        expiry: u64,
+        origin: u32,
+        flags: u8,
+        now: u64,
+    ) -> Stored {
         if key.is_empty() || key.len() > MAX_KEY {
             self.count(Counter::TooLarge);
             return Stored::BadKey;
@@ -226,7 +245,10 @@ impl Cache {
             return Stored::TooLarge;
         }
         let slot = self.locate(key);
-        let pos = self.append(&slot, key, value, expiry, origin, flags);
+        // The bucket line is CASed at the end; start fetching it now so its
+        // miss overlaps with writing the entry.
+        prefetch::<FOR_WRITE>(self.seg.bucket(slot.bucket), 0, 1);
+        let pos = self.append(&slot, key, value, (expiry, now), origin, flags);
         if flags & FLAG_TOMBSTONE == 0 {
             self.publish(&slot, pos);
             self.count(Counter::Puts);
@@ -240,7 +262,7 @@ impl Cache {
         slot: &index::Slot,
         key: &[u8],
         value: &[u8],
-        expiry: u64,
+        (expiry, now): (u64, u64),
         origin: u32,
         flags: u8,
     ) -> u64 {
@@ -251,7 +273,7 @@ impl Cache {
             pos: 0,
             hash: slot.hash,
             expiry,
-            stored_at: now_secs() as u32,
+            stored_at: now as u32,
             origin,
             checksum: 0,
         };
@@ -264,9 +286,12 @@ impl Cache {
         // Pairs with the Acquire fence in `read_verified`: a reader that sees
         // any byte written below also sees the tail advanced past `pos`.
         fence(Ordering::Release);
+        let log = self.seg.log(slot.shard);
+        // Fetch the reserved lines for writing while the checksum is
+        // computed, so the stores below find them in cache.
+        prefetch::<FOR_WRITE>(log, pos, words as usize);
         h.pos = pos;
         h.checksum = h.compute_checksum(value);
-        let log = self.seg.log(slot.shard);
         store_header(log, pos, &h.encode());
         copy_in(log, pos.wrapping_add(ENTRY_HEADER_WORDS as u64), key);
         copy_in(
@@ -361,6 +386,13 @@ impl Cache {
     /// taking the same entry at once, exactly one gets it.
     pub fn take(&self, key: &[u8], buf: &mut [u8]) -> Lookup {
         let slot = self.locate(key);
+        // A winning take appends a tombstone, most likely at the shard's
+        // current tail: start fetching those lines for writing now, so the
+        // misses overlap with reading the entry. A hint; wrong guesses cost
+        // nothing but the hint.
+        let t = self.seg.tail(slot.shard).load(Ordering::Relaxed);
+        let tomb_words = ENTRY_HEADER_WORDS + key.len().min(MAX_KEY).div_ceil(8);
+        prefetch::<FOR_WRITE>(self.seg.log(slot.shard), t, tomb_words);
         for _ in 0..CAS_RETRIES {
             match self.probe_at(&slot, key, buf) {
                 Probe::Hit(f) => {
@@ -455,11 +487,12 @@ impl Cache {
     }
 
     fn tombstone(&self, slot: &index::Slot, key: &[u8]) {
+        let now = now_secs();
         self.append(
             slot,
             key,
             &[],
-            now_secs() + TOMBSTONE_TTL,
+            (now + TOMBSTONE_TTL, now),
             self.host_id,
             FLAG_TOMBSTONE,
         );

@@ -1,0 +1,62 @@
+//! The pool demo at a small size: the three set-ups show the expected shape
+//! (no sharing resumes about 1/(hosts x workers), the bridged pool nearly
+//! always). This is also the end-to-end proof that a session made on one
+//! host (`scsp serve` + its own segment) resumes on another through the bridge.
+
+use std::process::Command;
+
+fn demo(extra: &[&str]) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_scsp"))
+        .args([
+            "demo",
+            "--clients",
+            "30",
+            "--reconnects",
+            "4",
+            "--client-threads",
+            "1",
+            "--json",
+        ])
+        .args(extra)
+        .output()
+        .expect("run scsp demo");
+    assert!(
+        out.status.success(),
+        "scsp demo failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("demo prints JSON")
+}
+
+fn resumed_pct(v: &serde_json::Value, setup: &str) -> f64 {
+    v["setups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["setup"] == setup)
+        .unwrap_or_else(|| panic!("no {setup} in {v}"))["resumed_pct"]
+        .as_f64()
+        .unwrap()
+}
+
+fn assert_shape(v: &serde_json::Value) {
+    let (a, c) = (resumed_pct(v, "no-sharing"), resumed_pct(v, "shared-pool"));
+    let b = resumed_pct(v, "shared-per-host");
+    // 2 hosts x 2 workers: a pool without sharing resumes ~25%.
+    assert!(a < 25.0 + 10.0, "no sharing resumed {a}%: {v}");
+    assert!(
+        b > a,
+        "a segment per host ({b}%) must beat no sharing ({a}%)"
+    );
+    assert!(c >= 95.0, "the bridged pool resumed only {c}%: {v}");
+}
+
+#[test]
+fn bridged_pool_resumes_like_one_server_tls13() {
+    assert_shape(&demo(&["--tls", "1.3"]));
+}
+
+#[test]
+fn bridged_pool_resumes_like_one_server_tls12() {
+    assert_shape(&demo(&["--tls", "1.2"]));
+}

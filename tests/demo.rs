@@ -60,3 +60,11 @@ fn bridged_pool_resumes_like_one_server_tls13() {
 fn bridged_pool_resumes_like_one_server_tls12() {
     assert_shape(&demo(&["--tls", "1.2"]));
 }
+
+#[test]
+fn bridged_pool_resumes_stateless_tickets_with_replicated_keys() {
+    // Each host's ring makes its own key; the bridge's KEYS frames give every
+    // host every key, so a ticket from host A decrypts on host B.
+    let v = demo(&["--tls", "1.3", "--tickets"]);
+    assert_shape(&v);
+}

@@ -33,6 +33,8 @@ const MAX_HANDSHAKES: usize = 32;
 /// State shared by the bridge's threads.
 pub(crate) struct Shared {
     cache: Arc<Cache>,
+    /// The shared ticket-key ring, replicated like sessions.
+    keyring: Option<crate::keyring::KeyRing>,
     cfg: BridgeConfig,
     tls: tls::TlsConfigs,
     status: Status,
@@ -135,7 +137,10 @@ pub fn run(
         None => None,
     };
     let n = c.cfg.peers.len();
+    let keyring = crate::keyring::KeyRing::new(c.cache.clone(), Default::default())
+        .map_err(|e| format!("ticket-key ring of the segment: {e}"))?;
     let sh = Arc::new(Shared {
+        keyring: Some(keyring),
         cache: c.cache,
         tls: c.tls,
         status,

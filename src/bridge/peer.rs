@@ -27,6 +27,8 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 const BUSY_POLL: Duration = Duration::from_micros(100);
 /// Read wait once idle for a while (bounds idle CPU).
 const IDLE_POLL: Duration = Duration::from_millis(1);
+/// How often the ticket-key ring is checked for changes to send.
+const KEYS_CHECK: Duration = Duration::from_millis(20);
 /// How long without activity before switching to [`IDLE_POLL`].
 const IDLE_AFTER: Duration = Duration::from_millis(100);
 /// Batches sent and not yet acknowledged before the sender pauses.
@@ -428,6 +430,8 @@ fn replicate(
     let mut last_rx = Instant::now();
     let mut last_tx = Instant::now();
     let mut last_activity = Instant::now();
+    let mut last_keys_check = Instant::now() - KEYS_CHECK;
+    let mut sent_key_names: Vec<[u8; 16]> = Vec::new();
     loop {
         if sh.stopping() {
             return Ok(());
@@ -452,6 +456,20 @@ fn replicate(
                 sh.status.set(idx, Field::LagEntries, inflight.entries);
                 last_tx = Instant::now();
                 last_activity = last_tx;
+            }
+        }
+        // Ticket keys: whenever the set of usable keys here changes (a
+        // rotation, or keys imported from another peer), send them all.
+        if last_keys_check.elapsed() >= KEYS_CHECK {
+            last_keys_check = Instant::now();
+            if let Some(ring) = &sh.keyring {
+                let keys = ring.export();
+                let names: Vec<[u8; 16]> = keys.iter().map(|k| k.name).collect();
+                if names != sent_key_names {
+                    link.send(&wire::keys(&keys))?;
+                    sent_key_names = names;
+                    last_tx = Instant::now();
+                }
             }
         }
         if last_tx.elapsed() >= sh.cfg.heartbeat {
@@ -493,6 +511,12 @@ fn replicate(
                     sh.status.set(idx, Field::LagEntries, inflight.entries);
                 }
                 Frame::Heartbeat { .. } => {}
+                Frame::Keys { keys } => {
+                    if let Some(ring) = &sh.keyring {
+                        ring.import(&keys);
+                    }
+                    last_activity = Instant::now();
+                }
                 Frame::Close { reason } => return Err(format!("peer closed: {reason:?}")),
                 Frame::Hello { .. } => {
                     return Err("malformed frame: HELLO after the handshake".into())

@@ -41,6 +41,11 @@ const T_ENTRIES: u8 = 2;
 const T_ACK: u8 = 3;
 const T_HEARTBEAT: u8 = 4;
 const T_CLOSE: u8 = 5;
+const T_KEYS: u8 = 6;
+/// Most ticket keys in one KEYS frame (a ring holds 8).
+pub const MAX_KEYS: usize = 16;
+/// Bytes of one key in a KEYS frame: name, AES key, HMAC key, created, origin.
+const KEY_BYTES: usize = 16 + 32 + 32 + 8 + 4;
 
 /// Why a connection is being closed, sent in a CLOSE frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -126,6 +131,11 @@ pub enum Frame {
         /// Sender's clock, unix ms.
         unix_ms: u64,
     },
+    /// The sender's usable ticket keys (secret: only ever sent inside TLS).
+    Keys {
+        /// The keys.
+        keys: Vec<crate::keyring::TicketKey>,
+    },
     /// The sender is closing the connection, and why.
     Close {
         /// Why.
@@ -172,6 +182,23 @@ pub fn ack(seq: u64) -> Vec<u8> {
 /// Encode a HEARTBEAT frame.
 pub fn heartbeat(unix_ms: u64) -> Vec<u8> {
     frame(T_HEARTBEAT, &unix_ms.to_be_bytes())
+}
+
+/// Encode a KEYS frame with at most [`MAX_KEYS`] keys.
+pub fn keys(keys: &[crate::keyring::TicketKey]) -> Vec<u8> {
+    let keys = &keys[..keys.len().min(MAX_KEYS)];
+    let mut b = Vec::with_capacity(1 + keys.len() * KEY_BYTES);
+    b.push(keys.len() as u8);
+    for k in keys {
+        b.extend_from_slice(&k.name);
+        b.extend_from_slice(&k.aes_key);
+        b.extend_from_slice(&k.hmac_key);
+        b.extend_from_slice(&k.created.to_be_bytes());
+        b.extend_from_slice(&k.origin.to_be_bytes());
+    }
+    let f = frame(T_KEYS, &b);
+    b.fill(0);
+    f
 }
 
 /// Encode a CLOSE frame.
@@ -349,6 +376,32 @@ pub fn decode(frame: &[u8]) -> Result<Frame, WireError> {
         T_HEARTBEAT => Frame::Heartbeat {
             unix_ms: b.u64("short HEARTBEAT")?,
         },
+        T_KEYS => {
+            let n = b.u8("short KEYS")? as usize;
+            if n > MAX_KEYS {
+                return Err(WireError("KEYS frame has too many keys"));
+            }
+            let mut keys = Vec::with_capacity(n);
+            for _ in 0..n {
+                let mut k = crate::keyring::TicketKey {
+                    name: [0; 16],
+                    aes_key: [0; 32],
+                    hmac_key: [0; 32],
+                    created: 0,
+                    origin: 0,
+                };
+                k.name.copy_from_slice(b.take(16, "short KEYS key")?);
+                k.aes_key.copy_from_slice(b.take(32, "short KEYS key")?);
+                k.hmac_key.copy_from_slice(b.take(32, "short KEYS key")?);
+                k.created = b.u64("short KEYS key")?;
+                k.origin = b.u32("short KEYS key")?;
+                if k.origin == 0 {
+                    return Err(WireError("ticket key has origin 0"));
+                }
+                keys.push(k);
+            }
+            Frame::Keys { keys }
+        }
         T_CLOSE => Frame::Close {
             reason: CloseReason::from_u8(b.u8("short CLOSE")?)
                 .ok_or(WireError("unknown CLOSE reason"))?,
@@ -459,6 +512,24 @@ mod tests {
                 reason: CloseReason::Cluster
             }
         );
+    }
+
+    #[test]
+    fn keys_round_trip_and_bad_keys_frames_are_errors() {
+        let k = crate::keyring::TicketKey {
+            name: [1; 16],
+            aes_key: [2; 32],
+            hmac_key: [3; 32],
+            created: 1_700_000_000,
+            origin: 4,
+        };
+        let f = read_all(&keys(std::slice::from_ref(&k))).unwrap();
+        assert_eq!(f, vec![Frame::Keys { keys: vec![k] }]);
+        assert!(decode(&[T_KEYS, 17]).is_err(), "too many keys");
+        assert!(decode(&[T_KEYS, 1, 0, 0]).is_err(), "short key");
+        let mut zero_origin = vec![T_KEYS, 1];
+        zero_origin.extend([0u8; KEY_BYTES]);
+        assert!(decode(&zero_origin).is_err(), "origin 0");
     }
 
     #[test]

@@ -20,6 +20,7 @@
 //! validation) → [`table`] (operations) → adapters and the CLI.
 #![deny(missing_docs)]
 
+#[cfg(not(loom))]
 pub mod bridge;
 pub mod clock;
 pub mod config;
@@ -28,6 +29,7 @@ pub mod keyring;
 pub mod pki;
 pub mod rustls;
 pub mod segment;
+#[cfg(not(loom))]
 pub mod server;
 pub mod stats;
 mod sync;

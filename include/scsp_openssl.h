@@ -287,8 +287,9 @@ static inline int scsp_openssl__set_mac(EVP_MAC_CTX *hctx, const scsp_ticket_key
 
 /*
  * The ticket key callback (SSL_CTX_set_tlsext_ticket_key_evp_cb). Returns, as
- * OpenSSL expects: 1 ticket key set up; 2 decrypted with an older key, issue
- * a new ticket; 0 unknown key (full handshake) or no ticket; -1 error.
+ * OpenSSL expects: 1 ticket key set up; 2 decrypted with an older key (or
+ * under TLS 1.3), issue a new ticket; 0 unknown key (full handshake) or no
+ * ticket; -1 error.
  */
 static inline int scsp_openssl__ticket_key_cb(SSL *ssl, unsigned char key_name[16],
                                               unsigned char iv[EVP_MAX_IV_LENGTH],
@@ -318,7 +319,10 @@ static inline int scsp_openssl__ticket_key_cb(SSL *ssl, unsigned char key_name[1
             return 0; /* unknown or retired key: full handshake */
         if (scsp_openssl__set_mac(hctx, &k) == 1 &&
             EVP_DecryptInit_ex(cctx, aes, NULL, k.aes_key, iv) == 1)
-            ret = (k.flags & SCSP_TICKET_KEY_CURRENT) ? 1 : 2;
+            /* 2 asks OpenSSL for a fresh ticket: always under TLS 1.3, whose
+             * clients use each ticket once (RFC 8446 C.4) and would run dry,
+             * since OpenSSL issues none after a resumption otherwise. */
+            ret = (k.flags & SCSP_TICKET_KEY_CURRENT) && SSL_version(ssl) != TLS1_3_VERSION ? 1 : 2;
     }
     OPENSSL_cleanse(&k, sizeof k);
     return ret;

@@ -68,3 +68,35 @@ fn bridged_pool_resumes_stateless_tickets_with_replicated_keys() {
     let v = demo(&["--tls", "1.3", "--tickets"]);
     assert_shape(&v);
 }
+
+/// Build the C example server (OpenSSL + libscsp) the way the README says.
+fn build_openssl_server() -> std::path::PathBuf {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("bash")
+        .arg(repo.join("scripts/build-openssl-example.sh"))
+        .arg("debug")
+        .current_dir(repo)
+        .output()
+        .expect("run scripts/build-openssl-example.sh");
+    assert!(
+        out.status.success(),
+        "building the C example server failed (needs gcc and libssl-dev): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    repo.join("target/openssl_server")
+}
+
+#[test]
+fn openssl_pool_resumes_across_hosts_with_cache_and_with_tickets() {
+    let server = build_openssl_server();
+    let server = server.to_str().unwrap();
+    for extra in [
+        &["--tls", "1.2"][..],
+        &["--tls", "1.3"],
+        &["--tls", "1.3", "--tickets"],
+    ] {
+        let mut args = vec!["--server", "openssl", "--openssl-server", server];
+        args.extend_from_slice(extra);
+        assert_shape(&demo(&args));
+    }
+}

@@ -11,6 +11,7 @@
  *
  * Options:
  *   --cert FILE --key FILE     certificate chain and private key (PEM)
+ *   --addr IP                  loopback address to listen on (default 127.0.0.1)
  *   --port N                   first port; worker i listens on N+i (0: any free port)
  *   --workers N                worker processes (default 2)
  *   --tls 1.2|1.3|any          protocol version (default any)
@@ -45,14 +46,14 @@
 #define MAX_WORKERS 64
 
 struct config {
-    const char *cert, *key, *segment, *tls, *cache, *tickets;
+    const char *cert, *key, *segment, *tls, *cache, *tickets, *addr;
     int port, workers;
 };
 
 static void usage(const char *why)
 {
     fprintf(stderr, "openssl_server: %s\n"
-                    "usage: openssl_server --cert FILE --key FILE [--port N] [--workers N]\n"
+                    "usage: openssl_server --cert FILE --key FILE [--addr IP] [--port N] [--workers N]\n"
                     "       [--tls 1.2|1.3|any] [--cache on|off] [--tickets shared|local|off]\n"
                     "       [--segment PATH]\n", why);
     exit(2);
@@ -77,6 +78,7 @@ static void parse(int argc, char **argv, struct config *cfg)
         else if (strcmp(flag, "--tls") == 0) cfg->tls = val;
         else if (strcmp(flag, "--cache") == 0) cfg->cache = val;
         else if (strcmp(flag, "--tickets") == 0) cfg->tickets = val;
+        else if (strcmp(flag, "--addr") == 0) cfg->addr = val;
         else if (strcmp(flag, "--port") == 0) cfg->port = atoi(val);
         else if (strcmp(flag, "--workers") == 0) cfg->workers = atoi(val);
         else usage("unknown option");
@@ -87,9 +89,14 @@ static void parse(int argc, char **argv, struct config *cfg)
     if (!one_of(cfg->tls, "1.2", "1.3", "any")) usage("--tls must be 1.2, 1.3 or any");
     if (!one_of(cfg->cache, "on", "off", NULL)) usage("--cache must be on or off");
     if (!one_of(cfg->tickets, "shared", "local", "off")) usage("--tickets must be shared, local or off");
+    {
+        struct in_addr ip;
+        if (inet_pton(AF_INET, cfg->addr, &ip) != 1 || (ntohl(ip.s_addr) >> 24) != 127)
+            usage("--addr must be an IPv4 loopback address (127.x.y.z)");
+    }
 }
 
-static int listen_on(int port)
+static int listen_on(const char *addr, int port)
 {
     struct sockaddr_in a;
     int one = 1, fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -99,7 +106,8 @@ static int listen_on(int port)
     memset(&a, 0, sizeof a);
     a.sin_family = AF_INET;
     a.sin_port = htons((unsigned short)port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK); /* loopback only */
+    if (inet_pton(AF_INET, addr, &a.sin_addr) != 1) /* checked loopback in parse() */
+        return -1;
     if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 64) != 0) {
         close(fd);
         return -1;
@@ -205,7 +213,7 @@ static void on_signal(int sig) { (void)sig; stop = 1; }
 
 int main(int argc, char **argv)
 {
-    struct config cfg = {NULL, NULL, "/dev/shm/scsp-openssl-example", "any", "on", "shared", 0, 2};
+    struct config cfg = {NULL, NULL, "/dev/shm/scsp-openssl-example", "any", "on", "shared", "127.0.0.1", 0, 2};
     pid_t pids[MAX_WORKERS];
     int fds[MAX_WORKERS], i, rc, status;
     scsp_cache *cache = NULL;
@@ -219,7 +227,7 @@ int main(int argc, char **argv)
         return 1;
     }
     for (i = 0; i < cfg.workers; i++) {
-        fds[i] = listen_on(cfg.port == 0 ? 0 : cfg.port + i);
+        fds[i] = listen_on(cfg.addr, cfg.port == 0 ? 0 : cfg.port + i);
         if (fds[i] < 0) {
             perror("listen");
             return 1;

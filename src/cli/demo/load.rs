@@ -42,6 +42,9 @@ pub struct LoadSpec {
     pub versions: &'static [&'static rustls::SupportedProtocolVersion],
     pub ca_der: rustls::pki_types::CertificateDer<'static>,
     pub seed: u64,
+    /// Send an HTTP request before reading the answer (`scsp serve` waits
+    /// for one; the C example server answers straight after the handshake).
+    pub send_request: bool,
 }
 
 /// What the clients saw.
@@ -97,7 +100,11 @@ fn client_config(spec: &LoadSpec) -> Result<Arc<ClientConfig>, String> {
 
 /// One visit: connect, handshake, GET, read the answer.
 /// Returns (resumed, time to handshake complete).
-fn visit(cfg: &Arc<ClientConfig>, addr: SocketAddr) -> Result<(bool, Duration), String> {
+fn visit(
+    cfg: &Arc<ClientConfig>,
+    addr: SocketAddr,
+    send_request: bool,
+) -> Result<(bool, Duration), String> {
     let start = Instant::now();
     let mut sock = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
         .map_err(|e| format!("connect {addr}: {e}"))?;
@@ -113,8 +120,10 @@ fn visit(cfg: &Arc<ClientConfig>, addr: SocketAddr) -> Result<(bool, Duration), 
     let latency = start.elapsed();
     let resumed = conn.handshake_kind() == Some(HandshakeKind::Resumed);
     let mut tls = rustls::Stream::new(&mut conn, &mut sock);
-    tls.write_all(b"GET / HTTP/1.1\r\nHost: pool.scsp.test\r\nConnection: close\r\n\r\n")
-        .map_err(|e| format!("request to {addr}: {e}"))?;
+    if send_request {
+        tls.write_all(b"GET / HTTP/1.1\r\nHost: pool.scsp.test\r\nConnection: close\r\n\r\n")
+            .map_err(|e| format!("request to {addr}: {e}"))?;
+    }
     let mut body = Vec::new();
     // The response is read to the end so the session tickets sent after
     // the handshake are stored before the next visit.
@@ -123,7 +132,7 @@ fn visit(cfg: &Arc<ClientConfig>, addr: SocketAddr) -> Result<(bool, Duration), 
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {}
         Err(e) => return Err(format!("response from {addr}: {e}")),
     }
-    if !body.windows(7).any(|w| w == b"worker=") {
+    if !body.windows(6).any(|w| w == b"worker") {
         return Err(format!("{addr} answered without a worker line"));
     }
     Ok((resumed, latency))
@@ -172,7 +181,7 @@ pub fn run(
                     if i >= order.len() || stop.load(Ordering::Relaxed) {
                         break;
                     }
-                    match visit(&configs[order[i]], picks[i]) {
+                    match visit(&configs[order[i]], picks[i], spec.send_request) {
                         Ok((was_resumed, lat)) => {
                             if round > 0 {
                                 returning.fetch_add(1, Ordering::Relaxed);

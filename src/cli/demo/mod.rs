@@ -54,6 +54,14 @@ pub struct Args {
     /// shared session cache.
     #[arg(long)]
     tickets: bool,
+    /// Which TLS server runs on each host: `scsp serve` (rustls) or the C
+    /// example server (OpenSSL + libscsp).
+    #[arg(long, value_enum, default_value = "rustls")]
+    server: ServerKind,
+    /// The built C example server, for `--server openssl`
+    /// (scripts/build-openssl-example.sh makes it).
+    #[arg(long, default_value = "target/openssl_server")]
+    openssl_server: std::path::PathBuf,
     /// Client threads making connections at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     client_threads: u16,
@@ -66,6 +74,16 @@ pub struct Args {
     /// Seed for the balancer and arrival order.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+}
+
+/// The TLS server the hosts run.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServerKind {
+    /// `scsp serve`: rustls with the scsp adapter.
+    Rustls,
+    /// `examples/c/openssl_server.c`: OpenSSL with libscsp.
+    Openssl,
 }
 
 /// The three set-ups compared.
@@ -129,6 +147,49 @@ fn start_host(
     let hdir = pool::host_dir(dir, i);
     std::fs::create_dir_all(&hdir).map_err(|e| e.to_string())?;
     let segment = hdir.join(format!("{setup:?}.seg"));
+    // Made here, with this host's id, so that either server kind attaches it
+    // and the bridge can tell local sessions from peers'.
+    scsp::Cache::create(
+        &segment,
+        &scsp::Config {
+            size: 16 << 20,
+            host_id: i as u32 + 1,
+            ..scsp::Config::default()
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    let name = format!("host {i} server");
+    let (server, workers) = match a.server {
+        ServerKind::Rustls => start_rustls_server(a, setup, i, c, &segment, &name)?,
+        ServerKind::Openssl => start_openssl_server(a, setup, i, c, &segment, &name)?,
+    };
+    let mut processes = vec![server];
+    if setup == Setup::SharedPool {
+        processes.push(start_bridge(a, dir, i, &segment)?);
+    }
+    Ok(Host {
+        index: i,
+        workers,
+        processes,
+    })
+}
+
+fn tls_arg(a: &Args) -> &'static str {
+    match a.tls {
+        Tls::V12 => "1.2",
+        Tls::V13 => "1.3",
+    }
+}
+
+/// `scsp serve` with one port per worker.
+fn start_rustls_server(
+    a: &Args,
+    setup: Setup,
+    i: usize,
+    c: &certs::DemoCerts,
+    segment: &Path,
+    name: &str,
+) -> Result<(Guarded, Vec<(u32, std::net::SocketAddr)>), String> {
     let mut cmd = Command::new(scsp_exe()?);
     cmd.arg("serve")
         .arg("--cert")
@@ -141,23 +202,15 @@ fn start_host(
         .arg(a.workers.to_string())
         .arg("--port-per-worker")
         .arg("--segment")
-        .arg(&segment)
-        .arg("--size")
-        .arg("16MiB")
-        .arg("--host-id")
-        .arg((i + 1).to_string())
+        .arg(segment)
         .arg("--tickets")
         .arg(if a.tickets { "on" } else { "off" })
         .arg("--tls")
-        .arg(match a.tls {
-            Tls::V12 => "1.2",
-            Tls::V13 => "1.3",
-        });
+        .arg(tls_arg(a));
     if setup == Setup::NoSharing {
         cmd.arg("--private-cache");
     }
-    let name = format!("host {i} server");
-    let (server, lines) = pool::start_until_ready(&name, &mut cmd, Duration::from_secs(20))?;
+    let (server, lines) = pool::start_until_ready(name, &mut cmd, Duration::from_secs(20))?;
     let workers = pool::parse_workers(&lines);
     if workers.len() != a.workers as usize {
         return Err(format!(
@@ -166,15 +219,60 @@ fn start_host(
             a.workers
         ));
     }
-    let mut processes = vec![server];
-    if setup == Setup::SharedPool {
-        processes.push(start_bridge(a, dir, i, &segment)?);
+    Ok((server, workers))
+}
+
+/// The C example server (`examples/c/openssl_server.c`) on libscsp. Without
+/// sharing it keeps OpenSSL's own per-process cache or ticket keys.
+fn start_openssl_server(
+    a: &Args,
+    setup: Setup,
+    i: usize,
+    c: &certs::DemoCerts,
+    segment: &Path,
+    name: &str,
+) -> Result<(Guarded, Vec<(u32, std::net::SocketAddr)>), String> {
+    if !a.openssl_server.is_file() {
+        return Err(format!(
+            "--server openssl needs the C example server at {}; build it with scripts/build-openssl-example.sh \
+             (needs gcc and libssl-dev), or pass --openssl-server PATH",
+            a.openssl_server.display()
+        ));
     }
-    Ok(Host {
-        index: i,
-        workers,
-        processes,
-    })
+    let shared = setup != Setup::NoSharing;
+    let (cache, tickets) = match (a.tickets, shared) {
+        (false, true) => ("on", "off"),
+        (false, false) => ("off", "off"),
+        (true, true) => ("off", "shared"),
+        (true, false) => ("off", "local"),
+    };
+    let ip = pool::host_ip(i);
+    let mut cmd = Command::new(&a.openssl_server);
+    cmd.arg("--cert")
+        .arg(&c.server_cert)
+        .arg("--key")
+        .arg(&c.server_key)
+        .arg("--addr")
+        .arg(&ip)
+        .arg("--port")
+        .arg("0")
+        .arg("--workers")
+        .arg(a.workers.to_string())
+        .arg("--segment")
+        .arg(segment)
+        .arg("--cache")
+        .arg(cache)
+        .arg("--tickets")
+        .arg(tickets)
+        .arg("--tls")
+        .arg(tls_arg(a));
+    let workers = a.workers as usize;
+    let (server, lines) = pool::start_until(name, &mut cmd, Duration::from_secs(20), |l| {
+        pool::parse_openssl_workers(l, &ip, workers).is_some()
+    })?;
+    let workers = pool::parse_openssl_workers(&lines, &ip, workers)
+        .ok_or_else(|| format!("{name}: could not read its worker addresses"))?;
+    Ok((server, workers))
 }
 
 /// Start host `i`'s bridge (host id `i + 1`) in a full mesh with the other
@@ -295,6 +393,7 @@ fn run_setup(
         },
         ca_der: c.ca_der.clone(),
         seed: a.seed,
+        send_request: a.server == ServerKind::Rustls,
     };
     let mut r = load::run(&spec, &targets, &INTERRUPTED, &|| bar.inc(1))?;
     let cpu: f64 = pids.iter().map(|p| pool::cpu_seconds(*p)).sum::<f64>() - cpu_before;

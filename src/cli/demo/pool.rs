@@ -58,6 +58,18 @@ pub fn start_until_ready(
     cmd: &mut Command,
     timeout: Duration,
 ) -> Result<(Guarded, Vec<String>), String> {
+    start_until(name, cmd, timeout, |lines| {
+        lines.last().is_some_and(|l| l.trim() == "ready")
+    })
+}
+
+/// Start a process and wait until the lines it printed satisfy `ready`.
+pub fn start_until(
+    name: &str,
+    cmd: &mut Command,
+    timeout: Duration,
+    ready: impl Fn(&[String]) -> bool,
+) -> Result<(Guarded, Vec<String>), String> {
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -92,14 +104,27 @@ pub fn start_until_ready(
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
-            Ok(l) if l.trim() == "ready" => return Ok((guard, lines)),
-            Ok(l) => lines.push(l),
-            Err(_) => {
+            Ok(l) => {
+                lines.push(l);
+                if ready(&lines) {
+                    return Ok((guard, lines));
+                }
+            }
+            Err(e) => {
+                let exited = e == mpsc::RecvTimeoutError::Disconnected;
+                if exited {
+                    // Give the stderr reader a moment to collect the reason.
+                    std::thread::sleep(Duration::from_millis(200));
+                }
                 let err = erx.try_iter().last().unwrap_or_default();
-                return Err(format!(
-                    "{name} did not become ready within {timeout:?}: {}",
-                    err.trim()
-                ));
+                return Err(if exited {
+                    format!("{name} exited before it was ready: {}", err.trim())
+                } else {
+                    format!(
+                        "{name} did not become ready within {timeout:?}: {}",
+                        err.trim()
+                    )
+                });
             }
         }
     }
@@ -118,6 +143,36 @@ pub fn parse_workers(lines: &[String]) -> Vec<(u32, SocketAddr)> {
                 _ => None,
             }
         })
+        .collect()
+}
+
+/// Parse the C example server's `worker I port P` and `worker I pid P ready`
+/// lines into (pid, address) per worker, once every worker is ready.
+pub fn parse_openssl_workers(
+    lines: &[String],
+    ip: &str,
+    workers: usize,
+) -> Option<Vec<(u32, SocketAddr)>> {
+    let mut ports = vec![None; workers];
+    let mut pids = vec![None; workers];
+    for l in lines {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        match f.as_slice() {
+            ["worker", i, "port", p] => {
+                let i: usize = i.parse().ok()?;
+                *ports.get_mut(i)? = p.parse::<u16>().ok();
+            }
+            ["worker", i, "pid", pid, "ready"] => {
+                let i: usize = i.parse().ok()?;
+                *pids.get_mut(i)? = pid.parse::<u32>().ok();
+            }
+            _ => {}
+        }
+    }
+    ports
+        .into_iter()
+        .zip(pids)
+        .map(|(port, pid)| Some((pid?, format!("{ip}:{}", port?).parse().ok()?)))
         .collect()
 }
 

@@ -6,6 +6,7 @@ use std::fmt::Write;
 /// Parameters and outcomes of one demo run.
 #[derive(serde::Serialize)]
 pub struct Summary {
+    server: super::ServerKind,
     hosts: u16,
     workers_per_host: u16,
     clients: u32,
@@ -24,6 +25,7 @@ pub struct Summary {
 impl Summary {
     pub fn new(a: &Args, setups: Vec<Outcome>) -> Summary {
         Summary {
+            server: a.server,
             hosts: a.hosts,
             workers_per_host: a.workers,
             clients: a.clients,
@@ -47,9 +49,10 @@ impl Summary {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "scsp demo: {} hosts x {} workers, {} visitors x {} visits, {:?} balancing, TLS {}, {:?} key, {}",
+            "scsp demo: {} hosts x {} {:?} workers, {} visitors x {} visits, {:?} balancing, TLS {}, {:?} key, {}",
             self.hosts,
             self.workers_per_host,
+            self.server,
             self.clients,
             self.visits_per_client,
             self.balance,

@@ -87,7 +87,11 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
         c.evictions, c.expired
     );
     println!("corrupt        {} entries failed verification", c.corrupt);
-    println!("processes      {} attached now", c.processes);
+    // This command holds a counter slot too; do not count it.
+    println!(
+        "processes      {} attached now (besides this command)",
+        c.processes.saturating_sub(1)
+    );
     if let Some(b) = scsp::bridge::status::read(&cache) {
         print_bridge(&b);
     }

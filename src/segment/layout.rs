@@ -19,7 +19,7 @@
 //! | 5    | log_bytes    | per shard, power of two                      |
 //! | 6    | max_key      | 255                                          |
 //! | 7    | max_value    | power of two                                 |
-//! | 8,9  | seed         | SipHash-1-3 key, random per segment          |
+//! | 8,9  | seed         | random per segment; word 8 seeds the key hash|
 //! | 10   | created      | unix seconds                                 |
 //! | 11   | host_id      | origin stamped on local entries              |
 //! | 12   | total_len    | file length in bytes                         |
@@ -33,7 +33,7 @@ use std::path::Path;
 /// `b"SCSPSEG1"` read as a little-endian word.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SCSPSEG1");
 /// Format version; bump on any change to the layout or entry encoding.
-pub const FORMAT_VERSION: u64 = 1;
+pub const FORMAT_VERSION: u64 = 2;
 /// Value of the state word once the creator has finished.
 pub const STATE_READY: u64 = u64::from_le_bytes(*b"READY\0\0\0");
 
@@ -83,7 +83,7 @@ pub fn layout_fingerprint() -> u64 {
         "scsp-layout;version={FORMAT_VERSION};word=8;endian={};bucket_words={BUCKET_WORDS};\
          tag_bits=16;pos_bits=48;pos_unit=8;entry_header_words={ENTRY_HEADER_WORDS};\
          tail_stride={CACHE_LINE};stats_slots={STATS_SLOTS};stats_slot_words={STATS_SLOT_WORDS};\
-         ext_bytes={EXT_BYTES};max_key={MAX_KEY};hash=siphash13;checksum=xxh3",
+         ext_bytes={EXT_BYTES};max_key={MAX_KEY};hash=xxh3seed;checksum=xxh3",
         if cfg!(target_endian = "little") {
             "le"
         } else {
@@ -105,7 +105,7 @@ pub struct Geometry {
     pub log_bytes: u64,
     /// Largest value accepted.
     pub max_value: u64,
-    /// SipHash-1-3 key.
+    /// Random per segment; `seed[0]` seeds the xxh3 key hash.
     pub seed: [u64; 2],
     /// Creation time, unix seconds.
     pub created: u64,

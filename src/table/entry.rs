@@ -7,7 +7,7 @@
 //! ```text
 //!  word 0  | magic:16 | flags:8 | key_len:8 | value_len:32 |
 //!  word 1  | pos: where this entry starts, in words (echoed) |
-//!  word 2  | hash: SipHash-1-3 of the key with the seed     |
+//!  word 2  | hash: xxh3-64 of the key, seeded per segment   |
 //!  word 3  | expiry: unix seconds                           |
 //!  word 4  | stored_at: unix seconds:32 | origin host:32    |
 //!  word 5  | checksum: xxh3 of the value, seeded by 0..=4   |

@@ -86,24 +86,16 @@ mod tests {
     }
 
     #[test]
-    fn one_shot_hash_matches_streaming() {
-        // `Cache::hash_key` uses `SipHasher13::hash`; entries written by
-        // builds that streamed the key must hash the same.
-        use std::hash::Hasher;
-        let sip = siphasher::sip::SipHasher13::new_with_keys(0x0123_4567, 0x89ab_cdef);
+    fn key_hash_is_xxh3_with_the_segment_seed() {
+        // The documented algorithm: other builds and languages must agree.
         let c = crate::Cache::in_memory(crate::segment::Geometry::tiny(2, 64, 1 << 16, 1024));
-        let seg_sip = {
-            let g = c.segment().geometry();
-            siphasher::sip::SipHasher13::new_with_keys(g.seed[0], g.seed[1])
-        };
+        let seed = c.segment().geometry().seed[0];
         for len in [1usize, 7, 8, 9, 16, 31, 32, 33, 255] {
             let key: Vec<u8> = (0..len).map(|i| (i * 31 + 7) as u8).collect();
-            let mut h = sip;
-            h.write(&key);
-            assert_eq!(sip.hash(&key), h.finish(), "length {len}");
-            let mut h = seg_sip;
-            h.write(&key);
-            assert_eq!(c.hash_key(&key), h.finish(), "length {len}");
+            assert_eq!(
+                c.hash_key(&key),
+                xxhash_rust::xxh3::xxh3_64_with_seed(&key, seed)
+            );
         }
     }
 

@@ -2,7 +2,8 @@
 # Build examples/c/openssl_server.c against this checkout's libscsp, for
 # `scsp demo --server openssl`. Needs gcc and libssl-dev.
 #   scripts/build-openssl-example.sh [debug|release]   (default release)
-# Writes target/openssl_server (linked to target/<profile>/libscsp.so by rpath).
+# Writes target/openssl_server (linked to target/<profile>/libscsp.so by rpath);
+# honours CARGO_TARGET_DIR (relative paths are taken from the repository root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 profile="${1:-release}"
@@ -11,9 +12,11 @@ case "$profile" in
     debug) cargo build -p scsp-ffi ;;
     *) echo "usage: $0 [debug|release]" >&2; exit 2 ;;
 esac
-libdir="$PWD/target/$profile"
+target="${CARGO_TARGET_DIR:-target}"
+case "$target" in /*) ;; *) target="$PWD/$target" ;; esac
+libdir="$target/$profile"
 # The library's SONAME is libscsp.so.1; cargo only writes libscsp.so.
 ln -sf libscsp.so "$libdir/libscsp.so.1"
-cc -O2 -Wall -o target/openssl_server examples/c/openssl_server.c \
+cc -O2 -Wall -o "$target/openssl_server" examples/c/openssl_server.c \
     -Iinclude -L"$libdir" -Wl,-rpath,"$libdir" -lscsp -lssl -lcrypto
-echo "built target/openssl_server (libscsp from $libdir)"
+echo "built $target/openssl_server (libscsp from $libdir)"

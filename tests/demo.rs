@@ -83,7 +83,11 @@ fn build_openssl_server() -> std::path::PathBuf {
         "building the C example server failed (needs gcc and libssl-dev): {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    repo.join("target/openssl_server")
+    // The script writes into cargo's target dir, as cargo resolves it.
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "target".into());
+    repo.join(target).join("openssl_server")
 }
 
 #[test]

@@ -120,17 +120,18 @@ impl Cache {
         let (key, rest) = scratch.split_at_mut(key_words * 8);
         super::entry::copy_out(log, pos.wrapping_add(ENTRY_HEADER_WORDS as u64), key);
         let value = &mut rest[..h.value_len];
-        super::entry::copy_out(
+        let sum = super::entry::copy_value_out(
             log,
             pos.wrapping_add((ENTRY_HEADER_WORDS + key_words) as u64),
             value,
+            super::entry::ValueSum::new(&h),
         );
         if self.hash_key(&key[..h.key_len]) != h.hash {
             return Err(format!(
                 "shard {shard} pos {pos}: key does not match its hash"
             ));
         }
-        if h.compute_checksum(value) != h.checksum {
+        if sum != h.checksum {
             return Err(format!("shard {shard} pos {pos}: checksum mismatch"));
         }
         Ok(h)

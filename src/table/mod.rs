@@ -34,7 +34,10 @@ use crate::segment::Access;
 use crate::segment::{Geometry, Segment};
 use crate::stats::{self, Counter, Counters};
 use crate::sync::{fence, Ordering};
-use entry::{copy_in, copy_out, key_equals, load_header, prefetch, store_header, FOR_WRITE};
+use entry::{
+    copy_in, copy_value_in, copy_value_out, key_equals, load_header, prefetch, store_header,
+    ValueSum, FOR_WRITE,
+};
 use index::{in_window, reconstruct, tag_of};
 use serde::Serialize;
 #[cfg(not(loom))]
@@ -291,18 +294,20 @@ impl Cache {
         // any byte written below also sees the tail advanced past `pos`.
         fence(Ordering::Release);
         let log = self.seg.log(slot.shard);
-        // Fetch the reserved lines for writing while the checksum is
-        // computed, so the stores below find them in cache.
+        // Start fetching every reserved line for writing, so their misses
+        // overlap instead of each store waiting for its own.
         prefetch::<FOR_WRITE>(log, pos, words as usize);
         h.pos = pos;
-        h.checksum = h.compute_checksum(value);
-        store_header(log, pos, &h.encode());
         copy_in(log, pos.wrapping_add(ENTRY_HEADER_WORDS as u64), key);
-        copy_in(
+        // The checksum is computed as the value is copied (one pass); the
+        // header, which holds it, is stored last.
+        h.checksum = copy_value_in(
             log,
             pos.wrapping_add((ENTRY_HEADER_WORDS + key.len().div_ceil(8)) as u64),
             value,
+            ValueSum::new(&h),
         );
+        store_header(log, pos, &h.encode());
         self.counters
             .add(&self.seg, Counter::BytesWritten, words * 8);
         pos
@@ -567,10 +572,12 @@ impl Cache {
             return Err(Some(h.value_len));
         }
         let value = &mut buf[..h.value_len];
-        copy_out(
+        // Checksummed as it is copied; compared only after the tail re-check.
+        let sum = copy_value_out(
             log,
             pos.wrapping_add((ENTRY_HEADER_WORDS + key.len().div_ceil(8)) as u64),
             value,
+            ValueSum::new(&h),
         );
         // Pairs with the Release fence in `append`: if any word we copied was
         // written by a later reservation, this load sees that reservation.
@@ -579,7 +586,7 @@ impl Cache {
         if !in_window(pos, t2, self.log_words) {
             return Err(None);
         }
-        if h.compute_checksum(value) != h.checksum {
+        if sum != h.checksum {
             self.count(Counter::Corrupt);
             return Err(None);
         }

@@ -6,7 +6,7 @@ use super::index::{in_window, reconstruct};
 use super::Cache;
 use crate::clock::now_secs;
 use crate::segment::layout::ENTRY_HEADER_WORDS;
-use crate::sync::Ordering;
+use crate::sync::{fence, Ordering};
 use serde::Serialize;
 
 /// What the index currently points at.
@@ -65,30 +65,28 @@ impl Cache {
     ) -> Result<Option<EntryHeader>, String> {
         let g = self.seg.geometry();
         let shard = bucket & (g.shards as usize - 1);
-        let log = self.seg.log(shard);
         let t = self.seg.tail(shard).load(Ordering::Acquire);
         let pos = reconstruct(word, t);
         if !in_window(pos, t, self.log_words) {
             return Ok(None);
         }
         let h = self.read_any(shard, pos, t, scratch)?;
-        let expected_bucket = (h.hash & (g.buckets - 1)) as usize;
-        if expected_bucket != bucket
-            || super::index::tag_of(word)
-                != super::index::Slot::locate(h.hash, g.buckets, g.shards).tag
-        {
+        let home = super::index::Slot::locate(h.hash, g.buckets, g.shards);
+        if home.bucket != bucket || super::index::tag_of(word) != home.tag {
             return Err(format!(
                 "bucket {bucket}: word {word:#x} points at an entry of another bucket"
             ));
         }
+        // Pairs with the Release fence in `append`: if a writer reserved the
+        // bytes we copied, this tail load sees it and the entry is stale.
+        fence(Ordering::Acquire);
         if !in_window(
             pos,
-            self.seg.tail(shard).load(Ordering::Acquire),
+            self.seg.tail(shard).load(Ordering::Relaxed),
             self.log_words,
         ) {
             return Ok(None);
         }
-        let _ = log;
         Ok(Some(h))
     }
 

@@ -12,128 +12,17 @@
 //! ratios) is printed at the end.
 
 use criterion::Criterion;
-use rustls::server::{ServerSessionMemoryCache, StoresServerSessions};
-use scsp::{Cache, Config, Lookup};
+use rustls::server::ServerSessionMemoryCache;
+use scsp::baselines::{keys, shuffle, Key, Store, TempSegment, IMPLS, OPS};
+use scsp::{Cache, Config};
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 const ENTRIES: usize = 10_000;
 const SIZES: [usize; 2] = [150, 1024];
-const OPS: [&str; 4] = ["get-hit", "get-miss", "put", "take"];
-const IMPLS: [&str; 3] = ["scsp", "mutex-hashmap", "rustls-memory"];
-
-type Key = [u8; 32];
-
-/// The stores behind one interface. Baselines take owned `Vec`s where their
-/// API does: that allocation is part of their real cost.
-// Few instances, never moved: boxing `Cache` would only add an indirection
-// to the measured path.
-#[allow(clippy::large_enum_variant)]
-enum Store {
-    Scsp(Cache),
-    Mutex(Mutex<HashMap<Vec<u8>, Vec<u8>>>),
-    Rustls(Arc<ServerSessionMemoryCache>),
-}
-
-impl Store {
-    #[inline]
-    fn put(&self, k: &[u8], v: &[u8]) {
-        match self {
-            Store::Scsp(c) => {
-                let _ = black_box(c.put(k, v, 3600));
-            }
-            Store::Mutex(m) => {
-                m.lock().unwrap().insert(k.to_vec(), v.to_vec());
-            }
-            Store::Rustls(r) => {
-                black_box(r.put(k.to_vec(), v.to_vec()));
-            }
-        }
-    }
-
-    #[inline]
-    fn get(&self, k: &[u8], buf: &mut [u8]) -> bool {
-        match self {
-            Store::Scsp(c) => matches!(c.get(k, buf), Lookup::Hit(_)),
-            Store::Mutex(m) => match m.lock().unwrap().get(k) {
-                Some(v) => {
-                    buf[..v.len()].copy_from_slice(v);
-                    true
-                }
-                None => false,
-            },
-            Store::Rustls(r) => black_box(r.get(k)).is_some(),
-        }
-    }
-
-    #[inline]
-    fn take(&self, k: &[u8], buf: &mut [u8]) -> bool {
-        match self {
-            Store::Scsp(c) => matches!(c.take(k, buf), Lookup::Hit(_)),
-            Store::Mutex(m) => match m.lock().unwrap().remove(k) {
-                Some(v) => {
-                    buf[..v.len()].copy_from_slice(&v);
-                    true
-                }
-                None => false,
-            },
-            Store::Rustls(r) => black_box(r.take(k)).is_some(),
-        }
-    }
-}
-
-/// `n` distinct pseudo-random 32-byte keys (splitmix64).
-fn keys(seed: u64, n: usize) -> Vec<Key> {
-    let mut x = seed;
-    (0..n)
-        .map(|_| {
-            let mut k = [0u8; 32];
-            for c in k.chunks_exact_mut(8) {
-                x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-                let mut z = x;
-                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-                c.copy_from_slice(&(z ^ (z >> 31)).to_le_bytes());
-            }
-            k
-        })
-        .collect()
-}
-
-/// `keys` in the order the benchmarks visit them: a fixed stride permutation.
-/// Clients resume sessions in no particular order; visiting keys in the
-/// order they were stored would hand the heap-based baselines (whose values
-/// sit in allocation order) a sequential memory stream no server sees.
-fn shuffle(keys: &[Key]) -> Vec<Key> {
-    let n = keys.len();
-    // 7919 is prime and does not divide ENTRIES: every key once.
-    (0..n).map(|j| keys[(j * 7919) % n]).collect()
-}
-
-/// A segment path in /dev/shm (or the temp dir), unlinked on drop.
-struct TempSegment(PathBuf);
-
-impl TempSegment {
-    fn new(tag: &str) -> TempSegment {
-        let dir = if std::path::Path::new("/dev/shm").is_dir() {
-            PathBuf::from("/dev/shm")
-        } else {
-            std::env::temp_dir()
-        };
-        let p = dir.join(format!("scsp-criterion-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_file(&p);
-        TempSegment(p)
-    }
-}
-
-impl Drop for TempSegment {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
 
 fn segment_config(value: usize) -> Config {
     Config {
@@ -146,7 +35,7 @@ fn segment_config(value: usize) -> Config {
 fn make(imp: &str, seg: &TempSegment, value: usize) -> Store {
     match imp {
         "scsp" => {
-            Store::Scsp(Cache::create(&seg.0, &segment_config(value)).expect("create segment"))
+            Store::Scsp(Cache::create(seg.path(), &segment_config(value)).expect("create segment"))
         }
         "mutex-hashmap" => Store::Mutex(Mutex::new(HashMap::new())),
         _ => Store::Rustls(ServerSessionMemoryCache::new(ENTRIES * 2)),
@@ -223,7 +112,7 @@ impl Hammer {
         // allocator; it never returns: it loops until SIGKILLed.
         match unsafe { nix::unistd::fork() }.expect("fork") {
             nix::unistd::ForkResult::Child => {
-                let c = Cache::open(&seg.0).expect("child: open segment");
+                let c = Cache::open(seg.path()).expect("child: open segment");
                 let mut buf = vec![0u8; value.len()];
                 loop {
                     for (j, k) in present.iter().enumerate() {

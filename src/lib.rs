@@ -20,6 +20,9 @@
 //! validation) → [`table`] (operations) → adapters and the CLI.
 #![deny(missing_docs)]
 
+#[doc(hidden)]
+#[cfg(not(loom))]
+pub mod baselines;
 #[cfg(not(loom))]
 pub mod bridge;
 pub mod clock;

@@ -12,14 +12,15 @@ mod handshake;
 mod procs;
 
 use super::CliResult;
-use rustls::server::{ServerSessionMemoryCache, StoresServerSessions};
-use scsp::{Cache, Config, Lookup};
+use rustls::server::ServerSessionMemoryCache;
+use scsp::baselines::{keys, shuffle, Key, Store, TempSegment, IMPLS, OPS};
+use scsp::{Cache, Config};
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::io::Write;
-use std::path::PathBuf;
+
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Instant;
 
 #[derive(clap::Args, Debug)]
@@ -47,119 +48,6 @@ pub struct Args {
     json: bool,
 }
 
-/// Key length: a TLS session id.
-const KEY_LEN: usize = 32;
-const OPS: [&str; 4] = ["get-hit", "get-miss", "put", "take"];
-const IMPLS: [&str; 3] = ["scsp", "mutex-hashmap", "rustls-memory"];
-
-/// The three stores behind one interface. Baselines take owned `Vec`s where
-/// their API does (that allocation is part of their real cost).
-// Few instances, never moved: boxing `Cache` would only add an indirection
-// to the measured path.
-#[allow(clippy::large_enum_variant)]
-enum Store {
-    Scsp(Cache),
-    Mutex(Mutex<HashMap<Vec<u8>, Vec<u8>>>),
-    Rustls(Arc<ServerSessionMemoryCache>),
-}
-
-impl Store {
-    #[inline]
-    fn put(&self, k: &[u8], v: &[u8]) {
-        match self {
-            Store::Scsp(c) => {
-                let _ = black_box(c.put(k, v, 3600));
-            }
-            Store::Mutex(m) => {
-                m.lock().unwrap().insert(k.to_vec(), v.to_vec());
-            }
-            Store::Rustls(r) => {
-                black_box(r.put(k.to_vec(), v.to_vec()));
-            }
-        }
-    }
-
-    /// Copy the value out (scsp and the mutex into `buf`; rustls returns a Vec).
-    #[inline]
-    fn get(&self, k: &[u8], buf: &mut [u8]) -> bool {
-        match self {
-            Store::Scsp(c) => matches!(c.get(k, buf), Lookup::Hit(_)),
-            Store::Mutex(m) => match m.lock().unwrap().get(k) {
-                Some(v) => {
-                    buf[..v.len()].copy_from_slice(v);
-                    true
-                }
-                None => false,
-            },
-            Store::Rustls(r) => black_box(r.get(k)).is_some(),
-        }
-    }
-
-    #[inline]
-    fn take(&self, k: &[u8], buf: &mut [u8]) -> bool {
-        match self {
-            Store::Scsp(c) => matches!(c.take(k, buf), Lookup::Hit(_)),
-            Store::Mutex(m) => match m.lock().unwrap().remove(k) {
-                Some(v) => {
-                    buf[..v.len()].copy_from_slice(&v);
-                    true
-                }
-                None => false,
-            },
-            Store::Rustls(r) => black_box(r.take(k)).is_some(),
-        }
-    }
-}
-
-/// `n` distinct 32-byte keys from a seed (splitmix64), like random session ids.
-pub(crate) fn keys(seed: u64, n: usize) -> Vec<[u8; KEY_LEN]> {
-    let mut x = seed;
-    (0..n)
-        .map(|_| {
-            let mut k = [0u8; KEY_LEN];
-            for c in k.chunks_exact_mut(8) {
-                x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-                let mut z = x;
-                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-                c.copy_from_slice(&(z ^ (z >> 31)).to_le_bytes());
-            }
-            k
-        })
-        .collect()
-}
-
-/// `keys` in the order a benchmark visits them: a fixed stride permutation.
-/// Clients resume sessions in no particular order; visiting keys in the
-/// order they were stored would hand the heap-based baselines (whose values
-/// sit in allocation order) a sequential memory stream no server sees.
-pub(crate) fn shuffle(keys: &[[u8; KEY_LEN]]) -> Vec<[u8; KEY_LEN]> {
-    let n = keys.len();
-    // 7919 is prime; with n not a multiple of it this visits every key once.
-    let stride = if n % 7919 == 0 { 1 } else { 7919 };
-    (0..n).map(|j| keys[(j * stride) % n]).collect()
-}
-
-/// A segment file in /dev/shm (or the temp dir), unlinked on drop.
-pub(crate) struct TempSegment(PathBuf);
-
-impl TempSegment {
-    fn new() -> TempSegment {
-        let dir = if std::path::Path::new("/dev/shm").is_dir() {
-            PathBuf::from("/dev/shm")
-        } else {
-            std::env::temp_dir()
-        };
-        TempSegment(dir.join(format!("scsp-bench-{}", std::process::id())))
-    }
-}
-
-impl Drop for TempSegment {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 /// One measured cell.
 #[derive(serde::Serialize)]
 struct Cell {
@@ -178,9 +66,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn measure(
     store: &Store,
     op: &str,
-    fill: &[[u8; KEY_LEN]],
-    present: &[[u8; KEY_LEN]],
-    absent: &[[u8; KEY_LEN]],
+    fill: &[Key],
+    present: &[Key],
+    absent: &[Key],
     value: &[u8],
     a: &Args,
 ) -> f64 {
@@ -244,9 +132,9 @@ fn stores(seg: &TempSegment, entries: usize, max_value: usize) -> CliResult<Vec<
         max_value: max_value.next_power_of_two().max(256) as u32,
         ..Config::default()
     };
-    let _ = std::fs::remove_file(&seg.0);
+    let _ = std::fs::remove_file(seg.path());
     Ok(vec![
-        Store::Scsp(Cache::create(&seg.0, &cfg)?),
+        Store::Scsp(Cache::create(seg.path(), &cfg)?),
         Store::Mutex(Mutex::new(HashMap::new())),
         Store::Rustls(ServerSessionMemoryCache::new(entries * 2)),
     ])
@@ -262,7 +150,7 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
     if a.ops == 0 || a.rounds == 0 || a.entries == 0 {
         return Err("--ops, --rounds and --entries must be at least 1".into());
     }
-    let seg = TempSegment::new();
+    let seg = TempSegment::new("cli");
     let present = keys(1, a.entries);
     let absent = keys(2, a.entries);
     let shuffled = shuffle(&present);
@@ -286,7 +174,7 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
     }
     let multi = if a.processes > 0 {
         Some(procs::run(
-            &seg.0,
+            seg.path(),
             a.processes,
             a.ops,
             a.values[0],

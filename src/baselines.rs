@@ -1,0 +1,139 @@
+//! What scsp is measured against, shared by `benches/table.rs` and
+//! `scsp bench`: the same three stores behind one interface, the same keys,
+//! the same visiting order. Not part of the API.
+
+use crate::{Cache, Lookup};
+use rustls::server::{ServerSessionMemoryCache, StoresServerSessions};
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// A key like a TLS session id.
+pub type Key = [u8; 32];
+
+/// The operations measured, in print order.
+pub const OPS: [&str; 4] = ["get-hit", "get-miss", "put", "take"];
+/// The stores measured, in print order (names match [`Store`]'s variants).
+pub const IMPLS: [&str; 3] = ["scsp", "mutex-hashmap", "rustls-memory"];
+
+/// The three stores behind one interface. Baselines take owned `Vec`s where
+/// their API does: that allocation is part of their real cost.
+// Few instances, never moved: boxing `Cache` would only add an indirection
+// to the measured path.
+#[allow(clippy::large_enum_variant)]
+pub enum Store {
+    /// scsp on a segment file.
+    Scsp(Cache),
+    /// An in-process `Mutex<HashMap>` (shares nothing across processes).
+    Mutex(Mutex<HashMap<Vec<u8>, Vec<u8>>>),
+    /// rustls' in-process session cache.
+    Rustls(Arc<ServerSessionMemoryCache>),
+}
+
+impl Store {
+    /// Store `v` under `k`.
+    #[inline]
+    pub fn put(&self, k: &[u8], v: &[u8]) {
+        match self {
+            Store::Scsp(c) => {
+                let _ = black_box(c.put(k, v, 3600));
+            }
+            Store::Mutex(m) => {
+                m.lock().unwrap().insert(k.to_vec(), v.to_vec());
+            }
+            Store::Rustls(r) => {
+                black_box(r.put(k.to_vec(), v.to_vec()));
+            }
+        }
+    }
+
+    /// Copy the value out (scsp and the mutex into `buf`; rustls returns a Vec).
+    #[inline]
+    pub fn get(&self, k: &[u8], buf: &mut [u8]) -> bool {
+        match self {
+            Store::Scsp(c) => matches!(c.get(k, buf), Lookup::Hit(_)),
+            Store::Mutex(m) => match m.lock().unwrap().get(k) {
+                Some(v) => {
+                    buf[..v.len()].copy_from_slice(v);
+                    true
+                }
+                None => false,
+            },
+            Store::Rustls(r) => black_box(r.get(k)).is_some(),
+        }
+    }
+
+    /// Remove and return the value.
+    #[inline]
+    pub fn take(&self, k: &[u8], buf: &mut [u8]) -> bool {
+        match self {
+            Store::Scsp(c) => matches!(c.take(k, buf), Lookup::Hit(_)),
+            Store::Mutex(m) => match m.lock().unwrap().remove(k) {
+                Some(v) => {
+                    buf[..v.len()].copy_from_slice(&v);
+                    true
+                }
+                None => false,
+            },
+            Store::Rustls(r) => black_box(r.take(k)).is_some(),
+        }
+    }
+}
+
+/// `n` distinct pseudo-random keys from a seed (splitmix64).
+pub fn keys(seed: u64, n: usize) -> Vec<Key> {
+    let mut x = seed;
+    (0..n)
+        .map(|_| {
+            let mut k = [0u8; 32];
+            for c in k.chunks_exact_mut(8) {
+                x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                let mut z = x;
+                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+                c.copy_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+            }
+            k
+        })
+        .collect()
+}
+
+/// `keys` in the order a benchmark visits them: a fixed stride permutation.
+/// Clients resume sessions in no particular order; visiting keys in the
+/// order they were stored would hand the heap-based baselines (whose values
+/// sit in allocation order) a sequential memory stream no server sees.
+pub fn shuffle(keys: &[Key]) -> Vec<Key> {
+    let n = keys.len();
+    // 7919 is prime; with n not a multiple of it this visits every key once.
+    let stride = if n % 7919 == 0 { 1 } else { 7919 };
+    (0..n).map(|j| keys[(j * stride) % n]).collect()
+}
+
+/// A segment path in /dev/shm (or the temp dir), unlinked on drop.
+pub struct TempSegment(PathBuf);
+
+impl TempSegment {
+    /// A fresh path named after this process and `tag`.
+    pub fn new(tag: &str) -> TempSegment {
+        let dir = if Path::new("/dev/shm").is_dir() {
+            PathBuf::from("/dev/shm")
+        } else {
+            std::env::temp_dir()
+        };
+        let p = dir.join(format!("scsp-bench-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_file(&p);
+        TempSegment(p)
+    }
+
+    /// The path.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempSegment {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}

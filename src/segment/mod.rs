@@ -95,7 +95,7 @@ impl Segment {
     #[inline]
     pub(crate) fn words(&self) -> &[AtomicU64] {
         // SAFETY: `base` points to `len_words` initialised AtomicU64s owned by
-        // `_backing` (a page-aligned shared mapping or a boxed slice) for the
+        // `_backing` (a page-aligned shared mapping, or a Vec that is never resized) for the
         // lifetime of `self`. AtomicU64 has the size and alignment of u64 and
         // any bit pattern is a valid value, so other processes' writes cannot
         // make this slice invalid; they only race through atomics.

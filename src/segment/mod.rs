@@ -121,9 +121,12 @@ impl Segment {
 
     /// The 8 words of an index bucket.
     #[inline]
-    pub(crate) fn bucket(&self, bucket: usize) -> &[AtomicU64] {
+    pub(crate) fn bucket(&self, bucket: usize) -> &[AtomicU64; layout::BUCKET_WORDS] {
         let start = self.geo.index_off + (bucket & (self.geo.buckets as usize - 1)) * 8;
-        &self.words()[start..start + layout::BUCKET_WORDS]
+        // A slice of exactly BUCKET_WORDS words always converts.
+        self.words()[start..start + layout::BUCKET_WORDS]
+            .try_into()
+            .expect("bucket slice has BUCKET_WORDS words")
     }
 
     /// The words of one shard's circular log.

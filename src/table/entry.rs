@@ -192,6 +192,8 @@ pub(crate) fn load_header(log: &[AtomicU64], pos: u64) -> [u64; ENTRY_HEADER_WOR
 
 /// Prefetch hint: the lines will be written (`prefetchw`: fetch exclusive).
 pub(crate) const FOR_WRITE: i32 = 7; // _MM_HINT_ET0
+/// Prefetch hint: the lines will be read (into every cache level).
+pub(crate) const FOR_READ: i32 = 3; // _MM_HINT_T0
 
 /// Ask the CPU to start fetching the cache lines of words `start..start + words`
 /// of `words_of` now, so several misses overlap instead of queueing one after
@@ -201,16 +203,16 @@ pub(crate) fn prefetch<const HINT: i32>(words_of: &[AtomicU64], start: u64, word
     #[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
     {
         let mask = words_of.len().wrapping_sub(1);
-        let start = start as usize;
         if words == 0 || words_of.is_empty() {
             return;
         }
-        // Every 8th word, plus the last: that covers every 64-byte line of
-        // an unaligned range. `words` is clamped by the caller and the loop
-        // is bounded by it (BOUNDED).
-        let last = words - 1;
-        for i in (0..words.saturating_add(7)).step_by(8) {
-            let p = words_of[start.wrapping_add(i.min(last)) & mask].as_ptr();
+        // One word in each 64-byte line the range touches (the log is
+        // line-aligned, so line `k` is words `8k..8k + 8`). `words` is
+        // clamped by the caller and the loop is bounded by it (BOUNDED).
+        let first = start as usize & !7;
+        let lines = ((start as usize & 7) + words - 1) / 8 + 1;
+        for i in 0..lines {
+            let p = words_of[first.wrapping_add(i * 8) & mask].as_ptr();
             // SAFETY: `p` points at a word of `words_of`, mapped for the life
             // of the borrow. `_mm_prefetch` never faults and is not a memory
             // access in the language's sense (a cache hint), so it cannot
@@ -284,49 +286,78 @@ pub(crate) fn copy_in(log: &[AtomicU64], start: u64, src: &[u8]) {
     }
 }
 
+/// Split the `words` words from word `start` of a circular log of
+/// `log_len` (a power of two) words into the run up to the end of the log
+/// and the run that wrapped to its start: `(start, first_len, second_len)`.
+/// `words` is at most `log_len` (callers clamp lengths to `max_value`, which
+/// is far below a shard log), so both runs lie inside the log.
+#[inline(always)]
+fn runs(log_len: usize, start: u64, words: usize) -> (usize, usize, usize) {
+    let start = start as usize & (log_len - 1);
+    let words = words.min(log_len);
+    let first = words.min(log_len - start);
+    (start, first, words - first)
+}
+
 /// Store the value `src` into the log from word `start`, zero-padding the
 /// last word, and return the entry checksum (`sum` finished over `src`).
 #[inline]
 pub(crate) fn copy_value_in(log: &[AtomicU64], start: u64, src: &[u8], sum: ValueSum) -> u64 {
-    let mask = log.len() - 1;
-    let mut i = start as usize;
-    let [mut a, mut b, mut c, mut d] = sum.0;
-    let mut quads = src.chunks_exact(32);
-    for q in &mut quads {
+    let (at, first, second) = runs(log.len(), start, src.len().div_ceil(8));
+    let (src1, src2) = src.split_at(src.len().min(first * 8));
+    let mut lanes = store_run(&log[at..at + first], src1, sum.0);
+    if second > 0 {
+        // The second run starts at value word `first`: its word 0 goes into
+        // lane `first % 4`.
+        lanes.rotate_left(first & 3);
+        lanes = store_run(&log[..second], src2, lanes);
+        lanes.rotate_right(first & 3);
+    }
+    ValueSum(lanes).finish()
+}
+
+/// `copy_value_in` on one contiguous run: `run` has exactly
+/// `src.len().div_ceil(8)` words. No masking, so the loop is a plain load,
+/// store and mix per word.
+#[inline(always)]
+fn store_run(run: &[AtomicU64], src: &[u8], [mut a, mut b, mut c, mut d]: [u64; 4]) -> [u64; 4] {
+    let full = src.len() / 8;
+    let (body, rest) = src.split_at(full * 8);
+    let (run, last) = run.split_at(full.min(run.len()));
+    let mut quads = body.chunks_exact(32);
+    let mut run_quads = run.chunks_exact(4);
+    for (q, r) in (&mut quads).zip(&mut run_quads) {
         let w = le_word(&q[..8]);
-        log[i & mask].store(w, Ordering::Relaxed);
+        r[0].store(w, Ordering::Relaxed);
         a = ValueSum::mix(a, w);
         let w = le_word(&q[8..16]);
-        log[i.wrapping_add(1) & mask].store(w, Ordering::Relaxed);
+        r[1].store(w, Ordering::Relaxed);
         b = ValueSum::mix(b, w);
         let w = le_word(&q[16..24]);
-        log[i.wrapping_add(2) & mask].store(w, Ordering::Relaxed);
+        r[2].store(w, Ordering::Relaxed);
         c = ValueSum::mix(c, w);
         let w = le_word(&q[24..]);
-        log[i.wrapping_add(3) & mask].store(w, Ordering::Relaxed);
+        r[3].store(w, Ordering::Relaxed);
         d = ValueSum::mix(d, w);
-        i = i.wrapping_add(4);
     }
     let mut lanes = [a, b, c, d];
     // At most 3 full words and one partial word remain (BOUNDED).
-    let mut words = quads.remainder().chunks_exact(8);
+    let words = quads.remainder().chunks_exact(8);
     let mut k = 0;
-    for chunk in &mut words {
+    for (chunk, r) in words.zip(run_quads.remainder()) {
         let w = le_word(chunk);
-        log[i & mask].store(w, Ordering::Relaxed);
+        r.store(w, Ordering::Relaxed);
         lanes[k & 3] = ValueSum::mix(lanes[k & 3], w);
-        i = i.wrapping_add(1);
         k += 1;
     }
-    let rest = words.remainder();
-    if !rest.is_empty() {
+    if let (false, Some(r)) = (rest.is_empty(), last.first()) {
         let mut bytes = [0u8; 8];
         bytes[..rest.len()].copy_from_slice(rest);
         let w = u64::from_le_bytes(bytes);
-        log[i & mask].store(w, Ordering::Relaxed);
+        r.store(w, Ordering::Relaxed);
         lanes[k & 3] = ValueSum::mix(lanes[k & 3], w);
     }
-    ValueSum(lanes).finish()
+    lanes
 }
 
 /// Copy `dst.len()` value bytes out of the log from word `start`, and return
@@ -334,43 +365,58 @@ pub(crate) fn copy_value_in(log: &[AtomicU64], start: u64, src: &[u8], sum: Valu
 /// last word's padding included, which the writer zeroed).
 #[inline]
 pub(crate) fn copy_value_out(log: &[AtomicU64], start: u64, dst: &mut [u8], sum: ValueSum) -> u64 {
-    let mask = log.len() - 1;
-    let mut i = start as usize;
-    let [mut a, mut b, mut c, mut d] = sum.0;
-    let mut quads = dst.chunks_exact_mut(32);
-    for q in &mut quads {
-        let w = log[i & mask].load(Ordering::Relaxed);
+    let (at, first, second) = runs(log.len(), start, dst.len().div_ceil(8));
+    let split = dst.len().min(first * 8);
+    let (dst1, dst2) = dst.split_at_mut(split);
+    let mut lanes = load_run(&log[at..at + first], dst1, sum.0);
+    if second > 0 {
+        // See `copy_value_in`.
+        lanes.rotate_left(first & 3);
+        lanes = load_run(&log[..second], dst2, lanes);
+        lanes.rotate_right(first & 3);
+    }
+    ValueSum(lanes).finish()
+}
+
+/// `copy_value_out` on one contiguous run: `run` has exactly
+/// `dst.len().div_ceil(8)` words.
+#[inline(always)]
+fn load_run(run: &[AtomicU64], dst: &mut [u8], [mut a, mut b, mut c, mut d]: [u64; 4]) -> [u64; 4] {
+    let full = dst.len() / 8;
+    let (body, rest) = dst.split_at_mut(full * 8);
+    let (run, last) = run.split_at(full.min(run.len()));
+    let mut quads = body.chunks_exact_mut(32);
+    let mut run_quads = run.chunks_exact(4);
+    for (q, r) in (&mut quads).zip(&mut run_quads) {
+        let w = r[0].load(Ordering::Relaxed);
         q[..8].copy_from_slice(&w.to_le_bytes());
         a = ValueSum::mix(a, w);
-        let w = log[i.wrapping_add(1) & mask].load(Ordering::Relaxed);
+        let w = r[1].load(Ordering::Relaxed);
         q[8..16].copy_from_slice(&w.to_le_bytes());
         b = ValueSum::mix(b, w);
-        let w = log[i.wrapping_add(2) & mask].load(Ordering::Relaxed);
+        let w = r[2].load(Ordering::Relaxed);
         q[16..24].copy_from_slice(&w.to_le_bytes());
         c = ValueSum::mix(c, w);
-        let w = log[i.wrapping_add(3) & mask].load(Ordering::Relaxed);
+        let w = r[3].load(Ordering::Relaxed);
         q[24..].copy_from_slice(&w.to_le_bytes());
         d = ValueSum::mix(d, w);
-        i = i.wrapping_add(4);
     }
     let mut lanes = [a, b, c, d];
     // At most 3 full words and one partial word remain (BOUNDED).
-    let mut words = quads.into_remainder().chunks_exact_mut(8);
+    let words = quads.into_remainder().chunks_exact_mut(8);
     let mut k = 0;
-    for chunk in &mut words {
-        let w = log[i & mask].load(Ordering::Relaxed);
+    for (chunk, r) in words.zip(run_quads.remainder()) {
+        let w = r.load(Ordering::Relaxed);
         chunk.copy_from_slice(&w.to_le_bytes());
         lanes[k & 3] = ValueSum::mix(lanes[k & 3], w);
-        i = i.wrapping_add(1);
         k += 1;
     }
-    let rest = words.into_remainder();
-    if !rest.is_empty() {
-        let w = log[i & mask].load(Ordering::Relaxed);
+    if let (false, Some(r)) = (rest.is_empty(), last.first()) {
+        let w = r.load(Ordering::Relaxed);
         rest.copy_from_slice(&w.to_le_bytes()[..rest.len()]);
         lanes[k & 3] = ValueSum::mix(lanes[k & 3], w);
     }
-    ValueSum(lanes).finish()
+    lanes
 }
 
 /// Store the header words at `pos`.
@@ -424,7 +470,7 @@ mod tests {
 
     #[test]
     fn checksum_is_pinned() {
-        // The checksum is part of the segment format (FORMAT_VERSION 3):
+        // The checksum is part of the segment format (FORMAT_VERSION 3 and later):
         // every build that opens a segment must compute the same value.
         // (Cross-checked against a separate Python rendering of the module
         // docs' definition.)

@@ -4,23 +4,30 @@
 //! entry in the shard log that the bucket belongs to:
 //!
 //! ```text
-//!  63            48 47                                        0
-//! +----------------+-------------------------------------------+
-//! |   tag (16)     |  pos in words, low 48 bits                |
-//! +----------------+-------------------------------------------+
+//!  63            48 47      40 39                              0
+//! +----------------+----------+--------------------------------+
+//! |   tag (16)     | lines (8)|  pos in words, low 40 bits     |
+//! +----------------+----------+--------------------------------+
 //!  0 = empty. The tag is the top 16 bits of the key hash, never 0.
 //! ```
+//!
+//! `lines` is the entry's length in 64-byte units (saturating at 255): a
+//! reader starts fetching every line of the entry as soon as it has the
+//! word, instead of discovering the length one miss later from the entry
+//! header. It is a prefetch hint only; nothing trusts it.
 //!
 //! A key's bucket is `hash mod buckets` and its shard is `bucket mod shards`,
 //! so every word of a bucket points into the same log and positions within a
 //! bucket are comparable (the smallest is the oldest).
 //!
-//! Positions only grow, so 48 bits plus the shard's current tail identify a
-//! full position: the largest value not above the tail with those low bits
+//! Positions only grow, so 40 bits (far more than any log window) plus the
+//! shard's current tail identify a full position: the largest value not above the tail with those low bits
 //! (`reconstruct`). A word whose entry has left the log window is stale.
 
-const POS_BITS: u32 = 48;
+const POS_BITS: u32 = 40;
 const POS_MASK: u64 = (1 << POS_BITS) - 1;
+const LINES_MAX: u64 = 0xff;
+const TAG_SHIFT: u32 = 48;
 
 /// Where a key lives: hash, bucket, shard and tag, computed once per call.
 #[derive(Clone, Copy, Debug)]
@@ -35,7 +42,7 @@ impl Slot {
     #[inline]
     pub fn locate(hash: u64, buckets: u64, shards: u64) -> Slot {
         let bucket = (hash & (buckets - 1)) as usize;
-        let tag = match hash >> POS_BITS {
+        let tag = match hash >> TAG_SHIFT {
             0 => 1,
             t => t,
         };
@@ -47,15 +54,23 @@ impl Slot {
         }
     }
 
+    /// The index word for this key's entry at `pos`, `words` long.
     #[inline]
-    pub fn word(&self, pos: u64) -> u64 {
-        self.tag << POS_BITS | (pos & POS_MASK)
+    pub fn word(&self, pos: u64, words: u64) -> u64 {
+        let lines = words.div_ceil(8).min(LINES_MAX);
+        self.tag << TAG_SHIFT | lines << POS_BITS | (pos & POS_MASK)
     }
 }
 
 #[inline]
 pub(crate) fn tag_of(word: u64) -> u64 {
-    word >> POS_BITS
+    word >> TAG_SHIFT
+}
+
+/// The entry length a word claims, in words (a hint; see the module docs).
+#[inline]
+pub(crate) fn hinted_words(word: u64) -> usize {
+    ((word >> POS_BITS & LINES_MAX) * 8) as usize
 }
 
 /// The full position a word refers to, given the shard tail (in words).
@@ -76,12 +91,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reconstruct_recovers_positions_across_the_48_bit_wrap() {
+    fn reconstruct_recovers_positions_across_the_40_bit_wrap() {
         for &pos in &[0u64, 5, POS_MASK - 3, POS_MASK + 10, 3 << 50] {
             for ahead in [0u64, 1, 1000, 1 << 20] {
                 let s = Slot::locate(0xabcd_0000_0000_0000, 8, 1);
-                assert_eq!(reconstruct(s.word(pos), pos + ahead), pos);
+                assert_eq!(reconstruct(s.word(pos, 20), pos + ahead), pos);
             }
+        }
+    }
+
+    #[test]
+    fn word_carries_tag_and_a_saturating_length_hint() {
+        let s = Slot::locate(0xabcd_0000_0000_0000, 8, 1);
+        for (words, hinted) in [
+            (7u64, 8usize),
+            (8, 8),
+            (9, 16),
+            (140, 144),
+            (1 << 20, 255 * 8),
+        ] {
+            let w = s.word(POS_MASK, words);
+            assert_eq!(tag_of(w), 0xabcd);
+            assert_eq!(hinted_words(w), hinted, "{words} words");
+            assert_eq!(w & POS_MASK, POS_MASK);
         }
     }
 
@@ -103,6 +135,6 @@ mod tests {
     fn tag_is_never_zero() {
         let s = Slot::locate(0x0000_ffff_ffff_ffff, 8, 1);
         assert_eq!(s.tag, 1);
-        assert_ne!(s.word(0), 0);
+        assert_ne!(s.word(0, 0), 0);
     }
 }

@@ -36,9 +36,9 @@ use crate::stats::{self, Counter, Counters};
 use crate::sync::{fence, Ordering};
 use entry::{
     copy_in, copy_value_in, copy_value_out, key_equals, load_header, prefetch, store_header,
-    ValueSum, FOR_WRITE,
+    ValueSum, FOR_READ, FOR_WRITE,
 };
-use index::{in_window, reconstruct, tag_of};
+use index::{hinted_words, in_window, reconstruct, tag_of};
 use serde::Serialize;
 #[cfg(not(loom))]
 use std::path::Path;
@@ -255,15 +255,16 @@ impl Cache {
         // The bucket line is CASed at the end; start fetching it now so its
         // miss overlaps with writing the entry.
         prefetch::<FOR_WRITE>(self.seg.bucket(slot.bucket), 0, 1);
-        let pos = self.append(&slot, key, value, (expiry, now), origin, flags);
+        let (pos, words) = self.append(&slot, key, value, (expiry, now), origin, flags);
         if flags & FLAG_TOMBSTONE == 0 {
-            self.publish(&slot, pos);
+            self.publish(&slot, pos, words);
             self.count(Counter::Puts);
         }
         Stored::Ok
     }
 
-    /// Reserve log space and write a complete entry; returns its position.
+    /// Reserve log space and write a complete entry; returns its position
+    /// and length in words.
     fn append(
         &self,
         slot: &index::Slot,
@@ -272,7 +273,7 @@ impl Cache {
         (expiry, now): (u64, u64),
         origin: u32,
         flags: u8,
-    ) -> u64 {
+    ) -> (u64, u64) {
         let mut h = EntryHeader {
             flags,
             key_len: key.len(),
@@ -310,16 +311,17 @@ impl Cache {
         store_header(log, pos, &h.encode());
         self.counters
             .add(&self.seg, Counter::BytesWritten, words * 8);
-        pos
+        (pos, words)
     }
 
-    /// Point the key's index word at the entry at `pos` (one Release CAS).
+    /// Point the key's index word at the entry at `pos`, `words` long (one
+    /// Release CAS).
     /// Victim order: the word already holding this tag, an empty word, a
     /// stale one, else the oldest (lossy eviction).
-    fn publish(&self, slot: &index::Slot, pos: u64) {
+    fn publish(&self, slot: &index::Slot, pos: u64, words: u64) {
         let bucket = self.seg.bucket(slot.bucket);
         let tail = self.seg.tail(slot.shard);
-        let new = slot.word(pos);
+        let new = slot.word(pos, words);
         for _ in 0..CAS_RETRIES {
             let t = tail.load(Ordering::Relaxed);
             let mut same = None;
@@ -517,12 +519,19 @@ impl Cache {
     /// Find the key's entry and copy its value into `buf` (VERIFIED-READ).
     fn probe_at(&self, slot: &index::Slot, key: &[u8], buf: &mut [u8]) -> Probe {
         let bucket = self.seg.bucket(slot.bucket);
-        for (i, w) in bucket.iter().enumerate() {
-            // Acquire pairs with the Release CAS in `publish`.
-            let word = w.load(Ordering::Acquire);
-            if word == 0 || tag_of(word) != slot.tag {
-                continue;
-            }
+        // Read the whole bucket line first and pick the words with the key's
+        // tag without a branch per word (the tag is never 0, so empty words
+        // never match). Acquire pairs with the Release CAS in `publish`.
+        let words = bucket.each_ref().map(|w| w.load(Ordering::Acquire));
+        let mut matches = 0u32;
+        for (i, &word) in words.iter().enumerate() {
+            matches |= u32::from(tag_of(word) == slot.tag) << i;
+        }
+        // At most BUCKET_WORDS iterations (BOUNDED).
+        while matches != 0 {
+            let i = matches.trailing_zeros() as usize;
+            matches &= matches - 1;
+            let word = words[i];
             match self.read_verified(slot, word, key, buf) {
                 Ok(header) => {
                     return Probe::Hit(Found {
@@ -551,6 +560,11 @@ impl Cache {
         let log = self.seg.log(slot.shard);
         let t1 = tail.load(Ordering::Relaxed);
         let pos = reconstruct(word, t1);
+        // The header, key and value are read one after another below: start
+        // fetching all their lines now, so the misses overlap instead of the
+        // value's waiting for the header's. The length is the word's hint
+        // (a prefetch is masked and never faults, so a wrong hint is harmless).
+        prefetch::<FOR_READ>(log, pos, hinted_words(word));
         let Some(h) = EntryHeader::decode(&load_header(log, pos)) else {
             return Err(self.corrupt_or_stale(pos, t1));
         };

@@ -309,6 +309,11 @@ impl Cache {
             ValueSum::new(&h),
         );
         store_header(log, pos, &h.encode());
+        // The next entry in this shard most likely goes right after this
+        // one: start taking ownership of its lines now, so that put finds
+        // them in cache instead of waiting for them (a hint; harmless if
+        // another writer gets there first).
+        prefetch::<FOR_WRITE>(log, pos.wrapping_add(words), words as usize);
         self.counters
             .add(&self.seg, Counter::BytesWritten, words * 8);
         (pos, words)

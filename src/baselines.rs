@@ -110,17 +110,25 @@ pub fn shuffle(keys: &[Key]) -> Vec<Key> {
     (0..n).map(|j| keys[(j * stride) % n]).collect()
 }
 
-/// A segment path in /dev/shm (or the temp dir), unlinked on drop.
+/// A segment path, unlinked on drop: in `$SCSP_BENCH_DIR` if set (to
+/// measure another mount, e.g. a huge-page tmpfs), else /dev/shm, else the
+/// temp dir.
 pub struct TempSegment(PathBuf);
 
 impl TempSegment {
-    /// A fresh path named after this process and `tag`.
+    /// A fresh path named after this process and `tag`, in the default
+    /// directory (see the type's docs).
     pub fn new(tag: &str) -> TempSegment {
-        let dir = if Path::new("/dev/shm").is_dir() {
-            PathBuf::from("/dev/shm")
-        } else {
-            std::env::temp_dir()
+        let dir = match std::env::var_os("SCSP_BENCH_DIR") {
+            Some(d) => PathBuf::from(d),
+            None if Path::new("/dev/shm").is_dir() => PathBuf::from("/dev/shm"),
+            None => std::env::temp_dir(),
         };
+        Self::in_dir(&dir, tag)
+    }
+
+    /// A fresh path in `dir`.
+    pub fn in_dir(dir: &Path, tag: &str) -> TempSegment {
         let p = dir.join(format!("scsp-bench-{}-{tag}", std::process::id()));
         let _ = std::fs::remove_file(&p);
         TempSegment(p)

@@ -27,6 +27,7 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
     )?;
     let s = cache.stats();
     let occ = cache.occupancy();
+    let pages = scsp::segment::pages::PagePolicy::of(&a.path);
     let c = &s.counters;
     let lookups = c.hits + c.misses;
     let hit_ratio = if lookups == 0 {
@@ -40,6 +41,7 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
             "stats": s,
             "occupancy": occ,
             "hit_ratio": hit_ratio,
+            "pages": { "huge": pages.huge_pages(), "fs_type": pages.fs_type, "huge_option": pages.huge },
             "bridge": scsp::bridge::status::read(&cache),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -54,6 +56,7 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
         human(s.max_value)
     );
     println!("host id        {}", s.host_id);
+    println!("pages          {}", describe_pages(&pages));
     println!(
         "live entries   ~{} ({} of log), {} expired, {} stale index words",
         occ.live_entries,
@@ -96,6 +99,16 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
         print_bridge(&b);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn describe_pages(p: &scsp::segment::pages::PagePolicy) -> String {
+    match (&p.huge, p.huge_pages()) {
+        (Some(h), true) => format!("2 MiB ({} huge={h})", p.fs_type),
+        _ if p.fs_type == "tmpfs" => "4 KiB (tmpfs without huge=; a mount with \
+             huge=within_size cuts TLB misses, see docs/operations.md)"
+            .to_string(),
+        _ => format!("4 KiB ({} page cache)", p.fs_type),
+    }
 }
 
 fn print_bridge(b: &scsp::bridge::status::BridgeStatus) {

@@ -11,6 +11,7 @@
 #[cfg(not(loom))]
 mod file;
 pub mod layout;
+pub mod pages;
 
 #[cfg(not(loom))]
 pub use file::remove;

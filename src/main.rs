@@ -13,7 +13,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("scsp: error: {e:#}");
-            ExitCode::from(1)
+            ExitCode::from(cli::exit_code(e.as_ref()))
         }
     }
 }

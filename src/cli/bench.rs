@@ -11,7 +11,7 @@
 mod handshake;
 mod procs;
 
-use super::CliResult;
+use super::{CliResult, Usage};
 use rustls::server::ServerSessionMemoryCache;
 use scsp::baselines::{keys, shuffle, Key, Store, TempSegment, IMPLS, OPS};
 use scsp::{Cache, Config};
@@ -46,6 +46,10 @@ pub struct Args {
     /// Print one JSON object instead of tables.
     #[arg(long)]
     json: bool,
+    /// Directory for the benchmark's segment (default: $SCSP_BENCH_DIR, else
+    /// /dev/shm), e.g. a tmpfs mounted with huge=within_size.
+    #[arg(long)]
+    dir: Option<std::path::PathBuf>,
 }
 
 /// One measured cell.
@@ -145,12 +149,21 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
         return handshake::run(kind);
     }
     if a.values.is_empty() || a.values.iter().any(|&v| v == 0 || v > 8192) {
-        return Err("--values: give sizes between 1 and 8192 bytes, e.g. --values 150,1024".into());
+        return Err(Usage(
+            "--values: give sizes between 1 and 8192 bytes, e.g. --values 150,1024".into(),
+        )
+        .into());
     }
     if a.ops == 0 || a.rounds == 0 || a.entries == 0 {
-        return Err("--ops, --rounds and --entries must be at least 1".into());
+        return Err(Usage("--ops, --rounds and --entries must be at least 1".into()).into());
     }
-    let seg = TempSegment::new("cli");
+    let seg = match &a.dir {
+        Some(d) if !d.is_dir() => {
+            return Err(Usage(format!("--dir {}: not a directory", d.display())).into())
+        }
+        Some(d) => TempSegment::in_dir(d, "cli"),
+        None => TempSegment::new("cli"),
+    };
     let present = keys(1, a.entries);
     let absent = keys(2, a.entries);
     let shuffled = shuffle(&present);

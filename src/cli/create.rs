@@ -1,7 +1,7 @@
 //! `scsp create PATH --size 64MiB …`
 
 use super::size::{human, parse_size};
-use super::CliResult;
+use super::{CliResult, Usage};
 use scsp::{Cache, Config};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,7 +43,7 @@ fn parse_group(g: &str) -> CliResult<u32> {
     }
     match nix::unistd::Group::from_name(g)? {
         Some(grp) => Ok(grp.gid.as_raw()),
-        None => Err(format!("no group named '{g}'").into()),
+        None => Err(Usage(format!("--group: no group named '{g}'")).into()),
     }
 }
 
@@ -51,7 +51,8 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
     let cfg = Config {
         size: a.size,
         shards: a.shards,
-        max_value: u32::try_from(a.max_value).map_err(|_| "--max-value is too large")?,
+        max_value: u32::try_from(a.max_value)
+            .map_err(|_| Usage("--max-value is too large".into()))?,
         host_id: a.host_id,
         mode: a.mode,
         group: a.group.as_deref().map(parse_group).transpose()?,

@@ -16,6 +16,33 @@ use std::process::ExitCode;
 /// Errors of the CLI: any error, printed with its chain.
 pub type CliResult<T> = Result<T, Box<dyn std::error::Error>>;
 
+/// A command line that parsed but asks for something impossible (a flag
+/// value out of range, an unknown group): exits 2, like clap's own errors.
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+/// The exit code for a failed command: 2 for bad input (flags, config),
+/// 1 for everything else.
+pub fn exit_code(e: &(dyn std::error::Error + 'static)) -> u8 {
+    let config = matches!(
+        e.downcast_ref::<scsp::Error>(),
+        Some(scsp::Error::Config(_))
+    );
+    if e.is::<Usage>() || config {
+        2
+    } else {
+        1
+    }
+}
+
 /// scsp: a shared TLS session cache for pools of servers.
 #[derive(Parser, Debug)]
 #[command(name = "scsp", version, about, long_about = None)]

@@ -47,6 +47,10 @@ fn parse_group(g: &str) -> CliResult<u32> {
     }
 }
 
+/// Segment size from which 2 MiB pages measurably help (docs/perf.md,
+/// journal item 10: a 64 MiB segment gained, a 16 MiB one did not).
+const HUGE_PAGES_WORTH_IT: u64 = 64 << 20;
+
 pub fn run(a: Args) -> CliResult<ExitCode> {
     let cfg = Config {
         size: a.size,
@@ -73,6 +77,15 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
         println!(
             "note: --size {} was rounded down to a power of two",
             human(a.size)
+        );
+    }
+    // Below a few tens of MiB the TLB covers the segment anyway.
+    let pages = scsp::segment::pages::PagePolicy::of(&a.path);
+    if s.capacity_bytes >= HUGE_PAGES_WORTH_IT && !pages.huge_pages() {
+        println!(
+            "note: this segment gets 4 KiB pages ({}); a tmpfs mounted with huge=within_size \
+             makes gets and puts faster (docs/operations.md, \"Huge pages\")",
+            pages.fs_type
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -79,7 +79,6 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
             human(a.size)
         );
     }
-    // Below a few tens of MiB the TLB covers the segment anyway.
     let pages = scsp::segment::pages::PagePolicy::of(&a.path);
     if s.capacity_bytes >= HUGE_PAGES_WORTH_IT && !pages.huge_pages() {
         println!(

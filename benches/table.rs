@@ -1,9 +1,11 @@
 //! The session table beside its baselines, measured in the same run.
 //!
 //! Groups `get-hit`, `get-miss`, `put`, `take` for 150 B and 1 KiB values,
-//! each with three functions: `scsp` (a real segment file in /dev/shm),
-//! `mutex-hashmap` (`Mutex<HashMap<Vec<u8>, Vec<u8>>>`) and `rustls-memory`
-//! (`rustls::server::ServerSessionMemoryCache` through `StoresServerSessions`).
+//! each with four functions: `scsp` (a real segment file in /dev/shm),
+//! `mutex-hashmap` (`Mutex<HashMap<Vec<u8>, Vec<u8>>>`), `rustls-memory`
+//! (`rustls::server::ServerSessionMemoryCache` through `StoresServerSessions`)
+//! and `redis-loopback` (a `redis-server` started on 127.0.0.1; left out,
+//! with a note, when it is not installed).
 //! Keys are 32 random bytes (a TLS session id); 10 000 entries are stored
 //! first. Then `2proc-*`: a forked child hammers the same segment with puts
 //! and gets while this process measures `get-hit` and `put`.
@@ -12,35 +14,14 @@
 //! ratios) is printed at the end.
 
 use criterion::Criterion;
-use rustls::server::ServerSessionMemoryCache;
-use scsp::baselines::{keys, shuffle, Key, Store, TempSegment, IMPLS, OPS};
-use scsp::{Cache, Config};
-use std::collections::HashMap;
+use scsp::baselines::{keys, shuffle, unavailable, Key, Store, TempSegment, IMPLS, OPS};
+use scsp::Cache;
 use std::hint::black_box;
 use std::path::PathBuf;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 const ENTRIES: usize = 10_000;
 const SIZES: [usize; 2] = [150, 1024];
-
-fn segment_config(value: usize) -> Config {
-    Config {
-        size: (ENTRIES as u64 * (value as u64 + 128) * 4).next_power_of_two(),
-        max_value: value.next_power_of_two().max(256) as u32,
-        ..Config::default()
-    }
-}
-
-fn make(imp: &str, seg: &TempSegment, value: usize) -> Store {
-    match imp {
-        "scsp" => {
-            Store::Scsp(Cache::create(seg.path(), &segment_config(value)).expect("create segment"))
-        }
-        "mutex-hashmap" => Store::Mutex(Mutex::new(HashMap::new())),
-        _ => Store::Rustls(ServerSessionMemoryCache::new(ENTRIES * 2)),
-    }
-}
 
 /// Register one benchmark of `op` on `store`.
 fn bench_op(
@@ -149,43 +130,51 @@ fn criterion_home() -> PathBuf {
         .join("criterion")
 }
 
-/// Criterion's median (ns) for one benchmark of this run, if it ran.
-fn median_ns(group: &str, func: &str) -> Option<f64> {
+/// Criterion's median (ns) for one benchmark, if it ran since `since`
+/// (older estimates from earlier or filtered runs are not shown).
+fn median_ns(since: SystemTime, group: &str, func: &str) -> Option<f64> {
     let p = criterion_home()
         .join(group)
         .join(func)
         .join("new/estimates.json");
+    if std::fs::metadata(&p).ok()?.modified().ok()? < since {
+        return None;
+    }
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(p).ok()?).ok()?;
     v["median"]["point_estimate"].as_f64()
 }
 
-fn print_comparison() {
+fn print_comparison(since: SystemTime) {
     let f = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.1}"));
     let r = |a: Option<f64>, b: Option<f64>| match (a, b) {
         (Some(a), Some(b)) => format!("{:.2}x", b / a),
         _ => "-".to_string(),
     };
+    let baselines = &IMPLS[1..];
     println!("\ncriterion medians, ns/op (ratio = baseline / scsp; above 1 = scsp faster)");
-    println!(
-        "{:<16} {:>9} {:>14} {:>14} {:>9} {:>10}",
-        "group", "scsp", "mutex-hashmap", "rustls-memory", "vs mutex", "vs rustls"
-    );
+    print!("{:<16}", "group");
+    for imp in IMPLS {
+        print!(" {imp:>14}");
+    }
+    for imp in baselines {
+        print!(
+            " {:>10}",
+            format!("vs {}", imp.split('-').next().unwrap_or(imp))
+        );
+    }
+    println!();
     for size in SIZES {
         for op in OPS {
             let g = format!("{op}-{size}B");
-            let (s, m, l) = (
-                median_ns(&g, "scsp"),
-                median_ns(&g, "mutex-hashmap"),
-                median_ns(&g, "rustls-memory"),
-            );
-            println!(
-                "{g:<16} {:>9} {:>14} {:>14} {:>9} {:>10}",
-                f(s),
-                f(m),
-                f(l),
-                r(s, m),
-                r(s, l)
-            );
+            let scsp = median_ns(since, &g, IMPLS[0]);
+            print!("{g:<16}");
+            for imp in IMPLS {
+                print!(" {:>14}", f(median_ns(since, &g, imp)));
+            }
+            for imp in baselines {
+                print!(" {:>10}", r(scsp, median_ns(since, &g, imp)));
+            }
+            println!();
         }
     }
     println!("\nwith a forked child hammering the same segment (puts + gets):");
@@ -195,9 +184,9 @@ fn print_comparison() {
     );
     for size in SIZES {
         for op in ["get-hit", "put"] {
-            let alone = median_ns(&format!("{op}-{size}B"), "scsp");
+            let alone = median_ns(since, &format!("{op}-{size}B"), "scsp");
             let g = format!("2proc-{op}-{size}B");
-            let two = median_ns(&g, "scsp");
+            let two = median_ns(since, &g, "scsp");
             println!(
                 "{g:<16} {:>9} {:>12} {:>9}",
                 f(alone),
@@ -209,6 +198,7 @@ fn print_comparison() {
 }
 
 fn main() {
+    let since = SystemTime::now();
     let mut c = Criterion::default()
         .sample_size(30)
         .warm_up_time(Duration::from_millis(500))
@@ -220,8 +210,12 @@ fn main() {
     for size in SIZES {
         let value: Vec<u8> = (0..size).map(|i| i as u8).collect();
         for imp in IMPLS {
+            if let Some(why) = unavailable(imp) {
+                eprintln!("{imp}: not measured: {why}");
+                continue;
+            }
             let seg = TempSegment::new(imp);
-            let store = make(imp, &seg, size);
+            let store = Store::new(imp, seg.path(), ENTRIES, size).expect("baseline store");
             for k in &present {
                 store.put(k, &value);
             }
@@ -240,7 +234,7 @@ fn main() {
         }
         // Two processes on one segment.
         let seg = TempSegment::new("2proc");
-        let store = make("scsp", &seg, size);
+        let store = Store::new("scsp", seg.path(), ENTRIES, size).expect("create segment");
         for k in &present {
             store.put(k, &value);
         }
@@ -260,5 +254,5 @@ fn main() {
         drop(hammer);
     }
     c.final_summary();
-    print_comparison();
+    print_comparison(since);
 }

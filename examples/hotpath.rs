@@ -11,11 +11,7 @@
 //! op count. The same keys, visiting order and stores as `cargo bench --bench
 //! table` (`scsp::baselines`); the last argument picks the store.
 
-use rustls::server::ServerSessionMemoryCache;
 use scsp::baselines::{keys, shuffle, Store, TempSegment, IMPLS};
-use scsp::{Cache, Config};
-use std::collections::HashMap;
-use std::sync::Mutex;
 
 fn main() {
     // Sessions stored first: 10 000 as in the benches; `HOTPATH_ENTRIES=1000`
@@ -23,7 +19,7 @@ fn main() {
     let n: usize =
         std::env::var("HOTPATH_ENTRIES").map_or(10_000, |v| v.parse().expect("HOTPATH_ENTRIES"));
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: hotpath get-hit|get-miss|put|take VALUE_BYTES OPS [scsp|mutex-hashmap|rustls-memory]";
+    let usage = "usage: hotpath get-hit|get-miss|put|take VALUE_BYTES OPS [scsp|mutex-hashmap|rustls-memory|redis-loopback]";
     let (op, size, ops, imp) = match &args[1..] {
         [op, size, ops, rest @ ..] if rest.len() <= 1 => (
             op.as_str(),
@@ -38,21 +34,7 @@ fn main() {
     };
     assert!(IMPLS.contains(&imp), "{usage}");
     let seg = TempSegment::new("hotpath");
-    let store = match imp {
-        "scsp" => Store::Scsp(
-            Cache::create(
-                seg.path(),
-                &Config {
-                    size: (n as u64 * (size as u64 + 128) * 4).next_power_of_two(),
-                    max_value: size.next_power_of_two().max(256) as u32,
-                    ..Config::default()
-                },
-            )
-            .expect("create segment"),
-        ),
-        "mutex-hashmap" => Store::Mutex(Mutex::new(HashMap::new())),
-        _ => Store::Rustls(ServerSessionMemoryCache::new(n * 2)),
-    };
+    let store = Store::new(imp, seg.path(), n, size).expect("baseline store");
     let present = keys(1, n);
     let value = vec![0x5au8; size];
     for k in &present {

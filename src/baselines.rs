@@ -1,8 +1,12 @@
-//! What scsp is measured against, shared by `benches/table.rs` and
-//! `scsp bench`: the same three stores behind one interface, the same keys,
-//! the same visiting order. Not part of the API.
+//! What scsp is measured against, shared by `benches/table.rs`,
+//! `examples/hotpath.rs` and `scsp bench`: the same stores behind one
+//! interface, the same keys, the same visiting order. Not part of the API.
 
-use crate::{Cache, Lookup};
+mod redis;
+
+pub use redis::{RedisClient, RedisServer, REDIS_SERVER};
+
+use crate::{Cache, Config, Lookup};
 use rustls::server::{ServerSessionMemoryCache, StoresServerSessions};
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -14,10 +18,16 @@ pub type Key = [u8; 32];
 
 /// The operations measured, in print order.
 pub const OPS: [&str; 4] = ["get-hit", "get-miss", "put", "take"];
-/// The stores measured, in print order (names match [`Store`]'s variants).
-pub const IMPLS: [&str; 3] = ["scsp", "mutex-hashmap", "rustls-memory"];
+/// The stores measured, in print order (see [`Store`]'s variants).
+pub const IMPLS: [&str; 4] = ["scsp", "mutex-hashmap", "rustls-memory", "redis-loopback"];
+/// The one store that talks over the network: tens of microseconds per
+/// operation, so runs give it fewer operations.
+pub const NETWORK_IMPL: &str = "redis-loopback";
 
-/// The three stores behind one interface. Baselines take owned `Vec`s where
+/// Lifetime of every stored session, seconds.
+const TTL_SECS: u32 = 3600;
+
+/// The stores behind one interface. Baselines take owned `Vec`s where
 /// their API does: that allocation is part of their real cost.
 // Few instances, never moved: boxing `Cache` would only add an indirection
 // to the measured path.
@@ -29,15 +39,78 @@ pub enum Store {
     Mutex(Mutex<HashMap<Vec<u8>, Vec<u8>>>),
     /// rustls' in-process session cache.
     Rustls(Arc<ServerSessionMemoryCache>),
+    /// A `redis-server` on loopback: what a pool shares without scsp.
+    Redis(Redis),
+}
+
+/// A private `redis-server` and one connection to it. The connection is
+/// declared first so it closes before the server is stopped.
+pub struct Redis {
+    client: Mutex<RedisClient>,
+    server: RedisServer,
+}
+
+impl Redis {
+    fn client(&self) -> std::sync::MutexGuard<'_, RedisClient> {
+        self.client.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A failed round trip ends the measurement: there is no number to report.
+    fn failed(&self, e: std::io::Error) -> ! {
+        panic!("redis-loopback baseline ({}): {e}", self.server.addr())
+    }
+}
+
+/// Why `imp` cannot be measured on this machine, or `None` if it can.
+pub fn unavailable(imp: &str) -> Option<String> {
+    let on_path = |bin: &str| {
+        std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
+    };
+    (imp == NETWORK_IMPL && !on_path(REDIS_SERVER)).then(|| {
+        format!("{REDIS_SERVER} is not on PATH (install it, e.g. apt-get install redis-server)")
+    })
 }
 
 impl Store {
+    /// The store named `imp` (one of [`IMPLS`]), sized for `entries`
+    /// sessions of `value_len` bytes. scsp gets a new segment file at `seg`
+    /// (replacing any file there); redis gets a new server process.
+    pub fn new(
+        imp: &str,
+        seg: &Path,
+        entries: usize,
+        value_len: usize,
+    ) -> Result<Store, Box<dyn std::error::Error>> {
+        Ok(match imp {
+            "scsp" => {
+                let cfg = Config {
+                    size: (entries as u64 * (value_len as u64 + 128) * 4).next_power_of_two(),
+                    max_value: value_len.next_power_of_two().max(256) as u32,
+                    ..Config::default()
+                };
+                let _ = std::fs::remove_file(seg);
+                Store::Scsp(Cache::create(seg, &cfg)?)
+            }
+            "mutex-hashmap" => Store::Mutex(Mutex::new(HashMap::new())),
+            "rustls-memory" => Store::Rustls(ServerSessionMemoryCache::new(entries * 2)),
+            "redis-loopback" => {
+                let server = RedisServer::start().map_err(|e| {
+                    format!("redis-loopback baseline: starting {REDIS_SERVER}: {e}")
+                })?;
+                let client = Mutex::new(server.connect()?);
+                Store::Redis(Redis { client, server })
+            }
+            other => return Err(format!("unknown store {other:?} (one of {IMPLS:?})").into()),
+        })
+    }
+
     /// Store `v` under `k`.
     #[inline]
     pub fn put(&self, k: &[u8], v: &[u8]) {
         match self {
             Store::Scsp(c) => {
-                let _ = black_box(c.put(k, v, 3600));
+                let _ = black_box(c.put(k, v, TTL_SECS));
             }
             Store::Mutex(m) => {
                 m.lock().unwrap().insert(k.to_vec(), v.to_vec());
@@ -45,10 +118,15 @@ impl Store {
             Store::Rustls(r) => {
                 black_box(r.put(k.to_vec(), v.to_vec()));
             }
+            Store::Redis(r) => {
+                if let Err(e) = r.client().set(k, v, TTL_SECS) {
+                    r.failed(e)
+                }
+            }
         }
     }
 
-    /// Copy the value out (scsp and the mutex into `buf`; rustls returns a Vec).
+    /// Copy the value out (into `buf`, except rustls, which returns a `Vec`).
     #[inline]
     pub fn get(&self, k: &[u8], buf: &mut [u8]) -> bool {
         match self {
@@ -61,6 +139,10 @@ impl Store {
                 None => false,
             },
             Store::Rustls(r) => black_box(r.get(k)).is_some(),
+            Store::Redis(r) => match r.client().get(k, buf) {
+                Ok(found) => found.is_some(),
+                Err(e) => r.failed(e),
+            },
         }
     }
 
@@ -77,6 +159,10 @@ impl Store {
                 None => false,
             },
             Store::Rustls(r) => black_box(r.take(k)).is_some(),
+            Store::Redis(r) => match r.client().getdel(k, buf) {
+                Ok(found) => found.is_some(),
+                Err(e) => r.failed(e),
+            },
         }
     }
 }

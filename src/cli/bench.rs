@@ -3,25 +3,28 @@
 //!
 //! A quick comparison without criterion: for each operation and value size,
 //! the median ns/op over several rounds for scsp on a real segment file beside
-//! two in-process baselines measured in the same run, a `Mutex<HashMap>` and
-//! rustls's `ServerSessionMemoryCache`. Then a multi-process run: P forked
-//! processes doing mixed gets and puts on one segment, total throughput
-//! against one process. `benches/table.rs` is the careful (criterion) version.
+//! baselines measured in the same run: two in-process caches, a
+//! `Mutex<HashMap>` and rustls's `ServerSessionMemoryCache`, and, when
+//! `redis-server` is installed, a loopback network cache. Then a
+//! multi-process run: P forked processes doing mixed gets and puts on one
+//! segment, total throughput against one process. `benches/table.rs` is the
+//! careful (criterion) version.
 
 mod handshake;
 mod procs;
 
 use super::{CliResult, Usage};
-use rustls::server::ServerSessionMemoryCache;
-use scsp::baselines::{keys, shuffle, Key, Store, TempSegment, IMPLS, OPS};
-use scsp::{Cache, Config};
-use std::collections::HashMap;
+use scsp::baselines::{
+    keys, shuffle, unavailable, Key, Store, TempSegment, IMPLS, NETWORK_IMPL, OPS,
+};
 use std::hint::black_box;
 use std::io::Write;
-
 use std::process::ExitCode;
-use std::sync::Mutex;
 use std::time::Instant;
+
+/// The network baseline runs this many times fewer operations per round:
+/// each one is a loopback round trip, a hundred times slower.
+const NETWORK_OPS_DIVISOR: usize = 50;
 
 #[derive(clap::Args, Debug)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -31,7 +34,7 @@ pub struct Args {
     /// Value sizes in bytes, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "150,1024")]
     values: Vec<usize>,
-    /// Operations per timed round.
+    /// Operations per timed round (the network baseline does 1/50 of them).
     #[arg(long, default_value_t = 100_000)]
     ops: usize,
     /// Timed rounds per cell; the median is reported.
@@ -52,6 +55,13 @@ pub struct Args {
     dir: Option<std::path::PathBuf>,
 }
 
+/// A baseline left out of the run, and why.
+#[derive(serde::Serialize)]
+struct Skipped {
+    implementation: &'static str,
+    reason: String,
+}
+
 /// One measured cell.
 #[derive(serde::Serialize)]
 struct Cell {
@@ -67,6 +77,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Median ns/op of `op` on `store` over `rounds` rounds of `ops` operations.
+#[allow(clippy::too_many_arguments)]
 fn measure(
     store: &Store,
     op: &str,
@@ -74,11 +85,12 @@ fn measure(
     present: &[Key],
     absent: &[Key],
     value: &[u8],
-    a: &Args,
+    ops: usize,
+    rounds: usize,
 ) -> f64 {
     let mut buf = vec![0u8; value.len().max(1024)];
-    let mut samples = Vec::with_capacity(a.rounds);
-    for _ in 0..a.rounds {
+    let mut samples = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
         let n = present.len();
         let mut hits = 0usize;
         let (elapsed, done) = match op {
@@ -86,27 +98,27 @@ fn measure(
                 let keys = if op == "get-hit" { present } else { absent };
                 let t = Instant::now();
                 let mut j = 0;
-                for _ in 0..a.ops {
+                for _ in 0..ops {
                     hits += store.get(&keys[j], &mut buf) as usize;
                     j = if j + 1 == n { 0 } else { j + 1 };
                 }
-                (t.elapsed(), a.ops)
+                (t.elapsed(), ops)
             }
             "put" => {
                 let t = Instant::now();
                 let mut j = 0;
-                for _ in 0..a.ops {
+                for _ in 0..ops {
                     store.put(&present[j], value);
                     j = if j + 1 == n { 0 } else { j + 1 };
                 }
-                (t.elapsed(), a.ops)
+                (t.elapsed(), ops)
             }
             _ => {
                 // take: every key present once, taken once; refill untimed.
                 let mut total = std::time::Duration::ZERO;
                 let mut done = 0;
-                while done < a.ops {
-                    let batch = (a.ops - done).min(n);
+                while done < ops {
+                    let batch = (ops - done).min(n);
                     for k in fill {
                         store.put(k, value);
                     }
@@ -128,20 +140,6 @@ fn measure(
         samples.push(elapsed.as_nanos() as f64 / done as f64);
     }
     median(samples)
-}
-
-fn stores(seg: &TempSegment, entries: usize, max_value: usize) -> CliResult<Vec<Store>> {
-    let cfg = Config {
-        size: (entries as u64 * (max_value as u64 + 128) * 4).next_power_of_two(),
-        max_value: max_value.next_power_of_two().max(256) as u32,
-        ..Config::default()
-    };
-    let _ = std::fs::remove_file(seg.path());
-    Ok(vec![
-        Store::Scsp(Cache::create(seg.path(), &cfg)?),
-        Store::Mutex(Mutex::new(HashMap::new())),
-        Store::Rustls(ServerSessionMemoryCache::new(entries * 2)),
-    ])
 }
 
 pub fn run(a: Args) -> CliResult<ExitCode> {
@@ -167,15 +165,29 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
     let present = keys(1, a.entries);
     let absent = keys(2, a.entries);
     let shuffled = shuffle(&present);
+    // Baselines this machine cannot run are left out, with the reason.
+    let (impls, skipped): (Vec<&str>, Vec<_>) =
+        IMPLS.iter().partition(|i| unavailable(i).is_none());
+    let skipped: Vec<Skipped> = skipped
+        .into_iter()
+        .map(|i| Skipped {
+            implementation: i,
+            reason: unavailable(i).unwrap_or_default(),
+        })
+        .collect();
     let mut cells = Vec::new();
     for &size in &a.values {
         let value: Vec<u8> = (0..size).map(|i| i as u8).collect();
-        for (imp, store) in IMPLS.iter().zip(stores(&seg, a.entries, size)?) {
+        for &imp in &impls {
+            let store = Store::new(imp, seg.path(), a.entries, size)?;
             for k in &present {
                 store.put(k, &value);
             }
+            let ops = network_ops(imp, a.ops);
             for op in OPS {
-                let median_ns = measure(&store, op, &present, &shuffled, &absent, &value, &a);
+                let median_ns = measure(
+                    &store, op, &present, &shuffled, &absent, &value, ops, a.rounds,
+                );
                 cells.push(Cell {
                     op,
                     value_bytes: size,
@@ -197,7 +209,7 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
         None
     };
     if a.json {
-        let v = serde_json::json!({ "cells": cells, "multi_process": multi });
+        let v = serde_json::json!({ "cells": cells, "skipped": skipped, "multi_process": multi });
         // An error (e.g. a closed pipe) is reported, not a panic.
         writeln!(
             std::io::stdout().lock(),
@@ -205,7 +217,10 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
             serde_json::to_string_pretty(&v)?
         )?;
     } else {
-        print_table(&cells, &a);
+        print_table(&cells, &impls, &a);
+        for s in &skipped {
+            println!("{}: not measured: {}", s.implementation, s.reason);
+        }
         if let Some(m) = multi {
             println!();
             m.print();
@@ -214,15 +229,34 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_table(cells: &[Cell], a: &Args) {
+/// Operations per round for `imp`: fewer for the network baseline.
+fn network_ops(imp: &str, ops: usize) -> usize {
+    if imp == NETWORK_IMPL {
+        (ops / NETWORK_OPS_DIVISOR).max(1)
+    } else {
+        ops
+    }
+}
+
+fn print_table(cells: &[Cell], impls: &[&str], a: &Args) {
     println!(
-        "median ns/op, {} rounds of {} ops, {} entries, 32 B keys (lower is better)",
-        a.rounds, a.ops, a.entries
+        "median ns/op, {} rounds of {} ops ({} for {NETWORK_IMPL}), {} entries, 32 B keys (lower is better)",
+        a.rounds,
+        a.ops,
+        network_ops(NETWORK_IMPL, a.ops),
+        a.entries
     );
-    println!(
-        "{:<9} {:>6} {:>9} {:>14} {:>14} {:>9} {:>9}",
-        "op", "value", "scsp", "mutex-hashmap", "rustls-memory", "vs mutex", "vs rustls"
-    );
+    let baselines = &impls[1..];
+    // "vs mutex" for "mutex-hashmap": the name up to its first dash.
+    let short = |imp: &str| format!("vs {}", imp.split('-').next().unwrap_or(imp));
+    print!("{:<9} {:>6}", "op", "value");
+    for imp in impls {
+        print!(" {imp:>14}");
+    }
+    for imp in baselines {
+        print!(" {:>9}", short(imp));
+    }
+    println!();
     for &size in &a.values {
         for op in OPS {
             let ns = |imp: &str| {
@@ -231,17 +265,14 @@ fn print_table(cells: &[Cell], a: &Args) {
                     .find(|c| c.op == op && c.value_bytes == size && c.implementation == imp)
                     .map_or(f64::NAN, |c| c.median_ns)
             };
-            let (s, m, r) = (ns("scsp"), ns("mutex-hashmap"), ns("rustls-memory"));
-            println!(
-                "{:<9} {:>6} {:>9.1} {:>14.1} {:>14.1} {:>8.2}x {:>8.2}x",
-                op,
-                size,
-                s,
-                m,
-                r,
-                m / s,
-                r / s
-            );
+            print!("{op:<9} {size:>6}");
+            for imp in impls {
+                print!(" {:>14.1}", ns(imp));
+            }
+            for imp in baselines {
+                print!(" {:>8.2}x", ns(imp) / ns(impls[0]));
+            }
+            println!();
         }
     }
     println!("ratios: baseline time / scsp time (above 1 = scsp faster)");

@@ -1,0 +1,224 @@
+//! The loopback network cache baseline: a real `redis-server`, started on
+//! 127.0.0.1 for the measurement and stopped after it, and a minimal RESP2
+//! client for the three commands a session cache needs: `SET key value EX
+//! ttl`, `GET key`, and `GETDEL key` (atomic, so it has `take`'s semantics).
+//!
+//! It is the best case for any network session cache, which is what a pool
+//! uses when it cannot share memory: one round trip per operation over
+//! loopback, no TLS, no connection pool, no client-side allocation per reply.
+//! A cache on another host adds the LAN round trip on top.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The server binary looked up on `PATH`.
+pub const REDIS_SERVER: &str = "redis-server";
+
+/// A `redis-server` child process listening on a free loopback port; killed
+/// (by its pid) and reaped on drop.
+pub struct RedisServer {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl RedisServer {
+    /// Start a private, non-persistent server and wait until it answers.
+    /// `ErrorKind::NotFound` means `redis-server` is not installed.
+    pub fn start() -> io::Result<RedisServer> {
+        let mut last = None;
+        // A free port is picked by binding port 0 and letting go of it;
+        // another process may grab it in between, so retry a few times.
+        for _ in 0..3 {
+            let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+                .local_addr()?
+                .port();
+            let child = Command::new(REDIS_SERVER)
+                .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+                // Memory only: no snapshots, no append-only file.
+                .args(["--save", "", "--appendonly", "no"])
+                .args(["--daemonize", "no", "--loglevel", "warning"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()?;
+            let mut server = RedisServer {
+                child,
+                addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            };
+            match server.wait_ready() {
+                Ok(()) => return Ok(server),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| io::Error::other("redis-server did not start")))
+    }
+
+    /// Poll with PING for up to 5 s; fail early if the server exited.
+    fn wait_ready(&mut self) -> io::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Err(io::Error::other(format!(
+                    "redis-server on {} exited at start ({status})",
+                    self.addr
+                )));
+            }
+            if let Ok(mut c) = self.connect() {
+                if c.ping().is_ok() {
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("redis-server on {} did not answer within 5 s", self.addr),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A new connection to this server.
+    pub fn connect(&self) -> io::Result<RedisClient> {
+        RedisClient::connect(self.addr)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One connection speaking RESP2. Every command waits for its reply (no
+/// pipelining), as a TLS server's session callback would.
+pub struct RedisClient {
+    conn: BufReader<TcpStream>,
+    out: Vec<u8>,
+    line: Vec<u8>,
+}
+
+/// A reply is at most this long; the baselines store at most 8 KiB values.
+const MAX_REPLY: usize = 1 << 20;
+
+impl RedisClient {
+    /// Connect, with Nagle off: each command is one small write.
+    pub fn connect(addr: SocketAddr) -> io::Result<RedisClient> {
+        let s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+        s.set_nodelay(true)?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        Ok(RedisClient {
+            conn: BufReader::with_capacity(64 << 10, s),
+            out: Vec::with_capacity(16 << 10),
+            line: Vec::with_capacity(64),
+        })
+    }
+
+    /// `PING`, answered `+PONG`.
+    pub fn ping(&mut self) -> io::Result<()> {
+        self.send(&[b"PING"])?;
+        self.simple(b"PONG")
+    }
+
+    /// `SET key value EX ttl_secs`, answered `+OK`.
+    pub fn set(&mut self, key: &[u8], value: &[u8], ttl_secs: u32) -> io::Result<()> {
+        let ttl = ttl_secs.max(1).to_string();
+        self.send(&[b"SET", key, value, b"EX", ttl.as_bytes()])?;
+        self.simple(b"OK")
+    }
+
+    /// `GET key` into `buf`: the value's length, or `None` if absent.
+    pub fn get(&mut self, key: &[u8], buf: &mut [u8]) -> io::Result<Option<usize>> {
+        self.send(&[b"GET", key])?;
+        self.bulk(buf)
+    }
+
+    /// `GETDEL key` into `buf`: of concurrent callers, one gets the value.
+    pub fn getdel(&mut self, key: &[u8], buf: &mut [u8]) -> io::Result<Option<usize>> {
+        self.send(&[b"GETDEL", key])?;
+        self.bulk(buf)
+    }
+
+    /// Write one command as a RESP array of bulk strings.
+    fn send(&mut self, args: &[&[u8]]) -> io::Result<()> {
+        self.out.clear();
+        write!(self.out, "*{}\r\n", args.len())?;
+        for a in args {
+            write!(self.out, "${}\r\n", a.len())?;
+            self.out.extend_from_slice(a);
+            self.out.extend_from_slice(b"\r\n");
+        }
+        self.conn.get_mut().write_all(&self.out)
+    }
+
+    /// Read one `\r\n`-terminated reply line (without the terminator).
+    fn read_line(&mut self) -> io::Result<&[u8]> {
+        self.line.clear();
+        let n = (&mut self.conn)
+            .take(MAX_REPLY as u64)
+            .read_until(b'\n', &mut self.line)?;
+        match self.line.strip_suffix(b"\r\n") {
+            Some(l) => Ok(l),
+            None if n == 0 => Err(io::ErrorKind::UnexpectedEof.into()),
+            None => Err(bad_reply(&self.line)),
+        }
+    }
+
+    /// Expect the simple string `+want`.
+    fn simple(&mut self, want: &[u8]) -> io::Result<()> {
+        let line = self.read_line()?;
+        match line.split_first() {
+            Some((b'+', s)) if s == want => Ok(()),
+            _ => Err(bad_reply(line)),
+        }
+    }
+
+    /// A bulk string into `buf`, or `None` for the null bulk string.
+    fn bulk(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        let line = self.read_line()?;
+        if line == b"$-1" {
+            return Ok(None);
+        }
+        let len = match line.split_first() {
+            Some((b'$', n)) => std::str::from_utf8(n)
+                .ok()
+                .and_then(|n| n.parse::<usize>().ok())
+                .filter(|&n| n <= MAX_REPLY)
+                .ok_or_else(|| bad_reply(line))?,
+            _ => return Err(bad_reply(line)),
+        };
+        if len > buf.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "redis reply of {len} bytes does not fit a {} byte buffer",
+                    buf.len()
+                ),
+            ));
+        }
+        self.conn.read_exact(&mut buf[..len])?;
+        let mut crlf = [0u8; 2];
+        self.conn.read_exact(&mut crlf)?;
+        if crlf != *b"\r\n" {
+            return Err(bad_reply(&crlf));
+        }
+        Ok(Some(len))
+    }
+}
+
+/// An unexpected reply, quoted (a server error is `-ERR ...`).
+fn bad_reply(line: &[u8]) -> io::Error {
+    let shown = String::from_utf8_lossy(&line[..line.len().min(120)]);
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("unexpected reply from redis: {shown:?}"),
+    )
+}

@@ -179,7 +179,7 @@ fn print_comparison(since: SystemTime) {
     }
     println!("\nwith a forked child hammering the same segment (puts + gets):");
     println!(
-        "{:<16} {:>9} {:>12} {:>9}",
+        "{:<20} {:>9} {:>12} {:>9}",
         "group", "alone", "2 processes", "slowdown"
     );
     for size in SIZES {
@@ -188,7 +188,7 @@ fn print_comparison(since: SystemTime) {
             let g = format!("2proc-{op}-{size}B");
             let two = median_ns(since, &g, "scsp");
             println!(
-                "{g:<16} {:>9} {:>12} {:>9}",
+                "{g:<20} {:>9} {:>12} {:>9}",
                 f(alone),
                 f(two),
                 r(two, alone)

@@ -4,7 +4,7 @@
 
 mod redis;
 
-pub use redis::{RedisClient, RedisServer, REDIS_SERVER};
+pub use redis::{RedisClient, RedisServer, RedisSessionStore, REDIS_SERVER};
 
 use crate::{Cache, Config, Lookup};
 use rustls::server::{ServerSessionMemoryCache, StoresServerSessions};

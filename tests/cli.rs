@@ -30,6 +30,18 @@ fn bad_flags_exit_2_and_name_the_flag() {
         (vec!["bench", "--values", "0"], "--values"),
         (vec!["bench", "--dir", "/nonexistent-scsp"], "--dir"),
         (vec!["stats"], "PATH"),
+        (
+            vec![
+                "serve",
+                "--cert",
+                "c.pem",
+                "--key",
+                "k.pem",
+                "--baseline-redis",
+                "127.0.0.1:6379",
+            ],
+            "--tickets off",
+        ),
     ] {
         let (code, text) = scsp(&args);
         assert_eq!(code, 2, "scsp {args:?}: {text}");

@@ -51,14 +51,44 @@ fn assert_shape(v: &serde_json::Value) {
     assert!(c >= 95.0, "the bridged pool resumed only {c}%: {v}");
 }
 
+/// Set-up (d), one redis server for the pool, resumes like the bridged
+/// pool where `redis-server` is installed (`SCSP_REQUIRE_REDIS=1`: must be),
+/// and is otherwise listed as not run, with the reason.
+fn assert_redis_setup(v: &serde_json::Value) {
+    let ran = v["setups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["setup"] == "redis-pool");
+    let not_run = v["not_run"].as_array().unwrap();
+    if ran {
+        let d = resumed_pct(v, "redis-pool");
+        assert!(d >= 95.0, "one redis server resumed only {d}%: {v}");
+        assert!(not_run.is_empty(), "{v}");
+    } else {
+        assert!(
+            std::env::var_os("SCSP_REQUIRE_REDIS").is_none_or(|r| r != "1"),
+            "SCSP_REQUIRE_REDIS=1 but set-up (d) did not run: {not_run:?}"
+        );
+        assert!(
+            not_run.iter().any(|n| n.as_str().unwrap().contains("(d)")),
+            "(d) neither ran nor says why: {v}"
+        );
+    }
+}
+
 #[test]
 fn bridged_pool_resumes_like_one_server_tls13() {
-    assert_shape(&demo(&["--tls", "1.3"]));
+    let v = demo(&["--tls", "1.3"]);
+    assert_shape(&v);
+    assert_redis_setup(&v);
 }
 
 #[test]
 fn bridged_pool_resumes_like_one_server_tls12() {
-    assert_shape(&demo(&["--tls", "1.2"]));
+    let v = demo(&["--tls", "1.2"]);
+    assert_shape(&v);
+    assert_redis_setup(&v);
 }
 
 #[test]
@@ -67,6 +97,9 @@ fn bridged_pool_resumes_stateless_tickets_with_replicated_keys() {
     // host every key, so a ticket from host A decrypts on host B.
     let v = demo(&["--tls", "1.3", "--tickets"]);
     assert_shape(&v);
+    // Tickets share keys, not a cache: the redis set-up does not apply.
+    let not_run = v["not_run"].to_string();
+    assert!(not_run.contains("--tickets"), "{v}");
 }
 
 /// Build the C example server (OpenSSL + libscsp) the way the README says.

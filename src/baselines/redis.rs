@@ -85,6 +85,11 @@ impl RedisServer {
         self.addr
     }
 
+    /// Its process id (the demo counts its CPU time as the server's).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// A new connection to this server.
     pub fn connect(&self) -> io::Result<RedisClient> {
         RedisClient::connect(self.addr)
@@ -147,6 +152,18 @@ impl RedisClient {
         self.bulk(buf)
     }
 
+    /// `GET key` into a new `Vec`.
+    pub fn get_vec(&mut self, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
+        self.send(&[b"GET", key])?;
+        self.bulk_vec()
+    }
+
+    /// `GETDEL key` into a new `Vec`.
+    pub fn getdel_vec(&mut self, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
+        self.send(&[b"GETDEL", key])?;
+        self.bulk_vec()
+    }
+
     /// Write one command as a RESP array of bulk strings.
     fn send(&mut self, args: &[&[u8]]) -> io::Result<()> {
         self.out.clear();
@@ -183,17 +200,8 @@ impl RedisClient {
 
     /// A bulk string into `buf`, or `None` for the null bulk string.
     fn bulk(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
-        let line = self.read_line()?;
-        if line == b"$-1" {
+        let Some(len) = self.bulk_len()? else {
             return Ok(None);
-        }
-        let len = match line.split_first() {
-            Some((b'$', n)) => std::str::from_utf8(n)
-                .ok()
-                .and_then(|n| n.parse::<usize>().ok())
-                .filter(|&n| n <= MAX_REPLY)
-                .ok_or_else(|| bad_reply(line))?,
-            _ => return Err(bad_reply(line)),
         };
         if len > buf.len() {
             return Err(io::Error::new(
@@ -204,13 +212,127 @@ impl RedisClient {
                 ),
             ));
         }
-        self.conn.read_exact(&mut buf[..len])?;
+        self.bulk_body(&mut buf[..len])?;
+        Ok(Some(len))
+    }
+
+    /// A bulk string into a new `Vec`.
+    fn bulk_vec(&mut self) -> io::Result<Option<Vec<u8>>> {
+        let Some(len) = self.bulk_len()? else {
+            return Ok(None);
+        };
+        let mut v = vec![0u8; len];
+        self.bulk_body(&mut v)?;
+        Ok(Some(v))
+    }
+
+    /// A bulk string's header: its length (at most `MAX_REPLY`), or `None`
+    /// for the null bulk string.
+    fn bulk_len(&mut self) -> io::Result<Option<usize>> {
+        let line = self.read_line()?;
+        if line == b"$-1" {
+            return Ok(None);
+        }
+        match line.split_first() {
+            Some((b'$', n)) => std::str::from_utf8(n)
+                .ok()
+                .and_then(|n| n.parse::<usize>().ok())
+                .filter(|&n| n <= MAX_REPLY)
+                .map(Some)
+                .ok_or_else(|| bad_reply(line)),
+            _ => Err(bad_reply(line)),
+        }
+    }
+
+    /// A bulk string's body (exactly `dst.len()` bytes) and its `\r\n`.
+    fn bulk_body(&mut self, dst: &mut [u8]) -> io::Result<()> {
+        self.conn.read_exact(dst)?;
         let mut crlf = [0u8; 2];
         self.conn.read_exact(&mut crlf)?;
         if crlf != *b"\r\n" {
             return Err(bad_reply(&crlf));
         }
-        Ok(Some(len))
+        Ok(())
+    }
+}
+
+/// rustls sessions kept in a redis server: the network-cache baseline that
+/// `scsp serve --baseline-redis` and the demo's set-up (d) compare scsp
+/// against. `take` is `GETDEL`, so a single-use ticket resumes once.
+///
+/// A baseline, not a backend: the link to redis is plain TCP (sessions are
+/// secrets; use it on loopback only), there is one connection per process,
+/// and a failed round trip is a miss (the connection is re-made on the next
+/// call).
+pub struct RedisSessionStore {
+    addr: SocketAddr,
+    /// Keeps the sessions of different server configurations apart.
+    prefix: Vec<u8>,
+    ttl: u32,
+    conn: std::sync::Mutex<Option<RedisClient>>,
+}
+
+impl std::fmt::Debug for RedisSessionStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSessionStore")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisSessionStore {
+    /// A store in the redis server at `addr`, for sessions of the server
+    /// configuration named `context_id`; connects now, so a wrong address
+    /// fails at start.
+    pub fn connect(addr: SocketAddr, context_id: &[u8], ttl_secs: u32) -> io::Result<Self> {
+        let client = RedisClient::connect(addr)?;
+        let mut prefix = b"scsp-baseline:".to_vec();
+        prefix.extend_from_slice(&(context_id.len() as u32).to_be_bytes());
+        prefix.extend_from_slice(context_id);
+        Ok(RedisSessionStore {
+            addr,
+            prefix,
+            ttl: ttl_secs.max(1),
+            conn: std::sync::Mutex::new(Some(client)),
+        })
+    }
+
+    /// Run `op` on the connection (made again if the last call failed); an
+    /// error drops the connection, whose reply stream may be out of step.
+    fn with<T>(
+        &self,
+        key: &[u8],
+        op: impl FnOnce(&mut RedisClient, &[u8]) -> io::Result<T>,
+    ) -> Option<T> {
+        let mut k = self.prefix.clone();
+        k.extend_from_slice(key);
+        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        if conn.is_none() {
+            *conn = RedisClient::connect(self.addr).ok();
+        }
+        let result = op(conn.as_mut()?, &k);
+        if result.is_err() {
+            *conn = None;
+        }
+        result.ok()
+    }
+}
+
+impl rustls::server::StoresServerSessions for RedisSessionStore {
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        self.with(&key, |c, k| c.set(k, &value, self.ttl)).is_some()
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.with(key, |c, k| c.get_vec(k)).flatten()
+    }
+
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.with(key, |c, k| c.getdel_vec(k)).flatten()
+    }
+
+    fn can_cache(&self) -> bool {
+        true
     }
 }
 

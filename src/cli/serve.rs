@@ -1,7 +1,7 @@
 //! `scsp serve`: a prefork HTTPS server on the shared session cache.
 
 use super::size::parse_size;
-use super::CliResult;
+use super::{CliResult, Usage};
 use scsp::server::{ServeOptions, SessionCache, Versions};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -51,8 +51,13 @@ pub struct Args {
     #[arg(long, default_value_t = 1)]
     host_id: u32,
     /// Each worker keeps a private in-process cache (the no-sharing baseline).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "baseline_redis")]
     private_cache: bool,
+    /// Keep sessions in the redis server at ADDR instead of a segment: the
+    /// network-cache baseline, for comparisons (plain TCP: loopback only).
+    /// Needs --tickets off.
+    #[arg(long, value_name = "ADDR")]
+    baseline_redis: Option<SocketAddr>,
     /// Stateless session tickets (keys shared through the segment).
     #[arg(long, value_enum, default_value = "on")]
     tickets: OnOff,
@@ -66,6 +71,12 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> CliResult<ExitCode> {
+    if a.baseline_redis.is_some() && matches!(a.tickets, OnOff::On) {
+        return Err(Usage(
+            "--baseline-redis holds the session cache, not ticket keys: add --tickets off".into(),
+        )
+        .into());
+    }
     let opts = ServeOptions {
         cert: a.cert,
         key: a.key,
@@ -74,6 +85,8 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
         port_per_worker: a.port_per_worker,
         cache: if a.private_cache {
             SessionCache::Private
+        } else if let Some(addr) = a.baseline_redis {
+            SessionCache::Redis(addr)
         } else {
             SessionCache::Shared {
                 segment: a.segment,

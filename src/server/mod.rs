@@ -29,6 +29,11 @@ pub enum SessionCache {
         /// Used if the segment has to be created.
         config: crate::Config,
     },
+    /// Every worker keeps sessions in the redis server at this address: the
+    /// network-cache baseline ([`crate::baselines::RedisSessionStore`]).
+    /// The session cache only: it holds no ticket keys, so `tickets` must be
+    /// off.
+    Redis(SocketAddr),
 }
 
 /// TLS protocol versions to offer.

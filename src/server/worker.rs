@@ -64,6 +64,21 @@ pub(super) fn server_config(opts: &ServeOptions) -> Result<ServerConfig> {
                     .map_err(|e| Error::Config(format!("ticket keys: {e}")))?;
             }
         }
+        SessionCache::Redis(addr) => {
+            if opts.tickets {
+                return Err(Error::Config(
+                    "the redis baseline holds sessions, not ticket keys: turn tickets off".into(),
+                ));
+            }
+            cfg.session_storage = Arc::new(
+                crate::baselines::RedisSessionStore::connect(
+                    *addr,
+                    &opts.context_id,
+                    crate::rustls::DEFAULT_TTL_SECS,
+                )
+                .map_err(|e| Error::Config(format!("redis baseline at {addr}: {e}")))?,
+            );
+        }
         SessionCache::Shared { segment, config } => {
             let cache = Arc::new(crate::Cache::open_or_create(segment, config)?);
             cfg.session_storage = Arc::new(crate::rustls::SessionStore::new(

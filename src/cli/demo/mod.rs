@@ -1,7 +1,9 @@
 //! `scsp demo`: the pool, shown. Starts simulated hosts on loopback, drives
-//! returning visitors through a balancer, and compares three set-ups on the
-//! same load: (a) no sharing, (b) one shared segment per host, (c) shared
-//! segments mirrored by the bridge.
+//! returning visitors through a balancer, and compares set-ups on the same
+//! load: (a) no sharing, (b) one shared segment per host, (c) shared
+//! segments mirrored by the bridge, and, when `redis-server` is installed,
+//! (d) the network-cache alternative: every worker of every host keeps its
+//! sessions in one redis server.
 
 pub(super) mod certs;
 mod load;
@@ -86,7 +88,7 @@ pub enum ServerKind {
     Openssl,
 }
 
-/// The three set-ups compared.
+/// The set-ups compared.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Setup {
@@ -96,6 +98,9 @@ pub enum Setup {
     SharedPerHost,
     /// Shared segments mirrored between hosts by the bridge.
     SharedPool,
+    /// One redis server for the whole pool, on loopback: the network cache
+    /// a pool would use without scsp.
+    RedisPool,
 }
 
 impl Setup {
@@ -104,6 +109,7 @@ impl Setup {
             Setup::NoSharing => "(a) no sharing",
             Setup::SharedPerHost => "(b) segment per host",
             Setup::SharedPool => "(c) segment + bridge",
+            Setup::RedisPool => "(d) one redis server",
         }
     }
 }
@@ -136,13 +142,14 @@ fn scsp_exe() -> Result<std::path::PathBuf, String> {
     std::env::current_exe().map_err(|e| format!("cannot find the scsp binary: {e}"))
 }
 
-/// Start host `i` for `setup`.
+/// Start host `i` for `setup` (`redis`: the server of set-up (d)).
 fn start_host(
     a: &Args,
     setup: Setup,
     dir: &Path,
     i: usize,
     c: &certs::DemoCerts,
+    redis: Option<std::net::SocketAddr>,
 ) -> Result<Host, String> {
     let hdir = pool::host_dir(dir, i);
     std::fs::create_dir_all(&hdir).map_err(|e| e.to_string())?;
@@ -160,7 +167,7 @@ fn start_host(
     .map_err(|e| e.to_string())?;
     let name = format!("host {i} server");
     let (server, workers) = match a.server {
-        ServerKind::Rustls => start_rustls_server(a, setup, i, c, &segment, &name)?,
+        ServerKind::Rustls => start_rustls_server(a, setup, i, c, &segment, &name, redis)?,
         ServerKind::Openssl => start_openssl_server(a, setup, i, c, &segment, &name)?,
     };
     let mut processes = vec![server];
@@ -189,6 +196,7 @@ fn start_rustls_server(
     c: &certs::DemoCerts,
     segment: &Path,
     name: &str,
+    redis: Option<std::net::SocketAddr>,
 ) -> Result<(Guarded, Vec<(u32, std::net::SocketAddr)>), String> {
     let mut cmd = Command::new(scsp_exe()?);
     cmd.arg("serve")
@@ -207,8 +215,14 @@ fn start_rustls_server(
         .arg(if a.tickets { "on" } else { "off" })
         .arg("--tls")
         .arg(tls_arg(a));
-    if setup == Setup::NoSharing {
-        cmd.arg("--private-cache");
+    match (setup, redis) {
+        (Setup::NoSharing, _) => {
+            cmd.arg("--private-cache");
+        }
+        (Setup::RedisPool, Some(addr)) => {
+            cmd.arg("--baseline-redis").arg(addr.to_string());
+        }
+        _ => {}
     }
     let (server, lines) = pool::start_until_ready(name, &mut cmd, Duration::from_secs(20))?;
     let workers = pool::parse_workers(&lines);
@@ -364,9 +378,25 @@ fn run_setup(
     bar: &ProgressBar,
 ) -> Result<Outcome, String> {
     bar.set_message(setup.label());
+    // Set-up (d): one redis server for every host, on loopback; stopped
+    // (by pid) when this function returns.
+    let redis = match setup {
+        Setup::RedisPool => Some(
+            scsp::baselines::RedisServer::start()
+                .map_err(|e| format!("{}: starting redis-server: {e}", setup.label()))?,
+        ),
+        _ => None,
+    };
     let mut hosts = Vec::new();
     for i in 0..a.hosts as usize {
-        hosts.push(start_host(a, setup, dir, i, c)?);
+        hosts.push(start_host(
+            a,
+            setup,
+            dir,
+            i,
+            c,
+            redis.as_ref().map(|r| r.addr()),
+        )?);
     }
     let targets: Vec<_> = hosts
         .iter()
@@ -380,6 +410,7 @@ fn run_setup(
                 .map(|w| w.0)
                 .chain(h.processes.iter().skip(1).map(Guarded::pid))
         })
+        .chain(redis.as_ref().map(|r| r.pid()))
         .collect();
     let cpu_before: f64 = pids.iter().map(|p| pool::cpu_seconds(*p)).sum();
     let spec = LoadSpec {
@@ -437,6 +468,17 @@ fn run_setup(
     })
 }
 
+/// Why set-up (d) cannot run with these arguments, or `None` if it can.
+fn redis_setup_unavailable(a: &Args) -> Option<String> {
+    if a.tickets {
+        Some("it compares session caches; with --tickets there is no cache to share".into())
+    } else if a.server != ServerKind::Rustls {
+        Some("the C example server has no redis client; run it with --server rustls".into())
+    } else {
+        scsp::baselines::unavailable(scsp::baselines::NETWORK_IMPL)
+    }
+}
+
 pub fn run(a: Args) -> CliResult<ExitCode> {
     install_interrupt_handler();
     pool::check_loopback(a.hosts as usize)?;
@@ -450,7 +492,12 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
         .tempdir_in(base)
         .map_err(|e| format!("cannot make a temporary directory in {base}: {e}"))?;
     let c = certs::make(dir.path(), a.key_type)?;
-    let setups = [Setup::NoSharing, Setup::SharedPerHost, Setup::SharedPool];
+    let mut setups = vec![Setup::NoSharing, Setup::SharedPerHost, Setup::SharedPool];
+    let mut not_run = Vec::new();
+    match redis_setup_unavailable(&a) {
+        None => setups.push(Setup::RedisPool),
+        Some(why) => not_run.push(format!("{}: not run: {why}", Setup::RedisPool.label())),
+    }
     let total = (a.clients as u64) * (a.reconnects as u64) * setups.len() as u64;
     let bar = if a.json {
         ProgressBar::hidden()
@@ -466,7 +513,7 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
         outcomes.push(run_setup(&a, setup, dir.path(), &c, &bar)?);
     }
     bar.finish_and_clear();
-    let summary = report::Summary::new(&a, outcomes);
+    let summary = report::Summary::new(&a, outcomes, not_run);
     if a.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {

@@ -20,10 +20,12 @@ pub struct Summary {
     /// 1 / hosts: what per-host sharing can expect.
     expected_per_host_pct: f64,
     setups: Vec<Outcome>,
+    /// Set-ups left out of this run, each with the reason.
+    not_run: Vec<String>,
 }
 
 impl Summary {
-    pub fn new(a: &Args, setups: Vec<Outcome>) -> Summary {
+    pub fn new(a: &Args, setups: Vec<Outcome>, not_run: Vec<String>) -> Summary {
         Summary {
             server: a.server,
             hosts: a.hosts,
@@ -41,6 +43,7 @@ impl Summary {
             expected_no_sharing_pct: 100.0 / (a.hosts as f64 * a.workers as f64),
             expected_per_host_pct: 100.0 / a.hosts as f64,
             setups,
+            not_run,
         }
     }
 
@@ -100,6 +103,19 @@ impl Summary {
             "with one segment per host ~{:.0}%; with the bridge the pool resumes like one server.",
             self.expected_per_host_pct
         );
+        if self
+            .setups
+            .iter()
+            .any(|o| o.setup == super::Setup::RedisPool)
+        {
+            let _ = writeln!(
+                s,
+                "(d) is the network-cache alternative: one redis server on loopback for every worker of every host."
+            );
+        }
+        for n in &self.not_run {
+            let _ = writeln!(s, "{n}");
+        }
         s
     }
 

@@ -77,13 +77,12 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Median ns/op of `op` on `store` over `rounds` rounds of `ops` operations.
-#[allow(clippy::too_many_arguments)]
+/// `fill` is the storing order, `present` the visiting order of the same
+/// keys, `absent` keys never stored.
 fn measure(
     store: &Store,
     op: &str,
-    fill: &[Key],
-    present: &[Key],
-    absent: &[Key],
+    (fill, present, absent): (&[Key], &[Key], &[Key]),
     value: &[u8],
     ops: usize,
     rounds: usize,
@@ -185,9 +184,8 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
             }
             let ops = network_ops(imp, a.ops);
             for op in OPS {
-                let median_ns = measure(
-                    &store, op, &present, &shuffled, &absent, &value, ops, a.rounds,
-                );
+                let keys = (&present[..], &shuffled[..], &absent[..]);
+                let median_ns = measure(&store, op, keys, &value, ops, a.rounds);
                 cells.push(Cell {
                     op,
                     value_bytes: size,

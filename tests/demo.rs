@@ -4,8 +4,16 @@
 //! host (`scsp serve` + its own segment) resumes on another through the bridge.
 
 use std::process::Command;
+use std::sync::Mutex;
+
+/// One demo at a time: each starts a dozen processes, and several at once
+/// on two cores starve the bridges, so a visitor's next visit can beat the
+/// replication of its session (the pool then resumes less than it does
+/// when the machine is not oversubscribed).
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn demo(extra: &[&str]) -> serde_json::Value {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let out = Command::new(env!("CARGO_BIN_EXE_scsp"))
         .args([
             "demo",

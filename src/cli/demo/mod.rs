@@ -174,10 +174,12 @@ fn start_host(
     if setup == Setup::SharedPool {
         processes.push(start_bridge(a, dir, i, &segment)?);
     }
+    let segment = (setup == Setup::SharedPool).then_some(segment);
     Ok(Host {
         index: i,
         workers,
         processes,
+        bridged_segment: segment,
     })
 }
 
@@ -398,6 +400,10 @@ fn run_setup(
             redis.as_ref().map(|r| r.addr()),
         )?);
     }
+    // Traffic starts once the pool has formed, as in production: otherwise
+    // the first visits' sessions wait for links still being dialled, and
+    // the set-up measures start-up, not replication.
+    pool::wait_bridges_connected(&hosts, Duration::from_secs(15))?;
     let targets: Vec<_> = hosts
         .iter()
         .flat_map(|h| h.workers.iter().map(|w| w.1))

@@ -49,6 +49,46 @@ pub struct Host {
     pub workers: Vec<(u32, SocketAddr)>,
     /// Kept for their Drop: the server, then the bridge if any.
     pub processes: Vec<Guarded>,
+    /// The segment a bridge mirrors, if this host runs one.
+    pub bridged_segment: Option<PathBuf>,
+}
+
+/// Wait until every bridge reports every peer connected (the status each
+/// bridge keeps in its segment, as `scsp stats` shows it). Hosts without a
+/// bridge are skipped.
+pub fn wait_bridges_connected(hosts: &[Host], timeout: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    for h in hosts {
+        let Some(path) = &h.bridged_segment else {
+            continue;
+        };
+        let cache = scsp::Cache::open(path).map_err(|e| e.to_string())?;
+        loop {
+            let status = scsp::bridge::status::read(&cache);
+            let waiting: Vec<u32> = match &status {
+                Some(s) if !s.peers.is_empty() => s
+                    .peers
+                    .iter()
+                    .filter(|p| p.get("connected") != 1)
+                    .map(|p| p.id)
+                    .collect(),
+                // Not started yet, or no peers listed yet.
+                _ => vec![0],
+            };
+            if waiting.is_empty() {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "host {}: its bridge did not connect to peer host(s) {waiting:?} within {} s",
+                    h.index,
+                    timeout.as_secs()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    Ok(())
 }
 
 /// Start a process and wait until it prints `ready`, collecting the lines

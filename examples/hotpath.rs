@@ -43,6 +43,29 @@ fn main() {
     let (present, absent) = (shuffle(&present), shuffle(&keys(2, n)));
     let mut buf = vec![0u8; size.max(1)];
     let mut hits = 0usize;
+    if std::env::var_os("HOTPATH_DEPENDENT").is_some() && op == "get-hit" {
+        // Each lookup's key depends on the last byte of the previous value,
+        // so no two lookups overlap: per-op latency, as in a server where
+        // lookups are far apart.
+        let mut k = 0usize;
+        for _ in 0..ops {
+            let last = match &store {
+                Store::Rustls(r) => {
+                    use rustls::server::StoresServerSessions;
+                    r.get(&present[k]).map_or(0, |v| v[v.len() - 1])
+                }
+                _ => {
+                    store.get(&present[k], &mut buf);
+                    buf[size - 1]
+                }
+            };
+            k += 1 + (std::hint::black_box(last) as usize & 0);
+            if k == n {
+                k = 0;
+            }
+        }
+        return;
+    }
     for i in 0..ops {
         let k = i % n;
         match op {

@@ -1,7 +1,8 @@
-//! The pool demo at a small size: the three set-ups show the expected shape
-//! (no sharing resumes about 1/(hosts x workers), the bridged pool nearly
-//! always). This is also the end-to-end proof that a session made on one
-//! host (`scsp serve` + its own segment) resumes on another through the bridge.
+//! The pool demo at a small size: the set-ups show the expected shape (no
+//! sharing resumes about 1/(hosts x workers), the bridged pool and the
+//! one-redis pool nearly always). This is also the end-to-end proof that a
+//! session made on one host (`scsp serve` + its own segment) resumes on
+//! another through the bridge.
 
 use std::process::Command;
 use std::sync::Mutex;

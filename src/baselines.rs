@@ -95,9 +95,8 @@ impl Store {
             "mutex-hashmap" => Store::Mutex(Mutex::new(HashMap::new())),
             "rustls-memory" => Store::Rustls(ServerSessionMemoryCache::new(entries * 2)),
             "redis-loopback" => {
-                let server = RedisServer::start().map_err(|e| {
-                    format!("redis-loopback baseline: starting {REDIS_SERVER}: {e}")
-                })?;
+                let server =
+                    RedisServer::start().map_err(|e| format!("starting {REDIS_SERVER}: {e}"))?;
                 let client = Mutex::new(server.connect()?);
                 Store::Redis(Redis { client, server })
             }

@@ -10,6 +10,15 @@ use scsp::baselines::{unavailable, RedisClient, RedisServer, Store, IMPLS, NETWO
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 
+/// Held by every test that starts processes: one of them writes an
+/// executable script, and a child forked by another thread while that file
+/// is open for writing would make running it fail (ETXTBSY).
+static SPAWNING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn spawning() -> std::sync::MutexGuard<'static, ()> {
+    SPAWNING.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Whether the redis tests can run here (panics if CI requires them).
 fn redis_here() -> bool {
     match unavailable(NETWORK_IMPL) {
@@ -26,6 +35,7 @@ fn redis_here() -> bool {
 
 #[test]
 fn redis_store_puts_gets_and_takes_once_with_binary_keys_and_values() {
+    let _spawning = spawning();
     if !redis_here() {
         return;
     }
@@ -52,6 +62,7 @@ fn redis_store_puts_gets_and_takes_once_with_binary_keys_and_values() {
 
 #[test]
 fn redis_client_reports_a_value_too_large_for_the_buffer_and_the_server_stops_on_drop() {
+    let _spawning = spawning();
     if !redis_here() {
         return;
     }
@@ -103,19 +114,29 @@ fn redis_client_refuses_malformed_replies_with_an_error() {
     }
 }
 
-#[test]
-fn scsp_bench_reports_every_store_it_can_run_and_names_the_ones_it_cannot() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_scsp"))
-        .args(["bench", "--values", "150", "--ops", "500", "--rounds", "1"])
-        .args(["--entries", "200", "--processes", "0", "--json"])
-        .output()
-        .expect("run scsp bench");
+/// `scsp bench --json` at a tiny size, with `path` first on PATH if given.
+fn bench_json(path: Option<&std::path::Path>) -> serde_json::Value {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_scsp"));
+    cmd.args(["bench", "--values", "150", "--ops", "500", "--rounds", "1"])
+        .args(["--entries", "200", "--processes", "0", "--json"]);
+    if let Some(dir) = path {
+        let old = std::env::var_os("PATH").unwrap_or_default();
+        let paths = std::iter::once(dir.to_path_buf()).chain(std::env::split_paths(&old));
+        cmd.env("PATH", std::env::join_paths(paths).unwrap());
+    }
+    let out = cmd.output().expect("run scsp bench");
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("bench JSON");
+    serde_json::from_slice(&out.stdout).expect("bench JSON")
+}
+
+#[test]
+fn scsp_bench_reports_every_store_it_can_run_and_names_the_ones_it_cannot() {
+    let _spawning = spawning();
+    let v = bench_json(None);
     let skipped: Vec<&str> = v["skipped"]
         .as_array()
         .unwrap()
@@ -139,4 +160,23 @@ fn scsp_bench_reports_every_store_it_can_run_and_names_the_ones_it_cannot() {
             assert!(ns.is_finite() && ns > 0.0, "{imp} {op}: {ns}");
         }
     }
+}
+
+#[test]
+fn scsp_bench_reports_a_redis_server_that_will_not_start_and_measures_the_rest() {
+    let _spawning = spawning();
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("redis-server");
+    std::fs::write(&fake, "#!/bin/sh\nexit 1\n").unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let v = bench_json(Some(dir.path()));
+    let skipped = v["skipped"].as_array().unwrap();
+    assert_eq!(skipped.len(), 1, "{v}");
+    assert_eq!(skipped[0]["implementation"], NETWORK_IMPL);
+    let reason = skipped[0]["reason"].as_str().unwrap();
+    assert!(reason.contains("exited at start"), "{reason}");
+    let cells = v["cells"].as_array().unwrap();
+    assert!(cells.iter().all(|c| c["implementation"] != NETWORK_IMPL));
+    assert_eq!(cells.len(), OPS.len() * (IMPLS.len() - 1), "{v}");
 }

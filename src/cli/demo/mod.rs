@@ -385,7 +385,7 @@ fn run_setup(
     let redis = match setup {
         Setup::RedisPool => Some(
             scsp::baselines::RedisServer::start()
-                .map_err(|e| format!("{}: starting redis-server: {e}", setup.label()))?,
+                .map_err(|e| format!("starting redis-server: {e}"))?,
         ),
         _ => None,
     };
@@ -516,7 +516,15 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
     };
     let mut outcomes = Vec::new();
     for setup in setups {
-        outcomes.push(run_setup(&a, setup, dir.path(), &c, &bar)?);
+        match run_setup(&a, setup, dir.path(), &c, &bar) {
+            Ok(o) => outcomes.push(o),
+            // The baseline failing (say, redis-server will not start) is
+            // reported with the results, not fatal to scsp's own set-ups.
+            Err(e) if setup == Setup::RedisPool && !INTERRUPTED.load(Ordering::SeqCst) => {
+                not_run.push(format!("{}: failed: {e}", setup.label()));
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     bar.finish_and_clear();
     let summary = report::Summary::new(&a, outcomes, not_run);

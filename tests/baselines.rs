@@ -180,3 +180,30 @@ fn scsp_bench_reports_a_redis_server_that_will_not_start_and_measures_the_rest()
     assert!(cells.iter().all(|c| c["implementation"] != NETWORK_IMPL));
     assert_eq!(cells.len(), OPS.len() * (IMPLS.len() - 1), "{v}");
 }
+
+#[test]
+fn bench_handshake_with_redis_resumes_every_visit_across_workers() {
+    if !redis_here() {
+        return;
+    }
+    let _spawning = spawning();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_scsp"))
+        .args(["bench", "handshake", "--connections", "10"])
+        .args(["--key-type", "ecdsa", "--redis"])
+        .output()
+        .expect("run scsp bench handshake --redis");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("redis"), "{text}");
+    // TLS 1.2 session ids and TLS 1.3 single-use tickets, both through
+    // redis: each visit goes to the other worker than the one before.
+    let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("ECDSA")).collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    for r in rows {
+        assert!(r.ends_with("100.0%"), "not every visit resumed: {r}");
+    }
+}

@@ -63,6 +63,11 @@ pub struct HandshakeArgs {
     /// sharing), so resumptions that cross workers fail.
     #[arg(long)]
     private_cache: bool,
+    /// Baseline: the workers keep sessions in a redis-server started on
+    /// 127.0.0.1 for the run, the network-cache alternative (needs
+    /// redis-server; session cache only).
+    #[arg(long, conflicts_with_all = ["tickets", "private_cache"])]
+    redis: bool,
 }
 
 /// Run a `bench` subcommand.
@@ -94,6 +99,15 @@ fn handshake(a: HandshakeArgs) -> CliResult<ExitCode> {
             ("1.3", &rustls::version::TLS13),
         ],
     };
+    // One redis-server for the whole run, stopped (by pid) on return.
+    let redis = if a.redis {
+        if let Some(why) = scsp::baselines::unavailable(scsp::baselines::NETWORK_IMPL) {
+            return Err(format!("--redis: {why}").into());
+        }
+        Some(scsp::baselines::RedisServer::start().map_err(|e| format!("--redis: {e}"))?)
+    } else {
+        None
+    };
     let mut rows = Vec::new();
     for &kt in keys {
         let dir = tempfile::tempdir()?;
@@ -113,6 +127,9 @@ fn handshake(a: HandshakeArgs) -> CliResult<ExitCode> {
             .args(["--tickets", if a.tickets { "on" } else { "off" }]);
         if a.private_cache {
             cmd.arg("--private-cache");
+        }
+        if let Some(r) = &redis {
+            cmd.args(["--baseline-redis", &r.addr().to_string()]);
         }
         let (server, lines) =
             pool::start_until_ready("scsp serve", &mut cmd, Duration::from_secs(20))?;
@@ -144,11 +161,12 @@ fn handshake(a: HandshakeArgs) -> CliResult<ExitCode> {
         }
         drop(server);
     }
-    let via = match (a.private_cache, a.tickets) {
-        (true, true) => "private caches + per-worker tickets (baseline)",
-        (true, false) => "private caches (baseline)",
-        (false, true) => "shared tickets",
-        (false, false) => "shared cache",
+    let via = match (a.private_cache, a.tickets, a.redis) {
+        (_, _, true) => "one redis-server on loopback (baseline)",
+        (true, true, _) => "private caches + per-worker tickets (baseline)",
+        (true, false, _) => "private caches (baseline)",
+        (false, true, _) => "shared tickets",
+        (false, false, _) => "shared cache",
     };
     println!(
         "handshakes/s, one client thread, {} workers, resumption via {via}",

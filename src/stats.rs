@@ -8,7 +8,7 @@
 //! takes the counts of processes that found no free slot.
 //!
 //! After `fork()` a child must not keep bumping its parent's slot; a
-//! `pthread_atfork` child handler bumps [`FORK_GENERATION`], and the next
+//! `pthread_atfork` child handler bumps `FORK_GENERATION`, and the next
 //! counter update in the child claims a fresh slot.
 //!
 //! Slot layout (16 words, two cache lines):

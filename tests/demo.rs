@@ -111,6 +111,16 @@ fn bridged_pool_resumes_stateless_tickets_with_replicated_keys() {
     assert!(not_run.contains("--tickets"), "{v}");
 }
 
+#[test]
+fn a_single_host_runs_every_setup_and_its_bridge_has_no_peer_to_wait_for() {
+    let v = demo(&["--hosts", "1", "--tls", "1.2"]);
+    // One host: a segment per host already shares between its workers.
+    for setup in ["shared-per-host", "shared-pool"] {
+        let r = resumed_pct(&v, setup);
+        assert!(r >= 95.0, "{setup} resumed only {r}%: {v}");
+    }
+}
+
 /// Build the C example server (OpenSSL + libscsp) the way the README says.
 fn build_openssl_server() -> std::path::PathBuf {
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));

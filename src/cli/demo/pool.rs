@@ -66,21 +66,26 @@ pub fn wait_bridges_connected(hosts: &[Host], timeout: Duration) -> Result<(), S
         loop {
             let status = scsp::bridge::status::read(&cache);
             let waiting: Vec<u32> = match &status {
-                Some(s) if !s.peers.is_empty() => s
+                // A single host's bridge has no peers: nothing to wait for.
+                Some(s) => s
                     .peers
                     .iter()
                     .filter(|p| p.get("connected") != 1)
                     .map(|p| p.id)
                     .collect(),
-                // Not started yet, or no peers listed yet.
-                _ => vec![0],
+                // Its status block is not written yet.
+                None => vec![0],
             };
             if waiting.is_empty() {
                 break;
             }
             if Instant::now() > deadline {
+                let what = match status {
+                    Some(_) => format!("did not connect to peer host(s) {waiting:?}"),
+                    None => "wrote no status".to_string(),
+                };
                 return Err(format!(
-                    "host {}: its bridge did not connect to peer host(s) {waiting:?} within {} s",
+                    "host {}: its bridge {what} within {} s",
                     h.index,
                     timeout.as_secs()
                 ));

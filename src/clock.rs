@@ -17,3 +17,11 @@ pub fn now_secs() -> u64 {
     }
     ts.tv_sec.max(0) as u64
 }
+
+/// Current unix time in milliseconds, for status timestamps (not the hot path).
+pub fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -29,6 +29,8 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod keyring;
+#[cfg(not(loom))]
+pub mod metrics;
 pub mod pki;
 pub mod rustls;
 pub mod segment;

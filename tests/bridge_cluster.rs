@@ -159,6 +159,7 @@ fn stats_and_prometheus_show_per_peer_counters() {
     assert!(text.contains("connected, sent 1"), "{text}");
 
     use std::io::{Read, Write};
+    let labels = format!("segment=\"{}\",host=\"1\"", c.hosts[0].segment.display());
     let mut body = String::new();
     eventually("metrics endpoint answers", || {
         body.clear();
@@ -167,12 +168,37 @@ fn stats_and_prometheus_show_per_peer_counters() {
         };
         let _ = s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n");
         s.read_to_string(&mut body).is_ok()
-            && body.contains("scsp_bridge_peer_sent_entries{host=\"1\",peer=\"2\"} 1")
+            && body.contains(&format!(
+                "scsp_bridge_peer_sent_entries_total{{{labels},peer=\"2\"}} 1\n"
+            ))
     });
     assert!(body.starts_with("HTTP/1.0 200 OK"), "{body}");
+    for sample in [
+        format!("scsp_bridge_up{{{labels}}} 1\n"),
+        format!("scsp_bridge_peer_connected{{{labels},peer=\"2\"}} 1\n"),
+        // The table's own counters come with the bridge's: this process's put.
+        format!("scsp_puts_total{{{labels}}} 1\n"),
+        format!("scsp_corrupt_total{{{labels}}} 0\n"),
+    ] {
+        assert!(body.contains(&sample), "{sample} missing from:\n{body}");
+    }
+    // The same families, plus occupancy, from the command line.
+    let out = scsp(&[
+        "stats",
+        "--prometheus",
+        c.hosts[0].segment.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
     assert!(
-        body.contains("scsp_bridge_peer_connected{host=\"1\",peer=\"2\"} 1"),
-        "{body}"
+        text.contains(&format!("scsp_live_entries{{{labels}}} 1\n")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "scsp_bridge_peer_sent_entries_total{{{labels},peer=\"2\"}} 1\n"
+        )),
+        "{text}"
     );
 }
 

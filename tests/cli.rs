@@ -73,3 +73,87 @@ fn create_stats_verify_work_and_a_missing_segment_is_exit_1() {
     let (code, text) = scsp(&["stats", missing.to_str().unwrap()]);
     assert_eq!(code, 1, "{text}");
 }
+
+#[test]
+fn create_if_missing_keeps_the_same_segment_and_refuses_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = dir.path().join("seg");
+    let seg = seg.to_str().unwrap();
+    let (code, text) = scsp(&["create", seg, "--size", "4MiB", "--if-missing"]);
+    assert_eq!(code, 0, "{text}");
+    let cache = scsp::Cache::open(seg).unwrap();
+    assert_eq!(cache.put(b"k", b"v", 60), scsp::Stored::Ok);
+    // A second boot: same flags, nothing changes, the session survives.
+    let (code, text) = scsp(&["create", seg, "--size", "4MiB", "--if-missing"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("left as it is"), "{text}");
+    assert_eq!(cache.get_vec(b"k").as_deref(), Some(&b"v"[..]));
+    // Other flags: refused, naming each difference; the file is untouched.
+    let (code, text) = scsp(&[
+        "create",
+        seg,
+        "--size",
+        "8MiB",
+        "--host-id",
+        "2",
+        "--if-missing",
+    ]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("size 4 MiB (asked for 8 MiB)") && text.contains("host id 1 (asked for 2)"),
+        "{text}"
+    );
+    assert_eq!(cache.get_vec(b"k").as_deref(), Some(&b"v"[..]));
+    // Without the flag an existing file is an error, as before.
+    let (code, text) = scsp(&["create", seg, "--size", "4MiB"]);
+    assert_eq!(code, 1, "{text}");
+}
+
+#[test]
+fn stats_prometheus_and_json_agree_and_exclude_the_command_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = dir.path().join("seg");
+    let seg = seg.to_str().unwrap();
+    let cache = scsp::Cache::create(seg, &scsp::Config::default()).unwrap();
+    assert_eq!(cache.put(b"k", b"v", 60), scsp::Stored::Ok);
+    let _ = cache.get_vec(b"k");
+    let (code, json) = scsp(&["stats", "--json", seg]);
+    assert_eq!(code, 0, "{json}");
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    // This test process is attached; the stats command is not counted.
+    assert_eq!(v["stats"]["counters"]["processes"], 1, "{json}");
+    assert_eq!(v["stats"]["counters"]["hits"], 1, "{json}");
+    assert!(v["log_age_secs"].as_u64().is_some(), "{json}");
+    let (code, prom) = scsp(&["stats", "--prometheus", seg]);
+    assert_eq!(code, 0, "{prom}");
+    let labels = format!("segment=\"{seg}\",host=\"1\"");
+    for sample in [
+        format!("scsp_processes{{{labels}}} 1\n"),
+        format!("scsp_hits_total{{{labels}}} 1\n"),
+        format!("scsp_puts_total{{{labels}}} 1\n"),
+        format!("scsp_live_entries{{{labels}}} 1\n"),
+    ] {
+        assert!(prom.contains(&sample), "{sample} missing from:\n{prom}");
+    }
+}
+
+#[test]
+fn stats_into_a_closed_pipe_ends_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = dir.path().join("seg");
+    let seg = seg.to_str().unwrap();
+    let (code, text) = scsp(&["create", seg, "--size", "4MiB"]);
+    assert_eq!(code, 0, "{text}");
+    // `scsp stats PATH | head -0`: the reader is gone before stats writes.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_scsp"))
+        .args(["stats", "--prometheus", seg])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{err}");
+}

@@ -170,7 +170,7 @@ pub fn run(
         std::thread::spawn(move || serve_metrics(s, l));
     }
     while !sh.stopping() {
-        sh.status.alive(now_ms());
+        sh.status.alive(crate::clock::now_millis());
         match listener.accept() {
             Ok((sock, _)) => {
                 if sh.handshakes.fetch_add(1, Ordering::Relaxed) >= MAX_HANDSHAKES {
@@ -198,13 +198,6 @@ pub fn run(
     Ok(())
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 /// A minimal HTTP/1.0 responder: any request gets the metrics text.
 fn serve_metrics(sh: Arc<Shared>, l: TcpListener) {
     use std::io::{Read, Write};
@@ -216,9 +209,16 @@ fn serve_metrics(sh: Arc<Shared>, l: TcpListener) {
                 let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
                 let mut req = [0u8; 1024];
                 let _ = s.read(&mut req);
-                let body = status::read(&sh.cache)
-                    .map(|st| status::prometheus(&st, sh.cfg.host_id))
-                    .unwrap_or_default();
+                // No occupancy: it walks the whole index (about 2 s of CPU for
+                // a full 1 GiB segment), too much to repeat for every scrape.
+                let body = crate::metrics::render(&crate::metrics::Snapshot {
+                    segment: &sh.cfg.segment,
+                    stats: &sh.cache.stats(),
+                    log_age_secs: sh.cache.log_age_secs(),
+                    occupancy: None,
+                    bridge: status::read(&sh.cache).as_ref(),
+                    now_unix_ms: crate::clock::now_millis(),
+                });
                 let _ = write!(
                     s,
                     "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}",

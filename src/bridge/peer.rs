@@ -38,13 +38,6 @@ const MIN_BACKOFF: Duration = Duration::from_millis(50);
 /// Expiry further ahead than this (seconds) is refused as malformed.
 const MAX_EXPIRY_AHEAD: u64 = 400 * 24 * 3600;
 
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 /// A TLS connection and the frames arriving on it.
 struct Link {
     conn: rustls::Connection,
@@ -375,7 +368,8 @@ fn run_session(sh: &Shared, idx: usize, mut link: Link) -> Result<(), String> {
     }
     sh.status.add(idx, Field::Connects, 1);
     sh.status.set(idx, Field::Connected, 1);
-    sh.status.set(idx, Field::LastSeenMs, unix_ms());
+    sh.status
+        .set(idx, Field::LastSeenMs, crate::clock::now_millis());
     sh.log(&format!("peer {peer_id}: connected"));
     let dead_after = (sh.cfg.heartbeat * 5).max(Duration::from_secs(1));
     link.set_write_wait(dead_after);
@@ -473,7 +467,7 @@ fn replicate(
             }
         }
         if last_tx.elapsed() >= sh.cfg.heartbeat {
-            link.send(&wire::heartbeat(unix_ms()))?;
+            link.send(&wire::heartbeat(crate::clock::now_millis()))?;
             last_tx = Instant::now();
         }
         // Receive.
@@ -491,7 +485,8 @@ fn replicate(
         }
         while let Some(f) = link.frames.next_frame().map_err(|e| e.to_string())? {
             last_rx = Instant::now();
-            sh.status.set(idx, Field::LastSeenMs, unix_ms());
+            sh.status
+                .set(idx, Field::LastSeenMs, crate::clock::now_millis());
             match f {
                 Frame::Entries { seq: s, entries } => {
                     apply(sh, idx, peer_id, &entries)?;

@@ -1,6 +1,6 @@
 //! Per-peer counters, kept in the segment's extension area (words
 //! 512..2047) so `scsp stats` — any process that maps the segment — can show
-//! them, and the Prometheus endpoint can serve them.
+//! them, and [`crate::metrics`] can export them.
 //!
 //! ```text
 //!  word 512          magic "SCSPBRG1"
@@ -63,20 +63,30 @@ pub enum Field {
     Connects = 13,
 }
 
-const FIELDS: [(Field, &str); 13] = [
-    (Field::Connected, "connected"),
-    (Field::Sent, "sent_entries"),
-    (Field::Received, "received_entries"),
-    (Field::Dropped, "dropped_entries"),
-    (Field::LostWords, "lost_words"),
-    (Field::Reconnects, "reconnects"),
-    (Field::LagEntries, "lag_entries"),
-    (Field::LagMicros, "lag_micros"),
-    (Field::BacklogWords, "backlog_words"),
-    (Field::LastSeenMs, "last_seen_unix_ms"),
-    (Field::Refused, "refused"),
-    (Field::SkippedWords, "skipped_words"),
-    (Field::Connects, "connects"),
+/// How a field behaves over time, for monitoring systems.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Only grows while the bridge runs (restarts from 0 with the bridge).
+    Counter,
+    /// A current value.
+    Gauge,
+}
+
+/// Every field read back: its word, its name and its kind.
+pub const FIELDS: [(Field, &str, Kind); 13] = [
+    (Field::Connected, "connected", Kind::Gauge),
+    (Field::Sent, "sent_entries", Kind::Counter),
+    (Field::Received, "received_entries", Kind::Counter),
+    (Field::Dropped, "dropped_entries", Kind::Counter),
+    (Field::LostWords, "lost_words", Kind::Counter),
+    (Field::Reconnects, "reconnects", Kind::Counter),
+    (Field::LagEntries, "lag_entries", Kind::Gauge),
+    (Field::LagMicros, "lag_micros", Kind::Gauge),
+    (Field::BacklogWords, "backlog_words", Kind::Gauge),
+    (Field::LastSeenMs, "last_seen_unix_ms", Kind::Gauge),
+    (Field::Refused, "refused", Kind::Counter),
+    (Field::SkippedWords, "skipped_words", Kind::Counter),
+    (Field::Connects, "connects", Kind::Counter),
 ];
 
 /// The writer side, owned by the running bridge.
@@ -186,6 +196,19 @@ pub struct BridgeStatus {
     pub peers: Vec<PeerStatus>,
 }
 
+impl BridgeStatus {
+    /// Whether the bridge process is running: it marks itself alive every
+    /// few milliseconds, so five seconds of silence mean it died.
+    pub fn running(&self, now_unix_ms: u64) -> bool {
+        self.pid != 0 && now_unix_ms.saturating_sub(self.alive_unix_ms) < 5000
+    }
+
+    /// Whether peer `p` is connected now (a dead bridge's peers are not).
+    pub fn connected(&self, p: &PeerStatus, now_unix_ms: u64) -> bool {
+        self.running(now_unix_ms) && p.get("connected") == 1
+    }
+}
+
 /// Read the status area, or `None` if no bridge ever ran on this segment.
 pub fn read(cache: &Cache) -> Option<BridgeStatus> {
     let words = cache.segment().extension();
@@ -200,7 +223,7 @@ pub fn read(cache: &Cache) -> Option<BridgeStatus> {
                 id: b[Field::Id as usize].load(Ordering::Relaxed) as u32,
                 fields: FIELDS
                     .iter()
-                    .map(|(f, name)| (*name, b[*f as usize].load(Ordering::Relaxed)))
+                    .map(|(f, name, _)| (*name, b[*f as usize].load(Ordering::Relaxed)))
                     .collect(),
             }
         })
@@ -210,25 +233,4 @@ pub fn read(cache: &Cache) -> Option<BridgeStatus> {
         alive_unix_ms: words[W_ALIVE].load(Ordering::Relaxed),
         peers,
     })
-}
-
-/// The status in Prometheus text exposition format.
-pub fn prometheus(s: &BridgeStatus, host_id: u32) -> String {
-    use std::fmt::Write;
-    let mut out = String::new();
-    let _ = writeln!(out, "# HELP scsp_bridge_up 1 while the bridge runs.");
-    let _ = writeln!(out, "# TYPE scsp_bridge_up gauge");
-    let _ = writeln!(out, "scsp_bridge_up{{host=\"{host_id}\"}} 1");
-    for (_, name) in FIELDS {
-        let _ = writeln!(out, "# TYPE scsp_bridge_peer_{name} gauge");
-        for p in &s.peers {
-            let _ = writeln!(
-                out,
-                "scsp_bridge_peer_{name}{{host=\"{host_id}\",peer=\"{}\"}} {}",
-                p.id,
-                p.get(name)
-            );
-        }
-    }
-    out
 }

@@ -3,7 +3,7 @@
 use super::size::{human, parse_size};
 use super::{CliResult, Usage};
 use scsp::{Cache, Config};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(clap::Args, Debug)]
@@ -28,6 +28,10 @@ pub struct Args {
     /// Group (name or numeric id) for workers running as another user.
     #[arg(long)]
     group: Option<String>,
+    /// If PATH is already a segment made with these flags, leave it as it is
+    /// and succeed (for service units and provisioning that run every boot).
+    #[arg(long)]
+    if_missing: bool,
 }
 
 fn parse_mode(s: &str) -> Result<u32, String> {
@@ -62,7 +66,10 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
         group: a.group.as_deref().map(parse_group).transpose()?,
         allow_foreign_owner: false,
     };
-    let cache = Cache::create(&a.path, &cfg)?;
+    let cache = match Cache::create(&a.path, &cfg) {
+        Err(scsp::Error::AlreadyExists(_)) if a.if_missing => return keep_existing(&a.path, &cfg),
+        other => other?,
+    };
     let s = cache.stats();
     println!(
         "created {}: {} of session log in {} shards, {} index slots, max value {}, file {}",
@@ -87,5 +94,56 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
             pages.fs_type
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--if-missing` found a file: succeed if it is the segment these flags
+/// would make, else say what differs. A segment of another size is never
+/// reused silently: the operator asked for that size.
+fn keep_existing(path: &Path, cfg: &Config) -> CliResult<ExitCode> {
+    let want = scsp::segment::Geometry::from_config(cfg)?;
+    let cache = Cache::open(path)?;
+    let have = cache.segment().geometry();
+    let mut diffs = Vec::new();
+    let mut differs = |what: &str, have: String, want: String| {
+        if have != want {
+            diffs.push(format!("{what} {have} (asked for {want})"));
+        }
+    };
+    differs(
+        "size",
+        human(have.log_bytes * have.shards),
+        human(want.log_bytes * want.shards),
+    );
+    differs("shards", have.shards.to_string(), want.shards.to_string());
+    differs("max value", human(have.max_value), human(want.max_value));
+    differs(
+        "host id",
+        have.host_id.to_string(),
+        want.host_id.to_string(),
+    );
+    let meta = std::fs::metadata(path)?;
+    use std::os::unix::fs::MetadataExt;
+    differs(
+        "mode",
+        format!("{:o}", meta.mode() & 0o777),
+        format!("{:o}", cfg.mode),
+    );
+    if let Some(gid) = cfg.group {
+        differs("group id", meta.gid().to_string(), gid.to_string());
+    }
+    if !diffs.is_empty() {
+        return Err(format!(
+            "{} exists with {}; remove it to create it anew (its sessions are lost, \
+             clients fall back to a full handshake once)",
+            path.display(),
+            diffs.join(", ")
+        )
+        .into());
+    }
+    println!(
+        "{} exists with these settings; left as it is",
+        path.display()
+    );
     Ok(ExitCode::SUCCESS)
 }

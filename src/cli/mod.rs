@@ -73,6 +73,12 @@ enum Command {
 
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> CliResult<ExitCode> {
+    if matches!(
+        cli.command,
+        Command::Create(_) | Command::Stats(_) | Command::Verify(_) | Command::Certs(_)
+    ) {
+        quiet_on_closed_pipe();
+    }
     match cli.command {
         Command::Bench(a) => bench::run(a),
         Command::Create(a) => create::run(a),
@@ -83,4 +89,14 @@ pub fn run(cli: Cli) -> CliResult<ExitCode> {
         Command::Bridge(a) => bridge::run(a),
         Command::Certs(a) => certs::run(a),
     }
+}
+
+/// Let a command that only prints die of SIGPIPE when its reader goes away
+/// (`scsp stats PATH | head`), as Unix tools do. Rust ignores SIGPIPE, which
+/// turns a closed pipe into a panic in `println!`. Not for commands that use
+/// sockets: there a peer's reset must be an error, not a fatal signal.
+fn quiet_on_closed_pipe() {
+    // SAFETY: sets the default disposition of one signal; no handler of ours
+    // is installed or replaced, and no other thread runs yet.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
 }

@@ -11,8 +11,11 @@ pub struct Args {
     /// Segment file.
     path: PathBuf,
     /// Print one JSON object instead of a table.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "prometheus")]
     json: bool,
+    /// Print Prometheus text format (for node_exporter's textfile collector).
+    #[arg(long)]
+    prometheus: bool,
     /// Accept a segment owned by another user.
     #[arg(long)]
     allow_foreign_owner: bool,
@@ -25,8 +28,13 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
             allow_foreign_owner: a.allow_foreign_owner,
         },
     )?;
-    let s = cache.stats();
+    let mut s = cache.stats();
+    // This command holds a counter slot too; do not count it.
+    s.counters.processes = s.counters.processes.saturating_sub(1);
     let occ = cache.occupancy();
+    let log_age = cache.log_age_secs();
+    let bridge = scsp::bridge::status::read(&cache);
+    let now_ms = scsp::clock::now_millis();
     let pages = scsp::segment::pages::PagePolicy::of(&a.path);
     let c = &s.counters;
     let lookups = c.hits + c.misses;
@@ -41,10 +49,25 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
             "stats": s,
             "occupancy": occ,
             "hit_ratio": hit_ratio,
+            "log_age_secs": log_age,
             "pages": { "huge": pages.huge_pages(), "fs_type": pages.fs_type, "huge_option": pages.huge },
-            "bridge": scsp::bridge::status::read(&cache),
+            "bridge": bridge,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if a.prometheus {
+        print!(
+            "{}",
+            scsp::metrics::render(&scsp::metrics::Snapshot {
+                segment: &a.path,
+                stats: &s,
+                log_age_secs: log_age,
+                occupancy: Some(&occ),
+                bridge: bridge.as_ref(),
+                now_unix_ms: now_ms,
+            })
+        );
         return Ok(ExitCode::SUCCESS);
     }
     println!("segment        {}", a.path.display());
@@ -71,9 +94,12 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
             .unwrap_or_else(|| "-".into())
     );
     println!(
-        "log fill       {:.1}% ({} appended since creation)",
+        "log fill       {:.1}% ({} appended since creation){}",
         s.log_fill * 100.0,
-        human(s.appended_bytes)
+        human(s.appended_bytes),
+        log_age
+            .map(|a| format!(", reaches back {a} s"))
+            .unwrap_or_default()
     );
     println!(
         "lookups        {} hits, {} misses, hit ratio {:.1}%",
@@ -90,13 +116,12 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
         c.evictions, c.expired
     );
     println!("corrupt        {} entries failed verification", c.corrupt);
-    // This command holds a counter slot too; do not count it.
     println!(
         "processes      {} attached now (besides this command)",
-        c.processes.saturating_sub(1)
+        c.processes
     );
-    if let Some(b) = scsp::bridge::status::read(&cache) {
-        print_bridge(&b);
+    if let Some(b) = &bridge {
+        print_bridge(b, now_ms);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -111,16 +136,10 @@ fn describe_pages(p: &scsp::segment::pages::PagePolicy) -> String {
     }
 }
 
-fn print_bridge(b: &scsp::bridge::status::BridgeStatus) {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    // The bridge marks itself alive every few ms; silence means it died.
-    let running = b.pid != 0 && now_ms.saturating_sub(b.alive_unix_ms) < 5000;
+fn print_bridge(b: &scsp::bridge::status::BridgeStatus, now_ms: u64) {
     println!(
         "bridge         {}",
-        if running {
+        if b.running(now_ms) {
             format!("pid {}", b.pid)
         } else {
             format!(
@@ -134,7 +153,7 @@ fn print_bridge(b: &scsp::bridge::status::BridgeStatus) {
             "  peer {:<6}  {}, sent {}, received {}, dropped {}, lag {} entries / {:.2} ms, \
              backlog {} words, lost {} words behind the window, {} reconnects, {} refused",
             p.id,
-            if running && p.get("connected") == 1 {
+            if b.connected(p, now_ms) {
                 "connected"
             } else {
                 "disconnected"

@@ -134,6 +134,26 @@ impl Cache {
         }
     }
 
+    /// Seconds since the oldest entry still in the logs was written: how long
+    /// a session survives before the log wraps over it. If that is below the
+    /// session lifetime you want resumed, grow the segment. Reads one entry
+    /// header per shard (unlike [`Cache::occupancy`], which walks the whole
+    /// index), so a metrics endpoint can ask on every scrape. `None` while
+    /// every log is empty. A header overwritten while read gives a wrong age
+    /// for that one call, never a panic.
+    pub fn log_age_secs(&self) -> Option<u64> {
+        let now = crate::clock::now_secs() as u32;
+        (0..self.shards())
+            .filter_map(|shard| {
+                let t = self.log_tail(shard);
+                let first = self.log_cursor(shard, LogStart::WindowStart).pos();
+                let h = EntryHeader::decode(&load_header(self.seg.log(shard), first))?;
+                (first < t && h.pos == first).then(|| now.saturating_sub(h.stored_at))
+            })
+            .max()
+            .map(u64::from)
+    }
+
     /// Read up to `max` verified entries from `cur` onwards into `out`
     /// (appended), advancing the cursor. Never waits; returns early at an
     /// entry still being written. Bounded by the log window.
@@ -260,6 +280,29 @@ mod tests {
         assert!(out[1].published);
         assert_eq!(out[2].flags, crate::table::FLAG_TOMBSTONE);
         assert_eq!(out[2].origin, c.host_id());
+    }
+
+    #[test]
+    fn log_age_is_that_of_the_oldest_entry_in_the_window() {
+        let c = cache();
+        assert_eq!(c.log_age_secs(), None, "empty log");
+        let _ = c.put(b"a", b"one", 60);
+        let _ = c.put(b"b", b"two", 60);
+        assert!(c.log_age_secs().is_some_and(|a| a <= 1));
+        // Make the first entry an hour old.
+        let log = c.seg.log(0);
+        let mut h = EntryHeader::decode(&load_header(log, 0)).unwrap();
+        h.stored_at -= 3600;
+        for (w, v) in log.iter().zip(h.encode()) {
+            w.store(v, Ordering::Relaxed);
+        }
+        let age = c.log_age_secs().unwrap();
+        assert!((3600..=3601).contains(&age), "{age}");
+        // Once the log wraps past it, the age is the newer entries'.
+        for i in 0..200u32 {
+            let _ = c.put(&i.to_le_bytes(), &[7u8; 64], 60);
+        }
+        assert!(c.log_age_secs().is_some_and(|a| a <= 1));
     }
 
     #[test]

@@ -74,7 +74,7 @@ pub enum Lookup {
 }
 
 /// A snapshot of the table's configuration and counters.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct Stats {
     /// Counters summed over every process.
     pub counters: Counters,

@@ -1,0 +1,307 @@
+//! Prometheus text exposition (format 0.0.4) of one segment: the table's
+//! counters, optionally its occupancy, and its bridge's per-peer status.
+//!
+//! `scsp stats --prometheus` prints it, for node_exporter's textfile collector
+//! on hosts without a bridge; the bridge's `metrics` endpoint serves it. Every
+//! series carries the labels `segment` (the file) and `host` (its host id).
+//! Table counters are sums over the per-process counter slots; bridge
+//! counters restart from 0 when the bridge restarts.
+
+use crate::bridge::status::{BridgeStatus, Kind, FIELDS};
+use crate::table::Occupancy;
+use crate::Stats;
+use std::fmt::{Display, Write};
+use std::path::Path;
+
+/// Everything one exposition shows, read by the caller (occupancy walks the
+/// whole index, so a caller that answers frequent scrapes may leave it out).
+pub struct Snapshot<'a> {
+    /// The segment file, for the `segment` label.
+    pub segment: &'a Path,
+    /// Counters and geometry ([`crate::Cache::stats`]).
+    pub stats: &'a Stats,
+    /// How far back the log reaches ([`crate::Cache::log_age_secs`]).
+    pub log_age_secs: Option<u64>,
+    /// Live entries and the oldest entry's age ([`crate::Cache::occupancy`]).
+    pub occupancy: Option<&'a Occupancy>,
+    /// The bridge's status area, if a bridge ever ran on this segment.
+    pub bridge: Option<&'a BridgeStatus>,
+    /// Now, in unix milliseconds: a bridge silent for 5 s counts as down.
+    pub now_unix_ms: u64,
+}
+
+/// The exposition text.
+pub fn render(s: &Snapshot) -> String {
+    let mut out = Exposition {
+        text: String::new(),
+        labels: format!(
+            "segment=\"{}\",host=\"{}\"",
+            escape(&s.segment.to_string_lossy()),
+            s.stats.host_id
+        ),
+    };
+    let st = s.stats;
+    let c = &st.counters;
+    let counters: [(&str, &str, u64); 11] = [
+        ("hits", "Lookups (get, take) that returned a value.", c.hits),
+        ("misses", "Lookups that found nothing usable.", c.misses),
+        ("puts", "Values stored.", c.puts),
+        ("takes", "Values handed out once by take.", c.takes),
+        ("removes", "Remove calls.", c.removes),
+        (
+            "too_large",
+            "Puts refused: value over max_value, or a bad key.",
+            c.too_large,
+        ),
+        (
+            "evictions",
+            "Live entries pushed out of a full index bucket.",
+            c.evictions,
+        ),
+        (
+            "expired",
+            "Lookups that found only an expired entry.",
+            c.expired,
+        ),
+        (
+            "written_bytes",
+            "Bytes appended to the logs by puts.",
+            c.bytes_written,
+        ),
+        (
+            "lost",
+            "Puts that could not publish under contention.",
+            c.lost,
+        ),
+        (
+            "corrupt",
+            "Entries that failed verification; anything but 0: run scsp verify.",
+            c.corrupt,
+        ),
+    ];
+    for (name, help, v) in counters {
+        out.family(name, Kind::Counter, help);
+        out.sample(name, Kind::Counter, "", v);
+    }
+    let gauges: [(&str, &str, f64); 4] = [
+        (
+            "processes",
+            "Processes attached to the segment.",
+            c.processes as f64,
+        ),
+        (
+            "log_capacity_bytes",
+            "Bytes of session log, all shards.",
+            st.capacity_bytes as f64,
+        ),
+        (
+            "max_value_bytes",
+            "Largest value a put accepts.",
+            st.max_value as f64,
+        ),
+        (
+            "log_fill_ratio",
+            "Share of the log holding data (1 once every shard wrapped).",
+            st.log_fill,
+        ),
+    ];
+    for (name, help, v) in gauges {
+        out.family(name, Kind::Gauge, help);
+        out.sample(name, Kind::Gauge, "", v);
+    }
+    let appended = "appended_bytes";
+    out.family(
+        appended,
+        Kind::Counter,
+        "Bytes ever appended to the logs (puts, tombstones, peers' entries).",
+    );
+    out.sample(appended, Kind::Counter, "", st.appended_bytes);
+    if let Some(age) = s.log_age_secs {
+        let name = "log_age_seconds";
+        out.family(name, Kind::Gauge, "Age of the oldest entry in the log: how long sessions survive before the log wraps over them.");
+        out.sample(name, Kind::Gauge, "", age);
+    }
+    if let Some(o) = s.occupancy {
+        let occupancy: [(&str, &str, u64); 4] = [
+            (
+                "live_entries",
+                "Index words pointing at live entries.",
+                o.live_entries,
+            ),
+            ("live_bytes", "Log bytes those entries take.", o.live_bytes),
+            (
+                "expired_entries",
+                "Index words pointing at expired entries.",
+                o.expired_entries,
+            ),
+            (
+                "stale_index_words",
+                "Index words whose entry the log overwrote.",
+                o.stale_words,
+            ),
+        ];
+        for (name, help, v) in occupancy {
+            out.family(name, Kind::Gauge, help);
+            out.sample(name, Kind::Gauge, "", v);
+        }
+        if let Some(age) = o.oldest_age_secs {
+            let name = "oldest_entry_age_seconds";
+            out.family(
+                name,
+                Kind::Gauge,
+                "Age of the oldest live entry: how long sessions survive eviction.",
+            );
+            out.sample(name, Kind::Gauge, "", age);
+        }
+    }
+    if let Some(b) = s.bridge {
+        out.family("bridge_up", Kind::Gauge, "1 while the bridge process runs.");
+        out.sample(
+            "bridge_up",
+            Kind::Gauge,
+            "",
+            u8::from(b.running(s.now_unix_ms)),
+        );
+        for (_, field, kind) in FIELDS {
+            let name = format!("bridge_peer_{field}");
+            out.family(
+                &name,
+                kind,
+                &format!("Bridge, per peer: {}.", field.replace('_', " ")),
+            );
+            for p in &b.peers {
+                let v = match field {
+                    "connected" => u64::from(b.connected(p, s.now_unix_ms)),
+                    _ => p.get(field),
+                };
+                out.sample(&name, kind, &format!(",peer=\"{}\"", p.id), v);
+            }
+        }
+    }
+    out.text
+}
+
+/// The text being built and the labels every sample carries.
+struct Exposition {
+    text: String,
+    labels: String,
+}
+
+impl Exposition {
+    /// `# HELP` and `# TYPE` lines; counters get the `_total` suffix.
+    fn family(&mut self, name: &str, kind: Kind, help: &str) {
+        let (full, ty) = full_name(name, kind);
+        let _ = writeln!(self.text, "# HELP {full} {help}");
+        let _ = writeln!(self.text, "# TYPE {full} {ty}");
+    }
+
+    fn sample(&mut self, name: &str, kind: Kind, extra_labels: &str, v: impl Display) {
+        let (full, _) = full_name(name, kind);
+        let _ = writeln!(self.text, "{full}{{{}{extra_labels}}} {v}", self.labels);
+    }
+}
+
+fn full_name(name: &str, kind: Kind) -> (String, &'static str) {
+    match kind {
+        Kind::Counter => (format!("scsp_{name}_total"), "counter"),
+        Kind::Gauge => (format!("scsp_{name}"), "gauge"),
+    }
+}
+
+/// A label value as the text format wants it: `\`, `"` and newline escaped.
+fn escape(v: &str) -> String {
+    v.replace('\\', r"\\")
+        .replace('"', "\\\"")
+        .replace('\n', r"\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bridge::status::PeerStatus;
+
+    fn stats() -> Stats {
+        let mut s = Stats::default();
+        s.counters.hits = 7;
+        s.counters.corrupt = 1;
+        s.host_id = 3;
+        s.log_fill = 0.25;
+        s
+    }
+
+    #[test]
+    fn counters_end_in_total_and_carry_the_labels() {
+        let st = stats();
+        let text = render(&Snapshot {
+            segment: Path::new("/dev/shm/a\"b"),
+            stats: &st,
+            log_age_secs: Some(120),
+            occupancy: None,
+            bridge: None,
+            now_unix_ms: 0,
+        });
+        assert!(text.contains("# TYPE scsp_hits_total counter\n"), "{text}");
+        assert!(
+            text.contains("scsp_hits_total{segment=\"/dev/shm/a\\\"b\",host=\"3\"} 7\n"),
+            "{text}"
+        );
+        assert!(text.contains("scsp_corrupt_total{segment=\"/dev/shm/a\\\"b\",host=\"3\"} 1\n"));
+        assert!(text.contains("scsp_log_fill_ratio{segment=\"/dev/shm/a\\\"b\",host=\"3\"} 0.25\n"));
+        assert!(
+            !text.contains("live_entries") && !text.contains("bridge"),
+            "{text}"
+        );
+        // Every sample line belongs to a family declared just before it.
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let name = line.split('{').next().unwrap();
+            assert!(text.contains(&format!("# TYPE {name} ")), "{line}");
+        }
+    }
+
+    #[test]
+    fn a_silent_bridge_is_down_and_its_peers_disconnected() {
+        let st = stats();
+        let peer = PeerStatus {
+            id: 2,
+            fields: vec![("connected", 1), ("sent_entries", 5)],
+        };
+        let bridge = BridgeStatus {
+            pid: 42,
+            alive_unix_ms: 1_000_000,
+            peers: vec![peer],
+        };
+        let at = |now_unix_ms| {
+            render(&Snapshot {
+                segment: Path::new("s"),
+                stats: &st,
+                log_age_secs: None,
+                occupancy: Some(&Occupancy {
+                    oldest_age_secs: Some(90),
+                    ..Occupancy::default()
+                }),
+                bridge: Some(&bridge),
+                now_unix_ms,
+            })
+        };
+        let live = at(1_000_100);
+        assert!(
+            live.contains("scsp_bridge_up{segment=\"s\",host=\"3\"} 1\n"),
+            "{live}"
+        );
+        assert!(
+            live.contains("scsp_bridge_peer_connected{segment=\"s\",host=\"3\",peer=\"2\"} 1\n")
+        );
+        assert!(live.contains(
+            "scsp_bridge_peer_sent_entries_total{segment=\"s\",host=\"3\",peer=\"2\"} 5\n"
+        ));
+        assert!(live.contains("scsp_oldest_entry_age_seconds{segment=\"s\",host=\"3\"} 90\n"));
+        let dead = at(1_010_000);
+        assert!(
+            dead.contains("scsp_bridge_up{segment=\"s\",host=\"3\"} 0\n"),
+            "{dead}"
+        );
+        assert!(
+            dead.contains("scsp_bridge_peer_connected{segment=\"s\",host=\"3\",peer=\"2\"} 0\n")
+        );
+    }
+}

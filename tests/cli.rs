@@ -157,3 +157,54 @@ fn stats_into_a_closed_pipe_ends_quietly() {
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{err}");
 }
+
+#[test]
+fn certs_with_addrs_write_configs_the_bridge_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("pki");
+    let seg = dir.path().join("seg");
+    let (code, text) = scsp(&[
+        "certs",
+        "--out",
+        out.to_str().unwrap(),
+        "--hosts",
+        "2",
+        "--cluster",
+        "pool-eu1",
+        "--addrs",
+        "127.0.0.1:7401,127.0.0.2:7401",
+        "--segment",
+        seg.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{text}");
+    let (code, text) = scsp(&["create", seg.to_str().unwrap(), "--host-id", "2"]);
+    assert_eq!(code, 0, "{text}");
+    let config = out.join("bridge-2.toml");
+    let (code, text) = scsp(&[
+        "bridge",
+        "--config",
+        config.to_str().unwrap(),
+        "--check-config",
+    ]);
+    assert_eq!(code, 0, "{text}");
+    let toml = std::fs::read_to_string(&config).unwrap();
+    assert!(toml.contains("listen = \"127.0.0.2:7401\""), "{toml}");
+    assert!(toml.contains("addr = \"127.0.0.1:7401\""), "{toml}");
+    // One address per host, and a cluster name the bridge accepts: else
+    // nothing is written.
+    for (args, names) in [
+        (
+            vec!["--hosts", "3", "--addrs", "127.0.0.1:1,127.0.0.2:1"],
+            "--addrs",
+        ),
+        (vec!["--hosts", "1", "--cluster", "two words"], "--cluster"),
+    ] {
+        let other = dir.path().join("other");
+        let mut all = vec!["certs", "--out", other.to_str().unwrap()];
+        all.extend(args);
+        let (code, text) = scsp(&all);
+        assert_eq!(code, 2, "{text}");
+        assert!(text.contains(names), "{text}");
+        assert!(!other.exists(), "{text}");
+    }
+}

@@ -17,7 +17,7 @@
 //!
 //! Every error names the field to fix.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -88,14 +88,14 @@ pub struct BridgeConfig {
     pub max_backoff: Duration,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawPeer {
     id: i64,
     addr: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct Raw {
     cluster: String,
@@ -105,11 +105,76 @@ struct Raw {
     cert: PathBuf,
     key: PathBuf,
     ca: PathBuf,
+    #[serde(skip_serializing_if = "Option::is_none")]
     metrics: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    heartbeat_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_backoff_ms: Option<u64>,
+    // Last: TOML writes arrays of tables after the plain keys.
     #[serde(default)]
     peers: Vec<RawPeer>,
-    heartbeat_ms: Option<u64>,
-    max_backoff_ms: Option<u64>,
+}
+
+/// The configuration files of a full mesh: host `i + 1` listens on
+/// `addrs[i]` and dials every other. What `scsp certs --addrs` writes, and
+/// what the demo and the tests run.
+pub struct Mesh<'a> {
+    /// Cluster name (A-Z a-z 0-9 . _ -).
+    pub cluster: &'a str,
+    /// Every host's bridge address, host id 1 first.
+    pub addrs: &'a [SocketAddr],
+    /// Where `ca.pem` and `host-<id>.pem`/`.key` are; relative to the
+    /// configuration file's directory if relative (`""`: next to it).
+    pub cert_dir: &'a Path,
+    /// `heartbeat_ms`, if not the default.
+    pub heartbeat_ms: Option<u64>,
+    /// `max_backoff_ms`, if not the default.
+    pub max_backoff_ms: Option<u64>,
+}
+
+impl Mesh<'_> {
+    /// The TOML text of host `id`'s configuration, working on `segment`.
+    pub fn config(&self, id: u32, segment: &Path) -> String {
+        let listen = self.addrs.get(id as usize - 1).copied();
+        let raw = Raw {
+            cluster: self.cluster.to_string(),
+            host_id: id.into(),
+            listen: listen.map(|a| a.to_string()).unwrap_or_default(),
+            segment: segment.to_path_buf(),
+            cert: self.cert_dir.join(format!("host-{id}.pem")),
+            key: self.cert_dir.join(format!("host-{id}.key")),
+            ca: self.cert_dir.join("ca.pem"),
+            metrics: None,
+            heartbeat_ms: self.heartbeat_ms,
+            max_backoff_ms: self.max_backoff_ms,
+            peers: (1..=self.addrs.len() as u32)
+                .zip(self.addrs)
+                .filter(|(peer, _)| *peer != id)
+                .map(|(peer, a)| RawPeer {
+                    id: peer.into(),
+                    addr: a.to_string(),
+                })
+                .collect(),
+        };
+        // Plain strings, paths and integers: serialising cannot fail.
+        toml::to_string(&raw).unwrap_or_default()
+    }
+}
+
+/// A cluster name is 1 to 64 of A-Z a-z 0-9 . _ -
+pub fn check_cluster(name: &str) -> Result<(), ConfigError> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_CLUSTER_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    ok.then_some(()).ok_or_else(|| {
+        bad(
+            "cluster",
+            format!("must be 1 to {MAX_CLUSTER_NAME} characters of A-Z a-z 0-9 . _ -"),
+        )
+    })
 }
 
 fn host_id(field: &str, v: i64) -> Result<u32, ConfigError> {
@@ -164,17 +229,7 @@ impl BridgeConfig {
             bad(field, msg)
         })?;
         let cluster = raw.cluster;
-        if cluster.is_empty()
-            || cluster.len() > MAX_CLUSTER_NAME
-            || !cluster
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-        {
-            return Err(bad(
-                "cluster",
-                format!("must be 1 to {MAX_CLUSTER_NAME} characters of A-Z a-z 0-9 . _ -"),
-            ));
-        }
+        check_cluster(&cluster)?;
         let host = host_id("host_id", raw.host_id)?;
         let listen = addr("listen", &raw.listen)?;
         let metrics = match raw.metrics {
@@ -309,6 +364,36 @@ addr = "127.0.0.2:7000"
             "metrics2"
         );
         assert_eq!(field_of(&GOOD.replace("listen =", "lisen =")), "lisen");
+    }
+
+    #[test]
+    fn mesh_configs_parse_and_list_every_other_host() {
+        let d = base();
+        let certs = d.path().join("certs");
+        std::fs::create_dir(&certs).unwrap();
+        for f in ["ca.pem", "host-2.pem", "host-2.key"] {
+            std::fs::write(certs.join(f), "x").unwrap();
+        }
+        let addrs: Vec<SocketAddr> = ["10.0.0.1:7401", "10.0.0.2:7401", "[::1]:7401"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        let mesh = Mesh {
+            cluster: "pool-eu1",
+            addrs: &addrs,
+            cert_dir: Path::new("certs"),
+            heartbeat_ms: Some(500),
+            max_backoff_ms: None,
+        };
+        let text = mesh.config(2, Path::new("/dev/shm/a \"quoted\" name"));
+        let c = BridgeConfig::parse(&text, d.path()).unwrap();
+        assert_eq!((c.cluster.as_str(), c.host_id), ("pool-eu1", 2));
+        assert_eq!(c.listen, addrs[1]);
+        assert_eq!(c.segment, Path::new("/dev/shm/a \"quoted\" name"));
+        assert_eq!(c.cert, d.path().join("certs/host-2.pem"));
+        assert_eq!(c.heartbeat, Duration::from_millis(500));
+        let peers: Vec<_> = c.peers.iter().map(|p| (p.id, p.addr)).collect();
+        assert_eq!(peers, [(1, addrs[0]), (3, addrs[2])]);
     }
 
     #[test]

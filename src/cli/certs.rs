@@ -1,8 +1,11 @@
-//! `scsp certs --out DIR --hosts N [--cluster NAME]`: a cluster CA and one
-//! certificate per host for the bridge (and for `scsp serve`).
+//! `scsp certs --out DIR --hosts N [--cluster NAME] [--addrs A,B,…]`: a
+//! cluster CA and one certificate per host for the bridge (and for `scsp
+//! serve`), and with `--addrs` each host's bridge configuration.
 
-use super::CliResult;
-use std::path::PathBuf;
+use super::{CliResult, Usage};
+use scsp::bridge::config::{BridgeConfig, Mesh};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(clap::Args, Debug)]
@@ -13,12 +16,30 @@ pub struct Args {
     /// Number of hosts (ids 1..=N).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
     hosts: u32,
-    /// Cluster name, written into the CA's common name.
+    /// Cluster name (A-Z a-z 0-9 . _ -), written into the CA's common name
+    /// and the bridge configurations.
     #[arg(long, default_value = "scsp")]
     cluster: String,
+    /// Every host's bridge address, host 1 first (e.g.
+    /// 10.0.0.1:7401,10.0.0.2:7401): also write bridge-<i>.toml for each host.
+    #[arg(long, value_delimiter = ',')]
+    addrs: Vec<SocketAddr>,
+    /// The segment the bridge configurations name.
+    #[arg(long, default_value = "/dev/shm/scsp", requires = "addrs")]
+    segment: PathBuf,
 }
 
 pub fn run(a: Args) -> CliResult<ExitCode> {
+    scsp::bridge::config::check_cluster(&a.cluster)
+        .map_err(|e| Usage(format!("--cluster: {}", e.message)))?;
+    if !a.addrs.is_empty() && a.addrs.len() != a.hosts as usize {
+        return Err(Usage(format!(
+            "--addrs lists {} addresses for --hosts {}: give one per host, host 1 first",
+            a.addrs.len(),
+            a.hosts
+        ))
+        .into());
+    }
     let f = scsp::pki::write_cluster(&a.out, &a.cluster, a.hosts)?;
     println!(
         "wrote {} (CA) and {} host certificates (names scsp-host-1..scsp-host-{}) into {}",
@@ -27,6 +48,33 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
         a.hosts,
         a.out.display()
     );
+    if !a.addrs.is_empty() {
+        write_configs(&a)?;
+        println!(
+            "wrote bridge-1.toml..bridge-{}.toml: on host <i>, install ca.pem, host-<i>.pem, \
+             host-<i>.key and bridge-<i>.toml (as bridge.toml) into one directory",
+            a.hosts
+        );
+    }
     println!("private keys (*.key) are owner-only; keep ca.key off the hosts");
     Ok(ExitCode::SUCCESS)
+}
+
+/// One configuration per host, certificate paths relative to it, each
+/// validated by the bridge's own parser before it is written.
+fn write_configs(a: &Args) -> CliResult<()> {
+    let mesh = Mesh {
+        cluster: &a.cluster,
+        addrs: &a.addrs,
+        cert_dir: Path::new(""),
+        heartbeat_ms: None,
+        max_backoff_ms: None,
+    };
+    for id in 1..=a.hosts {
+        let text = mesh.config(id, &a.segment);
+        BridgeConfig::parse(&text, &a.out).map_err(|e| Usage(e.to_string()))?;
+        let path = a.out.join(format!("bridge-{id}.toml"));
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(())
 }

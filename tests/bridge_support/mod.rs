@@ -143,19 +143,14 @@ pub fn write_config(
     addrs: &[SocketAddr],
     certs: &Path,
 ) -> PathBuf {
-    let mut t = format!(
-        "cluster = \"{cluster}\"\nhost_id = {id}\nlisten = \"{}\"\nsegment = \"seg-{id}\"\n\
-         cert = \"{c}/host-{id}.pem\"\nkey = \"{c}/host-{id}.key\"\nca = \"{c}/ca.pem\"\n\
-         heartbeat_ms = 200\nmax_backoff_ms = 300\n",
-        addrs[id as usize - 1],
-        c = certs.display()
-    );
-    for (j, a) in addrs.iter().enumerate() {
-        let pid = j as u32 + 1;
-        if pid != id {
-            t += &format!("[[peers]]\nid = {pid}\naddr = \"{a}\"\n");
-        }
+    let t = scsp::bridge::config::Mesh {
+        cluster,
+        addrs,
+        cert_dir: certs,
+        heartbeat_ms: Some(200),
+        max_backoff_ms: Some(300),
     }
+    .config(id, Path::new(&format!("seg-{id}")));
     let p = dir.join(format!("bridge-{id}.toml"));
     std::fs::write(&p, t).unwrap();
     p

@@ -314,25 +314,25 @@ fn start_bridge(a: &Args, dir: &Path, i: usize, segment: &Path) -> Result<Guarde
         .lines()
         .filter_map(|l| l.parse().ok())
         .collect();
-    let addr = |j: usize| {
-        format!(
-            "{}:{}",
-            pool::host_ip(j),
-            ports.get(j).copied().unwrap_or(0)
-        )
-    };
-    let id = i + 1;
-    let mut cfg = format!(
-        "cluster = \"scsp-demo\"\nhost_id = {id}\nlisten = \"{}\"\nsegment = \"{}\"\n\
-         cert = \"{c}/host-{id}.pem\"\nkey = \"{c}/host-{id}.key\"\nca = \"{c}/ca.pem\"\n\
-         heartbeat_ms = 500\nmax_backoff_ms = 500\n",
-        addr(i),
-        segment.display(),
-        c = certs.display()
-    );
-    for j in (0..a.hosts as usize).filter(|&j| j != i) {
-        cfg += &format!("[[peers]]\nid = {}\naddr = \"{}\"\n", j + 1, addr(j));
+    let addrs = (0..a.hosts as usize)
+        .map(|j| {
+            format!(
+                "{}:{}",
+                pool::host_ip(j),
+                ports.get(j).copied().unwrap_or(0)
+            )
+            .parse()
+            .map_err(|e| format!("bridge address of host {j}: {e}"))
+        })
+        .collect::<Result<Vec<std::net::SocketAddr>, String>>()?;
+    let cfg = scsp::bridge::config::Mesh {
+        cluster: "scsp-demo",
+        addrs: &addrs,
+        cert_dir: &certs,
+        heartbeat_ms: Some(500),
+        max_backoff_ms: Some(500),
     }
+    .config(i as u32 + 1, segment);
     let path = pool::host_dir(dir, i).join("bridge.toml");
     std::fs::write(&path, cfg).map_err(|e| e.to_string())?;
     let mut cmd = Command::new(scsp_exe()?);

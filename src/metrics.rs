@@ -40,119 +40,139 @@ pub fn render(s: &Snapshot) -> String {
             s.stats.host_id
         ),
     };
-    let st = s.stats;
-    let c = &st.counters;
-    let counters: [(&str, &str, u64); 11] = [
-        ("hits", "Lookups (get, take) that returned a value.", c.hits),
-        ("misses", "Lookups that found nothing usable.", c.misses),
-        ("puts", "Values stored.", c.puts),
-        ("takes", "Values handed out once by take.", c.takes),
-        ("removes", "Remove calls.", c.removes),
+    let (st, c) = (s.stats, &s.stats.counters);
+    use Kind::{Counter, Gauge};
+    // Prometheus values are float64 whatever their type.
+    let mut series: Vec<(&str, Kind, &str, f64)> = vec![
+        (
+            "hits",
+            Counter,
+            "Lookups (get, take) that returned a value.",
+            c.hits as f64,
+        ),
+        (
+            "misses",
+            Counter,
+            "Lookups that found nothing usable.",
+            c.misses as f64,
+        ),
+        ("puts", Counter, "Values stored.", c.puts as f64),
+        (
+            "takes",
+            Counter,
+            "Values handed out once by take.",
+            c.takes as f64,
+        ),
+        ("removes", Counter, "Remove calls.", c.removes as f64),
         (
             "too_large",
+            Counter,
             "Puts refused: value over max_value, or a bad key.",
-            c.too_large,
+            c.too_large as f64,
         ),
         (
             "evictions",
+            Counter,
             "Live entries pushed out of a full index bucket.",
-            c.evictions,
+            c.evictions as f64,
         ),
         (
             "expired",
+            Counter,
             "Lookups that found only an expired entry.",
-            c.expired,
+            c.expired as f64,
         ),
         (
             "written_bytes",
+            Counter,
             "Bytes appended to the logs by puts.",
-            c.bytes_written,
+            c.bytes_written as f64,
         ),
         (
             "lost",
+            Counter,
             "Puts that could not publish under contention.",
-            c.lost,
+            c.lost as f64,
         ),
         (
             "corrupt",
+            Counter,
             "Entries that failed verification; anything but 0: run scsp verify.",
-            c.corrupt,
+            c.corrupt as f64,
         ),
-    ];
-    for (name, help, v) in counters {
-        out.family(name, Kind::Counter, help);
-        out.sample(name, Kind::Counter, "", v);
-    }
-    let gauges: [(&str, &str, f64); 4] = [
+        (
+            "appended_bytes",
+            Counter,
+            "Bytes ever appended to the logs (puts, tombstones, peers' entries).",
+            st.appended_bytes as f64,
+        ),
         (
             "processes",
+            Gauge,
             "Processes attached to the segment.",
             c.processes as f64,
         ),
         (
             "log_capacity_bytes",
+            Gauge,
             "Bytes of session log, all shards.",
             st.capacity_bytes as f64,
         ),
         (
             "max_value_bytes",
+            Gauge,
             "Largest value a put accepts.",
             st.max_value as f64,
         ),
         (
             "log_fill_ratio",
+            Gauge,
             "Share of the log holding data (1 once every shard wrapped).",
             st.log_fill,
         ),
     ];
-    for (name, help, v) in gauges {
-        out.family(name, Kind::Gauge, help);
-        out.sample(name, Kind::Gauge, "", v);
-    }
-    let appended = "appended_bytes";
-    out.family(
-        appended,
-        Kind::Counter,
-        "Bytes ever appended to the logs (puts, tombstones, peers' entries).",
-    );
-    out.sample(appended, Kind::Counter, "", st.appended_bytes);
     if let Some(age) = s.log_age_secs {
-        let name = "log_age_seconds";
-        out.family(name, Kind::Gauge, "Age of the oldest entry in the log: how long sessions survive before the log wraps over them.");
-        out.sample(name, Kind::Gauge, "", age);
+        series.push(("log_age_seconds", Gauge, "Age of the oldest entry in the log: how long sessions survive before the log wraps over them.", age as f64));
     }
     if let Some(o) = s.occupancy {
-        let occupancy: [(&str, &str, u64); 4] = [
+        series.extend([
             (
                 "live_entries",
+                Gauge,
                 "Index words pointing at live entries.",
-                o.live_entries,
+                o.live_entries as f64,
             ),
-            ("live_bytes", "Log bytes those entries take.", o.live_bytes),
+            (
+                "live_bytes",
+                Gauge,
+                "Log bytes those entries take.",
+                o.live_bytes as f64,
+            ),
             (
                 "expired_entries",
+                Gauge,
                 "Index words pointing at expired entries.",
-                o.expired_entries,
+                o.expired_entries as f64,
             ),
             (
                 "stale_index_words",
+                Gauge,
                 "Index words whose entry the log overwrote.",
-                o.stale_words,
+                o.stale_words as f64,
             ),
-        ];
-        for (name, help, v) in occupancy {
-            out.family(name, Kind::Gauge, help);
-            out.sample(name, Kind::Gauge, "", v);
-        }
+        ]);
         if let Some(age) = o.oldest_age_secs {
-            let name = "oldest_entry_age_seconds";
-            out.family(
-                name,
-                Kind::Gauge,
-                "Age of the oldest live entry: how long sessions survive eviction.",
-            );
-            out.sample(name, Kind::Gauge, "", age);
+            series.push((
+                "oldest_entry_age_seconds",
+                Gauge,
+                "Age of the oldest live entry.",
+                age as f64,
+            ));
         }
+    }
+    for (name, kind, help, v) in series {
+        out.family(name, kind, help);
+        out.sample(name, kind, "", v);
     }
     if let Some(b) = s.bridge {
         out.family("bridge_up", Kind::Gauge, "1 while the bridge process runs.");

@@ -280,3 +280,31 @@ fn catch_up_does_not_resurrect_a_taken_session() {
         "taken ticket came back"
     );
 }
+
+#[test]
+fn bridge_stops_with_an_error_when_its_segment_is_replaced() {
+    let mut c = Cluster::prepare(Options {
+        hosts: 1,
+        ..Options::default()
+    });
+    c.host(1).start();
+    let h = &c.hosts[0];
+    eventually("bridge running", || {
+        scsp::bridge::status::read(&h.cache).is_some_and(|s| s.pid != 0)
+    });
+    // What docs/operations.md says to do on upgrade: remove, create anew.
+    std::fs::remove_file(&h.segment).unwrap();
+    scsp(&["create", h.segment.to_str().unwrap(), "--size", "4MiB"]);
+    let h = c.host(1);
+    let mut status = None;
+    eventually("bridge exits", || {
+        status = h.child.as_mut().unwrap().try_wait().unwrap();
+        status.is_some()
+    });
+    assert_eq!(status.unwrap().code(), Some(1), "{}", h.log_text());
+    assert!(
+        h.log_text().contains("removed or replaced"),
+        "{}",
+        h.log_text()
+    );
+}

@@ -29,6 +29,9 @@ use std::time::Duration;
 
 /// Most TLS handshakes in progress at once on the listener.
 const MAX_HANDSHAKES: usize = 32;
+/// How often the bridge checks that its segment file is still the one it
+/// mapped (an operator may remove it and create a new one).
+const SEGMENT_CHECK: Duration = Duration::from_secs(1);
 
 /// State shared by the bridge's threads.
 pub(crate) struct Shared {
@@ -169,8 +172,22 @@ pub fn run(
         let s = sh.clone();
         std::thread::spawn(move || serve_metrics(s, l));
     }
+    let mut checked = std::time::Instant::now();
+    let mut replaced = false;
     while !sh.stopping() {
         sh.status.alive(crate::clock::now_millis());
+        if checked.elapsed() >= SEGMENT_CHECK {
+            checked = std::time::Instant::now();
+            if sh.cache.segment().replaced() {
+                replaced = true;
+                sh.log(&format!(
+                    "segment {} was removed or replaced; stopping",
+                    sh.cfg.segment.display()
+                ));
+                sh.stop.store(true, Ordering::Relaxed);
+                break;
+            }
+        }
         match listener.accept() {
             Ok((sock, _)) => {
                 if sh.handshakes.fetch_add(1, Ordering::Relaxed) >= MAX_HANDSHAKES {
@@ -195,6 +212,15 @@ pub fn run(
     }
     sh.status.stopped();
     sh.log("stopped");
+    if replaced {
+        // An error, so a supervisor (systemd's Restart=on-failure) starts a
+        // bridge on the new segment; mirroring the old one would be silent.
+        return Err(format!(
+            "segment {} was removed or replaced while the bridge ran; restart the bridge to \
+             mirror the new one",
+            sh.cfg.segment.display()
+        ));
+    }
     Ok(())
 }
 

@@ -69,12 +69,18 @@ fn map(path: &Path, file: &File, len: u64) -> Result<memmap2::MmapRaw> {
     Ok(map)
 }
 
-fn segment_from_map(path: &Path, map: memmap2::MmapRaw, geo: Geometry) -> Segment {
+fn segment_from_map(
+    path: &Path,
+    file: &std::fs::Metadata,
+    map: memmap2::MmapRaw,
+    geo: Geometry,
+) -> Segment {
     Segment {
         base: map.as_ptr() as *const crate::sync::AtomicU64,
         len_words: geo.total_words(),
         geo,
         path: Some(path.to_path_buf()),
+        file_id: Some((file.dev(), file.ino())),
         _backing: Backing::Mapped(map),
     }
 }
@@ -138,7 +144,9 @@ impl Segment {
         file.set_len(geo.total_len)
             .map_err(|e| Error::io(path, "ftruncate", e))?;
         let map = map(path, &file, geo.total_len)?;
-        let seg = segment_from_map(path, map, geo);
+        // The link below gives `path` this very inode.
+        let meta = file.metadata().map_err(|e| Error::io(path, "fstat", e))?;
+        let seg = segment_from_map(path, &meta, map, geo);
         seg.write_header();
         std::fs::hard_link(tmp, path).map_err(|e| match e.kind() {
             io::ErrorKind::AlreadyExists => Error::AlreadyExists(path.to_path_buf()),
@@ -188,7 +196,7 @@ impl Segment {
         }
         words[H_STATE] = state;
         let geo = Geometry::from_header(path, &words, len)?;
-        Ok(segment_from_map(path, map, geo))
+        Ok(segment_from_map(path, &meta, map, geo))
     }
 
     /// Open the segment at `path`, creating it with `cfg` if there is none.

@@ -52,6 +52,8 @@ pub struct Segment {
     len_words: usize,
     geo: Geometry,
     path: Option<std::path::PathBuf>,
+    /// Device and inode of the mapped file, to notice it being replaced.
+    file_id: Option<(u64, u64)>,
     _backing: Backing,
 }
 
@@ -76,6 +78,7 @@ impl Segment {
             len_words: words.len(),
             geo,
             path: None,
+            file_id: None,
             _backing: Backing::Heap(words),
         };
         seg.write_header();
@@ -112,6 +115,22 @@ impl Segment {
     /// The file behind the segment, if it is mapped from one.
     pub fn path(&self) -> Option<&std::path::Path> {
         self.path.as_deref()
+    }
+
+    /// Whether the path no longer names the mapped file: it was removed, or
+    /// replaced by a new segment (docs/operations.md, "Upgrades"). Servers
+    /// and the bridge keep using the old mapping until they reopen, so a
+    /// long-running process should check this and reopen. A heap segment
+    /// never is; a failure other than "not found" is not taken as replaced.
+    pub fn replaced(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let (Some(path), Some(id)) = (&self.path, self.file_id) else {
+            return false;
+        };
+        match std::fs::symlink_metadata(path) {
+            Ok(m) => (m.dev(), m.ino()) != id,
+            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+        }
     }
 
     /// Shard tails: one word per shard, each on its own cache line.

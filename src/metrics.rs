@@ -4,8 +4,8 @@
 //! `scsp stats --prometheus` prints it, for node_exporter's textfile collector
 //! on hosts without a bridge; the bridge's `metrics` endpoint serves it. Every
 //! series carries the labels `segment` (the file) and `host` (its host id).
-//! Table counters are sums over the per-process counter slots; bridge
-//! counters restart from 0 when the bridge restarts.
+//! Table counters only grow (see [`crate::stats`]); bridge counters restart
+//! from 0 when the bridge restarts.
 
 use crate::bridge::status::{BridgeStatus, Kind, FIELDS};
 use crate::table::Occupancy;

@@ -3,9 +3,11 @@
 //! Each process that opens the segment claims a slot (CAS of the owner word
 //! from 0 to its pid) and from then on bumps only its own counters, so `get`
 //! adds no cache line shared with other processes. Readers of statistics sum
-//! every slot. Slot 0 is never owned: it collects the counts of processes
-//! that closed the segment or died (folded in when their slot is reused), and
-//! takes the counts of processes that found no free slot.
+//! every slot. Counts stay in their slot when its process closes the
+//! segment or dies; the next owner adds to them. So every slot, and the sum,
+//! only grows, which monitoring reads as a counter (a count moved between
+//! slots could make a concurrent sum dip). Slot 0 is never owned: processes
+//! that found no free slot share it.
 //!
 //! After `fork()` a child must not keep bumping its parent's slot; a
 //! `pthread_atfork` child handler bumps `FORK_GENERATION`, and the next
@@ -90,18 +92,6 @@ fn pid_is_dead(pid: u64) -> bool {
     rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
 }
 
-/// Add a slot's counters into slot 0 and zero them.
-fn fold_into_retired(seg: &Segment, slot: usize) {
-    if slot == 0 {
-        return;
-    }
-    let (from, to) = (slot_words(seg, slot), slot_words(seg, 0));
-    for c in 1..=COUNTERS {
-        let v = from[c].swap(0, Ordering::Relaxed);
-        to[c].fetch_add(v, Ordering::Relaxed);
-    }
-}
-
 impl Slot {
     pub(crate) fn claim(seg: &Segment) -> Slot {
         register_fork_handler();
@@ -137,7 +127,6 @@ impl Slot {
                         .compare_exchange(current, me, Ordering::AcqRel, Ordering::Relaxed)
                         .is_ok()
                 {
-                    fold_into_retired(seg, s);
                     chosen = s;
                     break;
                 }
@@ -161,8 +150,9 @@ impl Slot {
         slot_words(seg, slot)[1 + c as usize].fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Give the slot back, keeping its counts in slot 0. Only the process that
-    /// claimed it releases it (a forked child that never counted does not).
+    /// Give the slot back; its counts stay for the next owner to add to.
+    /// Only the process that claimed it releases it (a forked child that
+    /// never counted does not).
     pub(crate) fn release(&self, seg: &Segment) {
         if self.generation.load(std::sync::atomic::Ordering::Relaxed)
             != FORK_GENERATION.load(std::sync::atomic::Ordering::Relaxed)
@@ -171,7 +161,6 @@ impl Slot {
         }
         let slot = self.index.load(std::sync::atomic::Ordering::Relaxed);
         if slot != 0 {
-            fold_into_retired(seg, slot);
             slot_words(seg, slot)[0].store(0, Ordering::Release);
         }
     }
@@ -232,5 +221,29 @@ pub(crate) fn sum(seg: &Segment) -> Counters {
         lost: t[Counter::Lost as usize],
         corrupt: t[Counter::Corrupt as usize],
         processes,
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::segment::Geometry;
+
+    #[test]
+    fn counts_stay_when_a_slot_changes_hands() {
+        let seg = Segment::heap(Geometry::tiny(1, 64, 4096, 256));
+        let first = Slot::claim(&seg);
+        first.add(&seg, Counter::Hits, 5);
+        let slot = first.index.load(std::sync::atomic::Ordering::Relaxed);
+        assert_ne!(slot, 0);
+        first.release(&seg);
+        let after = sum(&seg);
+        assert_eq!((after.hits, after.processes), (5, 0));
+        // The next process takes the same slot and adds to what is there.
+        let next = Slot::claim(&seg);
+        assert_eq!(next.index.load(std::sync::atomic::Ordering::Relaxed), slot);
+        next.add(&seg, Counter::Hits, 1);
+        let now = sum(&seg);
+        assert_eq!((now.hits, now.processes), (6, 1));
     }
 }

@@ -212,6 +212,15 @@ int scsp_remove(scsp_cache *c, const uint8_t *key, size_t key_len);
 int scsp_stats(scsp_cache *c, struct scsp_stats *out);
 
 /*
+ * Whether the segment's path no longer names the file this handle maps: it
+ * was removed, or replaced by a new segment (an upgrade). The handle keeps
+ * working on the old file, which no new process will open; reopen to follow.
+ * Makes a system call (stat): call it on reload or from a timer, not per
+ * handshake. Returns 1 (replaced), 0 (not), SCSP_E_INVAL (NULL c).
+ */
+int scsp_replaced(scsp_cache *c);
+
+/*
  * SHARED TICKET KEYS (stateless resumption, RFC 5077 / TLS 1.3 tickets)
  *
  * Every process (and, through the bridge, every host) using the segment sees

@@ -367,6 +367,21 @@ pub unsafe extern "C" fn scsp_stats(c: *mut scsp_cache, out: *mut scsp_stats) ->
     })
 }
 
+/// Whether the segment's path still names the mapped file. See `scsp.h`.
+///
+/// # Safety
+/// `c` NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn scsp_replaced(c: *mut scsp_cache) -> c_int {
+    guard(|| {
+        // SAFETY: contract of this function.
+        match unsafe { handle(c, "scsp_replaced") } {
+            Ok(h) => c_int::from(h.cache.segment().replaced()),
+            Err(e) => e,
+        }
+    })
+}
+
 // The four functions below need no catch_unwind: they only return pointers
 // to statics or thread-local storage (reached with try_with/try_borrow), and
 // nothing in them can panic.

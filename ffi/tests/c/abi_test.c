@@ -246,6 +246,24 @@ static void check_remove_and_stats(scsp_cache *c)
     CHECK(s.log_fill > 0.0 && s.log_fill <= 1.0);
 }
 
+static void check_replaced(void)
+{
+    scsp_cache *c = open_small("replaced");
+    scsp_cache *again = NULL;
+    CHECK(scsp_replaced(NULL) == SCSP_E_INVAL);
+    CHECK(scsp_replaced(c) == 0);
+    /* An upgrade: the file is removed and a new segment made at the path. */
+    CHECK(unlink(in_dir("replaced")) == 0);
+    CHECK(scsp_replaced(c) == 1);
+    again = open_small("replaced");
+    CHECK(scsp_replaced(c) == 1);
+    CHECK(scsp_replaced(again) == 0);
+    /* The old handle still works, on the old file. */
+    CHECK(scsp_put(c, K("k"), K("v"), 60) == SCSP_OK);
+    scsp_close(again);
+    scsp_close(c);
+}
+
 static void check_ticket_key_arguments(scsp_cache *c)
 {
     scsp_ticket_key k;
@@ -434,6 +452,7 @@ int main(int argc, char **argv)
     scsp_close(c);
     scsp_close(NULL);
     check_ticket_key_rotation();
+    check_replaced();
     check_rust_interop();
     printf("abi_test: %d checks passed\n", checks);
     return 0;

@@ -214,3 +214,47 @@ fn serve_on_one_shared_socket_resumes_whichever_worker_accepts() {
         );
     }
 }
+
+#[test]
+fn serve_workers_move_to_a_segment_created_anew() {
+    let setup = Setup::small();
+    let serve = Serve::start(&setup, "1.2", "off", "replace-test");
+    let (old_pid, port) = serve.workers[0];
+    let client = Client::new(&setup, "12");
+    assert_eq!(client.connect(port).pid, old_pid);
+    // The upgrade of docs/operations.md: remove the segment, create anew.
+    std::fs::remove_file(&setup.seg).unwrap();
+    let config = scsp::Config {
+        size: 1 << 20,
+        shards: 2,
+        ..scsp::Config::default()
+    };
+    let fresh = scsp::Cache::create(&setup.seg, &config).unwrap();
+    // A worker checks between connections, at most once a second, then
+    // exits for the supervisor to start one on the new segment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let seen = loop {
+        let seen = client.connect(port);
+        if seen.pid != old_pid || std::time::Instant::now() > deadline {
+            break seen;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_ne!(seen.pid, old_pid, "worker 0 kept the removed segment");
+    // The new worker has never seen the client's session: a full handshake,
+    // whose session lands in the new segment.
+    assert_eq!(seen.kind, HandshakeKind::Full);
+    assert!(
+        fresh.stats().counters.puts > 0,
+        "nothing reached the new segment"
+    );
+    // The other worker moves too, and the pool resumes again on the new one.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while client.connect(serve.workers[1].1).kind != HandshakeKind::Resumed {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "worker 1 never resumed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

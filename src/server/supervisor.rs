@@ -60,18 +60,33 @@ fn bind_all(opts: &ServeOptions) -> Result<Vec<TcpListener>> {
         .collect()
 }
 
+/// A worker's exit status asking to be started again, not counted as a
+/// failure: its segment was replaced and a new worker opens the new one.
+const EXIT_REOPEN: i32 = 3;
+
 fn spawn(opts: &ServeOptions, listener: &TcpListener, index: usize) -> Result<Pid> {
     // SAFETY: the supervisor is single-threaded when it forks, so the child
     // may run arbitrary code; the child never returns from this function.
     match unsafe { fork() }.map_err(|e| Error::Config(format!("fork failed: {e}")))? {
         ForkResult::Parent { child } => Ok(child),
         ForkResult::Child => {
-            let code = match worker::run(opts, listener, index) {
-                Ok(()) => 0,
-                Err(e) => {
+            // A panic must end this child here: unwinding out of `spawn`
+            // would run the supervisor's loop in the worker.
+            let run = std::panic::AssertUnwindSafe(|| worker::run(opts, listener, index));
+            let code = match std::panic::catch_unwind(run) {
+                Ok(Ok(())) => {
+                    eprintln!(
+                        "scsp serve: worker {index}: the segment file was removed or replaced; \
+                         restarting on the new one"
+                    );
+                    EXIT_REOPEN
+                }
+                Ok(Err(e)) => {
                     eprintln!("scsp serve: worker {index}: {e}");
                     1
                 }
+                // The panic hook has printed the message.
+                Err(_) => 101,
             };
             // SAFETY: _exit ends the child without running the parent's
             // atexit handlers or destructors twice.
@@ -111,6 +126,15 @@ pub fn run(opts: &ServeOptions) -> Result<()> {
     let mut restarts: Vec<Instant> = Vec::new();
     while !STOP.load(Ordering::SeqCst) {
         match waitpid(None, None) {
+            Ok(WaitStatus::Exited(pid, EXIT_REOPEN)) => {
+                // Not a failure: every worker may do this at once.
+                if let Some(i) = pids.iter().position(|p| *p == pid) {
+                    if STOP.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    pids[i] = spawn(opts, listener_of(i), i)?;
+                }
+            }
             Ok(WaitStatus::Exited(pid, _)) | Ok(WaitStatus::Signaled(pid, _, _)) => {
                 let Some(i) = pids.iter().position(|p| *p == pid) else {
                     continue;

@@ -10,9 +10,12 @@ use rustls::HandshakeKind;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often, at most, a worker checks that its segment is still the file
+/// at its path.
+const SEGMENT_CHECK: Duration = Duration::from_secs(1);
 const MAX_REQUEST: usize = 8 << 10;
 
 fn load_certs(
@@ -41,8 +44,11 @@ fn load_certs(
     Ok((certs, key))
 }
 
-/// Build the TLS configuration a worker serves with.
-pub(super) fn server_config(opts: &ServeOptions) -> Result<ServerConfig> {
+/// Build the TLS configuration a worker serves with, and the shared segment
+/// it uses, if any.
+pub(super) fn server_config(
+    opts: &ServeOptions,
+) -> Result<(ServerConfig, Option<Arc<crate::Cache>>)> {
     let (certs, key) = load_certs(opts)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let versions: &[&rustls::SupportedProtocolVersion] = match opts.versions {
@@ -56,6 +62,7 @@ pub(super) fn server_config(opts: &ServeOptions) -> Result<ServerConfig> {
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| Error::Config(format!("--cert/--key do not form a usable pair: {e}")))?;
+    let mut shared = None;
     match &opts.cache {
         SessionCache::Private => {
             cfg.session_storage = rustls::server::ServerSessionMemoryCache::new(4096);
@@ -81,6 +88,7 @@ pub(super) fn server_config(opts: &ServeOptions) -> Result<ServerConfig> {
         }
         SessionCache::Shared { segment, config } => {
             let cache = Arc::new(crate::Cache::open_or_create(segment, config)?);
+            shared = Some(cache.clone());
             cfg.session_storage = Arc::new(crate::rustls::SessionStore::new(
                 cache.clone(),
                 &opts.context_id,
@@ -95,7 +103,7 @@ pub(super) fn server_config(opts: &ServeOptions) -> Result<ServerConfig> {
         }
     }
     cfg.send_tls13_tickets = 1;
-    Ok(cfg)
+    Ok((cfg, shared))
 }
 
 /// Check certificate, key and cache settings before any worker starts.
@@ -121,11 +129,15 @@ fn become_worker() {
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) };
 }
 
-/// The worker's main loop. Returns only on a fatal error.
+/// The worker's main loop. Returns an error when it cannot go on, and
+/// `Ok` when its segment was removed or replaced: the supervisor then starts
+/// a worker that opens the new one (docs/operations.md, "Upgrades").
 pub(super) fn run(opts: &ServeOptions, listener: &TcpListener, _index: usize) -> Result<()> {
     become_worker();
-    let config = Arc::new(server_config(opts)?);
+    let (config, cache) = server_config(opts)?;
+    let config = Arc::new(config);
     let pid = std::process::id();
+    let mut checked = Instant::now();
     loop {
         let (sock, _) = match listener.accept() {
             Ok(s) => s,
@@ -134,6 +146,13 @@ pub(super) fn run(opts: &ServeOptions, listener: &TcpListener, _index: usize) ->
         };
         // A failed connection only ends that connection.
         let _ = serve_one(sock, &config, pid);
+        // Between connections, at most once a second: one stat call.
+        if checked.elapsed() >= SEGMENT_CHECK {
+            checked = Instant::now();
+            if cache.as_ref().is_some_and(|c| c.segment().replaced()) {
+                return Ok(());
+            }
+        }
     }
 }
 

@@ -104,9 +104,13 @@ fn create_if_missing_keeps_the_same_segment_and_refuses_another() {
         "{text}"
     );
     assert_eq!(cache.get_vec(b"k").as_deref(), Some(&b"v"[..]));
-    // Without the flag an existing file is an error, as before.
+    // Without the flag an existing file is an error that names the flag.
     let (code, text) = scsp(&["create", seg, "--size", "4MiB"]);
     assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("already exists") && text.contains("--if-missing"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -136,9 +136,7 @@ pub struct Mesh<'a> {
 impl Mesh<'_> {
     /// The TOML text of host `id`'s configuration, working on `segment`.
     pub fn config(&self, id: u32, segment: &Path) -> String {
-        let listen = (id as usize)
-            .checked_sub(1)
-            .and_then(|i| self.addrs.get(i));
+        let listen = (id as usize).checked_sub(1).and_then(|i| self.addrs.get(i));
         let raw = Raw {
             cluster: self.cluster.to_string(),
             host_id: id.into(),

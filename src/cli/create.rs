@@ -68,6 +68,9 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
     };
     let cache = match Cache::create(&a.path, &cfg) {
         Err(scsp::Error::AlreadyExists(_)) if a.if_missing => return keep_existing(&a.path, &cfg),
+        Err(e @ scsp::Error::AlreadyExists(_)) => {
+            return Err(format!("{e} (--if-missing accepts one made with the same flags)").into())
+        }
         other => other?,
     };
     let s = cache.stats();

@@ -174,6 +174,10 @@ impl Cache {
             cur.pos = resync;
             cur.stalled = None;
         }
+        if cur.pos >= t {
+            // Nothing new (the bridge's idle poll): no scratch buffer.
+            return prog;
+        }
         let mut scratch = vec![0u8; self.max_value + MAX_KEY + 8];
         let mut got = 0;
         // Bounded: each step advances pos by at least one word, or returns.

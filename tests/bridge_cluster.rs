@@ -57,7 +57,8 @@ fn put_on_one_host_is_readable_on_the_others_and_removals_follow() {
     // No loop: what A sent to B equals what B received from A.
     eventually("counters settle", || {
         let sent = a.peer_status(2).get("sent_entries");
-        sent > 0 && sent == b.peer_status(1).get("received_entries")
+        let got = b.peer_status(1);
+        sent > 0 && sent == got.get("received_entries") + got.get("unchanged_entries")
     });
     assert_eq!(b.peer_status(1).get("sent_entries"), 0, "B re-sent nothing");
 }
@@ -100,6 +101,40 @@ fn killed_bridge_restarts_catches_up_and_converges() {
 }
 
 #[test]
+fn a_reconnect_replays_the_window_without_storing_it_again() {
+    let mut c = Cluster::start(Options {
+        hosts: 2,
+        ..Options::default()
+    });
+    c.wait_connected();
+    for i in 0..100u32 {
+        let k = format!("k{i}");
+        assert_eq!(
+            c.hosts[0].cache.put(k.as_bytes(), b"v", 300),
+            scsp::Stored::Ok
+        );
+    }
+    assert!(c.hosts[0].cache.remove(b"k0"));
+    eventually("B holds A's entries", || {
+        let b = &c.hosts[1];
+        b.get(b"k0").is_none() && (1..100u32).all(|i| b.get(format!("k{i}").as_bytes()).is_some())
+    });
+    let tails = |h: &Host| -> u64 { (0..h.cache.shards()).map(|s| h.cache.log_tail(s)).sum() };
+    let before = tails(&c.hosts[1]);
+    // B's bridge restarts: A's new feed replays its window (99 live puts
+    // and the tombstone), all of which B already holds.
+    c.host(2).kill9();
+    c.host(2).start();
+    let b = &c.hosts[1];
+    eventually("B counts the replay as already here", || {
+        b.peer_status(1).get("unchanged_entries") == 100
+    });
+    assert_eq!(b.peer_status(1).get("received_entries"), 0, "{}", c.logs());
+    assert_eq!(tails(b), before, "the replay appended to B's log");
+    assert!((1..100u32).all(|i| b.get(format!("k{i}").as_bytes()).is_some()));
+}
+
+#[test]
 fn peer_down_while_the_log_wraps_converges_and_counts_lost_words() {
     // A small log so that A's puts overwrite what B never got.
     let mut c = Cluster::start(Options {
@@ -128,9 +163,22 @@ fn peer_down_while_the_log_wraps_converges_and_counts_lost_words() {
     // Converged on the recent entries. (Not on all of A's window: B's
     // segment has the same size but another hash seed, so a full window of
     // A's spreads unevenly over B's shards and may overflow one of them.)
-    eventually("B holds A's recent entries", || {
-        (1950..2000u32).all(|i| b.get(format!("k{i}").as_bytes()).is_some())
+    let missing = |h: &Host| -> Vec<u32> {
+        (1950..2000u32)
+            .filter(|i| h.get(format!("k{i}").as_bytes()).is_none())
+            .collect()
+    };
+    let recent_on_b = (0..1500).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        missing(b).is_empty()
     });
+    assert!(
+        recent_on_b,
+        "B lacks {:?}; A lacks {:?}\n{}",
+        missing(b),
+        missing(a),
+        c.logs()
+    );
 }
 
 #[test]

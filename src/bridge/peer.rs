@@ -539,16 +539,27 @@ fn apply(sh: &Shared, idx: usize, peer_id: u32, entries: &[WireEntry]) -> Result
             return Err("malformed frame: expiry too far in the future".into());
         }
     }
-    let (mut applied, mut dropped) = (0, 0);
+    // Every (re)connection replays the sender's window: what is already
+    // here is not stored again, so a replay does not evict live entries.
+    let (mut applied, mut dropped, mut unchanged) = (0, 0, 0);
+    let mut scratch = Vec::new();
     for e in entries {
         if e.flags & wire::WIRE_TOMBSTONE != 0 {
-            sh.cache.unlink_key(&e.key);
-            let _ = sh
-                .cache
-                .put_entry(&e.key, &[], e.expiry, e.origin, FLAG_TOMBSTONE);
-            applied += 1;
+            if sh.cache.unlink_key(&e.key) {
+                let _ = sh
+                    .cache
+                    .put_entry(&e.key, &[], e.expiry, e.origin, FLAG_TOMBSTONE);
+                applied += 1;
+            } else {
+                unchanged += 1;
+            }
         } else if e.expiry < now {
             dropped += 1;
+        } else if sh
+            .cache
+            .holds(&e.key, &e.value, e.expiry, e.origin, &mut scratch)
+        {
+            unchanged += 1;
         } else {
             match sh.cache.put_entry(&e.key, &e.value, e.expiry, e.origin, 0) {
                 Stored::Ok => applied += 1,
@@ -558,5 +569,6 @@ fn apply(sh: &Shared, idx: usize, peer_id: u32, entries: &[WireEntry]) -> Result
     }
     sh.status.add(idx, Field::Received, applied);
     sh.status.add(idx, Field::Dropped, dropped);
+    sh.status.add(idx, Field::Unchanged, unchanged);
     Ok(())
 }

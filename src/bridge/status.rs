@@ -39,7 +39,7 @@ pub enum Field {
     Connected = 1,
     /// Entries sent to the peer.
     Sent = 2,
-    /// Entries received from the peer and applied.
+    /// Entries received from the peer and stored here.
     Received = 3,
     /// Entries received but not applied (expired, too large for this segment).
     Dropped = 4,
@@ -61,6 +61,9 @@ pub enum Field {
     SkippedWords = 12,
     /// Successful connections (including the first).
     Connects = 13,
+    /// Entries received that changed nothing here (already held, or a
+    /// tombstone for a key not here), so not stored again.
+    Unchanged = 14,
 }
 
 /// How a field behaves over time, for monitoring systems.
@@ -73,7 +76,7 @@ pub enum Kind {
 }
 
 /// Every field read back: its word, its name and its kind.
-pub const FIELDS: [(Field, &str, Kind); 13] = [
+pub const FIELDS: [(Field, &str, Kind); 14] = [
     (Field::Connected, "connected", Kind::Gauge),
     (Field::Sent, "sent_entries", Kind::Counter),
     (Field::Received, "received_entries", Kind::Counter),
@@ -87,6 +90,7 @@ pub const FIELDS: [(Field, &str, Kind); 13] = [
     (Field::Refused, "refused", Kind::Counter),
     (Field::SkippedWords, "skipped_words", Kind::Counter),
     (Field::Connects, "connects", Kind::Counter),
+    (Field::Unchanged, "unchanged_entries", Kind::Counter),
 ];
 
 /// The writer side, owned by the running bridge.

@@ -150,7 +150,7 @@ fn print_bridge(b: &scsp::bridge::status::BridgeStatus, now_ms: u64) {
     );
     for p in &b.peers {
         println!(
-            "  peer {:<6}  {}, sent {}, received {}, dropped {}, lag {} entries / {:.2} ms, \
+            "  peer {:<6}  {}, sent {}, received {} ({} already here), dropped {}, lag {} entries / {:.2} ms, \
              backlog {} words, lost {} words behind the window, {} reconnects, {} refused",
             p.id,
             if b.connected(p, now_ms) {
@@ -160,6 +160,7 @@ fn print_bridge(b: &scsp::bridge::status::BridgeStatus, now_ms: u64) {
             },
             p.get("sent_entries"),
             p.get("received_entries"),
+            p.get("unchanged_entries"),
             p.get("dropped_entries"),
             p.get("lag_entries"),
             p.get("lag_micros") as f64 / 1000.0,

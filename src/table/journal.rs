@@ -266,6 +266,25 @@ mod tests {
     }
 
     #[test]
+    fn holds_only_the_exact_published_entry() {
+        let c = cache();
+        let exp = crate::clock::now_secs() + 60;
+        let mut buf = Vec::new();
+        let before = c.stats().counters;
+        assert!(!c.holds(b"k", b"v1", exp, 2, &mut buf));
+        assert_eq!(c.put_entry(b"k", b"v1", exp, 2, 0), crate::Stored::Ok);
+        assert!(c.holds(b"k", b"v1", exp, 2, &mut buf));
+        assert!(!c.holds(b"k", b"v2", exp, 2, &mut buf));
+        assert!(!c.holds(b"k", b"v1x", exp, 2, &mut buf));
+        assert!(!c.holds(b"k", b"v1", exp + 1, 2, &mut buf));
+        assert!(!c.holds(b"k", b"v1", exp, 3, &mut buf));
+        let after = c.stats().counters;
+        assert_eq!((after.hits, after.misses), (before.hits, before.misses));
+        assert!(c.remove(b"k"));
+        assert!(!c.holds(b"k", b"v1", exp, 2, &mut buf));
+    }
+
+    #[test]
     fn reads_puts_and_tombstones_in_order() {
         let c = cache();
         assert_eq!(c.put(b"a", b"one", 60), crate::Stored::Ok);

@@ -398,6 +398,31 @@ impl Cache {
         self.with_vec(|buf| self.get(key, buf))
     }
 
+    /// Is `value`, with this expiry and origin, already `key`'s published
+    /// entry? The bridge asks before applying a peer's entry, so that a
+    /// catch-up replaying what is already here does not append it again and
+    /// push live entries out of the log. Counts no hit or miss.
+    pub(crate) fn holds(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        expiry: u64,
+        origin: u32,
+        scratch: &mut Vec<u8>,
+    ) -> bool {
+        scratch.clear();
+        scratch.resize(value.len(), 0);
+        match self.probe(key, scratch) {
+            Probe::Hit(f) => {
+                f.header.value_len == value.len()
+                    && f.header.expiry == expiry
+                    && f.header.origin == origin
+                    && scratch[..] == *value
+            }
+            Probe::Small(_) | Probe::Miss => false,
+        }
+    }
+
     /// Remove and return the value for `key`. Of any number of processes
     /// taking the same entry at once, exactly one gets it.
     pub fn take(&self, key: &[u8], buf: &mut [u8]) -> Lookup {

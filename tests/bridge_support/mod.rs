@@ -119,6 +119,8 @@ pub struct Options {
     pub size: &'static str,
     /// Per host id: a cluster-name override.
     pub cluster_of: Vec<(u32, String)>,
+    /// Per host id: a segment-size override.
+    pub size_of: Vec<(u32, &'static str)>,
 }
 
 impl Default for Options {
@@ -128,6 +130,7 @@ impl Default for Options {
             cluster: "test".into(),
             size: "1MiB",
             cluster_of: vec![],
+            size_of: vec![],
         }
     }
 }
@@ -183,11 +186,16 @@ impl Cluster {
         let mut hosts = Vec::new();
         for id in 1..=o.hosts {
             let seg = dir.path().join(format!("seg-{id}"));
+            let size = o
+                .size_of
+                .iter()
+                .find(|(i, _)| *i == id)
+                .map_or(o.size, |(_, s)| *s);
             scsp(&[
                 "create",
                 seg.to_str().unwrap(),
                 "--size",
-                o.size,
+                size,
                 "--shards",
                 "2",
                 "--host-id",

@@ -35,6 +35,8 @@ const IDLE_AFTER: Duration = Duration::from_millis(100);
 const MAX_IN_FLIGHT: usize = 32;
 /// First reconnection delay.
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
+/// Entries of a received batch whose index buckets are fetched ahead.
+const PREFETCH_AHEAD: usize = 8;
 /// Expiry further ahead than this (seconds) is refused as malformed.
 const MAX_EXPIRY_AHEAD: u64 = 400 * 24 * 3600;
 
@@ -543,7 +545,10 @@ fn apply(sh: &Shared, idx: usize, peer_id: u32, entries: &[WireEntry]) -> Result
     // here is not stored again, so a replay does not evict live entries.
     let (mut applied, mut dropped, mut unchanged) = (0, 0, 0);
     let mut scratch = Vec::new();
-    for e in entries {
+    for (i, e) in entries.iter().enumerate() {
+        if let Some(ahead) = entries.get(i + PREFETCH_AHEAD) {
+            sh.cache.prefetch_bucket(&ahead.key);
+        }
         if e.flags & wire::WIRE_TOMBSTONE != 0 {
             if sh.cache.unlink_key(&e.key) {
                 let _ = sh

@@ -423,6 +423,15 @@ impl Cache {
         }
     }
 
+    /// Start fetching `key`'s index bucket for writing, a few keys ahead of
+    /// `holds` and `put_entry` of it: the bridge applies a batch this way,
+    /// so that the bucket misses overlap instead of coming one by one.
+    pub(crate) fn prefetch_bucket(&self, key: &[u8]) {
+        if !key.is_empty() && key.len() <= MAX_KEY {
+            prefetch::<FOR_WRITE>(self.seg.bucket(self.locate(key).bucket), 0, 1);
+        }
+    }
+
     /// Remove and return the value for `key`. Of any number of processes
     /// taking the same entry at once, exactly one gets it.
     pub fn take(&self, key: &[u8], buf: &mut [u8]) -> Lookup {

@@ -168,6 +168,7 @@ impl LocalFeed {
     pub fn fill(&mut self, cache: &Cache, b: &mut EntriesBuilder) -> FeedProgress {
         let mut prog = FeedProgress::default();
         let now = now_secs();
+        let clock = Instant::now();
         let shards = self.cursors.len();
         let mut idle_shards = 0;
         // Bounded: each round either adds entries or marks a shard idle.
@@ -189,7 +190,7 @@ impl LocalFeed {
             self.next_shard = self.next_shard.wrapping_add(1);
             let mut batch = std::mem::take(&mut self.scratch);
             batch.clear();
-            self.shards[s].sample(Instant::now(), cache.log_tail(s));
+            self.shards[s].sample(clock, cache.log_tail(s));
             // Read more only while nothing of this shard is held back, so
             // the held queue stays bounded by one read.
             if self.shards[s].held.is_empty() {

@@ -428,6 +428,7 @@ fn replicate(
     let mut last_activity = Instant::now();
     let mut last_keys_check = Instant::now() - KEYS_CHECK;
     let mut sent_key_names: Vec<[u8; 16]> = Vec::new();
+    let mut b = EntriesBuilder::new(1);
     loop {
         if sh.stopping() {
             return Ok(());
@@ -437,7 +438,7 @@ fn replicate(
         }
         // Send: one batch per turn, while the peer keeps up.
         if inflight.batches.len() < MAX_IN_FLIGHT {
-            let mut b = EntriesBuilder::new(seq + 1);
+            b.restart(seq + 1);
             let p = feed.fill(&sh.cache, &mut b);
             sh.status.add(idx, Field::LostWords, p.lost_words);
             sh.status.add(idx, Field::SkippedWords, p.skipped_words);
@@ -445,7 +446,7 @@ fn replicate(
             if !b.is_empty() {
                 seq += 1;
                 let n = b.len() as u64;
-                link.send(&b.finish())?;
+                link.send(b.frame())?;
                 inflight.batches.push_back((seq, Instant::now(), n));
                 inflight.entries += n;
                 sh.status.add(idx, Field::Sent, n);

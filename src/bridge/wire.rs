@@ -220,6 +220,7 @@ impl EntriesBuilder {
         buf.push(T_ENTRIES);
         buf.extend_from_slice(&seq.to_be_bytes());
         buf.extend_from_slice(&[0; 2]);
+        debug_assert_eq!(buf.len(), ENTRIES_AT);
         EntriesBuilder { buf, count: 0 }
     }
 
@@ -257,12 +258,30 @@ impl EntriesBuilder {
 
     /// The finished frame.
     pub fn finish(mut self) -> Vec<u8> {
+        self.frame();
+        self.buf
+    }
+
+    /// The frame so far, length and count filled in. The builder can go on
+    /// from here, or [`EntriesBuilder::restart`].
+    pub fn frame(&mut self) -> &[u8] {
         let len = (self.buf.len() - 4) as u32;
         self.buf[..4].copy_from_slice(&len.to_be_bytes());
         self.buf[13..15].copy_from_slice(&self.count.to_be_bytes());
-        self.buf
+        &self.buf
+    }
+
+    /// Empty, as batch `seq`, keeping the allocation (a sender calls this
+    /// every poll, mostly to find nothing to send).
+    pub fn restart(&mut self, seq: u64) {
+        self.buf.truncate(ENTRIES_AT);
+        self.buf[5..13].copy_from_slice(&seq.to_be_bytes());
+        self.count = 0;
     }
 }
+
+/// Where an ENTRIES frame's first entry starts: length, type, seq, count.
+const ENTRIES_AT: usize = 4 + ENTRIES_FIXED;
 
 /// A cursor over a frame body; every read is bounds-checked.
 struct Body<'a>(&'a [u8]);
@@ -470,6 +489,20 @@ impl FrameReader {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_restarted_builder_makes_the_same_frame_as_a_new_one() {
+        let mut reused = EntriesBuilder::new(1);
+        reused.push(0, 9, 1, b"old", &[1; 300]);
+        let _ = reused.frame();
+        reused.restart(42);
+        reused.push(WIRE_TOMBSTONE, 7, 3, b"key", b"");
+        let mut fresh = EntriesBuilder::new(42);
+        fresh.push(WIRE_TOMBSTONE, 7, 3, b"key", b"");
+        assert_eq!(reused.frame(), &fresh.finish()[..]);
+        reused.restart(43);
+        assert!(reused.is_empty());
+    }
 
     fn read_all(bytes: &[u8]) -> Result<Vec<Frame>, WireError> {
         let mut r = FrameReader::new();

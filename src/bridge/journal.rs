@@ -212,6 +212,13 @@ impl LocalFeed {
         prog
     }
 
+    /// Nothing read and not yet sent, nothing held back, nothing unread.
+    pub fn caught_up(&self, cache: &Cache) -> bool {
+        self.pending.is_empty()
+            && self.shards.iter().all(|s| s.held.is_empty())
+            && self.backlog(cache) == 0
+    }
+
     fn backlog(&self, cache: &Cache) -> u64 {
         self.cursors
             .iter()

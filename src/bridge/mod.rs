@@ -9,13 +9,15 @@
 //! Full mesh with exactly one connection per pair: a bridge dials the peers
 //! whose id is higher than its own and accepts those whose id is lower.
 //! Threads, no async runtime: one acceptor, one thread per connection
-//! (dialled or accepted), one optional metrics thread.
+//! (dialled or accepted), one that wakes idle connections when the local
+//! logs grow (`wake`), one optional metrics thread.
 
 pub mod config;
 pub mod journal;
 mod peer;
 pub mod status;
 pub mod tls;
+mod wake;
 pub mod wire;
 
 pub use config::{BridgeConfig, ConfigError};
@@ -48,6 +50,8 @@ pub(crate) struct Shared {
     connected_once: Vec<AtomicBool>,
     /// Per peer: where its last connection's feed stopped reading.
     saved: Vec<Mutex<Option<Vec<u64>>>>,
+    /// Per peer: how the watcher wakes its idle connection.
+    wakers: Vec<wake::Waker>,
     handshakes: AtomicUsize,
 }
 
@@ -151,6 +155,9 @@ pub fn run(
         generation: (0..n).map(|_| AtomicU64::new(0)).collect(),
         connected_once: (0..n).map(|_| AtomicBool::new(false)).collect(),
         saved: (0..n).map(|_| Mutex::new(None)).collect(),
+        wakers: (0..n)
+            .map(|_| wake::Waker::new())
+            .collect::<Result<_, _>>()?,
         handshakes: AtomicUsize::new(0),
         cfg: c.cfg,
     });
@@ -162,6 +169,12 @@ pub fn run(
         sh.cfg.listen, sh.cfg.cluster, n
     ));
     let mut threads = Vec::new();
+    {
+        let s = sh.clone();
+        threads.push(std::thread::spawn(move || {
+            wake::watch(&s.cache, &s.wakers, s.stop)
+        }));
+    }
     for (i, p) in sh.cfg.peers.iter().enumerate() {
         if p.id > sh.cfg.host_id {
             let s = sh.clone();

@@ -17,6 +17,7 @@ use crate::Stored;
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
+use std::os::fd::RawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,11 +26,12 @@ use std::time::{Duration, Instant};
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Read wait while replication is busy (bounds added latency).
 const BUSY_POLL: Duration = Duration::from_micros(100);
-/// Read wait once idle for a while (bounds idle CPU).
-const IDLE_POLL: Duration = Duration::from_millis(1);
 /// How often the ticket-key ring is checked for changes to send.
 const KEYS_CHECK: Duration = Duration::from_millis(20);
-/// How long without activity before switching to [`IDLE_POLL`].
+/// Longest wait of an idle connection: the peer's frames and the watcher's
+/// wake-ups (`super::wake`) end it earlier.
+const IDLE_WAIT: Duration = KEYS_CHECK;
+/// How long without activity before a connection waits idle.
 const IDLE_AFTER: Duration = Duration::from_millis(100);
 /// Batches sent and not yet acknowledged before the sender pauses.
 const MAX_IN_FLIGHT: usize = 32;
@@ -49,22 +51,36 @@ struct Link {
     write_wait: Duration,
 }
 
-/// Wait up to `d` for `events` on `fd`, with a high-resolution timer
-/// (socket timeouts, SO_RCVTIMEO, are rounded up to scheduler ticks of
-/// 4-10 ms, which would dominate replication latency).
-fn wait_fd(fd: std::os::fd::RawFd, events: libc::c_short, d: Duration) -> std::io::Result<bool> {
-    let mut p = libc::pollfd {
+/// Wait up to `d` for `events` on `fd` (or for `also` to become readable),
+/// with a high-resolution timer (socket timeouts, SO_RCVTIMEO, are rounded
+/// up to scheduler ticks of 4-10 ms, which would dominate replication
+/// latency).
+fn wait_fd(
+    fd: RawFd,
+    events: libc::c_short,
+    also: Option<RawFd>,
+    d: Duration,
+) -> std::io::Result<bool> {
+    let poll = |fd| libc::pollfd {
         fd,
         events,
         revents: 0,
     };
+    let mut p = [
+        poll(fd),
+        libc::pollfd {
+            events: libc::POLLIN,
+            ..poll(also.unwrap_or(-1))
+        },
+    ];
+    let n = if also.is_some() { 2 } else { 1 };
     let ts = libc::timespec {
         tv_sec: d.as_secs() as libc::time_t,
         tv_nsec: d.subsec_nanos() as libc::c_long,
     };
-    // SAFETY: `p` and `ts` are valid for the duration of the call, nfds (1)
-    // matches the single pollfd, and a null sigmask means "unchanged".
-    let r = unsafe { libc::ppoll(&mut p, 1, &ts, std::ptr::null()) };
+    // SAFETY: `p` and `ts` are valid for the duration of the call, nfds (at
+    // most 2) is within `p`, and a null sigmask means "unchanged".
+    let r = unsafe { libc::ppoll(p.as_mut_ptr(), n, &ts, std::ptr::null()) };
     if r < 0 {
         let e = std::io::Error::last_os_error();
         return if e.kind() == ErrorKind::Interrupted {
@@ -138,7 +154,7 @@ impl Link {
                     if left.is_zero() {
                         return Err(format!("send: peer not reading for {:?}", self.write_wait));
                     }
-                    wait_fd(self.sock.as_raw_fd(), libc::POLLOUT, left)
+                    wait_fd(self.sock.as_raw_fd(), libc::POLLOUT, None, left)
                         .map_err(|e| format!("poll: {e}"))?;
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -148,9 +164,10 @@ impl Link {
         Ok(())
     }
 
-    /// Take in whatever arrives within the read wait. `Ok(false)`: the
-    /// peer closed the connection.
-    fn pump(&mut self) -> Result<bool, String> {
+    /// Take in whatever arrives within the read wait (cut short when
+    /// `also` becomes readable). `Ok(false)`: the peer closed the
+    /// connection.
+    fn pump(&mut self, also: Option<RawFd>) -> Result<bool, String> {
         // Plaintext may already sit decrypted in rustls (it arrived with the
         // handshake's last flight): take it before waiting on the socket.
         let (got, open) = self.drain()?;
@@ -159,7 +176,7 @@ impl Link {
         }
         if !self.conn.is_handshaking() {
             use std::os::fd::AsRawFd;
-            let ready = wait_fd(self.sock.as_raw_fd(), libc::POLLIN, self.read_wait)
+            let ready = wait_fd(self.sock.as_raw_fd(), libc::POLLIN, also, self.read_wait)
                 .map_err(|e| format!("poll: {e}"))?;
             if !ready {
                 return Ok(true);
@@ -205,7 +222,7 @@ impl Link {
             if let Some(f) = self.frames.next_frame().map_err(|e| e.to_string())? {
                 return Ok(f);
             }
-            if !self.pump()? {
+            if !self.pump(None)? {
                 return Err("connection closed during HELLO".into());
             }
             if Instant::now() > deadline {
@@ -473,14 +490,19 @@ fn replicate(
             link.send(&wire::heartbeat(crate::clock::now_millis()))?;
             last_tx = Instant::now();
         }
-        // Receive.
-        link.set_read_wait(if last_activity.elapsed() < IDLE_AFTER {
-            BUSY_POLL
-        } else {
-            IDLE_POLL
-        });
+        // Receive. A busy connection comes back every BUSY_POLL to look at
+        // the logs; an idle one, with nothing left to send, waits for the
+        // peer or for the watcher's wake-up when the logs grow.
+        let waker = &sh.wakers[idx];
+        let idle = last_activity.elapsed() >= IDLE_AFTER && {
+            waker.arm();
+            feed.caught_up(&sh.cache)
+        };
+        link.set_read_wait(if idle { IDLE_WAIT } else { BUSY_POLL });
         let before = link.frames.buffered();
-        if !link.pump()? {
+        let open = link.pump(idle.then(|| waker.fd()));
+        waker.disarm();
+        if !open? {
             return Err("peer closed the connection".into());
         }
         if link.frames.buffered() != before {

@@ -61,7 +61,15 @@ impl fmt::Debug for Issued {
 impl ClusterCa {
     /// Make a new CA for the cluster `cluster` (its name goes in the CN).
     pub fn generate(cluster: &str) -> Result<ClusterCa, PkiError> {
-        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        Self::with_key(
+            cluster,
+            KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?,
+        )
+    }
+
+    /// The CA of `cluster` whose key is `key`: the same name and key as the
+    /// one [`write_cluster`] made, so what it issues chains to that `ca.pem`.
+    fn with_key(cluster: &str, key: KeyPair) -> Result<ClusterCa, PkiError> {
         let mut p = CertificateParams::new(Vec::<String>::new())?;
         p.distinguished_name
             .push(DnType::CommonName, format!("scsp cluster CA {cluster}"));
@@ -144,6 +152,99 @@ pub fn write_cluster(dir: &Path, cluster: &str, hosts: u32) -> Result<ClusterFil
     Ok(files)
 }
 
+/// What [`add_hosts`] did, by host id.
+#[derive(Debug, Clone, Default)]
+pub struct AddedHosts {
+    /// Hosts that had a certificate and key already (left as they were).
+    pub kept: Vec<u32>,
+    /// Hosts whose certificate and key were written now.
+    pub written: Vec<u32>,
+}
+
+/// Issue certificates for those of hosts `1..=hosts` that have none in
+/// `dir`, with the CA `write_cluster` wrote there (`ca.pem`, `ca.key`):
+/// how a pool grows by a host, or a host gets a new key (delete its two
+/// files first), without touching the other hosts. Every new certificate
+/// is checked to chain to `ca.pem` before it is written.
+pub fn add_hosts(dir: &Path, cluster: &str, hosts: u32) -> Result<AddedHosts, PkiError> {
+    if hosts == 0 {
+        return Err(PkiError("--hosts must be at least 1".into()));
+    }
+    let read = |name: &str| {
+        let p = dir.join(name);
+        std::fs::read_to_string(&p).map_err(|e| {
+            PkiError(format!(
+                "{}: {e} (--reuse-ca needs the ca.pem and ca.key that `scsp certs` wrote)",
+                p.display()
+            ))
+        })
+    };
+    let ca_pem = read("ca.pem")?;
+    let key = KeyPair::from_pem(&read("ca.key")?)
+        .map_err(|e| PkiError(format!("{}: {e}", dir.join("ca.key").display())))?;
+    let ca = ClusterCa::with_key(cluster, key)?;
+    let mut done = AddedHosts::default();
+    for id in 1..=hosts {
+        let cert = dir.join(format!("host-{id}.pem"));
+        let key = dir.join(format!("host-{id}.key"));
+        match (cert.exists(), key.exists()) {
+            (true, true) => {
+                done.kept.push(id);
+                continue;
+            }
+            (false, false) => {}
+            _ => {
+                return Err(PkiError(format!(
+                    "host {id} has only one of {} and {}: remove the other to issue both anew",
+                    cert.display(),
+                    key.display()
+                )))
+            }
+        }
+        let issued = ca.issue_host(id, &["localhost".to_string()])?;
+        chains_to(&ca_pem, &issued.cert_pem, id).map_err(|e| {
+            PkiError(format!(
+                "a certificate issued with {} does not verify against {} ({e}): they do not \
+                 belong together, or the CA was made for another cluster name than {cluster:?} \
+                 (--cluster)",
+                dir.join("ca.key").display(),
+                dir.join("ca.pem").display()
+            ))
+        })?;
+        write_file(&cert, &issued.cert_pem, 0o644)?;
+        write_file(&key, &issued.key_pem, 0o600)?;
+        done.written.push(id);
+    }
+    Ok(done)
+}
+
+/// Does `cert_pem` verify, as host `id`'s certificate, against the CA
+/// `ca_pem`, the way a bridge checks its peers?
+fn chains_to(ca_pem: &str, cert_pem: &str, id: u32) -> Result<(), String> {
+    use rustls::client::danger::ServerCertVerifier;
+    use rustls::pki_types::{pem::PemObject, CertificateDer, UnixTime};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots
+            .add(c.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    let cert = CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|e| e.to_string())?;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    rustls::client::WebPkiServerVerifier::builder_with_provider(roots.into(), provider)
+        .build()
+        .map_err(|e| e.to_string())?
+        .verify_server_cert(
+            &cert,
+            &[],
+            &crate::bridge::tls::peer_server_name(id),
+            &[],
+            UnixTime::now(),
+        )
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
 fn write_file(path: &Path, text: &str, mode: u32) -> Result<(), PkiError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
@@ -179,5 +280,29 @@ mod tests {
             write_cluster(dir.path(), "test", 1).is_err(),
             "no overwrite"
         );
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "rcgen signs with ring, whose C code Miri cannot run")]
+    fn added_hosts_chain_to_the_existing_ca_and_others_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = write_cluster(dir.path(), "test", 2).unwrap();
+        let host1 = std::fs::read(&f.hosts[0].0).unwrap();
+        let added = add_hosts(dir.path(), "test", 3).unwrap();
+        assert_eq!((added.kept, added.written), (vec![1, 2], vec![3]));
+        assert_eq!(std::fs::read(&f.hosts[0].0).unwrap(), host1);
+        let ca = std::fs::read_to_string(&f.ca_cert).unwrap();
+        let host3 = std::fs::read_to_string(dir.path().join("host-3.pem")).unwrap();
+        chains_to(&ca, &host3, 3).unwrap();
+        assert!(chains_to(&ca, &host3, 2).is_err(), "names host 3 only");
+        // Another cluster name makes another CA name: refused, nothing written.
+        let e = add_hosts(dir.path(), "other", 4).unwrap_err().to_string();
+        assert!(e.contains("cluster name"), "{e}");
+        assert!(!dir.path().join("host-4.pem").exists());
+        // A CA from elsewhere does not verify what this key issues.
+        let other = tempfile::tempdir().unwrap();
+        write_cluster(other.path(), "test", 1).unwrap();
+        std::fs::copy(other.path().join("ca.pem"), dir.path().join("ca.pem")).unwrap();
+        assert!(add_hosts(dir.path(), "test", 4).is_err());
     }
 }

@@ -190,6 +190,54 @@ fn peer_down_while_the_log_wraps_converges_and_counts_lost_words() {
 }
 
 #[test]
+fn a_host_added_with_reuse_ca_joins_the_pool() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let c = certs.to_str().unwrap();
+    scsp(&["certs", "--out", c, "--hosts", "2", "--cluster", "test"]);
+    let host1 = std::fs::read(certs.join("host-1.pem")).unwrap();
+    // The pool grows by host 3: the same CA issues its certificate.
+    scsp(&[
+        "certs",
+        "--out",
+        c,
+        "--hosts",
+        "3",
+        "--cluster",
+        "test",
+        "--reuse-ca",
+    ]);
+    assert_eq!(std::fs::read(certs.join("host-1.pem")).unwrap(), host1);
+    let addrs: Vec<std::net::SocketAddr> = (1..=3)
+        .map(|i| std::net::SocketAddr::new(ip(i).into(), free_port(ip(i))))
+        .collect();
+    let mut hosts: Vec<Host> = [1u32, 3]
+        .iter()
+        .map(|&id| {
+            let segment = dir.path().join(format!("seg-{id}"));
+            let s = segment.to_str().unwrap();
+            scsp(&["create", s, "--size", "2MiB", "--host-id", &id.to_string()]);
+            Host {
+                id,
+                addr: addrs[id as usize - 1],
+                cache: scsp::Cache::open(&segment).unwrap(),
+                config: write_config(dir.path(), id, "test", &addrs, &certs),
+                log: dir.path().join(format!("bridge-{id}.log")),
+                segment,
+                child: None,
+            }
+        })
+        .collect();
+    hosts.iter_mut().for_each(Host::start);
+    let (old, new) = (&hosts[0], &hosts[1]);
+    eventually("the old host connects to the new one", || {
+        old.peer_status(3).get("connected") == 1
+    });
+    assert_eq!(old.cache.put(b"k", b"v", 300), scsp::Stored::Ok);
+    eventually("replicated to the new host", || new.get(b"k").is_some());
+}
+
+#[test]
 fn stats_and_prometheus_show_per_peer_counters() {
     let mut c = Cluster::prepare(Options {
         hosts: 2,

@@ -181,6 +181,10 @@ fn certs_with_addrs_write_configs_the_bridge_accepts() {
         seg.to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{text}");
+    // Running it again would replace the CA under a running pool: refused.
+    let (code, text) = scsp(&["certs", "--out", out.to_str().unwrap(), "--hosts", "2"]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("--reuse-ca"), "{text}");
     let (code, text) = scsp(&["create", seg.to_str().unwrap(), "--host-id", "2"]);
     assert_eq!(code, 0, "{text}");
     let config = out.join("bridge-2.toml");

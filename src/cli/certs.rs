@@ -1,6 +1,8 @@
-//! `scsp certs --out DIR --hosts N [--cluster NAME] [--addrs A,B,…]`: a
-//! cluster CA and one certificate per host for the bridge (and for `scsp
-//! serve`), and with `--addrs` each host's bridge configuration.
+//! `scsp certs --out DIR --hosts N [--cluster NAME] [--addrs A,B,…]
+//! [--reuse-ca]`: a cluster CA and one certificate per host for the bridge
+//! (and for `scsp serve`), and with `--addrs` each host's bridge
+//! configuration. With `--reuse-ca`, the CA in DIR issues certificates for
+//! the hosts that lack one.
 
 use super::{CliResult, Usage};
 use scsp::bridge::config::{BridgeConfig, Mesh};
@@ -27,6 +29,12 @@ pub struct Args {
     /// The segment the bridge configurations name.
     #[arg(long, default_value = "/dev/shm/scsp", requires = "addrs")]
     segment: PathBuf,
+    /// Keep the CA (ca.pem, ca.key) and host certificates already in --out,
+    /// and issue certificates only for hosts that have none: to add hosts
+    /// to a pool (give the same --cluster), or re-key one (delete its two
+    /// files first).
+    #[arg(long)]
+    reuse_ca: bool,
 }
 
 pub fn run(a: Args) -> CliResult<ExitCode> {
@@ -40,14 +48,33 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
         ))
         .into());
     }
-    let f = scsp::pki::write_cluster(&a.out, &a.cluster, a.hosts)?;
-    println!(
-        "wrote {} (CA) and {} host certificates (names scsp-host-1..scsp-host-{}) into {}",
-        f.ca_cert.display(),
-        f.hosts.len(),
-        a.hosts,
-        a.out.display()
-    );
+    if a.reuse_ca {
+        let done = scsp::pki::add_hosts(&a.out, &a.cluster, a.hosts)?;
+        println!(
+            "{}: kept the CA and {} host certificates; wrote {} ({})",
+            a.out.display(),
+            done.kept.len(),
+            done.written.len(),
+            ids(&done.written)
+        );
+    } else {
+        if a.out.join("ca.pem").exists() {
+            return Err(Usage(format!(
+                "{} already holds a cluster CA: pass --reuse-ca to add hosts with it, or \
+                 choose another --out",
+                a.out.display()
+            ))
+            .into());
+        }
+        let f = scsp::pki::write_cluster(&a.out, &a.cluster, a.hosts)?;
+        println!(
+            "wrote {} (CA) and {} host certificates (names scsp-host-1..scsp-host-{}) into {}",
+            f.ca_cert.display(),
+            f.hosts.len(),
+            a.hosts,
+            a.out.display()
+        );
+    }
     if !a.addrs.is_empty() {
         write_configs(&a)?;
         println!(
@@ -58,6 +85,15 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
     }
     println!("private keys (*.key) are owner-only; keep ca.key off the hosts");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `scsp-host-1, scsp-host-4`, or `none`.
+fn ids(ids: &[u32]) -> String {
+    if ids.is_empty() {
+        return "none".into();
+    }
+    let names: Vec<String> = ids.iter().map(|&i| scsp::pki::host_name(i)).collect();
+    names.join(", ")
 }
 
 /// One configuration per host, certificate paths relative to it, each

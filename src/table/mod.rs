@@ -402,7 +402,7 @@ impl Cache {
     /// entry? The bridge asks before applying a peer's entry, so that a
     /// catch-up replaying what is already here does not append it again and
     /// push live entries out of the log. Counts no hit or miss.
-    pub(crate) fn holds(
+    pub fn holds(
         &self,
         key: &[u8],
         value: &[u8],
@@ -426,7 +426,7 @@ impl Cache {
     /// Start fetching `key`'s index bucket for writing, a few keys ahead of
     /// `holds` and `put_entry` of it: the bridge applies a batch this way,
     /// so that the bucket misses overlap instead of coming one by one.
-    pub(crate) fn prefetch_bucket(&self, key: &[u8]) {
+    pub fn prefetch_bucket(&self, key: &[u8]) {
         if !key.is_empty() && key.len() <= MAX_KEY {
             prefetch::<FOR_WRITE>(self.seg.bucket(self.locate(key).bucket), 0, 1);
         }

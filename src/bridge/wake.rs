@@ -94,6 +94,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "Miri cannot run poll(2)")]
     fn a_put_wakes_waiting_connections_only() {
         let cache = Arc::new(Cache::in_memory(Geometry::tiny(2, 64, 4096, 256)));
         let wakers = Arc::new([Waker::new().unwrap(), Waker::new().unwrap()]);

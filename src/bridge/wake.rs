@@ -62,6 +62,9 @@ impl Waker {
 /// Until `stop`: whenever a shard tail has moved since the last look, wake
 /// every waiting connection.
 pub(crate) fn watch(cache: &Cache, wakers: &[Waker], stop: &AtomicBool) {
+    if wakers.is_empty() {
+        return; // no peers: nobody to wake
+    }
     let mut seen: Vec<u64> = (0..cache.shards()).map(|s| cache.log_tail(s)).collect();
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(WATCH_EVERY);

@@ -10,7 +10,7 @@
 use crate::Cache;
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::time::Duration;
 
 /// How often the watcher reads the shard tails: the added latency of the
@@ -43,6 +43,9 @@ impl Waker {
     /// nothing to send, so a put in between is not missed).
     pub fn arm(&self) {
         self.waiting.store(true, Ordering::SeqCst);
+        // Pairs with the watcher's fence: either it sees `waiting`, or the
+        // caller's check that follows sees the tail the watcher saw move.
+        fence(Ordering::SeqCst);
     }
 
     /// Back to work: no more wake-ups, and forget a pending one.
@@ -75,6 +78,7 @@ pub(crate) fn watch(cache: &Cache, wakers: &[Waker], stop: &AtomicBool) {
             *t = now;
         }
         if moved {
+            fence(Ordering::SeqCst); // see `Waker::arm`
             wakers.iter().for_each(Waker::ring);
         }
     }

@@ -207,7 +207,7 @@ pub struct scsp_stats {
     pub lost: u64,
     /// Index words pointing at entries that failed verification.
     pub corrupt: u64,
-    /// Processes holding a counter slot now.
+    /// Live processes holding a counter slot now.
     pub processes: u64,
     /// Bytes of session log (all shards).
     pub capacity_bytes: u64,

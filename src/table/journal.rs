@@ -266,6 +266,25 @@ mod tests {
     }
 
     #[test]
+    fn a_tag_shared_with_another_key_is_a_miss_not_corruption() {
+        // One bucket, so two keys collide on it; find two whose 16-bit tags
+        // are equal too (a birthday search over a few hundred keys).
+        let c = Cache::in_memory(Geometry::tiny(1, 1, 1 << 16, 256));
+        let mut seen = std::collections::HashMap::new();
+        let (a, b) = (0u32..)
+            .find_map(|i| {
+                let k = format!("key-{i}");
+                let tag = c.hash_key(k.as_bytes()) >> 48;
+                seen.insert(tag, k.clone()).map(|other| (other, k))
+            })
+            .unwrap();
+        assert_eq!(c.put(a.as_bytes(), b"v", 60), crate::Stored::Ok);
+        assert!(c.get_vec(b.as_bytes()).is_none());
+        assert_eq!(c.get_vec(a.as_bytes()).as_deref(), Some(&b"v"[..]));
+        assert_eq!(c.stats().counters.corrupt, 0);
+    }
+
+    #[test]
     fn holds_only_the_exact_published_entry() {
         let c = cache();
         let exp = crate::clock::now_secs() + 60;

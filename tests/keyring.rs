@@ -391,8 +391,14 @@ fn processes_killed_mid_rotation_never_break_the_ring() {
         assert_eq!(k.created, now - now % PERIOD);
         assert_eq!(b.current(), Some(k.clone()));
         assert_eq!(b.find(&k.name), Some(k));
+        // At most four periods alive. A period may hold two keys: its
+        // claimer was killed and two rotators stepped in (the module docs'
+        // protocol); everyone still encrypts with one of them (above).
         let live = a.export();
-        assert!(live.len() <= 4, "{live:?}");
+        let mut periods: Vec<u64> = live.iter().map(|x| x.created).collect();
+        periods.sort();
+        periods.dedup();
+        assert!(periods.len() <= 4, "{live:?}");
         assert!(live.iter().all(|x| x.created + PERIOD + LIFETIME > now));
     }
 }

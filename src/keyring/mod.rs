@@ -14,8 +14,10 @@
 //! `created` is the start of the current period encrypts; it is made one
 //! period ahead (as the "next" key) so that a replicated pool knows it before
 //! anyone uses it. A key decrypts until `created + period + lifetime`, then it
-//! is wiped (its words zeroed). With `lifetime <= 2 * period` at most four keys
-//! of one host are alive at once: previous-but-one, previous, current, next.
+//! is wiped (its words zeroed). With `lifetime <= 2 * period` at most four
+//! periods' keys of one host are alive at once: previous-but-one, previous,
+//! current, next. (A period can hold two keys when its maker died mid-way and
+//! two processes stepped in; see Protocol.)
 //!
 //! # Layout (words from the start of the extension area)
 //!

@@ -1,7 +1,8 @@
 //! Bridge benchmark: two hosts on 127.0.0.1/127.0.0.2, real `scsp bridge`
 //! processes. Measures replication latency put-on-A -> visible-on-B (idle
-//! and under a paced background load) and sustained sessions/s over one
-//! link, with the bridges' CPU time. Run: `cargo bench --bench bridge`.
+//! and under a paced background load), sustained sessions/s over one link,
+//! and the replay of a whole window after a bridge restart, with the
+//! bridges' CPU time. Run: `cargo bench --bench bridge`.
 //! Results go in docs/perf-bridge.md.
 
 #[path = "../tests/bridge_support/mod.rs"]
@@ -62,7 +63,7 @@ fn latency(c: &Cluster, label: &str, n: u64, base: u64) {
 }
 
 fn main() {
-    let c = Cluster::start(Options {
+    let mut c = Cluster::start(Options {
         hosts: 2,
         size: "128MiB",
         ..Options::default()
@@ -177,5 +178,46 @@ fn main() {
     println!(
         "  afterwards                       {present}/{sampled} sampled keys on B, {on_a} on A (lossy index); A->B lost_words {}",
         c.hosts[0].peer_status(2).get("lost_words")
+    );
+    replay(&mut c, pids[0]);
+}
+
+/// B's bridge restarts: A replays its whole window, which B already holds.
+/// How long that takes, what it costs, and that B stores none of it again.
+fn replay(c: &mut Cluster, a_pid: u32) {
+    let tails = |h: &Host| -> u64 { (0..h.cache.shards()).map(|s| h.cache.log_tail(s)).sum() };
+    let b_tails = tails(&c.hosts[1]);
+    let sent0 = c.hosts[0].peer_status(2).get("sent_entries");
+    let a_cpu0 = cpu_secs(a_pid);
+    c.host(2).kill9();
+    c.host(2).start();
+    let t0 = Instant::now();
+    let b_pid = c.hosts[1].child.as_ref().unwrap().id();
+    loop {
+        let a = c.hosts[0].peer_status(2);
+        if a.get("connected") == 1
+            && a.get("sent_entries") > sent0
+            && a.get("backlog_words") == 0
+            && a.get("lag_entries") == 0
+        {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(120), "replay stuck");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let replayed = c.hosts[0].peer_status(2).get("sent_entries") - sent0;
+    let b = c.hosts[1].peer_status(1);
+    println!(
+        "replay after B's bridge restarts   {replayed} entries in {secs:.2} s ({:.0}/s, connect included); B stored {} again ({} already there), B's log grew {} words",
+        replayed as f64 / secs,
+        b.get("received_entries"),
+        b.get("unchanged_entries"),
+        tails(&c.hosts[1]) - b_tails
+    );
+    println!(
+        "  bridge CPU                       sender {:.2} s, receiver {:.2} s",
+        cpu_secs(a_pid) - a_cpu0,
+        cpu_secs(b_pid)
     );
 }

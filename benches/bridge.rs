@@ -185,8 +185,7 @@ fn main() {
 /// B's bridge restarts: A replays its whole window, which B already holds.
 /// How long that takes, what it costs, and that B stores none of it again.
 fn replay(c: &mut Cluster, a_pid: u32) {
-    let tails = |h: &Host| -> u64 { (0..h.cache.shards()).map(|s| h.cache.log_tail(s)).sum() };
-    let b_tails = tails(&c.hosts[1]);
+    let b_tails = c.hosts[1].log_words_written();
     let sent0 = c.hosts[0].peer_status(2).get("sent_entries");
     let a_cpu0 = cpu_secs(a_pid);
     c.host(2).kill9();
@@ -213,7 +212,7 @@ fn replay(c: &mut Cluster, a_pid: u32) {
         replayed as f64 / secs,
         b.get("received_entries"),
         b.get("unchanged_entries"),
-        tails(&c.hosts[1]) - b_tails
+        c.hosts[1].log_words_written() - b_tails
     );
     println!(
         "  bridge CPU                       sender {:.2} s, receiver {:.2} s",

@@ -120,7 +120,9 @@ typedef struct scsp_options {
 
 /*
  * Counters summed over every process that uses the segment, and its
- * geometry. A snapshot, not a transaction. Set struct_size first:
+ * geometry. A snapshot, not a transaction; it makes one kill(pid, 0) per
+ * attached process (to leave out dead ones), so call it from a timer, not
+ * per connection. Set struct_size first:
  *     struct scsp_stats s = SCSP_STATS_INIT;  scsp_stats(c, &s);
  * (A struct tag, like struct stat and stat(): the function has the name.)
  */

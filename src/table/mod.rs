@@ -666,7 +666,8 @@ impl Cache {
         None
     }
 
-    /// Counters and fill levels. Cheap: no index walk.
+    /// Counters and fill levels. Cheap: no index walk, one `kill(pid, 0)`
+    /// per attached process (to leave out dead ones).
     pub fn stats(&self) -> Stats {
         let g = self.seg.geometry();
         let mut appended = 0u64;

@@ -89,6 +89,13 @@ impl Host {
         self.cache.get_vec(key)
     }
 
+    /// Words appended to this host's logs since its segment was created.
+    pub fn log_words_written(&self) -> u64 {
+        (0..self.cache.shards())
+            .map(|s| self.cache.log_tail(s))
+            .sum()
+    }
+
     pub fn peer_status(&self, peer: u32) -> PeerStatus {
         status::read(&self.cache)
             .and_then(|s| s.peers.into_iter().find(|p| p.id == peer))

@@ -124,18 +124,24 @@ impl ::rustls::server::ProducesTickets for TicketKeys {
         let mut out = Vec::with_capacity(NAME_LEN + NONCE_LEN + plain.len() + TAG_LEN);
         out.extend_from_slice(&k.name);
         out.extend_from_slice(&nonce);
-        let mut body = plain.to_vec();
-        let tag = key
-            .seal_in_place_separate_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(&k.name),
-                &mut body,
-            )
-            .ok()?;
-        out.extend_from_slice(&body);
-        out.extend_from_slice(tag.as_ref());
-        wipe(&mut body);
-        Some(out)
+        out.extend_from_slice(plain);
+        // Sealed in place: the only copy of the session made here is
+        // encrypted, or wiped if sealing fails.
+        let sealed = key.seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(&k.name),
+            &mut out[NAME_LEN + NONCE_LEN..],
+        );
+        match sealed {
+            Ok(tag) => {
+                out.extend_from_slice(tag.as_ref());
+                Some(out)
+            }
+            Err(_) => {
+                wipe(&mut out);
+                None
+            }
+        }
     }
 
     fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {

@@ -85,7 +85,16 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Io { path, op, source } => {
-                write!(f, "{op} {}: {source}", path.display())
+                write!(f, "{op} {}: {source}", path.display())?;
+                if source.raw_os_error() == Some(libc::ENOSPC) {
+                    // A segment gets all its memory when it is created.
+                    write!(
+                        f,
+                        "; make the segment smaller, or free space on (or enlarge) the filesystem \
+                         holding it, e.g. a tmpfs's size= option"
+                    )?;
+                }
+                Ok(())
             }
             Error::AlreadyExists(p) => write!(
                 f,

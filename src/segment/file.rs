@@ -1,10 +1,12 @@
 //! Creating and opening segment files: permissions, `O_NOFOLLOW`, mapping,
 //! and the initialisation protocol.
 //!
-//! Creation never exposes a half-built segment: the creator builds it under a
-//! private temporary name (`O_EXCL`), writes the header, publishes READY, and
-//! only then `link(2)`s it to the real path, which fails if someone else got
-//! there first. An opener therefore sees either nothing or a finished segment.
+//! Creation never exposes a half-built segment: the creator builds it in an
+//! unnamed file (`O_TMPFILE`; a private temporary name with `O_EXCL` where the
+//! filesystem lacks it), reserves its memory, writes the header, publishes
+//! READY, and only then `link(2)`s it to the real path, which fails if someone
+//! else got there first. An opener therefore sees either nothing or a
+//! finished segment, and a creator killed half-way leaves nothing behind.
 
 use super::layout::{Geometry, H_STATE, PAGE};
 use super::{Access, Backing, Segment};
@@ -15,7 +17,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 fn random_seed() -> [u64; 2] {
     let mut buf = [0u8; 16];
@@ -93,40 +95,119 @@ fn open_error(path: &Path, e: io::Error) -> Error {
     }
 }
 
+/// Where a new segment is built before it gets its name.
+enum Staging {
+    /// An unnamed file (`O_TMPFILE`): if the creator dies, nothing is left.
+    Unnamed,
+    /// A hidden temporary name, on filesystems without `O_TMPFILE`.
+    Named(PathBuf),
+}
+
+/// Open the file a new segment is built in, in the directory of `path`.
+fn stage(path: &Path, mode: u32) -> Result<(File, Staging)> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::Config(format!("{} has no file name", path.display())))?;
+    let unnamed = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .mode(mode)
+        .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
+        .open(dir);
+    match unnamed {
+        Ok(file) => return Ok((file, Staging::Unnamed)),
+        // The filesystem (or kernel) has no O_TMPFILE: use a hidden name.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EISDIR)) => {}
+        // Errors name the path asked for, not the directory we opened.
+        Err(e) => return Err(open_error(path, e)),
+    }
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}-{:x}",
+        name.to_string_lossy(),
+        std::process::id(),
+        random_seed()[0]
+    ));
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&tmp)
+        .map_err(|e| open_error(path, e))?;
+    Ok((file, Staging::Named(tmp)))
+}
+
+/// Give the finished file its name; fails if `path` exists.
+fn link(file: &File, staging: &Staging, path: &Path) -> Result<()> {
+    let linked = match staging {
+        // An unnamed file is linked through its /proc name.
+        Staging::Unnamed => nix::unistd::linkat(
+            None,
+            Path::new(&format!("/proc/self/fd/{}", file.as_raw_fd())),
+            None,
+            path,
+            nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW,
+        )
+        .map_err(io::Error::from),
+        Staging::Named(tmp) => std::fs::hard_link(tmp, path),
+    };
+    linked.map_err(|e| match e.kind() {
+        io::ErrorKind::AlreadyExists => Error::AlreadyExists(path.to_path_buf()),
+        _ => Error::io(path, "link", e),
+    })
+}
+
+/// Give every page of a new segment its memory now, so that a full
+/// filesystem is an error here instead of a SIGBUS in a worker later.
+fn reserve(path: &Path, file: &File, map: &memmap2::MmapRaw) -> Result<()> {
+    // Faulting the pages in through the mapping keeps MADV_HUGEPAGE's 2 MiB
+    // pages on a `huge=advise` tmpfs (fallocate would give 4 KiB ones).
+    // SAFETY: the range is exactly the mapping we own; MADV_POPULATE_WRITE
+    // only allocates the pages (zero-filled, as a new file reads anyway).
+    let rc = unsafe {
+        libc::madvise(
+            map.as_mut_ptr().cast(),
+            map.len(),
+            libc::MADV_POPULATE_WRITE,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    // An older kernel (EINVAL), or a page that could not be allocated
+    // (EFAULT): posix_fallocate reserves the rest or says why not (ENOSPC).
+    nix::fcntl::posix_fallocate(file.as_raw_fd(), 0, map.len() as libc::off_t)
+        .map_err(|e| Error::io(path, "reserve memory for", e.into()))
+}
+
 impl Segment {
     /// Create a new segment at `path`; fails with [`Error::AlreadyExists`] if
-    /// there is one. The file gets exactly `cfg.mode` (umask does not apply).
+    /// there is one. The file gets exactly `cfg.mode` (umask does not apply),
+    /// and all its memory up front.
     pub fn create(path: &Path, cfg: &Config) -> Result<Segment> {
         let mut geo = Geometry::from_config(cfg)?;
         geo.seed = random_seed();
         geo.created = crate::clock::now_secs();
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        let name = path
-            .file_name()
-            .ok_or_else(|| Error::Config(format!("{} has no file name", path.display())))?;
-        let tmp = dir.join(format!(
-            ".{}.tmp-{}-{:x}",
-            name.to_string_lossy(),
-            std::process::id(),
-            random_seed()[0]
-        ));
-        let result = Self::build_then_link(&tmp, path, cfg, geo);
-        let _ = std::fs::remove_file(&tmp);
+        let (file, staging) = stage(path, cfg.mode)?;
+        let result = Self::build_then_link(&file, &staging, path, cfg, geo);
+        if let Staging::Named(tmp) = &staging {
+            let _ = std::fs::remove_file(tmp);
+        }
         result
     }
 
-    fn build_then_link(tmp: &Path, path: &Path, cfg: &Config, geo: Geometry) -> Result<Segment> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(cfg.mode)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(tmp)
-            .map_err(|e| open_error(tmp, e))?;
+    fn build_then_link(
+        file: &File,
+        staging: &Staging,
+        path: &Path,
+        cfg: &Config,
+        geo: Geometry,
+    ) -> Result<Segment> {
         if let Some(gid) = cfg.group {
             nix::unistd::fchown(
                 file.as_raw_fd(),
@@ -143,15 +224,13 @@ impl Segment {
         .map_err(|e| Error::io(path, "fchmod", e.into()))?;
         file.set_len(geo.total_len)
             .map_err(|e| Error::io(path, "ftruncate", e))?;
-        let map = map(path, &file, geo.total_len)?;
+        let map = map(path, file, geo.total_len)?;
+        reserve(path, file, &map)?;
         // The link below gives `path` this very inode.
         let meta = file.metadata().map_err(|e| Error::io(path, "fstat", e))?;
         let seg = segment_from_map(path, &meta, map, geo);
         seg.write_header();
-        std::fs::hard_link(tmp, path).map_err(|e| match e.kind() {
-            io::ErrorKind::AlreadyExists => Error::AlreadyExists(path.to_path_buf()),
-            _ => Error::io(path, "link", e),
-        })?;
+        link(file, staging, path)?;
         Ok(seg)
     }
 

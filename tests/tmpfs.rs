@@ -1,7 +1,11 @@
-//! A segment on a tmpfs mounted with `huge=advise` is backed by 2 MiB pages
-//! (scsp asks with `MADV_HUGEPAGE`), and one on a plain tmpfs is not; both
-//! are checked in the mapping's own `/proc/self/smaps`, and `scsp stats`
-//! reports the policy.
+//! Segments on tmpfs mounts made for the test:
+//! - on a tmpfs mounted with `huge=advise` a segment is backed by 2 MiB pages
+//!   (scsp asks with `MADV_HUGEPAGE`), and on a plain tmpfs it is not; both
+//!   are checked in the mapping's own `/proc/self/smaps`, and `scsp stats`
+//!   reports the policy;
+//! - on a tmpfs too small for it, creating a segment fails with ENOSPC and
+//!   leaves no file (its memory is allocated at creation, so a full /dev/shm
+//!   is never a SIGBUS in a worker later).
 //!
 //! The mounts are made in a forked child's private mount namespace, so
 //! nothing outside the test sees them. That needs CAP_SYS_ADMIN (CI runs as
@@ -17,9 +21,8 @@ use std::path::Path;
 const SKIP: i32 = 77;
 
 /// Bytes of the mappings of files in `dir` that sit in huge pages, from
-/// smaps. (By directory: a segment is created under a temporary name and
-/// linked into place, and smaps names the mapping by the name it was
-/// opened with.)
+/// smaps. (By directory: a segment is built in an unnamed file and linked
+/// into place, and smaps names the mapping by the name it was opened with.)
 fn huge_mapped_bytes(dir: &Path) -> u64 {
     let smaps = std::fs::read_to_string("/proc/self/smaps").expect("read smaps");
     let dir = format!("{}/", dir.display());
@@ -78,13 +81,14 @@ fn fill_and_measure(dir: &Path) -> u64 {
     huge_mapped_bytes(dir)
 }
 
-/// In a new mount namespace: mount two tmpfs, fill a segment on each.
-fn child(huge_dir: &Path, plain_dir: &Path) -> i32 {
+/// Enter a private mount namespace, so mounts made here are this process's
+/// alone. False where that is not permitted.
+fn private_mounts() -> bool {
     // SAFETY: unshare and mount take no pointers we do not own; the
     // namespace is this child's alone and dies with it.
     unsafe {
         if libc::unshare(libc::CLONE_NEWNS) != 0 {
-            return SKIP;
+            return false;
         }
         // Keep our mounts from propagating back to the parent's namespace.
         let root = CString::new("/").unwrap();
@@ -97,8 +101,16 @@ fn child(huge_dir: &Path, plain_dir: &Path) -> i32 {
             std::ptr::null(),
         ) != 0
         {
-            return SKIP;
+            return false;
         }
+    }
+    true
+}
+
+/// In a new mount namespace: mount two tmpfs, fill a segment on each.
+fn child(huge_dir: &Path, plain_dir: &Path) -> i32 {
+    if !private_mounts() {
+        return SKIP;
     }
     if !mount_tmpfs(huge_dir, "huge=advise,size=64m,mode=700")
         || !mount_tmpfs(plain_dir, "size=64m,mode=700")
@@ -153,6 +165,68 @@ fn huge_advise_tmpfs_backs_the_segment_with_2mib_pages() {
         0 => {}
         1 => panic!("the segment on a huge=advise tmpfs has no huge pages"),
         2 => panic!("the segment on a plain tmpfs has huge pages: the check cannot tell"),
+        rc => panic!("child failed with {rc} (see its output above)"),
+    }
+}
+
+/// In a new mount namespace: a 1 MiB tmpfs, and a 32 MiB segment on it.
+fn create_on_a_full_tmpfs(dir: &Path) -> i32 {
+    if !private_mounts() || !mount_tmpfs(dir, "size=1m,mode=700") {
+        return SKIP;
+    }
+    let path = dir.join("segment");
+    let cfg = Config {
+        size: 32 << 20,
+        ..Config::default()
+    };
+    let err = match Cache::create(&path, &cfg) {
+        Ok(_) => {
+            eprintln!("a 32 MiB segment was created on a 1 MiB tmpfs");
+            return 1;
+        }
+        Err(e) => e,
+    };
+    let text = err.to_string();
+    eprintln!("create on a full tmpfs: {text}");
+    if err.raw_os_error() != Some(libc::ENOSPC) || !text.contains("make the segment smaller") {
+        return 2;
+    }
+    let left: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    if !left.is_empty() {
+        eprintln!("files left behind: {left:?}");
+        return 3;
+    }
+    // The space is all given back: a segment that fits can be made.
+    let small = Config {
+        size: 256 << 10,
+        shards: 1,
+        max_value: 4096,
+        ..Config::default()
+    };
+    match Cache::create(&path, &small) {
+        Ok(_) => 0,
+        Err(e) => {
+            eprintln!("a 256 KiB segment after the failure: {e}");
+            4
+        }
+    }
+}
+
+#[test]
+fn a_segment_larger_than_its_tmpfs_is_refused_at_creation_and_leaves_nothing() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("small");
+    std::fs::create_dir(&dir).unwrap();
+    let mut children = Children::default();
+    let pid = children.spawn(|| create_on_a_full_tmpfs(&dir));
+    match children.wait(pid) {
+        SKIP => eprintln!(
+            "SKIPPED: cannot create a mount namespace and mount tmpfs here (needs CAP_SYS_ADMIN)"
+        ),
+        0 => {}
         rc => panic!("child failed with {rc} (see its output above)"),
     }
 }

@@ -18,8 +18,9 @@
  *   resuming client's id is looked up in scsp and d2i_SSL_SESSION'd; removed
  *   sessions are removed from scsp. Any worker process resumes sessions made
  *   by any other. It covers TLS 1.2 session ids and TLS 1.3 stateful tickets
- *   (SSL_OP_NO_TICKET); use scsp_openssl_attach_ticket_keys() for stateless
- *   tickets.
+ *   (SSL_OP_NO_TICKET, or early data under anti-replay, where a session is
+ *   taken so that it resumes once in the whole pool); use
+ *   scsp_openssl_attach_ticket_keys() for stateless tickets.
  *
  * SESSION ID CONTEXT
  *   ctx_id (at most 32 bytes, SSL_MAX_SID_CTX_LENGTH) names the service: it
@@ -210,23 +211,34 @@ static inline SSL_SESSION *scsp_openssl__get_session(SSL *ssl, const unsigned ch
     size_t key_len, len = 0, cap = sizeof small;
     int rc;
 
+    /* With early data under anti-replay, a session may be resumed once:
+     * take it, so no other worker can, and put it in this SSL_CTX's internal
+     * store, where OpenSSL's replay check (SSL_CTX_remove_session) must find
+     * it or it refuses to resume. */
+    int single_use = SSL_get_max_early_data(ssl) > 0 &&
+                     (SSL_get_options(ssl) & SSL_OP_NO_ANTI_REPLAY) == 0;
+    int (*fetch)(scsp_cache *, const uint8_t *, size_t, uint8_t *, size_t, size_t *) =
+        single_use ? scsp_take : scsp_get;
+
     *copy = 0; /* the session we return is new; OpenSSL owns it */
     if (st == NULL || id_len <= 0)
         return NULL;
     key_len = scsp_openssl__key(st, id, (size_t)id_len, key);
     if (key_len == 0)
         return NULL;
-    rc = scsp_get(st->cache, key, key_len, buf, cap, &len);
-    if (rc == SCSP_E_BUFFER) {
+    rc = fetch(st->cache, key, key_len, buf, cap, &len);
+    if (rc == SCSP_E_BUFFER) { /* nothing was taken */
         cap = len;
         buf = (unsigned char *)malloc(cap);
         if (buf == NULL)
             return NULL;
-        rc = scsp_get(st->cache, key, key_len, buf, cap, &len);
+        rc = fetch(st->cache, key, key_len, buf, cap, &len);
     }
     if (rc == SCSP_OK && len > 0) {
         p = buf;
         sess = d2i_SSL_SESSION(NULL, &p, (long)len);
+        if (sess != NULL && single_use)
+            (void)SSL_CTX_add_session(SSL_get_SSL_CTX(ssl), sess);
     }
     OPENSSL_cleanse(buf, rc == SCSP_OK ? len : 0);
     if (buf != small)

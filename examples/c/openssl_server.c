@@ -19,6 +19,8 @@
  *   --tickets shared|local|off stateless tickets with scsp's shared keys, with
  *                              each worker's own OpenSSL keys, or none (default shared)
  *   --segment PATH             scsp segment (default /dev/shm/scsp-openssl-example)
+ *   --early-data N             accept up to N bytes of TLS 1.3 early data (default 0);
+ *                              sessions then resume once (OpenSSL's anti-replay)
  *
  * On start it prints "worker <i> port <port>" per worker, then each worker
  * prints "worker <i> pid <pid> ready". SIGTERM or SIGINT stops everything.
@@ -47,7 +49,7 @@
 
 struct config {
     const char *cert, *key, *segment, *tls, *cache, *tickets, *addr;
-    int port, workers;
+    int port, workers, early_data;
 };
 
 static void usage(const char *why)
@@ -55,7 +57,7 @@ static void usage(const char *why)
     fprintf(stderr, "openssl_server: %s\n"
                     "usage: openssl_server --cert FILE --key FILE [--addr IP] [--port N] [--workers N]\n"
                     "       [--tls 1.2|1.3|any] [--cache on|off] [--tickets shared|local|off]\n"
-                    "       [--segment PATH]\n", why);
+                    "       [--segment PATH] [--early-data N]\n", why);
     exit(2);
 }
 
@@ -81,10 +83,12 @@ static void parse(int argc, char **argv, struct config *cfg)
         else if (strcmp(flag, "--addr") == 0) cfg->addr = val;
         else if (strcmp(flag, "--port") == 0) cfg->port = atoi(val);
         else if (strcmp(flag, "--workers") == 0) cfg->workers = atoi(val);
+        else if (strcmp(flag, "--early-data") == 0) cfg->early_data = atoi(val);
         else usage("unknown option");
     }
     if (cfg->cert == NULL || cfg->key == NULL) usage("--cert and --key are required");
     if (cfg->workers < 1 || cfg->workers > MAX_WORKERS) usage("--workers must be 1..64");
+    if (cfg->early_data < 0) usage("--early-data must be 0 or more bytes");
     if (cfg->port < 0 || cfg->port + cfg->workers > 65536) usage("--port out of range");
     if (!one_of(cfg->tls, "1.2", "1.3", "any")) usage("--tls must be 1.2, 1.3 or any");
     if (!one_of(cfg->cache, "on", "off", NULL)) usage("--cache must be on or off");
@@ -150,6 +154,8 @@ static SSL_CTX *make_ctx(const struct config *cfg, scsp_cache *cache)
         /* Still name the service so resumption is allowed at all. */
         SSL_CTX_set_session_id_context(ctx, ctx_id, sizeof ctx_id - 1);
     }
+    if (cfg->early_data > 0 && !SSL_CTX_set_max_early_data(ctx, (uint32_t)cfg->early_data))
+        goto fail;
     if (strcmp(cfg->tickets, "off") == 0) {
         SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
     } else if (strcmp(cfg->tickets, "shared") == 0) {
@@ -213,7 +219,7 @@ static void on_signal(int sig) { (void)sig; stop = 1; }
 
 int main(int argc, char **argv)
 {
-    struct config cfg = {NULL, NULL, "/dev/shm/scsp-openssl-example", "any", "on", "shared", "127.0.0.1", 0, 2};
+    struct config cfg = {NULL, NULL, "/dev/shm/scsp-openssl-example", "any", "on", "shared", "127.0.0.1", 0, 2, 0};
     pid_t pids[MAX_WORKERS];
     int fds[MAX_WORKERS], i, rc, status;
     scsp_cache *cache = NULL;

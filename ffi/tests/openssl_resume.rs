@@ -208,3 +208,40 @@ fn workers_sharing_nothing_do_not_resume_each_others_sessions() {
         assert!(!resumes_across_workers(Link::Shared, "1.3", NOTHING_SHARED));
     }
 }
+
+#[test]
+fn early_data_sessions_resume_once_on_another_worker() {
+    if skip() {
+        return;
+    }
+    // With early data under anti-replay OpenSSL makes TLS 1.3 tickets
+    // stateful and resumes a session only if its replay check can remove it
+    // from the SSL_CTX's internal store; each worker has its own OpenSSL
+    // ticket keys here, so only the scsp cache can resume across workers.
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--tls",
+        "1.3",
+        "--cache",
+        "on",
+        "--tickets",
+        "local",
+        "--early-data",
+        "16384",
+    ];
+    let pool = start(Link::Shared, dir.path(), &args);
+    let sess = dir.path().join("session.pem");
+    let (first, _) = connect(pool.ports[0], "1.3", "-sess_out", &sess);
+    assert!(first.starts_with("New,"), "first handshake: {first}");
+    let (second, w1) = connect(pool.ports[1], "1.3", "-sess_in", &sess);
+    assert!(
+        second.starts_with("Reused,") && w1.ends_with(" reused"),
+        "{second}; {w1}"
+    );
+    // Single use across workers: the same session offered again is refused.
+    let (third, w0) = connect(pool.ports[0], "1.3", "-sess_in", &sess);
+    assert!(
+        third.starts_with("New,") && w0.ends_with(" new"),
+        "{third}; {w0}"
+    );
+}

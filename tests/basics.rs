@@ -1,4 +1,5 @@
 //! Single-process behaviour of the table on a real segment file.
+mod common;
 
 use scsp::{Cache, Config, Lookup, Stored};
 use std::os::unix::fs::PermissionsExt;
@@ -110,4 +111,27 @@ fn a_full_log_wraps_and_keeps_serving_recent_values() {
     assert!(c.stats().log_fill > 0.99);
     let report = c.verify();
     assert!(report.is_clean(), "{:?}", report.problems);
+}
+
+#[test]
+fn a_segment_opened_by_a_relative_path_is_not_replaced_by_a_chdir() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut children = common::Children::default();
+    // In a child: the working directory is the whole process's.
+    let pid = children.spawn(|| {
+        std::env::set_current_dir(dir.path()).unwrap();
+        let cache = Cache::create(std::path::Path::new("segment"), &small()).unwrap();
+        assert!(!cache.segment().replaced());
+        std::env::set_current_dir("/").unwrap();
+        // A server that daemonises (chdir "/") must not reopen for nothing.
+        if cache.segment().replaced() {
+            return 1;
+        }
+        std::fs::remove_file(dir.path().join("segment")).unwrap();
+        if !cache.segment().replaced() {
+            return 2;
+        }
+        0
+    });
+    assert_eq!(children.wait(pid), 0, "1: replaced after chdir; 2: removal not seen");
 }

@@ -81,7 +81,9 @@ fn segment_from_map(
         base: map.as_ptr() as *const crate::sync::AtomicU64,
         len_words: geo.total_words(),
         geo,
-        path: Some(path.to_path_buf()),
+        // Absolute, so that `replaced` still finds the file after the
+        // process changes directory (daemon(3) does).
+        path: Some(std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())),
         file_id: Some((file.dev(), file.ino())),
         _backing: Backing::Mapped(map),
     }

@@ -140,7 +140,7 @@ struct scsp_stats {
     uint64_t bytes_written;  /* bytes appended to the logs */
     uint64_t lost;           /* puts that could not publish under contention */
     uint64_t corrupt;        /* entries that failed verification */
-    uint64_t processes;      /* live processes holding a counter slot now */
+    uint64_t processes;      /* open handles of live processes (one per scsp_open) */
     uint64_t capacity_bytes; /* session log bytes, all shards */
     uint64_t shards;
     uint64_t index_slots;

@@ -75,7 +75,14 @@ fn register_fork_handler() {
 /// This process's claim on a counter slot.
 pub(crate) struct Slot {
     index: AtomicUsize,
+    /// The fork generation `index` was claimed in.
     generation: std::sync::atomic::AtomicU64,
+    /// The last fork generation a thread started claiming for: after a
+    /// fork, of several threads counting at once only the one that moves
+    /// it claims a slot (the others count in the old slot meanwhile, which
+    /// keeps the totals right). No lock: a lock held at fork time would stay
+    /// locked in the child.
+    claiming: std::sync::atomic::AtomicU64,
 }
 
 fn slot_words(seg: &Segment, slot: usize) -> &[AtomicU64] {
@@ -100,18 +107,19 @@ fn pid_is_dead(pid: u64) -> bool {
 impl Slot {
     pub(crate) fn claim(seg: &Segment) -> Slot {
         register_fork_handler();
+        let gen = FORK_GENERATION.load(std::sync::atomic::Ordering::Relaxed);
         let slot = Slot {
             index: AtomicUsize::new(0),
             generation: std::sync::atomic::AtomicU64::new(u64::MAX),
+            claiming: std::sync::atomic::AtomicU64::new(gen),
         };
-        slot.reclaim(seg);
+        slot.reclaim(seg, gen);
         slot
     }
 
     /// Find a free slot, else one whose owner died; else share slot 0.
-    fn reclaim(&self, seg: &Segment) {
+    fn reclaim(&self, seg: &Segment, gen: u64) {
         let me = std::process::id() as u64;
-        let gen = FORK_GENERATION.load(std::sync::atomic::Ordering::Relaxed);
         let mut chosen = 0;
         for s in 1..STATS_SLOTS {
             let owner = &slot_words(seg, s)[0];
@@ -146,10 +154,14 @@ impl Slot {
     /// Count `n` events. One relaxed add on this process's own cache line.
     #[inline]
     pub(crate) fn add(&self, seg: &Segment, c: Counter, n: u64) {
-        if self.generation.load(std::sync::atomic::Ordering::Relaxed)
-            != FORK_GENERATION.load(std::sync::atomic::Ordering::Relaxed)
+        let gen = FORK_GENERATION.load(std::sync::atomic::Ordering::Relaxed);
+        if self.generation.load(std::sync::atomic::Ordering::Relaxed) != gen
+            && self
+                .claiming
+                .swap(gen, std::sync::atomic::Ordering::Relaxed)
+                != gen
         {
-            self.reclaim(seg);
+            self.reclaim(seg, gen);
         }
         let slot = self.index.load(std::sync::atomic::Ordering::Relaxed);
         slot_words(seg, slot)[1 + c as usize].fetch_add(n, Ordering::Relaxed);
@@ -196,7 +208,8 @@ pub struct Counters {
     pub lost: u64,
     /// Index words pointing at entries that failed verification.
     pub corrupt: u64,
-    /// Live processes holding a counter slot (a killed process keeps its
+    /// Counter slots held by live processes: one per open handle (a
+    /// process with two handles counts twice; a killed process keeps its
     /// slot until another claims it, but is not counted).
     pub processes: u64,
 }

@@ -133,5 +133,9 @@ fn a_segment_opened_by_a_relative_path_is_not_replaced_by_a_chdir() {
         }
         0
     });
-    assert_eq!(children.wait(pid), 0, "1: replaced after chdir; 2: removal not seen");
+    assert_eq!(
+        children.wait(pid),
+        0,
+        "1: replaced after chdir; 2: removal not seen"
+    );
 }

@@ -191,3 +191,37 @@ fn four_processes_share_one_wrapping_segment_without_wrong_values() {
     let report = cache.verify();
     assert!(report.is_clean(), "{:?}", report.problems);
 }
+
+#[test]
+fn threads_counting_at_once_after_a_fork_claim_one_slot_for_their_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config {
+        size: 1 << 20,
+        shards: 1,
+        ..Config::default()
+    };
+    let cache = Cache::create(dir.path().join("seg"), &cfg).unwrap();
+    assert_eq!(cache.stats().counters.processes, 1);
+    let mut children = Children::default();
+    let pid = children.spawn(|| {
+        // The forked child starts threads that all make their first call
+        // at once: each sees the new fork generation.
+        let start = std::sync::Barrier::new(8);
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    start.wait();
+                    let _ = cache.get_vec(b"nothing");
+                });
+            }
+        });
+        let seen = cache.stats().counters.processes;
+        eprintln!("the child sees {seen} processes attached");
+        i32::from(seen != 2)
+    });
+    assert_eq!(
+        children.wait(pid),
+        0,
+        "the parent and the child, one slot each"
+    );
+}

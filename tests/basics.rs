@@ -68,6 +68,10 @@ fn expired_entries_are_misses() {
     let _ = c.put_entry(b"old", b"v", scsp::clock::now_secs() - 1, 1, 0);
     assert_eq!(c.get_vec(b"old"), None);
     assert_eq!(c.stats().counters.expired, 1);
+    // Nor a size to ask for again, nor a live entry to remove.
+    assert_eq!(c.get(b"old", &mut []), Lookup::Miss);
+    assert_eq!(c.take(b"old", &mut []), Lookup::Miss);
+    assert!(!c.remove(b"old"));
 }
 
 #[test]

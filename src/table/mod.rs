@@ -520,15 +520,19 @@ impl Cache {
             let t = self.seg.tail(slot.shard).load(Ordering::Relaxed);
             let pos = reconstruct(v, t);
             let hw = load_header(log, pos);
-            let ours = EntryHeader::decode(&hw).is_some_and(|h| {
+            let Some(h) = EntryHeader::decode(&hw).filter(|h| {
                 h.pos == pos
                     && h.hash == slot.hash
                     && h.key_len == key.len()
                     && key_equals(log, pos.wrapping_add(ENTRY_HEADER_WORDS as u64), key)
-            });
-            if ours
-                && w.compare_exchange(v, 0, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok()
+            }) else {
+                continue;
+            };
+            // An expired entry's word is cleared too, but it was no live
+            // session: not counted as removed.
+            if w.compare_exchange(v, 0, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+                && h.expiry >= now_secs()
             {
                 removed = true;
             }
@@ -629,6 +633,11 @@ impl Cache {
             return Err(None);
         }
         if h.value_len > buf.len() {
+            // No size to report for an expired entry: the retry would miss.
+            if h.expiry < now_secs() {
+                self.count(Counter::Expired);
+                return Err(None);
+            }
             return Err(Some(h.value_len));
         }
         let value = &mut buf[..h.value_len];

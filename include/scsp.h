@@ -266,6 +266,14 @@ int scsp_ticket_key_current(scsp_cache *c, scsp_ticket_key *out);
  */
 int scsp_ticket_key_find(scsp_cache *c, const uint8_t name[16], scsp_ticket_key *out);
 
+/*
+ * Set *secs to how long a ticket stays accepted under this handle's key
+ * rotation (ticket_lifetime_secs of scsp_open, or its default): announce at
+ * most this as the ticket lifetime, since older tickets no longer decrypt.
+ * Returns SCSP_OK, SCSP_E_INVAL (NULL c or secs).
+ */
+int scsp_ticket_lifetime(scsp_cache *c, uint32_t *secs);
+
 /* A static message for a return code; never NULL, never free it. */
 const char *scsp_strerror(int code);
 

@@ -345,16 +345,26 @@ static inline int scsp_openssl__ticket_key_cb(SSL *ssl, unsigned char key_name[1
  * tickets) with the segment's shared, rotating key ring, so a ticket issued
  * by any worker resumes on any other. Tickets must not be disabled
  * (SSL_OP_NO_TICKET) for this to matter. May be combined with
- * scsp_openssl_attach_cache (same cache). Call once per SSL_CTX.
+ * scsp_openssl_attach_cache (same cache). Call once per SSL_CTX. Lowers the
+ * SSL_CTX's session timeout, which OpenSSL announces as the ticket lifetime,
+ * to the ring's ticket lifetime if it is longer (scsp_ticket_lifetime).
  */
 static inline int scsp_openssl_attach_ticket_keys(SSL_CTX *ctx, scsp_cache *cache)
 {
     scsp_openssl_state *st = NULL;
+    uint32_t lifetime = 0;
     int rc = scsp_openssl__bind(ctx, cache, NULL, 0, &st);
     if (rc != SCSP_OK)
         return rc;
     if (SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, scsp_openssl__ticket_key_cb) != 1)
         return SCSP_E_OPENSSL;
+    /* OpenSSL announces the session timeout as the ticket lifetime: keep it
+     * within what the key ring still decrypts. */
+    rc = scsp_ticket_lifetime(cache, &lifetime);
+    if (rc != SCSP_OK)
+        return rc;
+    if (SSL_CTX_get_timeout(ctx) > (long)lifetime)
+        (void)SSL_CTX_set_timeout(ctx, (long)lifetime);
     return SCSP_OK;
 }
 

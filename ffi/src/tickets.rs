@@ -164,3 +164,25 @@ pub unsafe extern "C" fn scsp_ticket_key_find(
         }
     })
 }
+
+/// How long a ticket stays accepted under this handle's rotation. See `scsp.h`.
+///
+/// # Safety
+/// `c` NULL or a live handle; `secs` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn scsp_ticket_lifetime(c: *mut scsp_cache, secs: *mut u32) -> c_int {
+    guard(|| {
+        // SAFETY: contract of this function.
+        let h = match unsafe { handle(c, "scsp_ticket_lifetime") } {
+            Ok(h) => h,
+            Err(e) => return e,
+        };
+        if secs.is_null() {
+            return fail(SCSP_E_INVAL, "scsp_ticket_lifetime: secs is NULL".into());
+        }
+        let lifetime = h.tickets.lifetime.as_secs().min(u32::MAX.into()) as u32;
+        // SAFETY: secs checked non-NULL; writable by contract.
+        unsafe { secs.write_unaligned(lifetime) };
+        SCSP_OK
+    })
+}

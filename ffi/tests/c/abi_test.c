@@ -268,12 +268,16 @@ static void check_ticket_key_arguments(scsp_cache *c)
 {
     scsp_ticket_key k;
     uint8_t name[16] = {0};
+    uint32_t secs = 0;
     CHECK(scsp_ticket_key_current(NULL, &k) == SCSP_E_INVAL);
     CHECK(scsp_ticket_key_current(c, NULL) == SCSP_E_INVAL);
     CHECK(scsp_ticket_key_find(NULL, name, &k) == SCSP_E_INVAL);
     CHECK(scsp_ticket_key_find(c, NULL, &k) == SCSP_E_INVAL);
     CHECK(scsp_ticket_key_find(c, name, NULL) == SCSP_E_INVAL);
     CHECK(scsp_ticket_key_find(c, name, &k) == SCSP_E_NOT_FOUND);
+    CHECK(scsp_ticket_lifetime(NULL, &secs) == SCSP_E_INVAL);
+    CHECK(scsp_ticket_lifetime(c, NULL) == SCSP_E_INVAL);
+    CHECK(scsp_ticket_lifetime(c, &secs) == SCSP_OK && secs == 12 * 3600); /* the default */
 }
 
 static int all_zero(const uint8_t *p, size_t n)
@@ -383,12 +387,14 @@ static void check_ticket_key_rotation(void)
     scsp_options o = SCSP_OPTIONS_INIT;
     scsp_ticket_key old, cur, found;
     struct timespec tick = {0, 50 * 1000 * 1000};
+    uint32_t secs = 0;
     int i;
     o.size_bytes = 1u << 20;
     o.shards = 2;
     o.ticket_period_secs = 2;
     o.ticket_lifetime_secs = 4;
     CHECK(scsp_open(in_dir("rotating"), &o, &c) == SCSP_OK);
+    CHECK(scsp_ticket_lifetime(c, &secs) == SCSP_OK && secs == 4);
     CHECK(scsp_ticket_key_current(c, &old) == SCSP_OK);
     for (i = 0; i < 200; i++) { /* bounded: at most ~10 s */
         CHECK(scsp_ticket_key_current(c, &cur) == SCSP_OK);

@@ -17,9 +17,12 @@ pub struct Config {
     /// Permission bits of a new segment file. Default `0o600`: owner only.
     pub mode: u32,
     /// Group id given to a new segment file, for workers that run as another
-    /// user of that group (use with `mode = 0o660`).
+    /// user of that group (use with `mode = 0o660`; those workers open it
+    /// with `allow_foreign_owner`).
     pub group: Option<u32>,
-    /// Accept a segment owned by another user. Off by default.
+    /// Accept a segment owned by another user (workers sharing one through
+    /// a group). Off by default, so that a file planted by another user is
+    /// never trusted with sessions.
     pub allow_foreign_owner: bool,
 }
 

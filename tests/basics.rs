@@ -143,3 +143,54 @@ fn a_segment_opened_by_a_relative_path_is_not_replaced_by_a_chdir() {
         "1: replaced after chdir; 2: removal not seen"
     );
 }
+
+#[test]
+fn a_worker_of_another_user_shares_a_group_segment_with_allow_foreign_owner() {
+    // The recipe of docs/operations.md, "Permissions". Needs root, to run
+    // the worker as another user.
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIPPED: needs root to run a worker as another user");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = dir.path().join("seg");
+    let (worker_uid, group) = (65534, 65534);
+    let cfg = Config {
+        mode: 0o660,
+        group: Some(group),
+        ..small()
+    };
+    let owner = Cache::create(&path, &cfg).unwrap();
+    let mut children = common::Children::default();
+    let pid = children.spawn(|| {
+        use nix::unistd::{setgid, setgroups, setuid, Gid, Uid};
+        setgroups(&[Gid::from_raw(group)]).unwrap();
+        setgid(Gid::from_raw(group)).unwrap();
+        setuid(Uid::from_raw(worker_uid)).unwrap();
+        match Cache::open(&path) {
+            Err(scsp::Error::ForeignOwner { .. }) => {}
+            other => {
+                eprintln!("default open as another user: {:?}", other.err());
+                return 1;
+            }
+        }
+        let shared = Config {
+            allow_foreign_owner: true,
+            ..Config::default()
+        };
+        let Ok(worker) = Cache::open_or_create(&path, &shared) else {
+            return 2;
+        };
+        let seen = worker.get_vec(b"from-owner");
+        let stored = worker.put(b"from-worker", b"w", 60);
+        i32::from(seen.as_deref() != Some(&b"o"[..]) || stored != Stored::Ok) * 3
+    });
+    assert_eq!(owner.put(b"from-owner", b"o", 60), Stored::Ok);
+    assert_eq!(
+        children.wait(pid),
+        0,
+        "1: not refused by default; 2: not opened; 3: not shared"
+    );
+    assert_eq!(owner.get_vec(b"from-worker").as_deref(), Some(&b"w"[..]));
+}

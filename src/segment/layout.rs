@@ -160,7 +160,7 @@ impl Geometry {
         }
         if cfg.mode & !0o777 != 0 || cfg.mode & 0o600 != 0o600 || cfg.mode & 0o002 != 0 {
             return Err(Error::Config(format!(
-                "mode {:o} must give the owner read+write, and must not be world-writable (e.g. 600, 640, 660)",
+                "mode {:o} must give the owner read+write, and must not be world-writable (e.g. 600, or 660 to share with a group, whose members open it read-write)",
                 cfg.mode
             )));
         }

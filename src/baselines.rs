@@ -84,11 +84,12 @@ impl Store {
     ) -> Result<Store, Box<dyn std::error::Error>> {
         Ok(match imp {
             "scsp" => {
-                let cfg = Config {
+                let mut cfg = Config {
                     size: (entries as u64 * (value_len as u64 + 128) * 4).next_power_of_two(),
                     max_value: value_len.next_power_of_two().max(256) as u32,
                     ..Config::default()
                 };
+                cfg.size = cfg.size.max(cfg.min_size());
                 let _ = std::fs::remove_file(seg);
                 Store::Scsp(Cache::create(seg, &cfg)?)
             }

@@ -33,6 +33,18 @@ pub const DEFAULT_SHARDS: u32 = 16;
 /// Default largest value: 8 KiB, room for any rustls or OpenSSL session.
 pub const DEFAULT_MAX_VALUE: u32 = 8 << 10;
 
+impl Config {
+    /// The smallest `size` these shards and `max_value` allow: every shard's
+    /// log holds a few of the largest entries.
+    pub fn min_size(&self) -> u64 {
+        use crate::segment::layout::{entry_bytes, MAX_KEY, MIN_ENTRIES_PER_SHARD};
+        let max_entry = entry_bytes(MAX_KEY, self.max_value as usize);
+        (max_entry * MIN_ENTRIES_PER_SHARD)
+            .next_power_of_two()
+            .saturating_mul(self.shards.into())
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {

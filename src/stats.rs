@@ -167,6 +167,12 @@ impl Slot {
         slot_words(seg, slot)[1 + c as usize].fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Whether this handle counts in a slot of its own (not the shared slot
+    /// 0, which every handle uses once all the others are taken).
+    pub(crate) fn is_own(&self) -> bool {
+        self.index.load(std::sync::atomic::Ordering::Relaxed) != 0
+    }
+
     /// Give the slot back; its counts stay for the next owner to add to.
     /// Only the process that claimed it releases it (a forked child that
     /// never counted does not).

@@ -30,6 +30,11 @@ fn bad_flags_exit_2_and_name_the_flag() {
         (vec!["bench", "--values", "0"], "--values"),
         (vec!["bench", "--dir", "/nonexistent-scsp"], "--dir"),
         (vec!["stats"], "PATH"),
+        (vec!["create", seg, "--size", "1.5GiB"], "1536MiB"),
+        (
+            vec!["bridge", "--config", "/nonexistent-scsp.toml"],
+            "nonexistent-scsp.toml",
+        ),
         (
             vec![
                 "serve",
@@ -72,6 +77,17 @@ fn create_stats_verify_work_and_a_missing_segment_is_exit_1() {
     let missing = dir.path().join("missing");
     let (code, text) = scsp(&["stats", missing.to_str().unwrap()]);
     assert_eq!(code, 1, "{text}");
+    // Output that cannot be written is an error, not a panic (exit 101).
+    for cmd in ["stats", "verify"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_scsp"))
+            .args([cmd, seg])
+            .stdout(std::fs::File::create("/dev/full").unwrap())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{cmd} > /dev/full: {err}");
+        assert!(err.contains("writing the output"), "{cmd}: {err}");
+    }
 }
 
 #[test]

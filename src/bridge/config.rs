@@ -264,6 +264,21 @@ impl BridgeConfig {
                 ));
             }
             let a = addr(&format!("peers[{i}].addr"), &p.addr)?;
+            if a == listen {
+                return Err(bad(
+                    format!("peers[{i}].addr"),
+                    format!("{a} is this host's own listen address; give the peer's"),
+                ));
+            }
+            if let Some(q) = peers.iter().find(|q| q.addr == a) {
+                return Err(bad(
+                    format!("peers[{i}].addr"),
+                    format!(
+                        "{a} is also the address of peer {}; each peer has its own",
+                        q.id
+                    ),
+                ));
+            }
             peers.push(Peer { id, addr: a });
         }
         let ms = |field: &str, v: Option<u64>, default: u64, lo: u64, hi: u64| {
@@ -364,6 +379,15 @@ addr = "127.0.0.2:7000"
             "metrics2"
         );
         assert_eq!(field_of(&GOOD.replace("listen =", "lisen =")), "lisen");
+        // A peer at this host's own listen address, or two at one address.
+        let listen = GOOD.lines().find(|l| l.starts_with("listen")).unwrap();
+        let own = listen.split('"').nth(1).unwrap();
+        assert_eq!(
+            field_of(&GOOD.replace("127.0.0.2:7000", own)),
+            "peers[0].addr"
+        );
+        let twice = format!("{GOOD}[[peers]]\nid = 3\naddr = \"127.0.0.2:7000\"\n");
+        assert_eq!(field_of(&twice), "peers[1].addr");
     }
 
     #[test]

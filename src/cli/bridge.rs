@@ -24,7 +24,10 @@ extern "C" fn on_signal(_: libc::c_int) {
 
 pub fn run(a: Args) -> CliResult<ExitCode> {
     let cfg = BridgeConfig::load(&a.config)?;
-    let checked = bridge::check(cfg).map_err(|e| format!("{}: {e}", a.config.display()))?;
+    // What `check` finds wrong (no segment, a host id or certificate that
+    // does not fit) is a configuration error too: exit code 2.
+    let checked =
+        bridge::check(cfg).map_err(|e| super::Usage(format!("{}: {e}", a.config.display())))?;
     if a.check_config {
         let c = checked.config();
         println!(

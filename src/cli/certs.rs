@@ -48,6 +48,18 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
         ))
         .into());
     }
+    if let Some((i, addr)) = a
+        .addrs
+        .iter()
+        .enumerate()
+        .find(|(i, x)| a.addrs[..*i].contains(x))
+    {
+        return Err(Usage(format!(
+            "--addrs lists {addr} twice (for host {}); every host needs its own address",
+            i + 1
+        ))
+        .into());
+    }
     if a.reuse_ca {
         let done = scsp::pki::add_hosts(&a.out, &a.cluster, a.hosts)?;
         println!(

@@ -35,7 +35,7 @@ pub fn exit_code(e: &(dyn std::error::Error + 'static)) -> u8 {
     let config = matches!(
         e.downcast_ref::<scsp::Error>(),
         Some(scsp::Error::Config(_))
-    );
+    ) || e.is::<scsp::bridge::config::ConfigError>();
     if e.is::<Usage>() || config {
         2
     } else {
@@ -89,6 +89,17 @@ pub fn run(cli: Cli) -> CliResult<ExitCode> {
         Command::Bridge(a) => bridge::run(a),
         Command::Certs(a) => certs::run(a),
     }
+}
+
+/// Write a command's whole output to stdout; a failure (a full disk, a
+/// closed file) is an error that says so, not a panic.
+fn emit(text: &str) -> CliResult<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(|e| format!("writing the output to stdout: {e}").into())
 }
 
 /// Let a command that only prints die of SIGPIPE when its reader goes away

@@ -1,7 +1,7 @@
 //! Byte sizes on the command line: `65536`, `64KiB`, `64MiB`, `1GiB`.
 
-/// Parse a size with an optional binary suffix (KiB, MiB, GiB; K, M, G and
-/// KB, MB, GB are read as the same binary units).
+/// Parse a size with an optional binary suffix (KiB, MiB, GiB, TiB; K, M,
+/// G, T and KB, MB, GB, TB are read as the same binary units).
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
@@ -9,14 +9,20 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let n: u64 = num
         .parse()
         .map_err(|_| format!("'{s}' is not a size; write e.g. 65536, 64KiB, 64MiB or 1GiB"))?;
+    if unit.starts_with(['.', ',']) {
+        return Err(format!(
+            "'{s}' is not a whole number; use a smaller unit, e.g. 1536MiB for 1.5GiB"
+        ));
+    }
     let shift = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 0,
         "k" | "kb" | "kib" => 10,
         "m" | "mb" | "mib" => 20,
         "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
         _ => {
             return Err(format!(
-                "'{s}' has an unknown unit '{unit}'; use KiB, MiB or GiB"
+                "'{s}' has an unknown unit '{unit}'; use KiB, MiB, GiB or TiB"
             ))
         }
     };
@@ -52,6 +58,8 @@ mod tests {
         assert_eq!(parse_size("2G"), Ok(2 << 30));
         assert!(parse_size("12XB").unwrap_err().contains("unknown unit"));
         assert!(parse_size("MiB").is_err());
+        assert_eq!(parse_size("1TiB"), Ok(1 << 40));
+        assert!(parse_size("1.5GiB").unwrap_err().contains("1536MiB"));
         assert_eq!(human(64 << 20), "64 MiB");
     }
 }

@@ -3,6 +3,7 @@
 use super::size::human;
 use super::CliResult;
 use scsp::Cache;
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -28,9 +29,8 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
             allow_foreign_owner: a.allow_foreign_owner,
         },
     )?;
-    let mut s = cache.stats();
-    // This command holds a counter slot too; do not count it.
-    s.counters.processes = s.counters.processes.saturating_sub(1);
+    let s = cache.stats_as_observer();
+    let mut out = String::new();
     let occ = cache.occupancy();
     let log_age = cache.log_age_secs();
     let bridge = scsp::bridge::status::read(&cache);
@@ -53,11 +53,13 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
             "pages": { "huge": pages.huge_pages(), "fs_type": pages.fs_type, "huge_option": pages.huge },
             "bridge": bridge,
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        super::emit(&out)?;
         return Ok(ExitCode::SUCCESS);
     }
     if a.prometheus {
-        print!(
+        write!(
+            out,
             "{}",
             scsp::metrics::render(&scsp::metrics::Snapshot {
                 segment: &a.path,
@@ -67,62 +69,76 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
                 bridge: bridge.as_ref(),
                 now_unix_ms: now_ms,
             })
-        );
+        )?;
+        super::emit(&out)?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!("segment        {}", a.path.display());
-    println!(
+    writeln!(out, "segment        {}", a.path.display())?;
+    writeln!(
+        out,
         "capacity       {} log in {} shards, {} index slots, max value {}",
         human(s.capacity_bytes),
         s.shards,
         s.index_slots,
         human(s.max_value)
-    );
-    println!("host id        {}", s.host_id);
-    println!("pages          {}", describe_pages(&pages));
-    println!(
+    )?;
+    writeln!(out, "host id        {}", s.host_id)?;
+    writeln!(out, "pages          {}", describe_pages(&pages))?;
+    writeln!(
+        out,
         "live entries   ~{} ({} of log), {} expired, {} stale index words",
         occ.live_entries,
         human(occ.live_bytes),
         occ.expired_entries,
         occ.stale_words
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "oldest entry   {}",
         occ.oldest_age_secs
             .map(|a| format!("{a} s ago"))
             .unwrap_or_else(|| "-".into())
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "log fill       {:.1}% ({} appended since creation){}",
         s.log_fill * 100.0,
         human(s.appended_bytes),
         log_age
             .map(|a| format!(", reaches back {a} s"))
             .unwrap_or_default()
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "lookups        {} hits, {} misses, hit ratio {:.1}%",
         c.hits,
         c.misses,
         hit_ratio * 100.0
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "writes         {} puts, {} takes, {} removes, {} refused too large, {} lost",
         c.puts, c.takes, c.removes, c.too_large, c.lost
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "evictions      {} index evictions, {} expired on lookup",
         c.evictions, c.expired
-    );
-    println!("corrupt        {} entries failed verification", c.corrupt);
-    println!(
+    )?;
+    writeln!(
+        out,
+        "corrupt        {} entries failed verification",
+        c.corrupt
+    )?;
+    writeln!(
+        out,
         "processes      {} attached now (besides this command)",
         c.processes
-    );
+    )?;
     if let Some(b) = &bridge {
-        print_bridge(b, now_ms);
+        print_bridge(&mut out, b, now_ms)?;
     }
+    super::emit(&out)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -136,8 +152,13 @@ fn describe_pages(p: &scsp::segment::pages::PagePolicy) -> String {
     }
 }
 
-fn print_bridge(b: &scsp::bridge::status::BridgeStatus, now_ms: u64) {
-    println!(
+fn print_bridge(
+    out: &mut String,
+    b: &scsp::bridge::status::BridgeStatus,
+    now_ms: u64,
+) -> std::fmt::Result {
+    writeln!(
+        out,
         "bridge         {}",
         if b.running(now_ms) {
             format!("pid {}", b.pid)
@@ -147,9 +168,10 @@ fn print_bridge(b: &scsp::bridge::status::BridgeStatus, now_ms: u64) {
                 now_ms.saturating_sub(b.alive_unix_ms) / 1000
             )
         }
-    );
+    )?;
     for p in &b.peers {
-        println!(
+        writeln!(
+            out,
             "  peer {:<6}  {}, sent {}, received {} ({} already here), dropped {}, lag {} entries / {:.2} ms, \
              backlog {} words, lost {} words behind the window, {} reconnects, {} refused",
             p.id,
@@ -168,6 +190,7 @@ fn print_bridge(b: &scsp::bridge::status::BridgeStatus, now_ms: u64) {
             p.get("lost_words"),
             p.get("reconnects"),
             p.get("refused"),
-        );
+        )?;
     }
+    Ok(())
 }

@@ -2,6 +2,7 @@
 
 use super::CliResult;
 use scsp::Cache;
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -22,26 +23,32 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
         },
     )?;
     let r = cache.verify();
-    println!("header         ok");
-    println!(
+    let mut out = String::new();
+    writeln!(out, "header         ok")?;
+    writeln!(
+        out,
         "index          {} words, {} point at live entries",
         r.index_words, r.good_entries
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "logs           {} entries ({} tombstones), {} words skipped (holes from killed writers or wrap; harmless)",
         r.log_entries, r.tombstones, r.skipped_words
-    );
+    )?;
     if r.is_clean() {
-        println!("verdict        clean");
+        writeln!(out, "verdict        clean")?;
+        super::emit(&out)?;
         Ok(ExitCode::SUCCESS)
     } else {
         for p in &r.problems {
-            println!("problem        {p}");
+            writeln!(out, "problem        {p}")?;
         }
-        println!(
+        writeln!(
+            out,
             "verdict        CORRUPT ({} problems shown)",
             r.problems.len()
-        );
+        )?;
+        super::emit(&out)?;
         Ok(ExitCode::from(1))
     }
 }

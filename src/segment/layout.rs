@@ -165,17 +165,15 @@ impl Geometry {
             )));
         }
         let shards = cfg.shards as u64;
-        let max_entry = entry_bytes(MAX_KEY, cfg.max_value as usize);
-        let min_shard_log = (max_entry * MIN_ENTRIES_PER_SHARD).next_power_of_two();
         let log_total = pow2_floor(cfg.size);
-        if log_total < min_shard_log * shards || cfg.size > (1 << 40) {
+        if log_total < cfg.min_size() || cfg.size > (1 << 40) {
             return Err(Error::Config(format!(
                 "size {} is out of range: with {} shards and max_value {} it must be from {} to 1 TiB \
                  (use a larger size, fewer shards or a smaller max_value)",
                 cfg.size,
                 shards,
                 cfg.max_value,
-                min_shard_log * shards
+                cfg.min_size()
             )));
         }
         let buckets = (log_total / 16 / CACHE_LINE).max(shards);

@@ -698,6 +698,16 @@ impl Cache {
             log_fill: filled as f64 / (self.log_words * g.shards) as f64,
         }
     }
+
+    /// [`Cache::stats`] as a tool that only looks sees it (`scsp stats`):
+    /// this handle is not counted among the processes.
+    pub fn stats_as_observer(&self) -> Stats {
+        let mut s = self.stats();
+        if self.counters.is_own() {
+            s.counters.processes = s.counters.processes.saturating_sub(1);
+        }
+        s
+    }
 }
 
 impl Drop for Cache {

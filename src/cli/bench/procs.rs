@@ -63,11 +63,12 @@ pub(super) fn run(
     value_bytes: usize,
     keys: &[[u8; 32]],
 ) -> CliResult<Multi> {
-    let cfg = Config {
+    let mut cfg = Config {
         size: (keys.len() as u64 * (value_bytes as u64 + 128) * 4).next_power_of_two(),
         max_value: value_bytes.next_power_of_two().max(256) as u32,
         ..Config::default()
     };
+    cfg.size = cfg.size.max(cfg.min_size());
     let _ = std::fs::remove_file(path);
     let value: Vec<u8> = (0..value_bytes).map(|i| i as u8).collect();
     {

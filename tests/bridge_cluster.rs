@@ -415,3 +415,29 @@ fn bridge_stops_with_an_error_when_its_segment_is_replaced() {
         h.log_text()
     );
 }
+
+#[test]
+fn sigterm_says_close_shutdown_to_every_peer() {
+    let mut c = Cluster::start(Options::default());
+    c.wait_connected();
+    // Host 3 accepted both connections (peers dial upwards); host 1 dialled
+    // both. Each must tell its peers it is shutting down.
+    for stopping in [3, 1] {
+        let before: Vec<String> = c.hosts.iter().map(|h| h.log_text()).collect();
+        c.host(stopping).terminate();
+        for h in c
+            .hosts
+            .iter()
+            .filter(|h| h.id != stopping && h.child.is_some())
+        {
+            let new = h.log_text()[before[h.id as usize - 1].len()..].to_string();
+            assert!(
+                new.contains(&format!(
+                    "peer {stopping}: disconnected: peer closed: Shutdown"
+                )),
+                "host {} after host {stopping} stopped:\n{new}",
+                h.id
+            );
+        }
+    }
+}

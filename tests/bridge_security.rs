@@ -203,3 +203,121 @@ fn peer_that_stops_reading_costs_only_its_own_connection() {
     drop(stalled);
     still_replicates(&c, b"after-stall");
 }
+
+/// A TCP connection to `to` from the address `source` (so the bridge sees
+/// another source than its peers').
+fn connect_from(source: std::net::Ipv4Addr, to: std::net::SocketAddrV4) -> std::net::TcpStream {
+    use std::os::fd::FromRawFd;
+    let sin = |a: std::net::SocketAddrV4| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: a.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*a.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: plain socket calls on a descriptor we own, with sockaddr_in
+    // values that live across each call; the TcpStream then owns the fd.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket");
+        let from = sin(std::net::SocketAddrV4::new(source, 0));
+        assert_eq!(
+            libc::bind(fd, (&raw const from).cast(), len),
+            0,
+            "bind {source}"
+        );
+        let dest = sin(to);
+        assert_eq!(
+            libc::connect(fd, (&raw const dest).cast(), len),
+            0,
+            "connect {to}"
+        );
+        std::net::TcpStream::from_raw_fd(fd)
+    }
+}
+
+/// Start a TLS record that never ends on `s`: its header, then one byte
+/// every 300 ms, for up to `limit`. Returns how long the bridge kept the
+/// connection open.
+fn trickle(mut s: std::net::TcpStream, limit: std::time::Duration) -> std::time::Duration {
+    let start = std::time::Instant::now();
+    s.set_read_timeout(Some(std::time::Duration::from_millis(300)))
+        .unwrap();
+    let _ = s.write_all(&[0x16, 0x03, 0x01, 0x40, 0x00]);
+    let mut buf = [0u8; 1024];
+    while start.elapsed() < limit {
+        if s.write_all(&[0]).is_err() {
+            break;
+        }
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+    }
+    start.elapsed()
+}
+
+#[test]
+fn slow_handshakes_from_one_source_are_cut_off_and_cannot_lock_peers_out() {
+    let mut c = cluster_without_host_1();
+    let addr = match c.hosts[2].addr {
+        std::net::SocketAddr::V4(a) => a,
+        a => panic!("{a}"),
+    };
+    // Forty connections trickling bytes at host 3, from one address that is
+    // no host's: more than all its handshake places.
+    let attacker = std::net::Ipv4Addr::new(127, 0, 0, 77);
+    let limit = std::time::Duration::from_secs(20);
+    let slow: Vec<_> = (0..40)
+        .map(|_| {
+            let s = connect_from(attacker, addr);
+            std::thread::spawn(move || trickle(s, limit))
+        })
+        .collect();
+    // Meanwhile host 2 reconnects: its bridge restarts.
+    c.host(2).kill9();
+    c.host(2).start();
+    eventually("host 2 reconnected to host 3 during the flood", || {
+        c.hosts[1].peer_status(3).get("connected") == 1
+    });
+    for t in slow {
+        let open = t.join().unwrap();
+        // The handshake deadline is 5 s, however the bytes trickle in.
+        assert!(
+            open < std::time::Duration::from_secs(10),
+            "a slow handshake stayed open {open:?}"
+        );
+    }
+    assert!(
+        c.hosts[2].log_text().contains("turned away"),
+        "{}",
+        c.hosts[2].log_text()
+    );
+    still_replicates(&c, b"after-the-flood");
+}
+
+#[test]
+fn a_dialled_peer_trickling_its_handshake_does_not_hold_up_shutdown() {
+    let mut c = Cluster::prepare(Options::default());
+    // The test plays host 3: it accepts host 2's connection and answers
+    // with a TLS record that never ends.
+    let fake = std::net::TcpListener::bind(c.hosts[2].addr).unwrap();
+    c.host(2).start();
+    let (s, _) = fake.accept().unwrap();
+    let trickling = std::thread::spawn(move || trickle(s, std::time::Duration::from_secs(20)));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let took = c.host(2).terminate();
+    assert!(
+        took < std::time::Duration::from_secs(3),
+        "SIGTERM took {took:?}"
+    );
+    trickling.join().unwrap();
+}

@@ -12,6 +12,7 @@
 //! (dialled or accepted), one that wakes idle connections when the local
 //! logs grow (`wake`), one optional metrics thread.
 
+mod admission;
 pub mod config;
 pub mod journal;
 mod peer;
@@ -25,12 +26,10 @@ pub use config::{BridgeConfig, ConfigError};
 use crate::Cache;
 use status::Status;
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Most TLS handshakes in progress at once on the listener.
-const MAX_HANDSHAKES: usize = 32;
 /// How often the bridge checks that its segment file is still the one it
 /// mapped (an operator may remove it and create a new one).
 const SEGMENT_CHECK: Duration = Duration::from_secs(1);
@@ -52,7 +51,7 @@ pub(crate) struct Shared {
     saved: Vec<Mutex<Option<Vec<u64>>>>,
     /// Per peer: how the watcher wakes its idle connection.
     wakers: Vec<wake::Waker>,
-    handshakes: AtomicUsize,
+    handshakes: Arc<admission::Handshakes>,
 }
 
 impl Shared {
@@ -158,7 +157,7 @@ pub fn run(
         wakers: (0..n)
             .map(|_| wake::Waker::new())
             .collect::<Result<_, _>>()?,
-        handshakes: AtomicUsize::new(0),
+        handshakes: Arc::default(),
         cfg: c.cfg,
     });
     if let Ok(a) = listener.local_addr() {
@@ -187,6 +186,8 @@ pub fn run(
     }
     let mut checked = std::time::Instant::now();
     let mut replaced = false;
+    let mut accepted = Vec::new();
+    let mut dropped = Dropped::default();
     while !sh.stopping() {
         sh.status.alive(crate::clock::now_millis());
         if checked.elapsed() >= SEGMENT_CHECK {
@@ -202,14 +203,14 @@ pub fn run(
             }
         }
         match listener.accept() {
-            Ok((sock, _)) => {
-                if sh.handshakes.fetch_add(1, Ordering::Relaxed) >= MAX_HANDSHAKES {
-                    sh.handshakes.fetch_sub(1, Ordering::Relaxed);
-                    continue; // dropped: too many at once
-                }
-                let _ = sock.set_nonblocking(false);
+            Ok((sock, from)) => {
+                let Some(place) = sh.handshakes.enter(from.ip()) else {
+                    dropped.note(&sh, from);
+                    continue;
+                };
                 let s = sh.clone();
-                std::thread::spawn(move || peer::accepted(s, sock));
+                accepted.retain(|t: &std::thread::JoinHandle<()>| !t.is_finished());
+                accepted.push(std::thread::spawn(move || peer::accepted(s, sock, place)));
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 std::thread::sleep(Duration::from_millis(10));
@@ -220,7 +221,8 @@ pub fn run(
             }
         }
     }
-    for t in threads {
+    // Accepted connections too: each says CLOSE Shutdown to its peer.
+    for t in threads.into_iter().chain(accepted) {
         let _ = t.join();
     }
     sh.status.stopped();
@@ -235,6 +237,34 @@ pub fn run(
         ));
     }
     Ok(())
+}
+
+/// Connections turned away for want of a handshake place, logged at most
+/// every 10 s (a flood must not flood the log too).
+#[derive(Default)]
+struct Dropped {
+    count: u64,
+    logged: Option<std::time::Instant>,
+}
+
+impl Dropped {
+    fn note(&mut self, sh: &Shared, from: std::net::SocketAddr) {
+        self.count += 1;
+        if self
+            .logged
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(10))
+        {
+            sh.log(&format!(
+                "turned away {} connection(s), the last from {from}: too many TLS handshakes in \
+                 progress (at most {} at once, {} per source address)",
+                self.count,
+                admission::MAX_HANDSHAKES,
+                admission::MAX_PER_SOURCE
+            ));
+            self.count = 0;
+            self.logged = Some(std::time::Instant::now());
+        }
+    }
 }
 
 /// A minimal HTTP/1.0 responder: any request gets the metrics text.

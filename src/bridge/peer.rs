@@ -22,8 +22,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Time allowed for TCP connect, TLS handshake and HELLO exchange.
+/// Time allowed for TCP connect, TLS handshake and HELLO exchange, together.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest single wait while connecting, so a stopping bridge notices soon.
+const STOP_CHECK: Duration = Duration::from_millis(100);
 /// Read wait while replication is busy (bounds added latency).
 const BUSY_POLL: Duration = Duration::from_micros(100);
 /// How often the ticket-key ring is checked for changes to send.
@@ -96,35 +98,64 @@ impl Link {
     fn new(conn: rustls::Connection, sock: TcpStream) -> Result<Link, String> {
         sock.set_nodelay(true)
             .map_err(|e| format!("setsockopt: {e}"))?;
-        sock.set_read_timeout(Some(HANDSHAKE_TIMEOUT))
-            .map_err(|e| format!("setsockopt: {e}"))?;
-        sock.set_write_timeout(Some(HANDSHAKE_TIMEOUT))
+        // Every wait goes through `wait_fd`, with a deadline of our own.
+        sock.set_nonblocking(true)
             .map_err(|e| format!("setsockopt: {e}"))?;
         Ok(Link {
             conn,
             sock,
             frames: FrameReader::new(),
-            read_wait: HANDSHAKE_TIMEOUT,
+            read_wait: STOP_CHECK,
             write_wait: HANDSHAKE_TIMEOUT,
         })
     }
 
-    fn handshake(&mut self) -> Result<(), String> {
-        let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+    /// Complete the TLS handshake by `deadline`. Driven record by record on
+    /// the non-blocking socket: a peer trickling a byte at a time gets no
+    /// more time than a silent one (rustls's blocking `complete_io` would
+    /// wait as long as bytes keep coming, holding a handshake place and,
+    /// when dialling, the bridge's shutdown).
+    fn handshake(&mut self, deadline: Instant, sh: &Shared) -> Result<(), String> {
+        use std::os::fd::AsRawFd;
         while self.conn.is_handshaking() {
-            if Instant::now() > deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
                 return Err("TLS handshake timed out".into());
             }
-            self.conn
-                .complete_io(&mut self.sock)
-                .map_err(|e| format!("TLS handshake failed: {e}"))?;
+            if sh.stopping() {
+                return Err("stopping".into());
+            }
+            if self.conn.wants_write() {
+                self.write_wait = left;
+                self.flush()?;
+                continue;
+            }
+            let ready = wait_fd(
+                self.sock.as_raw_fd(),
+                libc::POLLIN,
+                None,
+                left.min(STOP_CHECK),
+            )
+            .map_err(|e| format!("poll: {e}"))?;
+            if !ready {
+                continue;
+            }
+            match self.conn.read_tls(&mut self.sock) {
+                Ok(0) => return Err("connection closed during the TLS handshake".into()),
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {
+                    continue
+                }
+                Err(e) => return Err(format!("TLS handshake failed: {e}")),
+            }
+            if let Err(e) = self.conn.process_new_packets() {
+                let _ = self.flush(); // deliver the alert
+                return Err(format!("TLS handshake failed: {e}"));
+            }
         }
         // Frames are flushed one by one; no need for rustls to cap buffering.
         self.conn.set_buffer_limit(None);
-        // From here on, waits go through `wait_fd`.
-        self.sock
-            .set_nonblocking(true)
-            .map_err(|e| format!("setsockopt: {e}"))
+        Ok(())
     }
 
     fn set_write_wait(&mut self, d: Duration) {
@@ -215,20 +246,40 @@ impl Link {
         Ok((n, !st.peer_has_closed()))
     }
 
-    /// Wait (up to the handshake timeout) for the next frame.
-    fn wait_frame(&mut self) -> Result<Frame, String> {
-        let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+    /// Wait until `deadline` for the peer's HELLO frame (or whatever frame
+    /// comes first). A frame that does not decode is an error that starts
+    /// with "malformed"; `hello_or_refuse` answers it with CLOSE Malformed.
+    fn wait_hello(&mut self, deadline: Instant, sh: &Shared) -> Result<Frame, String> {
         loop {
             if let Some(f) = self.frames.next_frame().map_err(|e| e.to_string())? {
                 return Ok(f);
             }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err("no HELLO in time".into());
+            }
+            if sh.stopping() {
+                return Err("stopping".into());
+            }
+            self.read_wait = left.min(STOP_CHECK);
             if !self.pump(None)? {
                 return Err("connection closed during HELLO".into());
             }
-            if Instant::now() > deadline {
-                return Err("no HELLO in time".into());
-            }
         }
+    }
+
+    /// The peer's HELLO, checked: its id, or the refusal sent (CLOSE with
+    /// the reason) and why.
+    fn hello_or_refuse(&mut self, deadline: Instant, sh: &Shared) -> Result<u32, Refusal> {
+        let checked = match self.wait_hello(deadline, sh) {
+            Ok(f) => check_hello(sh, f),
+            Err(e) if e.starts_with("malformed") => Err((CloseReason::Malformed, e)),
+            Err(e) => return Err(Refusal::NotRefused(e)),
+        };
+        checked.map_err(|(reason, why)| {
+            self.refuse(reason);
+            Refusal::Refused(format!("refused: {why}"))
+        })
     }
 
     fn refuse(&mut self, reason: CloseReason) {
@@ -267,41 +318,52 @@ fn check_hello(sh: &Shared, f: Frame) -> Result<u32, (CloseReason, String)> {
     }
 }
 
+/// Why a connection ended before its session: `Refused` when we sent the
+/// peer a CLOSE (counted as a refusal against the peer), else an error such
+/// as a timeout or a closed connection.
+enum Refusal {
+    Refused(String),
+    NotRefused(String),
+}
+
 /// Dial peer `idx` forever (until the bridge stops), with capped backoff.
 pub(crate) fn dial_loop(sh: Arc<Shared>, idx: usize) {
     let peer = sh.cfg.peers[idx].clone();
     let mut backoff = MIN_BACKOFF;
     while !sh.stopping() {
-        let started = Instant::now();
+        let mut established = None;
         let res = (|| {
+            let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
             let sock = TcpStream::connect_timeout(&peer.addr, HANDSHAKE_TIMEOUT)
                 .map_err(|e| format!("connect {}: {e}", peer.addr))?;
             let conn =
                 rustls::ClientConnection::new(sh.tls.client.clone(), peer_server_name(peer.id))
                     .map_err(|e| format!("TLS: {e}"))?;
             let mut link = Link::new(conn.into(), sock)?;
-            link.handshake()?;
+            link.handshake(deadline, &sh)?;
             link.send(&wire::hello(sh.cfg.host_id, &sh.cfg.cluster))?;
-            let f = link.wait_frame()?;
-            match check_hello(&sh, f) {
+            match link.hello_or_refuse(deadline, &sh) {
                 Ok(id) if id == peer.id => {}
                 Ok(id) => {
                     link.refuse(CloseReason::Identity);
                     sh.status.add(idx, Field::Refused, 1);
                     return Err(format!("peer at {} says it is host {id}", peer.addr));
                 }
-                Err((reason, why)) => {
-                    link.refuse(reason);
+                Err(Refusal::Refused(why)) => {
                     sh.status.add(idx, Field::Refused, 1);
-                    return Err(format!("refused: {why}"));
+                    return Err(why);
                 }
+                Err(Refusal::NotRefused(e)) => return Err(e),
             }
+            established = Some(Instant::now());
             run_session(&sh, idx, link)
         })();
         if let Err(e) = res {
             sh.log(&format!("peer {}: {e}", peer.id));
         }
-        if started.elapsed() > Duration::from_secs(2) {
+        // Only a connection that worked for a while resets the backoff; a
+        // peer that times out every attempt keeps backing off.
+        if established.is_some_and(|t| t.elapsed() > Duration::from_secs(2)) {
             backoff = MIN_BACKOFF;
         }
         sh.sleep(backoff);
@@ -310,65 +372,55 @@ pub(crate) fn dial_loop(sh: Arc<Shared>, idx: usize) {
 }
 
 /// Serve one accepted connection: handshake, identify, run.
-pub(crate) fn accepted(sh: Arc<Shared>, sock: TcpStream) {
+pub(crate) fn accepted(sh: Arc<Shared>, sock: TcpStream, place: super::admission::Place) {
     let from = sock
         .peer_addr()
         .map(|a| a.to_string())
         .unwrap_or_else(|_| "?".into());
-    // Holds one of the MAX_HANDSHAKES places until the peer is verified.
-    let place = HandshakePlace(&sh.handshakes, std::cell::Cell::new(true));
+    let mut who = format!("connection from {from}");
+    // The configured peer the client certificate names (client certificates
+    // are required): refusals are counted against it, not against whatever
+    // id the HELLO claims.
+    let mut certified = None;
+    let mut refused = false;
     let res = (|| {
+        let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
         let conn = rustls::ServerConnection::new(sh.tls.server.clone())
             .map_err(|e| format!("TLS: {e}"))?;
         let mut link = Link::new(conn.into(), sock)?;
-        link.handshake()?;
-        let f = link.wait_frame()?;
-        let id = match check_hello(&sh, f) {
-            Ok(id) => id,
-            Err((reason, why)) => {
-                link.refuse(reason);
-                return Err(format!("refused: {why}"));
-            }
-        };
-        let idx = sh.cfg.peers.iter().position(|p| p.id == id);
-        let cert_ok = link
+        link.handshake(deadline, &sh)?;
+        certified = link
             .conn
             .peer_certificates()
             .and_then(|c| c.first())
-            .is_some_and(|c| names_host(c, id));
-        let Some(idx) = idx.filter(|_| cert_ok && id < sh.cfg.host_id) else {
-            link.refuse(CloseReason::Identity);
-            if let Some(i) = sh.cfg.peers.iter().position(|p| p.id == id) {
-                sh.status.add(i, Field::Refused, 1);
+            .and_then(|c| sh.cfg.peers.iter().position(|p| names_host(c, p.id)));
+        let id = match link.hello_or_refuse(deadline, &sh) {
+            Ok(id) => id,
+            Err(Refusal::Refused(why)) => {
+                refused = true;
+                return Err(why);
             }
+            Err(Refusal::NotRefused(e)) => return Err(e),
+        };
+        let Some(idx) = certified.filter(|&i| sh.cfg.peers[i].id == id && id < sh.cfg.host_id)
+        else {
+            link.refuse(CloseReason::Identity);
+            refused = true;
             return Err(format!(
                 "refused: claims host {id}, which is not a configured lower-id peer or not named by its certificate"
             ));
         };
+        who = format!("peer {id}");
         link.send(&wire::hello(sh.cfg.host_id, &sh.cfg.cluster))?;
         place.release();
         run_session(&sh, idx, link)
     })();
     drop(place);
+    if let (true, Some(i)) = (refused, certified) {
+        sh.status.add(i, Field::Refused, 1);
+    }
     if let Err(e) = res {
-        sh.log(&format!("connection from {from}: {e}"));
-    }
-}
-
-/// A place among the handshakes in progress, given back once.
-struct HandshakePlace<'a>(&'a std::sync::atomic::AtomicUsize, std::cell::Cell<bool>);
-
-impl HandshakePlace<'_> {
-    fn release(&self) {
-        if self.1.replace(false) {
-            self.0.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-}
-
-impl Drop for HandshakePlace<'_> {
-    fn drop(&mut self) {
-        self.release();
+        sh.log(&format!("{who}: {e}"));
     }
 }
 
@@ -398,7 +450,10 @@ fn run_session(sh: &Shared, idx: usize, mut link: Link) -> Result<(), String> {
         sh.status.set(idx, Field::LagEntries, 0);
     }
     match &res {
-        Err(e) if e.starts_with("malformed") => link.refuse(CloseReason::Malformed),
+        Err(e) if e.starts_with("malformed") => {
+            link.refuse(CloseReason::Malformed);
+            sh.status.add(idx, Field::Refused, 1);
+        }
         _ if sh.stopping() => link.refuse(CloseReason::Shutdown),
         _ => {}
     }
@@ -502,9 +557,7 @@ fn replicate(
         let before = link.frames.buffered();
         let open = link.pump(idle.then(|| waker.fd()));
         waker.disarm();
-        if !open? {
-            return Err("peer closed the connection".into());
-        }
+        let open = open?;
         if link.frames.buffered() != before {
             last_rx = Instant::now();
         }
@@ -542,6 +595,11 @@ fn replicate(
                     return Err("malformed frame: HELLO after the handshake".into())
                 }
             }
+        }
+        // Only now: frames that came with the end of the connection (a last
+        // batch, the peer's CLOSE) are handled above first.
+        if !open {
+            return Err("peer closed the connection".into());
         }
         if last_rx.elapsed() > dead_after {
             return Err(format!("nothing heard for {dead_after:?}"));

@@ -81,6 +81,31 @@ impl Host {
         }
     }
 
+    /// SIGTERM the bridge and wait for it to exit: how long that took.
+    /// Panics if it exits with an error or is still running after DEADLINE.
+    pub fn terminate(&mut self) -> Duration {
+        let mut c = self.child.take().expect("bridge running");
+        let start = Instant::now();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(c.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        while start.elapsed() < DEADLINE {
+            if let Some(status) = c.try_wait().unwrap() {
+                assert!(status.success(), "bridge {} exited with {status}", self.id);
+                return start.elapsed();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        panic!(
+            "bridge {} still running {DEADLINE:?} after SIGTERM",
+            self.id
+        );
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

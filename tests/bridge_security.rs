@@ -151,7 +151,14 @@ fn malformed_and_oversized_frames_close_only_that_connection() {
             b.push(0, u32::MAX as u64, 3, b"forged", b"v");
             b.finish()
         }),
+        ("batch out of sequence", {
+            let mut b = EntriesBuilder::new(7);
+            b.push(0, scsp::clock::now_secs() + 300, 1, b"forged", b"v");
+            b.finish()
+        }),
     ];
+    let refused_before = c.hosts[1].peer_status(1).get("refused");
+    let cases = bad.len() as u64;
     for (what, bytes) in bad {
         let mut s = established(&c, 1, 2);
         s.write_all(&bytes).unwrap();
@@ -165,6 +172,21 @@ fn malformed_and_oversized_frames_close_only_that_connection() {
         );
         assert!(c.hosts[1].get(b"forged").is_none());
     }
+    // A first frame that is no HELLO is refused as malformed too.
+    let mut s = raw_client(&c.certs(), 1, 2, c.hosts[1].addr);
+    s.write_all(&[0, 0, 0, 5, 1, b'N', b'O', b'P', b'E'])
+        .unwrap();
+    let frames = read_until_closed(&mut s);
+    assert!(
+        frames.contains(&Frame::Close {
+            reason: CloseReason::Malformed
+        }),
+        "bad HELLO: {frames:?}"
+    );
+    // Each refusal counts against the peer whose certificate was shown.
+    eventually("host 2 counted every refusal of host 1", || {
+        c.hosts[1].peer_status(1).get("refused") == refused_before + cases + 1
+    });
     // A well-formed batch from the same impostor-free peer is applied.
     let mut s = established(&c, 1, 2);
     let mut b = EntriesBuilder::new(1);
@@ -320,4 +342,25 @@ fn a_dialled_peer_trickling_its_handshake_does_not_hold_up_shutdown() {
         "SIGTERM took {took:?}"
     );
     trickling.join().unwrap();
+}
+
+#[test]
+fn a_peer_that_stops_acknowledging_shows_a_growing_lag() {
+    let c = cluster_without_host_1();
+    // Host 1 (the test) is connected to host 2 and keeps sending heartbeats,
+    // but never acknowledges what host 2 sends it.
+    let mut silent = established(&c, 1, 2);
+    assert_eq!(
+        c.hosts[1].cache.put(b"unacked", b"v", 300),
+        scsp::Stored::Ok
+    );
+    eventually("host 2's lag for peer 1 passes 1.5 s", || {
+        let _ = silent.write_all(&wire::heartbeat(0));
+        c.hosts[1].peer_status(1).get("lag_micros") > 1_500_000
+    });
+    drop(silent);
+    eventually("lag reads 0 once disconnected", || {
+        let p = c.hosts[1].peer_status(1);
+        p.get("connected") == 0 && p.get("lag_micros") == 0
+    });
 }

@@ -448,6 +448,7 @@ fn run_session(sh: &Shared, idx: usize, mut link: Link) -> Result<(), String> {
     if sh.generation[idx].load(Ordering::Acquire) == generation {
         sh.status.set(idx, Field::Connected, 0);
         sh.status.set(idx, Field::LagEntries, 0);
+        sh.status.set(idx, Field::LagMicros, 0);
     }
     match &res {
         Err(e) if e.starts_with("malformed") => {
@@ -495,6 +496,11 @@ fn replicate(
         entries: 0,
     };
     let mut seq = 0u64;
+    // The next batch the peer must send (PROTOCOL.md §3: from 1, by one).
+    let mut expected_seq = 1u64;
+    // The lag last reported: an acknowledged batch's round trip, or the age
+    // of the oldest batch still unacknowledged if that is longer.
+    let mut shown_lag = 0u64;
     let mut last_rx = Instant::now();
     let mut last_tx = Instant::now();
     let mut last_activity = Instant::now();
@@ -525,6 +531,15 @@ fn replicate(
                 sh.status.set(idx, Field::LagEntries, inflight.entries);
                 last_tx = Instant::now();
                 last_activity = last_tx;
+            }
+        }
+        // A peer that stops acknowledging shows a growing lag, not its last
+        // good one.
+        if let Some(&(_, at, _)) = inflight.batches.front() {
+            let age = at.elapsed().as_micros() as u64;
+            if age > shown_lag {
+                shown_lag = age;
+                sh.status.set(idx, Field::LagMicros, age);
             }
         }
         // Ticket keys: whenever the set of usable keys here changes (a
@@ -567,6 +582,12 @@ fn replicate(
                 .set(idx, Field::LastSeenMs, crate::clock::now_millis());
             match f {
                 Frame::Entries { seq: s, entries } => {
+                    if s != expected_seq {
+                        return Err(format!(
+                            "malformed frame: batch {s}, expected batch {expected_seq}"
+                        ));
+                    }
+                    expected_seq += 1;
                     apply(sh, idx, peer_id, &entries)?;
                     link.send(&wire::ack(s))?;
                     last_activity = Instant::now();
@@ -578,8 +599,8 @@ fn replicate(
                     while inflight.batches.front().is_some_and(|b| b.0 <= s) {
                         let (_, at, n) = inflight.batches.pop_front().expect("front exists");
                         inflight.entries -= n;
-                        sh.status
-                            .set(idx, Field::LagMicros, at.elapsed().as_micros() as u64);
+                        shown_lag = at.elapsed().as_micros() as u64;
+                        sh.status.set(idx, Field::LagMicros, shown_lag);
                     }
                     sh.status.set(idx, Field::LagEntries, inflight.entries);
                 }

@@ -221,8 +221,7 @@ pub fn add_hosts(dir: &Path, cluster: &str, hosts: u32) -> Result<AddedHosts, Pk
 /// Does `cert_pem` verify, as host `id`'s certificate, against the CA
 /// `ca_pem`, the way a bridge checks its peers?
 fn chains_to(ca_pem: &str, cert_pem: &str, id: u32) -> Result<(), String> {
-    use rustls::client::danger::ServerCertVerifier;
-    use rustls::pki_types::{pem::PemObject, CertificateDer, UnixTime};
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         roots
@@ -230,12 +229,30 @@ fn chains_to(ca_pem: &str, cert_pem: &str, id: u32) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
     }
     let cert = CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|e| e.to_string())?;
+    verify_host_chain(std::sync::Arc::new(roots), &[cert], id)
+}
+
+/// Does `chain` (host certificate first) lead to one of `roots`, valid now
+/// and naming host `id`, as a peer's bridge will check it?
+pub fn verify_host_chain(
+    roots: std::sync::Arc<rustls::RootCertStore>,
+    chain: &[rustls::pki_types::CertificateDer<'static>],
+    id: u32,
+) -> Result<(), String> {
+    use rustls::client::danger::ServerCertVerifier;
+    let (cert, intermediates) = chain.split_first().ok_or("no certificate")?;
     let name = rustls::pki_types::ServerName::try_from(host_name(id)).map_err(|e| e.to_string())?;
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    rustls::client::WebPkiServerVerifier::builder_with_provider(roots.into(), provider)
+    rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider)
         .build()
         .map_err(|e| e.to_string())?
-        .verify_server_cert(&cert, &[], &name, &[], UnixTime::now())
+        .verify_server_cert(
+            cert,
+            intermediates,
+            &name,
+            &[],
+            rustls::pki_types::UnixTime::now(),
+        )
         .map(|_| ())
         .map_err(|e| e.to_string())
 }

@@ -345,6 +345,14 @@ fn check_config_names_the_bad_field() {
     assert!(e.contains("`cert`") && e.contains("scsp-host-1"), "{e}");
     let e = run(&good.replace("heartbeat_ms = 200", "heartbeat_ms = 0"));
     assert!(e.contains("`heartbeat_ms`"), "{e}");
+    // A CA that did not issue our certificate: every handshake would fail.
+    let other = c.dir.path().join("other-pki");
+    let made = scsp(&["certs", "--out", other.to_str().unwrap(), "--hosts", "1"]);
+    assert!(made.status.success(), "{made:?}");
+    let ca_line = good.lines().find(|l| l.starts_with("ca =")).unwrap();
+    let foreign = format!("ca = \"{}\"", other.join("ca.pem").display());
+    let e = run(&good.replace(ca_line, &foreign));
+    assert!(e.contains("`cert`") && e.contains("under `ca`"), "{e}");
 }
 
 #[test]

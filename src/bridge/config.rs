@@ -206,6 +206,33 @@ fn existing_file(field: &str, base: &Path, p: &Path) -> Result<PathBuf, ConfigEr
     }
 }
 
+/// A TOML error as a `ConfigError`: the field is the one the message names
+/// (`unknown field `lisen``), else the key on the line where the error is
+/// (a value of the wrong type), and the message says which line.
+fn toml_error(text: &str, e: &toml::de::Error) -> ConfigError {
+    let msg = e.message().trim_end().to_string();
+    let is_field =
+        |t: &&str| !t.is_empty() && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let named = msg.split('`').nth(1).filter(is_field).map(str::to_string);
+    let at = e.span().map(|r| r.start.min(text.len()));
+    let line = at.map(|i| text[..i].matches('\n').count() + 1);
+    let key_on_line = at.and_then(|i| {
+        let start = text[..i].rfind('\n').map_or(0, |n| n + 1);
+        let this = text[start..].lines().next().unwrap_or("");
+        let key = this
+            .split('=')
+            .next()
+            .filter(|_| this.contains('='))?
+            .trim();
+        is_field(&key).then(|| key.to_string())
+    });
+    let field = named.or(key_on_line).unwrap_or_else(|| "(syntax)".into());
+    match line {
+        Some(n) => bad(field, format!("line {n}: {msg}")),
+        None => bad(field, msg),
+    }
+}
+
 impl BridgeConfig {
     /// Read and validate the file at `path`. Relative paths in it are taken
     /// from the file's directory. Does not open the segment or parse the
@@ -219,15 +246,7 @@ impl BridgeConfig {
 
     /// Validate TOML text; relative paths are taken from `base`.
     pub fn parse(text: &str, base: &Path) -> Result<BridgeConfig, ConfigError> {
-        let raw: Raw = toml::from_str(text).map_err(|e| {
-            let msg = e.message().to_string();
-            let field = msg
-                .split('`')
-                .nth(1)
-                .map(str::to_string)
-                .unwrap_or_else(|| "(syntax)".into());
-            bad(field, msg)
-        })?;
+        let raw: Raw = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
         let cluster = raw.cluster;
         check_cluster(&cluster)?;
         let host = host_id("host_id", raw.host_id)?;
@@ -379,6 +398,14 @@ addr = "127.0.0.2:7000"
             "metrics2"
         );
         assert_eq!(field_of(&GOOD.replace("listen =", "lisen =")), "lisen");
+        // Values of the wrong type name the key on their line, and the line.
+        let d = base();
+        let e = BridgeConfig::parse(&GOOD.replace("host_id = 1", "host_id = \"1\""), d.path())
+            .unwrap_err();
+        assert_eq!(e.field, "host_id");
+        assert!(e.message.starts_with("line "), "{}", e.message);
+        let negative = GOOD.replace("host_id = 1", "host_id = 1\nheartbeat_ms = -5");
+        assert_eq!(field_of(&negative), "heartbeat_ms");
         // A peer at this host's own listen address, or two at one address.
         let listen = GOOD.lines().find(|l| l.starts_with("listen")).unwrap();
         let own = listen.split('"').nth(1).unwrap();

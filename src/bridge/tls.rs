@@ -55,6 +55,17 @@ pub fn load(cfg: &BridgeConfig) -> Result<TlsConfigs, String> {
             host_name(cfg.host_id)
         ));
     }
+    // It must also lead to the CA the peers trust, and be valid now: found
+    // here, not as a failed handshake with every peer later.
+    crate::pki::verify_host_chain(roots.clone(), &chain, cfg.host_id).map_err(|e| {
+        format!(
+            "`cert`: {} is not a valid certificate of {} under `ca` {}: {e}; issue both with \
+             `scsp certs`",
+            cfg.cert.display(),
+            host_name(cfg.host_id),
+            cfg.ca.display()
+        )
+    })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
         .build()

@@ -162,6 +162,7 @@ fn a_worker_of_another_user_shares_a_group_segment_with_allow_foreign_owner() {
         ..small()
     };
     let owner = Cache::create(&path, &cfg).unwrap();
+    assert_eq!(owner.put(b"from-owner", b"o", 60), Stored::Ok);
     let mut children = common::Children::default();
     let pid = children.spawn(|| {
         use nix::unistd::{setgid, setgroups, setuid, Gid, Uid};
@@ -186,7 +187,6 @@ fn a_worker_of_another_user_shares_a_group_segment_with_allow_foreign_owner() {
         let stored = worker.put(b"from-worker", b"w", 60);
         i32::from(seen.as_deref() != Some(&b"o"[..]) || stored != Stored::Ok) * 3
     });
-    assert_eq!(owner.put(b"from-owner", b"o", 60), Stored::Ok);
     assert_eq!(
         children.wait(pid),
         0,

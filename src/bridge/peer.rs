@@ -270,15 +270,15 @@ impl Link {
 
     /// The peer's HELLO, checked: its id, or the refusal sent (CLOSE with
     /// the reason) and why.
-    fn hello_or_refuse(&mut self, deadline: Instant, sh: &Shared) -> Result<u32, Refusal> {
+    fn hello_or_refuse(&mut self, deadline: Instant, sh: &Shared) -> Result<u32, HelloError> {
         let checked = match self.wait_hello(deadline, sh) {
             Ok(f) => check_hello(sh, f),
             Err(e) if e.starts_with("malformed") => Err((CloseReason::Malformed, e)),
-            Err(e) => return Err(Refusal::NotRefused(e)),
+            Err(e) => return Err(HelloError::Other(e)),
         };
         checked.map_err(|(reason, why)| {
             self.refuse(reason);
-            Refusal::Refused(format!("refused: {why}"))
+            HelloError::Refused(format!("refused: {why}"))
         })
     }
 
@@ -318,12 +318,12 @@ fn check_hello(sh: &Shared, f: Frame) -> Result<u32, (CloseReason, String)> {
     }
 }
 
-/// Why a connection ended before its session: `Refused` when we sent the
-/// peer a CLOSE (counted as a refusal against the peer), else an error such
-/// as a timeout or a closed connection.
-enum Refusal {
+/// Why the HELLO exchange failed.
+enum HelloError {
+    /// We sent the peer a CLOSE with the reason (counted as a refusal).
     Refused(String),
-    NotRefused(String),
+    /// A timeout, a closed connection, a stopping bridge.
+    Other(String),
 }
 
 /// Dial peer `idx` forever (until the bridge stops), with capped backoff.
@@ -349,11 +349,11 @@ pub(crate) fn dial_loop(sh: Arc<Shared>, idx: usize) {
                     sh.status.add(idx, Field::Refused, 1);
                     return Err(format!("peer at {} says it is host {id}", peer.addr));
                 }
-                Err(Refusal::Refused(why)) => {
+                Err(HelloError::Refused(why)) => {
                     sh.status.add(idx, Field::Refused, 1);
                     return Err(why);
                 }
-                Err(Refusal::NotRefused(e)) => return Err(e),
+                Err(HelloError::Other(e)) => return Err(e),
             }
             established = Some(Instant::now());
             run_session(&sh, idx, link)
@@ -396,11 +396,11 @@ pub(crate) fn accepted(sh: Arc<Shared>, sock: TcpStream, place: super::admission
             .and_then(|c| sh.cfg.peers.iter().position(|p| names_host(c, p.id)));
         let id = match link.hello_or_refuse(deadline, &sh) {
             Ok(id) => id,
-            Err(Refusal::Refused(why)) => {
+            Err(HelloError::Refused(why)) => {
                 refused = true;
                 return Err(why);
             }
-            Err(Refusal::NotRefused(e)) => return Err(e),
+            Err(HelloError::Other(e)) => return Err(e),
         };
         let Some(idx) = certified.filter(|&i| sh.cfg.peers[i].id == id && id < sh.cfg.host_id)
         else {

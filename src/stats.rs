@@ -59,7 +59,15 @@ const _: () = assert!(COUNTERS < STATS_SLOT_WORDS);
 
 static FORK_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
+/// This process's pid, kept here so that counting never asks the kernel
+/// (`getpid` is a system call; get and put make none). Set when a handle is
+/// opened and in every forked child.
+static PID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 extern "C" fn after_fork_in_child() {
+    // SAFETY: getpid is async-signal-safe and cannot fail.
+    let pid = unsafe { libc::getpid() };
+    PID.store(pid as u64, std::sync::atomic::Ordering::Relaxed);
     FORK_GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }
 
@@ -107,19 +115,26 @@ fn pid_is_dead(pid: u64) -> bool {
 impl Slot {
     pub(crate) fn claim(seg: &Segment) -> Slot {
         register_fork_handler();
+        PID.store(
+            std::process::id().into(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let gen = FORK_GENERATION.load(std::sync::atomic::Ordering::Relaxed);
         let slot = Slot {
             index: AtomicUsize::new(0),
             generation: std::sync::atomic::AtomicU64::new(u64::MAX),
             claiming: std::sync::atomic::AtomicU64::new(gen),
         };
-        slot.reclaim(seg, gen);
+        slot.reclaim(seg, gen, true);
         slot
     }
 
-    /// Find a free slot, else one whose owner died; else share slot 0.
-    fn reclaim(&self, seg: &Segment, gen: u64) {
-        let me = std::process::id() as u64;
+    /// Find a free slot, else (`take_dead`) one whose owner died; else share
+    /// slot 0. Looking for dead owners costs a `kill(2)` per slot, so only
+    /// opening a handle does; a forked child's first count, on the get/put
+    /// path, takes a free slot or slot 0.
+    fn reclaim(&self, seg: &Segment, gen: u64, take_dead: bool) {
+        let me = PID.load(std::sync::atomic::Ordering::Relaxed);
         let mut chosen = 0;
         for s in 1..STATS_SLOTS {
             let owner = &slot_words(seg, s)[0];
@@ -131,7 +146,7 @@ impl Slot {
                 break;
             }
         }
-        if chosen == 0 {
+        if chosen == 0 && take_dead {
             for s in 1..STATS_SLOTS {
                 let owner = &slot_words(seg, s)[0];
                 let current = owner.load(Ordering::Relaxed);
@@ -161,7 +176,7 @@ impl Slot {
                 .swap(gen, std::sync::atomic::Ordering::Relaxed)
                 != gen
         {
-            self.reclaim(seg, gen);
+            self.reclaim(seg, gen, false);
         }
         let slot = self.index.load(std::sync::atomic::Ordering::Relaxed);
         slot_words(seg, slot)[1 + c as usize].fetch_add(n, Ordering::Relaxed);

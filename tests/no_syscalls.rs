@@ -15,6 +15,9 @@ use std::path::Path;
 use std::process::Command;
 
 const SEGMENT_ENV: &str = "SCSP_SYSCALL_PROBE_SEGMENT";
+/// Set: the probe forks after setup and the child runs the traced loop
+/// (its first operation claims the child's counter slot).
+const FORK_ENV: &str = "SCSP_SYSCALL_PROBE_FORK";
 const BEGIN: &[u8] = b"SCSP-PROBE-BEGIN\n";
 const END: &[u8] = b"SCSP-PROBE-END\n";
 const OPS: u32 = 100_000;
@@ -41,6 +44,31 @@ fn probe_body() {
         let _ = cache.put(&key(k % 512), &val[..n], 3600);
         let _ = cache.get(&key(k % 512), &mut buf);
     }
+    if std::env::var_os(FORK_ENV).is_some() {
+        // SAFETY: the child only runs the loop on the inherited mapping and
+        // `_exit`s; it never returns into the test harness.
+        match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => {
+                let run = std::panic::AssertUnwindSafe(|| traced_loop(&cache, &mut rng));
+                let ok = std::panic::catch_unwind(run).is_ok();
+                // SAFETY: ends the child at once, running nothing of the parent's.
+                unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                let status = nix::sys::wait::waitpid(child, None).unwrap();
+                assert_eq!(status, nix::sys::wait::WaitStatus::Exited(child, 0));
+                println!("probe ok: forked child");
+                return;
+            }
+        }
+    }
+    traced_loop(&cache, &mut rng);
+}
+
+/// 10^5 mixed operations between the markers.
+fn traced_loop(cache: &Cache, rng: &mut Rng) {
+    let mut val = [0u8; 512];
+    let mut buf = [0u8; 512];
     let (mut hits, mut puts) = (0u64, 0u64);
 
     marker(BEGIN);
@@ -110,6 +138,15 @@ fn strace_available() -> bool {
 
 #[test]
 fn get_put_take_make_no_syscalls() {
+    trace_probe(false);
+}
+
+#[test]
+fn nor_in_a_forked_child_whose_first_operation_claims_a_counter_slot() {
+    trace_probe(true);
+}
+
+fn trace_probe(fork: bool) {
     if !strace_available() {
         println!("SKIPPED: strace is not installed (CI installs it)");
         return;
@@ -124,15 +161,18 @@ fn get_put_take_make_no_syscalls() {
         ..Config::default()
     };
     drop(Cache::create(&seg, &cfg).unwrap());
-    let out = Command::new("strace")
+    let mut probe = Command::new("strace");
+    probe
         .args(["-f", "-qq", "-o"])
         .arg(&trace)
         .arg(std::env::current_exe().unwrap())
         .args(["--exact", "probe_body", "--ignored", "--nocapture"])
         .args(["--test-threads", "1"])
-        .env(SEGMENT_ENV, &seg)
-        .output()
-        .unwrap();
+        .env(SEGMENT_ENV, &seg);
+    if fork {
+        probe.env(FORK_ENV, "1");
+    }
+    let out = probe.output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && stdout.contains("probe ok"),

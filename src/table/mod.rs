@@ -328,13 +328,17 @@ impl Cache {
         let tail = self.seg.tail(slot.shard);
         let new = slot.word(pos, words);
         for _ in 0..CAS_RETRIES {
+            // Words first (Acquire pairs with the Release CAS that published
+            // each), then the tail: it is then at least past every word's
+            // entry, so a word published meanwhile is never mistaken for
+            // one that left the window (and evicted as stale).
+            let words = bucket.each_ref().map(|w| w.load(Ordering::Acquire));
             let t = tail.load(Ordering::Relaxed);
             let mut same = None;
             let mut empty = None;
             let mut stale = None;
             let mut oldest: Option<(usize, u64, u64)> = None;
-            for (i, w) in bucket.iter().enumerate() {
-                let v = w.load(Ordering::Relaxed);
+            for (i, &v) in words.iter().enumerate() {
                 if v == 0 {
                     empty = empty.or(Some((i, v)));
                 } else if tag_of(v) == slot.tag {
@@ -609,7 +613,7 @@ impl Cache {
         // (a prefetch is masked and never faults, so a wrong hint is harmless).
         prefetch::<FOR_READ>(log, pos, hinted_words(word));
         let Some(h) = EntryHeader::decode(&load_header(log, pos)) else {
-            return Err(self.corrupt_or_stale(pos, t1));
+            return Err(self.corrupt_or_stale(pos, tail));
         };
         // A well-formed entry of another key whose hash shares this bucket
         // and 16-bit tag (about one lookup in 20 000 on a busy table): a
@@ -627,7 +631,7 @@ impl Cache {
             || pos.checked_add(h.words()).is_none_or(|end| end > t1)
             || !in_window(pos, t1, self.log_words)
         {
-            return Err(self.corrupt_or_stale(pos, t1));
+            return Err(self.corrupt_or_stale(pos, tail));
         }
         if !key_equals(log, pos.wrapping_add(ENTRY_HEADER_WORDS as u64), key) {
             return Err(None);
@@ -667,9 +671,13 @@ impl Cache {
     }
 
     /// A word whose entry does not check out is stale if it left the log
-    /// window, corrupt otherwise.
-    fn corrupt_or_stale(&self, pos: u64, tail: u64) -> Option<usize> {
-        if in_window(pos, tail, self.log_words) {
+    /// window, corrupt otherwise. The tail is read again for this: a writer
+    /// that wrapped the log over the entry while its header was read has
+    /// moved it past the entry (Acquire pairs with the Release fence in
+    /// `append`, as for the copy), so a busy table is not taken for damaged.
+    fn corrupt_or_stale(&self, pos: u64, tail: &crate::sync::AtomicU64) -> Option<usize> {
+        fence(Ordering::Acquire);
+        if in_window(pos, tail.load(Ordering::Relaxed), self.log_words) {
             self.count(Counter::Corrupt);
         }
         None

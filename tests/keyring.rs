@@ -402,3 +402,88 @@ fn processes_killed_mid_rotation_never_break_the_ring() {
         assert!(live.iter().all(|x| x.created + PERIOD + LIFETIME > now));
     }
 }
+
+/// `n` bridged hosts whose processes all rotate at the same moment: each
+/// host makes its own next key before the peers' arrive, then the keys are
+/// replicated all to all, as the bridge does. Every host must find the key
+/// every other host encrypts with, period after period. (With 8 slots and
+/// every duplicate imported, three hosts overflowed the ring and never
+/// agreed again.)
+fn hosts_rotating_together(n: u32) {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(AtomicU64::new(T0 + 1));
+    let longest = RotationPolicy {
+        period: Duration::from_secs(PERIOD),
+        lifetime: Duration::from_secs(2 * PERIOD),
+    };
+    let rings: Vec<KeyRing> = (1..=n)
+        .map(|host| {
+            let path = dir.path().join(format!("seg-{host}"));
+            let cfg = Config {
+                size: 1 << 20,
+                shards: 2,
+                max_value: 1024,
+                host_id: host,
+                ..Config::default()
+            };
+            let cache = Arc::new(Cache::create(&path, &cfg).unwrap());
+            let c = clock.clone();
+            KeyRing::with_clock(cache, longest, Arc::new(move || c.load(Ordering::SeqCst))).unwrap()
+        })
+        .collect();
+    for period in 0..10u64 {
+        clock.store(T0 + period * PERIOD + 1, Ordering::SeqCst);
+        for r in &rings {
+            assert!(r.current().is_some(), "period {period}: no key made");
+        }
+        // Twice: a host forwards keys it learned from a third.
+        for _ in 0..2 {
+            for a in &rings {
+                for b in &rings {
+                    b.import(&a.export());
+                }
+            }
+        }
+        let used: Vec<TicketKey> = rings.iter().map(|r| r.current().unwrap()).collect();
+        for (i, k) in used.iter().enumerate() {
+            assert_eq!(
+                k.name,
+                used[0].name,
+                "period {period}: hosts 1 and {} disagree",
+                i + 1
+            );
+            for (j, r) in rings.iter().enumerate() {
+                assert!(
+                    r.find(&k.name).is_some(),
+                    "period {period}: host {} cannot decrypt host {}'s tickets ({} keys held)",
+                    j + 1,
+                    i + 1,
+                    r.export().len()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn pools_of_two_three_and_eight_hosts_rotating_together_agree() {
+    for n in [2, 3, 8] {
+        hosts_rotating_together(n);
+    }
+}
+
+#[test]
+fn a_ticket_lifetime_over_seven_days_is_refused() {
+    let week = 7 * 24 * 3600;
+    let too_long = RotationPolicy {
+        period: Duration::from_secs(week),
+        lifetime: Duration::from_secs(week + 1),
+    };
+    let err = too_long.validate().unwrap_err().to_string();
+    assert!(err.contains("RFC 8446"), "{err}");
+    let longest = RotationPolicy {
+        period: Duration::from_secs(week),
+        lifetime: Duration::from_secs(week),
+    };
+    longest.validate().unwrap();
+}

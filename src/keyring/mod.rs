@@ -14,9 +14,9 @@
 //! `created` is the start of the current period encrypts; it is made one
 //! period ahead (as the "next" key) so that a replicated pool knows it before
 //! anyone uses it. A key decrypts until `created + period + lifetime`, then it
-//! is wiped (its words zeroed). With `lifetime <= 2 * period` at most four
-//! periods' keys of one host are alive at once: previous-but-one, previous,
-//! current, next. (A period can hold two keys when its maker died mid-way and
+//! is wiped (its words zeroed). With `lifetime <= 2 * period` (and at most
+//! 7 days, the TLS 1.3 limit) at most four periods' keys of one host are
+//! alive at once: previous-but-one, previous, current, next. (A period can hold two keys when its maker died mid-way and
 //! two processes stepped in; see Protocol.)
 //!
 //! # Layout (words from the start of the extension area)
@@ -66,8 +66,14 @@ use std::time::Duration;
 
 /// Words of the extension area the ring may use (the bridge owns the rest).
 pub const RING_WORDS: usize = 512;
-/// Number of key slots.
-pub const SLOTS: usize = 8;
+/// Number of key slots: every slot [`RING_WORDS`] has room for. A pool of
+/// hosts that rotate at the same moment makes one key per host and period
+/// before the bridge brings them together, and each lives `period +
+/// lifetime`: up to four periods of them, from every host. (The first
+/// versions had 8 slots, too few for three hosts; when the ring is full,
+/// the keys that lost their period to a smaller name are reused, see
+/// `pick_slot`.)
+pub const SLOTS: usize = 31;
 /// Words per slot.
 pub const SLOT_WORDS: usize = 16;
 /// Seconds after which a slot stuck in WRITING (its writer died) is reclaimed.
@@ -86,6 +92,9 @@ const KIND_VALID: u64 = b'V' as u64;
 const WAIT_ROUNDS: usize = 200;
 
 const _: () = assert!(SLOTS_OFF + SLOTS * SLOT_WORDS <= RING_WORDS);
+
+/// Longest ticket lifetime a server may announce (RFC 8446 4.6.1).
+pub const MAX_LIFETIME_SECS: u64 = 7 * 24 * 3600;
 
 /// When keys rotate and how long tickets live.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,6 +129,12 @@ impl RotationPolicy {
             return Err(Error::Config(format!(
                 "ticket lifetime {l} s: must be at least 1 s and at most twice the period ({} s)",
                 2 * p
+            )));
+        }
+        if l > MAX_LIFETIME_SECS {
+            return Err(Error::Config(format!(
+                "ticket lifetime {l} s: TLS 1.3 allows at most 7 days ({MAX_LIFETIME_SECS} s, \
+                 RFC 8446 4.6.1)"
             )));
         }
         Ok(())
@@ -289,8 +304,11 @@ impl KeyRing {
             .collect()
     }
 
-    /// Add keys received from a peer (skipping ones already here or no longer
-    /// usable). Returns how many were added.
+    /// Add keys received from a peer, skipping ones already here, no longer
+    /// usable, or beaten here by a key of the same period with a smaller name
+    /// (nobody will encrypt with those; a pool whose hosts all rotate at
+    /// once would otherwise fill the ring with them). Returns how many were
+    /// added.
     pub fn import(&self, keys: &[TicketKey]) -> usize {
         let now = self.now();
         let mut added = 0;
@@ -299,6 +317,9 @@ impl KeyRing {
                 continue;
             }
             let views = self.snapshot();
+            if self.beaten(&views, k, now) {
+                continue;
+            }
             self.retire_due(&views, now);
             if let Some((i, state)) = self.pick_slot(&self.snapshot(), now) {
                 if let Some(st) = self.claim(i, state, now, k.created) {
@@ -440,8 +461,21 @@ impl KeyRing {
         }
     }
 
+    /// Does a usable key of `k`'s period with a smaller name exist? Then
+    /// nobody encrypts with `k` (see `best_with`).
+    fn beaten(&self, views: &[View], k: &TicketKey, now: u64) -> bool {
+        views.iter().any(|v| {
+            matches!(v, View::Valid(_, o)
+                if o.created == k.created && o.name < k.name && self.usable(o, now))
+        })
+    }
+
     /// A slot to write into: free, then corrupt, then stuck, then retired
-    /// or absurdly far in the future.
+    /// or absurdly far in the future; if the ring is full of live keys, one
+    /// that lost its period to a key of smaller name (every process
+    /// encrypts with that one, so the loser only decrypts tickets a host
+    /// made before the keys met: at worst those fall back to a full
+    /// handshake, instead of the pool's hosts disagreeing for good).
     fn pick_slot(&self, views: &[View], now: u64) -> Option<(usize, u64)> {
         let now32 = now as u32;
         let rank = |v: &View| match v {
@@ -451,6 +485,7 @@ impl KeyRing {
                 Some((2, *state))
             }
             View::Valid(s, k) if !self.usable(k, now) => Some((3, *s)),
+            View::Valid(s, k) if self.beaten(views, k, now) => Some((4, *s)),
             _ => None,
         };
         views

@@ -112,7 +112,7 @@ typedef struct scsp_options {
     uint32_t group;       /* gid for SCSP_OPEN_SET_GROUP (use mode 0660) */
     uint32_t reserved;    /* must be 0 */
     uint32_t ticket_period_secs;   /* ticket key rotation period; 0: 6 h */
-    uint32_t ticket_lifetime_secs; /* ticket validity, <= 2 * period; 0: 12 h
+    uint32_t ticket_lifetime_secs; /* ticket validity, <= 2 * period and <= 7 days; 0: 12 h
                                       (or 2 * period if that is shorter) */
 } scsp_options;
 

@@ -258,3 +258,36 @@ fn serve_workers_move_to_a_segment_created_anew() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+#[test]
+fn a_client_trickling_its_handshake_holds_a_worker_at_most_5_s() {
+    use std::io::{Read, Write};
+    let setup = Setup::small();
+    let serve = Serve::start(&setup, "1.3", "on", "serve-test");
+    let (_, port) = serve.workers[0];
+    // A TLS record that never ends: its header, then a byte every 300 ms.
+    let mut slow = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    slow.set_read_timeout(Some(std::time::Duration::from_millis(300)))
+        .unwrap();
+    let start = std::time::Instant::now();
+    let _ = slow.write_all(&[0x16, 0x03, 0x01, 0x40, 0x00]);
+    let mut buf = [0u8; 64];
+    while start.elapsed() < std::time::Duration::from_secs(20) {
+        if slow.write_all(&[0]).is_err() {
+            break;
+        }
+        match slow.read(&mut buf) {
+            Ok(0) => break,
+            Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => break,
+            _ => {}
+        }
+    }
+    let held = start.elapsed();
+    assert!(
+        held < std::time::Duration::from_secs(10),
+        "held the worker {held:?}"
+    );
+    // The worker serves the next client.
+    let (_, pid) = s_client(port, "13", None, None);
+    assert_eq!(pid, serve.workers[0].0);
+}

@@ -65,14 +65,29 @@ fn bind_all(opts: &ServeOptions) -> Result<Vec<TcpListener>> {
 const EXIT_REOPEN: i32 = 3;
 
 fn spawn(opts: &ServeOptions, listener: &TcpListener, index: usize) -> Result<Pid> {
+    use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
+    let supervisor = nix::unistd::getpid();
+    // Until the child has put back the default actions, SIGTERM or SIGINT
+    // would only run the supervisor's flag-setting handler in it: keep them
+    // pending instead (the child unblocks them in `become_worker`).
+    let mut stopping = SigSet::empty();
+    stopping.add(Signal::SIGTERM);
+    stopping.add(Signal::SIGINT);
+    let mut before = SigSet::empty();
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&stopping), Some(&mut before))
+        .map_err(|e| Error::Config(format!("sigprocmask failed: {e}")))?;
     // SAFETY: the supervisor is single-threaded when it forks, so the child
     // may run arbitrary code; the child never returns from this function.
-    match unsafe { fork() }.map_err(|e| Error::Config(format!("fork failed: {e}")))? {
+    let forked = unsafe { fork() };
+    if !matches!(forked, Ok(ForkResult::Child)) {
+        let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&before), None);
+    }
+    match forked.map_err(|e| Error::Config(format!("fork failed: {e}")))? {
         ForkResult::Parent { child } => Ok(child),
         ForkResult::Child => {
             // A panic must end this child here: unwinding out of `spawn`
             // would run the supervisor's loop in the worker.
-            let run = std::panic::AssertUnwindSafe(|| worker::run(opts, listener, index));
+            let run = std::panic::AssertUnwindSafe(|| worker::run(opts, listener, supervisor));
             let code = match std::panic::catch_unwind(run) {
                 Ok(Ok(())) => {
                     eprintln!(

@@ -12,7 +12,9 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// The whole of one connection (handshake, request, response): a client
+/// that trickles bytes cannot hold a worker longer, however slowly they come.
+const CONNECTION_DEADLINE: Duration = Duration::from_secs(5);
 /// How often, at most, a worker checks that its segment is still the file
 /// at its path.
 const SEGMENT_CHECK: Duration = Duration::from_secs(1);
@@ -111,8 +113,9 @@ pub(super) fn check_config(opts: &ServeOptions) -> Result<()> {
     server_config(opts).map(|_| ())
 }
 
-/// Restore default signal actions the supervisor changed, and die with it.
-fn become_worker() {
+/// Restore default signal actions the supervisor changed, unblock the
+/// signals it blocked around `fork`, and die with it.
+fn become_worker(supervisor: nix::unistd::Pid) {
     let default = nix::sys::signal::SigAction::new(
         nix::sys::signal::SigHandler::SigDfl,
         nix::sys::signal::SaFlags::empty(),
@@ -127,13 +130,30 @@ fn become_worker() {
     }
     // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number and no pointers.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) };
+    // The supervisor may have died before the line above: then no signal
+    // will come, and this worker must not serve on as an orphan.
+    if nix::unistd::getppid() != supervisor {
+        // SAFETY: ends this child at once; it holds nothing to clean up yet.
+        unsafe { libc::_exit(0) };
+    }
+    // A SIGTERM sent meanwhile (the supervisor stopping) was held pending:
+    // with the default action restored, it now ends the worker.
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    );
 }
 
 /// The worker's main loop. Returns an error when it cannot go on, and
 /// `Ok` when its segment was removed or replaced: the supervisor then starts
 /// a worker that opens the new one (docs/operations.md, "Upgrades").
-pub(super) fn run(opts: &ServeOptions, listener: &TcpListener, _index: usize) -> Result<()> {
-    become_worker();
+pub(super) fn run(
+    opts: &ServeOptions,
+    listener: &TcpListener,
+    supervisor: nix::unistd::Pid,
+) -> Result<()> {
+    become_worker(supervisor);
     let (config, cache) = server_config(opts)?;
     let config = Arc::new(config);
     let pid = std::process::id();
@@ -156,11 +176,51 @@ pub(super) fn run(opts: &ServeOptions, listener: &TcpListener, _index: usize) ->
     }
 }
 
+/// A socket whose reads and writes all end by one deadline.
+struct Deadline {
+    sock: TcpStream,
+    until: Instant,
+}
+
+impl Deadline {
+    /// Time left, or a TimedOut error once there is none.
+    fn left(&self) -> std::io::Result<Duration> {
+        let left = self.until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "connection deadline passed",
+            ));
+        }
+        Ok(left)
+    }
+}
+
+impl Read for Deadline {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.sock.set_read_timeout(Some(self.left()?))?;
+        self.sock.read(buf)
+    }
+}
+
+impl Write for Deadline {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.sock.set_write_timeout(Some(self.left()?))?;
+        self.sock.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.sock.flush()
+    }
+}
+
 fn serve_one(sock: TcpStream, config: &Arc<ServerConfig>, pid: u32) -> std::io::Result<()> {
-    sock.set_read_timeout(Some(IO_TIMEOUT))?;
-    sock.set_write_timeout(Some(IO_TIMEOUT))?;
     sock.set_nodelay(true)?;
     let conn = ServerConnection::new(config.clone()).map_err(std::io::Error::other)?;
+    let sock = Deadline {
+        sock,
+        until: Instant::now() + CONNECTION_DEADLINE,
+    };
     let mut tls = rustls::StreamOwned::new(conn, sock);
     let mut req = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];

@@ -10,6 +10,7 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -34,7 +35,18 @@ impl RedisServer {
             let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
                 .local_addr()?
                 .port();
-            let child = Command::new(REDIS_SERVER)
+            let mut cmd = Command::new(REDIS_SERVER);
+            // Dies with the thread that started it, even if this process is
+            // killed outright (the demo's and the benches' throwaway server).
+            // SAFETY: the closure runs in the forked child before exec and
+            // only calls prctl, which is async-signal-safe.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                    Ok(())
+                });
+            }
+            let child = cmd
                 .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
                 // Memory only: no snapshots, no append-only file.
                 .args(["--save", "", "--appendonly", "no"])

@@ -129,9 +129,13 @@ fn install_interrupt_handler() {
         nix::sys::signal::SaFlags::SA_RESTART,
         nix::sys::signal::SigSet::empty(),
     );
+    // A closed terminal (SIGHUP) or Ctrl-\ (SIGQUIT) also stops the demo
+    // through its cleanup.
     for sig in [
         nix::sys::signal::Signal::SIGINT,
         nix::sys::signal::Signal::SIGTERM,
+        nix::sys::signal::Signal::SIGHUP,
+        nix::sys::signal::Signal::SIGQUIT,
     ] {
         // SAFETY: the handler only stores to a static atomic.
         let _ = unsafe { nix::sys::signal::sigaction(sig, &action) };
@@ -433,6 +437,11 @@ fn run_setup(
         send_request: a.server == ServerKind::Rustls,
     };
     let mut r = load::run(&spec, &targets, &INTERRUPTED, &|| bar.inc(1))?;
+    // Interrupted during the last round: the servers were stopped by the
+    // same signal, which is no crash.
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        return Err("interrupted".into());
+    }
     let cpu: f64 = pids.iter().map(|p| pool::cpu_seconds(*p)).sum::<f64>() - cpu_before;
     for h in &mut hosts {
         for p in &mut h.processes {
@@ -485,6 +494,34 @@ fn redis_setup_unavailable(a: &Args) -> Option<String> {
     }
 }
 
+/// Remove what earlier demos killed outright (SIGKILL: no cleanup ran)
+/// left in `base`: directories `scsp-demo-<pid>-*` of ours whose process is
+/// gone. They hold segments and throwaway keys.
+fn remove_leftovers(base: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    let me = nix::unistd::geteuid().as_raw();
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("scsp-demo-"))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let ours = e.metadata().is_ok_and(|m| m.is_dir() && m.uid() == me);
+        let gone = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+            == Err(nix::errno::Errno::ESRCH);
+        if ours && gone {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 pub fn run(a: Args) -> CliResult<ExitCode> {
     install_interrupt_handler();
     pool::check_loopback(a.hosts as usize)?;
@@ -493,8 +530,9 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
     } else {
         "/tmp"
     };
+    remove_leftovers(Path::new(base));
     let dir = tempfile::Builder::new()
-        .prefix("scsp-demo-")
+        .prefix(&format!("scsp-demo-{}-", std::process::id()))
         .tempdir_in(base)
         .map_err(|e| format!("cannot make a temporary directory in {base}: {e}"))?;
     let c = certs::make(dir.path(), a.key_type)?;

@@ -5,6 +5,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -115,6 +116,17 @@ pub fn start_until(
     timeout: Duration,
     ready: impl Fn(&[String]) -> bool,
 ) -> Result<(Guarded, Vec<String>), String> {
+    // Die with the demo even if it is killed outright (SIGKILL, a hang-up):
+    // no server or bridge outlives it. The demo spawns from its main
+    // thread, which lives as long as the demo does.
+    // SAFETY: the closure runs in the forked child before exec and only
+    // calls prctl, which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -133,7 +133,15 @@ pub unsafe extern "C" fn scsp_open(
             }
             Err(e) => {
                 let (code, errno) = codes::from_error(&e);
-                fail_errno(code, format!("scsp_open: {e}"), errno)
+                // The library names the Rust fields; say which C ones they are.
+                let hint = if matches!(e, scsp::Error::Config(_)) {
+                    " (in scsp_options, size is the size_bytes field)"
+                } else if matches!(e, scsp::Error::ForeignOwner { .. }) {
+                    " (SCSP_OPEN_ALLOW_FOREIGN_OWNER in opts->flags)"
+                } else {
+                    ""
+                };
+                fail_errno(code, format!("scsp_open: {e}{hint}"), errno)
             }
         }
     })

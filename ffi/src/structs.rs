@@ -167,7 +167,9 @@ pub fn plan(o: &scsp_options) -> Result<OpenPlan, String> {
         // Keep the default lifetime legal for a short period.
         tickets.lifetime = tickets.lifetime.min(2 * tickets.period);
     }
-    tickets.validate().map_err(|e| e.to_string())?;
+    tickets
+        .validate()
+        .map_err(|e| format!("opts->ticket_period_secs / ticket_lifetime_secs: {e}"))?;
     Ok(OpenPlan {
         config,
         tickets,

@@ -117,6 +117,15 @@ impl Cache {
         let key_words = h.key_len.div_ceil(8);
         let (key, rest) = scratch.split_at_mut(key_words * 8);
         super::entry::copy_out(log, pos.wrapping_add(ENTRY_HEADER_WORDS as u64), key);
+        // The key's hash before the value's checksum: damaged words that
+        // happen to look like a header are turned down after reading at most
+        // 255 key bytes, not a whole value (a walk over a log of such words
+        // would otherwise read `max_value` bytes at every word).
+        if self.hash_key(&key[..h.key_len]) != h.hash {
+            return Err(format!(
+                "shard {shard} pos {pos}: key does not match its hash"
+            ));
+        }
         let value = &mut rest[..h.value_len];
         let sum = super::entry::copy_value_out(
             log,
@@ -124,11 +133,6 @@ impl Cache {
             value,
             super::entry::ValueSum::new(&h),
         );
-        if self.hash_key(&key[..h.key_len]) != h.hash {
-            return Err(format!(
-                "shard {shard} pos {pos}: key does not match its hash"
-            ));
-        }
         if sum != h.checksum {
             return Err(format!("shard {shard} pos {pos}: checksum mismatch"));
         }

@@ -364,3 +364,51 @@ fn a_peer_that_stops_acknowledging_shows_a_growing_lag() {
         p.get("connected") == 0 && p.get("lag_micros") == 0
     });
 }
+
+#[test]
+fn sigterm_while_dialling_a_peer_that_never_answers_is_prompt() {
+    let mut c = Cluster::prepare(Options::default());
+    let addr = match c.hosts[2].addr {
+        std::net::SocketAddr::V4(a) => a,
+        a => panic!("{a}"),
+    };
+    // The test plays host 3 with a listener whose accept queue is full and
+    // never drained: the kernel drops host 2's SYNs, so its connect hangs.
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    let sin = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: addr.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*addr.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: plain socket calls on a descriptor we own, with a sockaddr_in
+    // that lives across each call; the fd is closed at the end.
+    let fd = unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0);
+        assert_eq!(libc::bind(fd, (&raw const sin).cast(), len), 0);
+        assert_eq!(libc::listen(fd, 0), 0);
+        fd
+    };
+    let fillers: Vec<_> = (0..4)
+        .filter_map(|_| {
+            std::net::TcpStream::connect_timeout(
+                &addr.into(),
+                std::time::Duration::from_millis(200),
+            )
+            .ok()
+        })
+        .collect();
+    c.host(2).start();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let took = c.host(2).terminate();
+    assert!(
+        took < std::time::Duration::from_secs(2),
+        "SIGTERM took {took:?}"
+    );
+    drop(fillers);
+    // SAFETY: closes the listener made above, once.
+    unsafe { libc::close(fd) };
+}

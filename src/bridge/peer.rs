@@ -334,8 +334,7 @@ pub(crate) fn dial_loop(sh: Arc<Shared>, idx: usize) {
         let mut established = None;
         let res = (|| {
             let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
-            let sock = TcpStream::connect_timeout(&peer.addr, HANDSHAKE_TIMEOUT)
-                .map_err(|e| format!("connect {}: {e}", peer.addr))?;
+            let sock = connect(peer.addr, deadline, &sh)?;
             let conn =
                 rustls::ClientConnection::new(sh.tls.client.clone(), peer_server_name(peer.id))
                     .map_err(|e| format!("TLS: {e}"))?;
@@ -368,6 +367,52 @@ pub(crate) fn dial_loop(sh: Arc<Shared>, idx: usize) {
         }
         sh.sleep(backoff);
         backoff = (backoff * 2).min(sh.cfg.max_backoff);
+    }
+}
+
+/// Connect to `addr` by `deadline`, giving up as soon as the bridge stops:
+/// a blocking connect to an address that does not answer would hold up
+/// SIGTERM for the whole timeout.
+fn connect(
+    addr: std::net::SocketAddr,
+    deadline: Instant,
+    sh: &Shared,
+) -> Result<TcpStream, String> {
+    use nix::errno::Errno;
+    use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, SockaddrStorage};
+    use std::os::fd::AsRawFd;
+    let family = if addr.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
+    let fd = socket::socket(family, SockType::Stream, flags, None)
+        .map_err(|e| format!("connect {addr}: socket: {e}"))?;
+    match socket::connect(fd.as_raw_fd(), &SockaddrStorage::from(addr)) {
+        Ok(()) | Err(Errno::EINPROGRESS) => {}
+        Err(e) => return Err(format!("connect {addr}: {e}")),
+    }
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(format!(
+                "connect {addr}: no answer within {HANDSHAKE_TIMEOUT:?}"
+            ));
+        }
+        if sh.stopping() {
+            return Err("stopping".into());
+        }
+        let ready = wait_fd(fd.as_raw_fd(), libc::POLLOUT, None, left.min(STOP_CHECK))
+            .map_err(|e| format!("poll: {e}"))?;
+        if ready {
+            break;
+        }
+    }
+    match socket::getsockopt(&fd, sockopt::SocketError) {
+        Ok(0) => Ok(TcpStream::from(fd)),
+        Ok(e) => Err(format!("connect {addr}: {}", Errno::from_raw(e).desc())),
+        Err(e) => Err(format!("connect {addr}: {e}")),
     }
 }
 

@@ -226,11 +226,9 @@ fn peer_that_stops_reading_costs_only_its_own_connection() {
     still_replicates(&c, b"after-stall");
 }
 
-/// A TCP connection to `to` from the address `source` (so the bridge sees
-/// another source than its peers').
-fn connect_from(source: std::net::Ipv4Addr, to: std::net::SocketAddrV4) -> std::net::TcpStream {
-    use std::os::fd::FromRawFd;
-    let sin = |a: std::net::SocketAddrV4| libc::sockaddr_in {
+/// `a` as the C socket API takes it, and its length.
+fn sockaddr(a: std::net::SocketAddrV4) -> (libc::sockaddr_in, libc::socklen_t) {
+    let sin = libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
         sin_port: a.port().to_be(),
         sin_addr: libc::in_addr {
@@ -238,7 +236,18 @@ fn connect_from(source: std::net::Ipv4Addr, to: std::net::SocketAddrV4) -> std::
         },
         sin_zero: [0; 8],
     };
-    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    (
+        sin,
+        std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+    )
+}
+
+/// A TCP connection to `to` from the address `source` (so the bridge sees
+/// another source than its peers').
+fn connect_from(source: std::net::Ipv4Addr, to: std::net::SocketAddrV4) -> std::net::TcpStream {
+    use std::os::fd::FromRawFd;
+    let sin = |a| sockaddr(a).0;
+    let len = sockaddr(to).1;
     // SAFETY: plain socket calls on a descriptor we own, with sockaddr_in
     // values that live across each call; the TcpStream then owns the fd.
     unsafe {
@@ -374,15 +383,7 @@ fn sigterm_while_dialling_a_peer_that_never_answers_is_prompt() {
     };
     // The test plays host 3 with a listener whose accept queue is full and
     // never drained: the kernel drops host 2's SYNs, so its connect hangs.
-    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-    let sin = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: addr.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(*addr.ip()).to_be(),
-        },
-        sin_zero: [0; 8],
-    };
+    let (sin, len) = sockaddr(addr);
     // SAFETY: plain socket calls on a descriptor we own, with a sockaddr_in
     // that lives across each call; the fd is closed at the end.
     let fd = unsafe {

@@ -86,13 +86,19 @@ impl fmt::Display for Error {
         match self {
             Error::Io { path, op, source } => {
                 write!(f, "{op} {}: {source}", path.display())?;
-                if source.raw_os_error() == Some(libc::ENOSPC) {
-                    // A segment gets all its memory when it is created.
-                    write!(
+                // A segment gets all its memory when it is created.
+                match source.raw_os_error() {
+                    Some(libc::ENOSPC) => write!(
                         f,
                         "; make the segment smaller, or free space on (or enlarge) the filesystem \
                          holding it, e.g. a tmpfs's size= option"
-                    )?;
+                    )?,
+                    Some(libc::ENOMEM) if *op == "reserve memory for" => write!(
+                        f,
+                        "; the segment is larger than the memory this machine has available \
+                         (MemAvailable plus free swap): make it smaller"
+                    )?,
+                    _ => {}
                 }
                 Ok(())
             }

@@ -164,6 +164,49 @@ fn link(file: &File, staging: &Staging, path: &Path) -> Result<()> {
     })
 }
 
+/// Refuse a segment its filesystem has no room for, before touching a page:
+/// on a tmpfs as large as RAM (the usual /dev/shm) memory runs out before
+/// the filesystem does, and faulting the pages in would wake the OOM killer
+/// instead of failing with ENOSPC.
+fn check_room(path: &Path, file: &File, len: u64) -> Result<()> {
+    let refuse = |errno: i32| {
+        Err(Error::io(
+            path,
+            "reserve memory for",
+            io::Error::from_raw_os_error(errno),
+        ))
+    };
+    if let Ok(v) = nix::sys::statvfs::fstatvfs(file) {
+        let free = (v.blocks_available() as u64).saturating_mul(v.fragment_size() as u64);
+        if len > free {
+            return refuse(libc::ENOSPC);
+        }
+    }
+    let in_memory = nix::sys::statfs::fstatfs(file)
+        .is_ok_and(|f| f.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC);
+    if in_memory && available_memory().is_some_and(|m| len > m) {
+        return refuse(libc::ENOMEM);
+    }
+    Ok(())
+}
+
+/// Memory a tmpfs file could still get: MemAvailable plus free swap, from
+/// /proc/meminfo (`None` if it cannot be read).
+fn available_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib = |field: &str| {
+        info.lines().find_map(|l| {
+            l.strip_prefix(field)?
+                .trim()
+                .strip_suffix("kB")?
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+    };
+    Some((kib("MemAvailable:")? + kib("SwapFree:").unwrap_or(0)) * 1024)
+}
+
 /// Give every page of a new segment its memory now, so that a full
 /// filesystem is an error here instead of a SIGBUS in a worker later.
 fn reserve(path: &Path, file: &File, map: &memmap2::MmapRaw) -> Result<()> {
@@ -226,6 +269,7 @@ impl Segment {
         .map_err(|e| Error::io(path, "fchmod", e.into()))?;
         file.set_len(geo.total_len)
             .map_err(|e| Error::io(path, "ftruncate", e))?;
+        check_room(path, file, geo.total_len)?;
         let map = map(path, file, geo.total_len)?;
         reserve(path, file, &map)?;
         // The link below gives `path` this very inode.

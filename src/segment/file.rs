@@ -177,7 +177,7 @@ fn check_room(path: &Path, file: &File, len: u64) -> Result<()> {
         ))
     };
     if let Ok(v) = nix::sys::statvfs::fstatvfs(file) {
-        let free = (v.blocks_available() as u64).saturating_mul(v.fragment_size() as u64);
+        let free = v.blocks_available().saturating_mul(v.fragment_size());
         if len > free {
             return refuse(libc::ENOSPC);
         }

@@ -93,6 +93,9 @@ const WAIT_ROUNDS: usize = 200;
 
 const _: () = assert!(SLOTS_OFF + SLOTS * SLOT_WORDS <= RING_WORDS);
 
+/// `pick_slot`'s last resort: the slot of a live key beaten in its period.
+const RANK_BEATEN: u8 = 4;
+
 /// Longest ticket lifetime a server may announce (RFC 8446 4.6.1).
 pub const MAX_LIFETIME_SECS: u64 = 7 * 24 * 3600;
 
@@ -304,11 +307,13 @@ impl KeyRing {
             .collect()
     }
 
-    /// Add keys received from a peer, skipping ones already here, no longer
-    /// usable, or beaten here by a key of the same period with a smaller name
-    /// (nobody will encrypt with those; a pool whose hosts all rotate at
-    /// once would otherwise fill the ring with them). Returns how many were
-    /// added.
+    /// Add keys received from a peer, skipping ones already here or no
+    /// longer usable. A key beaten here by one of the same period with a
+    /// smaller name (nobody will encrypt with it any more) is added only if
+    /// a slot is free: it still decrypts the tickets its host sealed before
+    /// the keys met (a pool's first seconds), but it never pushes out another
+    /// beaten key, so a pool whose hosts all rotate at once cannot fill the
+    /// ring with them. Returns how many were added.
     pub fn import(&self, keys: &[TicketKey]) -> usize {
         let now = self.now();
         let mut added = 0;
@@ -317,11 +322,13 @@ impl KeyRing {
                 continue;
             }
             let views = self.snapshot();
-            if self.beaten(&views, k, now) {
-                continue;
-            }
             self.retire_due(&views, now);
-            if let Some((i, state)) = self.pick_slot(&self.snapshot(), now) {
+            let views = self.snapshot();
+            let beaten = self.beaten(&views, k, now);
+            if let Some((rank, i, state)) = self.pick_slot_ranked(&views, now) {
+                if beaten && rank == RANK_BEATEN {
+                    continue;
+                }
                 if let Some(st) = self.claim(i, state, now, k.created) {
                     added += usize::from(self.publish(i, st, k));
                 }
@@ -477,6 +484,12 @@ impl KeyRing {
     /// made before the keys met: at worst those fall back to a full
     /// handshake, instead of the pool's hosts disagreeing for good).
     fn pick_slot(&self, views: &[View], now: u64) -> Option<(usize, u64)> {
+        self.pick_slot_ranked(views, now).map(|(_, i, s)| (i, s))
+    }
+
+    /// `pick_slot`, with the kind of slot it found ([`RANK_BEATEN`]: a
+    /// beaten key's).
+    fn pick_slot_ranked(&self, views: &[View], now: u64) -> Option<(u8, usize, u64)> {
         let now32 = now as u32;
         let rank = |v: &View| match v {
             View::Free(s) => Some((0, *s)),
@@ -485,7 +498,7 @@ impl KeyRing {
                 Some((2, *state))
             }
             View::Valid(s, k) if !self.usable(k, now) => Some((3, *s)),
-            View::Valid(s, k) if self.beaten(views, k, now) => Some((4, *s)),
+            View::Valid(s, k) if self.beaten(views, k, now) => Some((RANK_BEATEN, *s)),
             _ => None,
         };
         views
@@ -493,7 +506,6 @@ impl KeyRing {
             .enumerate()
             .filter_map(|(i, v)| rank(v).map(|(r, s)| (r, i, s)))
             .min()
-            .map(|(_, i, s)| (i, s))
     }
 
     /// CAS slot `i` from `seen` to WRITING (next generation) and note which

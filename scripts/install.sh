@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Build libscsp (the C ABI) and install it:
+# Build the scsp command and libscsp (the C ABI) and install them:
+#   $PREFIX/bin/scsp (create, stats, verify, bridge, certs, ...; the systemd
+#   units in examples/systemd run /usr/local/bin/scsp)
 #   $PREFIX/lib/libscsp.so.<version>, libscsp.so.1, libscsp.so, libscsp.a
 #   $PREFIX/include/scsp.h, scsp_openssl.h
 #   $PREFIX/lib/pkgconfig/scsp.pc, scsp-openssl.pc
@@ -36,11 +38,11 @@ case "$PREFIX" in
 esac
 
 if [ -z "${SCSP_NO_BUILD:-}" ]; then
-    (cd "$root" && CARGO_TARGET_DIR="$target" "$CARGO" build --profile "$cargo_profile" -p scsp-ffi)
+    (cd "$root" && CARGO_TARGET_DIR="$target" "$CARGO" build --profile "$cargo_profile" -p scsp-ffi -p scsp --bins)
 fi
-for f in libscsp.so libscsp.a; do
+for f in libscsp.so libscsp.a scsp; do
     if [ ! -f "$outdir/$f" ]; then
-        echo "install.sh: $outdir/$f is missing; build it with: cargo build --release -p scsp-ffi" >&2
+        echo "install.sh: $outdir/$f is missing; build it with: cargo build --release -p scsp-ffi -p scsp --bins" >&2
         exit 1
     fi
 done
@@ -52,7 +54,9 @@ abi=$(sed -n 's/^#define SCSP_ABI_VERSION \([0-9]*\)$/\1/p' "$root/include/scsp.
 lib=$DESTDIR$LIBDIR
 inc=$DESTDIR$INCLUDEDIR
 pc=$DESTDIR$LIBDIR/pkgconfig
-install -d "$lib" "$inc" "$pc"
+bin=$DESTDIR$PREFIX/bin
+install -d "$lib" "$inc" "$pc" "$bin"
+install -m 0755 "$outdir/scsp" "$bin/scsp"
 install -m 0755 "$outdir/libscsp.so" "$lib/libscsp.so.$version"
 ln -sfn "libscsp.so.$version" "$lib/libscsp.so.$abi"
 ln -sfn "libscsp.so.$abi" "$lib/libscsp.so"
@@ -85,4 +89,8 @@ Requires: scsp openssl >= 3.0
 Cflags: -I\${includedir}
 PC
 
-echo "installed libscsp $version (ABI $abi) under $DESTDIR$PREFIX"
+echo "installed scsp and libscsp $version (ABI $abi) under $DESTDIR$PREFIX"
+case "$PREFIX" in
+    /usr | /usr/local) echo "run ldconfig once, so programs find libscsp.so.$abi" ;;
+    *) echo "outside the system paths: build with PKG_CONFIG_PATH=$LIBDIR/pkgconfig and link with -Wl,-rpath,$LIBDIR (or set LD_LIBRARY_PATH)" ;;
+esac

@@ -23,6 +23,7 @@ fn bad_flags_exit_2_and_name_the_flag() {
         (vec!["create", seg, "--size", "12XB"], "--size"),
         (vec!["create", seg, "--size", "1KiB"], "size"),
         (vec!["create", seg, "--mode", "0999"], "--mode"),
+        (vec!["create", seg, "--mode", "640"], "use 660"),
         (
             vec!["create", seg, "--group", "no-such-group-scsp"],
             "--group",

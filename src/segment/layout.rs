@@ -164,6 +164,14 @@ impl Geometry {
                 cfg.mode
             )));
         }
+        // Every user of a segment writes to it: a group that may only read
+        // could not open it at all.
+        if !matches!(cfg.mode & 0o070, 0 | 0o060 | 0o070) {
+            return Err(Error::Config(format!(
+                "mode {:o} gives the group only part of read+write, which lets it open nothing (every user of a segment writes to it): use 660 to share with the group, or 600",
+                cfg.mode
+            )));
+        }
         let shards = cfg.shards as u64;
         let log_total = pow2_floor(cfg.size);
         if log_total < cfg.min_size() || cfg.size > (1 << 40) {

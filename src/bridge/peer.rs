@@ -330,6 +330,7 @@ enum HelloError {
 pub(crate) fn dial_loop(sh: Arc<Shared>, idx: usize) {
     let peer = sh.cfg.peers[idx].clone();
     let mut backoff = MIN_BACKOFF;
+    let mut repeats = Repeats::default();
     while !sh.stopping() {
         let mut established = None;
         let res = (|| {
@@ -358,7 +359,10 @@ pub(crate) fn dial_loop(sh: Arc<Shared>, idx: usize) {
             run_session(&sh, idx, link)
         })();
         if let Err(e) = res {
-            sh.log(&format!("peer {}: {e}", peer.id));
+            if established.is_some() {
+                repeats.reset();
+            }
+            repeats.log(&sh, peer.id, e);
         }
         // Only a connection that worked for a while resets the backoff; a
         // peer that times out every attempt keeps backing off.
@@ -367,6 +371,40 @@ pub(crate) fn dial_loop(sh: Arc<Shared>, idx: usize) {
         }
         sh.sleep(backoff);
         backoff = (backoff * 2).min(sh.cfg.max_backoff);
+    }
+}
+
+/// The same failure again and again (a peer down, retried every backoff)
+/// is logged once, then once a minute with how often it recurred.
+#[derive(Default)]
+struct Repeats {
+    last: Option<String>,
+    since: Option<Instant>,
+    count: u64,
+}
+
+impl Repeats {
+    const EVERY: Duration = Duration::from_secs(60);
+
+    fn log(&mut self, sh: &Shared, peer: u32, e: String) {
+        let same = self.last.as_deref() == Some(e.as_str());
+        if same && self.since.is_some_and(|t| t.elapsed() < Self::EVERY) {
+            self.count += 1;
+            return;
+        }
+        if same && self.count > 0 {
+            sh.log(&format!("peer {peer}: {e} ({} more times)", self.count));
+        } else {
+            sh.log(&format!("peer {peer}: {e}"));
+        }
+        self.last = Some(e);
+        self.since = Some(Instant::now());
+        self.count = 0;
+    }
+
+    /// A connection worked: its next failure is news.
+    fn reset(&mut self) {
+        *self = Repeats::default();
     }
 }
 

@@ -61,9 +61,10 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "rustls")]
     server: ServerKind,
     /// The built C example server, for `--server openssl`
-    /// (scripts/build-openssl-example.sh makes it).
-    #[arg(long, default_value = "target/openssl_server")]
-    openssl_server: std::path::PathBuf,
+    /// (scripts/build-openssl-example.sh makes it) [default:
+    /// $CARGO_TARGET_DIR/openssl_server, else target/openssl_server].
+    #[arg(long)]
+    openssl_server: Option<std::path::PathBuf>,
     /// Client threads making connections at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     client_threads: u16,
@@ -252,11 +253,17 @@ fn start_openssl_server(
     segment: &Path,
     name: &str,
 ) -> Result<(Guarded, Vec<(u32, std::net::SocketAddr)>), String> {
-    if !a.openssl_server.is_file() {
+    // Where scripts/build-openssl-example.sh puts it.
+    let exe = a.openssl_server.clone().unwrap_or_else(|| {
+        std::env::var_os("CARGO_TARGET_DIR")
+            .map_or_else(|| "target".into(), std::path::PathBuf::from)
+            .join("openssl_server")
+    });
+    if !exe.is_file() {
         return Err(format!(
             "--server openssl needs the C example server at {}; build it with scripts/build-openssl-example.sh \
              (needs gcc and libssl-dev), or pass --openssl-server PATH",
-            a.openssl_server.display()
+            exe.display()
         ));
     }
     let shared = setup != Setup::NoSharing;
@@ -267,7 +274,7 @@ fn start_openssl_server(
         (true, false) => ("off", "local"),
     };
     let ip = pool::host_ip(i);
-    let mut cmd = Command::new(&a.openssl_server);
+    let mut cmd = Command::new(&exe);
     cmd.arg("--cert")
         .arg(&c.server_cert)
         .arg("--key")

@@ -16,8 +16,9 @@
 //! anyone uses it. A key decrypts until `created + period + lifetime`, then it
 //! is wiped (its words zeroed). With `lifetime <= 2 * period` (and at most
 //! 7 days, the TLS 1.3 limit) at most four periods' keys of one host are
-//! alive at once: previous-but-one, previous, current, next. (A period can hold two keys when its maker died mid-way and
-//! two processes stepped in; see Protocol.)
+//! alive at once: previous-but-one, previous, current, next. (A period can
+//! hold two keys when its maker died mid-way and two processes stepped in,
+//! or several hosts of a pool made one each; see Protocol.)
 //!
 //! # Layout (words from the start of the extension area)
 //!
@@ -47,7 +48,8 @@
 //! release their slot and wait for the winner's key. If a claimed key never
 //! appears (its maker died), any process makes it; should two do so, or two
 //! hosts rotate at once and replicate, every process encrypts with the key of
-//! smallest name, so the pool converges.
+//! smallest name, so the pool converges. The others are "beaten": imported
+//! only into free slots, and the first slots reused when the ring is full.
 //!
 //! [`Segment::extension`]: crate::segment::Segment::extension
 

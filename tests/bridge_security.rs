@@ -246,20 +246,18 @@ fn sockaddr(a: std::net::SocketAddrV4) -> (libc::sockaddr_in, libc::socklen_t) {
 /// another source than its peers').
 fn connect_from(source: std::net::Ipv4Addr, to: std::net::SocketAddrV4) -> std::net::TcpStream {
     use std::os::fd::FromRawFd;
-    let sin = |a| sockaddr(a).0;
-    let len = sockaddr(to).1;
+    let (from, len) = sockaddr(std::net::SocketAddrV4::new(source, 0));
+    let (dest, _) = sockaddr(to);
     // SAFETY: plain socket calls on a descriptor we own, with sockaddr_in
     // values that live across each call; the TcpStream then owns the fd.
     unsafe {
         let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
         assert!(fd >= 0, "socket");
-        let from = sin(std::net::SocketAddrV4::new(source, 0));
         assert_eq!(
             libc::bind(fd, (&raw const from).cast(), len),
             0,
             "bind {source}"
         );
-        let dest = sin(to);
         assert_eq!(
             libc::connect(fd, (&raw const dest).cast(), len),
             0,

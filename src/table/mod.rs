@@ -123,6 +123,17 @@ enum Probe {
     Small(usize),
 }
 
+/// Why `read_verified` returned no value.
+enum Reject {
+    /// Not a live entry for this key (stale, expired, another key's).
+    Miss,
+    /// The buffer is too small for a value of this many bytes.
+    Small(usize),
+    /// The entry is inside the log window but damaged: for good, so its
+    /// index word can go (see `probe_at`).
+    Damaged,
+}
+
 impl Cache {
     /// Create a new segment at `path` (refused if one exists).
     #[cfg(not(loom))]
@@ -334,6 +345,13 @@ impl Cache {
             // one that left the window (and evicted as stale).
             let words = bucket.each_ref().map(|w| w.load(Ordering::Acquire));
             let t = tail.load(Ordering::Relaxed);
+            // A put stalled so long that the log lapped its reservation
+            // (a stopped or swapped-out process) publishes nothing: its
+            // entry is already overwritten, and its word would replace the
+            // key's newer one.
+            if !in_window(pos, t, self.log_words) {
+                break;
+            }
             let mut same = None;
             let mut empty = None;
             let mut stale = None;
@@ -381,8 +399,9 @@ impl Cache {
         }
     }
 
-    /// Copy the value for `key` into `buf`. Writes nothing shared but this
-    /// process's own counters; allocates nothing.
+    /// Copy the value for `key` into `buf`. Allocates nothing, and writes
+    /// nothing shared but this process's own counters, and the index word
+    /// of an entry it finds damaged (which it unlinks).
     pub fn get(&self, key: &[u8], buf: &mut [u8]) -> Lookup {
         match self.probe(key, buf) {
             Probe::Hit(f) => {
@@ -587,22 +606,32 @@ impl Cache {
                         header,
                     })
                 }
-                Err(Some(needed)) => return Probe::Small(needed),
-                Err(None) => continue,
+                Err(Reject::Small(needed)) => return Probe::Small(needed),
+                Err(Reject::Miss) => continue,
+                Err(Reject::Damaged) => {
+                    // Damage inside the window never heals (the writer of
+                    // the entry had finished before its word was
+                    // published, and newer reservations make it stale, not
+                    // damaged), so unlink the word: the damage is counted
+                    // once, not at every lookup, and `scsp verify` no
+                    // longer finds it indexed. Only if the word is
+                    // unchanged: a put may have replaced it meanwhile.
+                    let _ =
+                        bucket[i].compare_exchange(word, 0, Ordering::Relaxed, Ordering::Relaxed);
+                }
             }
         }
         Probe::Miss
     }
 
-    /// Copy and verify the entry a word points to. `Err(Some(n))`: buffer too
-    /// small for `n` bytes; `Err(None)`: not a live entry for this key.
+    /// Copy and verify the entry a word points to.
     fn read_verified(
         &self,
         slot: &index::Slot,
         word: u64,
         key: &[u8],
         buf: &mut [u8],
-    ) -> Result<EntryHeader, Option<usize>> {
+    ) -> Result<EntryHeader, Reject> {
         let tail = self.seg.tail(slot.shard);
         let log = self.seg.log(slot.shard);
         let t1 = tail.load(Ordering::Relaxed);
@@ -620,7 +649,7 @@ impl Cache {
         // miss, not damage. (Damage confined to the hash word is then not
         // counted either; `scsp verify` still finds it by the checksum.)
         if h.hash != slot.hash && h.pos == pos {
-            return Err(None);
+            return Err(Reject::Miss);
         }
         // Bounded: lengths are checked before any copy uses them.
         if h.pos != pos
@@ -634,15 +663,15 @@ impl Cache {
             return Err(self.corrupt_or_stale(pos, tail));
         }
         if !key_equals(log, pos.wrapping_add(ENTRY_HEADER_WORDS as u64), key) {
-            return Err(None);
+            return Err(Reject::Miss);
         }
         if h.value_len > buf.len() {
             // No size to report for an expired entry: the retry would miss.
             if h.expiry < now_secs() {
                 self.count(Counter::Expired);
-                return Err(None);
+                return Err(Reject::Miss);
             }
-            return Err(Some(h.value_len));
+            return Err(Reject::Small(h.value_len));
         }
         let value = &mut buf[..h.value_len];
         // Checksummed as it is copied; compared only after the tail re-check.
@@ -657,30 +686,31 @@ impl Cache {
         fence(Ordering::Acquire);
         let t2 = tail.load(Ordering::Relaxed);
         if !in_window(pos, t2, self.log_words) {
-            return Err(None);
+            return Err(Reject::Miss);
         }
         if sum != h.checksum {
             self.count(Counter::Corrupt);
-            return Err(None);
+            return Err(Reject::Damaged);
         }
         if h.expiry < now_secs() {
             self.count(Counter::Expired);
-            return Err(None);
+            return Err(Reject::Miss);
         }
         Ok(h)
     }
 
     /// A word whose entry does not check out is stale if it left the log
-    /// window, corrupt otherwise. The tail is read again for this: a writer
+    /// window, damaged otherwise. The tail is read again for this: a writer
     /// that wrapped the log over the entry while its header was read has
     /// moved it past the entry (Acquire pairs with the Release fence in
     /// `append`, as for the copy), so a busy table is not taken for damaged.
-    fn corrupt_or_stale(&self, pos: u64, tail: &crate::sync::AtomicU64) -> Option<usize> {
+    fn corrupt_or_stale(&self, pos: u64, tail: &crate::sync::AtomicU64) -> Reject {
         fence(Ordering::Acquire);
         if in_window(pos, tail.load(Ordering::Relaxed), self.log_words) {
             self.count(Counter::Corrupt);
+            return Reject::Damaged;
         }
-        None
+        Reject::Miss
     }
 
     /// Counters and fill levels. Cheap: no index walk, one `kill(pid, 0)`
@@ -721,5 +751,79 @@ impl Cache {
 impl Drop for Cache {
     fn drop(&mut self) {
         self.counters.release(&self.seg);
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    fn cache() -> Cache {
+        Cache::in_memory(Geometry::tiny(1, 4, 4096, 256))
+    }
+
+    #[test]
+    fn a_damaged_entry_is_counted_once_and_unlinked() {
+        let c = cache();
+        let value = [7u8; 100];
+        assert_eq!(c.put(b"key", &value, 60), Stored::Ok);
+        let slot = c.locate(b"key");
+        // A value word overwritten (as a lapped writer or a stray write
+        // would), inside the window.
+        let at = ENTRY_HEADER_WORDS + 1 + 3;
+        c.seg.log(slot.shard)[at].store(0x5151, Ordering::Relaxed);
+        assert_eq!(c.get_vec(b"key"), None);
+        assert_eq!(c.get_vec(b"key"), None);
+        assert_eq!(c.stats().counters.corrupt, 1, "counted once");
+        assert!(c
+            .seg
+            .bucket(slot.bucket)
+            .iter()
+            .all(|w| w.load(Ordering::Relaxed) == 0));
+        let report = c.verify();
+        assert!(report.is_clean(), "{:?}", report.problems);
+        // Walking the log steps over the damaged entry word by word.
+        assert_eq!(report.skipped_words, (ENTRY_HEADER_WORDS + 1 + 13) as u64);
+        assert_eq!(c.put(b"key", &value, 60), Stored::Ok);
+        assert_eq!(c.get_vec(b"key").as_deref(), Some(&value[..]));
+    }
+
+    #[test]
+    fn a_damaged_header_is_unlinked_too() {
+        let c = cache();
+        assert_eq!(c.put(b"key", b"value", 60), Stored::Ok);
+        let slot = c.locate(b"key");
+        c.seg.log(slot.shard)[1].store(12345, Ordering::Relaxed); // echoed pos
+        assert_eq!(c.get_vec(b"key"), None);
+        assert_eq!(c.get_vec(b"key"), None);
+        assert_eq!(c.stats().counters.corrupt, 1);
+        assert!(c.verify().is_clean());
+    }
+
+    #[test]
+    fn a_put_whose_reservation_the_log_lapped_publishes_nothing() {
+        let c = cache();
+        let slot = c.locate(b"key");
+        // A put of the key reserved position 0 and stalled; the log
+        // lapped it, and a newer put of the key was published meanwhile.
+        let tail = c.seg.tail(slot.shard);
+        tail.fetch_add(c.log_words, Ordering::Relaxed);
+        assert_eq!(c.put(b"key", b"newer", 60), Stored::Ok);
+        assert!(!in_window(0, tail.load(Ordering::Relaxed), c.log_words));
+        let before = c
+            .seg
+            .bucket(slot.bucket)
+            .each_ref()
+            .map(|w| w.load(Ordering::Relaxed));
+        // The stalled put publishes now: it must not replace the newer word.
+        c.publish(&slot, 0, 8);
+        let after = c
+            .seg
+            .bucket(slot.bucket)
+            .each_ref()
+            .map(|w| w.load(Ordering::Relaxed));
+        assert_eq!(before, after);
+        assert_eq!(c.get_vec(b"key").as_deref(), Some(&b"newer"[..]));
+        assert_eq!(c.stats().counters.lost, 1);
     }
 }

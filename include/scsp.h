@@ -138,8 +138,8 @@ struct scsp_stats {
     uint64_t evictions;      /* live entries pushed out of a full bucket */
     uint64_t expired;        /* lookups that found an expired entry */
     uint64_t bytes_written;  /* bytes appended to the logs */
-    uint64_t lost;           /* puts that could not publish under contention */
-    uint64_t corrupt;        /* entries that failed verification */
+    uint64_t lost;           /* puts that could not publish (contention, or lapped) */
+    uint64_t corrupt;        /* damaged entries found by lookups (each unlinked) */
     uint64_t processes;      /* open handles of live processes (one per scsp_open) */
     uint64_t capacity_bytes; /* session log bytes, all shards */
     uint64_t shards;

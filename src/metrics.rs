@@ -91,13 +91,13 @@ pub fn render(s: &Snapshot) -> String {
         (
             "lost",
             Counter,
-            "Puts that could not publish under contention.",
+            "Puts that could not publish: under contention, or stalled while the log lapped them.",
             c.lost as f64,
         ),
         (
             "corrupt",
             Counter,
-            "Entries that failed verification; anything but 0: run scsp verify.",
+            "Damaged entries found by lookups; more than a stalled writer explains (a few): run scsp verify.",
             c.corrupt as f64,
         ),
         (

@@ -48,9 +48,9 @@ pub enum Counter {
     Expired,
     /// Bytes appended to the shard logs.
     BytesWritten,
-    /// A put that could not publish its index word under contention.
+    /// A put that could not publish its index word (contention, or lapped).
     Lost,
-    /// An index word pointed at an entry that failed verification.
+    /// A lookup found a damaged entry (and unlinked it).
     Corrupt,
 }
 
@@ -225,9 +225,10 @@ pub struct Counters {
     pub expired: u64,
     /// Bytes appended to the logs.
     pub bytes_written: u64,
-    /// Puts that could not publish under contention.
+    /// Puts that could not publish: under contention, or stalled so long
+    /// that the log lapped their entry.
     pub lost: u64,
-    /// Index words pointing at entries that failed verification.
+    /// Damaged entries found by lookups (each is unlinked, so counted once).
     pub corrupt: u64,
     /// Counter slots held by live processes: one per open handle (a
     /// process with two handles counts twice; a killed process keeps its

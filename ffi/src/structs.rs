@@ -205,9 +205,10 @@ pub struct scsp_stats {
     pub expired: u64,
     /// Bytes appended to the logs by counted puts.
     pub bytes_written: u64,
-    /// Puts that could not publish under contention.
+    /// Puts that could not publish: under contention, or stalled so long
+    /// that the log lapped their entry.
     pub lost: u64,
-    /// Index words pointing at entries that failed verification.
+    /// Damaged entries found by lookups (each is unlinked, so counted once).
     pub corrupt: u64,
     /// Live processes holding a counter slot now.
     pub processes: u64,

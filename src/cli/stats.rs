@@ -127,7 +127,7 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
     )?;
     writeln!(
         out,
-        "corrupt        {} entries failed verification",
+        "corrupt        {} damaged entries found by lookups (and unlinked)",
         c.corrupt
     )?;
     writeln!(

@@ -48,6 +48,13 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
             "verdict        CORRUPT ({} problems shown)",
             r.problems.len()
         )?;
+        writeln!(
+            out,
+            "hint           a worker stalled in the middle of a put while its whole shard log \
+             was appended damages an entry or two (lookups miss them and unlink them); \
+             many problems, or problems that stay, mean something else writes into the \
+             segment: remove it and create it anew"
+        )?;
         super::emit(&out)?;
         Ok(ExitCode::from(1))
     }

@@ -180,51 +180,69 @@ fn take_racing_a_put_takes_one_version_and_leaves_the_other_or_nothing() {
 /// tail re-check cannot see this (the stalled reservation is older, not
 /// newer); the checksum must, so the newer entry reads as a miss, never as
 /// torn bytes. The read that finds the damage unlinks the entry, so once
-/// both keys have been read the table verifies clean. The model counts the
-/// executions that found damage, to show it reaches the case.
+/// both keys have been read the table verifies clean, and a read counts
+/// damage only where `verify` saw it (no live entry is unlinked). Run with
+/// two lengths of the other key's value, so that the stalled header lands
+/// on the newer entry's value words, and on its key. The model counts
+/// the executions that found damage, to show it reaches the case.
 #[test]
 fn a_lapped_writer_damages_a_newer_entry_but_never_tears_a_read() {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static DAMAGED: AtomicUsize = AtomicUsize::new(0);
-    DAMAGED.store(0, Ordering::Relaxed);
-    // Exhaustive search takes minutes here; two preemptions reach the case.
-    explore(Some(2), || {
-        // 16 words of log; each entry is 9 words, so the second reservation
-        // wraps onto the first one's words 0 and 1.
-        let c = tiny_cache(128);
-        let newer = {
-            let c = c.clone();
-            loom::thread::spawn(move || {
-                let _ = c.put(KEY, V2, 60);
-                get(&c)
-            })
-        };
-        let _ = c.put(b"j", V1, 60);
-        let seen = newer.join().unwrap();
+    // 16 words of log. KEY's entry is 9 words. With V1, "j"'s is 9 too and
+    // the second reservation wraps onto the first one's last two (value)
+    // words. With J_KEY "j"'s entry is 10 words: when "j" reserves first and
+    // stalls, its header lands on word 6 of KEY's entry (the key).
+    const J_KEY: &[u8] = b"24 bytes: ten words, key";
+    // Two preemptions are needed for the first layout; one reaches the
+    // case in the second. (A header landing on the hash word needs a
+    // 14-word entry, and 23 000 executions even with one preemption: the
+    // unit test `lapped_writer_damage_anywhere_in_an_entry_is_counted_once_
+    // and_unlinked` covers every landing offset, without interleavings.)
+    for (lands_on, j_value, bound) in [("value words", V1, 2), ("key word", J_KEY, 1)] {
+        DAMAGED.store(0, Ordering::Relaxed);
+        explore(Some(bound), move || {
+            let c = tiny_cache(128);
+            let newer = {
+                let c = c.clone();
+                loom::thread::spawn(move || {
+                    let _ = c.put(KEY, V2, 60);
+                    get(&c)
+                })
+            };
+            let _ = c.put(b"j", j_value, 60);
+            let seen = newer.join().unwrap();
+            assert!(
+                seen.is_none() || seen.as_deref() == Some(V2),
+                "get returned {seen:?}"
+            );
+            let damage_seen = !c.verify().is_clean();
+            let counted = c.stats().counters.corrupt;
+            let again = get(&c);
+            assert!(
+                again.is_none() || again.as_deref() == Some(V2),
+                "get returned {again:?}"
+            );
+            let j = c.get_vec(b"j");
+            assert!(
+                j.is_none() || j.as_deref() == Some(j_value),
+                "get returned {j:?}"
+            );
+            assert!(
+                c.stats().counters.corrupt == counted || damage_seen,
+                "a read counted damage that verify did not see"
+            );
+            let report = c.verify();
+            assert!(report.is_clean(), "{:?}", report.problems);
+            if c.stats().counters.corrupt > 0 {
+                DAMAGED.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        let damaged = DAMAGED.load(Ordering::Relaxed);
+        println!("stalled header on the {lands_on}: a read found damage in {damaged} executions");
         assert!(
-            seen.is_none() || seen.as_deref() == Some(V2),
-            "get returned {seen:?}"
+            damaged > 0,
+            "the model never reached the lapped-writer case ({lands_on})"
         );
-        let again = get(&c);
-        assert!(
-            again.is_none() || again.as_deref() == Some(V2),
-            "get returned {again:?}"
-        );
-        let j = c.get_vec(b"j");
-        assert!(
-            j.is_none() || j.as_deref() == Some(V1),
-            "get returned {j:?}"
-        );
-        let report = c.verify();
-        assert!(report.is_clean(), "{:?}", report.problems);
-        if c.stats().counters.corrupt > 0 {
-            DAMAGED.fetch_add(1, Ordering::Relaxed);
-        }
-    });
-    let damaged = DAMAGED.load(Ordering::Relaxed);
-    println!("executions in which a read found an entry damaged by a lapped writer: {damaged}");
-    assert!(
-        damaged > 0,
-        "the model never reached the lapped-writer case"
-    );
+    }
 }

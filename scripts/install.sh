@@ -38,11 +38,11 @@ case "$PREFIX" in
 esac
 
 if [ -z "${SCSP_NO_BUILD:-}" ]; then
-    (cd "$root" && CARGO_TARGET_DIR="$target" "$CARGO" build --profile "$cargo_profile" -p scsp-ffi -p scsp --bins)
+    (cd "$root" && CARGO_TARGET_DIR="$target" "$CARGO" build --profile "$cargo_profile" -p scsp-ffi -p scsp --lib --bins)
 fi
 for f in libscsp.so libscsp.a scsp; do
     if [ ! -f "$outdir/$f" ]; then
-        echo "install.sh: $outdir/$f is missing; build it with: cargo build --release -p scsp-ffi -p scsp --bins" >&2
+        echo "install.sh: $outdir/$f is missing; build it with: cargo build --release -p scsp-ffi -p scsp --lib --bins" >&2
         exit 1
     fi
 done

@@ -401,6 +401,12 @@ fn sigterm_while_dialling_a_peer_that_never_answers_is_prompt() {
         })
         .collect();
     c.host(2).start();
+    // The bridge writes its status after installing its SIGTERM handler;
+    // then give it time to be in the middle of dialling host 3.
+    let h = &c.hosts[1];
+    eventually("bridge running", || {
+        scsp::bridge::status::read(&h.cache).is_some_and(|s| s.pid != 0)
+    });
     std::thread::sleep(std::time::Duration::from_millis(700));
     let took = c.host(2).terminate();
     assert!(

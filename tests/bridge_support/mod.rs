@@ -1,5 +1,8 @@
-//! Test harness: hosts on 127.0.0.x, each with its own segment and a real
-//! `scsp bridge` process. Processes are killed and reaped on drop.
+//! Test harness: hosts on 127.N.0.x, each with its own segment and a real
+//! `scsp bridge` process. Processes are killed and reaped on drop. Every
+//! cluster gets its own N, so tests running at once never share an address:
+//! a port one test found free cannot be taken by another before its bridge
+//! binds it (nor by a bridge another test restarts).
 #![allow(dead_code)]
 
 use scsp::bridge::status::{self, PeerStatus};
@@ -24,7 +27,12 @@ pub fn scsp(args: &[&str]) -> std::process::Output {
 }
 
 /// Poll `f` until it holds or the deadline passes.
-pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+pub fn eventually(what: &str, f: impl FnMut() -> bool) {
+    eventually_or(what, f, String::new)
+}
+
+/// `eventually`, printing `context()` (say, the bridges' logs) on timeout.
+pub fn eventually_or(what: &str, mut f: impl FnMut() -> bool, context: impl Fn() -> String) {
     let end = Instant::now() + DEADLINE;
     while Instant::now() < end {
         if f() {
@@ -32,7 +40,7 @@ pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    panic!("timed out waiting for: {what}");
+    panic!("timed out waiting for: {what}\n{}", context());
 }
 
 pub fn free_port(ip: Ipv4Addr) -> u16 {
@@ -167,8 +175,19 @@ impl Default for Options {
     }
 }
 
-pub fn ip(id: u32) -> Ipv4Addr {
-    Ipv4Addr::new(127, 0, 0, id as u8)
+/// A loopback /24 of our own: `127.N.0.0`, N unique in this process (and
+/// likely across processes: it starts from the pid).
+pub fn new_net() -> u8 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    assert!(n < 250, "more clusters than loopback nets");
+    1 + ((std::process::id() + n) % 250) as u8
+}
+
+/// Host `id`'s address in loopback net `net`.
+pub fn ip(net: u8, id: u32) -> Ipv4Addr {
+    Ipv4Addr::new(127, net, 0, id as u8)
 }
 
 pub fn write_config(
@@ -212,8 +231,9 @@ impl Cluster {
             "--hosts",
             &o.hosts.to_string(),
         ]);
+        let net = new_net();
         let addrs: Vec<SocketAddr> = (1..=o.hosts)
-            .map(|i| SocketAddr::new(ip(i).into(), free_port(ip(i))))
+            .map(|i| SocketAddr::new(ip(net, i).into(), free_port(ip(net, i))))
             .collect();
         let mut hosts = Vec::new();
         for id in 1..=o.hosts {
@@ -266,9 +286,11 @@ impl Cluster {
         for h in &self.hosts {
             for p in &self.hosts {
                 if p.id != h.id {
-                    eventually(&format!("host {} connected to {}", h.id, p.id), || {
-                        h.peer_status(p.id).get("connected") == 1
-                    });
+                    eventually_or(
+                        &format!("host {} connected to {}", h.id, p.id),
+                        || h.peer_status(p.id).get("connected") == 1,
+                        || self.logs(),
+                    );
                 }
             }
         }

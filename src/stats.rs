@@ -228,7 +228,8 @@ pub struct Counters {
     /// Puts that could not publish: under contention, or stalled so long
     /// that the log lapped their entry.
     pub lost: u64,
-    /// Damaged entries found by lookups (each is unlinked, so counted once).
+    /// Damaged entries found by lookups (each is unlinked, so counted
+    /// about once).
     pub corrupt: u64,
     /// Counter slots held by live processes: one per open handle (a
     /// process with two handles counts twice; a killed process keeps its

@@ -208,7 +208,8 @@ pub struct scsp_stats {
     /// Puts that could not publish: under contention, or stalled so long
     /// that the log lapped their entry.
     pub lost: u64,
-    /// Damaged entries found by lookups (each is unlinked, so counted once).
+    /// Damaged entries found by lookups (each is unlinked, so counted
+    /// about once).
     pub corrupt: u64,
     /// Live processes holding a counter slot now.
     pub processes: u64,

@@ -613,7 +613,8 @@ impl Cache {
                     // the entry had finished before its word was
                     // published, and newer reservations make it stale, not
                     // damaged), so unlink the word: the damage is counted
-                    // once, not at every lookup, and `scsp verify` no
+                    // about once (by the lookups racing to it), not at
+                    // every lookup, and `scsp verify` no
                     // longer finds it indexed. Only if the word is
                     // unchanged: a put may have replaced it meanwhile.
                     let _ =

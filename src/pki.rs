@@ -180,6 +180,12 @@ pub fn add_hosts(dir: &Path, cluster: &str, hosts: u32) -> Result<AddedHosts, Pk
         })
     };
     let ca_pem = read("ca.pem")?;
+    if let Some(made_for) = ca_cluster(&ca_pem).filter(|c| c != cluster) {
+        return Err(PkiError(format!(
+            "the CA in {} was made for cluster {made_for:?}, not {cluster:?}: pass --cluster {made_for}",
+            dir.display()
+        )));
+    }
     let key = KeyPair::from_pem(&read("ca.key")?)
         .map_err(|e| PkiError(format!("{}: {e}", dir.join("ca.key").display())))?;
     let ca = ClusterCa::with_key(cluster, key)?;
@@ -216,6 +222,27 @@ pub fn add_hosts(dir: &Path, cluster: &str, hosts: u32) -> Result<AddedHosts, Pk
         done.written.push(id);
     }
     Ok(done)
+}
+
+/// The cluster name in the common name `write_cluster` gives its CA
+/// (`scsp cluster CA <name>`), read from the first certificate of `ca_pem`:
+/// the first common-name attribute (issuer and subject are the same in a
+/// self-signed CA). `None` for anything else; only used to word an error.
+fn ca_cluster(ca_pem: &str) -> Option<String> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    const COMMON_NAME_OID: [u8; 5] = [0x06, 0x03, 0x55, 0x04, 0x03];
+    let der = CertificateDer::pem_slice_iter(ca_pem.as_bytes())
+        .next()?
+        .ok()?;
+    let at = der.windows(5).position(|w| w == COMMON_NAME_OID)? + 5;
+    // A UTF8String or PrintableString with a short-form length.
+    let (&tag, rest) = der.get(at..)?.split_first()?;
+    let (&len, rest) = rest.split_first()?;
+    if !matches!(tag, 0x0c | 0x13) || len >= 0x80 {
+        return None;
+    }
+    let name = std::str::from_utf8(rest.get(..len as usize)?).ok()?;
+    name.strip_prefix("scsp cluster CA ").map(str::to_owned)
 }
 
 /// Does `cert_pem` verify, as host `id`'s certificate, against the CA
@@ -307,9 +334,17 @@ mod tests {
         let host3 = std::fs::read_to_string(dir.path().join("host-3.pem")).unwrap();
         chains_to(&ca, &host3, 3).unwrap();
         assert!(chains_to(&ca, &host3, 2).is_err(), "names host 3 only");
-        // Another cluster name makes another CA name: refused, nothing written.
+        // Another cluster name makes another CA name: refused, naming the
+        // CA's cluster, and nothing written.
+        assert_eq!(
+            ca_cluster(&std::fs::read_to_string(&f.ca_cert).unwrap()).as_deref(),
+            Some("test")
+        );
         let e = add_hosts(dir.path(), "other", 4).unwrap_err().to_string();
-        assert!(e.contains("cluster name"), "{e}");
+        assert!(
+            e.contains("made for cluster \"test\", not \"other\": pass --cluster test"),
+            "{e}"
+        );
         assert!(!dir.path().join("host-4.pem").exists());
         // A CA from elsewhere does not verify what this key issues.
         let other = tempfile::tempdir().unwrap();

@@ -313,9 +313,8 @@ fn start_bridge(a: &Args, dir: &Path, i: usize, segment: &Path) -> Result<Guarde
     if !ports_file.exists() {
         let mut ports = String::new();
         for j in 0..a.hosts as usize {
-            let l = std::net::TcpListener::bind((pool::host_ip(j).as_str(), 0))
+            let port = pool::bridge_port(&pool::host_ip(j))
                 .map_err(|e| format!("bridge port for host {j}: {e}"))?;
-            let port = l.local_addr().map_err(|e| e.to_string())?.port();
             ports += &format!("{port}\n");
         }
         std::fs::write(&ports_file, ports).map_err(|e| e.to_string())?;

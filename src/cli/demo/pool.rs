@@ -257,6 +257,39 @@ pub fn host_ip(i: usize) -> String {
     format!("127.0.0.{}", 11 + i)
 }
 
+/// A port nothing listens on at `ip`, for a bridge, below the kernel's
+/// ephemeral range. The demo's servers listen on port 0 and every client
+/// and bridge connection takes its local port from that range: a bridge
+/// port picked from it (by binding port 0) could be handed to one of them
+/// before the bridge binds it ("Address already in use").
+pub fn bridge_port(ip: &str) -> Result<u16, String> {
+    const LOWEST: u32 = 10_000;
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    if ephemeral <= LOWEST + 100 {
+        // An unusual range: fall back to what the kernel hands out.
+        let l = std::net::TcpListener::bind((ip, 0)).map_err(|e| e.to_string())?;
+        return Ok(l.local_addr().map_err(|e| e.to_string())?.port());
+    }
+    let span = ephemeral - LOWEST;
+    // Start somewhere else in each run, so two demos rarely try one port.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let start = nanos ^ std::process::id().wrapping_mul(2_654_435_761);
+    for k in 0..span.min(1000) {
+        let port = (LOWEST + (start.wrapping_add(k.wrapping_mul(7919))) % span) as u16;
+        if std::net::TcpListener::bind((ip, port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(format!(
+        "no free port on {ip} between {LOWEST} and {ephemeral} after 1000 tries"
+    ))
+}
+
 /// Check that we can bind every host address before starting anything.
 pub fn check_loopback(hosts: usize) -> Result<(), String> {
     for i in 0..hosts {
@@ -271,4 +304,20 @@ pub fn check_loopback(hosts: usize) -> Result<(), String> {
 /// Files of one simulated host inside the demo's directory.
 pub fn host_dir(base: &Path, i: usize) -> PathBuf {
     base.join(format!("host{i}"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bridge_ports_are_free_and_below_the_ephemeral_range() {
+        let ephemeral: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse().ok())
+            .unwrap_or(32_768);
+        for _ in 0..20 {
+            let port = super::bridge_port("127.0.0.1").unwrap();
+            assert!((10_000..ephemeral).contains(&port), "{port}");
+            std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        }
+    }
 }

@@ -248,10 +248,14 @@ fn stats_and_prometheus_show_per_peer_counters() {
         ..Options::default()
     });
     let metrics_ip = c.hosts[0].addr.ip();
-    let port = free_port(match metrics_ip {
+    let ip = match metrics_ip {
         std::net::IpAddr::V4(a) => a,
         a => panic!("{a}"),
-    });
+    };
+    // Not the bridge's own listen port, which is free until it starts.
+    let port = std::iter::repeat_with(|| free_port(ip))
+        .find(|&p| p != c.hosts[0].addr.port())
+        .unwrap();
     let metrics = std::net::SocketAddr::new(metrics_ip, port);
     let cfg = std::fs::read_to_string(&c.hosts[0].config).unwrap();
     let cfg = cfg.replacen(

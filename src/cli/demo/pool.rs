@@ -264,10 +264,7 @@ pub fn host_ip(i: usize) -> String {
 /// before the bridge binds it ("Address already in use").
 pub fn bridge_port(ip: &str) -> Result<u16, String> {
     const LOWEST: u32 = 10_000;
-    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
-        .unwrap_or(32_768);
+    let ephemeral = u32::from(ephemeral_start());
     if ephemeral <= LOWEST + 100 {
         // An unusual range: fall back to what the kernel hands out.
         let l = std::net::TcpListener::bind((ip, 0)).map_err(|e| e.to_string())?;
@@ -290,6 +287,15 @@ pub fn bridge_port(ip: &str) -> Result<u16, String> {
     ))
 }
 
+/// The first port of the kernel's ephemeral range (Linux's default if the
+/// range cannot be read).
+fn ephemeral_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
+}
+
 /// Check that we can bind every host address before starting anything.
 pub fn check_loopback(hosts: usize) -> Result<(), String> {
     for i in 0..hosts {
@@ -310,10 +316,7 @@ pub fn host_dir(base: &Path, i: usize) -> PathBuf {
 mod tests {
     #[test]
     fn bridge_ports_are_free_and_below_the_ephemeral_range() {
-        let ephemeral: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-            .ok()
-            .and_then(|s| s.split_whitespace().next()?.parse().ok())
-            .unwrap_or(32_768);
+        let ephemeral = super::ephemeral_start();
         for _ in 0..20 {
             let port = super::bridge_port("127.0.0.1").unwrap();
             assert!((10_000..ephemeral).contains(&port), "{port}");

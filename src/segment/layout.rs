@@ -33,7 +33,7 @@ use std::path::Path;
 /// `b"SCSPSEG1"` read as a little-endian word.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SCSPSEG1");
 /// Format version; bump on any change to the layout or entry encoding.
-pub const FORMAT_VERSION: u64 = 4;
+pub const FORMAT_VERSION: u64 = 5;
 /// Value of the state word once the creator has finished.
 pub const STATE_READY: u64 = u64::from_le_bytes(*b"READY\0\0\0");
 
@@ -83,7 +83,7 @@ pub fn layout_fingerprint() -> u64 {
         "scsp-layout;version={FORMAT_VERSION};word=8;endian={};bucket_words={BUCKET_WORDS};\
          tag_bits=16;lines_bits=8;pos_bits=40;pos_unit=8;entry_header_words={ENTRY_HEADER_WORDS};\
          tail_stride={CACHE_LINE};stats_slots={STATS_SLOTS};stats_slot_words={STATS_SLOT_WORDS};\
-         ext_bytes={EXT_BYTES};max_key={MAX_KEY};hash=xxh3seed;checksum=lanes4mulrot",
+         ext_bytes={EXT_BYTES};max_key={MAX_KEY};hash=xxh3seed;checksum=lanes4fletcher64",
         if cfg!(target_endian = "little") {
             "le"
         } else {

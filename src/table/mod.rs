@@ -15,6 +15,7 @@
 //!   and the checksum pass, so it is never torn, overwritten or another key's.
 //! - BOUNDED: every index is masked, every length clamped, every loop bounded.
 
+mod bulk;
 mod entry;
 mod index;
 mod inspect;

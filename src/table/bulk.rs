@@ -1,0 +1,198 @@
+//! Whole groups of four value words copied in or out of a shard log and
+//! added to the entry checksum in the same pass: one 32-byte vector step per
+//! group where the CPU has AVX2, word by word through `AtomicU64` elsewhere
+//! (and under loom and Miri). Both paths compute the same [`ValueSum`]: a
+//! group's four words go into lanes 0..=3, which is what a vector register's
+//! four elements are.
+//!
+//! Why assembly: the log is written by other processes while we read it, so
+//! Rust may touch it only through atomics (DESIGN §4, invariant 5), and a
+//! loop of `AtomicU64` loads does not vectorise. An `asm!` block is outside
+//! the language's memory model, as the kernel or a device writing memory is:
+//! the compiler assumes nothing about the bytes it reads or writes. What the
+//! table's protocol needs from these accesses, the x86-64 memory model
+//! gives: the block's loads are ordered before `get`'s later re-read of the
+//! shard tail (loads are not reordered with older loads), and its stores
+//! before `put`'s publishing CAS (stores are not reordered with older
+//! stores). Bytes read while another process writes them may be a mix of
+//! old and new, as with word loads: the checksum and the tail re-check turn
+//! that into a miss.
+//!
+//! The vector path is the difference between a 1 KiB hit at about rustls's
+//! in-memory cache speed and well behind it (docs/perf.md, format version 5).
+
+use super::entry::ValueSum;
+use crate::sync::{AtomicU64, Ordering};
+
+/// Copy `run` (a whole number of 4-word groups of the log) into `dst`
+/// (`8 * run.len()` bytes), adding each word to `sum`.
+#[inline]
+pub(super) fn load(run: &[AtomicU64], dst: &mut [u8], sum: &mut ValueSum) {
+    debug_assert!(run.len() % 4 == 0 && dst.len() == run.len() * 8);
+    #[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
+    if let (groups @ 1.., true) = (run.len().min(dst.len() / 8) / 4, avx2::available()) {
+        // SAFETY: `run` holds at least `4 * groups` words (32 bytes each
+        // group) readable for the borrow, and `dst` at least `32 * groups`
+        // writable bytes that nothing else borrows; the two do not overlap
+        // (`dst` is a `&mut` borrow, the log is only ever borrowed
+        // shared). The CPU has AVX2 (checked just above).
+        unsafe { avx2::copy(run.as_ptr().cast(), dst.as_mut_ptr(), groups, sum) };
+        return;
+    }
+    load_words(run, dst, sum);
+}
+
+/// `load` one word at a time.
+#[inline(always)]
+fn load_words(run: &[AtomicU64], dst: &mut [u8], sum: &mut ValueSum) {
+    for (q, r) in dst.chunks_exact_mut(32).zip(run.chunks_exact(4)) {
+        for (lane, (chunk, word)) in q.chunks_exact_mut(8).zip(r).enumerate() {
+            let w = word.load(Ordering::Relaxed);
+            chunk.copy_from_slice(&w.to_le_bytes());
+            sum.add(lane, w);
+        }
+    }
+}
+
+/// Copy `src` (a whole number of 32-byte groups) into `run` (`src.len() / 8`
+/// words of the log), adding each word to `sum`.
+#[inline]
+pub(super) fn store(run: &[AtomicU64], src: &[u8], sum: &mut ValueSum) {
+    debug_assert!(src.len() % 32 == 0 && src.len() == run.len() * 8);
+    #[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
+    if let (groups @ 1.., true) = (run.len().min(src.len() / 8) / 4, avx2::available()) {
+        // SAFETY: `src` holds at least `32 * groups` readable bytes and
+        // `run` at least `4 * groups` words of the log, mapped for the
+        // borrow and written through atomics or this block only (a private
+        // `&[u8]` never aliases the shared log). The CPU has AVX2.
+        unsafe { avx2::copy(src.as_ptr(), run.as_ptr() as *mut u8, groups, sum) };
+        return;
+    }
+    store_words(run, src, sum);
+}
+
+/// `store` one word at a time.
+#[inline(always)]
+fn store_words(run: &[AtomicU64], src: &[u8], sum: &mut ValueSum) {
+    for (q, r) in src.chunks_exact(32).zip(run.chunks_exact(4)) {
+        for (lane, (chunk, word)) in q.chunks_exact(8).zip(r).enumerate() {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(chunk);
+            let w = u64::from_le_bytes(b);
+            word.store(w, Ordering::Relaxed);
+            sum.add(lane, w);
+        }
+    }
+}
+
+#[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
+mod avx2 {
+    use super::ValueSum;
+    use std::arch::x86_64::{__m256i, _mm256_loadu_si256, _mm256_storeu_si256};
+
+    /// Does this CPU have AVX2? (std caches the answer: one load.)
+    #[inline(always)]
+    pub(super) fn available() -> bool {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+
+    /// Copy `groups` groups of 32 bytes from `src` to `dst`, adding each
+    /// group's four little-endian words to lanes 0..=3 of `sum`: per lane,
+    /// `a += word` and then `b += a`, as [`ValueSum::add`] does.
+    ///
+    /// # Safety
+    /// The CPU has AVX2, `groups > 0`, `src` is readable and `dst` writable
+    /// for `32 * groups` bytes, and the two ranges do not overlap.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn copy(src: *const u8, dst: *mut u8, groups: usize, sum: &mut ValueSum) {
+        // SAFETY: `sum.a` and `sum.b` are four `u64`s each (32 bytes),
+        // private to this call; unaligned vector loads and stores are
+        // allowed.
+        let (mut a, mut b) = unsafe {
+            (
+                _mm256_loadu_si256(sum.a.as_ptr().cast::<__m256i>()),
+                _mm256_loadu_si256(sum.b.as_ptr().cast::<__m256i>()),
+            )
+        };
+        // SAFETY: the block reads `32 * groups` bytes from `src` and writes
+        // as many to `dst` (the caller's contract), one unaligned 32-byte
+        // load and store per group, and touches no other memory; `groups >
+        // 0` so the loop runs at least once and stops when it reaches 0.
+        // `w` is a scratch register; the flags are clobbered (no
+        // `preserves_flags`).
+        unsafe {
+            std::arch::asm!(
+                "2:",
+                "vmovdqu {w}, ymmword ptr [{src}]",
+                "vmovdqu ymmword ptr [{dst}], {w}",
+                "vpaddq {a}, {a}, {w}",
+                "vpaddq {b}, {b}, {a}",
+                "add {src}, 32",
+                "add {dst}, 32",
+                "dec {n}",
+                "jnz 2b",
+                src = inout(reg) src => _,
+                dst = inout(reg) dst => _,
+                n = inout(reg) groups => _,
+                a = inout(ymm_reg) a,
+                b = inout(ymm_reg) b,
+                w = out(ymm_reg) _,
+                options(nostack),
+            );
+        }
+        // SAFETY: as for the loads above.
+        unsafe {
+            _mm256_storeu_si256(sum.a.as_mut_ptr().cast::<__m256i>(), a);
+            _mm256_storeu_si256(sum.b.as_mut_ptr().cast::<__m256i>(), b);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn start() -> ValueSum {
+        ValueSum {
+            a: [1, 2, 3, u64::MAX],
+            b: [5, 6, 7, 8],
+        }
+    }
+
+    /// The word-by-word path, whatever the CPU: the reference both paths
+    /// must agree with.
+    fn reference(src: &[u8]) -> ValueSum {
+        let mut sum = start();
+        for (j, chunk) in src.chunks_exact(8).enumerate() {
+            sum.add(j & 3, u64::from_le_bytes(chunk.try_into().unwrap()));
+        }
+        sum
+    }
+
+    #[test]
+    fn both_directions_copy_and_sum_like_the_reference() {
+        for groups in 0..=40 {
+            let src: Vec<u8> = (0..groups * 32).map(|i| (i * 197 + 11) as u8).collect();
+            let want = reference(&src);
+            // `store`/`load` take the vector path where the CPU has AVX2;
+            // `store_words`/`load_words` are the path of every other CPU.
+            type Store = fn(&[AtomicU64], &[u8], &mut ValueSum);
+            type Load = fn(&[AtomicU64], &mut [u8], &mut ValueSum);
+            let paths: [(&str, Store, Load); 2] = [
+                ("dispatching", store, load),
+                ("word by word", store_words, load_words),
+            ];
+            for (path, store, load) in paths {
+                let log: Vec<AtomicU64> = (0..groups * 4).map(|_| AtomicU64::new(0)).collect();
+                let mut put = start();
+                store(&log, &src, &mut put);
+                let mut dst = vec![0u8; src.len()];
+                let mut got = start();
+                load(&log, &mut dst, &mut got);
+                assert_eq!(dst, src, "{path}: {groups} groups");
+                assert_eq!(put, want, "{path}: {groups} groups");
+                assert_eq!(got, want, "{path}: {groups} groups");
+            }
+        }
+    }
+}

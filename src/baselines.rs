@@ -87,6 +87,8 @@ impl Store {
                 let mut cfg = Config {
                     size: (entries as u64 * (value_len as u64 + 128) * 4).next_power_of_two(),
                     max_value: value_len.next_power_of_two().max(256) as u32,
+                    // Sized for these values, as an operator would (`--typical-value`).
+                    typical_value: (value_len as u32).max(64),
                     ..Config::default()
                 };
                 cfg.size = cfg.size.max(cfg.min_size());

@@ -33,6 +33,14 @@ fn bad_flags_exit_2_and_name_the_flag() {
         (vec!["stats"], "PATH"),
         (vec!["create", seg, "--size", "1.5GiB"], "1536MiB"),
         (
+            vec!["create", seg, "--typical-value", "32"],
+            "typical value",
+        ),
+        (
+            vec!["create", seg, "--typical-value", "16KiB"],
+            "typical value",
+        ),
+        (
             vec!["bridge", "--config", "/nonexistent-scsp.toml"],
             "nonexistent-scsp.toml",
         ),
@@ -113,11 +121,16 @@ fn create_if_missing_keeps_the_same_segment_and_refuses_another() {
         "8MiB",
         "--host-id",
         "2",
+        "--typical-value",
+        "1KiB",
         "--if-missing",
     ]);
     assert_eq!(code, 1, "{text}");
     assert!(
-        text.contains("size 4 MiB (asked for 8 MiB)") && text.contains("host id 1 (asked for 2)"),
+        text.contains("size 4 MiB (asked for 8 MiB)")
+            && text.contains("host id 1 (asked for 2)")
+            // A quarter of the slots per byte of log, twice the log.
+            && text.contains("index slots 32768 (asked for 16384)"),
         "{text}"
     );
     assert_eq!(cache.get_vec(b"k").as_deref(), Some(&b"v"[..]));

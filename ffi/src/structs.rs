@@ -152,6 +152,7 @@ pub fn plan(o: &scsp_options) -> Result<OpenPlan, String> {
         },
         shards: or(o.shards, d.shards),
         max_value: or(o.max_value, d.max_value),
+        typical_value: d.typical_value,
         host_id: or(o.host_id, d.host_id),
         mode: or(o.mode, d.mode),
         group: (o.flags & SCSP_OPEN_SET_GROUP != 0).then_some(o.group),

@@ -19,6 +19,12 @@ pub struct Args {
     /// Largest value (power of two, 256B to 64KiB).
     #[arg(long, default_value = "8KiB", value_parser = parse_size)]
     max_value: u64,
+    /// About how large most values are (64B up to --max-value): the index
+    /// gets two slots per entry of this size the log holds. Raise it when
+    /// most sessions are larger (client certificates): a smaller index
+    /// makes lookups faster.
+    #[arg(long, default_value = "176B", value_parser = parse_size)]
+    typical_value: u64,
     /// This host's origin id for the bridge (non-zero).
     #[arg(long, default_value_t = 1)]
     host_id: u32,
@@ -61,6 +67,8 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
         shards: a.shards,
         max_value: u32::try_from(a.max_value)
             .map_err(|_| Usage("--max-value is too large".into()))?,
+        typical_value: u32::try_from(a.typical_value)
+            .map_err(|_| Usage("--typical-value is too large".into()))?,
         host_id: a.host_id,
         mode: a.mode,
         group: a.group.as_deref().map(parse_group).transpose()?,
@@ -120,6 +128,11 @@ fn keep_existing(path: &Path, cfg: &Config) -> CliResult<ExitCode> {
     );
     differs("shards", have.shards.to_string(), want.shards.to_string());
     differs("max value", human(have.max_value), human(want.max_value));
+    differs(
+        "index slots",
+        (have.buckets * 8).to_string(),
+        (want.buckets * 8).to_string(),
+    );
     differs(
         "host id",
         have.host_id.to_string(),

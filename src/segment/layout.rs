@@ -132,6 +132,10 @@ fn pow2_floor(v: u64) -> u64 {
     }
 }
 
+/// Key length the index is sized for (`Config::typical_value`): a TLS
+/// session id or ticket name.
+pub const TYPICAL_KEY: usize = 32;
+
 /// Bytes an entry with a key of `klen` and value of `vlen` occupies in a log.
 pub const fn entry_bytes(klen: usize, vlen: usize) -> u64 {
     (ENTRY_HEADER_WORDS * 8 + klen.div_ceil(8) * 8 + vlen.div_ceil(8) * 8) as u64
@@ -184,7 +188,19 @@ impl Geometry {
                 cfg.min_size()
             )));
         }
-        let buckets = (log_total / 16 / CACHE_LINE).max(shards);
+        if cfg.typical_value < 64 || cfg.typical_value > cfg.max_value {
+            return Err(Error::Config(format!(
+                "typical value {} must be from 64 B to max_value ({} B)",
+                cfg.typical_value, cfg.max_value
+            )));
+        }
+        // Two index slots per entry of the typical size the log holds, to
+        // the nearest power of two (1.4 to 2.8 slots per entry).
+        let want = 2 * log_total / entry_bytes(TYPICAL_KEY, cfg.typical_value as usize);
+        let up = want.next_power_of_two();
+        let nearer_down = (want as u128).pow(2) < 2 * (up as u128 / 2).pow(2);
+        let slots = if nearer_down { up / 2 } else { up };
+        let buckets = (slots / BUCKET_WORDS as u64).max(shards);
         Ok(Geometry::with(
             shards,
             buckets,
@@ -388,6 +404,32 @@ mod tests {
             ..Config::default()
         })
         .contains("host_id"));
+        for typical_value in [63, 8193] {
+            assert!(bad(Config {
+                typical_value,
+                ..Config::default()
+            })
+            .contains("typical value"));
+        }
+    }
+
+    #[test]
+    fn the_index_is_sized_for_the_typical_value() {
+        let slots = |typical_value| {
+            let c = Config {
+                typical_value,
+                ..Config::default()
+            };
+            Geometry::from_config(&c).unwrap().buckets * BUCKET_WORDS as u64
+        };
+        let log = 64u64 << 20;
+        // 256-byte entries: two slots each, one per 128 B of log.
+        assert_eq!(slots(176), log / 128);
+        // 150 B values (232-byte entries): the same, 1.8 slots each.
+        assert_eq!(slots(150), log / 128);
+        // 1 KiB values (1104-byte entries): 2.2 slots each.
+        assert_eq!(slots(1024), log / 512);
+        assert_eq!(slots(8192), log / 4096);
     }
 
     #[test]

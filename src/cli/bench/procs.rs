@@ -66,6 +66,8 @@ pub(super) fn run(
     let mut cfg = Config {
         size: (keys.len() as u64 * (value_bytes as u64 + 128) * 4).next_power_of_two(),
         max_value: value_bytes.next_power_of_two().max(256) as u32,
+        // Sized for these values, as an operator would (`--typical-value`).
+        typical_value: (value_bytes as u32).max(64),
         ..Config::default()
     };
     cfg.size = cfg.size.max(cfg.min_size());

@@ -216,23 +216,33 @@ pub(crate) const FOR_READ: i32 = 3; // _MM_HINT_T0
 pub(crate) fn prefetch<const HINT: i32>(words_of: &[AtomicU64], start: u64, words: usize) {
     #[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
     {
-        let mask = words_of.len().wrapping_sub(1);
-        if words == 0 || words_of.is_empty() {
+        let len = words_of.len();
+        if words == 0 || len == 0 {
             return;
         }
         // One word in each 64-byte line the range touches (the log is
-        // line-aligned, so line `k` is words `8k..8k + 8`). `words` is
-        // clamped by the caller and the loop is bounded by it (BOUNDED).
-        let first = start as usize & !7;
-        let lines = ((start as usize & 7) + words - 1) / 8 + 1;
-        for i in 0..lines {
-            let p = words_of[first.wrapping_add(i * 8) & mask].as_ptr();
-            // SAFETY: `p` points at a word of `words_of`, mapped for the life
-            // of the borrow. `_mm_prefetch` never faults and is not a memory
-            // access in the language's sense (a cache hint), so it cannot
-            // race with other processes' stores. SSE is in the x86_64
-            // baseline; `prefetchw` is a no-op on CPUs that lack it.
-            unsafe { std::arch::x86_64::_mm_prefetch::<HINT>(p as *const i8) };
+        // line-aligned, so line `k` is words `8k..8k + 8`): the lines up to
+        // the end of `words_of`, then those that wrapped to its start.
+        // `words` is clamped by the caller; the loops are bounded by it and
+        // by the length of `words_of` (BOUNDED).
+        let first = start as usize & (len - 1) & !7;
+        let lines = (((start as usize & 7) + words - 1) / 8 + 1).min(len.div_ceil(8));
+        let head = lines.min((len - first).div_ceil(8));
+        let at = |word: usize| {
+            // SAFETY: `_mm_prefetch` never faults and is not a memory access
+            // in the language's sense (a cache hint), so it cannot race with
+            // other processes' stores; `word < len`, so the pointer is inside
+            // `words_of` anyway. SSE is in the x86_64 baseline; `prefetchw`
+            // is a no-op on CPUs that lack it.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<HINT>(words_of.as_ptr().wrapping_add(word).cast())
+            }
+        };
+        for i in 0..head {
+            at(first + 8 * i);
+        }
+        for i in 0..lines - head {
+            at(8 * i);
         }
     }
     #[cfg(not(all(target_arch = "x86_64", not(loom), not(miri))))]
@@ -339,10 +349,21 @@ fn store_run(run: &[AtomicU64], src: &[u8], sum: &mut ValueSum) {
     let (body, rest) = src.split_at(grouped * 8);
     let (run_body, run_rest) = run.split_at(grouped);
     bulk::store(run_body, body, sum);
-    // At most 3 full words and one partial word remain (BOUNDED).
-    for (k, (chunk, r)) in rest.chunks(8).zip(run_rest).enumerate() {
+    // At most 3 full words and one partial word remain (BOUNDED). Whole
+    // words first: slices of a known length copy without a `memcpy` call.
+    let mut words = rest.chunks_exact(8);
+    let mut k = 0;
+    for (chunk, r) in (&mut words).zip(run_rest) {
         let mut bytes = [0u8; 8];
-        bytes[..chunk.len()].copy_from_slice(chunk);
+        bytes.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(bytes);
+        r.store(w, Ordering::Relaxed);
+        sum.add(k & 3, w);
+        k += 1;
+    }
+    if let (false, Some(r)) = (words.remainder().is_empty(), run_rest.get(k)) {
+        let mut bytes = [0u8; 8];
+        bytes[..words.remainder().len()].copy_from_slice(words.remainder());
         let w = u64::from_le_bytes(bytes);
         r.store(w, Ordering::Relaxed);
         sum.add(k & 3, w);
@@ -380,10 +401,20 @@ fn load_run(run: &[AtomicU64], dst: &mut [u8], sum: &mut ValueSum) {
     let (body, rest) = dst.split_at_mut(grouped * 8);
     let (run_body, run_rest) = run.split_at(grouped);
     bulk::load(run_body, body, sum);
-    // At most 3 full words and one partial word remain (BOUNDED).
-    for (k, (chunk, r)) in rest.chunks_mut(8).zip(run_rest).enumerate() {
+    // At most 3 full words and one partial word remain (BOUNDED), whole
+    // words first (see `store_run`).
+    let mut words = rest.chunks_exact_mut(8);
+    let mut k = 0;
+    for (chunk, r) in (&mut words).zip(run_rest) {
         let w = r.load(Ordering::Relaxed);
-        chunk.copy_from_slice(&w.to_le_bytes()[..chunk.len()]);
+        chunk.copy_from_slice(&w.to_le_bytes());
+        sum.add(k & 3, w);
+        k += 1;
+    }
+    let partial = words.into_remainder();
+    if let (false, Some(r)) = (partial.is_empty(), run_rest.get(k)) {
+        let w = r.load(Ordering::Relaxed);
+        partial.copy_from_slice(&w.to_le_bytes()[..partial.len()]);
         sum.add(k & 3, w);
     }
 }

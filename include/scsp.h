@@ -96,7 +96,10 @@ typedef struct scsp_cache scsp_cache;
  *     scsp_options o = SCSP_OPTIONS_INIT;  o.size_bytes = 16u << 20;
  * The geometry fields (size_bytes, max_value, shards, host_id, mode, group)
  * apply only when a new segment is created; attaching to an existing one
- * uses the geometry it was created with (scsp_stats reports it). The ticket
+ * uses the geometry it was created with (scsp_stats reports it). A segment
+ * created here sizes its index for the default typical value (176 B, TLS
+ * sessions); for larger sessions, make it first with
+ * `scsp create PATH --typical-value 1KiB` and attach to it. The ticket
  * fields set this handle's key rotation schedule; give every process of a
  * pool the same values.
  * struct_size lets the struct grow: unknown trailing bytes must be zero.

@@ -13,7 +13,7 @@ pub struct Config {
     /// Largest value accepted (power of two, 256 B to 64 KiB).
     pub max_value: u32,
     /// About how large most values are (64 B up to `max_value`). The index
-    /// gets about two slots (a power of two in all: 1.4 to 2.8) for every
+    /// gets at least two slots (2 to 4, to make a power of two) for every
     /// entry of this size the log holds: larger
     /// values need fewer slots, and a smaller index means fewer cache and
     /// TLB misses per lookup. The default, 176 B, suits TLS sessions (a

@@ -7,19 +7,29 @@
 //!
 //! Why assembly: the log is written by other processes while we read it, so
 //! Rust may touch it only through atomics (DESIGN §4, invariant 5), and a
-//! loop of `AtomicU64` loads does not vectorise. An `asm!` block is outside
-//! the language's memory model, as the kernel or a device writing memory is:
-//! the compiler assumes nothing about the bytes it reads or writes. What the
-//! table's protocol needs from these accesses, the x86-64 memory model
-//! gives: the block's loads are ordered before `get`'s later re-read of the
-//! shard tail (loads are not reordered with older loads), and its stores
-//! before `put`'s publishing CAS (stores are not reordered with older
-//! stores). Bytes read while another process writes them may be a mix of
-//! old and new, as with word loads: the checksum and the tail re-check turn
-//! that into a miss.
+//! loop of `AtomicU64` loads does not vectorise. To the compiler an `asm!`
+//! block is a call to unknown code that may read and write the memory it is
+//! given (the Reference gives it the semantics of an FFI call): it assumes
+//! nothing about those bytes, so no Rust-level access races with the other
+//! processes' stores. What the block must do for the table's protocol is
+//! what every word load and store of the atomic path does, and the x86-64
+//! memory model gives it:
+//! - its loads happen before `get`'s later re-read of the shard tail (loads
+//!   are not reordered with older loads; the `fence(Acquire)` after the
+//!   copy keeps the compiler from moving the tail load up);
+//! - its stores happen after `put`'s reservation (`fetch_add` on the tail,
+//!   a locked instruction, then `fence(Release)`) and before its publishing
+//!   CAS (stores are not reordered with older stores, nor with a later
+//!   locked instruction).
 //!
-//! The vector path is the difference between a 1 KiB hit at about rustls's
-//! in-memory cache speed and well behind it (docs/perf.md, format version 5).
+//! A 32-byte access is not promised to be atomic as a whole (nor is an
+//! entry anyway): bytes read while another process writes them may be a
+//! mix of old and new, as with word loads, and the checksum and the tail
+//! re-check turn that into a miss.
+//!
+//! The vector path took a cold 1 KiB hit from about rustls's in-memory
+//! cache speed to 1.1–1.4x faster; the word path with the same checksum is
+//! in between (docs/perf.md, format version 5).
 
 use super::entry::ValueSum;
 use crate::sync::{AtomicU64, Ordering};

@@ -28,9 +28,17 @@
 //! - `a` is the sum of the lane's words, so a changed word always changes
 //!   it; `b` weighs each word by its distance from the lane's end, so
 //!   swapped or shifted words change `b`.
-//! - A change passes only if its lane's `(a, b)` folds to the same 64 bits
-//!   (odds of about 2^-64), and the same holds for a torn mix of two entries
-//!   or damaged header words. It detects tearing and damage; it is not a MAC.
+//! - Random damage, a torn mix of two entries (which the tail re-check
+//!   also catches) or damaged header words pass with odds of about 2^-64.
+//!   It detects tearing and damage; it is not a MAC.
+//! - Because the sums wrap at 2^64, some structured changes always pass:
+//!   bit 63 flipped in two words of one lane an even number of lane steps
+//!   apart (value words `j` and `j + 8`, say), and more generally bit `k`
+//!   set in one word and cleared in another of the same lane `2^(64-k)`
+//!   steps apart (only for `k >= 53` in values up to 64 KiB). Format 4's
+//!   multiply-rotate lanes caught those too, at a cost of 100–180 ns per
+//!   1 KiB hit (docs/perf.md, format version 5). A session damaged that
+//!   way costs at worst one failed or full handshake.
 //! - No multiply per word: the copy loops run at the speed of the copy, and
 //!   a group of four words is one 32-byte vector step (`bulk`).
 //!
@@ -503,8 +511,10 @@ mod tests {
                 assert_ne!(h.compute_checksum(&w), sum, "byte {byte} bit {bit}");
             }
         }
-        // Bit 63 flipped in two words of one lane: their sum `a` is
-        // unchanged and `b` changes in bit 63 only, which the fold keeps.
+        // Bit 63 flipped in two words of one lane, one lane step apart:
+        // their sum `a` is unchanged and `b` changes in bit 63 only, which
+        // the fold keeps. (An even number of steps apart, `b` would not
+        // change either: module docs.)
         let mut w = v.clone();
         w[7] ^= 0x80;
         w[39] ^= 0x80;

@@ -29,7 +29,7 @@ use crate::clock::now_secs;
 #[cfg(not(loom))]
 use crate::config::Config;
 use crate::error::Result;
-use crate::segment::layout::{ENTRY_HEADER_WORDS, MAX_KEY};
+use crate::segment::layout::{entry_bytes, ENTRY_HEADER_WORDS, MAX_KEY};
 #[cfg(not(loom))]
 use crate::segment::Access;
 use crate::segment::{Geometry, Segment};
@@ -259,7 +259,10 @@ impl Cache {
             self.count(Counter::TooLarge);
             return Stored::BadKey;
         }
-        if value.len() > self.max_value {
+        // A file segment's log always holds the largest entry; the tiny
+        // in-memory geometries of tests and models need not.
+        if value.len() > self.max_value || entry_bytes(key.len(), value.len()) > self.log_words * 8
+        {
             self.count(Counter::TooLarge);
             return Stored::TooLarge;
         }
@@ -859,6 +862,14 @@ mod tests {
             let report = c.verify();
             assert!(report.is_clean(), "offset {offset}: {:?}", report.problems);
         }
+    }
+
+    #[test]
+    fn an_entry_larger_than_a_tiny_log_is_refused_not_truncated() {
+        let c = Cache::in_memory(Geometry::tiny(1, 1, 256, 1024));
+        assert_eq!(c.put(b"k", &[7u8; 1000], 60), Stored::TooLarge);
+        assert_eq!(c.put(b"k", &[7u8; 100], 60), Stored::Ok);
+        assert_eq!(c.get_vec(b"k"), Some(vec![7u8; 100]));
     }
 
     #[test]

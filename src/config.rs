@@ -13,8 +13,8 @@ pub struct Config {
     /// Largest value accepted (power of two, 256 B to 64 KiB).
     pub max_value: u32,
     /// About how large most values are (64 B up to `max_value`). The index
-    /// gets at least two slots (2 to 4, to make a power of two) for every
-    /// entry of this size the log holds: larger
+    /// gets about two slots (a power of two: 1.5 to 3) for every entry of
+    /// this size the log holds: larger
     /// values need fewer slots, and a smaller index means fewer cache and
     /// TLB misses per lookup. The default, 176 B, suits TLS sessions (a
     /// 256-byte entry with a 32-byte session id).

@@ -20,7 +20,7 @@ pub struct Args {
     #[arg(long, default_value = "8KiB", value_parser = parse_size)]
     max_value: u64,
     /// About how large most values are (64B up to --max-value): the index
-    /// gets at least two slots per entry of this size the log holds. Raise it when
+    /// gets about two slots per entry of this size the log holds. Raise it when
     /// most sessions are larger (client certificates): a smaller index
     /// makes lookups faster.
     #[arg(long, default_value = "176B", value_parser = parse_size)]

@@ -194,13 +194,13 @@ impl Geometry {
                 cfg.typical_value, cfg.max_value
             )));
         }
-        // At least two index slots per entry of the typical size the log
-        // holds (2 to 4, to make a power of two): with fewer, full buckets
-        // evict live sessions before the log wraps (about 4 % of them at
-        // 1.4 slots per entry, under 1 % at 2).
-        let slots = (2 * log_total)
-            .div_ceil(entry_bytes(TYPICAL_KEY, cfg.typical_value as usize))
-            .next_power_of_two();
+        // About two index slots per entry of the typical size the log
+        // holds: a power of two, at least 1.5 slots per entry (so 1.5 to 3).
+        // Fewer slots make full buckets evict their oldest sessions before
+        // the log wraps; more make lookups miss the cache and TLB more.
+        let want = 2 * log_total / entry_bytes(TYPICAL_KEY, cfg.typical_value as usize);
+        let down = pow2_floor(want).max(1);
+        let slots = if 4 * down >= 3 * want { down } else { 2 * down };
         let buckets = (slots / BUCKET_WORDS as u64).max(shards);
         Ok(Geometry::with(
             shards,
@@ -426,9 +426,13 @@ mod tests {
         let log = 64u64 << 20;
         // 256-byte entries: two slots each, one per 128 B of log.
         assert_eq!(slots(176), log / 128);
-        // 150 B values (232-byte entries): 3.6 slots each (1.8 would be
-        // too few).
-        assert_eq!(slots(150), log / 64);
+        // 150 B values (232-byte entries): 1.8 slots each, as before
+        // there was a typical value.
+        assert_eq!(slots(150), log / 128);
+        // 250 B values (336-byte entries): 1.3 would be too few, so 2.6.
+        assert_eq!(slots(250), log / 128);
+        // 300 B values (384-byte entries): exactly 1.5.
+        assert_eq!(slots(300), log / 256);
         // 1 KiB values (1104-byte entries): 2.2 slots each.
         assert_eq!(slots(1024), log / 512);
         assert_eq!(slots(8192), log / 4096);

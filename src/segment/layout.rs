@@ -83,7 +83,7 @@ pub fn layout_fingerprint() -> u64 {
         "scsp-layout;version={FORMAT_VERSION};word=8;endian={};bucket_words={BUCKET_WORDS};\
          tag_bits=16;lines_bits=8;pos_bits=40;pos_unit=8;entry_header_words={ENTRY_HEADER_WORDS};\
          tail_stride={CACHE_LINE};stats_slots={STATS_SLOTS};stats_slot_words={STATS_SLOT_WORDS};\
-         ext_bytes={EXT_BYTES};max_key={MAX_KEY};hash=xxh3seed;checksum=lanes4fletcher64",
+         ext_bytes={EXT_BYTES};max_key={MAX_KEY};hash=xxh3seed;checksum=lanes4fletcher32",
         if cfg!(target_endian = "little") {
             "le"
         } else {

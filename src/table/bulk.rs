@@ -107,8 +107,8 @@ mod avx2 {
     }
 
     /// Copy `groups` groups of 32 bytes from `src` to `dst`, adding each
-    /// group's four little-endian words to lanes 0..=3 of `sum`: per lane,
-    /// `a += word` and then `b += a`, as [`ValueSum::add`] does.
+    /// group's four little-endian words to lanes 0..=3 of `sum`, low half
+    /// then high half, as [`ValueSum::add`] does.
     ///
     /// # Safety
     /// The CPU has AVX2, `groups > 0`, `src` is readable and `dst` writable
@@ -132,11 +132,20 @@ mod avx2 {
         // `preserves_flags`).
         unsafe {
             std::arch::asm!(
+                // {m} = 0x00000000ffffffff in every element.
+                "vpcmpeqd {m}, {m}, {m}",
+                "vpsrlq {m}, {m}, 32",
                 "2:",
                 "vmovdqu {w}, ymmword ptr [{src}]",
                 "vmovdqu ymmword ptr [{dst}], {w}",
-                "vpaddq {a}, {a}, {w}",
-                "vpaddq {b}, {b}, {a}",
+                // lo = w & m, hi = w >> 32; u = a + lo; a = u + hi;
+                // b += u + a (the sums after each half).
+                "vpand {lo}, {w}, {m}",
+                "vpsrlq {w}, {w}, 32",
+                "vpaddq {u}, {a}, {lo}",
+                "vpaddq {a}, {u}, {w}",
+                "vpaddq {u}, {u}, {a}",
+                "vpaddq {b}, {b}, {u}",
                 "add {src}, 32",
                 "add {dst}, 32",
                 "dec {n}",
@@ -147,6 +156,9 @@ mod avx2 {
                 a = inout(ymm_reg) a,
                 b = inout(ymm_reg) b,
                 w = out(ymm_reg) _,
+                m = out(ymm_reg) _,
+                lo = out(ymm_reg) _,
+                u = out(ymm_reg) _,
                 options(nostack),
             );
         }

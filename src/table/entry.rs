@@ -20,27 +20,26 @@
 //! `seed = w0 ^ w1.rotl(13) ^ w2.rotl(29) ^ w3.rotl(41) ^ w4.rotl(53)`, each
 //! of four lanes keeps two sums, starting at `a = seed ^ K[l]` (`K` =
 //! `SUM_LANES`) and `b = 0`. Value word `j` (little endian, the last one
-//! zero-padded) goes into lane `j % 4` as `a += word; b += a` (wrapping: a
-//! Fletcher checksum on 64-bit words, per lane). With
+//! zero-padded) goes into lane `j % 4`, its low 32-bit half and then its
+//! high half, each as `a += half; b += a` (wrapping: a Fletcher checksum
+//! over the lane's 32-bit halves, in 64-bit sums). With
 //! `x[l] = fmix64(a ^ b.rotl(32))` (murmur3's finaliser), the result is
 //! `x[0] ^ x[1].rotl(16) ^ x[2].rotl(32) ^ x[3].rotl(48)`.
 //!
-//! - `a` is the sum of the lane's words, so a changed word always changes
-//!   it; `b` weighs each word by its distance from the lane's end, so
-//!   swapped or shifted words change `b`.
-//! - Random damage, a torn mix of two entries (which the tail re-check
-//!   also catches) or damaged header words pass with odds of about 2^-64.
-//!   It detects tearing and damage; it is not a MAC.
-//! - Because the sums wrap at 2^64, some structured changes always pass:
-//!   bit 63 flipped in two words of one lane an even number of lane steps
-//!   apart (value words `j` and `j + 8`, say), and more generally bit `k`
-//!   set in one word and cleared in another of the same lane `2^(64-k)`
-//!   steps apart (only for `k >= 53` in values up to 64 KiB). Format 4's
-//!   multiply-rotate lanes caught those too, at a cost of 100–180 ns per
-//!   1 KiB hit (docs/perf.md, format version 5). A session damaged that
-//!   way costs at worst one failed or full handshake.
-//! - No multiply per word: the copy loops run at the speed of the copy, and
-//!   a group of four words is one 32-byte vector step (`bulk`).
+//! - `a` is the sum of the lane's halves and `b` weighs each half by its
+//!   distance from the lane's end, so changed, swapped or shifted words
+//!   change them. Halves are below 2^32 and a lane holds at most 4096 of
+//!   them (64 KiB values), so a change moves `a` and `b` by less than 2^64:
+//!   the sums never wrap a change away. One or two flipped bits in a lane
+//!   always change its `(a, b)` (two flips leave `a` alone only if they are
+//!   the same bit, set in one half and cleared in another; then `b` moves
+//!   by that bit times their distance).
+//! - The 64-bit finish lets a changed `(a, b)` through with odds of about
+//!   2^-64, as it does random damage, a torn mix of two entries (which the
+//!   tail re-check also catches) or damaged header words. It detects
+//!   tearing and damage; it is not a MAC.
+//! - No multiply per word: the copy loops run at about the speed of the
+//!   copy, and a group of four words is one 32-byte vector step (`bulk`).
 //!
 //! The echoed `pos` makes the log self-synchronising: a walker that lands in
 //! the middle of an entry (or in a hole left by a killed writer) steps one
@@ -161,11 +160,15 @@ impl ValueSum {
         }
     }
 
-    /// Add one value word to lane `lane`.
+    /// Add one value word to lane `lane`: its low 32-bit half, then its
+    /// high half.
     #[inline(always)]
     pub(super) fn add(&mut self, lane: usize, word: u64) {
-        self.a[lane] = self.a[lane].wrapping_add(word);
-        self.b[lane] = self.b[lane].wrapping_add(self.a[lane]);
+        let (a, b) = (&mut self.a[lane], &mut self.b[lane]);
+        *a = a.wrapping_add(word & 0xffff_ffff);
+        *b = b.wrapping_add(*a);
+        *a = a.wrapping_add(word >> 32);
+        *b = b.wrapping_add(*a);
     }
 
     /// Renumber the lanes so that lane `n` becomes lane 0 (a run of value
@@ -487,8 +490,8 @@ mod tests {
         // definition.)
         let pinned = [
             (0, 0xf30d_76d4_7e47_a7d6),
-            (150, 0x54e9_1799_9fe5_7c5e),
-            (1024, 0x9f20_fe3e_64dd_bec4),
+            (150, 0x5fe1_7e8e_f9a5_cb7b),
+            (1024, 0x0e56_ad6a_e96e_8380),
         ];
         let log: Vec<AtomicU64> = (0..256).map(|_| AtomicU64::new(0)).collect();
         for (len, want) in pinned {
@@ -511,13 +514,24 @@ mod tests {
                 assert_ne!(h.compute_checksum(&w), sum, "byte {byte} bit {bit}");
             }
         }
-        // Bit 63 flipped in two words of one lane, one lane step apart:
-        // their sum `a` is unchanged and `b` changes in bit 63 only, which
-        // the fold keeps. (An even number of steps apart, `b` would not
-        // change either: module docs.)
-        let mut w = v.clone();
-        w[7] ^= 0x80;
-        w[39] ^= 0x80;
+        // Bit 63 flipped in two words of one lane, one and two lane steps
+        // apart. Sums of whole 64-bit words would cancel both in `a` and
+        // the second in `b` too (2 * 2^63 wraps to 0); sums of 32-bit
+        // halves do not wrap.
+        let (h150, v150) = (header(150), value(150));
+        let sum150 = h150.compute_checksum(&v150);
+        for other in [39, 71] {
+            let mut w = v150.clone();
+            w[7] ^= 0x80;
+            w[other] ^= 0x80;
+            assert_ne!(h150.compute_checksum(&w), sum150, "bytes 7 and {other}");
+        }
+        // The same bit set in one half and cleared in another of its lane.
+        let (mut w, bit) = (v.clone(), 1u8 << 5);
+        let (i, j) = (0, 32);
+        assert_ne!(w[i] & bit, w[j] & bit, "pick bytes that differ in the bit");
+        w[i] ^= bit;
+        w[j] ^= bit;
         assert_ne!(h.compute_checksum(&w), sum);
         // Two words swapped within a lane and across lanes.
         let mut w = v.clone();

@@ -126,7 +126,7 @@ impl EntryHeader {
     }
 }
 
-/// Starting offsets of the four lanes' word sums (xxh64's primes), so equal
+/// Starting values of the four lanes' sums `a` (xxh64's primes), so equal
 /// words in different lanes count differently.
 const SUM_LANES: [u64; 4] = [
     0x9E37_79B1_85EB_CA87,
@@ -136,8 +136,8 @@ const SUM_LANES: [u64; 4] = [
 ];
 
 /// The entry checksum in progress (module docs): four independent lanes,
-/// each the running sum `a` of its words and the running sum `b` of those
-/// sums.
+/// each the running sum `a` of its words' 32-bit halves and the running sum
+/// `b` of those sums.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct ValueSum {
     pub(super) a: [u64; 4],

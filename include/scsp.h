@@ -94,12 +94,10 @@ typedef struct scsp_cache scsp_cache;
  * How scsp_open creates or attaches. Zero in any field means its default, so
  * start from SCSP_OPTIONS_INIT (which sets struct_size) and set what you need:
  *     scsp_options o = SCSP_OPTIONS_INIT;  o.size_bytes = 16u << 20;
- * The geometry fields (size_bytes, max_value, shards, host_id, mode, group)
+ * The geometry fields (size_bytes, max_value, typical_value, shards, host_id,
+ * mode, group)
  * apply only when a new segment is created; attaching to an existing one
- * uses the geometry it was created with (scsp_stats reports it). A segment
- * created here sizes its index for the default typical value (176 B, TLS
- * sessions); for larger sessions, make it first with
- * `scsp create PATH --typical-value 1KiB` and attach to it. The ticket
+ * uses the geometry it was created with (scsp_stats reports it). The ticket
  * fields set this handle's key rotation schedule; give every process of a
  * pool the same values.
  * struct_size lets the struct grow: unknown trailing bytes must be zero.
@@ -113,7 +111,8 @@ typedef struct scsp_options {
     uint32_t mode;        /* file permission bits; 0: 0600 (never world-writable) */
     uint32_t host_id;     /* origin id stamped on entries (bridge); 0: 1 */
     uint32_t group;       /* gid for SCSP_OPEN_SET_GROUP (use mode 0660) */
-    uint32_t reserved;    /* must be 0 */
+    uint32_t typical_value; /* most values' size, sizes a new segment's index
+                               (docs/operations.md); 64..max_value; 0: 176 */
     uint32_t ticket_period_secs;   /* ticket key rotation period; 0: 6 h */
     uint32_t ticket_lifetime_secs; /* ticket validity, <= 2 * period and <= 7 days; 0: 12 h
                                       (or 2 * period if that is shorter) */

@@ -45,8 +45,9 @@ pub struct scsp_options {
     pub host_id: u32,
     /// Group id for a new file, used with `SCSP_OPEN_SET_GROUP`.
     pub group: u32,
-    /// Must be zero.
-    pub reserved: u32,
+    /// About how large most values are, for a new segment's index (0: 176;
+    /// 64..=max_value). Was `reserved` (must be 0) before: same layout.
+    pub typical_value: u32,
     /// Seconds between ticket key rotations (0: 6 hours).
     pub ticket_period_secs: u32,
     /// Seconds a ticket stays valid (0: 12 hours; at most twice the period).
@@ -82,7 +83,7 @@ pub fn default_options() -> scsp_options {
         mode: d.mode,
         host_id: d.host_id,
         group: 0,
-        reserved: 0,
+        typical_value: 0,
         ticket_period_secs: 0,
         ticket_lifetime_secs: 0,
     }
@@ -139,9 +140,6 @@ pub fn plan(o: &scsp_options) -> Result<OpenPlan, String> {
     if o.flags & SCSP_OPEN_NO_CREATE != 0 && o.flags & SCSP_OPEN_EXCL != 0 {
         return Err("SCSP_OPEN_NO_CREATE and SCSP_OPEN_EXCL exclude each other; pick one".into());
     }
-    if o.reserved != 0 {
-        return Err("opts->reserved must be zero".into());
-    }
     let d = scsp::Config::default();
     let or = |v: u32, def: u32| if v == 0 { def } else { v };
     let config = scsp::Config {
@@ -152,7 +150,7 @@ pub fn plan(o: &scsp_options) -> Result<OpenPlan, String> {
         },
         shards: or(o.shards, d.shards),
         max_value: or(o.max_value, d.max_value),
-        typical_value: d.typical_value,
+        typical_value: or(o.typical_value, d.typical_value),
         host_id: or(o.host_id, d.host_id),
         mode: or(o.mode, d.mode),
         group: (o.flags & SCSP_OPEN_SET_GROUP != 0).then_some(o.group),
@@ -298,6 +296,16 @@ mod tests {
         let p = plan(&o).unwrap();
         assert_eq!(p.config, scsp::Config::default());
         assert!(!p.no_create && !p.excl);
+    }
+
+    #[test]
+    fn typical_value_sizes_the_index_and_bad_ones_are_refused_by_name() {
+        let mut o = default_options();
+        o.typical_value = 1024;
+        assert_eq!(plan(&o).unwrap().config.typical_value, 1024);
+        o.typical_value = 16;
+        let err = scsp::segment::Geometry::from_config(&plan(&o).unwrap().config).unwrap_err();
+        assert!(err.to_string().contains("typical value"), "{err}");
     }
 
     #[test]

@@ -91,9 +91,10 @@ static void check_open_errors(void)
     o.flags = SCSP_OPEN_NO_CREATE | SCSP_OPEN_EXCL;
     CHECK(scsp_open(in_dir("x"), &o, &c) == SCSP_E_INVAL);
     o.flags = 0;
-    o.reserved = 1;
+    o.typical_value = 1; /* below 64 */
     CHECK(scsp_open(in_dir("x"), &o, &c) == SCSP_E_INVAL);
-    o.reserved = 0;
+    CHECK(strstr(scsp_last_error(), "typical value") != NULL);
+    o.typical_value = 0;
     o.shards = 3; /* not a power of two */
     CHECK(scsp_open(in_dir("x"), &o, &c) == SCSP_E_INVAL && c == NULL);
     CHECK(strstr(scsp_last_error(), "shards") != NULL);
@@ -414,6 +415,29 @@ static void check_ticket_key_rotation(void)
     scsp_close(c);
 }
 
+/* typical_value sizes a new segment's index: 1 MiB of log has one slot per
+ * 128 B by default, and about two per 1104-byte entry for 1 KiB values. */
+static void check_typical_value(void)
+{
+    scsp_cache *c = NULL;
+    scsp_options o = SCSP_OPTIONS_INIT;
+    struct scsp_stats s = SCSP_STATS_INIT;
+    o.size_bytes = 1u << 20;
+    o.shards = 2;
+    o.max_value = 1024;
+    CHECK(scsp_open(in_dir("typical-default"), &o, &c) == SCSP_OK);
+    CHECK(scsp_stats(c, &s) == SCSP_OK && s.index_slots == 8192);
+    scsp_close(c);
+    o.typical_value = 1024;
+    CHECK(scsp_open(in_dir("typical-1k"), &o, &c) == SCSP_OK);
+    CHECK(scsp_stats(c, &s) == SCSP_OK && s.index_slots == 2048);
+    scsp_close(c);
+    o.typical_value = 2048; /* over max_value */
+    c = NULL;
+    CHECK(scsp_open(in_dir("typical-bad"), &o, &c) == SCSP_E_INVAL && c == NULL);
+    CHECK(strstr(scsp_last_error(), "typical value") != NULL);
+}
+
 /* Values cross the language boundary both ways through one segment. */
 static void check_rust_interop(void)
 {
@@ -458,6 +482,7 @@ int main(int argc, char **argv)
     scsp_close(c);
     scsp_close(NULL);
     check_ticket_key_rotation();
+    check_typical_value();
     check_replaced();
     check_rust_interop();
     printf("abi_test: %d checks passed\n", checks);

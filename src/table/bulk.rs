@@ -28,7 +28,7 @@
 //! re-check turn that into a miss.
 //!
 //! The vector path took a cold 1 KiB hit from about rustls's in-memory
-//! cache speed to 1.1–1.4x faster; the word path with the same checksum is
+//! cache speed to 1.1–1.4x faster; a word loop with Fletcher sums measured
 //! in between (docs/perf.md, format version 5).
 
 use super::entry::ValueSum;

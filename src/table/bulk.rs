@@ -27,9 +27,9 @@
 //! mix of old and new, as with word loads, and the checksum and the tail
 //! re-check turn that into a miss.
 //!
-//! The vector path took a cold 1 KiB hit from about rustls's in-memory
-//! cache speed to 1.1–1.4x faster; a word loop with Fletcher sums measured
-//! in between (docs/perf.md, format version 5).
+//! The vector path took a cold 1 KiB hit from behind rustls's in-memory
+//! cache to level with it or ahead, depending on the harness; a word loop
+//! with Fletcher sums measured in between (docs/perf.md, format version 5).
 
 use super::entry::ValueSum;
 use crate::sync::{AtomicU64, Ordering};

@@ -72,6 +72,20 @@ pub fn unavailable(imp: &str) -> Option<String> {
     })
 }
 
+/// The segment the benches give scsp for `entries` sessions of
+/// `value_len` bytes: a log of four times their size, sized for these
+/// values as an operator would (`--max-value`, `--typical-value`).
+pub fn bench_config(entries: usize, value_len: usize) -> Config {
+    let mut cfg = Config {
+        size: (entries as u64 * (value_len as u64 + 128) * 4).next_power_of_two(),
+        max_value: value_len.next_power_of_two().max(256) as u32,
+        typical_value: (value_len as u32).max(64),
+        ..Config::default()
+    };
+    cfg.size = cfg.size.max(cfg.min_size());
+    cfg
+}
+
 impl Store {
     /// The store named `imp` (one of [`IMPLS`]), sized for `entries`
     /// sessions of `value_len` bytes. scsp gets a new segment file at `seg`
@@ -84,16 +98,8 @@ impl Store {
     ) -> Result<Store, Box<dyn std::error::Error>> {
         Ok(match imp {
             "scsp" => {
-                let mut cfg = Config {
-                    size: (entries as u64 * (value_len as u64 + 128) * 4).next_power_of_two(),
-                    max_value: value_len.next_power_of_two().max(256) as u32,
-                    // Sized for these values, as an operator would (`--typical-value`).
-                    typical_value: (value_len as u32).max(64),
-                    ..Config::default()
-                };
-                cfg.size = cfg.size.max(cfg.min_size());
                 let _ = std::fs::remove_file(seg);
-                Store::Scsp(Cache::create(seg, &cfg)?)
+                Store::Scsp(Cache::create(seg, &bench_config(entries, value_len))?)
             }
             "mutex-hashmap" => Store::Mutex(Mutex::new(HashMap::new())),
             "rustls-memory" => Store::Rustls(ServerSessionMemoryCache::new(entries * 2)),

@@ -5,7 +5,7 @@ use crate::cli::CliResult;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
-use scsp::{Cache, Config};
+use scsp::Cache;
 use std::io::Read;
 use std::path::Path;
 use std::time::Instant;
@@ -63,14 +63,7 @@ pub(super) fn run(
     value_bytes: usize,
     keys: &[[u8; 32]],
 ) -> CliResult<Multi> {
-    let mut cfg = Config {
-        size: (keys.len() as u64 * (value_bytes as u64 + 128) * 4).next_power_of_two(),
-        max_value: value_bytes.next_power_of_two().max(256) as u32,
-        // Sized for these values, as an operator would (`--typical-value`).
-        typical_value: (value_bytes as u32).max(64),
-        ..Config::default()
-    };
-    cfg.size = cfg.size.max(cfg.min_size());
+    let cfg = scsp::baselines::bench_config(keys.len(), value_bytes);
     let _ = std::fs::remove_file(path);
     let value: Vec<u8> = (0..value_bytes).map(|i| i as u8).collect();
     {

@@ -114,7 +114,7 @@ impl fmt::Display for Error {
             ),
             Error::ForeignOwner { path, owner, ours } => write!(
                 f,
-                "{} is owned by uid {owner}, not by us (uid {ours}); run as its owner, or, if sharing across users is intended, open it with allow_foreign_owner (Config::allow_foreign_owner in Rust, SCSP_OPEN_ALLOW_FOREIGN_OWNER in C, --allow-foreign-owner for scsp stats and verify)",
+                "{} is owned by uid {owner}, not by us (uid {ours}); run as its owner, or, if sharing across users is intended, open it with allow_foreign_owner (Config::allow_foreign_owner in Rust, SCSP_OPEN_ALLOW_FOREIGN_OWNER in C, allow_foreign_owner = true in a bridge config, --allow-foreign-owner for scsp serve, stats and verify)",
                 path.display()
             ),
             Error::WorldWritable(p) => write!(

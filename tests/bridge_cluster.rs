@@ -375,6 +375,43 @@ fn check_config_names_the_bad_field() {
 }
 
 #[test]
+fn a_segment_of_another_user_is_opened_only_with_allow_foreign_owner() {
+    // Needs root, to give the segment to another user.
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIPPED: needs root to chown the segment to another user");
+        return;
+    }
+    let c = Cluster::prepare(Options {
+        hosts: 2,
+        ..Options::default()
+    });
+    let nobody = Some(nix::unistd::Uid::from_raw(65534));
+    nix::unistd::chown(&c.hosts[0].segment, nobody, None).unwrap();
+    let check = |text: &str| {
+        let p = c.dir.path().join("foreign.toml");
+        std::fs::write(&p, text).unwrap();
+        std::process::Command::new(BIN)
+            .args(["bridge", "--config", p.to_str().unwrap(), "--check-config"])
+            .output()
+            .unwrap()
+    };
+    let config = std::fs::read_to_string(&c.hosts[0].config).unwrap();
+    let refused = check(&config);
+    let e = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{refused:?}");
+    assert!(
+        e.contains("`segment`")
+            && e.contains("uid 65534")
+            && e.contains("allow_foreign_owner = true"),
+        "{e}"
+    );
+    // Top-level keys go before the first [[peers]] table.
+    let opened = check(&format!("allow_foreign_owner = true\n{config}"));
+    assert!(opened.status.success(), "{opened:?}");
+    assert!(String::from_utf8_lossy(&opened.stdout).contains("ok"));
+}
+
+#[test]
 fn catch_up_does_not_resurrect_a_taken_session() {
     let mut c = Cluster::start(Options {
         hosts: 2,

@@ -18,17 +18,12 @@ struct Serve {
 
 impl Serve {
     fn start(setup: &Setup, tls: &str, tickets: &str, ctx: &str) -> Serve {
-        Serve::start_with(setup, tls, tickets, ctx, true)
+        Serve::start_with(setup, tls, tickets, ctx, &["--port-per-worker"])
     }
 
-    /// `port_per_worker = false`: both workers accept on one shared socket.
-    fn start_with(
-        setup: &Setup,
-        tls: &str,
-        tickets: &str,
-        ctx: &str,
-        port_per_worker: bool,
-    ) -> Serve {
+    /// With `extra` flags; without `--port-per-worker` both workers accept
+    /// on one shared socket.
+    fn start_with(setup: &Setup, tls: &str, tickets: &str, ctx: &str, extra: &[&str]) -> Serve {
         let dir = setup.dir.path();
         let mut child = Command::new(env!("CARGO_BIN_EXE_scsp"))
             .arg("serve")
@@ -37,11 +32,7 @@ impl Serve {
             .arg("--key")
             .arg(dir.join("key.pem"))
             .args(["--addr", "127.0.0.1:0", "--workers", "2"])
-            .args(if port_per_worker {
-                &["--port-per-worker"][..]
-            } else {
-                &[]
-            })
+            .args(extra)
             .arg("--segment")
             .arg(&setup.seg)
             .args(["--tls", tls, "--tickets", tickets, "--context-id", ctx])
@@ -94,6 +85,11 @@ impl Drop for Serve {
 fn openssl_resumes_across_workers(tls: &str, tickets: &str) {
     let setup = Setup::small();
     let serve = Serve::start(&setup, tls, tickets, "serve-test");
+    resumes_on_the_other_worker(&setup, &serve, tls, tickets);
+}
+
+/// A session made on worker 0 resumes on worker 1 (openssl s_client).
+fn resumes_on_the_other_worker(setup: &Setup, serve: &Serve, tls: &str, tickets: &str) {
     let [(pid0, port0), (pid1, port1)] = serve.workers[..] else {
         unreachable!()
     };
@@ -108,6 +104,37 @@ fn openssl_resumes_across_workers(tls: &str, tickets: &str) {
         reused,
         "TLS {tls} tickets={tickets}: not resumed on the other worker"
     );
+}
+
+#[test]
+fn serve_shares_a_segment_of_another_user_only_with_allow_foreign_owner() {
+    // Needs root, to give the segment to another user.
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIPPED: needs root to chown the segment to another user");
+        return;
+    }
+    let setup = Setup::small();
+    nix::unistd::chown(&setup.seg, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+    let dir = setup.dir.path();
+    let refused = Command::new(env!("CARGO_BIN_EXE_scsp"))
+        .arg("serve")
+        .arg("--cert")
+        .arg(dir.join("cert.pem"))
+        .arg("--key")
+        .arg(dir.join("key.pem"))
+        .args(["--addr", "127.0.0.1:0", "--segment"])
+        .arg(&setup.seg)
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{refused:?}");
+    assert!(
+        e.contains("uid 65534") && e.contains("--allow-foreign-owner"),
+        "{e}"
+    );
+    let flags = ["--port-per-worker", "--allow-foreign-owner"];
+    let serve = Serve::start_with(&setup, "1.2", "off", "foreign", &flags);
+    resumes_on_the_other_worker(&setup, &serve, "1.2", "off");
 }
 
 #[test]
@@ -192,7 +219,7 @@ fn bench_handshake_prints_full_and_resumed_rates_with_every_visit_resumed() {
 fn serve_on_one_shared_socket_resumes_whichever_worker_accepts() {
     let setup = Setup::small();
     for (tls, tickets) in [("1.2", "off"), ("1.3", "on")] {
-        let serve = Serve::start_with(&setup, tls, tickets, "shared-socket", false);
+        let serve = Serve::start_with(&setup, tls, tickets, "shared-socket", &[]);
         let port = serve.workers[0].1;
         assert_eq!(serve.workers[1].1, port, "one socket for both workers");
         let v = if tls == "1.2" { "12" } else { "13" };

@@ -9,6 +9,7 @@
 //! key  = "host-1.key"
 //! ca   = "ca.pem"
 //! metrics = "127.0.0.1:9401"      # optional Prometheus endpoint, loopback only
+//! allow_foreign_owner = false     # optional: open a segment of another user
 //!
 //! [[peers]]
 //! id   = 2
@@ -72,6 +73,9 @@ pub struct BridgeConfig {
     pub listen: SocketAddr,
     /// The local segment.
     pub segment: PathBuf,
+    /// Open the segment even if another user owns it (a group-shared
+    /// segment; docs/operations.md, "Permissions").
+    pub allow_foreign_owner: bool,
     /// This host's certificate chain (PEM).
     pub cert: PathBuf,
     /// This host's private key (PEM).
@@ -102,6 +106,8 @@ struct Raw {
     host_id: i64,
     listen: String,
     segment: PathBuf,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    allow_foreign_owner: bool,
     cert: PathBuf,
     key: PathBuf,
     ca: PathBuf,
@@ -142,6 +148,7 @@ impl Mesh<'_> {
             host_id: id.into(),
             listen: listen.map(|a| a.to_string()).unwrap_or_default(),
             segment: segment.to_path_buf(),
+            allow_foreign_owner: false,
             cert: self.cert_dir.join(format!("host-{id}.pem")),
             key: self.cert_dir.join(format!("host-{id}.key")),
             ca: self.cert_dir.join("ca.pem"),
@@ -317,6 +324,7 @@ impl BridgeConfig {
             } else {
                 base.join(raw.segment)
             },
+            allow_foreign_owner: raw.allow_foreign_owner,
             cert: existing_file("cert", base, &raw.cert)?,
             key: existing_file("key", base, &raw.key)?,
             ca: existing_file("ca", base, &raw.ca)?,

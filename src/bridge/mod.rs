@@ -105,7 +105,10 @@ impl Checked {
 
 /// Open the segment and load certificates; errors name the field to fix.
 pub fn check(cfg: BridgeConfig) -> Result<Checked, String> {
-    let cache = Cache::open(&cfg.segment).map_err(|e| format!("`segment`: {e}"))?;
+    let access = crate::segment::Access {
+        allow_foreign_owner: cfg.allow_foreign_owner,
+    };
+    let cache = Cache::open_with(&cfg.segment, access).map_err(|e| format!("`segment`: {e}"))?;
     if cache.host_id() != cfg.host_id {
         return Err(format!(
             "`host_id`: {} does not match the segment's host id {} ({}); \

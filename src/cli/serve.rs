@@ -46,6 +46,10 @@ pub struct Args {
     /// Size of the segment's session log if it has to be created.
     #[arg(long, default_value = "64MiB", value_parser = parse_size)]
     size: u64,
+    /// Open the segment even if another user owns it (one shared through a
+    /// group: docs/operations.md, "Permissions").
+    #[arg(long)]
+    allow_foreign_owner: bool,
     /// Host id stamped on sessions made here, if the segment has to be
     /// created (distinct per host of a bridged pool).
     #[arg(long, default_value_t = 1)]
@@ -93,6 +97,7 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
                 config: scsp::Config {
                     size: a.size,
                     host_id: a.host_id,
+                    allow_foreign_owner: a.allow_foreign_owner,
                     ..scsp::Config::default()
                 },
             }

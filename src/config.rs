@@ -13,11 +13,11 @@ pub struct Config {
     /// Largest value accepted (power of two, 256 B to 64 KiB).
     pub max_value: u32,
     /// About how large most values are (64 B up to `max_value`). The index
-    /// gets about two slots (a power of two: 1.5 to 3) for every entry of
-    /// this size the log holds: larger
-    /// values need fewer slots, and a smaller index means fewer cache and
-    /// TLB misses per lookup. The default, 176 B, suits TLS sessions (a
-    /// 256-byte entry with a 32-byte session id).
+    /// gets at least three slots (a power of two: 3 to 6) for every entry of
+    /// this size the log holds, so that full buckets lose almost no live
+    /// sessions; larger values need fewer slots, and a smaller index means
+    /// fewer cache and TLB misses per lookup. The default, 176 B, suits TLS
+    /// sessions (a 256-byte entry with a 32-byte session id).
     pub typical_value: u32,
     /// Origin id stamped on entries written on this host (non-zero); the bridge
     /// uses it to ship only local entries.
@@ -41,7 +41,7 @@ pub const DEFAULT_SHARDS: u32 = 16;
 /// Default largest value: 8 KiB, room for any rustls or OpenSSL session.
 pub const DEFAULT_MAX_VALUE: u32 = 8 << 10;
 /// Default typical value: 176 B, so an entry with a 32-byte key is 256 B
-/// and the index has one slot per 128 B of log.
+/// and the index has one slot per 64 B of log.
 pub const DEFAULT_TYPICAL_VALUE: u32 = 176;
 
 impl Config {

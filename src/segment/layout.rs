@@ -194,13 +194,14 @@ impl Geometry {
                 cfg.typical_value, cfg.max_value
             )));
         }
-        // About two index slots per entry of the typical size the log
-        // holds: a power of two, at least 1.5 slots per entry (so 1.5 to 3).
-        // Fewer slots make full buckets evict their oldest sessions before
-        // the log wraps; more make lookups miss the cache and TLB more.
-        let want = 2 * log_total / entry_bytes(TYPICAL_KEY, cfg.typical_value as usize);
-        let down = pow2_floor(want).max(1);
-        let slots = if 4 * down >= 3 * want { down } else { 2 * down };
+        // At least three index slots per entry of the typical size the log
+        // holds, rounded up to a power of two (3 to 6). Full 8-word buckets
+        // then evict under 0.1 % of the live sessions before the log wraps;
+        // at 1.5 to 3 slots they evicted 0.5 % to 3 %, each a full handshake
+        // (docs/perf.md, "an index that keeps its sessions"). More slots
+        // make lookups miss the cache and TLB a little more.
+        let entries = log_total / entry_bytes(TYPICAL_KEY, cfg.typical_value as usize);
+        let slots = (3 * entries).max(1).next_power_of_two();
         let buckets = (slots / BUCKET_WORDS as u64).max(shards);
         Ok(Geometry::with(
             shards,
@@ -370,7 +371,7 @@ mod tests {
         let g = Geometry::from_config(&Config::default()).unwrap();
         assert_eq!(g.shards, 16);
         assert_eq!(g.log_bytes * g.shards, 64 << 20);
-        assert_eq!(g.buckets * 64, 4 << 20);
+        assert_eq!(g.buckets * 64, 8 << 20);
         assert!(g.tails_off < g.stats_off && g.stats_off < g.ext_off);
         assert!(g.ext_off < g.index_off && g.index_off < g.logs_off);
         assert_eq!((g.index_off * 8) % 64, 0);
@@ -424,18 +425,17 @@ mod tests {
             Geometry::from_config(&c).unwrap().buckets * BUCKET_WORDS as u64
         };
         let log = 64u64 << 20;
-        // 256-byte entries: two slots each, one per 128 B of log.
-        assert_eq!(slots(176), log / 128);
-        // 150 B values (232-byte entries): 1.8 slots each, as before
-        // there was a typical value.
-        assert_eq!(slots(150), log / 128);
-        // 250 B values (336-byte entries): 1.3 would be too few, so 2.6.
-        assert_eq!(slots(250), log / 128);
-        // 300 B values (384-byte entries): exactly 1.5.
-        assert_eq!(slots(300), log / 256);
-        // 1 KiB values (1104-byte entries): 2.2 slots each.
-        assert_eq!(slots(1024), log / 512);
-        assert_eq!(slots(8192), log / 4096);
+        // 256-byte entries: four slots each, one per 64 B of log.
+        assert_eq!(slots(176), log / 64);
+        // 150 B values (232-byte entries): 3.6 slots each.
+        assert_eq!(slots(150), log / 64);
+        // 250 B values (336-byte entries): 2.6 would be too few, so 5.2.
+        assert_eq!(slots(250), log / 64);
+        // 300 B values (384-byte entries): exactly 3.
+        assert_eq!(slots(300), log / 128);
+        // 1 KiB values (1104-byte entries): 4.3 slots each.
+        assert_eq!(slots(1024), log / 256);
+        assert_eq!(slots(8192), log / 2048);
     }
 
     #[test]

@@ -416,7 +416,7 @@ static void check_ticket_key_rotation(void)
 }
 
 /* typical_value sizes a new segment's index: 1 MiB of log has one slot per
- * 128 B by default, and about two per 1104-byte entry for 1 KiB values. */
+ * 64 B by default, and about four per 1104-byte entry for 1 KiB values. */
 static void check_typical_value(void)
 {
     scsp_cache *c = NULL;
@@ -426,11 +426,11 @@ static void check_typical_value(void)
     o.shards = 2;
     o.max_value = 1024;
     CHECK(scsp_open(in_dir("typical-default"), &o, &c) == SCSP_OK);
-    CHECK(scsp_stats(c, &s) == SCSP_OK && s.index_slots == 8192);
+    CHECK(scsp_stats(c, &s) == SCSP_OK && s.index_slots == 16384);
     scsp_close(c);
     o.typical_value = 1024;
     CHECK(scsp_open(in_dir("typical-1k"), &o, &c) == SCSP_OK);
-    CHECK(scsp_stats(c, &s) == SCSP_OK && s.index_slots == 2048);
+    CHECK(scsp_stats(c, &s) == SCSP_OK && s.index_slots == 4096);
     scsp_close(c);
     o.typical_value = 2048; /* over max_value */
     c = NULL;

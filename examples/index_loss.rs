@@ -38,7 +38,7 @@ fn main() {
         };
         let value = vec![7u8; value_len];
         for i in 0..3 * per_log {
-            let _ = cache.put(&key(i), &value, 3600);
+            assert_eq!(cache.put(&key(i), &value, 3600), scsp::Stored::Ok);
         }
         let newest = per_log * 9 / 10;
         let mut buf = vec![0u8; value_len];

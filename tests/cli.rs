@@ -129,9 +129,7 @@ fn create_if_missing_keeps_the_same_segment_and_refuses_another() {
         "{text}"
     );
     assert_eq!(cache.get_vec(b"k").as_deref(), Some(&b"v"[..]));
-    // Another index (here a quarter of the slots, for 1 KiB values) is
-    // kept, with a note: a release that sizes indexes anew must not stop
-    // a service from starting.
+    // Another typical value, so another index: refused too.
     let (code, text) = scsp(&[
         "create",
         seg,
@@ -141,13 +139,25 @@ fn create_if_missing_keeps_the_same_segment_and_refuses_another() {
         "1KiB",
         "--if-missing",
     ]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("index slots 65536 (asked for 16384)"),
+        "{text}"
+    );
+    // The index an earlier release made for the same flags (half the
+    // slots: 32768, which this release makes for 432-byte values) is kept,
+    // with a note, so that an upgrade does not stop a service unit.
+    let old = dir.path().join("earlier");
+    let old = old.to_str().unwrap();
+    let (code, text) = scsp(&["create", old, "--size", "4MiB", "--typical-value", "432B"]);
+    assert_eq!(code, 0, "{text}");
+    let (code, text) = scsp(&["create", old, "--size", "4MiB", "--if-missing"]);
     assert_eq!(code, 0, "{text}");
     assert!(
-        text.contains("has 65536 index slots where these flags would make 16384")
+        text.contains("the index an earlier release made for these flags, 32768 slots where this one makes 65536")
             && text.contains("left as it is"),
         "{text}"
     );
-    assert_eq!(cache.get_vec(b"k").as_deref(), Some(&b"v"[..]));
     // Without the flag an existing file is an error that names the flag.
     let (code, text) = scsp(&["create", seg, "--size", "4MiB"]);
     assert_eq!(code, 1, "{text}");

@@ -34,8 +34,9 @@ pub struct Args {
     /// Group (name or numeric id) for workers running as another user.
     #[arg(long)]
     group: Option<String>,
-    /// If PATH is already a segment made with these flags, leave it as it is
-    /// and succeed (for service units and provisioning that run every boot).
+    /// If PATH is already a segment made with these flags (by this release
+    /// or an earlier one), leave it as it is and succeed (for service units
+    /// and provisioning that run every boot).
     #[arg(long)]
     if_missing: bool,
 }
@@ -110,10 +111,9 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
 
 /// `--if-missing` found a file: succeed if it is the segment these flags
 /// would make, else say what differs. A segment of another size is never
-/// reused silently: the operator asked for that size. The index is a
-/// tuning the flags derive (and a release may derive differently), so
-/// another index size is reported but kept: refusing it would stop a
-/// service from starting after an upgrade.
+/// reused silently: the operator asked for that size. One whose index an
+/// earlier release sized from these flags is kept, with a note: refusing
+/// it would stop a service from starting after an upgrade.
 fn keep_existing(path: &Path, cfg: &Config) -> CliResult<ExitCode> {
     let want = scsp::segment::Geometry::from_config(cfg)?;
     let cache = Cache::open(path)?;
@@ -131,6 +131,16 @@ fn keep_existing(path: &Path, cfg: &Config) -> CliResult<ExitCode> {
     );
     differs("shards", have.shards.to_string(), want.shards.to_string());
     differs("max value", human(have.max_value), human(want.max_value));
+    let (have_slots, want_slots) = (have.buckets * 8, want.buckets * 8);
+    let earlier_index =
+        have_slots != want_slots && have_slots == scsp::segment::Geometry::earlier_index_slots(cfg);
+    if !earlier_index {
+        differs(
+            "index slots",
+            have_slots.to_string(),
+            want_slots.to_string(),
+        );
+    }
     differs(
         "host id",
         have.host_id.to_string(),
@@ -155,12 +165,13 @@ fn keep_existing(path: &Path, cfg: &Config) -> CliResult<ExitCode> {
         )
         .into());
     }
-    let (have_slots, want_slots) = (have.buckets * 8, want.buckets * 8);
-    if have_slots != want_slots {
-        eprintln!(
-            "note: {} has {have_slots} index slots where these flags would make \
-             {want_slots}; it works as it is (remove it and create it anew to \
-             resize the index; its sessions are lost)",
+    if earlier_index {
+        println!(
+            "note: {} has the index an earlier release made for these flags, \
+             {have_slots} slots where this one makes {want_slots}; it works as \
+             it is, and drops more sessions when the log is full \
+             (docs/operations.md, \"Sizing a segment\"): remove it and create it \
+             anew when convenient (its sessions are lost)",
             path.display()
         );
     }

@@ -194,10 +194,10 @@ impl Geometry {
                 cfg.typical_value, cfg.max_value
             )));
         }
-        // At least three index slots per entry of the typical size the log
-        // holds, rounded up to a power of two (3 to 6). Full 8-word buckets
-        // then evict under 0.1 % of the live sessions before the log wraps;
-        // at 1.5 to 3 slots they evicted 0.5 % to 3 %, each a full handshake
+        // Three index slots per entry of the typical size the log holds,
+        // rounded up to a power of two (3 to 6). Full 8-word buckets then
+        // evict under 0.1 % of the live sessions before the log wraps; at
+        // 1.5 to 3 slots they evicted 0.5 % to 3 %, each a full handshake
         // (docs/perf.md, "an index that keeps its sessions"). More slots
         // make lookups miss the cache and TLB a little more.
         let entries = log_total / entry_bytes(TYPICAL_KEY, cfg.typical_value as usize);
@@ -245,6 +245,18 @@ impl Geometry {
             index_off: (index / 8) as usize,
             logs_off: (logs / 8) as usize,
         }
+    }
+
+    /// The index slots releases before 2026-11-27 gave a segment made with
+    /// `cfg` (1.5 to 3 per entry of the typical size): `scsp create
+    /// --if-missing` keeps such a segment, so that an upgrade does not stop
+    /// a service unit. `cfg` has passed [`Geometry::from_config`].
+    pub fn earlier_index_slots(cfg: &Config) -> u64 {
+        let log_total = pow2_floor(cfg.size);
+        let want = 2 * log_total / entry_bytes(TYPICAL_KEY, cfg.typical_value as usize);
+        let down = pow2_floor(want).max(1);
+        let slots = if 4 * down >= 3 * want { down } else { 2 * down };
+        (slots / BUCKET_WORDS as u64).max(cfg.shards as u64) * BUCKET_WORDS as u64
     }
 
     /// A tiny geometry for model checking and unit tests: no minimum sizes.
@@ -436,6 +448,48 @@ mod tests {
         // 1 KiB values (1104-byte entries): 4.3 slots each.
         assert_eq!(slots(1024), log / 256);
         assert_eq!(slots(8192), log / 2048);
+        // What releases before gave (1.5 to 3 per entry), which `scsp create
+        // --if-missing` still accepts.
+        let earlier = |typical_value| {
+            Geometry::earlier_index_slots(&Config {
+                typical_value,
+                ..Config::default()
+            })
+        };
+        for (typical, slots_per_log_byte) in [
+            (176, 128),
+            (150, 128),
+            (250, 128),
+            (300, 256),
+            (1024, 512),
+            (8192, 4096),
+        ] {
+            assert_eq!(earlier(typical), log / slots_per_log_byte, "{typical}");
+        }
+    }
+
+    #[test]
+    fn the_largest_indexes_pass_the_header_checks() {
+        // 1 TiB of log in 64-byte values is the most buckets a header may
+        // claim (2^32); every shard count and largest value must open.
+        for shards in [1, 1024] {
+            for max_value in [256, 64 << 10] {
+                let g = Geometry::from_config(&Config {
+                    size: 1 << 40,
+                    shards,
+                    max_value,
+                    typical_value: 64,
+                    ..Config::default()
+                })
+                .unwrap();
+                assert_eq!(g.buckets, 1 << 32);
+                let mut w = [0u64; 16];
+                w[..=H_CHECKSUM].copy_from_slice(&g.header_words());
+                w[H_STATE] = STATE_READY;
+                let read = Geometry::from_header(Path::new("x"), &w, g.total_len);
+                assert_eq!(read.unwrap(), g, "{shards} shards, max_value {max_value}");
+            }
+        }
     }
 
     #[test]

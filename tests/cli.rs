@@ -100,6 +100,29 @@ fn create_stats_verify_work_and_a_missing_segment_is_exit_1() {
 }
 
 #[test]
+fn create_if_missing_refuses_a_segment_of_another_user_saying_what_to_do() {
+    // Needs root, to give the segment to another user.
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIPPED: needs root to chown the segment to another user");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let seg = dir.path().join("seg");
+    let seg = seg.to_str().unwrap();
+    let (code, text) = scsp(&["create", seg, "--size", "4MiB"]);
+    assert_eq!(code, 0, "{text}");
+    nix::unistd::chown(seg, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+    let (code, text) = scsp(&["create", seg, "--size", "4MiB", "--if-missing"]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("owned by uid 65534")
+            && text.contains("--if-missing keeps only a segment of our own")
+            && !text.contains("allow_foreign_owner"),
+        "{text}"
+    );
+}
+
+#[test]
 fn create_if_missing_keeps_the_same_segment_and_refuses_another() {
     let dir = tempfile::tempdir().unwrap();
     let seg = dir.path().join("seg");

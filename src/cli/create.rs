@@ -116,7 +116,19 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
 /// it would stop a service from starting after an upgrade.
 fn keep_existing(path: &Path, cfg: &Config) -> CliResult<ExitCode> {
     let want = scsp::segment::Geometry::from_config(cfg)?;
-    let cache = Cache::open(path)?;
+    let cache = match Cache::open(path) {
+        // The generic message names options `create` does not have.
+        Err(scsp::Error::ForeignOwner { owner, ours, .. }) => {
+            return Err(format!(
+                "{} exists and is owned by uid {owner}, not by us (uid {ours}); \
+                 --if-missing keeps only a segment of our own: run as its owner, or \
+                 remove it to create it anew",
+                path.display()
+            )
+            .into())
+        }
+        other => other?,
+    };
     let have = cache.segment().geometry();
     let mut diffs = Vec::new();
     let mut differs = |what: &str, have: String, want: String| {

@@ -124,20 +124,28 @@ mod avx2 {
                 _mm256_loadu_si256(sum.b.as_ptr().cast::<__m256i>()),
             )
         };
-        // SAFETY: the block reads `32 * groups` bytes from `src` and writes
-        // as many to `dst` (the caller's contract), one unaligned 32-byte
-        // load and store per group, and touches no other memory; `groups >
-        // 0` so the loop runs at least once and stops when it reaches 0.
-        // `w` is a scratch register; the flags are clobbered (no
+        let bytes = 32 * groups;
+        // SAFETY: `src` and `dst` are valid for `bytes` bytes (the caller's
+        // contract), so their ends are at most one past their ranges.
+        let (src_end, dst_end) = unsafe { (src.add(bytes), dst.add(bytes)) };
+        // SAFETY: the block reads the `bytes` bytes before `src_end` and
+        // writes the `bytes` bytes before `dst_end` (the caller's ranges),
+        // one unaligned 32-byte load and store per group, counting `i` up
+        // from `-bytes` to 0, and touches no other memory. It takes an odd
+        // group alone first, then two groups a turn; `groups > 0`, so
+        // `i` starts below 0 and every path stops at 0. `w`, `v`, `m`,
+        // `lo` and `u` are scratch registers; the flags are clobbered (no
         // `preserves_flags`).
         unsafe {
             std::arch::asm!(
                 // {m} = 0x00000000ffffffff in every element.
                 "vpcmpeqd {m}, {m}, {m}",
                 "vpsrlq {m}, {m}, 32",
-                "2:",
-                "vmovdqu {w}, ymmword ptr [{src}]",
-                "vmovdqu ymmword ptr [{dst}], {w}",
+                // An odd number of groups: one alone first.
+                "test {i}, 32",
+                "jz 3f",
+                "vmovdqu {w}, ymmword ptr [{src} + {i}]",
+                "vmovdqu ymmword ptr [{dst} + {i}], {w}",
                 // lo = w & m, hi = w >> 32; u = a + lo; a = u + hi;
                 // b += u + a (the sums after each half).
                 "vpand {lo}, {w}, {m}",
@@ -146,16 +154,36 @@ mod avx2 {
                 "vpaddq {a}, {u}, {w}",
                 "vpaddq {u}, {u}, {a}",
                 "vpaddq {b}, {b}, {u}",
-                "add {src}, 32",
-                "add {dst}, 32",
-                "dec {n}",
-                "jnz 2b",
-                src = inout(reg) src => _,
-                dst = inout(reg) dst => _,
-                n = inout(reg) groups => _,
+                "add {i}, 32",
+                "jz 4f",
+                // Two groups a turn, summed in order.
+                "3:",
+                "vmovdqu {w}, ymmword ptr [{src} + {i}]",
+                "vmovdqu {v}, ymmword ptr [{src} + {i} + 32]",
+                "vmovdqu ymmword ptr [{dst} + {i}], {w}",
+                "vmovdqu ymmword ptr [{dst} + {i} + 32], {v}",
+                "vpand {lo}, {w}, {m}",
+                "vpsrlq {w}, {w}, 32",
+                "vpaddq {u}, {a}, {lo}",
+                "vpaddq {a}, {u}, {w}",
+                "vpaddq {u}, {u}, {a}",
+                "vpaddq {b}, {b}, {u}",
+                "vpand {lo}, {v}, {m}",
+                "vpsrlq {v}, {v}, 32",
+                "vpaddq {u}, {a}, {lo}",
+                "vpaddq {a}, {u}, {v}",
+                "vpaddq {u}, {u}, {a}",
+                "vpaddq {b}, {b}, {u}",
+                "add {i}, 64",
+                "jnz 3b",
+                "4:",
+                src = in(reg) src_end,
+                dst = in(reg) dst_end,
+                i = inout(reg) (bytes as isize).wrapping_neg() => _,
                 a = inout(ymm_reg) a,
                 b = inout(ymm_reg) b,
                 w = out(ymm_reg) _,
+                v = out(ymm_reg) _,
                 m = out(ymm_reg) _,
                 lo = out(ymm_reg) _,
                 u = out(ymm_reg) _,

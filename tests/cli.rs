@@ -100,6 +100,38 @@ fn create_stats_verify_work_and_a_missing_segment_is_exit_1() {
 }
 
 #[test]
+fn stats_says_when_the_index_drops_sessions_and_what_typical_value_to_use() {
+    let dir = tempfile::tempdir().unwrap();
+    // Three logs' worth of 176-byte sessions (256-byte entries), on an
+    // index sized for 1 KiB values and on one sized for these.
+    let fill = |typical: &str| {
+        let seg = dir.path().join(typical);
+        let seg = seg.to_str().unwrap().to_string();
+        let (code, text) = scsp(&["create", &seg, "--size", "4MiB", "--typical-value", typical]);
+        assert_eq!(code, 0, "{text}");
+        let cache = scsp::Cache::open(&seg).unwrap();
+        for i in 0..3 * (4u64 << 20) / 256 {
+            let mut key = [0u8; 32];
+            key[..8].copy_from_slice(&i.to_le_bytes());
+            assert_eq!(cache.put(&key, &[7u8; 176], 600), scsp::Stored::Ok);
+        }
+        drop(cache);
+        let (code, text) = scsp(&["stats", &seg]);
+        assert_eq!(code, 0, "{text}");
+        text
+    };
+    let undersized = fill("1KiB");
+    assert!(
+        undersized.contains("pushed a live session out of a full index bucket")
+            && undersized.contains("these 256-byte entries")
+            && undersized.contains("--typical-value 176B"),
+        "{undersized}"
+    );
+    let sized = fill("176B");
+    assert!(!sized.contains("note "), "{sized}");
+}
+
+#[test]
 fn create_if_missing_refuses_a_segment_of_another_user_saying_what_to_do() {
     // Needs root, to give the segment to another user.
     if !nix::unistd::geteuid().is_root() {

@@ -125,6 +125,9 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
         "evictions      {} index evictions, {} expired on lookup",
         c.evictions, c.expired
     )?;
+    if let Some(note) = index_note(c.puts, c.evictions, &occ) {
+        writeln!(out, "note           {note}")?;
+    }
     writeln!(
         out,
         "corrupt        {} damaged entries found by lookups (and unlinked)",
@@ -140,6 +143,35 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
     }
     super::emit(&out)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Share of puts that pushed a live session out of a full index bucket
+/// above which `stats` says the index is too small: a segment sized for its
+/// sessions loses under 0.1 % (docs/operations.md, "Sizing a segment").
+const EVICTIONS_WORTH_A_NOTE: f64 = 0.001;
+
+/// Puts before the eviction share means anything.
+const PUTS_FOR_A_NOTE: u64 = 10_000;
+
+/// What to do when index evictions cost sessions: the index was sized for
+/// larger sessions than the segment holds.
+fn index_note(puts: u64, evictions: u64, occ: &scsp::table::Occupancy) -> Option<String> {
+    let share = evictions as f64 / puts.max(1) as f64;
+    if puts < PUTS_FOR_A_NOTE || share <= EVICTIONS_WORTH_A_NOTE {
+        return None;
+    }
+    let entry = occ.live_bytes.checked_div(occ.live_entries)?;
+    // An entry is 48 B of header, the key and the value; TLS session ids
+    // are 32 B.
+    let value = entry.saturating_sub(48 + 32).max(64);
+    Some(format!(
+        "{:.2}% of puts pushed a live session out of a full index bucket (each a \
+         full handshake later): the index was sized for larger sessions than \
+         these {entry}-byte entries. Recreate the segment with \
+         --typical-value {value}B (for 32-byte session ids; docs/operations.md, \
+         \"Sizing a segment\")",
+        share * 100.0
+    ))
 }
 
 fn describe_pages(p: &scsp::segment::pages::PagePolicy) -> String {

@@ -95,6 +95,24 @@ fn store_words(run: &[AtomicU64], src: &[u8], sum: &mut ValueSum) {
     }
 }
 
+/// The checksum steps of one group in register `$w` (clobbered), for
+/// `avx2::copy`'s assembly: `lo = w & m`, `hi = w >> 32`; `u = a + lo`,
+/// `a = u + hi`; `b += u + a` (the sums after each half).
+#[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
+#[rustfmt::skip] // one instruction per line
+macro_rules! sum_group {
+    ($w:literal) => {
+        concat!(
+            "vpand {lo}, ", $w, ", {m}\n",
+            "vpsrlq ", $w, ", ", $w, ", 32\n",
+            "vpaddq {u}, {a}, {lo}\n",
+            "vpaddq {a}, {u}, ", $w, "\n",
+            "vpaddq {u}, {u}, {a}\n",
+            "vpaddq {b}, {b}, {u}",
+        )
+    };
+}
+
 #[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
 mod avx2 {
     use super::ValueSum;
@@ -146,14 +164,7 @@ mod avx2 {
                 "jz 3f",
                 "vmovdqu {w}, ymmword ptr [{src} + {i}]",
                 "vmovdqu ymmword ptr [{dst} + {i}], {w}",
-                // lo = w & m, hi = w >> 32; u = a + lo; a = u + hi;
-                // b += u + a (the sums after each half).
-                "vpand {lo}, {w}, {m}",
-                "vpsrlq {w}, {w}, 32",
-                "vpaddq {u}, {a}, {lo}",
-                "vpaddq {a}, {u}, {w}",
-                "vpaddq {u}, {u}, {a}",
-                "vpaddq {b}, {b}, {u}",
+                sum_group!("{w}"),
                 "add {i}, 32",
                 "jz 4f",
                 // Two groups a turn, summed in order.
@@ -162,18 +173,8 @@ mod avx2 {
                 "vmovdqu {v}, ymmword ptr [{src} + {i} + 32]",
                 "vmovdqu ymmword ptr [{dst} + {i}], {w}",
                 "vmovdqu ymmword ptr [{dst} + {i} + 32], {v}",
-                "vpand {lo}, {w}, {m}",
-                "vpsrlq {w}, {w}, 32",
-                "vpaddq {u}, {a}, {lo}",
-                "vpaddq {a}, {u}, {w}",
-                "vpaddq {u}, {u}, {a}",
-                "vpaddq {b}, {b}, {u}",
-                "vpand {lo}, {v}, {m}",
-                "vpsrlq {v}, {v}, 32",
-                "vpaddq {u}, {a}, {lo}",
-                "vpaddq {a}, {u}, {v}",
-                "vpaddq {u}, {u}, {a}",
-                "vpaddq {b}, {b}, {u}",
+                sum_group!("{w}"),
+                sum_group!("{v}"),
                 "add {i}, 64",
                 "jnz 3b",
                 "4:",

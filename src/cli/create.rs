@@ -121,8 +121,9 @@ fn keep_existing(path: &Path, cfg: &Config) -> CliResult<ExitCode> {
         Err(scsp::Error::ForeignOwner { owner, ours, .. }) => {
             return Err(format!(
                 "{} exists and is owned by uid {owner}, not by us (uid {ours}); \
-                 --if-missing keeps only a segment of our own: run as its owner, or \
-                 remove it to create it anew",
+                 --if-missing keeps only a segment of our own: run it as the user \
+                 that creates the segment (uid {owner}, if that is this file's \
+                 creator)",
                 path.display()
             )
             .into())

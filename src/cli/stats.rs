@@ -125,7 +125,7 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
         "evictions      {} index evictions, {} expired on lookup",
         c.evictions, c.expired
     )?;
-    if let Some(note) = index_note(c.puts, c.evictions, &occ) {
+    if let Some(note) = index_note(&s, &occ) {
         writeln!(out, "note           {note}")?;
     }
     writeln!(
@@ -145,33 +145,53 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Share of puts that pushed a live session out of a full index bucket
-/// above which `stats` says the index is too small: a segment sized for its
-/// sessions loses under 0.1 % (docs/operations.md, "Sizing a segment").
-const EVICTIONS_WORTH_A_NOTE: f64 = 0.001;
+/// Share of puts that pushed a session still in the log out of a full
+/// index bucket, above which `stats` looks for a better index. The count
+/// includes the oldest sessions, which the log was about to overwrite, so
+/// it runs above the sessions actually lost: on a full 64 MiB log, 0.08 %
+/// for sessions of the typical size and 0.56 % for 100-byte ones (which
+/// lose 0.06 %), against 3.7 % for the index releases before commit
+/// 93ec2b6 made and 41 % for an index sized for 1 KiB values holding
+/// 176-byte sessions.
+const EVICTIONS_WORTH_A_NOTE: f64 = 0.01;
 
 /// Puts before the eviction share means anything.
 const PUTS_FOR_A_NOTE: u64 = 10_000;
 
-/// What to do when index evictions cost sessions: the index was sized for
-/// larger sessions than the segment holds.
-fn index_note(puts: u64, evictions: u64, occ: &scsp::table::Occupancy) -> Option<String> {
+/// What to do when index evictions cost sessions: a segment with these
+/// flags but a typical value of its live entries' size would get a larger
+/// index. `None` when evictions are few, or such a segment would get the
+/// same index (then recreating it would change nothing).
+fn index_note(s: &scsp::Stats, occ: &scsp::table::Occupancy) -> Option<String> {
+    let (puts, evictions) = (s.counters.puts, s.counters.evictions);
     let share = evictions as f64 / puts.max(1) as f64;
     if puts < PUTS_FOR_A_NOTE || share <= EVICTIONS_WORTH_A_NOTE {
         return None;
     }
+    // An entry is 48 B of header, the key and the value; the index is
+    // sized for 32-byte keys whatever the keys are.
     let entry = occ.live_bytes.checked_div(occ.live_entries)?;
-    // An entry is 48 B of header, the key and the value; TLS session ids
-    // are 32 B.
-    let value = entry.saturating_sub(48 + 32).max(64);
-    Some(format!(
-        "{:.2}% of puts pushed a live session out of a full index bucket (each a \
-         full handshake later): the index was sized for larger sessions than \
-         these {entry}-byte entries. Recreate the segment with \
-         --typical-value {value}B (for 32-byte session ids; docs/operations.md, \
-         \"Sizing a segment\")",
-        share * 100.0
-    ))
+    let value = entry.saturating_sub(48 + 32).clamp(64, s.max_value);
+    let better = scsp::segment::Geometry::from_config(&scsp::Config {
+        size: s.capacity_bytes,
+        shards: u32::try_from(s.shards).ok()?,
+        max_value: u32::try_from(s.max_value).ok()?,
+        typical_value: u32::try_from(value).ok()?,
+        ..scsp::Config::default()
+    })
+    .ok()?;
+    let slots = better.buckets * 8;
+    (slots > s.index_slots).then(|| {
+        format!(
+            "{:.1}% of puts pushed a session still in the log out of a full index \
+             bucket, and some of those would have been resumed. For these \
+             {entry}-byte entries a segment would get {slots} index slots \
+             instead of {}: recreate it with --typical-value {value}B and its \
+             other flags unchanged (docs/operations.md, \"Sizing a segment\")",
+            share * 100.0,
+            s.index_slots
+        )
+    })
 }
 
 fn describe_pages(p: &scsp::segment::pages::PagePolicy) -> String {

@@ -247,7 +247,7 @@ impl Geometry {
         }
     }
 
-    /// The index slots releases before 2026-11-27 gave a segment made with
+    /// The index slots releases before commit 93ec2b6 gave a segment made with
     /// `cfg` (1.5 to 3 per entry of the typical size): `scsp create
     /// --if-missing` keeps such a segment, so that an upgrade does not stop
     /// a service unit. `cfg` has passed [`Geometry::from_config`].

@@ -246,4 +246,41 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn unaligned_ranges_are_copied_exactly_and_nothing_around_them() {
+        const GUARD: u64 = 0xDEAD_BEEF_DEAD_BEEF;
+        for groups in (0..=17).chain([64, 255, 256, 2048]) {
+            let src_all: Vec<u8> = (0..groups * 32 + 31).map(|i| (i * 131 + 7) as u8).collect();
+            for (word_off, src_off, dst_off) in [(0, 0, 0), (1, 1, 7), (2, 7, 31), (3, 31, 32)] {
+                let src = &src_all[src_off.min(src_all.len())..][..groups * 32];
+                let want = reference(src);
+                // The run sits `word_off` words into the log, between guard
+                // words; the caller's buffer `dst_off` bytes into its own,
+                // between guard bytes.
+                let log: Vec<AtomicU64> =
+                    (0..groups * 4 + 8).map(|_| AtomicU64::new(GUARD)).collect();
+                let run = &log[word_off..word_off + groups * 4];
+                let mut put = start();
+                store(run, src, &mut put);
+                let mut dst_all = vec![0xA5u8; groups * 32 + 64];
+                let mut got = start();
+                load(run, &mut dst_all[dst_off..dst_off + groups * 32], &mut got);
+                let at = format!("{groups} groups, offsets {word_off}/{src_off}/{dst_off}");
+                assert_eq!(&dst_all[dst_off..dst_off + groups * 32], src, "{at}");
+                assert_eq!((put, got), (want, want), "{at}");
+                let outside_log = log[..word_off].iter().chain(&log[word_off + groups * 4..]);
+                assert!(
+                    outside_log
+                        .map(|w| w.load(Ordering::Relaxed))
+                        .all(|w| w == GUARD),
+                    "{at}"
+                );
+                let outside_dst = dst_all[..dst_off]
+                    .iter()
+                    .chain(&dst_all[dst_off + groups * 32..]);
+                assert!(outside_dst.copied().all(|b| b == 0xA5), "{at}");
+            }
+        }
+    }
 }

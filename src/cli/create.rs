@@ -22,7 +22,8 @@ pub struct Args {
     /// About how large most values are (64B up to --max-value): the index
     /// gets three to six slots per entry of this size the log holds. Raise it
     /// when most sessions are larger (client certificates): a smaller index
-    /// makes lookups faster.
+    /// makes lookups faster. Too large, and full index buckets drop
+    /// sessions (`scsp stats` says so).
     #[arg(long, default_value = "176B", value_parser = parse_size)]
     typical_value: u64,
     /// This host's origin id for the bridge (non-zero).

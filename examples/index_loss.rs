@@ -8,6 +8,7 @@
 //! cargo run --release --example index_loss [TYPICAL_VALUE_BYTES]
 //! ```
 
+use scsp::segment::layout::{entry_bytes, TYPICAL_KEY};
 use scsp::{Cache, Config, Lookup};
 
 /// Value sizes tried: rustls and OpenSSL sessions, and the default typical.
@@ -29,10 +30,9 @@ fn main() {
         };
         let _ = std::fs::remove_file(seg.path());
         let cache = Cache::create(seg.path(), &cfg).expect("segment");
-        // 48-byte header, 32-byte key, the value padded to 8 bytes.
-        let per_log = LOG / (48 + 32 + value_len.next_multiple_of(8)) as u64;
+        let per_log = LOG / entry_bytes(TYPICAL_KEY, value_len);
         let key = |i: u64| {
-            let mut k = [0u8; 32];
+            let mut k = [0u8; TYPICAL_KEY];
             k[..8].copy_from_slice(&i.to_le_bytes());
             k
         };

@@ -134,13 +134,13 @@ fn a_full_log_keeps_nearly_every_live_session_indexed() {
     };
     let c = Cache::create(dir.path().join("seg"), &cfg).unwrap();
     let value = [7u8; scsp::config::DEFAULT_TYPICAL_VALUE as usize];
+    use scsp::segment::layout::{entry_bytes, TYPICAL_KEY};
     let key = |i: u64| {
-        let mut k = [0u8; 32];
+        let mut k = [0u8; TYPICAL_KEY];
         k[..8].copy_from_slice(&i.to_le_bytes());
         k
     };
-    // Entries of 256 B: 48 of header, a 32-byte key, the value.
-    let per_log = (4 << 20) / 256;
+    let per_log = (4 << 20) / entry_bytes(TYPICAL_KEY, value.len());
     for i in 0..3 * per_log {
         assert_eq!(c.put(&key(i), &value, 600), Stored::Ok);
     }

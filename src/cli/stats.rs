@@ -168,10 +168,13 @@ fn index_note(s: &scsp::Stats, occ: &scsp::table::Occupancy) -> Option<String> {
     if puts < PUTS_FOR_A_NOTE || share <= EVICTIONS_WORTH_A_NOTE {
         return None;
     }
-    // An entry is 48 B of header, the key and the value; the index is
-    // sized for 32-byte keys whatever the keys are.
+    // The index is sized for entries with a `TYPICAL_KEY`-byte key,
+    // whatever the keys are.
+    use scsp::segment::layout::{entry_bytes, TYPICAL_KEY};
     let entry = occ.live_bytes.checked_div(occ.live_entries)?;
-    let value = entry.saturating_sub(48 + 32).clamp(64, s.max_value);
+    let value = entry
+        .saturating_sub(entry_bytes(TYPICAL_KEY, 0))
+        .clamp(64, s.max_value);
     let better = scsp::segment::Geometry::from_config(&scsp::Config {
         size: s.capacity_bytes,
         shards: u32::try_from(s.shards).ok()?,

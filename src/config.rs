@@ -4,7 +4,7 @@
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     /// Bytes of session log (rounded down to a power of two). The file is
-    /// larger by the index (1/16 of the log with the default
+    /// larger by the index (1/8 of the log with the default
     /// `typical_value`) plus a few pages of header and counters.
     pub size: u64,
     /// Number of shards (power of two). More shards spread writers over more

@@ -5,7 +5,7 @@
 //! bridges' CPU time. Run: `cargo bench --bench bridge`.
 //! Results go in docs/perf-bridge.md.
 
-#[path = "../tests/bridge_support/mod.rs"]
+#[path = "../cli/tests/bridge/support/mod.rs"]
 mod bridge_support;
 
 use bridge_support::*;

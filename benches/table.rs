@@ -14,8 +14,8 @@
 //! ratios) is printed at the end.
 
 use criterion::Criterion;
-use scsp::baselines::{keys, shuffle, unavailable, Key, Store, TempSegment, IMPLS, OPS};
 use scsp::Cache;
+use scsp_lab::baselines::{keys, shuffle, unavailable, Key, Store, TempSegment, IMPLS, OPS};
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};

@@ -18,7 +18,7 @@
 // Elsewhere `main` only says it needs x86-64.
 #![cfg_attr(not(target_arch = "x86_64"), allow(dead_code, unused_imports))]
 
-use scsp::baselines::{keys, shuffle, Store, TempSegment};
+use scsp_lab::baselines::{keys, shuffle, Store, TempSegment};
 use std::time::Instant;
 
 /// Sessions stored, as in the benches.

@@ -11,7 +11,7 @@
 //! op count. The same keys, visiting order and stores as `cargo bench --bench
 //! table` (`scsp::baselines`); the last argument picks the store.
 
-use scsp::baselines::{keys, shuffle, Store, TempSegment, IMPLS};
+use scsp_lab::baselines::{keys, shuffle, Store, TempSegment, IMPLS};
 
 fn main() {
     // Sessions stored first: 10 000 as in the benches; `HOTPATH_ENTRIES=1000`

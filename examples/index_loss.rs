@@ -21,7 +21,7 @@ fn main() {
         .map_or(scsp::config::DEFAULT_TYPICAL_VALUE, |v| {
             v.parse().expect("usage: index_loss [TYPICAL_VALUE_BYTES]")
         });
-    let seg = scsp::baselines::TempSegment::new("index-loss");
+    let seg = scsp_lab::baselines::TempSegment::new("index-loss");
     for value_len in VALUES {
         let cfg = Config {
             size: LOG,

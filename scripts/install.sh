@@ -38,16 +38,16 @@ case "$PREFIX" in
 esac
 
 if [ -z "${SCSP_NO_BUILD:-}" ]; then
-    (cd "$root" && CARGO_TARGET_DIR="$target" "$CARGO" build --profile "$cargo_profile" -p scsp-ffi -p scsp --lib --bins)
+    (cd "$root" && CARGO_TARGET_DIR="$target" "$CARGO" build --profile "$cargo_profile" -p scsp-ffi -p scsp-cli)
 fi
 for f in libscsp.so libscsp.a scsp; do
     if [ ! -f "$outdir/$f" ]; then
-        echo "install.sh: $outdir/$f is missing; build it with: cargo build --release -p scsp-ffi -p scsp --lib --bins" >&2
+        echo "install.sh: $outdir/$f is missing; build it with: cargo build --release -p scsp-ffi -p scsp-cli" >&2
         exit 1
     fi
 done
 
-version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$root/ffi/Cargo.toml" | head -n1)
+version=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\1/p' "$root/Cargo.toml" | head -n1)
 abi=$(sed -n 's/^#define SCSP_ABI_VERSION \([0-9]*\)$/\1/p' "$root/include/scsp.h")
 [ -n "$version" ] && [ -n "$abi" ] || { echo "install.sh: cannot read version/ABI" >&2; exit 1; }
 

@@ -9,5 +9,5 @@ cargo test --workspace --no-fail-fast
 if [ -f tests/loom.rs ]; then
     echo "== loom model (ordering core of the table) =="
     RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/loom" \
-        cargo test --test loom
+        cargo test -p scsp --test loom
 fi

@@ -20,22 +20,15 @@
 //! validation) → [`table`] (operations) → adapters and the CLI.
 #![deny(missing_docs)]
 
-#[doc(hidden)]
-#[cfg(not(loom))]
-pub mod baselines;
-#[cfg(not(loom))]
-pub mod bridge;
 pub mod clock;
 pub mod config;
 pub mod error;
 pub mod keyring;
 #[cfg(not(loom))]
-pub mod metrics;
-pub mod pki;
+pub mod replication;
+#[cfg(feature = "rustls")]
 pub mod rustls;
 pub mod segment;
-#[cfg(not(loom))]
-pub mod server;
 pub mod stats;
 mod sync;
 pub mod table;

@@ -23,7 +23,6 @@
 use crate::segment::layout::{STATS_SLOTS, STATS_SLOT_WORDS};
 use crate::segment::Segment;
 use crate::sync::{AtomicU64, Ordering};
-use serde::Serialize;
 use std::sync::atomic::AtomicUsize;
 
 /// What the table counts.
@@ -205,7 +204,8 @@ impl Slot {
 }
 
 /// Totals of every counter, summed over all processes (past and present).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Counters {
     /// `get`/`take` found a value.
     pub hits: u64,

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use scsp::bridge::wire::{decode, FrameReader};
+use scsp_bridge::wire::{decode, FrameReader};
 
 fuzz_target!(|data: &[u8]| {
     let _ = decode(data);

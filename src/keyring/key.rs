@@ -40,17 +40,11 @@ impl Drop for TicketKey {
 
 /// Zero secret bytes in a way the optimiser may not remove.
 pub(crate) fn wipe(bytes: &mut [u8]) {
-    for b in bytes.iter_mut() {
-        // SAFETY: `b` is a valid, aligned, exclusive reference to a u8.
-        unsafe { std::ptr::write_volatile(b, 0) };
-    }
-    std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+    zeroize::Zeroize::zeroize(bytes);
 }
 
 /// A fresh random key.
 pub(super) fn new_key(created: u64, origin: u32) -> Option<TicketKey> {
-    use ring::rand::SecureRandom;
-    let rng = ring::rand::SystemRandom::new();
     let mut k = TicketKey {
         name: [0; 16],
         aes_key: [0; 32],
@@ -58,9 +52,9 @@ pub(super) fn new_key(created: u64, origin: u32) -> Option<TicketKey> {
         created,
         origin,
     };
-    rng.fill(&mut k.name).ok()?;
-    rng.fill(&mut k.aes_key).ok()?;
-    rng.fill(&mut k.hmac_key).ok()?;
+    getrandom::getrandom(&mut k.name).ok()?;
+    getrandom::getrandom(&mut k.aes_key).ok()?;
+    getrandom::getrandom(&mut k.hmac_key).ok()?;
     Some(k)
 }
 

@@ -15,12 +15,16 @@
 //! ```
 //!
 //! [`SessionStore`] keeps sessions in the shared table, keyed by a context id
-//! and the session id. [`TicketKeys`] encrypts tickets under the key ring of
-//! [`crate::keyring`]. See `docs/tickets.md` for the trade-offs.
+//! and the session id. `TicketKeys` encrypts tickets under the key ring of
+//! [`crate::keyring`] with AES-256-GCM from *ring* (feature `ring`, the
+//! default) or aws-lc-rs (feature `aws-lc-rs`): enable the one your rustls
+//! crypto provider already links. See `docs/tickets.md` for the trade-offs.
 
 mod session_store;
+#[cfg(any(feature = "ring", feature = "aws-lc-rs"))]
 mod tickets;
 
 pub use crate::keyring::RotationPolicy;
 pub use session_store::{SessionStore, DEFAULT_TTL_SECS};
+#[cfg(any(feature = "ring", feature = "aws-lc-rs"))]
 pub use tickets::TicketKeys;

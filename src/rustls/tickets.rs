@@ -15,8 +15,13 @@
 
 use crate::keyring::{wipe, KeyRing, RotationPolicy, TicketKey};
 use crate::Cache;
-use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
-use ring::rand::{SecureRandom, SystemRandom};
+use crypto::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use crypto::rand::{SecureRandom, SystemRandom};
+// aws-lc-rs has ring's API; with both features on, ring is used.
+#[cfg(all(feature = "aws-lc-rs", not(feature = "ring")))]
+use aws_lc_rs as crypto;
+#[cfg(feature = "ring")]
+use ring as crypto;
 use std::fmt;
 use std::sync::Arc;
 
@@ -77,7 +82,8 @@ impl TicketKeys {
     fn from_ring(ring: KeyRing, context_id: &[u8]) -> Arc<Self> {
         let lifetime = ring.policy().lifetime.as_secs().min(u32::MAX as u64) as u32;
         let mut context = [0u8; 32];
-        context.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, context_id).as_ref());
+        context
+            .copy_from_slice(crypto::digest::digest(&crypto::digest::SHA256, context_id).as_ref());
         Arc::new(TicketKeys {
             ring,
             context,
@@ -94,8 +100,8 @@ impl TicketKeys {
 
 /// The AEAD key of a ring key for one context (SHA-256 of the context id).
 fn aead_key(k: &TicketKey, context: &[u8; 32]) -> Option<LessSafeKey> {
-    let mac = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &k.hmac_key);
-    let mut ctx = ring::hmac::Context::with_key(&mac);
+    let mac = crypto::hmac::Key::new(crypto::hmac::HMAC_SHA256, &k.hmac_key);
+    let mut ctx = crypto::hmac::Context::with_key(&mac);
     ctx.update(LABEL);
     ctx.update(context);
     ctx.update(&k.aes_key);

@@ -7,11 +7,11 @@
 //! (`huge=always|within_size|advise`; scsp asks with `MADV_HUGEPAGE`, which
 //! is what `advise` waits for), so `scsp stats` reports the mount's policy.
 
-use serde::Serialize;
 use std::path::Path;
 
 /// The huge-page policy of the filesystem holding a segment file.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct PagePolicy {
     /// Filesystem type (`tmpfs`, `ext4`, ...), or `unknown`.
     pub fs_type: String,

@@ -7,10 +7,10 @@ use super::Cache;
 use crate::clock::now_secs;
 use crate::segment::layout::ENTRY_HEADER_WORDS;
 use crate::sync::{fence, Ordering};
-use serde::Serialize;
 
 /// What the index currently points at.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Occupancy {
     /// Index words pointing at live, unexpired entries.
     pub live_entries: u64,
@@ -27,7 +27,8 @@ pub struct Occupancy {
 }
 
 /// Findings of [`Cache::verify`].
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct VerifyReport {
     /// Index words checked.
     pub index_words: u64,

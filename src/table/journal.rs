@@ -108,17 +108,17 @@ impl Cache {
     }
 
     /// Words of log per shard (the window a reader must keep up with).
-    pub fn log_words(&self) -> u64 {
+    pub(crate) fn log_words(&self) -> u64 {
         self.log_words
     }
 
     /// The current tail of `shard`'s log, in words.
-    pub fn log_tail(&self, shard: usize) -> u64 {
+    pub(crate) fn log_tail(&self, shard: usize) -> u64 {
         self.seg.tail(shard).load(Ordering::Relaxed)
     }
 
     /// A cursor over `shard`'s log.
-    pub fn log_cursor(&self, shard: usize, start: LogStart) -> LogCursor {
+    pub(crate) fn log_cursor(&self, shard: usize, start: LogStart) -> LogCursor {
         let shard = shard & (self.shards() - 1);
         let t = self.seg.tail(shard).load(Ordering::Acquire);
         let pos = match start {
@@ -157,7 +157,7 @@ impl Cache {
     /// Read up to `max` verified entries from `cur` onwards into `out`
     /// (appended), advancing the cursor. Never waits; returns early at an
     /// entry still being written. Bounded by the log window.
-    pub fn read_log(
+    pub(crate) fn read_log(
         &self,
         cur: &mut LogCursor,
         max: usize,
@@ -237,7 +237,7 @@ impl Cache {
 
     /// Is the entry of `key` at `pos` in `shard` the key's published value
     /// (what `get` would find)? Changes as puts, takes and removes happen.
-    pub fn is_current(&self, shard: usize, pos: u64, key: &[u8]) -> bool {
+    pub(crate) fn is_current(&self, shard: usize, pos: u64, key: &[u8]) -> bool {
         self.is_published(shard, pos, self.hash_key(key))
     }
 

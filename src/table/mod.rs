@@ -19,11 +19,10 @@ mod bulk;
 mod entry;
 mod index;
 mod inspect;
-mod journal;
+pub(crate) mod journal;
 
 pub use entry::{EntryHeader, FLAG_TOMBSTONE};
 pub use inspect::{Occupancy, VerifyReport};
-pub use journal::{JournalEntry, LogCursor, LogProgress, LogStart, HOLE_TIMEOUT};
 
 use crate::clock::now_secs;
 #[cfg(not(loom))]
@@ -40,7 +39,6 @@ use entry::{
     store_header, ValueSum, FOR_READ, FOR_WRITE,
 };
 use index::{hinted_words, in_window, reconstruct, tag_of};
-use serde::Serialize;
 #[cfg(not(loom))]
 use std::path::Path;
 
@@ -75,7 +73,8 @@ pub enum Lookup {
 }
 
 /// A snapshot of the table's configuration and counters.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Stats {
     /// Counters summed over every process.
     pub counters: Counters,
@@ -234,7 +233,7 @@ impl Cache {
 
     /// Store an entry with explicit expiry (unix seconds), origin and flags.
     /// Used by the bridge to apply peers' entries unchanged.
-    pub fn put_entry(
+    pub(crate) fn put_entry(
         &self,
         key: &[u8],
         value: &[u8],
@@ -429,7 +428,7 @@ impl Cache {
     /// entry? The bridge asks before applying a peer's entry, so that a
     /// catch-up replaying what is already here does not append it again and
     /// push live entries out of the log. Counts no hit or miss.
-    pub fn holds(
+    pub(crate) fn holds(
         &self,
         key: &[u8],
         value: &[u8],
@@ -453,7 +452,7 @@ impl Cache {
     /// Start fetching `key`'s index bucket for writing, a few keys ahead of
     /// `holds` and `put_entry` of it: the bridge applies a batch this way,
     /// so that the bucket misses overlap instead of coming one by one.
-    pub fn prefetch_bucket(&self, key: &[u8]) {
+    pub(crate) fn prefetch_bucket(&self, key: &[u8]) {
         if !key.is_empty() && key.len() <= MAX_KEY {
             prefetch::<FOR_WRITE>(self.seg.bucket(self.locate(key).bucket), 0, 1);
         }
@@ -528,7 +527,7 @@ impl Cache {
 
     /// Clear every index word of the bucket that points at `key`, without
     /// writing a tombstone (the bridge applies peers' tombstones this way).
-    pub fn unlink_key(&self, key: &[u8]) -> bool {
+    pub(crate) fn unlink_key(&self, key: &[u8]) -> bool {
         if key.is_empty() || key.len() > MAX_KEY {
             return false;
         }

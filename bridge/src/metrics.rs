@@ -1,0 +1,327 @@
+//! Prometheus text exposition (format 0.0.4) of one segment: the table's
+//! counters, optionally its occupancy, and its bridge's per-peer status.
+//!
+//! `scsp stats --prometheus` prints it, for node_exporter's textfile collector
+//! on hosts without a bridge; the bridge's `metrics` endpoint serves it. Every
+//! series carries the labels `segment` (the file) and `host` (its host id).
+//! Table counters only grow (see [`crate::stats`]); bridge counters restart
+//! from 0 when the bridge restarts.
+
+use crate::status::{BridgeStatus, Kind, FIELDS};
+use scsp::table::Occupancy;
+use scsp::Stats;
+use std::fmt::{Display, Write};
+use std::path::Path;
+
+/// Everything one exposition shows, read by the caller (occupancy walks the
+/// whole index, so a caller that answers frequent scrapes may leave it out).
+pub struct Snapshot<'a> {
+    /// The segment file, for the `segment` label.
+    pub segment: &'a Path,
+    /// Counters and geometry ([`scsp::Cache::stats`]).
+    pub stats: &'a Stats,
+    /// How far back the log reaches ([`scsp::Cache::log_age_secs`]).
+    pub log_age_secs: Option<u64>,
+    /// Live entries and the oldest entry's age ([`scsp::Cache::occupancy`]).
+    pub occupancy: Option<&'a Occupancy>,
+    /// The bridge's status area, if a bridge ever ran on this segment.
+    pub bridge: Option<&'a BridgeStatus>,
+    /// Now, in unix milliseconds: a bridge silent for 5 s counts as down.
+    pub now_unix_ms: u64,
+}
+
+/// The exposition text.
+pub fn render(s: &Snapshot) -> String {
+    let mut out = Exposition {
+        text: String::new(),
+        labels: format!(
+            "segment=\"{}\",host=\"{}\"",
+            escape(&s.segment.to_string_lossy()),
+            s.stats.host_id
+        ),
+    };
+    let (st, c) = (s.stats, &s.stats.counters);
+    use Kind::{Counter, Gauge};
+    // Prometheus values are float64 whatever their type.
+    let mut series: Vec<(&str, Kind, &str, f64)> = vec![
+        (
+            "hits",
+            Counter,
+            "Lookups (get, take) that returned a value.",
+            c.hits as f64,
+        ),
+        (
+            "misses",
+            Counter,
+            "Lookups that found nothing usable.",
+            c.misses as f64,
+        ),
+        ("puts", Counter, "Values stored.", c.puts as f64),
+        (
+            "takes",
+            Counter,
+            "Values handed out once by take.",
+            c.takes as f64,
+        ),
+        ("removes", Counter, "Remove calls.", c.removes as f64),
+        (
+            "too_large",
+            Counter,
+            "Puts refused: value over max_value, or a bad key.",
+            c.too_large as f64,
+        ),
+        (
+            "evictions",
+            Counter,
+            "Live entries pushed out of a full index bucket.",
+            c.evictions as f64,
+        ),
+        (
+            "expired",
+            Counter,
+            "Lookups that found only an expired entry.",
+            c.expired as f64,
+        ),
+        (
+            "written_bytes",
+            Counter,
+            "Bytes appended to the logs by puts.",
+            c.bytes_written as f64,
+        ),
+        (
+            "lost",
+            Counter,
+            "Puts that could not publish: under contention, or stalled while the log lapped them.",
+            c.lost as f64,
+        ),
+        (
+            "corrupt",
+            Counter,
+            "Damaged entries found by lookups; more than a stalled writer explains (a few): run scsp verify.",
+            c.corrupt as f64,
+        ),
+        (
+            "appended_bytes",
+            Counter,
+            "Bytes ever appended to the logs (puts, tombstones, peers' entries).",
+            st.appended_bytes as f64,
+        ),
+        (
+            "processes",
+            Gauge,
+            "Processes attached to the segment.",
+            c.processes as f64,
+        ),
+        (
+            "log_capacity_bytes",
+            Gauge,
+            "Bytes of session log, all shards.",
+            st.capacity_bytes as f64,
+        ),
+        (
+            "max_value_bytes",
+            Gauge,
+            "Largest value a put accepts.",
+            st.max_value as f64,
+        ),
+        (
+            "log_fill_ratio",
+            Gauge,
+            "Share of the log holding data (1 once every shard wrapped).",
+            st.log_fill,
+        ),
+    ];
+    if let Some(age) = s.log_age_secs {
+        series.push(("log_age_seconds", Gauge, "Age of the oldest entry in the log: how long sessions survive before the log wraps over them.", age as f64));
+    }
+    if let Some(o) = s.occupancy {
+        series.extend([
+            (
+                "live_entries",
+                Gauge,
+                "Index words pointing at live entries.",
+                o.live_entries as f64,
+            ),
+            (
+                "live_bytes",
+                Gauge,
+                "Log bytes those entries take.",
+                o.live_bytes as f64,
+            ),
+            (
+                "expired_entries",
+                Gauge,
+                "Index words pointing at expired entries.",
+                o.expired_entries as f64,
+            ),
+            (
+                "stale_index_words",
+                Gauge,
+                "Index words whose entry the log overwrote.",
+                o.stale_words as f64,
+            ),
+        ]);
+        if let Some(age) = o.oldest_age_secs {
+            series.push((
+                "oldest_entry_age_seconds",
+                Gauge,
+                "Age of the oldest live entry.",
+                age as f64,
+            ));
+        }
+    }
+    for (name, kind, help, v) in series {
+        out.family(name, kind, help);
+        out.sample(name, kind, "", v);
+    }
+    if let Some(b) = s.bridge {
+        out.family("bridge_up", Kind::Gauge, "1 while the bridge process runs.");
+        out.sample(
+            "bridge_up",
+            Kind::Gauge,
+            "",
+            u8::from(b.running(s.now_unix_ms)),
+        );
+        for (_, field, kind) in FIELDS {
+            let name = format!("bridge_peer_{field}");
+            out.family(
+                &name,
+                kind,
+                &format!("Bridge, per peer: {}.", field.replace('_', " ")),
+            );
+            for p in &b.peers {
+                let v = match field {
+                    "connected" => u64::from(b.connected(p, s.now_unix_ms)),
+                    _ => p.get(field),
+                };
+                out.sample(&name, kind, &format!(",peer=\"{}\"", p.id), v);
+            }
+        }
+    }
+    out.text
+}
+
+/// The text being built and the labels every sample carries.
+struct Exposition {
+    text: String,
+    labels: String,
+}
+
+impl Exposition {
+    /// `# HELP` and `# TYPE` lines; counters get the `_total` suffix.
+    fn family(&mut self, name: &str, kind: Kind, help: &str) {
+        let (full, ty) = full_name(name, kind);
+        let _ = writeln!(self.text, "# HELP {full} {help}");
+        let _ = writeln!(self.text, "# TYPE {full} {ty}");
+    }
+
+    fn sample(&mut self, name: &str, kind: Kind, extra_labels: &str, v: impl Display) {
+        let (full, _) = full_name(name, kind);
+        let _ = writeln!(self.text, "{full}{{{}{extra_labels}}} {v}", self.labels);
+    }
+}
+
+fn full_name(name: &str, kind: Kind) -> (String, &'static str) {
+    match kind {
+        Kind::Counter => (format!("scsp_{name}_total"), "counter"),
+        Kind::Gauge => (format!("scsp_{name}"), "gauge"),
+    }
+}
+
+/// A label value as the text format wants it: `\`, `"` and newline escaped.
+fn escape(v: &str) -> String {
+    v.replace('\\', r"\\")
+        .replace('"', "\\\"")
+        .replace('\n', r"\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::PeerStatus;
+
+    fn stats() -> Stats {
+        let mut s = Stats::default();
+        s.counters.hits = 7;
+        s.counters.corrupt = 1;
+        s.host_id = 3;
+        s.log_fill = 0.25;
+        s
+    }
+
+    #[test]
+    fn counters_end_in_total_and_carry_the_labels() {
+        let st = stats();
+        let text = render(&Snapshot {
+            segment: Path::new("/dev/shm/a\"b"),
+            stats: &st,
+            log_age_secs: Some(120),
+            occupancy: None,
+            bridge: None,
+            now_unix_ms: 0,
+        });
+        assert!(text.contains("# TYPE scsp_hits_total counter\n"), "{text}");
+        assert!(
+            text.contains("scsp_hits_total{segment=\"/dev/shm/a\\\"b\",host=\"3\"} 7\n"),
+            "{text}"
+        );
+        assert!(text.contains("scsp_corrupt_total{segment=\"/dev/shm/a\\\"b\",host=\"3\"} 1\n"));
+        assert!(text.contains("scsp_log_fill_ratio{segment=\"/dev/shm/a\\\"b\",host=\"3\"} 0.25\n"));
+        assert!(
+            !text.contains("live_entries") && !text.contains("bridge"),
+            "{text}"
+        );
+        // Every sample line belongs to a family declared just before it.
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let name = line.split('{').next().unwrap();
+            assert!(text.contains(&format!("# TYPE {name} ")), "{line}");
+        }
+    }
+
+    #[test]
+    fn a_silent_bridge_is_down_and_its_peers_disconnected() {
+        let st = stats();
+        let peer = PeerStatus {
+            id: 2,
+            fields: vec![("connected", 1), ("sent_entries", 5)],
+        };
+        let bridge = BridgeStatus {
+            pid: 42,
+            alive_unix_ms: 1_000_000,
+            peers: vec![peer],
+        };
+        let at = |now_unix_ms| {
+            render(&Snapshot {
+                segment: Path::new("s"),
+                stats: &st,
+                log_age_secs: None,
+                occupancy: Some(&Occupancy {
+                    oldest_age_secs: Some(90),
+                    ..Occupancy::default()
+                }),
+                bridge: Some(&bridge),
+                now_unix_ms,
+            })
+        };
+        let live = at(1_000_100);
+        assert!(
+            live.contains("scsp_bridge_up{segment=\"s\",host=\"3\"} 1\n"),
+            "{live}"
+        );
+        assert!(
+            live.contains("scsp_bridge_peer_connected{segment=\"s\",host=\"3\",peer=\"2\"} 1\n")
+        );
+        assert!(live.contains(
+            "scsp_bridge_peer_sent_entries_total{segment=\"s\",host=\"3\",peer=\"2\"} 5\n"
+        ));
+        assert!(live.contains("scsp_oldest_entry_age_seconds{segment=\"s\",host=\"3\"} 90\n"));
+        let dead = at(1_010_000);
+        assert!(
+            dead.contains("scsp_bridge_up{segment=\"s\",host=\"3\"} 0\n"),
+            "{dead}"
+        );
+        assert!(
+            dead.contains("scsp_bridge_peer_connected{segment=\"s\",host=\"3\",peer=\"2\"} 0\n")
+        );
+    }
+}

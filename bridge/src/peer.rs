@@ -1,0 +1,767 @@
+//! One connection to one peer: TLS handshake, HELLO exchange, then a loop
+//! that sends the local feed, applies the peer's entries, acknowledges,
+//! and sends heartbeats. Dialling with capped exponential backoff.
+//!
+//! Each connection has its own thread and its own [`LocalFeed`], so a slow
+//! or dead peer only costs its own thread: local workers never wait on the
+//! bridge (it only reads the log), and other peers never wait on this one.
+
+use super::journal::LocalFeed;
+use super::status::Field;
+use super::tls::{names_host, peer_server_name};
+use super::wire::{self, CloseReason, EntriesBuilder, Frame, FrameReader, WireEntry};
+use super::Shared;
+use scsp::clock::now_secs;
+use scsp::table::FLAG_TOMBSTONE;
+use scsp::Stored;
+use std::collections::VecDeque;
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::os::fd::RawFd;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Time allowed for TCP connect, TLS handshake and HELLO exchange, together.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest single wait while connecting, so a stopping bridge notices soon.
+const STOP_CHECK: Duration = Duration::from_millis(100);
+/// Read wait while replication is busy (bounds added latency).
+const BUSY_POLL: Duration = Duration::from_micros(100);
+/// How often the ticket-key ring is checked for changes to send.
+const KEYS_CHECK: Duration = Duration::from_millis(20);
+/// Longest wait of an idle connection: the peer's frames and the watcher's
+/// wake-ups (`super::wake`) end it earlier.
+const IDLE_WAIT: Duration = KEYS_CHECK;
+/// How long without activity before a connection waits idle.
+const IDLE_AFTER: Duration = Duration::from_millis(100);
+/// Batches sent and not yet acknowledged before the sender pauses.
+const MAX_IN_FLIGHT: usize = 32;
+/// First reconnection delay.
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+/// Entries of a received batch whose index buckets are fetched ahead.
+const PREFETCH_AHEAD: usize = 8;
+/// Expiry further ahead than this (seconds) is refused as malformed.
+const MAX_EXPIRY_AHEAD: u64 = 400 * 24 * 3600;
+
+/// A TLS connection and the frames arriving on it.
+struct Link {
+    conn: rustls::Connection,
+    sock: TcpStream,
+    frames: FrameReader,
+    read_wait: Duration,
+    write_wait: Duration,
+}
+
+/// Wait up to `d` for `events` on `fd` (or for `also` to become readable),
+/// with a high-resolution timer (socket timeouts, SO_RCVTIMEO, are rounded
+/// up to scheduler ticks of 4-10 ms, which would dominate replication
+/// latency).
+fn wait_fd(
+    fd: RawFd,
+    events: libc::c_short,
+    also: Option<RawFd>,
+    d: Duration,
+) -> std::io::Result<bool> {
+    let poll = |fd| libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    };
+    let mut p = [
+        poll(fd),
+        libc::pollfd {
+            events: libc::POLLIN,
+            ..poll(also.unwrap_or(-1))
+        },
+    ];
+    let n = if also.is_some() { 2 } else { 1 };
+    let ts = libc::timespec {
+        tv_sec: d.as_secs() as libc::time_t,
+        tv_nsec: d.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: `p` and `ts` are valid for the duration of the call, nfds (at
+    // most 2) is within `p`, and a null sigmask means "unchanged".
+    let r = unsafe { libc::ppoll(p.as_mut_ptr(), n, &ts, std::ptr::null()) };
+    if r < 0 {
+        let e = std::io::Error::last_os_error();
+        return if e.kind() == ErrorKind::Interrupted {
+            Ok(false)
+        } else {
+            Err(e)
+        };
+    }
+    Ok(r > 0)
+}
+
+impl Link {
+    fn new(conn: rustls::Connection, sock: TcpStream) -> Result<Link, String> {
+        sock.set_nodelay(true)
+            .map_err(|e| format!("setsockopt: {e}"))?;
+        // Every wait goes through `wait_fd`, with a deadline of our own.
+        sock.set_nonblocking(true)
+            .map_err(|e| format!("setsockopt: {e}"))?;
+        Ok(Link {
+            conn,
+            sock,
+            frames: FrameReader::new(),
+            read_wait: STOP_CHECK,
+            write_wait: HANDSHAKE_TIMEOUT,
+        })
+    }
+
+    /// Complete the TLS handshake by `deadline`. Driven record by record on
+    /// the non-blocking socket: a peer trickling a byte at a time gets no
+    /// more time than a silent one (rustls's blocking `complete_io` would
+    /// wait as long as bytes keep coming, holding a handshake place and,
+    /// when dialling, the bridge's shutdown).
+    fn handshake(&mut self, deadline: Instant, sh: &Shared) -> Result<(), String> {
+        use std::os::fd::AsRawFd;
+        while self.conn.is_handshaking() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err("TLS handshake timed out".into());
+            }
+            if sh.stopping() {
+                return Err("stopping".into());
+            }
+            if self.conn.wants_write() {
+                self.write_wait = left;
+                self.flush()?;
+                continue;
+            }
+            let ready = wait_fd(
+                self.sock.as_raw_fd(),
+                libc::POLLIN,
+                None,
+                left.min(STOP_CHECK),
+            )
+            .map_err(|e| format!("poll: {e}"))?;
+            if !ready {
+                continue;
+            }
+            match self.conn.read_tls(&mut self.sock) {
+                Ok(0) => return Err("connection closed during the TLS handshake".into()),
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {
+                    continue
+                }
+                Err(e) => return Err(format!("TLS handshake failed: {e}")),
+            }
+            if let Err(e) = self.conn.process_new_packets() {
+                let _ = self.flush(); // deliver the alert
+                return Err(format!("TLS handshake failed: {e}"));
+            }
+        }
+        // Frames are flushed one by one; no need for rustls to cap buffering.
+        self.conn.set_buffer_limit(None);
+        Ok(())
+    }
+
+    fn set_write_wait(&mut self, d: Duration) {
+        self.write_wait = d;
+    }
+
+    fn set_read_wait(&mut self, d: Duration) {
+        self.read_wait = d;
+    }
+
+    fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.conn
+            .writer()
+            .write_all(bytes)
+            .map_err(|e| format!("send: {e}"))?;
+        self.flush()
+    }
+
+    fn flush(&mut self) -> Result<(), String> {
+        use std::os::fd::AsRawFd;
+        let deadline = Instant::now() + self.write_wait;
+        while self.conn.wants_write() {
+            match self.conn.write_tls(&mut self.sock) {
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(format!("send: peer not reading for {:?}", self.write_wait));
+                    }
+                    wait_fd(self.sock.as_raw_fd(), libc::POLLOUT, None, left)
+                        .map_err(|e| format!("poll: {e}"))?;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(format!("send: {e}")),
+            }
+        }
+        Ok(())
+    }
+
+    /// Take in whatever arrives within the read wait (cut short when
+    /// `also` becomes readable). `Ok(false)`: the peer closed the
+    /// connection.
+    fn pump(&mut self, also: Option<RawFd>) -> Result<bool, String> {
+        // Plaintext may already sit decrypted in rustls (it arrived with the
+        // handshake's last flight): take it before waiting on the socket.
+        let (got, open) = self.drain()?;
+        if got > 0 || !open {
+            return Ok(open);
+        }
+        if !self.conn.is_handshaking() {
+            use std::os::fd::AsRawFd;
+            let ready = wait_fd(self.sock.as_raw_fd(), libc::POLLIN, also, self.read_wait)
+                .map_err(|e| format!("poll: {e}"))?;
+            if !ready {
+                return Ok(true);
+            }
+        }
+        match self.conn.read_tls(&mut self.sock) {
+            Ok(0) => return Ok(false),
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return Ok(true)
+            }
+            Err(e) => return Err(format!("receive: {e}")),
+        }
+        Ok(self.drain()?.1)
+    }
+
+    /// Process received TLS records and move their plaintext to the frame
+    /// reader. Returns (bytes moved, connection still open).
+    fn drain(&mut self) -> Result<(usize, bool), String> {
+        let st = match self.conn.process_new_packets() {
+            Ok(st) => st,
+            Err(e) => {
+                let _ = self.flush(); // deliver the alert
+                return Err(format!("TLS error: {e}"));
+            }
+        };
+        let n = st.plaintext_bytes_to_read();
+        if n > 0 {
+            let mut buf = vec![0u8; n];
+            self.conn
+                .reader()
+                .read_exact(&mut buf)
+                .map_err(|e| format!("receive: {e}"))?;
+            self.frames.push(&buf);
+        }
+        Ok((n, !st.peer_has_closed()))
+    }
+
+    /// Wait until `deadline` for the peer's HELLO frame (or whatever frame
+    /// comes first). A frame that does not decode is an error that starts
+    /// with "malformed"; `hello_or_refuse` answers it with CLOSE Malformed.
+    fn wait_hello(&mut self, deadline: Instant, sh: &Shared) -> Result<Frame, String> {
+        loop {
+            if let Some(f) = self.frames.next_frame().map_err(|e| e.to_string())? {
+                return Ok(f);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err("no HELLO in time".into());
+            }
+            if sh.stopping() {
+                return Err("stopping".into());
+            }
+            self.read_wait = left.min(STOP_CHECK);
+            if !self.pump(None)? {
+                return Err("connection closed during HELLO".into());
+            }
+        }
+    }
+
+    /// The peer's HELLO, checked: its id, or the refusal sent (CLOSE with
+    /// the reason) and why.
+    fn hello_or_refuse(&mut self, deadline: Instant, sh: &Shared) -> Result<u32, HelloError> {
+        let checked = match self.wait_hello(deadline, sh) {
+            Ok(f) => check_hello(sh, f),
+            Err(e) if e.starts_with("malformed") => Err((CloseReason::Malformed, e)),
+            Err(e) => return Err(HelloError::Other(e)),
+        };
+        checked.map_err(|(reason, why)| {
+            self.refuse(reason);
+            HelloError::Refused(format!("refused: {why}"))
+        })
+    }
+
+    fn refuse(&mut self, reason: CloseReason) {
+        let _ = self.send(&wire::close(reason));
+        self.conn.send_close_notify();
+        let _ = self.flush();
+    }
+}
+
+fn check_hello(sh: &Shared, f: Frame) -> Result<u32, (CloseReason, String)> {
+    match f {
+        Frame::Hello {
+            version,
+            host_id,
+            cluster,
+        } => {
+            if version != wire::VERSION {
+                return Err((
+                    CloseReason::Version,
+                    format!("protocol version {version}, we speak {}", wire::VERSION),
+                ));
+            }
+            if cluster != sh.cfg.cluster {
+                return Err((
+                    CloseReason::Cluster,
+                    format!(
+                        "cluster name {cluster:?} is not ours ({:?})",
+                        sh.cfg.cluster
+                    ),
+                ));
+            }
+            Ok(host_id)
+        }
+        Frame::Close { reason } => Err((reason, format!("peer closed: {reason:?}"))),
+        _ => Err((CloseReason::Malformed, "first frame is not HELLO".into())),
+    }
+}
+
+/// Why the HELLO exchange failed.
+enum HelloError {
+    /// We sent the peer a CLOSE with the reason (counted as a refusal).
+    Refused(String),
+    /// A timeout, a closed connection, a stopping bridge.
+    Other(String),
+}
+
+/// Dial peer `idx` forever (until the bridge stops), with capped backoff.
+pub(crate) fn dial_loop(sh: Arc<Shared>, idx: usize) {
+    let peer = sh.cfg.peers[idx].clone();
+    let mut backoff = MIN_BACKOFF;
+    let mut repeats = Repeats::default();
+    while !sh.stopping() {
+        let mut established = None;
+        let res = (|| {
+            let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+            let sock = connect(peer.addr, deadline, &sh)?;
+            let conn =
+                rustls::ClientConnection::new(sh.tls.client.clone(), peer_server_name(peer.id))
+                    .map_err(|e| format!("TLS: {e}"))?;
+            let mut link = Link::new(conn.into(), sock)?;
+            link.handshake(deadline, &sh)?;
+            link.send(&wire::hello(sh.cfg.host_id, &sh.cfg.cluster))?;
+            match link.hello_or_refuse(deadline, &sh) {
+                Ok(id) if id == peer.id => {}
+                Ok(id) => {
+                    link.refuse(CloseReason::Identity);
+                    sh.status.add(idx, Field::Refused, 1);
+                    return Err(format!("peer at {} says it is host {id}", peer.addr));
+                }
+                Err(HelloError::Refused(why)) => {
+                    sh.status.add(idx, Field::Refused, 1);
+                    return Err(why);
+                }
+                Err(HelloError::Other(e)) => return Err(e),
+            }
+            established = Some(Instant::now());
+            run_session(&sh, idx, link)
+        })();
+        if let Err(e) = res {
+            if established.is_some() {
+                repeats.reset();
+            }
+            repeats.log(&sh, peer.id, e);
+        }
+        // Only a connection that worked for a while resets the backoff; a
+        // peer that times out every attempt keeps backing off.
+        if established.is_some_and(|t| t.elapsed() > Duration::from_secs(2)) {
+            backoff = MIN_BACKOFF;
+        }
+        sh.sleep(backoff);
+        backoff = (backoff * 2).min(sh.cfg.max_backoff);
+    }
+}
+
+/// The same failure again and again (a peer down, retried every backoff)
+/// is logged once, then once a minute with how often it recurred.
+#[derive(Default)]
+struct Repeats {
+    last: Option<String>,
+    since: Option<Instant>,
+    count: u64,
+}
+
+impl Repeats {
+    const EVERY: Duration = Duration::from_secs(60);
+
+    fn log(&mut self, sh: &Shared, peer: u32, e: String) {
+        let same = self.last.as_deref() == Some(e.as_str());
+        if same && self.since.is_some_and(|t| t.elapsed() < Self::EVERY) {
+            self.count += 1;
+            return;
+        }
+        if same && self.count > 0 {
+            sh.log(&format!("peer {peer}: {e} ({} more times)", self.count));
+        } else {
+            sh.log(&format!("peer {peer}: {e}"));
+        }
+        self.last = Some(e);
+        self.since = Some(Instant::now());
+        self.count = 0;
+    }
+
+    /// A connection worked: its next failure is news.
+    fn reset(&mut self) {
+        *self = Repeats::default();
+    }
+}
+
+/// Connect to `addr` by `deadline`, giving up as soon as the bridge stops:
+/// a blocking connect to an address that does not answer would hold up
+/// SIGTERM for the whole timeout.
+fn connect(
+    addr: std::net::SocketAddr,
+    deadline: Instant,
+    sh: &Shared,
+) -> Result<TcpStream, String> {
+    use nix::errno::Errno;
+    use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, SockaddrStorage};
+    use std::os::fd::AsRawFd;
+    let family = if addr.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
+    let fd = socket::socket(family, SockType::Stream, flags, None)
+        .map_err(|e| format!("connect {addr}: socket: {e}"))?;
+    match socket::connect(fd.as_raw_fd(), &SockaddrStorage::from(addr)) {
+        Ok(()) | Err(Errno::EINPROGRESS) => {}
+        Err(e) => return Err(format!("connect {addr}: {e}")),
+    }
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(format!(
+                "connect {addr}: no answer within {HANDSHAKE_TIMEOUT:?}"
+            ));
+        }
+        if sh.stopping() {
+            return Err("stopping".into());
+        }
+        let ready = wait_fd(fd.as_raw_fd(), libc::POLLOUT, None, left.min(STOP_CHECK))
+            .map_err(|e| format!("poll: {e}"))?;
+        if ready {
+            break;
+        }
+    }
+    match socket::getsockopt(&fd, sockopt::SocketError) {
+        Ok(0) => Ok(TcpStream::from(fd)),
+        Ok(e) => Err(format!("connect {addr}: {}", Errno::from_raw(e).desc())),
+        Err(e) => Err(format!("connect {addr}: {e}")),
+    }
+}
+
+/// Serve one accepted connection: handshake, identify, run.
+pub(crate) fn accepted(sh: Arc<Shared>, sock: TcpStream, place: super::admission::Place) {
+    let from = sock
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| "?".into());
+    let mut who = format!("connection from {from}");
+    // The configured peer the client certificate names (client certificates
+    // are required): refusals are counted against it, not against whatever
+    // id the HELLO claims.
+    let mut certified = None;
+    let mut refused = false;
+    let res = (|| {
+        let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+        let conn = rustls::ServerConnection::new(sh.tls.server.clone())
+            .map_err(|e| format!("TLS: {e}"))?;
+        let mut link = Link::new(conn.into(), sock)?;
+        link.handshake(deadline, &sh)?;
+        certified = link
+            .conn
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .and_then(|c| sh.cfg.peers.iter().position(|p| names_host(c, p.id)));
+        let id = match link.hello_or_refuse(deadline, &sh) {
+            Ok(id) => id,
+            Err(HelloError::Refused(why)) => {
+                refused = true;
+                return Err(why);
+            }
+            Err(HelloError::Other(e)) => return Err(e),
+        };
+        let Some(idx) = certified.filter(|&i| sh.cfg.peers[i].id == id && id < sh.cfg.host_id)
+        else {
+            link.refuse(CloseReason::Identity);
+            refused = true;
+            return Err(format!(
+                "refused: claims host {id}, which is not a configured lower-id peer or not named by its certificate"
+            ));
+        };
+        who = format!("peer {id}");
+        link.send(&wire::hello(sh.cfg.host_id, &sh.cfg.cluster))?;
+        place.release();
+        run_session(&sh, idx, link)
+    })();
+    drop(place);
+    if let (true, Some(i)) = (refused, certified) {
+        sh.status.add(i, Field::Refused, 1);
+    }
+    if let Err(e) = res {
+        sh.log(&format!("{who}: {e}"));
+    }
+}
+
+/// Batches sent and awaiting acknowledgement.
+struct InFlight {
+    batches: VecDeque<(u64, Instant, u64)>,
+    entries: u64,
+}
+
+/// The replication loop of one verified connection.
+fn run_session(sh: &Shared, idx: usize, mut link: Link) -> Result<(), String> {
+    let peer_id = sh.cfg.peers[idx].id;
+    let generation = sh.generation[idx].fetch_add(1, Ordering::AcqRel) + 1;
+    if sh.connected_once[idx].swap(true, Ordering::Relaxed) {
+        sh.status.add(idx, Field::Reconnects, 1);
+    }
+    sh.status.add(idx, Field::Connects, 1);
+    sh.status.set(idx, Field::Connected, 1);
+    sh.status
+        .set(idx, Field::LastSeenMs, scsp::clock::now_millis());
+    sh.log(&format!("peer {peer_id}: connected"));
+    let dead_after = (sh.cfg.heartbeat * 5).max(Duration::from_secs(1));
+    link.set_write_wait(dead_after);
+    let res = session_loop(sh, idx, generation, dead_after, &mut link);
+    if sh.generation[idx].load(Ordering::Acquire) == generation {
+        sh.status.set(idx, Field::Connected, 0);
+        sh.status.set(idx, Field::LagEntries, 0);
+        sh.status.set(idx, Field::LagMicros, 0);
+    }
+    match &res {
+        Err(e) if e.starts_with("malformed") => {
+            link.refuse(CloseReason::Malformed);
+            sh.status.add(idx, Field::Refused, 1);
+        }
+        _ if sh.stopping() => link.refuse(CloseReason::Shutdown),
+        _ => {}
+    }
+    res.map_err(|e| format!("disconnected: {e}"))
+        .and_then(|()| Err("disconnected".into()))
+}
+
+fn session_loop(
+    sh: &Shared,
+    idx: usize,
+    generation: u64,
+    dead_after: Duration,
+    link: &mut Link,
+) -> Result<(), String> {
+    let mut feed = LocalFeed::new(&sh.replica);
+    if let Some(saved) = sh.saved_positions(idx) {
+        sh.status.add(
+            idx,
+            Field::LostWords,
+            LocalFeed::lost_since(&sh.replica, &saved),
+        );
+    }
+    let res = replicate(sh, idx, generation, dead_after, link, &mut feed);
+    sh.save_positions(idx, feed.positions());
+    res
+}
+
+fn replicate(
+    sh: &Shared,
+    idx: usize,
+    generation: u64,
+    dead_after: Duration,
+    link: &mut Link,
+    feed: &mut LocalFeed,
+) -> Result<(), String> {
+    let peer_id = sh.cfg.peers[idx].id;
+    let mut inflight = InFlight {
+        batches: VecDeque::new(),
+        entries: 0,
+    };
+    let mut seq = 0u64;
+    // The next batch the peer must send (PROTOCOL.md §3: from 1, by one).
+    let mut expected_seq = 1u64;
+    // The lag last reported: an acknowledged batch's round trip, or the age
+    // of the oldest batch still unacknowledged if that is longer.
+    let mut shown_lag = 0u64;
+    let mut last_rx = Instant::now();
+    let mut last_tx = Instant::now();
+    let mut last_activity = Instant::now();
+    let mut last_keys_check = Instant::now() - KEYS_CHECK;
+    let mut sent_key_names: Vec<[u8; 16]> = Vec::new();
+    let mut b = EntriesBuilder::new(1);
+    loop {
+        if sh.stopping() {
+            return Ok(());
+        }
+        if sh.generation[idx].load(Ordering::Acquire) != generation {
+            return Err("replaced by a newer connection".into());
+        }
+        // Send: one batch per turn, while the peer keeps up.
+        if inflight.batches.len() < MAX_IN_FLIGHT {
+            b.restart(seq + 1);
+            let p = feed.fill(&sh.replica, &mut b);
+            sh.status.add(idx, Field::LostWords, p.lost_words);
+            sh.status.add(idx, Field::SkippedWords, p.skipped_words);
+            sh.status.set(idx, Field::BacklogWords, p.backlog_words);
+            if !b.is_empty() {
+                seq += 1;
+                let n = b.len() as u64;
+                link.send(b.frame())?;
+                inflight.batches.push_back((seq, Instant::now(), n));
+                inflight.entries += n;
+                sh.status.add(idx, Field::Sent, n);
+                sh.status.set(idx, Field::LagEntries, inflight.entries);
+                last_tx = Instant::now();
+                last_activity = last_tx;
+            }
+        }
+        // A peer that stops acknowledging shows a growing lag, not its last
+        // good one.
+        if let Some(&(_, at, _)) = inflight.batches.front() {
+            let age = at.elapsed().as_micros() as u64;
+            if age > shown_lag {
+                shown_lag = age;
+                sh.status.set(idx, Field::LagMicros, age);
+            }
+        }
+        // Ticket keys: whenever the set of usable keys here changes (a
+        // rotation, or keys imported from another peer), send them all.
+        if last_keys_check.elapsed() >= KEYS_CHECK {
+            last_keys_check = Instant::now();
+            if let Some(ring) = &sh.keyring {
+                let keys = ring.export();
+                let names: Vec<[u8; 16]> = keys.iter().map(|k| k.name).collect();
+                if names != sent_key_names {
+                    link.send(&wire::keys(&keys))?;
+                    sent_key_names = names;
+                    last_tx = Instant::now();
+                }
+            }
+        }
+        if last_tx.elapsed() >= sh.cfg.heartbeat {
+            link.send(&wire::heartbeat(scsp::clock::now_millis()))?;
+            last_tx = Instant::now();
+        }
+        // Receive. A busy connection comes back every BUSY_POLL to look at
+        // the logs; an idle one, with nothing left to send, waits for the
+        // peer or for the watcher's wake-up when the logs grow.
+        let waker = &sh.wakers[idx];
+        let idle = last_activity.elapsed() >= IDLE_AFTER && {
+            waker.arm();
+            feed.caught_up(&sh.replica)
+        };
+        link.set_read_wait(if idle { IDLE_WAIT } else { BUSY_POLL });
+        let before = link.frames.buffered();
+        let open = link.pump(idle.then(|| waker.fd()));
+        waker.disarm();
+        let open = open?;
+        if link.frames.buffered() != before {
+            last_rx = Instant::now();
+        }
+        while let Some(f) = link.frames.next_frame().map_err(|e| e.to_string())? {
+            last_rx = Instant::now();
+            sh.status
+                .set(idx, Field::LastSeenMs, scsp::clock::now_millis());
+            match f {
+                Frame::Entries { seq: s, entries } => {
+                    if s != expected_seq {
+                        return Err(format!(
+                            "malformed frame: batch {s}, expected batch {expected_seq}"
+                        ));
+                    }
+                    expected_seq += 1;
+                    apply(sh, idx, peer_id, &entries)?;
+                    link.send(&wire::ack(s))?;
+                    last_activity = Instant::now();
+                }
+                Frame::Ack { seq: s } => {
+                    if s > seq {
+                        return Err("malformed frame: ACK for a batch never sent".into());
+                    }
+                    while inflight.batches.front().is_some_and(|b| b.0 <= s) {
+                        let (_, at, n) = inflight.batches.pop_front().expect("front exists");
+                        inflight.entries -= n;
+                        shown_lag = at.elapsed().as_micros() as u64;
+                        sh.status.set(idx, Field::LagMicros, shown_lag);
+                    }
+                    sh.status.set(idx, Field::LagEntries, inflight.entries);
+                }
+                Frame::Heartbeat { .. } => {}
+                Frame::Keys { keys } => {
+                    if let Some(ring) = &sh.keyring {
+                        ring.import(&keys);
+                    }
+                    last_activity = Instant::now();
+                }
+                Frame::Close { reason } => return Err(format!("peer closed: {reason:?}")),
+                Frame::Hello { .. } => {
+                    return Err("malformed frame: HELLO after the handshake".into())
+                }
+            }
+        }
+        // Only now: frames that came with the end of the connection (a last
+        // batch, the peer's CLOSE) are handled above first.
+        if !open {
+            return Err("peer closed the connection".into());
+        }
+        if last_rx.elapsed() > dead_after {
+            return Err(format!("nothing heard for {dead_after:?}"));
+        }
+    }
+}
+
+/// Apply a peer's batch to the local segment, keeping origin and expiry.
+fn apply(sh: &Shared, idx: usize, peer_id: u32, entries: &[WireEntry]) -> Result<(), String> {
+    let now = now_secs();
+    // Validate the whole batch before applying any of it.
+    for e in entries {
+        if e.origin != peer_id {
+            return Err(format!(
+                "malformed frame: entry of origin {} from peer {peer_id}",
+                e.origin
+            ));
+        }
+        if e.expiry > now + MAX_EXPIRY_AHEAD {
+            return Err("malformed frame: expiry too far in the future".into());
+        }
+    }
+    // Every (re)connection replays the sender's window: what is already
+    // here is not stored again, so a replay does not evict live entries.
+    let (mut applied, mut dropped, mut unchanged) = (0, 0, 0);
+    let mut scratch = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        if let Some(ahead) = entries.get(i + PREFETCH_AHEAD) {
+            sh.replica.prefetch_bucket(&ahead.key);
+        }
+        if e.flags & wire::WIRE_TOMBSTONE != 0 {
+            if sh.replica.unlink_key(&e.key) {
+                let _ = sh
+                    .replica
+                    .put_entry(&e.key, &[], e.expiry, e.origin, FLAG_TOMBSTONE);
+                applied += 1;
+            } else {
+                unchanged += 1;
+            }
+        } else if e.expiry < now {
+            dropped += 1;
+        } else if sh
+            .replica
+            .holds(&e.key, &e.value, e.expiry, e.origin, &mut scratch)
+        {
+            unchanged += 1;
+        } else {
+            match sh
+                .replica
+                .put_entry(&e.key, &e.value, e.expiry, e.origin, 0)
+            {
+                Stored::Ok => applied += 1,
+                Stored::TooLarge | Stored::BadKey => dropped += 1,
+            }
+        }
+    }
+    sh.status.add(idx, Field::Received, applied);
+    sh.status.add(idx, Field::Dropped, dropped);
+    sh.status.add(idx, Field::Unchanged, unchanged);
+    Ok(())
+}

@@ -1,0 +1,124 @@
+//! Waking idle connections when the local logs grow.
+//!
+//! Workers never make a syscall, so nothing tells the bridge that a put
+//! landed: someone has to look at the shard tails. A busy connection looks
+//! itself, every 100 µs. Idle connections leave it to one watcher thread,
+//! which reads the tails every millisecond and wakes them through an
+//! eventfd: an idle bridge wakes a thousand times a second however many
+//! peers it has, instead of a thousand times a second per peer.
+
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use scsp::replication::Replica;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{fence, AtomicBool, Ordering};
+use std::time::Duration;
+
+/// How often the watcher reads the shard tails: the added latency of the
+/// first put after an idle spell.
+pub const WATCH_EVERY: Duration = Duration::from_millis(1);
+
+/// One connection's doorbell.
+pub(crate) struct Waker {
+    fd: EventFd,
+    /// The connection is waiting and wants a wake-up when the logs grow.
+    waiting: AtomicBool,
+}
+
+impl Waker {
+    pub fn new() -> Result<Waker, String> {
+        let fd = EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)
+            .map_err(|e| format!("eventfd: {e}"))?;
+        Ok(Waker {
+            fd,
+            waiting: AtomicBool::new(false),
+        })
+    }
+
+    /// The descriptor to wait on (readable after a wake-up).
+    pub fn fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Ask for a wake-up (before checking one last time that there is
+    /// nothing to send, so a put in between is not missed).
+    pub fn arm(&self) {
+        self.waiting.store(true, Ordering::SeqCst);
+        // Pairs with the watcher's fence: either it sees `waiting`, or the
+        // caller's check that follows sees the tail the watcher saw move.
+        fence(Ordering::SeqCst);
+    }
+
+    /// Back to work: no more wake-ups, and forget a pending one.
+    pub fn disarm(&self) {
+        if self.waiting.swap(false, Ordering::SeqCst) {
+            let _ = self.fd.read(); // EAGAIN when nothing was pending
+        }
+    }
+
+    fn ring(&self) {
+        if self.waiting.load(Ordering::SeqCst) {
+            let _ = self.fd.write(1);
+        }
+    }
+}
+
+/// Until `stop`: whenever a shard tail has moved since the last look, wake
+/// every waiting connection.
+pub(crate) fn watch(cache: &Replica, wakers: &[Waker], stop: &AtomicBool) {
+    if wakers.is_empty() {
+        return; // no peers: nobody to wake
+    }
+    let mut seen: Vec<u64> = (0..cache.shards()).map(|s| cache.log_tail(s)).collect();
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(WATCH_EVERY);
+        let mut moved = false;
+        for (s, t) in seen.iter_mut().enumerate() {
+            let now = cache.log_tail(s);
+            moved |= now != *t;
+            *t = now;
+        }
+        if moved {
+            fence(Ordering::SeqCst); // see `Waker::arm`
+            wakers.iter().for_each(Waker::ring);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scsp::segment::Geometry;
+    use std::sync::Arc;
+
+    fn readable(fd: RawFd, ms: i32) -> bool {
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the duration of the call.
+        unsafe { libc::poll(&mut p, 1, ms) == 1 }
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "Miri cannot run poll(2)")]
+    fn a_put_wakes_waiting_connections_only() {
+        let cache = Arc::new(scsp::Cache::in_memory(Geometry::tiny(2, 64, 4096, 256)));
+        let replica = Replica::new(cache.clone());
+        let wakers = Arc::new([Waker::new().unwrap(), Waker::new().unwrap()]);
+        let stop = Arc::new(AtomicBool::new(false));
+        let t = {
+            let (c, w, s) = (replica, wakers.clone(), stop.clone());
+            std::thread::spawn(move || watch(&c, &w[..], &s))
+        };
+        wakers[0].arm();
+        assert!(!readable(wakers[0].fd(), 20), "nothing happened yet");
+        assert_eq!(cache.put(b"k", b"v", 60), scsp::Stored::Ok);
+        assert!(readable(wakers[0].fd(), 5000), "the waiting one is woken");
+        assert!(!readable(wakers[1].fd(), 20), "the busy one is not");
+        wakers[0].disarm();
+        assert!(!readable(wakers[0].fd(), 0), "disarm forgets the wake-up");
+        stop.store(true, Ordering::Relaxed);
+        t.join().unwrap();
+    }
+}

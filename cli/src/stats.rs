@@ -1,0 +1,251 @@
+//! `scsp stats PATH [--json]`
+
+use super::size::human;
+use super::CliResult;
+use scsp::Cache;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Segment file.
+    path: PathBuf,
+    /// Print one JSON object instead of a table.
+    #[arg(long, conflicts_with = "prometheus")]
+    json: bool,
+    /// Print Prometheus text format (for node_exporter's textfile collector).
+    #[arg(long)]
+    prometheus: bool,
+    /// Accept a segment owned by another user.
+    #[arg(long)]
+    allow_foreign_owner: bool,
+}
+
+pub fn run(a: Args) -> CliResult<ExitCode> {
+    let cache = Cache::open_with(
+        &a.path,
+        scsp::Access {
+            allow_foreign_owner: a.allow_foreign_owner,
+        },
+    )?;
+    let s = cache.stats_as_observer();
+    let mut out = String::new();
+    let occ = cache.occupancy();
+    let log_age = cache.log_age_secs();
+    let bridge = scsp::replication::status::read(&cache);
+    let now_ms = scsp::clock::now_millis();
+    let pages = scsp::segment::pages::PagePolicy::of(&a.path);
+    let c = &s.counters;
+    let lookups = c.hits + c.misses;
+    let hit_ratio = if lookups == 0 {
+        0.0
+    } else {
+        c.hits as f64 / lookups as f64
+    };
+    if a.json {
+        let v = serde_json::json!({
+            "path": a.path,
+            "stats": s,
+            "occupancy": occ,
+            "hit_ratio": hit_ratio,
+            "log_age_secs": log_age,
+            "pages": { "huge": pages.huge_pages(), "fs_type": pages.fs_type, "huge_option": pages.huge },
+            "bridge": bridge,
+        });
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        super::emit(&out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if a.prometheus {
+        write!(
+            out,
+            "{}",
+            scsp_bridge::metrics::render(&scsp_bridge::metrics::Snapshot {
+                segment: &a.path,
+                stats: &s,
+                log_age_secs: log_age,
+                occupancy: Some(&occ),
+                bridge: bridge.as_ref(),
+                now_unix_ms: now_ms,
+            })
+        )?;
+        super::emit(&out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(out, "segment        {}", a.path.display())?;
+    writeln!(
+        out,
+        "capacity       {} log in {} shards, {} index slots, max value {}",
+        human(s.capacity_bytes),
+        s.shards,
+        s.index_slots,
+        human(s.max_value)
+    )?;
+    writeln!(out, "host id        {}", s.host_id)?;
+    writeln!(out, "pages          {}", describe_pages(&pages))?;
+    writeln!(
+        out,
+        "live entries   ~{} ({} of log), {} expired, {} stale index words",
+        occ.live_entries,
+        human(occ.live_bytes),
+        occ.expired_entries,
+        occ.stale_words
+    )?;
+    writeln!(
+        out,
+        "oldest entry   {}",
+        occ.oldest_age_secs
+            .map(|a| format!("{a} s ago"))
+            .unwrap_or_else(|| "-".into())
+    )?;
+    writeln!(
+        out,
+        "log fill       {:.1}% ({} appended since creation){}",
+        s.log_fill * 100.0,
+        human(s.appended_bytes),
+        log_age
+            .map(|a| format!(", reaches back {a} s"))
+            .unwrap_or_default()
+    )?;
+    writeln!(
+        out,
+        "lookups        {} hits, {} misses, hit ratio {:.1}%",
+        c.hits,
+        c.misses,
+        hit_ratio * 100.0
+    )?;
+    writeln!(
+        out,
+        "writes         {} puts, {} takes, {} removes, {} refused too large, {} lost",
+        c.puts, c.takes, c.removes, c.too_large, c.lost
+    )?;
+    writeln!(
+        out,
+        "evictions      {} index evictions, {} expired on lookup",
+        c.evictions, c.expired
+    )?;
+    if let Some(note) = index_note(&s, &occ) {
+        writeln!(out, "note           {note}")?;
+    }
+    writeln!(
+        out,
+        "corrupt        {} damaged entries found by lookups (and unlinked)",
+        c.corrupt
+    )?;
+    writeln!(
+        out,
+        "processes      {} attached now (besides this command)",
+        c.processes
+    )?;
+    if let Some(b) = &bridge {
+        print_bridge(&mut out, b, now_ms)?;
+    }
+    super::emit(&out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Share of puts that pushed a session still in the log out of a full
+/// index bucket, above which `stats` looks for a better index. The count
+/// includes the oldest sessions, which the log was about to overwrite, so
+/// it runs above the sessions actually lost: on a full 64 MiB log, 0.08 %
+/// for sessions of the typical size and 0.56 % for 100-byte ones (which
+/// lose 0.06 %), against 3.7 % for the index releases before commit
+/// 93ec2b6 made and 41 % for an index sized for 1 KiB values holding
+/// 176-byte sessions.
+const EVICTIONS_WORTH_A_NOTE: f64 = 0.01;
+
+/// Puts before the eviction share means anything.
+const PUTS_FOR_A_NOTE: u64 = 10_000;
+
+/// What to do when index evictions cost sessions: a segment with these
+/// flags but a typical value of its live entries' size would get a larger
+/// index. `None` when evictions are few, or such a segment would get the
+/// same index (then recreating it would change nothing).
+fn index_note(s: &scsp::Stats, occ: &scsp::table::Occupancy) -> Option<String> {
+    let (puts, evictions) = (s.counters.puts, s.counters.evictions);
+    let share = evictions as f64 / puts.max(1) as f64;
+    if puts < PUTS_FOR_A_NOTE || share <= EVICTIONS_WORTH_A_NOTE {
+        return None;
+    }
+    // The index is sized for entries with a `TYPICAL_KEY`-byte key,
+    // whatever the keys are.
+    use scsp::segment::layout::{entry_bytes, TYPICAL_KEY};
+    let entry = occ.live_bytes.checked_div(occ.live_entries)?;
+    let value = entry
+        .saturating_sub(entry_bytes(TYPICAL_KEY, 0))
+        .clamp(64, s.max_value);
+    let better = scsp::segment::Geometry::from_config(&scsp::Config {
+        size: s.capacity_bytes,
+        shards: u32::try_from(s.shards).ok()?,
+        max_value: u32::try_from(s.max_value).ok()?,
+        typical_value: u32::try_from(value).ok()?,
+        ..scsp::Config::default()
+    })
+    .ok()?;
+    let slots = better.buckets * 8;
+    (slots > s.index_slots).then(|| {
+        format!(
+            "{:.1}% of puts pushed a session still in the log out of a full index \
+             bucket, and some of those would have been resumed. For these \
+             {entry}-byte entries a segment would get {slots} index slots \
+             instead of {}: recreate it with --typical-value {value}B and its \
+             other flags unchanged (docs/operations.md, \"Sizing a segment\")",
+            share * 100.0,
+            s.index_slots
+        )
+    })
+}
+
+fn describe_pages(p: &scsp::segment::pages::PagePolicy) -> String {
+    match (&p.huge, p.huge_pages()) {
+        (Some(h), true) => format!("2 MiB ({} huge={h})", p.fs_type),
+        _ if p.fs_type == "tmpfs" => "4 KiB (tmpfs without huge=; a mount with \
+             huge=within_size cuts TLB misses, see docs/operations.md)"
+            .to_string(),
+        _ => format!("4 KiB ({} page cache)", p.fs_type),
+    }
+}
+
+fn print_bridge(
+    out: &mut String,
+    b: &scsp::replication::status::BridgeStatus,
+    now_ms: u64,
+) -> std::fmt::Result {
+    writeln!(
+        out,
+        "bridge         {}",
+        if b.running(now_ms) {
+            format!("pid {}", b.pid)
+        } else {
+            format!(
+                "not running (last seen {} s ago)",
+                now_ms.saturating_sub(b.alive_unix_ms) / 1000
+            )
+        }
+    )?;
+    for p in &b.peers {
+        writeln!(
+            out,
+            "  peer {:<6}  {}, sent {}, received {} ({} already here), dropped {}, lag {} entries / {:.2} ms, \
+             backlog {} words, lost {} words behind the window, {} reconnects, {} refused",
+            p.id,
+            if b.connected(p, now_ms) {
+                "connected"
+            } else {
+                "disconnected"
+            },
+            p.get("sent_entries"),
+            p.get("received_entries"),
+            p.get("unchanged_entries"),
+            p.get("dropped_entries"),
+            p.get("lag_entries"),
+            p.get("lag_micros") as f64 / 1000.0,
+            p.get("backlog_words"),
+            p.get("lost_words"),
+            p.get("reconnects"),
+            p.get("refused"),
+        )?;
+    }
+    Ok(())
+}

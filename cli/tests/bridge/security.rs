@@ -1,0 +1,419 @@
+//! Hostile and broken peers: other CA, wrong cluster, wrong identity,
+//! malformed and oversized frames, a peer that stops reading. Each must
+//! cost only its own connection; the bridge keeps replicating.
+
+use crate::support as bridge_support;
+
+use bridge_support::*;
+use scsp_bridge::wire::{self, CloseReason, EntriesBuilder, Frame, FrameReader};
+use std::io::{Read, Write};
+
+type Raw = rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>;
+
+/// Read frames until the connection ends. Returns them, or panics if the
+/// connection stays open past the deadline.
+fn read_until_closed(s: &mut Raw) -> Vec<Frame> {
+    let mut r = FrameReader::new();
+    let mut frames = Vec::new();
+    let mut buf = [0u8; 16384];
+    let end = std::time::Instant::now() + DEADLINE;
+    while std::time::Instant::now() < end {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return frames,
+            Ok(n) => {
+                r.push(&buf[..n]);
+                while let Ok(Some(f)) = r.next_frame() {
+                    frames.push(f);
+                }
+            }
+        }
+    }
+    panic!("connection still open");
+}
+
+fn read_frame(s: &mut Raw, r: &mut FrameReader) -> Frame {
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(f) = r.next_frame().unwrap() {
+            return f;
+        }
+        let n = s.read(&mut buf).expect("read");
+        assert!(n > 0, "closed");
+        r.push(&buf[..n]);
+    }
+}
+
+/// Connect as host `as_id` and exchange HELLOs with host `to`.
+fn connect_as(c: &Cluster, as_id: u32, to: u32, claim: u32) -> Raw {
+    let mut s = raw_client(&c.certs(), as_id, to, c.hosts[to as usize - 1].addr);
+    s.write_all(&wire::hello(claim, "test")).unwrap();
+    s
+}
+
+fn established(c: &Cluster, as_id: u32, to: u32) -> Raw {
+    let mut s = connect_as(c, as_id, to, as_id);
+    let mut r = FrameReader::new();
+    match read_frame(&mut s, &mut r) {
+        Frame::Hello { host_id, .. } => assert_eq!(host_id, to),
+        f => panic!("expected HELLO, got {f:?}"),
+    }
+    s
+}
+
+/// Hosts 2 and 3 run real bridges; host 1 is played by the test.
+fn cluster_without_host_1() -> Cluster {
+    let mut c = Cluster::prepare(Options::default());
+    c.host(2).start();
+    c.host(3).start();
+    eventually("2 and 3 connected", || {
+        c.hosts[1].peer_status(3).get("connected") == 1
+    });
+    c
+}
+
+fn still_replicates(c: &Cluster, key: &[u8]) {
+    assert_eq!(c.hosts[1].cache.put(key, b"v", 300), scsp::Stored::Ok);
+    eventually("2 -> 3 still replicates", || c.hosts[2].get(key).is_some());
+}
+
+#[test]
+fn peer_with_a_certificate_from_another_ca_is_refused() {
+    let mut c = cluster_without_host_1();
+    let other = c.dir.path().join("other-ca");
+    scsp(&["certs", "--out", other.to_str().unwrap(), "--hosts", "3"]);
+    // Trust the real CA (so the client accepts the server) but present a
+    // host-1 certificate issued by another CA.
+    let real = c.certs();
+    std::fs::copy(other.join("host-1.pem"), real.join("host-9.pem")).unwrap();
+    std::fs::copy(other.join("host-1.key"), real.join("host-9.key")).unwrap();
+    let mut s = raw_client(&real, 9, 2, c.hosts[1].addr);
+    let _ = s.write_all(&wire::hello(1, "test"));
+    let frames = read_until_closed(&mut s);
+    assert!(frames.is_empty(), "no frame for an unauthenticated peer");
+    eventually("refusal logged", || {
+        c.hosts[1].log_text().contains("TLS handshake failed")
+    });
+    assert!(c.host(2).is_running());
+    still_replicates(&c, b"after-bad-ca");
+}
+
+#[test]
+fn wrong_cluster_name_is_refused() {
+    let c = Cluster::start(Options {
+        cluster_of: vec![(3, "other".into())],
+        ..Options::default()
+    });
+    // Host 1 dials host 3 and is told the cluster does not match.
+    eventually("host 1 counts refusals from 3", || {
+        c.hosts[0].peer_status(3).get("refused") >= 1
+    });
+    eventually("host 3 logs the refusal", || {
+        c.hosts[2].log_text().contains("cluster name")
+    });
+    eventually("1 and 2 connected", || {
+        c.hosts[0].peer_status(2).get("connected") == 1
+    });
+    assert_eq!(c.hosts[0].peer_status(3).get("connected"), 0);
+    assert_eq!(c.hosts[2].peer_status(1).get("connected"), 0);
+}
+
+#[test]
+fn peer_claiming_another_hosts_id_is_refused() {
+    let c = cluster_without_host_1();
+    // Valid certificate for host 1, but claims to be host 1 to host 3 using
+    // host 2's certificate: refused for identity.
+    let mut s = raw_client(&c.certs(), 2, 3, c.hosts[2].addr);
+    s.write_all(&wire::hello(1, "test")).unwrap();
+    let frames = read_until_closed(&mut s);
+    assert_eq!(
+        frames,
+        vec![Frame::Close {
+            reason: CloseReason::Identity
+        }]
+    );
+    still_replicates(&c, b"after-impostor");
+}
+
+#[test]
+fn malformed_and_oversized_frames_close_only_that_connection() {
+    let c = cluster_without_host_1();
+    let bad: Vec<(&str, Vec<u8>)> = vec![
+        ("unknown type", vec![0, 0, 0, 1, 99]),
+        (
+            "oversized",
+            ((wire::MAX_FRAME + 1) as u32).to_be_bytes().to_vec(),
+        ),
+        ("zero length", vec![0, 0, 0, 0]),
+        ("truncated ack", vec![0, 0, 0, 3, 3, 0, 0]),
+        ("second hello", wire::hello(1, "test")),
+        ("entry of another origin", {
+            let mut b = EntriesBuilder::new(1);
+            b.push(0, u32::MAX as u64, 3, b"forged", b"v");
+            b.finish()
+        }),
+        ("batch out of sequence", {
+            let mut b = EntriesBuilder::new(7);
+            b.push(0, scsp::clock::now_secs() + 300, 1, b"forged", b"v");
+            b.finish()
+        }),
+    ];
+    let refused_before = c.hosts[1].peer_status(1).get("refused");
+    let cases = bad.len() as u64;
+    for (what, bytes) in bad {
+        let mut s = established(&c, 1, 2);
+        s.write_all(&bytes).unwrap();
+        let frames = read_until_closed(&mut s);
+        // Closed because of the frame (a CLOSE saying so), not for silence.
+        assert!(
+            frames.contains(&Frame::Close {
+                reason: CloseReason::Malformed
+            }),
+            "{what}: {frames:?}"
+        );
+        assert!(c.hosts[1].get(b"forged").is_none());
+    }
+    // A first frame that is no HELLO is refused as malformed too.
+    let mut s = raw_client(&c.certs(), 1, 2, c.hosts[1].addr);
+    s.write_all(&[0, 0, 0, 5, 1, b'N', b'O', b'P', b'E'])
+        .unwrap();
+    let frames = read_until_closed(&mut s);
+    assert!(
+        frames.contains(&Frame::Close {
+            reason: CloseReason::Malformed
+        }),
+        "bad HELLO: {frames:?}"
+    );
+    // Each refusal counts against the peer whose certificate was shown.
+    eventually("host 2 counted every refusal of host 1", || {
+        c.hosts[1].peer_status(1).get("refused") == refused_before + cases + 1
+    });
+    // A well-formed batch from the same impostor-free peer is applied.
+    let mut s = established(&c, 1, 2);
+    let mut b = EntriesBuilder::new(1);
+    b.push(0, scsp::clock::now_secs() + 300, 1, b"from-raw-1", b"hello");
+    s.write_all(&b.finish()).unwrap();
+    eventually("raw peer's entry applied", || {
+        c.hosts[1].get(b"from-raw-1").as_deref() == Some(&b"hello"[..])
+    });
+    drop(s);
+    still_replicates(&c, b"after-garbage");
+}
+
+#[test]
+fn peer_that_stops_reading_costs_only_its_own_connection() {
+    let mut c = cluster_without_host_1();
+    // Alive (it keeps sending heartbeats) but never reads again.
+    let mut stalled = established(&c, 1, 2);
+    let value = vec![5u8; 4000];
+    for i in 0..3000u32 {
+        if i % 100 == 0 {
+            let _ = stalled.write_all(&wire::heartbeat(0));
+        }
+        let k = format!("bulk-{i}");
+        assert_eq!(
+            c.hosts[1].cache.put(k.as_bytes(), &value, 300),
+            scsp::Stored::Ok
+        );
+    }
+    eventually("host 3 got the newest puts", || {
+        c.hosts[2].get(b"bulk-2999").is_some()
+    });
+    eventually("host 2 dropped the stalled peer", || {
+        c.hosts[1].peer_status(1).get("connected") == 0
+    });
+    assert!(c.host(2).is_running());
+    drop(stalled);
+    still_replicates(&c, b"after-stall");
+}
+
+/// `a` as the C socket API takes it, and its length.
+fn sockaddr(a: std::net::SocketAddrV4) -> (libc::sockaddr_in, libc::socklen_t) {
+    let sin = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: a.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*a.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    (
+        sin,
+        std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+    )
+}
+
+/// A TCP connection to `to` from the address `source` (so the bridge sees
+/// another source than its peers').
+fn connect_from(source: std::net::Ipv4Addr, to: std::net::SocketAddrV4) -> std::net::TcpStream {
+    use std::os::fd::FromRawFd;
+    let (from, len) = sockaddr(std::net::SocketAddrV4::new(source, 0));
+    let (dest, _) = sockaddr(to);
+    // SAFETY: plain socket calls on a descriptor we own, with sockaddr_in
+    // values that live across each call; the TcpStream then owns the fd.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket");
+        assert_eq!(
+            libc::bind(fd, (&raw const from).cast(), len),
+            0,
+            "bind {source}"
+        );
+        assert_eq!(
+            libc::connect(fd, (&raw const dest).cast(), len),
+            0,
+            "connect {to}"
+        );
+        std::net::TcpStream::from_raw_fd(fd)
+    }
+}
+
+/// Start a TLS record that never ends on `s`: its header, then one byte
+/// every 300 ms, for up to `limit`. Returns how long the bridge kept the
+/// connection open.
+fn trickle(mut s: std::net::TcpStream, limit: std::time::Duration) -> std::time::Duration {
+    let start = std::time::Instant::now();
+    s.set_read_timeout(Some(std::time::Duration::from_millis(300)))
+        .unwrap();
+    let _ = s.write_all(&[0x16, 0x03, 0x01, 0x40, 0x00]);
+    let mut buf = [0u8; 1024];
+    while start.elapsed() < limit {
+        if s.write_all(&[0]).is_err() {
+            break;
+        }
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+    }
+    start.elapsed()
+}
+
+#[test]
+fn slow_handshakes_from_one_source_are_cut_off_and_cannot_lock_peers_out() {
+    let mut c = cluster_without_host_1();
+    let addr = match c.hosts[2].addr {
+        std::net::SocketAddr::V4(a) => a,
+        a => panic!("{a}"),
+    };
+    // Forty connections trickling bytes at host 3, from one address that is
+    // no host's: more than all its handshake places.
+    let attacker = std::net::Ipv4Addr::new(127, 0, 0, 77);
+    let limit = std::time::Duration::from_secs(20);
+    let slow: Vec<_> = (0..40)
+        .map(|_| {
+            let s = connect_from(attacker, addr);
+            std::thread::spawn(move || trickle(s, limit))
+        })
+        .collect();
+    // Meanwhile host 2 reconnects: its bridge restarts.
+    c.host(2).kill9();
+    c.host(2).start();
+    eventually("host 2 reconnected to host 3 during the flood", || {
+        c.hosts[1].peer_status(3).get("connected") == 1
+    });
+    for t in slow {
+        let open = t.join().unwrap();
+        // The handshake deadline is 5 s, however the bytes trickle in.
+        assert!(
+            open < std::time::Duration::from_secs(10),
+            "a slow handshake stayed open {open:?}"
+        );
+    }
+    assert!(
+        c.hosts[2].log_text().contains("turned away"),
+        "{}",
+        c.hosts[2].log_text()
+    );
+    still_replicates(&c, b"after-the-flood");
+}
+
+#[test]
+fn a_dialled_peer_trickling_its_handshake_does_not_hold_up_shutdown() {
+    let mut c = Cluster::prepare(Options::default());
+    // The test plays host 3: it accepts host 2's connection and answers
+    // with a TLS record that never ends.
+    let fake = std::net::TcpListener::bind(c.hosts[2].addr).unwrap();
+    c.host(2).start();
+    let (s, _) = fake.accept().unwrap();
+    let trickling = std::thread::spawn(move || trickle(s, std::time::Duration::from_secs(20)));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let took = c.host(2).terminate();
+    assert!(
+        took < std::time::Duration::from_secs(3),
+        "SIGTERM took {took:?}"
+    );
+    trickling.join().unwrap();
+}
+
+#[test]
+fn a_peer_that_stops_acknowledging_shows_a_growing_lag() {
+    let c = cluster_without_host_1();
+    // Host 1 (the test) is connected to host 2 and keeps sending heartbeats,
+    // but never acknowledges what host 2 sends it.
+    let mut silent = established(&c, 1, 2);
+    assert_eq!(
+        c.hosts[1].cache.put(b"unacked", b"v", 300),
+        scsp::Stored::Ok
+    );
+    eventually("host 2's lag for peer 1 passes 1.5 s", || {
+        let _ = silent.write_all(&wire::heartbeat(0));
+        c.hosts[1].peer_status(1).get("lag_micros") > 1_500_000
+    });
+    drop(silent);
+    eventually("lag reads 0 once disconnected", || {
+        let p = c.hosts[1].peer_status(1);
+        p.get("connected") == 0 && p.get("lag_micros") == 0
+    });
+}
+
+#[test]
+fn sigterm_while_dialling_a_peer_that_never_answers_is_prompt() {
+    let mut c = Cluster::prepare(Options::default());
+    let addr = match c.hosts[2].addr {
+        std::net::SocketAddr::V4(a) => a,
+        a => panic!("{a}"),
+    };
+    // The test plays host 3 with a listener whose accept queue is full and
+    // never drained: the kernel drops host 2's SYNs, so its connect hangs.
+    let (sin, len) = sockaddr(addr);
+    // SAFETY: plain socket calls on a descriptor we own, with a sockaddr_in
+    // that lives across each call; the fd is closed at the end.
+    let fd = unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0);
+        assert_eq!(libc::bind(fd, (&raw const sin).cast(), len), 0);
+        assert_eq!(libc::listen(fd, 0), 0);
+        fd
+    };
+    let fillers: Vec<_> = (0..4)
+        .filter_map(|_| {
+            std::net::TcpStream::connect_timeout(
+                &addr.into(),
+                std::time::Duration::from_millis(200),
+            )
+            .ok()
+        })
+        .collect();
+    c.host(2).start();
+    // The bridge writes its status after installing its SIGTERM handler;
+    // then give it time to be in the middle of dialling host 3.
+    let h = &c.hosts[1];
+    eventually("bridge running", || {
+        scsp::replication::status::read(&h.cache).is_some_and(|s| s.pid != 0)
+    });
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let took = c.host(2).terminate();
+    assert!(
+        took < std::time::Duration::from_secs(2),
+        "SIGTERM took {took:?}"
+    );
+    drop(fillers);
+    // SAFETY: closes the listener made above, once.
+    unsafe { libc::close(fd) };
+}

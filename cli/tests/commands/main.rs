@@ -1,0 +1,8 @@
+//! The `scsp` command's segment tools: create, stats, verify, certs, and
+//! page sizes on tmpfs.
+
+#[path = "../../../tests/table/common/mod.rs"]
+mod common;
+
+mod cli;
+mod tmpfs;

@@ -1,0 +1,209 @@
+//! The baselines scsp is measured against must measure what they claim: the
+//! loopback redis store really stores, returns and deletes through a real
+//! `redis-server`; its client refuses malformed replies; `scsp bench` reports
+//! every store it can run and says why it left one out.
+//!
+//! The redis tests are skipped, with a line on stderr, when `redis-server` is
+//! not installed; `SCSP_REQUIRE_REDIS=1` (CI sets it) makes that a failure.
+
+use scsp_lab::baselines::{unavailable, RedisClient, RedisServer, Store, IMPLS, NETWORK_IMPL, OPS};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+
+/// Held by every test that starts processes: one of them writes an
+/// executable script, and a child forked by another thread while that file
+/// is open for writing would make running it fail (ETXTBSY).
+static SPAWNING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn spawning() -> std::sync::MutexGuard<'static, ()> {
+    SPAWNING.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Whether the redis tests can run here (panics if CI requires them).
+fn redis_here() -> bool {
+    match unavailable(NETWORK_IMPL) {
+        None => true,
+        Some(why) if std::env::var_os("SCSP_REQUIRE_REDIS").is_some_and(|v| v == "1") => {
+            panic!("SCSP_REQUIRE_REDIS=1 but {why}")
+        }
+        Some(why) => {
+            eprintln!("skipped: {why}");
+            false
+        }
+    }
+}
+
+#[test]
+fn redis_store_puts_gets_and_takes_once_with_binary_keys_and_values() {
+    let _spawning = spawning();
+    if !redis_here() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(NETWORK_IMPL, &dir.path().join("unused"), 100, 1024).unwrap();
+    // Bytes that a text protocol would trip over: CR LF, '$', '*', NUL.
+    let key: Vec<u8> = b"\r\n$3\r\n*\0session".to_vec();
+    let value: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+    let other_key = [7u8; 32];
+    let mut buf = vec![0u8; 1024];
+
+    assert!(!store.get(&key, &mut buf), "hit before any put");
+    store.put(&key, &value);
+    store.put(&other_key, b"other");
+    assert!(store.get(&key, &mut buf));
+    assert_eq!(&buf[..value.len()], &value[..]);
+    assert!(store.take(&key, &mut buf), "take of a stored key missed");
+    assert_eq!(&buf[..value.len()], &value[..]);
+    assert!(!store.take(&key, &mut buf), "a value was taken twice");
+    assert!(!store.get(&key, &mut buf), "a taken value is still there");
+    assert!(store.get(&other_key, &mut buf), "take removed another key");
+    assert_eq!(&buf[..5], b"other");
+}
+
+#[test]
+fn redis_client_reports_a_value_too_large_for_the_buffer_and_the_server_stops_on_drop() {
+    let _spawning = spawning();
+    if !redis_here() {
+        return;
+    }
+    let server = RedisServer::start().unwrap();
+    let addr = server.addr();
+    let mut c = server.connect().unwrap();
+    c.set(b"k", &[1u8; 100], 60).unwrap();
+    let err = c.get(b"k", &mut [0u8; 10]).unwrap_err();
+    assert!(err.to_string().contains("100 bytes"), "{err}");
+    drop(c);
+    drop(server);
+    assert!(
+        TcpStream::connect(addr).is_err(),
+        "redis-server still listening on {addr} after drop"
+    );
+}
+
+/// A server that answers every request line with `reply`.
+fn canned(reply: &'static [u8]) -> std::net::SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let (s, _) = l.accept().unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut line = String::new();
+        // The first line of the command (`*2`) is enough to answer.
+        if r.read_line(&mut line).is_ok() {
+            let _ = (&s).write_all(reply);
+        }
+    });
+    addr
+}
+
+#[test]
+fn redis_client_refuses_malformed_replies_with_an_error() {
+    for reply in [
+        &b"-ERR unknown command\r\n"[..],
+        b"$99999999999999999999\r\n",
+        b"$abc\r\n",
+        b"$5\r\nab",
+        b"$2\r\nabXY",
+        b":1\r\n",
+        b"+OK",
+        b"",
+    ] {
+        let mut c = RedisClient::connect(canned(reply)).unwrap();
+        let got = c.get(b"key", &mut [0u8; 64]);
+        assert!(got.is_err(), "reply {reply:?} gave {got:?}");
+    }
+}
+
+/// `scsp bench --json` at a tiny size, with `path` first on PATH if given.
+fn bench_json(path: Option<&std::path::Path>) -> serde_json::Value {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_scsp"));
+    cmd.args(["bench", "--values", "150", "--ops", "500", "--rounds", "1"])
+        .args(["--entries", "200", "--processes", "0", "--json"]);
+    if let Some(dir) = path {
+        let old = std::env::var_os("PATH").unwrap_or_default();
+        let paths = std::iter::once(dir.to_path_buf()).chain(std::env::split_paths(&old));
+        cmd.env("PATH", std::env::join_paths(paths).unwrap());
+    }
+    let out = cmd.output().expect("run scsp bench");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("bench JSON")
+}
+
+#[test]
+fn scsp_bench_reports_every_store_it_can_run_and_names_the_ones_it_cannot() {
+    let _spawning = spawning();
+    let v = bench_json(None);
+    let skipped: Vec<&str> = v["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            assert!(!s["reason"].as_str().unwrap().is_empty());
+            s["implementation"].as_str().unwrap()
+        })
+        .collect();
+    if redis_here() {
+        assert!(skipped.is_empty(), "skipped {skipped:?}");
+    }
+    let cells = v["cells"].as_array().unwrap();
+    for imp in IMPLS.iter().filter(|i| !skipped.contains(i)) {
+        for op in OPS {
+            let cell = cells
+                .iter()
+                .find(|c| c["implementation"] == *imp && c["op"] == op)
+                .unwrap_or_else(|| panic!("no cell for {imp} {op}"));
+            let ns = cell["median_ns"].as_f64().unwrap();
+            assert!(ns.is_finite() && ns > 0.0, "{imp} {op}: {ns}");
+        }
+    }
+}
+
+#[test]
+fn scsp_bench_reports_a_redis_server_that_will_not_start_and_measures_the_rest() {
+    let _spawning = spawning();
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("redis-server");
+    std::fs::write(&fake, "#!/bin/sh\nexit 1\n").unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let v = bench_json(Some(dir.path()));
+    let skipped = v["skipped"].as_array().unwrap();
+    assert_eq!(skipped.len(), 1, "{v}");
+    assert_eq!(skipped[0]["implementation"], NETWORK_IMPL);
+    let reason = skipped[0]["reason"].as_str().unwrap();
+    assert!(reason.contains("exited at start"), "{reason}");
+    let cells = v["cells"].as_array().unwrap();
+    assert!(cells.iter().all(|c| c["implementation"] != NETWORK_IMPL));
+    assert_eq!(cells.len(), OPS.len() * (IMPLS.len() - 1), "{v}");
+}
+
+#[test]
+fn bench_handshake_with_redis_resumes_every_visit_across_workers() {
+    if !redis_here() {
+        return;
+    }
+    let _spawning = spawning();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_scsp"))
+        .args(["bench", "handshake", "--connections", "10"])
+        .args(["--key-type", "ecdsa", "--redis"])
+        .output()
+        .expect("run scsp bench handshake --redis");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("redis"), "{text}");
+    // TLS 1.2 session ids and TLS 1.3 single-use tickets, both through
+    // redis: each visit goes to the other worker than the one before.
+    let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("ECDSA")).collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    for r in rows {
+        assert!(r.ends_with("100.0%"), "not every visit resumed: {r}");
+    }
+}

@@ -1,0 +1,326 @@
+//! Starting and stopping the demo's simulated hosts: one `scsp serve` (and,
+//! when sharing across hosts, one `scsp bridge`) per host, each on its own
+//! loopback address. Every process is owned by a guard that stops it on drop,
+//! so an error, a panic or Ctrl-C leaves nothing running.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A child process stopped (SIGTERM, then SIGKILL after 5 s) when dropped.
+pub struct Guarded {
+    pub name: String,
+    child: Child,
+}
+
+impl Guarded {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Did the process exit already? (A host that dies fails the demo.)
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running simulated host.
+pub struct Host {
+    pub index: usize,
+    pub workers: Vec<(u32, SocketAddr)>,
+    /// Kept for their Drop: the server, then the bridge if any.
+    pub processes: Vec<Guarded>,
+    /// The segment a bridge mirrors, if this host runs one.
+    pub bridged_segment: Option<PathBuf>,
+}
+
+/// Wait until every bridge reports every peer connected (the status each
+/// bridge keeps in its segment, as `scsp stats` shows it). Hosts without a
+/// bridge are skipped.
+pub fn wait_bridges_connected(hosts: &[Host], timeout: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    for h in hosts {
+        let Some(path) = &h.bridged_segment else {
+            continue;
+        };
+        let cache = scsp::Cache::open(path).map_err(|e| e.to_string())?;
+        loop {
+            let status = scsp::replication::status::read(&cache);
+            let waiting: Vec<u32> = match &status {
+                // A single host's bridge has no peers: nothing to wait for.
+                Some(s) => s
+                    .peers
+                    .iter()
+                    .filter(|p| p.get("connected") != 1)
+                    .map(|p| p.id)
+                    .collect(),
+                // Its status block is not written yet.
+                None => vec![0],
+            };
+            if waiting.is_empty() {
+                break;
+            }
+            if Instant::now() > deadline {
+                let what = match status {
+                    Some(_) => format!("did not connect to peer host(s) {waiting:?}"),
+                    None => "wrote no status".to_string(),
+                };
+                return Err(format!(
+                    "host {}: its bridge {what} within {} s",
+                    h.index,
+                    timeout.as_secs()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    Ok(())
+}
+
+/// Start a process and wait until it prints `ready`, collecting the lines
+/// before it. Errors carry what the process printed.
+pub fn start_until_ready(
+    name: &str,
+    cmd: &mut Command,
+    timeout: Duration,
+) -> Result<(Guarded, Vec<String>), String> {
+    start_until(name, cmd, timeout, |lines| {
+        lines.last().is_some_and(|l| l.trim() == "ready")
+    })
+}
+
+/// Start a process and wait until the lines it printed satisfy `ready`.
+pub fn start_until(
+    name: &str,
+    cmd: &mut Command,
+    timeout: Duration,
+    ready: impl Fn(&[String]) -> bool,
+) -> Result<(Guarded, Vec<String>), String> {
+    // Die with the demo even if it is killed outright (SIGKILL, a hang-up):
+    // no server or bridge outlives it. The demo spawns from its main
+    // thread, which lives as long as the demo does.
+    // SAFETY: the closure runs in the forked child before exec and only
+    // calls prctl, which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {name}: {e}"))?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let stderr = child.stderr.take().ok_or("no stderr")?;
+    let guard = Guarded {
+        name: name.to_string(),
+        child,
+    };
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let (etx, erx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            all.push_str(&line);
+            all.push('\n');
+            let _ = etx.send(all.clone());
+        }
+    });
+    let deadline = Instant::now() + timeout;
+    let mut lines = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) => {
+                lines.push(l);
+                if ready(&lines) {
+                    return Ok((guard, lines));
+                }
+            }
+            Err(e) => {
+                let exited = e == mpsc::RecvTimeoutError::Disconnected;
+                if exited {
+                    // Give the stderr reader a moment to collect the reason.
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                let err = erx.try_iter().last().unwrap_or_default();
+                return Err(if exited {
+                    format!("{name} exited before it was ready: {}", err.trim())
+                } else {
+                    format!(
+                        "{name} did not become ready within {timeout:?}: {}",
+                        err.trim()
+                    )
+                });
+            }
+        }
+    }
+}
+
+/// Parse `worker I pid P listening on ADDR` lines of `scsp serve`.
+pub fn parse_workers(lines: &[String]) -> Vec<(u32, SocketAddr)> {
+    lines
+        .iter()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            match f.as_slice() {
+                ["worker", _, "pid", pid, "listening", "on", addr] => {
+                    Some((pid.parse().ok()?, addr.parse().ok()?))
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// Parse the C example server's `worker I port P` and `worker I pid P ready`
+/// lines into (pid, address) per worker, once every worker is ready.
+pub fn parse_openssl_workers(
+    lines: &[String],
+    ip: &str,
+    workers: usize,
+) -> Option<Vec<(u32, SocketAddr)>> {
+    let mut ports = vec![None; workers];
+    let mut pids = vec![None; workers];
+    for l in lines {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        match f.as_slice() {
+            ["worker", i, "port", p] => {
+                let i: usize = i.parse().ok()?;
+                *ports.get_mut(i)? = p.parse::<u16>().ok();
+            }
+            ["worker", i, "pid", pid, "ready"] => {
+                let i: usize = i.parse().ok()?;
+                *pids.get_mut(i)? = pid.parse::<u32>().ok();
+            }
+            _ => {}
+        }
+    }
+    ports
+        .into_iter()
+        .zip(pids)
+        .map(|(port, pid)| Some((pid?, format!("{ip}:{}", port?).parse().ok()?)))
+        .collect()
+}
+
+/// CPU seconds (user + system) a process has used, from /proc.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+        return 0.0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|&i| f.get(i).and_then(|v| v.parse::<f64>().ok()))
+        .sum();
+    // SAFETY: sysconf has no memory effects.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    ticks / hz
+}
+
+/// The loopback address of simulated host `i`.
+pub fn host_ip(i: usize) -> String {
+    format!("127.0.0.{}", 11 + i)
+}
+
+/// A port nothing listens on at `ip`, for a bridge, below the kernel's
+/// ephemeral range. The demo's servers listen on port 0 and every client
+/// and bridge connection takes its local port from that range: a bridge
+/// port picked from it (by binding port 0) could be handed to one of them
+/// before the bridge binds it ("Address already in use").
+pub fn bridge_port(ip: &str) -> Result<u16, String> {
+    const LOWEST: u32 = 10_000;
+    let ephemeral = u32::from(ephemeral_start());
+    if ephemeral <= LOWEST + 100 {
+        // An unusual range: fall back to what the kernel hands out.
+        let l = std::net::TcpListener::bind((ip, 0)).map_err(|e| e.to_string())?;
+        return Ok(l.local_addr().map_err(|e| e.to_string())?.port());
+    }
+    let span = ephemeral - LOWEST;
+    // Start somewhere else in each run, so two demos rarely try one port.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let start = nanos ^ std::process::id().wrapping_mul(2_654_435_761);
+    for k in 0..span.min(1000) {
+        let port = (LOWEST + (start.wrapping_add(k.wrapping_mul(7919))) % span) as u16;
+        if std::net::TcpListener::bind((ip, port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(format!(
+        "no free port on {ip} between {LOWEST} and {ephemeral} after 1000 tries"
+    ))
+}
+
+/// The first port of the kernel's ephemeral range (Linux's default if the
+/// range cannot be read).
+fn ephemeral_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
+}
+
+/// Check that we can bind every host address before starting anything.
+pub fn check_loopback(hosts: usize) -> Result<(), String> {
+    for i in 0..hosts {
+        let ip = host_ip(i);
+        std::net::TcpListener::bind((ip.as_str(), 0)).map_err(|e| {
+            format!("cannot bind loopback address {ip}: {e} (the demo needs 127.0.0.11.. on the lo interface)")
+        })?;
+    }
+    Ok(())
+}
+
+/// Files of one simulated host inside the demo's directory.
+pub fn host_dir(base: &Path, i: usize) -> PathBuf {
+    base.join(format!("host{i}"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bridge_ports_are_free_and_below_the_ephemeral_range() {
+        let ephemeral = super::ephemeral_start();
+        for _ in 0..20 {
+            let port = super::bridge_port("127.0.0.1").unwrap();
+            assert!((10_000..ephemeral).contains(&port), "{port}");
+            std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        }
+    }
+}

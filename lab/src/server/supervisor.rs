@@ -1,0 +1,205 @@
+//! The parent process: bind, fork, supervise, shut down cleanly.
+
+use super::worker;
+use super::ServeOptions;
+use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, Signal};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{fork, ForkResult, Pid};
+use scsp::error::{Error, Result};
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn install_stop_handlers() -> Result<()> {
+    // No SA_RESTART: a blocked waitpid returns EINTR so we notice the signal.
+    let action = SigAction::new(
+        SigHandler::Handler(on_stop_signal),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    for sig in [Signal::SIGTERM, Signal::SIGINT] {
+        // SAFETY: the handler only stores to a static atomic, which is
+        // async-signal-safe.
+        unsafe { signal::sigaction(sig, &action) }
+            .map_err(|e| Error::Config(format!("cannot install {sig} handler: {e}")))?;
+    }
+    Ok(())
+}
+
+fn bind(addr: SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(addr).map_err(|e| {
+        Error::Config(format!(
+            "cannot listen on {addr}: {e} (choose another --addr or port, or stop what uses it)"
+        ))
+    })
+}
+
+/// Bind every socket before forking, so address errors reach the operator.
+fn bind_all(opts: &ServeOptions) -> Result<Vec<TcpListener>> {
+    if !opts.port_per_worker {
+        return Ok(vec![bind(opts.addr)?]);
+    }
+    (0..opts.workers)
+        .map(|i| {
+            let mut a = opts.addr;
+            if a.port() != 0 {
+                let port = a.port().checked_add(i as u16).ok_or_else(|| {
+                    Error::Config(format!("port {} + {i} workers exceeds 65535", a.port()))
+                })?;
+                a.set_port(port);
+            }
+            bind(a)
+        })
+        .collect()
+}
+
+/// A worker's exit status asking to be started again, not counted as a
+/// failure: its segment was replaced and a new worker opens the new one.
+const EXIT_REOPEN: i32 = 3;
+
+fn spawn(opts: &ServeOptions, listener: &TcpListener, index: usize) -> Result<Pid> {
+    use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
+    let supervisor = nix::unistd::getpid();
+    // Until the child has put back the default actions, SIGTERM or SIGINT
+    // would only run the supervisor's flag-setting handler in it: keep them
+    // pending instead (the child unblocks them in `become_worker`).
+    let mut stopping = SigSet::empty();
+    stopping.add(Signal::SIGTERM);
+    stopping.add(Signal::SIGINT);
+    let mut before = SigSet::empty();
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&stopping), Some(&mut before))
+        .map_err(|e| Error::Config(format!("sigprocmask failed: {e}")))?;
+    // SAFETY: the supervisor is single-threaded when it forks, so the child
+    // may run arbitrary code; the child never returns from this function.
+    let forked = unsafe { fork() };
+    if !matches!(forked, Ok(ForkResult::Child)) {
+        let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&before), None);
+    }
+    match forked.map_err(|e| Error::Config(format!("fork failed: {e}")))? {
+        ForkResult::Parent { child } => Ok(child),
+        ForkResult::Child => {
+            // A panic must end this child here: unwinding out of `spawn`
+            // would run the supervisor's loop in the worker.
+            let run = std::panic::AssertUnwindSafe(|| worker::run(opts, listener, supervisor));
+            let code = match std::panic::catch_unwind(run) {
+                Ok(Ok(())) => {
+                    eprintln!(
+                        "scsp serve: worker {index}: the segment file was removed or replaced; \
+                         restarting on the new one"
+                    );
+                    EXIT_REOPEN
+                }
+                Ok(Err(e)) => {
+                    eprintln!("scsp serve: worker {index}: {e}");
+                    1
+                }
+                // The panic hook has printed the message.
+                Err(_) => 101,
+            };
+            // SAFETY: _exit ends the child without running the parent's
+            // atexit handlers or destructors twice.
+            unsafe { libc::_exit(code) }
+        }
+    }
+}
+
+/// Run the server until SIGTERM/SIGINT. Prints one `listening` line per
+/// worker socket and then `ready` on stdout.
+pub fn run(opts: &ServeOptions) -> Result<()> {
+    if opts.workers == 0 || opts.workers > 256 {
+        return Err(Error::Config(format!(
+            "--workers {} must be from 1 to 256",
+            opts.workers
+        )));
+    }
+    worker::check_config(opts)?;
+    let listeners = bind_all(opts)?;
+    install_stop_handlers()?;
+    let listener_of = |i: usize| &listeners[if opts.port_per_worker { i } else { 0 }];
+    let mut pids = Vec::with_capacity(opts.workers);
+    for i in 0..opts.workers {
+        pids.push(spawn(opts, listener_of(i), i)?);
+    }
+    {
+        let mut out = std::io::stdout().lock();
+        for (i, pid) in pids.iter().enumerate() {
+            let addr = listener_of(i)
+                .local_addr()
+                .map_err(|e| Error::Config(e.to_string()))?;
+            let _ = writeln!(out, "worker {i} pid {pid} listening on {addr}");
+        }
+        let _ = writeln!(out, "ready");
+        let _ = out.flush();
+    }
+    let mut restarts: Vec<Instant> = Vec::new();
+    while !STOP.load(Ordering::SeqCst) {
+        match waitpid(None, None) {
+            Ok(WaitStatus::Exited(pid, EXIT_REOPEN)) => {
+                // Not a failure: every worker may do this at once.
+                if let Some(i) = pids.iter().position(|p| *p == pid) {
+                    if STOP.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    pids[i] = spawn(opts, listener_of(i), i)?;
+                }
+            }
+            Ok(WaitStatus::Exited(pid, _)) | Ok(WaitStatus::Signaled(pid, _, _)) => {
+                let Some(i) = pids.iter().position(|p| *p == pid) else {
+                    continue;
+                };
+                if STOP.load(Ordering::SeqCst) {
+                    break;
+                }
+                restarts.retain(|t| t.elapsed() < Duration::from_secs(10));
+                restarts.push(Instant::now());
+                if restarts.len() > 10 {
+                    stop_all(&pids);
+                    return Err(Error::Config(
+                        "workers keep dying (more than 10 restarts in 10 s); see their errors above"
+                            .into(),
+                    ));
+                }
+                eprintln!("scsp serve: worker {i} (pid {pid}) exited; restarting it");
+                pids[i] = spawn(opts, listener_of(i), i)?;
+            }
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => {
+                stop_all(&pids);
+                return Err(Error::Config(format!("waitpid failed: {e}")));
+            }
+        }
+    }
+    stop_all(&pids);
+    Ok(())
+}
+
+/// SIGTERM every worker, wait for each; SIGKILL any still alive after 5 s.
+fn stop_all(pids: &[Pid]) {
+    for pid in pids {
+        let _ = signal::kill(*pid, Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for pid in pids {
+        loop {
+            match waitpid(*pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                Ok(WaitStatus::StillAlive) => {
+                    let _ = signal::kill(*pid, Signal::SIGKILL);
+                    let _ = waitpid(*pid, None);
+                    break;
+                }
+                _ => break,
+            }
+        }
+    }
+}

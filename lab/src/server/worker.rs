@@ -1,0 +1,249 @@
+//! One worker process: a rustls `ServerConfig` on the shared cache, and a
+//! sequential accept loop answering a tiny HTTP response.
+
+use super::{ServeOptions, SessionCache, Versions};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ServerConfig, ServerConnection};
+use rustls::HandshakeKind;
+use scsp::error::{Error, Result};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The whole of one connection (handshake, request, response): a client
+/// that trickles bytes cannot hold a worker longer, however slowly they come.
+const CONNECTION_DEADLINE: Duration = Duration::from_secs(5);
+/// How often, at most, a worker checks that its segment is still the file
+/// at its path.
+const SEGMENT_CHECK: Duration = Duration::from_secs(1);
+const MAX_REQUEST: usize = 8 << 10;
+
+fn load_certs(
+    opts: &ServeOptions,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+    let certs: Vec<_> = CertificateDer::pem_file_iter(&opts.cert)
+        .and_then(|it| it.collect::<std::result::Result<Vec<_>, _>>())
+        .map_err(|e| {
+            Error::Config(format!(
+                "--cert {}: cannot read a PEM certificate chain: {e}",
+                opts.cert.display()
+            ))
+        })?;
+    if certs.is_empty() {
+        return Err(Error::Config(format!(
+            "--cert {}: no CERTIFICATE block found",
+            opts.cert.display()
+        )));
+    }
+    let key = PrivateKeyDer::from_pem_file(&opts.key).map_err(|e| {
+        Error::Config(format!(
+            "--key {}: cannot read a PEM private key: {e}",
+            opts.key.display()
+        ))
+    })?;
+    Ok((certs, key))
+}
+
+/// Build the TLS configuration a worker serves with, and the shared segment
+/// it uses, if any.
+pub(super) fn server_config(
+    opts: &ServeOptions,
+) -> Result<(ServerConfig, Option<Arc<scsp::Cache>>)> {
+    let (certs, key) = load_certs(opts)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let versions: &[&rustls::SupportedProtocolVersion] = match opts.versions {
+        Versions::Tls12 => &[&rustls::version::TLS12],
+        Versions::Tls13 => &[&rustls::version::TLS13],
+        Versions::Both => &[&rustls::version::TLS13, &rustls::version::TLS12],
+    };
+    let mut cfg = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .map_err(|e| Error::Config(format!("TLS versions: {e}")))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| Error::Config(format!("--cert/--key do not form a usable pair: {e}")))?;
+    let mut shared = None;
+    match &opts.cache {
+        SessionCache::Private => {
+            cfg.session_storage = rustls::server::ServerSessionMemoryCache::new(4096);
+            if opts.tickets {
+                cfg.ticketer = rustls::crypto::ring::Ticketer::new()
+                    .map_err(|e| Error::Config(format!("ticket keys: {e}")))?;
+            }
+        }
+        SessionCache::Redis(addr) => {
+            if opts.tickets {
+                return Err(Error::Config(
+                    "the redis baseline holds sessions, not ticket keys: turn tickets off".into(),
+                ));
+            }
+            cfg.session_storage = Arc::new(
+                crate::baselines::RedisSessionStore::connect(
+                    *addr,
+                    &opts.context_id,
+                    scsp::rustls::DEFAULT_TTL_SECS,
+                )
+                .map_err(|e| Error::Config(format!("redis baseline at {addr}: {e}")))?,
+            );
+        }
+        SessionCache::Shared { segment, config } => {
+            let cache = Arc::new(scsp::Cache::open_or_create(segment, config)?);
+            shared = Some(cache.clone());
+            cfg.session_storage = Arc::new(scsp::rustls::SessionStore::new(
+                cache.clone(),
+                &opts.context_id,
+            ));
+            if opts.tickets {
+                cfg.ticketer = scsp::rustls::TicketKeys::for_context(
+                    cache,
+                    scsp::rustls::RotationPolicy::default(),
+                    &opts.context_id,
+                )?;
+            }
+        }
+    }
+    cfg.send_tls13_tickets = 1;
+    Ok((cfg, shared))
+}
+
+/// Check certificate, key and cache settings before any worker starts.
+pub(super) fn check_config(opts: &ServeOptions) -> Result<()> {
+    server_config(opts).map(|_| ())
+}
+
+/// Restore default signal actions the supervisor changed, unblock the
+/// signals it blocked around `fork`, and die with it.
+fn become_worker(supervisor: nix::unistd::Pid) {
+    let default = nix::sys::signal::SigAction::new(
+        nix::sys::signal::SigHandler::SigDfl,
+        nix::sys::signal::SaFlags::empty(),
+        nix::sys::signal::SigSet::empty(),
+    );
+    for sig in [
+        nix::sys::signal::Signal::SIGTERM,
+        nix::sys::signal::Signal::SIGINT,
+    ] {
+        // SAFETY: restoring the default action is always sound.
+        let _ = unsafe { nix::sys::signal::sigaction(sig, &default) };
+    }
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number and no pointers.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) };
+    // The supervisor may have died before the line above: then no signal
+    // will come, and this worker must not serve on as an orphan.
+    if nix::unistd::getppid() != supervisor {
+        // SAFETY: ends this child at once; it holds nothing to clean up yet.
+        unsafe { libc::_exit(0) };
+    }
+    // A SIGTERM sent meanwhile (the supervisor stopping) was held pending:
+    // with the default action restored, it now ends the worker.
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    );
+}
+
+/// The worker's main loop. Returns an error when it cannot go on, and
+/// `Ok` when its segment was removed or replaced: the supervisor then starts
+/// a worker that opens the new one (docs/operations.md, "Upgrades").
+pub(super) fn run(
+    opts: &ServeOptions,
+    listener: &TcpListener,
+    supervisor: nix::unistd::Pid,
+) -> Result<()> {
+    become_worker(supervisor);
+    let (config, cache) = server_config(opts)?;
+    let config = Arc::new(config);
+    let pid = std::process::id();
+    let mut checked = Instant::now();
+    loop {
+        let (sock, _) = match listener.accept() {
+            Ok(s) => s,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::Config(format!("accept failed: {e}"))),
+        };
+        // A failed connection only ends that connection.
+        let _ = serve_one(sock, &config, pid);
+        // Between connections, at most once a second: one stat call.
+        if checked.elapsed() >= SEGMENT_CHECK {
+            checked = Instant::now();
+            if cache.as_ref().is_some_and(|c| c.segment().replaced()) {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// A socket whose reads and writes all end by one deadline.
+struct Deadline {
+    sock: TcpStream,
+    until: Instant,
+}
+
+impl Deadline {
+    /// Time left, or a TimedOut error once there is none.
+    fn left(&self) -> std::io::Result<Duration> {
+        let left = self.until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "connection deadline passed",
+            ));
+        }
+        Ok(left)
+    }
+}
+
+impl Read for Deadline {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.sock.set_read_timeout(Some(self.left()?))?;
+        self.sock.read(buf)
+    }
+}
+
+impl Write for Deadline {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.sock.set_write_timeout(Some(self.left()?))?;
+        self.sock.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.sock.flush()
+    }
+}
+
+fn serve_one(sock: TcpStream, config: &Arc<ServerConfig>, pid: u32) -> std::io::Result<()> {
+    sock.set_nodelay(true)?;
+    let conn = ServerConnection::new(config.clone()).map_err(std::io::Error::other)?;
+    let sock = Deadline {
+        sock,
+        until: Instant::now() + CONNECTION_DEADLINE,
+    };
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    let mut req = Vec::with_capacity(512);
+    let mut buf = [0u8; 1024];
+    while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < MAX_REQUEST {
+        match tls.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => req.extend_from_slice(&buf[..n]),
+            Err(e) => return Err(e),
+        }
+    }
+    let resumed = tls.conn.handshake_kind() == Some(HandshakeKind::Resumed);
+    let version = match tls.conn.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+        _ => "unknown",
+    };
+    let body = format!("worker={pid} resumed={resumed} version={version}\n");
+    let resp = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    tls.write_all(resp.as_bytes())?;
+    tls.conn.send_close_notify();
+    tls.flush()?;
+    Ok(())
+}

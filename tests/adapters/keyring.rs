@@ -1,0 +1,512 @@
+//! The shared ticket-key ring: rotation, agreement between processes, crash
+//! recovery and corruption, on real segment files.
+
+use scsp::keyring::{KeyRing, RotationPolicy, TicketKey, RING_WORDS, SLOTS, SLOT_WORDS};
+use scsp::{Cache, Config};
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+const PERIOD: u64 = 100;
+const LIFETIME: u64 = 150;
+const T0: u64 = 1_700_000_000; // a multiple of PERIOD
+
+fn policy() -> RotationPolicy {
+    RotationPolicy {
+        period: Duration::from_secs(PERIOD),
+        lifetime: Duration::from_secs(LIFETIME),
+    }
+}
+
+fn segment(dir: &tempfile::TempDir) -> std::path::PathBuf {
+    let path = dir.path().join("seg");
+    let cfg = Config {
+        size: 1 << 20,
+        shards: 2,
+        max_value: 1024,
+        ..Config::default()
+    };
+    drop(Cache::create(&path, &cfg).unwrap());
+    path
+}
+
+/// A ring on its own mapping of the segment, with a clock the test turns.
+fn ring(path: &std::path::Path, clock: &Arc<AtomicU64>) -> KeyRing {
+    let cache = Arc::new(Cache::open(path).unwrap());
+    let c = clock.clone();
+    KeyRing::with_clock(cache, policy(), Arc::new(move || c.load(Ordering::SeqCst))).unwrap()
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[test]
+fn every_opener_encrypts_with_the_same_key_and_the_next_is_made_early() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = segment(&dir);
+    let clock = Arc::new(AtomicU64::new(T0 + 5));
+    let (a, b) = (ring(&path, &clock), ring(&path, &clock));
+    let ka = a.current().unwrap();
+    assert_eq!(ka.created, T0);
+    assert_eq!(b.current().unwrap(), ka);
+    let exported = b.export();
+    assert_eq!(exported.len(), 2, "current and next: {exported:?}");
+    let next = exported.iter().find(|k| k.created == T0 + PERIOD).unwrap();
+    assert_ne!(next.name, ka.name);
+    assert_ne!(next.aes_key, ka.aes_key);
+    assert_eq!(a.find(&next.name).as_ref(), Some(next));
+}
+
+#[test]
+fn rotation_keeps_the_previous_key_and_wipes_retired_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = segment(&dir);
+    let clock = Arc::new(AtomicU64::new(T0 + 1));
+    let r = ring(&path, &clock);
+    let k0 = r.current().unwrap();
+    clock.store(T0 + PERIOD + 1, Ordering::SeqCst);
+    let k1 = r.current().unwrap();
+    assert_ne!(k1.name, k0.name);
+    assert_eq!(k1.created, T0 + PERIOD);
+    assert_eq!(
+        r.find(&k0.name),
+        Some(k0.clone()),
+        "previous still decrypts"
+    );
+    // k0 retires at created + period + lifetime.
+    clock.store(T0 + PERIOD + LIFETIME - 1, Ordering::SeqCst);
+    assert!(r.find(&k0.name).is_some());
+    clock.store(T0 + PERIOD + LIFETIME, Ordering::SeqCst);
+    assert!(r.find(&k0.name).is_none(), "retired key must not decrypt");
+    let k2 = r.current().unwrap();
+    assert_eq!(k2.created, T0 + 2 * PERIOD);
+    assert!(r.find(&k1.name).is_some());
+    // The retired key's bytes are gone from the segment.
+    let cache = Cache::open(&path).unwrap();
+    let ext = cache.segment().extension();
+    let words: Vec<u64> = ext[..RING_WORDS]
+        .iter()
+        .map(|w| w.load(Ordering::SeqCst))
+        .collect();
+    let first = u64::from_le_bytes(k0.aes_key[..8].try_into().unwrap());
+    assert!(
+        !words.contains(&first),
+        "retired key material still present"
+    );
+}
+
+#[test]
+fn racing_openers_create_exactly_one_key_per_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = segment(&dir);
+    let clock = Arc::new(AtomicU64::new(T0 + 7));
+    let names: Vec<[u8; 16]> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..8)
+            .map(|_| {
+                let r = ring(&path, &clock);
+                s.spawn(move || r.current().unwrap().name)
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(names.iter().all(|n| *n == names[0]));
+    assert_eq!(ring(&path, &clock).export().len(), 2);
+}
+
+/// Child process body: print the current key's name (public) at a fixed time.
+#[test]
+fn child_prints_current_key_name() {
+    let (Ok(path), Ok(t)) = (
+        std::env::var("SCSP_KEYRING_CHILD"),
+        std::env::var("SCSP_KEYRING_TIME"),
+    ) else {
+        return;
+    };
+    let clock = Arc::new(AtomicU64::new(t.parse().unwrap()));
+    let r = ring(std::path::Path::new(&path), &clock);
+    println!("NAME={}", hex(&r.current().unwrap().name));
+}
+
+#[test]
+fn separate_processes_agree_on_the_key_across_a_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = segment(&dir);
+    let run = |t: u64| -> Vec<String> {
+        let children: Vec<_> = (0..4)
+            .map(|_| {
+                Command::new(std::env::current_exe().unwrap())
+                    .args([
+                        "--exact",
+                        "keyring::child_prints_current_key_name",
+                        "--nocapture",
+                    ])
+                    .env("SCSP_KEYRING_CHILD", &path)
+                    .env("SCSP_KEYRING_TIME", t.to_string())
+                    .stdout(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        children
+            .into_iter()
+            .map(|c| {
+                let out = c.wait_with_output().unwrap();
+                assert!(out.status.success());
+                let text = String::from_utf8(out.stdout).unwrap();
+                text.lines()
+                    .find_map(|l| l.strip_prefix("NAME="))
+                    .expect("child printed no key name")
+                    .to_string()
+            })
+            .collect()
+    };
+    let first = run(T0 + 3);
+    assert!(first.iter().all(|n| *n == first[0]), "{first:?}");
+    let clock = Arc::new(AtomicU64::new(T0 + 3));
+    assert_eq!(hex(&ring(&path, &clock).current().unwrap().name), first[0]);
+    let second = run(T0 + PERIOD + 3);
+    assert!(second.iter().all(|n| *n == second[0]), "{second:?}");
+    assert_ne!(second[0], first[0]);
+}
+
+#[test]
+fn duplicate_keys_for_one_period_converge_on_the_smallest_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = segment(&dir);
+    let clock = Arc::new(AtomicU64::new(T0 + 1));
+    let r = ring(&path, &clock);
+    let mine = r.current().unwrap();
+    // A peer host rotated at the same moment; the bridge brings its key.
+    let mut peer = mine.clone();
+    peer.name = [0u8; 16];
+    peer.name[15] = 1;
+    peer.aes_key = [9; 32];
+    peer.origin = 2;
+    assert_eq!(r.import(std::slice::from_ref(&peer)), 1);
+    assert_eq!(r.import(std::slice::from_ref(&peer)), 0, "already present");
+    assert_eq!(r.current().unwrap().name, peer.name);
+    assert_eq!(ring(&path, &clock).current().unwrap().name, peer.name);
+    assert!(
+        r.find(&mine.name).is_some(),
+        "tickets under the loser still decrypt"
+    );
+}
+
+#[test]
+fn import_refuses_retired_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = segment(&dir);
+    let clock = Arc::new(AtomicU64::new(T0 + 1));
+    let r = ring(&path, &clock);
+    let old = TicketKey {
+        name: [3; 16],
+        aes_key: [4; 32],
+        hmac_key: [5; 32],
+        created: T0 - PERIOD - LIFETIME,
+        origin: 2,
+    };
+    assert_eq!(r.import(&[old]), 0);
+    assert!(r.find(&[3; 16]).is_none());
+}
+
+fn slot_word(path: &std::path::Path, slot: usize, word: usize) -> u64 {
+    let c = Cache::open(path).unwrap();
+    c.segment().extension()[8 + slot * SLOT_WORDS + word].load(Ordering::SeqCst)
+}
+
+#[test]
+fn a_maker_killed_mid_rotation_is_recovered_after_the_stuck_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = segment(&dir);
+    let cache = Cache::open(&path).unwrap();
+    let ext = cache.segment().extension();
+    // The state a process leaves when killed after claiming the period
+    // (claim word) and a slot (WRITING, stamped T0) but before publishing.
+    ext[0].store(u64::from_le_bytes(*b"SCSPKEY1"), Ordering::SeqCst);
+    ext[1].store(T0 + PERIOD, Ordering::SeqCst);
+    for i in 0..SLOTS {
+        let st = ((b'W' as u64) << 56) | (1 << 32) | (T0 & 0xffff_ffff);
+        ext[8 + i * SLOT_WORDS].store(st, Ordering::SeqCst);
+        ext[8 + i * SLOT_WORDS + 1].store(T0, Ordering::SeqCst);
+    }
+    let clock = Arc::new(AtomicU64::new(T0 + 2));
+    let r = ring(&path, &clock);
+    assert!(r.current().is_none(), "every slot is still being written");
+    clock.store(T0 + 11, Ordering::SeqCst);
+    let k = r
+        .current()
+        .expect("stuck slots are reclaimed after the timeout");
+    assert_eq!(k.created, T0);
+    assert_eq!(ring(&path, &clock).current().unwrap(), k);
+    assert!(
+        slot_word(&path, 0, 0) >> 56 == b'V' as u64 || slot_word(&path, 1, 0) >> 56 == b'V' as u64
+    );
+}
+
+#[test]
+fn garbage_in_the_ring_never_panics_and_the_ring_heals() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = segment(&dir);
+    let clock = Arc::new(AtomicU64::new(T0 + 1));
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for round in 0..40 {
+        {
+            let cache = Cache::open(&path).unwrap();
+            let ext = cache.segment().extension();
+            for (i, w) in ext[..RING_WORDS].iter().enumerate() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                // Keep the magic in even rounds so slots themselves are parsed.
+                let v = if i == 0 && round % 2 == 0 {
+                    u64::from_le_bytes(*b"SCSPKEY1")
+                } else if i % SLOT_WORDS == 8 && round % 4 == 0 {
+                    ((b'V' as u64) << 56) | (x & 0xffff_ffff)
+                } else {
+                    x
+                };
+                w.store(v, Ordering::SeqCst);
+            }
+        }
+        let r = ring(&path, &clock);
+        let _ = r.find(&[0; 16]);
+        let _ = r.export();
+        let k = r.current().expect("a damaged ring is reclaimed, not fatal");
+        assert_eq!(k.created, T0);
+        assert_eq!(r.find(&k.name), Some(k));
+    }
+}
+
+#[test]
+fn policies_that_outlive_the_ring_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = segment(&dir);
+    let cache = Arc::new(Cache::open(&path).unwrap());
+    let bad = RotationPolicy {
+        period: Duration::from_secs(10),
+        lifetime: Duration::from_secs(21),
+    };
+    let err = KeyRing::new(cache.clone(), bad).unwrap_err().to_string();
+    assert!(err.contains("at most twice the period"), "{err}");
+    let zero = RotationPolicy {
+        period: Duration::ZERO,
+        lifetime: Duration::from_secs(1),
+    };
+    assert!(KeyRing::new(cache.clone(), zero).is_err());
+    assert!(KeyRing::new(cache, RotationPolicy::default()).is_ok());
+}
+
+#[test]
+fn debug_output_never_shows_key_bytes() {
+    let k = TicketKey {
+        name: [1; 16],
+        aes_key: [0xAB; 32],
+        hmac_key: [0xCD; 32],
+        created: 1,
+        origin: 1,
+    };
+    let s = format!("{k:?}");
+    assert!(!s.contains("171") && !s.contains("205"), "{s}");
+}
+
+/// Child process body: rotate through periods as fast as possible until
+/// killed. Every rotator runs the same fast clock: 4 simulated seconds per
+/// real millisecond since a base the parent chose, so a period lasts 25 ms.
+#[test]
+fn child_rotates_until_killed() {
+    let (Ok(path), Ok(base)) = (
+        std::env::var("SCSP_KEYRING_ROTATOR"),
+        std::env::var("SCSP_KEYRING_BASE_MS"),
+    ) else {
+        return;
+    };
+    let base: u64 = base.parse().unwrap();
+    let fast = move || T0 + (unix_ms() - base) * 4;
+    let r = KeyRing::with_clock(
+        Arc::new(Cache::open(&path).unwrap()),
+        policy(),
+        Arc::new(fast),
+    )
+    .unwrap();
+    // No check here: under a compressed clock another rotator descheduled
+    // for a few milliseconds is "stuck" and legitimately loses its slot. The
+    // parent checks the ring once every rotator is dead.
+    loop {
+        let _ = r.current_at(fast());
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// Kills and reaps its children on drop, so a failed test leaves none.
+struct Kids(Vec<std::process::Child>);
+
+impl Drop for Kids {
+    fn drop(&mut self) {
+        for k in &mut self.0 {
+            let _ = k.kill();
+            let _ = k.wait();
+        }
+    }
+}
+
+#[test]
+fn processes_killed_mid_rotation_never_break_the_ring() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = segment(&dir);
+    let base = unix_ms();
+    for round in 0..6u64 {
+        let mut kids = Kids(
+            (0..3)
+                .map(|_| {
+                    Command::new(std::env::current_exe().unwrap())
+                        .args([
+                            "--exact",
+                            "keyring::child_rotates_until_killed",
+                            "--nocapture",
+                        ])
+                        .env("SCSP_KEYRING_ROTATOR", &path)
+                        .env("SCSP_KEYRING_BASE_MS", base.to_string())
+                        .stdout(std::process::Stdio::null())
+                        .stderr(std::process::Stdio::null())
+                        .spawn()
+                        .unwrap()
+                })
+                .collect(),
+        );
+        std::thread::sleep(Duration::from_millis(60 + 37 * round));
+        for k in &mut kids.0 {
+            let _ = k.kill();
+            let status = k.wait().unwrap();
+            assert!(
+                status.code().is_none(),
+                "a rotator died by itself: {status:?}"
+            );
+        }
+        // Every rotator is dead, some mid-write. Past the stuck timeout (by
+        // the rotators' clock) the ring serves, and every opener agrees.
+        let now = T0 + (unix_ms() - base) * 4 + 20;
+        let clock = Arc::new(AtomicU64::new(now));
+        let (a, b) = (ring(&path, &clock), ring(&path, &clock));
+        let k = a.current().expect("ring usable after killed rotators");
+        assert_eq!(k.created, now - now % PERIOD);
+        assert_eq!(b.current(), Some(k.clone()));
+        assert_eq!(b.find(&k.name), Some(k));
+        // At most four periods alive. A period may hold two keys: its
+        // claimer was killed and two rotators stepped in (the module docs'
+        // protocol); everyone still encrypts with one of them (above).
+        let live = a.export();
+        let mut periods: Vec<u64> = live.iter().map(|x| x.created).collect();
+        periods.sort();
+        periods.dedup();
+        assert!(periods.len() <= 4, "{live:?}");
+        assert!(live.iter().all(|x| x.created + PERIOD + LIFETIME > now));
+    }
+}
+
+/// `n` bridged hosts whose processes all rotate at the same moment: each
+/// host makes its own next key before the peers' arrive, then the keys are
+/// replicated all to all, as the bridge does. Every host must find the key
+/// every other host encrypts with, period after period. (With 8 slots and
+/// every duplicate imported, three hosts overflowed the ring and never
+/// agreed again.)
+fn hosts_rotating_together(n: u32) {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(AtomicU64::new(T0 + 1));
+    let longest = RotationPolicy {
+        period: Duration::from_secs(PERIOD),
+        lifetime: Duration::from_secs(2 * PERIOD),
+    };
+    let rings: Vec<KeyRing> = (1..=n)
+        .map(|host| {
+            let path = dir.path().join(format!("seg-{host}"));
+            let cfg = Config {
+                size: 1 << 20,
+                shards: 2,
+                max_value: 1024,
+                host_id: host,
+                ..Config::default()
+            };
+            let cache = Arc::new(Cache::create(&path, &cfg).unwrap());
+            let c = clock.clone();
+            KeyRing::with_clock(cache, longest, Arc::new(move || c.load(Ordering::SeqCst))).unwrap()
+        })
+        .collect();
+    for period in 0..10u64 {
+        clock.store(T0 + period * PERIOD + 1, Ordering::SeqCst);
+        // Each host seals tickets before the others' keys arrive: in a new
+        // pool's first period with a key of its own.
+        let early: Vec<TicketKey> = rings
+            .iter()
+            .map(|r| r.current().expect("a key is made"))
+            .collect();
+        // Twice: a host forwards keys it learned from a third.
+        for _ in 0..2 {
+            for a in &rings {
+                for b in &rings {
+                    b.import(&a.export());
+                }
+            }
+        }
+        if period == 0 {
+            for (i, k) in early.iter().enumerate() {
+                for (j, r) in rings.iter().enumerate() {
+                    assert!(
+                        r.find(&k.name).is_some(),
+                        "host {} cannot decrypt a ticket host {} sealed before the keys met",
+                        j + 1,
+                        i + 1
+                    );
+                }
+            }
+        }
+        let used: Vec<TicketKey> = rings.iter().map(|r| r.current().unwrap()).collect();
+        for (i, k) in used.iter().enumerate() {
+            assert_eq!(
+                k.name,
+                used[0].name,
+                "period {period}: hosts 1 and {} disagree",
+                i + 1
+            );
+            for (j, r) in rings.iter().enumerate() {
+                assert!(
+                    r.find(&k.name).is_some(),
+                    "period {period}: host {} cannot decrypt host {}'s tickets ({} keys held)",
+                    j + 1,
+                    i + 1,
+                    r.export().len()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn pools_of_two_three_and_eight_hosts_rotating_together_agree() {
+    for n in [2, 3, 8] {
+        hosts_rotating_together(n);
+    }
+}
+
+#[test]
+fn a_ticket_lifetime_over_seven_days_is_refused() {
+    let week = 7 * 24 * 3600;
+    let too_long = RotationPolicy {
+        period: Duration::from_secs(week),
+        lifetime: Duration::from_secs(week + 1),
+    };
+    let err = too_long.validate().unwrap_err().to_string();
+    assert!(err.contains("RFC 8446"), "{err}");
+    let longest = RotationPolicy {
+        period: Duration::from_secs(week),
+        lifetime: Duration::from_secs(week),
+    };
+    longest.validate().unwrap();
+}

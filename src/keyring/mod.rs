@@ -2,7 +2,7 @@
 //!
 //! Stateless session tickets are encrypted by one process and decrypted by
 //! any other, so every process of a pool must hold the same keys. They live
-//! here, in the first [`RING_WORDS`] words of [`Segment::extension`], and
+//! here, in the segment's key ring region ([`Region::KeyRing`]), and
 //! nowhere else: never in a file, never in a log. The ring is language
 //! neutral: the rustls adapter ([`crate::rustls::TicketKeys`]), the C ABI for
 //! OpenSSL (AES-256-CBC + HMAC-SHA256, selected by the 16-byte key name) and
@@ -20,7 +20,7 @@
 //! hold two keys when its maker died mid-way and two processes stepped in,
 //! or several hosts of a pool made one each; see Protocol.)
 //!
-//! # Layout (words from the start of the extension area)
+//! # Layout (words from the start of the region)
 //!
 //! | word        | field  | notes                                                  |
 //! |-------------|--------|--------------------------------------------------------|
@@ -51,7 +51,6 @@
 //! smallest name, so the pool converges. The others are "beaten": imported
 //! only into free slots, and the first slots reused when the ring is full.
 //!
-//! [`Segment::extension`]: crate::segment::Segment::extension
 
 mod key;
 
@@ -60,14 +59,15 @@ pub use key::TicketKey;
 use key::{checksum, key_from_words, key_to_words, new_key, wipe_words};
 
 use crate::error::{Error, Result};
+use crate::segment::Region;
 use crate::sync::{fence, AtomicU64, Ordering};
 use crate::Cache;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Words of the extension area the ring may use (the bridge owns the rest).
-pub const RING_WORDS: usize = 512;
+/// Words of the ring: its region of the segment ([`Region::KeyRing`]).
+pub const RING_WORDS: usize = crate::segment::layout::KEYRING_WORDS;
 /// Number of key slots: every slot [`RING_WORDS`] has room for. A pool of
 /// hosts that rotate at the same moment makes one key per host and period
 /// before the bridge brings them together, and each lives `period +
@@ -220,8 +220,7 @@ impl KeyRing {
     }
 
     fn words(&self) -> &[AtomicU64] {
-        let ext = self.cache.segment().extension();
-        &ext[..RING_WORDS.min(ext.len())]
+        self.cache.segment().region(Region::KeyRing)
     }
 
     fn slot(&self, i: usize) -> &[AtomicU64] {

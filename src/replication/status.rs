@@ -1,25 +1,27 @@
-//! Per-peer counters, kept in the segment's extension area (words
-//! 512..2047) so `scsp stats` — any process that maps the segment — can show
-//! them, and [`crate::metrics`] can export them.
+//! The bridge's liveness and per-peer counters, kept in the segment's
+//! bridge status region ([`Region::BridgeStatus`]) so that `scsp stats` — any
+//! process that maps the segment — can show them, and the bridge's metrics
+//! endpoint can export them.
 //!
 //! ```text
-//!  word 512          magic "SCSPBRG1"
-//!  word 513          pid of the bridge
-//!  word 514          unix ms of the bridge's last sign of life
-//!  word 515          number of peer blocks in use
-//!  word 520 + 16*i   peer block i (16 words, fields in `F_*` order)
+//!  word 0          magic "SCSPBRG1"
+//!  word 1          pid of the bridge
+//!  word 2          unix ms of the bridge's last sign of life
+//!  word 3          number of peer blocks in use
+//!  word 8 + 16*i   peer block i (16 words, fields in `Field` order)
 //! ```
 //!
 //! Only the bridge writes here (with relaxed atomics); readers validate the
 //! magic and clamp the peer count, so a damaged area shows nothing rather
 //! than garbage.
 
+use crate::segment::Region;
 use crate::sync::{AtomicU64, Ordering};
 use crate::Cache;
 use std::sync::Arc;
 
-const BASE: usize = 512;
-const END: usize = 2048;
+const BASE: usize = 0;
+const END: usize = crate::segment::layout::BRIDGE_STATUS_WORDS;
 const MAGIC: u64 = u64::from_le_bytes(*b"SCSPBRG1");
 const W_MAGIC: usize = BASE;
 const W_PID: usize = BASE + 1;
@@ -103,7 +105,7 @@ impl Status {
     /// Claim the area for this bridge and list the peers. Refuses if another
     /// live bridge process has claimed it.
     pub fn claim(cache: Arc<Cache>, peer_ids: &[u32]) -> Result<Status, String> {
-        let words = cache.segment().extension();
+        let words = cache.segment().region(Region::BridgeStatus);
         if words[W_MAGIC].load(Ordering::Relaxed) == MAGIC {
             let pid = words[W_PID].load(Ordering::Relaxed);
             let me = std::process::id() as u64;
@@ -130,7 +132,7 @@ impl Status {
     }
 
     fn words(&self) -> &[AtomicU64] {
-        self.cache.segment().extension()
+        self.cache.segment().region(Region::BridgeStatus)
     }
 
     fn word(&self, peer: usize, f: Field) -> Option<&AtomicU64> {
@@ -217,7 +219,7 @@ impl BridgeStatus {
 
 /// Read the status area, or `None` if no bridge ever ran on this segment.
 pub fn read(cache: &Cache) -> Option<BridgeStatus> {
-    let words = cache.segment().extension();
+    let words = cache.segment().region(Region::BridgeStatus);
     if words[W_MAGIC].load(Ordering::Acquire) != MAGIC {
         return None;
     }

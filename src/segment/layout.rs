@@ -49,8 +49,15 @@ pub const ENTRY_HEADER_WORDS: usize = 6;
 pub const STATS_SLOTS: usize = 128;
 /// Words per counter slot (two cache lines).
 pub const STATS_SLOT_WORDS: usize = 16;
-/// Bytes reserved for adapters (ticket key ring, bridge status).
+/// Bytes of the extension area, which holds the named regions
+/// ([`super::Region`]): the ticket key ring, the bridge status, and room
+/// for more.
 pub const EXT_BYTES: u64 = 16 << 10;
+/// Words of the key ring region, from the start of the extension area.
+pub const KEYRING_WORDS: usize = 512;
+/// Words of the bridge status region, right after the key ring.
+pub const BRIDGE_STATUS_WORDS: usize = 1536;
+const _: () = assert!((KEYRING_WORDS + BRIDGE_STATUS_WORDS) as u64 * 8 <= EXT_BYTES);
 /// Largest key, in bytes.
 pub const MAX_KEY: usize = 255;
 /// Largest `max_value` a segment may be configured with.

@@ -164,9 +164,39 @@ impl Segment {
         &self.words()[self.geo.stats_off..self.geo.stats_off + n]
     }
 
-    /// The extension area reserved for adapters (ticket keys, bridge status).
-    pub fn extension(&self) -> &[AtomicU64] {
-        let n = (layout::EXT_BYTES / 8) as usize;
-        &self.words()[self.geo.ext_off..self.geo.ext_off + n]
+    /// The words of one region of the extension area. Only the module that
+    /// owns the region reads or writes them.
+    pub(crate) fn region(&self, r: Region) -> &[AtomicU64] {
+        let (start, len) = r.words();
+        &self.words()[self.geo.ext_off + start..self.geo.ext_off + start + len]
+    }
+
+    /// Where a region lies in the segment file, in bytes: for tools and
+    /// tests that inspect or damage the file itself.
+    pub fn region_bytes(&self, r: Region) -> std::ops::Range<u64> {
+        let (start, len) = r.words();
+        let from = ((self.geo.ext_off + start) * 8) as u64;
+        from..from + (len * 8) as u64
+    }
+}
+
+/// The named regions of a segment's extension area, each owned by one
+/// module of this crate; no other code gets their words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Region {
+    /// The shared ticket-key ring ([`crate::keyring`]).
+    KeyRing,
+    /// The bridge's liveness and per-peer counters
+    /// (`crate::replication::status`).
+    BridgeStatus,
+}
+
+impl Region {
+    /// First word (from the start of the extension area) and length.
+    fn words(self) -> (usize, usize) {
+        match self {
+            Region::KeyRing => (0, layout::KEYRING_WORDS),
+            Region::BridgeStatus => (layout::KEYRING_WORDS, layout::BRIDGE_STATUS_WORDS),
+        }
     }
 }

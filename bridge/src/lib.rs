@@ -14,6 +14,7 @@
 
 mod admission;
 pub mod config;
+mod error;
 pub mod journal;
 pub mod metrics;
 mod peer;
@@ -24,6 +25,7 @@ mod wake;
 pub mod wire;
 
 pub use config::{BridgeConfig, ConfigError};
+pub use error::Error;
 
 use scsp::replication::status::{self, Status};
 use scsp::replication::Replica;
@@ -107,20 +109,26 @@ impl Checked {
 }
 
 /// Open the segment and load certificates; errors name the field to fix.
-pub fn check(cfg: BridgeConfig) -> Result<Checked, String> {
+pub fn check(cfg: BridgeConfig) -> Result<Checked, Error> {
     let access = scsp::segment::Access {
         allow_foreign_owner: cfg.allow_foreign_owner,
     };
-    let cache = Cache::open_with(&cfg.segment, access).map_err(|e| format!("`segment`: {e}"))?;
+    let cache = Cache::open_with(&cfg.segment, access).map_err(|source| Error::Segment {
+        path: cfg.segment.clone(),
+        source,
+    })?;
     if cache.host_id() != cfg.host_id {
-        return Err(format!(
-            "`host_id`: {} does not match the segment's host id {} ({}); \
-             create the segment with --host-id {} or fix host_id",
-            cfg.host_id,
-            cache.host_id(),
-            cfg.segment.display(),
-            cfg.host_id
-        ));
+        return Err(Error::Field {
+            field: "host_id",
+            problem: format!(
+                "{} does not match the segment's host id {} ({}); create the segment with \
+                 --host-id {} or fix host_id",
+                cfg.host_id,
+                cache.host_id(),
+                cfg.segment.display(),
+                cfg.host_id
+            ),
+        });
     }
     let tls = tls::load(&cfg)?;
     Ok(Checked {
@@ -136,21 +144,31 @@ pub fn run(
     c: Checked,
     stop: &'static AtomicBool,
     ready: impl FnOnce(std::net::SocketAddr),
-) -> Result<(), String> {
+) -> Result<(), Error> {
     let ids: Vec<u32> = c.cfg.peers.iter().map(|p| p.id).collect();
-    let status = Status::claim(c.cache.clone(), &ids).map_err(|e| format!("`segment`: {e}"))?;
-    let listener =
-        TcpListener::bind(c.cfg.listen).map_err(|e| format!("`listen`: {}: {e}", c.cfg.listen))?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| format!("`listen`: {e}"))?;
+    let status = Status::claim(c.cache.clone(), &ids)
+        .map_err(|other| Error::AlreadyRunning { pid: other.pid })?;
+    let bind = |field, addr| {
+        let l = TcpListener::bind(addr).and_then(|l| l.set_nonblocking(true).map(|()| l));
+        l.map_err(|source| Error::Bind {
+            field,
+            addr,
+            source,
+        })
+    };
+    let listener = bind("listen", c.cfg.listen)?;
     let metrics = match c.cfg.metrics {
-        Some(a) => Some(TcpListener::bind(a).map_err(|e| format!("`metrics`: {a}: {e}"))?),
+        Some(a) => Some(bind("metrics", a)?),
         None => None,
     };
     let n = c.cfg.peers.len();
-    let keyring = scsp::keyring::KeyRing::new(c.cache.clone(), Default::default())
-        .map_err(|e| format!("ticket-key ring of the segment: {e}"))?;
+    let keyring =
+        scsp::keyring::KeyRing::new(c.cache.clone(), Default::default()).map_err(|source| {
+            Error::Segment {
+                path: c.cfg.segment.clone(),
+                source,
+            }
+        })?;
     let sh = Arc::new(Shared {
         keyring: Some(keyring),
         replica: Replica::new(c.cache),
@@ -236,11 +254,7 @@ pub fn run(
     if replaced {
         // An error, so a supervisor (systemd's Restart=on-failure) starts a
         // bridge on the new segment; mirroring the old one would be silent.
-        return Err(format!(
-            "segment {} was removed or replaced while the bridge ran; restart the bridge to \
-             mirror the new one",
-            sh.cfg.segment.display()
-        ));
+        return Err(Error::SegmentReplaced(sh.cfg.segment.clone()));
     }
     Ok(())
 }

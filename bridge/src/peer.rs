@@ -44,6 +44,55 @@ const PREFETCH_AHEAD: usize = 8;
 /// Expiry further ahead than this (seconds) is refused as malformed.
 const MAX_EXPIRY_AHEAD: u64 = 400 * 24 * 3600;
 
+/// Why a connection ended or could not be set up. Logged, never sent: a
+/// refusal goes to the peer as a CLOSE reason only.
+#[derive(Debug)]
+enum LinkError {
+    /// The peer broke the protocol: answered with CLOSE Malformed and
+    /// counted as a refusal.
+    Malformed(String),
+    /// We refused the peer in the HELLO exchange (CLOSE already sent).
+    Refused(String),
+    /// A socket call failed.
+    Io(&'static str, std::io::Error),
+    /// TLS failed (handshake or record).
+    Tls(String),
+    /// A step did not finish in time.
+    Timeout(String),
+    /// The peer closed the connection (with its CLOSE reason, if it sent one).
+    Closed(Option<CloseReason>),
+    /// A newer connection to the same peer took over.
+    Replaced,
+    /// The bridge is stopping.
+    Stopping,
+    /// An established session ended (how, if not by stopping).
+    Disconnected(Option<Box<LinkError>>),
+}
+
+impl std::fmt::Display for LinkError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LinkError::Malformed(why) => write!(f, "malformed frame: {why}"),
+            LinkError::Refused(why) => write!(f, "refused: {why}"),
+            LinkError::Io(what, e) => write!(f, "{what}: {e}"),
+            LinkError::Tls(e) => f.write_str(e),
+            LinkError::Timeout(what) => f.write_str(what),
+            LinkError::Closed(Some(r)) => write!(f, "peer closed: {r:?}"),
+            LinkError::Closed(None) => f.write_str("peer closed the connection"),
+            LinkError::Replaced => f.write_str("replaced by a newer connection"),
+            LinkError::Stopping => f.write_str("stopping"),
+            LinkError::Disconnected(None) => f.write_str("disconnected"),
+            LinkError::Disconnected(Some(e)) => write!(f, "disconnected: {e}"),
+        }
+    }
+}
+
+impl From<wire::WireError> for LinkError {
+    fn from(e: wire::WireError) -> Self {
+        LinkError::Malformed(e.0.to_string())
+    }
+}
+
 /// A TLS connection and the frames arriving on it.
 struct Link {
     conn: rustls::Connection,
@@ -95,12 +144,12 @@ fn wait_fd(
 }
 
 impl Link {
-    fn new(conn: rustls::Connection, sock: TcpStream) -> Result<Link, String> {
+    fn new(conn: rustls::Connection, sock: TcpStream) -> Result<Link, LinkError> {
         sock.set_nodelay(true)
-            .map_err(|e| format!("setsockopt: {e}"))?;
+            .map_err(|e| LinkError::Io("setsockopt", e))?;
         // Every wait goes through `wait_fd`, with a deadline of our own.
         sock.set_nonblocking(true)
-            .map_err(|e| format!("setsockopt: {e}"))?;
+            .map_err(|e| LinkError::Io("setsockopt", e))?;
         Ok(Link {
             conn,
             sock,
@@ -115,15 +164,15 @@ impl Link {
     /// more time than a silent one (rustls's blocking `complete_io` would
     /// wait as long as bytes keep coming, holding a handshake place and,
     /// when dialling, the bridge's shutdown).
-    fn handshake(&mut self, deadline: Instant, sh: &Shared) -> Result<(), String> {
+    fn handshake(&mut self, deadline: Instant, sh: &Shared) -> Result<(), LinkError> {
         use std::os::fd::AsRawFd;
         while self.conn.is_handshaking() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err("TLS handshake timed out".into());
+                return Err(LinkError::Timeout("TLS handshake timed out".into()));
             }
             if sh.stopping() {
-                return Err("stopping".into());
+                return Err(LinkError::Stopping);
             }
             if self.conn.wants_write() {
                 self.write_wait = left;
@@ -136,21 +185,21 @@ impl Link {
                 None,
                 left.min(STOP_CHECK),
             )
-            .map_err(|e| format!("poll: {e}"))?;
+            .map_err(|e| LinkError::Io("poll", e))?;
             if !ready {
                 continue;
             }
             match self.conn.read_tls(&mut self.sock) {
-                Ok(0) => return Err("connection closed during the TLS handshake".into()),
+                Ok(0) => return Err(LinkError::Closed(None)),
                 Ok(_) => {}
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {
                     continue
                 }
-                Err(e) => return Err(format!("TLS handshake failed: {e}")),
+                Err(e) => return Err(LinkError::Io("TLS handshake failed", e)),
             }
             if let Err(e) = self.conn.process_new_packets() {
                 let _ = self.flush(); // deliver the alert
-                return Err(format!("TLS handshake failed: {e}"));
+                return Err(LinkError::Tls(format!("TLS handshake failed: {e}")));
             }
         }
         // Frames are flushed one by one; no need for rustls to cap buffering.
@@ -166,15 +215,15 @@ impl Link {
         self.read_wait = d;
     }
 
-    fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
+    fn send(&mut self, bytes: &[u8]) -> Result<(), LinkError> {
         self.conn
             .writer()
             .write_all(bytes)
-            .map_err(|e| format!("send: {e}"))?;
+            .map_err(|e| LinkError::Io("send", e))?;
         self.flush()
     }
 
-    fn flush(&mut self) -> Result<(), String> {
+    fn flush(&mut self) -> Result<(), LinkError> {
         use std::os::fd::AsRawFd;
         let deadline = Instant::now() + self.write_wait;
         while self.conn.wants_write() {
@@ -183,13 +232,16 @@ impl Link {
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
-                        return Err(format!("send: peer not reading for {:?}", self.write_wait));
+                        return Err(LinkError::Timeout(format!(
+                            "send: peer not reading for {:?}",
+                            self.write_wait
+                        )));
                     }
                     wait_fd(self.sock.as_raw_fd(), libc::POLLOUT, None, left)
-                        .map_err(|e| format!("poll: {e}"))?;
+                        .map_err(|e| LinkError::Io("poll", e))?;
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => return Err(format!("send: {e}")),
+                Err(e) => return Err(LinkError::Io("send", e)),
             }
         }
         Ok(())
@@ -198,7 +250,7 @@ impl Link {
     /// Take in whatever arrives within the read wait (cut short when
     /// `also` becomes readable). `Ok(false)`: the peer closed the
     /// connection.
-    fn pump(&mut self, also: Option<RawFd>) -> Result<bool, String> {
+    fn pump(&mut self, also: Option<RawFd>) -> Result<bool, LinkError> {
         // Plaintext may already sit decrypted in rustls (it arrived with the
         // handshake's last flight): take it before waiting on the socket.
         let (got, open) = self.drain()?;
@@ -208,7 +260,7 @@ impl Link {
         if !self.conn.is_handshaking() {
             use std::os::fd::AsRawFd;
             let ready = wait_fd(self.sock.as_raw_fd(), libc::POLLIN, also, self.read_wait)
-                .map_err(|e| format!("poll: {e}"))?;
+                .map_err(|e| LinkError::Io("poll", e))?;
             if !ready {
                 return Ok(true);
             }
@@ -219,19 +271,19 @@ impl Link {
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                 return Ok(true)
             }
-            Err(e) => return Err(format!("receive: {e}")),
+            Err(e) => return Err(LinkError::Io("receive", e)),
         }
         Ok(self.drain()?.1)
     }
 
     /// Process received TLS records and move their plaintext to the frame
     /// reader. Returns (bytes moved, connection still open).
-    fn drain(&mut self) -> Result<(usize, bool), String> {
+    fn drain(&mut self) -> Result<(usize, bool), LinkError> {
         let st = match self.conn.process_new_packets() {
             Ok(st) => st,
             Err(e) => {
                 let _ = self.flush(); // deliver the alert
-                return Err(format!("TLS error: {e}"));
+                return Err(LinkError::Tls(format!("TLS error: {e}")));
             }
         };
         let n = st.plaintext_bytes_to_read();
@@ -240,45 +292,45 @@ impl Link {
             self.conn
                 .reader()
                 .read_exact(&mut buf)
-                .map_err(|e| format!("receive: {e}"))?;
+                .map_err(|e| LinkError::Io("receive", e))?;
             self.frames.push(&buf);
         }
         Ok((n, !st.peer_has_closed()))
     }
 
     /// Wait until `deadline` for the peer's HELLO frame (or whatever frame
-    /// comes first). A frame that does not decode is an error that starts
-    /// with "malformed"; `hello_or_refuse` answers it with CLOSE Malformed.
-    fn wait_hello(&mut self, deadline: Instant, sh: &Shared) -> Result<Frame, String> {
+    /// comes first). A frame that does not decode is `Malformed`, which
+    /// `hello_or_refuse` answers with CLOSE Malformed.
+    fn wait_hello(&mut self, deadline: Instant, sh: &Shared) -> Result<Frame, LinkError> {
         loop {
-            if let Some(f) = self.frames.next_frame().map_err(|e| e.to_string())? {
+            if let Some(f) = self.frames.next_frame()? {
                 return Ok(f);
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err("no HELLO in time".into());
+                return Err(LinkError::Timeout("no HELLO in time".into()));
             }
             if sh.stopping() {
-                return Err("stopping".into());
+                return Err(LinkError::Stopping);
             }
             self.read_wait = left.min(STOP_CHECK);
             if !self.pump(None)? {
-                return Err("connection closed during HELLO".into());
+                return Err(LinkError::Closed(None));
             }
         }
     }
 
-    /// The peer's HELLO, checked: its id, or the refusal sent (CLOSE with
-    /// the reason) and why.
-    fn hello_or_refuse(&mut self, deadline: Instant, sh: &Shared) -> Result<u32, HelloError> {
+    /// The peer's HELLO, checked: its id, or `Refused` after sending the
+    /// refusal (CLOSE with the reason).
+    fn hello_or_refuse(&mut self, deadline: Instant, sh: &Shared) -> Result<u32, LinkError> {
         let checked = match self.wait_hello(deadline, sh) {
             Ok(f) => check_hello(sh, f),
-            Err(e) if e.starts_with("malformed") => Err((CloseReason::Malformed, e)),
-            Err(e) => return Err(HelloError::Other(e)),
+            Err(LinkError::Malformed(why)) => Err((CloseReason::Malformed, why)),
+            Err(e) => return Err(e),
         };
         checked.map_err(|(reason, why)| {
             self.refuse(reason);
-            HelloError::Refused(format!("refused: {why}"))
+            LinkError::Refused(why)
         })
     }
 
@@ -318,14 +370,6 @@ fn check_hello(sh: &Shared, f: Frame) -> Result<u32, (CloseReason, String)> {
     }
 }
 
-/// Why the HELLO exchange failed.
-enum HelloError {
-    /// We sent the peer a CLOSE with the reason (counted as a refusal).
-    Refused(String),
-    /// A timeout, a closed connection, a stopping bridge.
-    Other(String),
-}
-
 /// Dial peer `idx` forever (until the bridge stops), with capped backoff.
 pub(crate) fn dial_loop(sh: Arc<Shared>, idx: usize) {
     let peer = sh.cfg.peers[idx].clone();
@@ -338,7 +382,7 @@ pub(crate) fn dial_loop(sh: Arc<Shared>, idx: usize) {
             let sock = connect(peer.addr, deadline, &sh)?;
             let conn =
                 rustls::ClientConnection::new(sh.tls.client.clone(), peer_server_name(peer.id))
-                    .map_err(|e| format!("TLS: {e}"))?;
+                    .map_err(|e| LinkError::Tls(format!("TLS: {e}")))?;
             let mut link = Link::new(conn.into(), sock)?;
             link.handshake(deadline, &sh)?;
             link.send(&wire::hello(sh.cfg.host_id, &sh.cfg.cluster))?;
@@ -347,13 +391,16 @@ pub(crate) fn dial_loop(sh: Arc<Shared>, idx: usize) {
                 Ok(id) => {
                     link.refuse(CloseReason::Identity);
                     sh.status.add(idx, Field::Refused, 1);
-                    return Err(format!("peer at {} says it is host {id}", peer.addr));
+                    return Err(LinkError::Refused(format!(
+                        "peer at {} says it is host {id}",
+                        peer.addr
+                    )));
                 }
-                Err(HelloError::Refused(why)) => {
+                Err(e @ LinkError::Refused(_)) => {
                     sh.status.add(idx, Field::Refused, 1);
-                    return Err(why);
+                    return Err(e);
                 }
-                Err(HelloError::Other(e)) => return Err(e),
+                Err(e) => return Err(e),
             }
             established = Some(Instant::now());
             run_session(&sh, idx, link)
@@ -362,7 +409,7 @@ pub(crate) fn dial_loop(sh: Arc<Shared>, idx: usize) {
             if established.is_some() {
                 repeats.reset();
             }
-            repeats.log(&sh, peer.id, e);
+            repeats.log(&sh, peer.id, e.to_string());
         }
         // Only a connection that worked for a while resets the backoff; a
         // peer that times out every attempt keeps backing off.
@@ -415,7 +462,7 @@ fn connect(
     addr: std::net::SocketAddr,
     deadline: Instant,
     sh: &Shared,
-) -> Result<TcpStream, String> {
+) -> Result<TcpStream, LinkError> {
     use nix::errno::Errno;
     use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, SockaddrStorage};
     use std::os::fd::AsRawFd;
@@ -425,32 +472,32 @@ fn connect(
         AddressFamily::Inet6
     };
     let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
-    let fd = socket::socket(family, SockType::Stream, flags, None)
-        .map_err(|e| format!("connect {addr}: socket: {e}"))?;
+    let failed = |e: Errno| LinkError::Io("connect", std::io::Error::from(e));
+    let fd = socket::socket(family, SockType::Stream, flags, None).map_err(failed)?;
     match socket::connect(fd.as_raw_fd(), &SockaddrStorage::from(addr)) {
         Ok(()) | Err(Errno::EINPROGRESS) => {}
-        Err(e) => return Err(format!("connect {addr}: {e}")),
+        Err(e) => return Err(failed(e)),
     }
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(format!(
+            return Err(LinkError::Timeout(format!(
                 "connect {addr}: no answer within {HANDSHAKE_TIMEOUT:?}"
-            ));
+            )));
         }
         if sh.stopping() {
-            return Err("stopping".into());
+            return Err(LinkError::Stopping);
         }
         let ready = wait_fd(fd.as_raw_fd(), libc::POLLOUT, None, left.min(STOP_CHECK))
-            .map_err(|e| format!("poll: {e}"))?;
+            .map_err(|e| LinkError::Io("poll", e))?;
         if ready {
             break;
         }
     }
     match socket::getsockopt(&fd, sockopt::SocketError) {
         Ok(0) => Ok(TcpStream::from(fd)),
-        Ok(e) => Err(format!("connect {addr}: {}", Errno::from_raw(e).desc())),
-        Err(e) => Err(format!("connect {addr}: {e}")),
+        Ok(e) => Err(failed(Errno::from_raw(e))),
+        Err(e) => Err(failed(e)),
     }
 }
 
@@ -469,7 +516,7 @@ pub(crate) fn accepted(sh: Arc<Shared>, sock: TcpStream, place: super::admission
     let res = (|| {
         let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
         let conn = rustls::ServerConnection::new(sh.tls.server.clone())
-            .map_err(|e| format!("TLS: {e}"))?;
+            .map_err(|e| LinkError::Tls(format!("TLS: {e}")))?;
         let mut link = Link::new(conn.into(), sock)?;
         link.handshake(deadline, &sh)?;
         certified = link
@@ -479,19 +526,19 @@ pub(crate) fn accepted(sh: Arc<Shared>, sock: TcpStream, place: super::admission
             .and_then(|c| sh.cfg.peers.iter().position(|p| names_host(c, p.id)));
         let id = match link.hello_or_refuse(deadline, &sh) {
             Ok(id) => id,
-            Err(HelloError::Refused(why)) => {
-                refused = true;
-                return Err(why);
+            Err(e) => {
+                refused = matches!(e, LinkError::Refused(_));
+                return Err(e);
             }
-            Err(HelloError::Other(e)) => return Err(e),
         };
         let Some(idx) = certified.filter(|&i| sh.cfg.peers[i].id == id && id < sh.cfg.host_id)
         else {
             link.refuse(CloseReason::Identity);
             refused = true;
-            return Err(format!(
-                "refused: claims host {id}, which is not a configured lower-id peer or not named by its certificate"
-            ));
+            return Err(LinkError::Refused(format!(
+                "claims host {id}, which is not a configured lower-id peer or not named by its \
+                 certificate"
+            )));
         };
         who = format!("peer {id}");
         link.send(&wire::hello(sh.cfg.host_id, &sh.cfg.cluster))?;
@@ -514,7 +561,7 @@ struct InFlight {
 }
 
 /// The replication loop of one verified connection.
-fn run_session(sh: &Shared, idx: usize, mut link: Link) -> Result<(), String> {
+fn run_session(sh: &Shared, idx: usize, mut link: Link) -> Result<(), LinkError> {
     let peer_id = sh.cfg.peers[idx].id;
     let generation = sh.generation[idx].fetch_add(1, Ordering::AcqRel) + 1;
     if sh.connected_once[idx].swap(true, Ordering::Relaxed) {
@@ -534,15 +581,14 @@ fn run_session(sh: &Shared, idx: usize, mut link: Link) -> Result<(), String> {
         sh.status.set(idx, Field::LagMicros, 0);
     }
     match &res {
-        Err(e) if e.starts_with("malformed") => {
+        Err(LinkError::Malformed(_)) => {
             link.refuse(CloseReason::Malformed);
             sh.status.add(idx, Field::Refused, 1);
         }
         _ if sh.stopping() => link.refuse(CloseReason::Shutdown),
         _ => {}
     }
-    res.map_err(|e| format!("disconnected: {e}"))
-        .and_then(|()| Err("disconnected".into()))
+    Err(LinkError::Disconnected(res.err().map(Box::new)))
 }
 
 fn session_loop(
@@ -551,7 +597,7 @@ fn session_loop(
     generation: u64,
     dead_after: Duration,
     link: &mut Link,
-) -> Result<(), String> {
+) -> Result<(), LinkError> {
     let mut feed = LocalFeed::new(&sh.replica);
     if let Some(saved) = sh.saved_positions(idx) {
         sh.status.add(
@@ -572,7 +618,7 @@ fn replicate(
     dead_after: Duration,
     link: &mut Link,
     feed: &mut LocalFeed,
-) -> Result<(), String> {
+) -> Result<(), LinkError> {
     let peer_id = sh.cfg.peers[idx].id;
     let mut inflight = InFlight {
         batches: VecDeque::new(),
@@ -595,7 +641,7 @@ fn replicate(
             return Ok(());
         }
         if sh.generation[idx].load(Ordering::Acquire) != generation {
-            return Err("replaced by a newer connection".into());
+            return Err(LinkError::Replaced);
         }
         // Send: one batch per turn, while the peer keeps up.
         if inflight.batches.len() < MAX_IN_FLIGHT {
@@ -659,16 +705,16 @@ fn replicate(
         if link.frames.buffered() != before {
             last_rx = Instant::now();
         }
-        while let Some(f) = link.frames.next_frame().map_err(|e| e.to_string())? {
+        while let Some(f) = link.frames.next_frame()? {
             last_rx = Instant::now();
             sh.status
                 .set(idx, Field::LastSeenMs, scsp::clock::now_millis());
             match f {
                 Frame::Entries { seq: s, entries } => {
                     if s != expected_seq {
-                        return Err(format!(
-                            "malformed frame: batch {s}, expected batch {expected_seq}"
-                        ));
+                        return Err(LinkError::Malformed(format!(
+                            "batch {s}, expected batch {expected_seq}"
+                        )));
                     }
                     expected_seq += 1;
                     apply(sh, idx, peer_id, &entries)?;
@@ -677,7 +723,7 @@ fn replicate(
                 }
                 Frame::Ack { seq: s } => {
                     if s > seq {
-                        return Err("malformed frame: ACK for a batch never sent".into());
+                        return Err(LinkError::Malformed("ACK for a batch never sent".into()));
                     }
                     while inflight.batches.front().is_some_and(|b| b.0 <= s) {
                         let (_, at, n) = inflight.batches.pop_front().expect("front exists");
@@ -694,36 +740,38 @@ fn replicate(
                     }
                     last_activity = Instant::now();
                 }
-                Frame::Close { reason } => return Err(format!("peer closed: {reason:?}")),
+                Frame::Close { reason } => return Err(LinkError::Closed(Some(reason))),
                 Frame::Hello { .. } => {
-                    return Err("malformed frame: HELLO after the handshake".into())
+                    return Err(LinkError::Malformed("HELLO after the handshake".into()))
                 }
             }
         }
         // Only now: frames that came with the end of the connection (a last
         // batch, the peer's CLOSE) are handled above first.
         if !open {
-            return Err("peer closed the connection".into());
+            return Err(LinkError::Closed(None));
         }
         if last_rx.elapsed() > dead_after {
-            return Err(format!("nothing heard for {dead_after:?}"));
+            return Err(LinkError::Timeout(format!(
+                "nothing heard for {dead_after:?}"
+            )));
         }
     }
 }
 
 /// Apply a peer's batch to the local segment, keeping origin and expiry.
-fn apply(sh: &Shared, idx: usize, peer_id: u32, entries: &[WireEntry]) -> Result<(), String> {
+fn apply(sh: &Shared, idx: usize, peer_id: u32, entries: &[WireEntry]) -> Result<(), LinkError> {
     let now = now_secs();
     // Validate the whole batch before applying any of it.
     for e in entries {
         if e.origin != peer_id {
-            return Err(format!(
-                "malformed frame: entry of origin {} from peer {peer_id}",
+            return Err(LinkError::Malformed(format!(
+                "entry of origin {} from peer {peer_id}",
                 e.origin
-            ));
+            )));
         }
         if e.expiry > now + MAX_EXPIRY_AHEAD {
-            return Err("malformed frame: expiry too far in the future".into());
+            return Err(LinkError::Malformed("expiry too far in the future".into()));
         }
     }
     // Every (re)connection replays the sender's window: what is already

@@ -247,15 +247,14 @@ fn ca_cluster(ca_pem: &str) -> Option<String> {
 
 /// Does `cert_pem` verify, as host `id`'s certificate, against the CA
 /// `ca_pem`, the way a bridge checks its peers?
-fn chains_to(ca_pem: &str, cert_pem: &str, id: u32) -> Result<(), String> {
+fn chains_to(ca_pem: &str, cert_pem: &str, id: u32) -> Result<(), PkiError> {
     use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let bad = |e: &dyn fmt::Display| PkiError(e.to_string());
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots
-            .add(c.map_err(|e| e.to_string())?)
-            .map_err(|e| e.to_string())?;
+        roots.add(c.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
     }
-    let cert = CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|e| e.to_string())?;
+    let cert = CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|e| bad(&e))?;
     verify_host_chain(std::sync::Arc::new(roots), &[cert], id)
 }
 
@@ -265,14 +264,17 @@ pub fn verify_host_chain(
     roots: std::sync::Arc<rustls::RootCertStore>,
     chain: &[rustls::pki_types::CertificateDer<'static>],
     id: u32,
-) -> Result<(), String> {
+) -> Result<(), PkiError> {
     use rustls::client::danger::ServerCertVerifier;
-    let (cert, intermediates) = chain.split_first().ok_or("no certificate")?;
-    let name = rustls::pki_types::ServerName::try_from(host_name(id)).map_err(|e| e.to_string())?;
+    let bad = |e: &dyn fmt::Display| PkiError(e.to_string());
+    let (cert, intermediates) = chain
+        .split_first()
+        .ok_or_else(|| PkiError("no certificate".into()))?;
+    let name = rustls::pki_types::ServerName::try_from(host_name(id)).map_err(|e| bad(&e))?;
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider)
         .build()
-        .map_err(|e| e.to_string())?
+        .map_err(|e| bad(&e))?
         .verify_server_cert(
             cert,
             intermediates,
@@ -281,7 +283,7 @@ pub fn verify_host_chain(
             rustls::pki_types::UnixTime::now(),
         )
         .map(|_| ())
-        .map_err(|e| e.to_string())
+        .map_err(|e| bad(&e))
 }
 
 fn write_file(path: &Path, text: &str, mode: u32) -> Result<(), PkiError> {

@@ -4,6 +4,7 @@
 
 use super::config::BridgeConfig;
 use crate::pki::host_name;
+use crate::Error;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::server::WebPkiClientVerifier;
@@ -20,15 +21,19 @@ pub struct TlsConfigs {
     pub client: Arc<ClientConfig>,
 }
 
-fn certs(field: &str, p: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+fn bad(field: &'static str, problem: String) -> Error {
+    Error::Field { field, problem }
+}
+
+fn certs(field: &'static str, p: &Path) -> Result<Vec<CertificateDer<'static>>, Error> {
     let v: Vec<_> = CertificateDer::pem_file_iter(p)
-        .map_err(|e| format!("`{field}`: {}: {e}", p.display()))?
+        .map_err(|e| bad(field, format!("{}: {e}", p.display())))?
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("`{field}`: {}: {e}", p.display()))?;
+        .map_err(|e| bad(field, format!("{}: {e}", p.display())))?;
     if v.is_empty() {
-        return Err(format!(
-            "`{field}`: {}: no PEM certificate in it",
-            p.display()
+        return Err(bad(
+            field,
+            format!("{}: no PEM certificate in it", p.display()),
         ));
     }
     Ok(v)
@@ -36,52 +41,59 @@ fn certs(field: &str, p: &Path) -> Result<Vec<CertificateDer<'static>>, String> 
 
 /// Load certificates and key named by the configuration and build the TLS
 /// configurations. Errors name the configuration field.
-pub fn load(cfg: &BridgeConfig) -> Result<TlsConfigs, String> {
+pub fn load(cfg: &BridgeConfig) -> Result<TlsConfigs, Error> {
     let chain = certs("cert", &cfg.cert)?;
     let key = PrivateKeyDer::from_pem_file(&cfg.key)
-        .map_err(|e| format!("`key`: {}: {e}", cfg.key.display()))?;
+        .map_err(|e| bad("key", format!("{}: {e}", cfg.key.display())))?;
     let mut roots = RootCertStore::empty();
     for c in certs("ca", &cfg.ca)? {
         roots
             .add(c)
-            .map_err(|e| format!("`ca`: {}: {e}", cfg.ca.display()))?;
+            .map_err(|e| bad("ca", format!("{}: {e}", cfg.ca.display())))?;
     }
     let roots = Arc::new(roots);
     // Our own certificate must name our host id, or every peer refuses us.
     if !names_host(&chain[0], cfg.host_id) {
-        return Err(format!(
-            "`cert`: {} does not name {} (this host_id); issue it with `scsp certs`",
-            cfg.cert.display(),
-            host_name(cfg.host_id)
+        return Err(bad(
+            "cert",
+            format!(
+                "{} does not name {} (this host_id); issue it with `scsp certs`",
+                cfg.cert.display(),
+                host_name(cfg.host_id)
+            ),
         ));
     }
     // It must also lead to the CA the peers trust, and be valid now: found
     // here, not as a failed handshake with every peer later.
     crate::pki::verify_host_chain(roots.clone(), &chain, cfg.host_id).map_err(|e| {
-        format!(
-            "`cert`: {} is not a valid certificate of {} under `ca` {}: {e}; issue both with \
-             `scsp certs`",
-            cfg.cert.display(),
-            host_name(cfg.host_id),
-            cfg.ca.display()
+        bad(
+            "cert",
+            format!(
+                "{} is not a valid certificate of {} under `ca` {}: {e}; issue both with \
+                 `scsp certs`",
+                cfg.cert.display(),
+                host_name(cfg.host_id),
+                cfg.ca.display()
+            ),
         )
     })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
         .build()
-        .map_err(|e| format!("`ca`: {e}"))?;
+        .map_err(|e| bad("ca", e.to_string()))?;
+    // The ring provider always offers TLS 1.3.
     let server = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| e.to_string())?
+        .expect("ring supports TLS 1.3")
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain.clone(), key.clone_key())
-        .map_err(|e| format!("`cert`/`key`: {e}"))?;
+        .map_err(|e| bad("key", format!("does not fit `cert`: {e}")))?;
     let client = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| e.to_string())?
+        .expect("ring supports TLS 1.3")
         .with_root_certificates(roots)
         .with_client_auth_cert(chain, key)
-        .map_err(|e| format!("`cert`/`key`: {e}"))?;
+        .map_err(|e| bad("key", format!("does not fit `cert`: {e}")))?;
     Ok(TlsConfigs {
         server: Arc::new(server),
         client: Arc::new(client),

@@ -25,9 +25,14 @@ pub(crate) struct Waker {
 }
 
 impl Waker {
-    pub fn new() -> Result<Waker, String> {
-        let fd = EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)
-            .map_err(|e| format!("eventfd: {e}"))?;
+    pub fn new() -> Result<Waker, crate::Error> {
+        let fd =
+            EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC).map_err(|e| {
+                crate::Error::System {
+                    what: "eventfd",
+                    source: e.into(),
+                }
+            })?;
         Ok(Waker {
             fd,
             waiting: AtomicBool::new(false),

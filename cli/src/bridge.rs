@@ -1,6 +1,6 @@
 //! `scsp bridge --config bridge.toml [--check-config]`
 
-use super::CliResult;
+use crate::{Error, Result};
 use scsp_bridge::{self as bridge, BridgeConfig};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,12 +22,14 @@ extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::Relaxed);
 }
 
-pub fn run(a: Args) -> CliResult<ExitCode> {
+pub fn run(a: Args) -> Result<ExitCode> {
     let cfg = BridgeConfig::load(&a.config)?;
     // What `check` finds wrong (no segment, a host id or certificate that
     // does not fit) is a configuration error too: exit code 2.
-    let checked =
-        bridge::check(cfg).map_err(|e| super::Usage(format!("{}: {e}", a.config.display())))?;
+    let checked = bridge::check(cfg).map_err(|e| match e.is_config() {
+        true => Error::Usage(format!("{}: {e}", a.config.display())),
+        false => e.into(),
+    })?;
     if a.check_config {
         let c = checked.config();
         println!(
@@ -44,11 +46,13 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
     for s in [Signal::SIGTERM, Signal::SIGINT] {
         // SAFETY: the handler only stores to a static atomic, which is
         // async-signal-safe; no other handler for these signals is relied on.
-        unsafe { signal(s, SigHandler::Handler(on_signal)) }?;
+        unsafe { signal(s, SigHandler::Handler(on_signal)) }
+            .map_err(|e| Error::system(format!("installing the {s} handler"), e))?;
     }
     // A peer closing its socket must not kill us with SIGPIPE.
     // SAFETY: ignoring SIGPIPE is process-wide and turns it into EPIPE errors.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigIgn) }?;
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigIgn) }
+        .map_err(|e| Error::system("ignoring SIGPIPE", e))?;
     bridge::run(checked, &STOP, |addr| {
         // Scripts (and `scsp demo`) wait for this line on stdout.
         use std::io::Write;

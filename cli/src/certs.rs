@@ -4,7 +4,7 @@
 //! configuration. With `--reuse-ca`, the CA in DIR issues certificates for
 //! the hosts that lack one.
 
-use super::{CliResult, Usage};
+use crate::{Error, Result};
 use scsp_bridge::config::{BridgeConfig, Mesh};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -37,16 +37,15 @@ pub struct Args {
     reuse_ca: bool,
 }
 
-pub fn run(a: Args) -> CliResult<ExitCode> {
+pub fn run(a: Args) -> Result<ExitCode> {
     scsp_bridge::config::check_cluster(&a.cluster)
-        .map_err(|e| Usage(format!("--cluster: {}", e.message)))?;
+        .map_err(|e| Error::Usage(format!("--cluster: {}", e.message)))?;
     if !a.addrs.is_empty() && a.addrs.len() != a.hosts as usize {
-        return Err(Usage(format!(
+        return Err(Error::Usage(format!(
             "--addrs lists {} addresses for --hosts {}: give one per host, host 1 first",
             a.addrs.len(),
             a.hosts
-        ))
-        .into());
+        )));
     }
     if let Some((i, addr)) = a
         .addrs
@@ -54,11 +53,10 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
         .enumerate()
         .find(|(i, x)| a.addrs[..*i].contains(x))
     {
-        return Err(Usage(format!(
+        return Err(Error::Usage(format!(
             "--addrs lists {addr} twice (for host {}); every host needs its own address",
             i + 1
-        ))
-        .into());
+        )));
     }
     if a.reuse_ca {
         let done = scsp_bridge::pki::add_hosts(&a.out, &a.cluster, a.hosts)?;
@@ -71,12 +69,11 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
         );
     } else {
         if a.out.join("ca.pem").exists() {
-            return Err(Usage(format!(
+            return Err(Error::Usage(format!(
                 "{} already holds a cluster CA: pass --reuse-ca to add hosts with it, or \
                  choose another --out",
                 a.out.display()
-            ))
-            .into());
+            )));
         }
         let f = scsp_bridge::pki::write_cluster(&a.out, &a.cluster, a.hosts)?;
         println!(
@@ -113,7 +110,7 @@ fn ids(ids: &[u32]) -> String {
 
 /// One configuration per host, certificate paths relative to it, each
 /// validated by the bridge's own parser before it is written.
-fn write_configs(a: &Args) -> CliResult<()> {
+fn write_configs(a: &Args) -> Result<()> {
     let mesh = Mesh {
         cluster: &a.cluster,
         addrs: &a.addrs,
@@ -123,9 +120,10 @@ fn write_configs(a: &Args) -> CliResult<()> {
     };
     for id in 1..=a.hosts {
         let text = mesh.config(id, &a.segment);
-        BridgeConfig::parse(&text, &a.out).map_err(|e| Usage(e.to_string()))?;
+        BridgeConfig::parse(&text, &a.out).map_err(|e| Error::Usage(e.to_string()))?;
         let path = a.out.join(format!("bridge-{id}.toml"));
-        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        std::fs::write(&path, text)
+            .map_err(|e| Error::system(format!("writing {}", path.display()), e))?;
     }
     Ok(())
 }

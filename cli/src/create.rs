@@ -1,7 +1,7 @@
 //! `scsp create PATH --size 64MiB …`
 
 use super::size::{human, parse_size};
-use super::{CliResult, Usage};
+use crate::{Error, Result};
 use scsp::{Cache, Config};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -49,13 +49,13 @@ fn parse_mode(s: &str) -> Result<u32, String> {
         .ok_or_else(|| format!("'{s}' is not an octal file mode; write e.g. 600 or 660"))
 }
 
-fn parse_group(g: &str) -> CliResult<u32> {
+fn parse_group(g: &str) -> Result<u32> {
     if let Ok(id) = g.parse::<u32>() {
         return Ok(id);
     }
     match nix::unistd::Group::from_name(g)? {
         Some(grp) => Ok(grp.gid.as_raw()),
-        None => Err(Usage(format!("--group: no group named '{g}'")).into()),
+        None => Err(Error::Usage(format!("--group: no group named '{g}'"))),
     }
 }
 
@@ -63,14 +63,14 @@ fn parse_group(g: &str) -> CliResult<u32> {
 /// journal item 10: a 64 MiB segment gained, a 16 MiB one did not).
 const HUGE_PAGES_WORTH_IT: u64 = 64 << 20;
 
-pub fn run(a: Args) -> CliResult<ExitCode> {
+pub fn run(a: Args) -> Result<ExitCode> {
     let cfg = Config {
         size: a.size,
         shards: a.shards,
         max_value: u32::try_from(a.max_value)
-            .map_err(|_| Usage("--max-value is too large".into()))?,
+            .map_err(|_| Error::Usage("--max-value is too large".into()))?,
         typical_value: u32::try_from(a.typical_value)
-            .map_err(|_| Usage("--typical-value is too large".into()))?,
+            .map_err(|_| Error::Usage("--typical-value is too large".into()))?,
         host_id: a.host_id,
         mode: a.mode,
         group: a.group.as_deref().map(parse_group).transpose()?,
@@ -115,7 +115,7 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
 /// reused silently: the operator asked for that size. One whose index an
 /// earlier release sized from these flags is kept, with a note: refusing
 /// it would stop a service from starting after an upgrade.
-fn keep_existing(path: &Path, cfg: &Config) -> CliResult<ExitCode> {
+fn keep_existing(path: &Path, cfg: &Config) -> Result<ExitCode> {
     let want = scsp::segment::Geometry::from_config(cfg)?;
     let cache = match Cache::open(path) {
         // The generic message names options `create` does not have.

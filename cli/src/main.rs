@@ -4,12 +4,14 @@
 mod bridge;
 mod certs;
 mod create;
+mod error;
 mod serve;
 mod size;
 mod stats;
 mod verify;
 
 use clap::{Parser, Subcommand};
+use error::{Error, Result};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -17,39 +19,9 @@ fn main() -> ExitCode {
     match run(args) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("scsp: error: {e:#}");
-            ExitCode::from(exit_code(e.as_ref()))
+            eprintln!("scsp: error: {e}");
+            ExitCode::from(e.exit_code())
         }
-    }
-}
-
-/// Errors of the CLI: any error, printed with its chain.
-pub type CliResult<T> = Result<T, Box<dyn std::error::Error>>;
-
-/// A command line that parsed but asks for something impossible (a flag
-/// value out of range, an unknown group): exits 2, like clap's own errors.
-#[derive(Debug)]
-pub struct Usage(pub String);
-
-impl std::fmt::Display for Usage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Usage {}
-
-/// The exit code for a failed command: 2 for bad input (flags, config),
-/// 1 for everything else.
-pub fn exit_code(e: &(dyn std::error::Error + 'static)) -> u8 {
-    let config = matches!(
-        e.downcast_ref::<scsp::Error>(),
-        Some(scsp::Error::Config(_))
-    ) || e.is::<scsp_bridge::ConfigError>();
-    if e.is::<Usage>() || e.is::<scsp_lab::Usage>() || config {
-        2
-    } else {
-        1
     }
 }
 
@@ -82,7 +54,7 @@ enum Command {
 }
 
 /// Run a parsed command line.
-pub fn run(cli: Cli) -> CliResult<ExitCode> {
+pub fn run(cli: Cli) -> Result<ExitCode> {
     if matches!(
         cli.command,
         Command::Create(_) | Command::Stats(_) | Command::Verify(_) | Command::Certs(_)
@@ -90,12 +62,12 @@ pub fn run(cli: Cli) -> CliResult<ExitCode> {
         quiet_on_closed_pipe();
     }
     match cli.command {
-        Command::Bench(a) => scsp_lab::bench::run(a),
+        Command::Bench(a) => Ok(scsp_lab::bench::run(a)?),
         Command::Create(a) => create::run(a),
         Command::Stats(a) => stats::run(a),
         Command::Verify(a) => verify::run(a),
         Command::Serve(a) => serve::run(a),
-        Command::Demo(a) => scsp_lab::demo::run(a),
+        Command::Demo(a) => Ok(scsp_lab::demo::run(a)?),
         Command::Bridge(a) => bridge::run(a),
         Command::Certs(a) => certs::run(a),
     }
@@ -103,13 +75,13 @@ pub fn run(cli: Cli) -> CliResult<ExitCode> {
 
 /// Write a command's whole output to stdout; a failure (a full disk, a
 /// closed file) is an error that says so, not a panic.
-fn emit(text: &str) -> CliResult<()> {
+fn emit(text: &str) -> Result<()> {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
     stdout
         .write_all(text.as_bytes())
         .and_then(|()| stdout.flush())
-        .map_err(|e| format!("writing the output to stdout: {e}").into())
+        .map_err(|e| Error::system("writing the output to stdout", e))
 }
 
 /// Let a command that only prints die of SIGPIPE when its reader goes away

@@ -1,7 +1,7 @@
 //! `scsp serve`: a prefork HTTPS server on the shared session cache.
 
 use super::size::parse_size;
-use super::{CliResult, Usage};
+use crate::{Error, Result};
 use scsp_lab::server::{ServeOptions, SessionCache, Versions};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -74,12 +74,11 @@ pub struct Args {
     context_id: String,
 }
 
-pub fn run(a: Args) -> CliResult<ExitCode> {
+pub fn run(a: Args) -> Result<ExitCode> {
     if a.baseline_redis.is_some() && matches!(a.tickets, OnOff::On) {
-        return Err(Usage(
+        return Err(Error::Usage(
             "--baseline-redis holds the session cache, not ticket keys: add --tickets off".into(),
-        )
-        .into());
+        ));
     }
     let opts = ServeOptions {
         cert: a.cert,

@@ -1,7 +1,7 @@
 //! `scsp stats PATH [--json]`
 
 use super::size::human;
-use super::CliResult;
+use crate::Result;
 use scsp::Cache;
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -22,7 +22,7 @@ pub struct Args {
     allow_foreign_owner: bool,
 }
 
-pub fn run(a: Args) -> CliResult<ExitCode> {
+pub fn run(a: Args) -> Result<ExitCode> {
     let cache = Cache::open_with(
         &a.path,
         scsp::Access {
@@ -53,7 +53,11 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
             "pages": { "huge": pages.huge_pages(), "fs_type": pages.fs_type, "huge_option": pages.huge },
             "bridge": bridge,
         });
-        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&v).expect("plain JSON values serialise")
+        )?;
         super::emit(&out)?;
         return Ok(ExitCode::SUCCESS);
     }

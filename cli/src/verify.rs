@@ -1,6 +1,6 @@
 //! `scsp verify PATH`: exit 0 when clean, 1 when corrupt.
 
-use super::CliResult;
+use crate::Result;
 use scsp::Cache;
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -15,7 +15,7 @@ pub struct Args {
     allow_foreign_owner: bool,
 }
 
-pub fn run(a: Args) -> CliResult<ExitCode> {
+pub fn run(a: Args) -> Result<ExitCode> {
     let cache = Cache::open_with(
         &a.path,
         scsp::Access {

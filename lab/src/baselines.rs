@@ -90,12 +90,7 @@ impl Store {
     /// The store named `imp` (one of [`IMPLS`]), sized for `entries`
     /// sessions of `value_len` bytes. scsp gets a new segment file at `seg`
     /// (replacing any file there); redis gets a new server process.
-    pub fn new(
-        imp: &str,
-        seg: &Path,
-        entries: usize,
-        value_len: usize,
-    ) -> Result<Store, Box<dyn std::error::Error>> {
+    pub fn new(imp: &str, seg: &Path, entries: usize, value_len: usize) -> crate::Result<Store> {
         Ok(match imp {
             "scsp" => {
                 let _ = std::fs::remove_file(seg);
@@ -104,12 +99,18 @@ impl Store {
             "mutex-hashmap" => Store::Mutex(Mutex::new(HashMap::new())),
             "rustls-memory" => Store::Rustls(ServerSessionMemoryCache::new(entries * 2)),
             "redis-loopback" => {
-                let server =
-                    RedisServer::start().map_err(|e| format!("starting {REDIS_SERVER}: {e}"))?;
-                let client = Mutex::new(server.connect()?);
+                let server = RedisServer::start()
+                    .map_err(|e| crate::Error::system(format!("starting {REDIS_SERVER}"), e))?;
+                let client = Mutex::new(server.connect().map_err(|e| {
+                    crate::Error::system(format!("connecting to {REDIS_SERVER}"), e)
+                })?);
                 Store::Redis(Redis { client, server })
             }
-            other => return Err(format!("unknown store {other:?} (one of {IMPLS:?})").into()),
+            other => {
+                return Err(crate::Error::Usage(format!(
+                    "unknown store {other:?} (one of {IMPLS:?})"
+                )))
+            }
         })
     }
 

@@ -16,7 +16,7 @@ mod procs;
 use crate::baselines::{
     keys, shuffle, unavailable, Key, Store, TempSegment, IMPLS, NETWORK_IMPL, OPS,
 };
-use crate::{CliResult, Usage};
+use crate::{Error, Result};
 use std::hint::black_box;
 use std::io::Write;
 use std::process::ExitCode;
@@ -143,22 +143,26 @@ fn measure(
 }
 
 /// Run `scsp bench`.
-pub fn run(a: Args) -> CliResult<ExitCode> {
+pub fn run(a: Args) -> Result<ExitCode> {
     if let Some(kind) = a.kind {
         return handshake::run(kind);
     }
     if a.values.is_empty() || a.values.iter().any(|&v| v == 0 || v > 8192) {
-        return Err(Usage(
+        return Err(Error::Usage(
             "--values: give sizes between 1 and 8192 bytes, e.g. --values 150,1024".into(),
-        )
-        .into());
+        ));
     }
     if a.ops == 0 || a.rounds == 0 || a.entries == 0 {
-        return Err(Usage("--ops, --rounds and --entries must be at least 1".into()).into());
+        return Err(Error::Usage(
+            "--ops, --rounds and --entries must be at least 1".into(),
+        ));
     }
     let seg = match &a.dir {
         Some(d) if !d.is_dir() => {
-            return Err(Usage(format!("--dir {}: not a directory", d.display())).into())
+            return Err(Error::Usage(format!(
+                "--dir {}: not a directory",
+                d.display()
+            )))
         }
         Some(d) => TempSegment::in_dir(d, "cli"),
         None => TempSegment::new("cli"),
@@ -228,7 +232,7 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
         writeln!(
             std::io::stdout().lock(),
             "{}",
-            serde_json::to_string_pretty(&v)?
+            serde_json::to_string_pretty(&v).expect("plain JSON values serialise")
         )?;
     } else {
         print_table(&cells, &impls, &a);

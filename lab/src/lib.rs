@@ -9,20 +9,7 @@
 pub mod baselines;
 pub mod bench;
 pub mod demo;
+mod error;
 pub mod server;
 
-/// Errors of the lab tools: any error, printed with its chain.
-pub type CliResult<T> = Result<T, Box<dyn std::error::Error>>;
-
-/// A command line that parsed but asks for something impossible (a flag
-/// value out of range): exits 2, like clap's own errors.
-#[derive(Debug)]
-pub struct Usage(pub String);
-
-impl std::fmt::Display for Usage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Usage {}
+pub use error::{Error, Result};

@@ -1,6 +1,7 @@
 //! One ticket key, and its encoding in a ring slot.
 
 use std::fmt;
+use zeroize::Zeroize;
 
 const CHECK_SEED: u64 = 0x5c5b_6b65_7972_696e;
 
@@ -33,14 +34,9 @@ impl fmt::Debug for TicketKey {
 
 impl Drop for TicketKey {
     fn drop(&mut self) {
-        wipe(&mut self.aes_key);
-        wipe(&mut self.hmac_key);
+        self.aes_key.zeroize();
+        self.hmac_key.zeroize();
     }
-}
-
-/// Zero secret bytes in a way the optimiser may not remove.
-pub(crate) fn wipe(bytes: &mut [u8]) {
-    zeroize::Zeroize::zeroize(bytes);
 }
 
 /// A fresh random key.
@@ -64,7 +60,7 @@ pub(super) fn checksum(words: &[u64]) -> u64 {
         c.copy_from_slice(&w.to_le_bytes());
     }
     let h = xxhash_rust::xxh3::xxh3_64_with_seed(&bytes, CHECK_SEED);
-    wipe(&mut bytes);
+    bytes.zeroize();
     h
 }
 
@@ -104,8 +100,5 @@ pub(super) fn key_from_words(d: &[u64; 13]) -> TicketKey {
 }
 
 pub(super) fn wipe_words(d: &mut [u64]) {
-    for w in d.iter_mut() {
-        // SAFETY: `w` is a valid, aligned, exclusive reference to a u64.
-        unsafe { std::ptr::write_volatile(w, 0) };
-    }
+    d.zeroize();
 }

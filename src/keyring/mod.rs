@@ -54,7 +54,6 @@
 
 mod key;
 
-pub(crate) use key::wipe;
 pub use key::TicketKey;
 use key::{checksum, key_from_words, key_to_words, new_key, wipe_words};
 

@@ -95,6 +95,13 @@ pub const FIELDS: [(Field, &str, Kind); 14] = [
     (Field::Unchanged, "unchanged_entries", Kind::Counter),
 ];
 
+/// The status area belongs to another live bridge process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClaimedBy {
+    /// Its pid.
+    pub pid: u64,
+}
+
 /// The writer side, owned by the running bridge.
 pub struct Status {
     cache: Arc<Cache>,
@@ -104,15 +111,13 @@ pub struct Status {
 impl Status {
     /// Claim the area for this bridge and list the peers. Refuses if another
     /// live bridge process has claimed it.
-    pub fn claim(cache: Arc<Cache>, peer_ids: &[u32]) -> Result<Status, String> {
+    pub fn claim(cache: Arc<Cache>, peer_ids: &[u32]) -> Result<Status, ClaimedBy> {
         let words = cache.segment().region(Region::BridgeStatus);
         if words[W_MAGIC].load(Ordering::Relaxed) == MAGIC {
             let pid = words[W_PID].load(Ordering::Relaxed);
             let me = std::process::id() as u64;
             if pid != me && pid != 0 && pid <= i32::MAX as u64 && process_alive(pid as i32) {
-                return Err(format!(
-                    "another bridge (pid {pid}) is running on this segment; stop it first"
-                ));
+                return Err(ClaimedBy { pid });
             }
         }
         let peers = peer_ids.len().min(MAX_PEER_BLOCKS);

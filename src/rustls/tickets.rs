@@ -13,10 +13,11 @@
 //! mode is never used raw in GCM. Nonces are random: safe for far more
 //! tickets than one key period ever sees (2^32 per key).
 
-use crate::keyring::{wipe, KeyRing, RotationPolicy, TicketKey};
+use crate::keyring::{KeyRing, RotationPolicy, TicketKey};
 use crate::Cache;
 use crypto::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use crypto::rand::{SecureRandom, SystemRandom};
+use zeroize::Zeroize;
 // aws-lc-rs has ring's API; with both features on, ring is used.
 #[cfg(all(feature = "aws-lc-rs", not(feature = "ring")))]
 use aws_lc_rs as crypto;
@@ -109,7 +110,7 @@ fn aead_key(k: &TicketKey, context: &[u8; 32]) -> Option<LessSafeKey> {
     let mut bytes = [0u8; 32];
     bytes.copy_from_slice(&tag.as_ref()[..32]);
     let key = UnboundKey::new(&AES_256_GCM, &bytes).ok();
-    wipe(&mut bytes);
+    bytes.zeroize();
     key.map(LessSafeKey::new)
 }
 
@@ -144,7 +145,7 @@ impl ::rustls::server::ProducesTickets for TicketKeys {
                 Some(out)
             }
             Err(_) => {
-                wipe(&mut out);
+                out.zeroize();
                 None
             }
         }

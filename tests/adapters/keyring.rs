@@ -211,16 +211,27 @@ fn import_refuses_retired_keys() {
 /// inspecting tool or an attacker with the file would).
 fn ring_word(path: &std::path::Path, i: usize) -> u64 {
     use std::os::unix::fs::FileExt;
-    let at = Cache::open(path).unwrap().segment().region_bytes(Region::KeyRing).start;
+    let at = Cache::open(path)
+        .unwrap()
+        .segment()
+        .region_bytes(Region::KeyRing)
+        .start;
     let mut b = [0u8; 8];
-    std::fs::File::open(path).unwrap().read_exact_at(&mut b, at + 8 * i as u64).unwrap();
+    std::fs::File::open(path)
+        .unwrap()
+        .read_exact_at(&mut b, at + 8 * i as u64)
+        .unwrap();
     u64::from_ne_bytes(b)
 }
 
 /// Overwrite word `i` of the key ring region in the segment file.
 fn set_ring_word(path: &std::path::Path, i: usize, v: u64) {
     use std::os::unix::fs::FileExt;
-    let at = Cache::open(path).unwrap().segment().region_bytes(Region::KeyRing).start;
+    let at = Cache::open(path)
+        .unwrap()
+        .segment()
+        .region_bytes(Region::KeyRing)
+        .start;
     let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
     f.write_all_at(&v.to_ne_bytes(), at + 8 * i as u64).unwrap();
 }

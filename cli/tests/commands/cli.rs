@@ -395,3 +395,42 @@ fn verify_is_clean_after_a_writer_killed_mid_put() {
     let (code, text) = scsp(&["verify", seg.to_str().unwrap()]);
     assert_eq!(code, 0, "scsp verify: {text}");
 }
+
+#[test]
+fn runtime_failures_exit_1_and_bad_flags_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let (code, text) = scsp(&["certs", "--out", d, "--hosts", "1"]);
+    assert_eq!(code, 0, "{text}");
+    let cert = format!("{d}/host-1.pem");
+    let key = format!("{d}/host-1.key");
+    let seg = format!("{d}/seg");
+    // The address is taken: a failure at run time, not a usage error.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let serve = |extra: &[&str]| {
+        let mut args = vec!["serve", "--cert", &cert, "--key", &key, "--segment", &seg];
+        args.extend_from_slice(extra);
+        scsp(&args)
+    };
+    let (code, text) = serve(&["--addr", &addr]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("listening on") && text.contains(&addr),
+        "{text}"
+    );
+    // A key file that is no key: the flag is named, exit 2.
+    let (code, text) = scsp(&[
+        "serve",
+        "--cert",
+        &cert,
+        "--key",
+        &cert,
+        "--segment",
+        &seg,
+        "--addr",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("--key"), "{text}");
+}

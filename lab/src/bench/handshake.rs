@@ -11,7 +11,7 @@
 
 use crate::demo::certs::{self, KeyType};
 use crate::demo::pool;
-use crate::CliResult;
+use crate::Result;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, HandshakeKind, RootCertStore};
 use std::io::{Read, Write};
@@ -71,7 +71,7 @@ pub struct HandshakeArgs {
 }
 
 /// Run a `bench` subcommand.
-pub fn run(b: Bench) -> CliResult<ExitCode> {
+pub fn run(b: Bench) -> Result<ExitCode> {
     match b {
         Bench::Handshake(a) => handshake(a),
     }
@@ -85,7 +85,7 @@ struct Row {
     resumed_share: f64,
 }
 
-fn handshake(a: HandshakeArgs) -> CliResult<ExitCode> {
+fn handshake(a: HandshakeArgs) -> Result<ExitCode> {
     let keys: &[KeyType] = match a.key_type {
         Keys::Ecdsa => &[KeyType::Ecdsa],
         Keys::Rsa => &[KeyType::Rsa],
@@ -194,7 +194,7 @@ fn client(
     ca: &rustls::pki_types::CertificateDer<'static>,
     v: &'static rustls::SupportedProtocolVersion,
     resume: bool,
-) -> CliResult<Arc<ClientConfig>> {
+) -> Result<Arc<ClientConfig>> {
     let mut roots = RootCertStore::empty();
     roots.add(ca.clone())?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -212,7 +212,7 @@ fn client(
 
 /// `n` sequential connections round-robin over `targets`: (per second,
 /// resumed). Each connection goes to the worker after the previous one's.
-fn measure(cfg: &Arc<ClientConfig>, targets: &[SocketAddr], n: usize) -> CliResult<(f64, usize)> {
+fn measure(cfg: &Arc<ClientConfig>, targets: &[SocketAddr], n: usize) -> Result<(f64, usize)> {
     let start = Instant::now();
     let mut resumed = 0;
     for i in 0..n {
@@ -222,11 +222,12 @@ fn measure(cfg: &Arc<ClientConfig>, targets: &[SocketAddr], n: usize) -> CliResu
 }
 
 /// One connection: handshake, GET, read the answer. Returns whether it resumed.
-fn visit(cfg: &Arc<ClientConfig>, addr: SocketAddr) -> CliResult<bool> {
+fn visit(cfg: &Arc<ClientConfig>, addr: SocketAddr) -> Result<bool> {
     let mut sock = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     sock.set_read_timeout(Some(Duration::from_secs(10)))?;
     sock.set_nodelay(true)?;
-    let mut conn = ClientConnection::new(cfg.clone(), ServerName::try_from("localhost")?)?;
+    let name = ServerName::try_from("localhost").expect("a valid DNS name");
+    let mut conn = ClientConnection::new(cfg.clone(), name)?;
     let mut tls = rustls::Stream::new(&mut conn, &mut sock);
     tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
     let mut body = Vec::new();

@@ -1,7 +1,7 @@
 //! The multi-process part of `scsp bench`: P forked processes doing mixed
 //! gets and puts on one segment, total throughput against one process.
 
-use crate::CliResult;
+use crate::Result;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
@@ -62,7 +62,7 @@ pub(super) fn run(
     ops: usize,
     value_bytes: usize,
     keys: &[[u8; 32]],
-) -> CliResult<Multi> {
+) -> Result<Multi> {
     let cfg = crate::baselines::bench_config(keys.len(), value_bytes);
     let _ = std::fs::remove_file(path);
     let value: Vec<u8> = (0..value_bytes).map(|i| i as u8).collect();
@@ -88,13 +88,7 @@ pub(super) fn run(
 
 /// Fork `n` workers that start together (a pipe closing is the start gun)
 /// and each do `per` ops; returns total Mops/s over the wall time.
-fn throughput(
-    path: &Path,
-    n: usize,
-    per: usize,
-    keys: &[[u8; 32]],
-    value: &[u8],
-) -> CliResult<f64> {
+fn throughput(path: &Path, n: usize, per: usize, keys: &[[u8; 32]], value: &[u8]) -> Result<f64> {
     let (start_r, start_w) = nix::unistd::pipe()?;
     let mut kids = Children(Vec::new());
     for id in 0..n {

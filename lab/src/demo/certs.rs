@@ -2,6 +2,7 @@
 //! certificate (ECDSA P-256 by rcgen, or RSA-2048 with a key made by the
 //! `openssl` tool, since rcgen cannot generate RSA keys with ring).
 
+use crate::Result;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
 use std::path::{Path, PathBuf};
 
@@ -23,7 +24,7 @@ pub struct DemoCerts {
     pub server_key: PathBuf,
 }
 
-fn write_secret(path: &Path, pem: &str) -> Result<(), String> {
+fn write_secret(path: &Path, pem: &str) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
@@ -33,10 +34,10 @@ fn write_secret(path: &Path, pem: &str) -> Result<(), String> {
         .open(path)
         .map_err(|e| format!("{}: {e}", path.display()))?;
     f.write_all(pem.as_bytes())
-        .map_err(|e| format!("{}: {e}", path.display()))
+        .map_err(|e| crate::Error::system(path.display().to_string(), e))
 }
 
-fn rsa_key() -> Result<KeyPair, String> {
+fn rsa_key() -> Result<KeyPair> {
     let out = std::process::Command::new("openssl")
         .args([
             "genpkey",
@@ -51,11 +52,12 @@ fn rsa_key() -> Result<KeyPair, String> {
         return Err("openssl genpkey failed".into());
     }
     let pem = String::from_utf8(out.stdout).map_err(|e| e.to_string())?;
-    KeyPair::from_pem_and_sign_algo(&pem, &rcgen::PKCS_RSA_SHA256).map_err(|e| e.to_string())
+    KeyPair::from_pem_and_sign_algo(&pem, &rcgen::PKCS_RSA_SHA256)
+        .map_err(|e| crate::Error::Failed(format!("openssl's RSA key: {e}")))
 }
 
 /// Write a CA and a server certificate for [`super::load::SERVER_NAME`] into `dir`.
-pub fn make(dir: &Path, key_type: KeyType) -> Result<DemoCerts, String> {
+pub fn make(dir: &Path, key_type: KeyType) -> Result<DemoCerts> {
     let err = |e: rcgen::Error| e.to_string();
     let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(err)?;
     let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(err)?;

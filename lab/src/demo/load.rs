@@ -12,6 +12,7 @@
 //! client threads. A visitor's next visit starts only after its previous one
 //! finished, so it can offer the session it just got.
 
+use crate::Result;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, HandshakeKind, RootCertStore};
 use std::io::{Read, Write};
@@ -83,7 +84,7 @@ impl Rng {
     }
 }
 
-fn client_config(spec: &LoadSpec) -> Result<Arc<ClientConfig>, String> {
+fn client_config(spec: &LoadSpec) -> Result<Arc<ClientConfig>> {
     let mut roots = RootCertStore::empty();
     roots
         .add(spec.ca_der.clone())
@@ -104,7 +105,7 @@ fn visit(
     cfg: &Arc<ClientConfig>,
     addr: SocketAddr,
     send_request: bool,
-) -> Result<(bool, Duration), String> {
+) -> Result<(bool, Duration)> {
     let start = Instant::now();
     let mut sock = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
         .map_err(|e| format!("connect {addr}: {e}"))?;
@@ -130,10 +131,10 @@ fn visit(
     match tls.read_to_end(&mut body) {
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {}
-        Err(e) => return Err(format!("response from {addr}: {e}")),
+        Err(e) => return Err(format!("response from {addr}: {e}").into()),
     }
     if !body.windows(6).any(|w| w == b"worker") {
-        return Err(format!("{addr} answered without a worker line"));
+        return Err(format!("{addr} answered without a worker line").into());
     }
     Ok((resumed, latency))
 }
@@ -144,7 +145,7 @@ pub fn run(
     targets: &[SocketAddr],
     stop: &AtomicBool,
     tick: &(dyn Fn() + Sync),
-) -> Result<LoadResult, String> {
+) -> Result<LoadResult> {
     if targets.is_empty() {
         return Err("no worker addresses to connect to".into());
     }
@@ -198,7 +199,7 @@ pub fn run(
                         Err(e) => {
                             failed.fetch_add(1, Ordering::Relaxed);
                             if let Ok(mut f) = first_error.lock() {
-                                f.get_or_insert(e);
+                                f.get_or_insert(e.to_string());
                             }
                         }
                     }

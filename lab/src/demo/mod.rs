@@ -10,7 +10,7 @@ mod load;
 pub(super) mod pool;
 mod report;
 
-use crate::CliResult;
+use crate::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 use load::{Balance, LoadSpec};
 use pool::{Guarded, Host};
@@ -144,8 +144,8 @@ fn install_interrupt_handler() {
     }
 }
 
-fn scsp_exe() -> Result<std::path::PathBuf, String> {
-    std::env::current_exe().map_err(|e| format!("cannot find the scsp binary: {e}"))
+fn scsp_exe() -> Result<std::path::PathBuf> {
+    std::env::current_exe().map_err(|e| crate::Error::system("finding the scsp binary", e))
 }
 
 /// Start host `i` for `setup` (`redis`: the server of set-up (d)).
@@ -156,7 +156,7 @@ fn start_host(
     i: usize,
     c: &certs::DemoCerts,
     redis: Option<std::net::SocketAddr>,
-) -> Result<Host, String> {
+) -> Result<Host> {
     let hdir = pool::host_dir(dir, i);
     std::fs::create_dir_all(&hdir).map_err(|e| e.to_string())?;
     let segment = hdir.join(format!("{setup:?}.seg"));
@@ -205,7 +205,7 @@ fn start_rustls_server(
     segment: &Path,
     name: &str,
     redis: Option<std::net::SocketAddr>,
-) -> Result<(Guarded, Vec<(u32, std::net::SocketAddr)>), String> {
+) -> Result<(Guarded, Vec<(u32, std::net::SocketAddr)>)> {
     let mut cmd = Command::new(scsp_exe()?);
     cmd.arg("serve")
         .arg("--cert")
@@ -239,7 +239,8 @@ fn start_rustls_server(
             "{name} reported {} workers, expected {}",
             workers.len(),
             a.workers
-        ));
+        )
+        .into());
     }
     Ok((server, workers))
 }
@@ -253,7 +254,7 @@ fn start_openssl_server(
     c: &certs::DemoCerts,
     segment: &Path,
     name: &str,
-) -> Result<(Guarded, Vec<(u32, std::net::SocketAddr)>), String> {
+) -> Result<(Guarded, Vec<(u32, std::net::SocketAddr)>)> {
     // Where scripts/build-openssl-example.sh puts it.
     let exe = a.openssl_server.clone().unwrap_or_else(|| {
         std::env::var_os("CARGO_TARGET_DIR")
@@ -265,7 +266,7 @@ fn start_openssl_server(
             "--server openssl needs the C example server at {}; build it with scripts/build-openssl-example.sh \
              (needs gcc and libssl-dev), or pass --openssl-server PATH",
             exe.display()
-        ));
+        ).into());
     }
     let shared = setup != Setup::NoSharing;
     let (cache, tickets) = match (a.tickets, shared) {
@@ -305,7 +306,7 @@ fn start_openssl_server(
 
 /// Start host `i`'s bridge (host id `i + 1`) in a full mesh with the other
 /// hosts. Certificates and listen ports for every host are made on first use.
-fn start_bridge(a: &Args, dir: &Path, i: usize, segment: &Path) -> Result<Guarded, String> {
+fn start_bridge(a: &Args, dir: &Path, i: usize, segment: &Path) -> Result<Guarded> {
     let certs = dir.join("bridge-certs");
     if !certs.join("ca.pem").exists() {
         scsp_bridge::pki::write_cluster(&certs, "scsp-demo", a.hosts as u32)
@@ -334,9 +335,9 @@ fn start_bridge(a: &Args, dir: &Path, i: usize, segment: &Path) -> Result<Guarde
                 ports.get(j).copied().unwrap_or(0)
             )
             .parse()
-            .map_err(|e| format!("bridge address of host {j}: {e}"))
+            .map_err(|e| crate::Error::Failed(format!("bridge address of host {j}: {e}")))
         })
-        .collect::<Result<Vec<std::net::SocketAddr>, String>>()?;
+        .collect::<Result<Vec<std::net::SocketAddr>>>()?;
     let cfg = scsp_bridge::config::Mesh {
         cluster: "scsp-demo",
         addrs: &addrs,
@@ -390,7 +391,7 @@ fn run_setup(
     dir: &Path,
     c: &certs::DemoCerts,
     bar: &ProgressBar,
-) -> Result<Outcome, String> {
+) -> Result<Outcome> {
     bar.set_message(setup.label());
     // Set-up (d): one redis server for every host, on loopback; stopped
     // (by pid) when this function returns.
@@ -457,7 +458,8 @@ fn run_setup(
                 return Err(format!(
                     "{} (host {}) died during the run: {status}",
                     p.name, h.index
-                ));
+                )
+                .into());
             }
         }
     }
@@ -468,7 +470,8 @@ fn run_setup(
             r.failed,
             r.failed + r.connections,
             r.first_error.unwrap_or_default()
-        ));
+        )
+        .into());
     }
     r.latencies.sort();
     Ok(Outcome {
@@ -531,7 +534,7 @@ fn remove_leftovers(base: &Path) {
 }
 
 /// Run `scsp demo`.
-pub fn run(a: Args) -> CliResult<ExitCode> {
+pub fn run(a: Args) -> Result<ExitCode> {
     install_interrupt_handler();
     pool::check_loopback(a.hosts as usize)?;
     let base = if Path::new("/dev/shm").is_dir() {
@@ -570,13 +573,14 @@ pub fn run(a: Args) -> CliResult<ExitCode> {
             Err(e) if setup == Setup::RedisPool && !INTERRUPTED.load(Ordering::SeqCst) => {
                 not_run.push(format!("{}: failed: {e}", setup.label()));
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         }
     }
     bar.finish_and_clear();
     let summary = report::Summary::new(&a, outcomes, not_run);
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        let json = serde_json::to_string_pretty(&summary).expect("the summary serialises");
+        println!("{json}");
     } else {
         print!("{}", summary.table());
     }

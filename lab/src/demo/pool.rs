@@ -3,6 +3,7 @@
 //! loopback address. Every process is owned by a guard that stops it on drop,
 //! so an error, a panic or Ctrl-C leaves nothing running.
 
+use crate::Result;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
@@ -57,7 +58,7 @@ pub struct Host {
 /// Wait until every bridge reports every peer connected (the status each
 /// bridge keeps in its segment, as `scsp stats` shows it). Hosts without a
 /// bridge are skipped.
-pub fn wait_bridges_connected(hosts: &[Host], timeout: Duration) -> Result<(), String> {
+pub fn wait_bridges_connected(hosts: &[Host], timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
     for h in hosts {
         let Some(path) = &h.bridged_segment else {
@@ -89,7 +90,8 @@ pub fn wait_bridges_connected(hosts: &[Host], timeout: Duration) -> Result<(), S
                     "host {}: its bridge {what} within {} s",
                     h.index,
                     timeout.as_secs()
-                ));
+                )
+                .into());
             }
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -103,7 +105,7 @@ pub fn start_until_ready(
     name: &str,
     cmd: &mut Command,
     timeout: Duration,
-) -> Result<(Guarded, Vec<String>), String> {
+) -> Result<(Guarded, Vec<String>)> {
     start_until(name, cmd, timeout, |lines| {
         lines.last().is_some_and(|l| l.trim() == "ready")
     })
@@ -115,7 +117,7 @@ pub fn start_until(
     cmd: &mut Command,
     timeout: Duration,
     ready: impl Fn(&[String]) -> bool,
-) -> Result<(Guarded, Vec<String>), String> {
+) -> Result<(Guarded, Vec<String>)> {
     // Die with the demo even if it is killed outright (SIGKILL, a hang-up):
     // no server or bridge outlives it. The demo spawns from its main
     // thread, which lives as long as the demo does.
@@ -174,14 +176,14 @@ pub fn start_until(
                     std::thread::sleep(Duration::from_millis(200));
                 }
                 let err = erx.try_iter().last().unwrap_or_default();
-                return Err(if exited {
+                return Err(crate::Error::Failed(if exited {
                     format!("{name} exited before it was ready: {}", err.trim())
                 } else {
                     format!(
                         "{name} did not become ready within {timeout:?}: {}",
                         err.trim()
                     )
-                });
+                }));
             }
         }
     }
@@ -262,7 +264,7 @@ pub fn host_ip(i: usize) -> String {
 /// and bridge connection takes its local port from that range: a bridge
 /// port picked from it (by binding port 0) could be handed to one of them
 /// before the bridge binds it ("Address already in use").
-pub fn bridge_port(ip: &str) -> Result<u16, String> {
+pub fn bridge_port(ip: &str) -> Result<u16> {
     const LOWEST: u32 = 10_000;
     let ephemeral = u32::from(ephemeral_start());
     if ephemeral <= LOWEST + 100 {
@@ -282,9 +284,7 @@ pub fn bridge_port(ip: &str) -> Result<u16, String> {
             return Ok(port);
         }
     }
-    Err(format!(
-        "no free port on {ip} between {LOWEST} and {ephemeral} after 1000 tries"
-    ))
+    Err(format!("no free port on {ip} between {LOWEST} and {ephemeral} after 1000 tries").into())
 }
 
 /// The first port of the kernel's ephemeral range (Linux's default if the
@@ -297,7 +297,7 @@ fn ephemeral_start() -> u16 {
 }
 
 /// Check that we can bind every host address before starting anything.
-pub fn check_loopback(hosts: usize) -> Result<(), String> {
+pub fn check_loopback(hosts: usize) -> Result<()> {
     for i in 0..hosts {
         let ip = host_ip(i);
         std::net::TcpListener::bind((ip.as_str(), 0)).map_err(|e| {

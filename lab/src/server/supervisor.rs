@@ -2,10 +2,10 @@
 
 use super::worker;
 use super::ServeOptions;
+use crate::{Error, Result};
 use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
-use scsp::error::{Error, Result};
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,16 +28,17 @@ fn install_stop_handlers() -> Result<()> {
         // SAFETY: the handler only stores to a static atomic, which is
         // async-signal-safe.
         unsafe { signal::sigaction(sig, &action) }
-            .map_err(|e| Error::Config(format!("cannot install {sig} handler: {e}")))?;
+            .map_err(|e| Error::system(format!("installing the {sig} handler"), e))?;
     }
     Ok(())
 }
 
 fn bind(addr: SocketAddr) -> Result<TcpListener> {
     TcpListener::bind(addr).map_err(|e| {
-        Error::Config(format!(
-            "cannot listen on {addr}: {e} (choose another --addr or port, or stop what uses it)"
-        ))
+        Error::system(
+            format!("listening on {addr} (choose another --addr or port, or stop what uses it)"),
+            e,
+        )
     })
 }
 
@@ -51,7 +52,7 @@ fn bind_all(opts: &ServeOptions) -> Result<Vec<TcpListener>> {
             let mut a = opts.addr;
             if a.port() != 0 {
                 let port = a.port().checked_add(i as u16).ok_or_else(|| {
-                    Error::Config(format!("port {} + {i} workers exceeds 65535", a.port()))
+                    Error::Usage(format!("port {} + {i} workers exceeds 65535", a.port()))
                 })?;
                 a.set_port(port);
             }
@@ -75,14 +76,14 @@ fn spawn(opts: &ServeOptions, listener: &TcpListener, index: usize) -> Result<Pi
     stopping.add(Signal::SIGINT);
     let mut before = SigSet::empty();
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&stopping), Some(&mut before))
-        .map_err(|e| Error::Config(format!("sigprocmask failed: {e}")))?;
+        .map_err(|e| Error::system("sigprocmask", e))?;
     // SAFETY: the supervisor is single-threaded when it forks, so the child
     // may run arbitrary code; the child never returns from this function.
     let forked = unsafe { fork() };
     if !matches!(forked, Ok(ForkResult::Child)) {
         let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&before), None);
     }
-    match forked.map_err(|e| Error::Config(format!("fork failed: {e}")))? {
+    match forked.map_err(|e| Error::system("fork", e))? {
         ForkResult::Parent { child } => Ok(child),
         ForkResult::Child => {
             // A panic must end this child here: unwinding out of `spawn`
@@ -114,7 +115,7 @@ fn spawn(opts: &ServeOptions, listener: &TcpListener, index: usize) -> Result<Pi
 /// worker socket and then `ready` on stdout.
 pub fn run(opts: &ServeOptions) -> Result<()> {
     if opts.workers == 0 || opts.workers > 256 {
-        return Err(Error::Config(format!(
+        return Err(Error::Usage(format!(
             "--workers {} must be from 1 to 256",
             opts.workers
         )));
@@ -132,7 +133,7 @@ pub fn run(opts: &ServeOptions) -> Result<()> {
         for (i, pid) in pids.iter().enumerate() {
             let addr = listener_of(i)
                 .local_addr()
-                .map_err(|e| Error::Config(e.to_string()))?;
+                .map_err(|e| Error::system("reading the listening address", e))?;
             let _ = writeln!(out, "worker {i} pid {pid} listening on {addr}");
         }
         let _ = writeln!(out, "ready");
@@ -161,7 +162,7 @@ pub fn run(opts: &ServeOptions) -> Result<()> {
                 restarts.push(Instant::now());
                 if restarts.len() > 10 {
                     stop_all(&pids);
-                    return Err(Error::Config(
+                    return Err(Error::Failed(
                         "workers keep dying (more than 10 restarts in 10 s); see their errors above"
                             .into(),
                     ));
@@ -173,7 +174,7 @@ pub fn run(opts: &ServeOptions) -> Result<()> {
             Err(nix::errno::Errno::EINTR) => {}
             Err(e) => {
                 stop_all(&pids);
-                return Err(Error::Config(format!("waitpid failed: {e}")));
+                return Err(Error::system("waitpid", e));
             }
         }
     }

@@ -2,11 +2,11 @@
 //! sequential accept loop answering a tiny HTTP response.
 
 use super::{ServeOptions, SessionCache, Versions};
+use crate::{Error, Result};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ServerConfig, ServerConnection};
 use rustls::HandshakeKind;
-use scsp::error::{Error, Result};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
@@ -26,19 +26,19 @@ fn load_certs(
     let certs: Vec<_> = CertificateDer::pem_file_iter(&opts.cert)
         .and_then(|it| it.collect::<std::result::Result<Vec<_>, _>>())
         .map_err(|e| {
-            Error::Config(format!(
+            Error::Usage(format!(
                 "--cert {}: cannot read a PEM certificate chain: {e}",
                 opts.cert.display()
             ))
         })?;
     if certs.is_empty() {
-        return Err(Error::Config(format!(
+        return Err(Error::Usage(format!(
             "--cert {}: no CERTIFICATE block found",
             opts.cert.display()
         )));
     }
     let key = PrivateKeyDer::from_pem_file(&opts.key).map_err(|e| {
-        Error::Config(format!(
+        Error::Usage(format!(
             "--key {}: cannot read a PEM private key: {e}",
             opts.key.display()
         ))
@@ -60,22 +60,21 @@ pub(super) fn server_config(
     };
     let mut cfg = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(versions)
-        .map_err(|e| Error::Config(format!("TLS versions: {e}")))?
+        .expect("ring supports TLS 1.2 and 1.3")
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| Error::Config(format!("--cert/--key do not form a usable pair: {e}")))?;
+        .map_err(|e| Error::Usage(format!("--cert/--key do not form a usable pair: {e}")))?;
     let mut shared = None;
     match &opts.cache {
         SessionCache::Private => {
             cfg.session_storage = rustls::server::ServerSessionMemoryCache::new(4096);
             if opts.tickets {
-                cfg.ticketer = rustls::crypto::ring::Ticketer::new()
-                    .map_err(|e| Error::Config(format!("ticket keys: {e}")))?;
+                cfg.ticketer = rustls::crypto::ring::Ticketer::new()?;
             }
         }
         SessionCache::Redis(addr) => {
             if opts.tickets {
-                return Err(Error::Config(
+                return Err(Error::Usage(
                     "the redis baseline holds sessions, not ticket keys: turn tickets off".into(),
                 ));
             }
@@ -85,7 +84,9 @@ pub(super) fn server_config(
                     &opts.context_id,
                     scsp::rustls::DEFAULT_TTL_SECS,
                 )
-                .map_err(|e| Error::Config(format!("redis baseline at {addr}: {e}")))?,
+                .map_err(|e| {
+                    Error::system(format!("connecting to the redis baseline at {addr}"), e)
+                })?,
             );
         }
         SessionCache::Shared { segment, config } => {
@@ -162,7 +163,7 @@ pub(super) fn run(
         let (sock, _) = match listener.accept() {
             Ok(s) => s,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::Config(format!("accept failed: {e}"))),
+            Err(e) => return Err(Error::system("accept", e)),
         };
         // A failed connection only ends that connection.
         let _ = serve_one(sock, &config, pid);

@@ -25,36 +25,104 @@ use crate::segment::Segment;
 use crate::sync::{AtomicU64, Ordering};
 use std::sync::atomic::AtomicUsize;
 
-/// What the table counts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(usize)]
-pub enum Counter {
-    /// `get`/`take` found a value.
-    Hits = 0,
-    /// `get`/`take` found nothing usable.
-    Misses,
-    /// Values stored.
-    Puts,
-    /// Values handed out by `take`.
-    Takes,
-    /// `remove` calls.
-    Removes,
-    /// `put` refused: value larger than `max_value` or key invalid.
-    TooLarge,
-    /// A live index word was replaced because its bucket was full.
-    Evictions,
-    /// A lookup found the entry but it had expired.
-    Expired,
-    /// Bytes appended to the shard logs.
-    BytesWritten,
-    /// A put that could not publish its index word (contention, or lapped).
-    Lost,
-    /// A lookup found a damaged entry (and unlinked it).
-    Corrupt,
+/// Declares the counters once: the [`Counter`] enum, the [`Counters`]
+/// totals and the [`COUNTERS`] table are all made from this list, and the
+/// Prometheus series, the `scsp stats` table and the C struct from those
+/// (`include/scsp.h` is checked against [`COUNTERS`] by a test).
+macro_rules! counters {
+    ($($(#[doc = $doc:literal])* $variant:ident $field:ident $metric:literal;)*) => {
+        /// What the table counts, in slot order.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[repr(usize)]
+        pub enum Counter {
+            $($(#[doc = $doc])* $variant,)*
+        }
+
+        /// Totals of every counter, summed over all processes (past and
+        /// present).
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+        pub struct Counters {
+            $($(#[doc = $doc])* pub $field: u64,)*
+            /// Counter slots held by live processes: one per open handle (a
+            /// process with two handles counts twice; a killed process keeps
+            /// its slot until another claims it, but is not counted).
+            pub processes: u64,
+        }
+
+        /// Every counter, in slot order (and in the order of `scsp_stats`).
+        pub const COUNTERS: &[CounterInfo] = &[
+            $(CounterInfo {
+                counter: Counter::$variant,
+                field: stringify!($field),
+                metric: $metric,
+                doc: concat!($($doc),*),
+            },)*
+        ];
+
+        impl Counters {
+            /// The total of one counter.
+            pub fn get(&self, c: Counter) -> u64 {
+                match c {
+                    $(Counter::$variant => self.$field,)*
+                }
+            }
+
+            fn set(&mut self, c: Counter, v: u64) {
+                match c {
+                    $(Counter::$variant => self.$field = v,)*
+                }
+            }
+        }
+    };
 }
 
-const COUNTERS: usize = 11;
-const _: () = assert!(COUNTERS < STATS_SLOT_WORDS);
+/// A counter as monitoring and the C ABI see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CounterInfo {
+    /// Which counter.
+    pub counter: Counter,
+    /// Its name in [`Counters`], `scsp stats --json` and `struct scsp_stats`.
+    pub field: &'static str,
+    /// Its Prometheus series: `scsp_<metric>_total`.
+    pub metric: &'static str,
+    /// Its doc comment above.
+    doc: &'static str,
+}
+
+impl CounterInfo {
+    /// What it counts, one sentence.
+    pub fn help(&self) -> &'static str {
+        self.doc.trim()
+    }
+}
+
+counters! {
+    /// Lookups (get, take) that returned a value.
+    Hits hits "hits";
+    /// Lookups that found nothing usable.
+    Misses misses "misses";
+    /// Values stored.
+    Puts puts "puts";
+    /// Values handed out once by take.
+    Takes takes "takes";
+    /// Remove calls.
+    Removes removes "removes";
+    /// Puts refused: value over max_value, or a bad key.
+    TooLarge too_large "too_large";
+    /// Live entries pushed out of a full index bucket.
+    Evictions evictions "evictions";
+    /// Lookups that found only an expired entry.
+    Expired expired "expired";
+    /// Bytes appended to the logs by puts.
+    BytesWritten bytes_written "written_bytes";
+    /// Puts that could not publish: under contention, or stalled while the log lapped them.
+    Lost lost "lost";
+    /// Damaged entries found by lookups (each unlinked, so counted about once).
+    Corrupt corrupt "corrupt";
+}
+
+const _: () = assert!(COUNTERS.len() < STATS_SLOT_WORDS);
 
 static FORK_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
@@ -203,43 +271,9 @@ impl Slot {
     }
 }
 
-/// Totals of every counter, summed over all processes (past and present).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
-pub struct Counters {
-    /// `get`/`take` found a value.
-    pub hits: u64,
-    /// `get`/`take` found nothing usable.
-    pub misses: u64,
-    /// Values stored.
-    pub puts: u64,
-    /// Values handed out by `take`.
-    pub takes: u64,
-    /// `remove` calls.
-    pub removes: u64,
-    /// `put` refused as too large.
-    pub too_large: u64,
-    /// Live entries pushed out of a full index bucket.
-    pub evictions: u64,
-    /// Lookups that found an expired entry.
-    pub expired: u64,
-    /// Bytes appended to the logs.
-    pub bytes_written: u64,
-    /// Puts that could not publish: under contention, or stalled so long
-    /// that the log lapped their entry.
-    pub lost: u64,
-    /// Damaged entries found by lookups (each is unlinked, so counted
-    /// about once).
-    pub corrupt: u64,
-    /// Counter slots held by live processes: one per open handle (a
-    /// process with two handles counts twice; a killed process keeps its
-    /// slot until another claims it, but is not counted).
-    pub processes: u64,
-}
-
 /// Sum the counters of every slot. Racy by nature: a snapshot, not a transaction.
 pub(crate) fn sum(seg: &Segment) -> Counters {
-    let mut t = [0u64; COUNTERS];
+    let mut t = [0u64; COUNTERS.len()];
     let mut processes = 0;
     for s in 0..STATS_SLOTS {
         let w = slot_words(seg, s);
@@ -251,20 +285,14 @@ pub(crate) fn sum(seg: &Segment) -> Counters {
             *total = total.wrapping_add(w[1 + c].load(Ordering::Relaxed));
         }
     }
-    Counters {
-        hits: t[Counter::Hits as usize],
-        misses: t[Counter::Misses as usize],
-        puts: t[Counter::Puts as usize],
-        takes: t[Counter::Takes as usize],
-        removes: t[Counter::Removes as usize],
-        too_large: t[Counter::TooLarge as usize],
-        evictions: t[Counter::Evictions as usize],
-        expired: t[Counter::Expired as usize],
-        bytes_written: t[Counter::BytesWritten as usize],
-        lost: t[Counter::Lost as usize],
-        corrupt: t[Counter::Corrupt as usize],
+    let mut c = Counters {
         processes,
+        ..Counters::default()
+    };
+    for info in COUNTERS {
+        c.set(info.counter, t[info.counter as usize]);
     }
+    c
 }
 
 #[cfg(all(test, not(loom)))]

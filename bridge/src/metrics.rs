@@ -43,63 +43,12 @@ pub fn render(s: &Snapshot) -> String {
     let (st, c) = (s.stats, &s.stats.counters);
     use Kind::{Counter, Gauge};
     // Prometheus values are float64 whatever their type.
-    let mut series: Vec<(&str, Kind, &str, f64)> = vec![
-        (
-            "hits",
-            Counter,
-            "Lookups (get, take) that returned a value.",
-            c.hits as f64,
-        ),
-        (
-            "misses",
-            Counter,
-            "Lookups that found nothing usable.",
-            c.misses as f64,
-        ),
-        ("puts", Counter, "Values stored.", c.puts as f64),
-        (
-            "takes",
-            Counter,
-            "Values handed out once by take.",
-            c.takes as f64,
-        ),
-        ("removes", Counter, "Remove calls.", c.removes as f64),
-        (
-            "too_large",
-            Counter,
-            "Puts refused: value over max_value, or a bad key.",
-            c.too_large as f64,
-        ),
-        (
-            "evictions",
-            Counter,
-            "Live entries pushed out of a full index bucket.",
-            c.evictions as f64,
-        ),
-        (
-            "expired",
-            Counter,
-            "Lookups that found only an expired entry.",
-            c.expired as f64,
-        ),
-        (
-            "written_bytes",
-            Counter,
-            "Bytes appended to the logs by puts.",
-            c.bytes_written as f64,
-        ),
-        (
-            "lost",
-            Counter,
-            "Puts that could not publish: under contention, or stalled while the log lapped them.",
-            c.lost as f64,
-        ),
-        (
-            "corrupt",
-            Counter,
-            "Damaged entries found by lookups; more than a stalled writer explains (a few): run scsp verify.",
-            c.corrupt as f64,
-        ),
+    // The table's counters, from the one list of them.
+    let mut series: Vec<(&str, Kind, &str, f64)> = scsp::stats::COUNTERS
+        .iter()
+        .map(|i| (i.metric, Counter, i.help(), c.get(i.counter) as f64))
+        .collect();
+    series.extend([
         (
             "appended_bytes",
             Counter,
@@ -130,7 +79,7 @@ pub fn render(s: &Snapshot) -> String {
             "Share of the log holding data (1 once every shard wrapped).",
             st.log_fill,
         ),
-    ];
+    ]);
     if let Some(age) = s.log_age_secs {
         series.push(("log_age_seconds", Gauge, "Age of the oldest entry in the log: how long sessions survive before the log wraps over them.", age as f64));
     }

@@ -119,24 +119,19 @@ pub fn run(a: Args) -> Result<ExitCode> {
         c.misses,
         hit_ratio * 100.0
     )?;
-    writeln!(
-        out,
-        "writes         {} puts, {} takes, {} removes, {} refused too large, {} lost",
-        c.puts, c.takes, c.removes, c.too_large, c.lost
-    )?;
-    writeln!(
-        out,
-        "evictions      {} index evictions, {} expired on lookup",
-        c.evictions, c.expired
-    )?;
     if let Some(note) = index_note(&s, &occ) {
         writeln!(out, "note           {note}")?;
     }
-    writeln!(
-        out,
-        "corrupt        {} damaged entries found by lookups (and unlinked)",
-        c.corrupt
-    )?;
+    writeln!(out, "counters       (all processes, since creation)")?;
+    for i in scsp::stats::COUNTERS {
+        writeln!(
+            out,
+            "  {:<14} {:>12}  {}",
+            i.field,
+            c.get(i.counter),
+            i.help()
+        )?;
+    }
     writeln!(
         out,
         "processes      {} attached now (besides this command)",

@@ -186,30 +186,10 @@ pub struct scsp_stats {
     pub struct_size: u32,
     /// Zero.
     pub reserved: u32,
-    /// Lookups that found a value (all processes).
-    pub hits: u64,
-    /// Lookups that found nothing usable.
-    pub misses: u64,
-    /// Values stored.
-    pub puts: u64,
-    /// Values handed out by take.
-    pub takes: u64,
-    /// Remove calls.
-    pub removes: u64,
-    /// Puts refused as too large or with a bad key.
-    pub too_large: u64,
-    /// Live entries pushed out of a full index bucket.
-    pub evictions: u64,
-    /// Lookups that found an expired entry.
-    pub expired: u64,
-    /// Bytes appended to the logs by counted puts.
-    pub bytes_written: u64,
-    /// Puts that could not publish: under contention, or stalled so long
-    /// that the log lapped their entry.
-    pub lost: u64,
-    /// Damaged entries found by lookups (each is unlinked, so counted
-    /// about once).
-    pub corrupt: u64,
+    /// The table's counters, in the order of [`scsp::stats::COUNTERS`]:
+    /// named fields (`hits`, `misses`, ...) in `scsp.h`, which a test
+    /// checks against that list.
+    pub counters: [u64; scsp::stats::COUNTERS.len()],
     /// Live processes holding a counter slot now.
     pub processes: u64,
     /// Bytes of session log (all shards).
@@ -240,17 +220,7 @@ impl From<&scsp::Stats> for scsp_stats {
         scsp_stats {
             struct_size: STATS_V1_SIZE as u32,
             reserved: 0,
-            hits: c.hits,
-            misses: c.misses,
-            puts: c.puts,
-            takes: c.takes,
-            removes: c.removes,
-            too_large: c.too_large,
-            evictions: c.evictions,
-            expired: c.expired,
-            bytes_written: c.bytes_written,
-            lost: c.lost,
-            corrupt: c.corrupt,
+            counters: std::array::from_fn(|i| c.get(scsp::stats::COUNTERS[i].counter)),
             processes: c.processes,
             capacity_bytes: s.capacity_bytes,
             shards: s.shards,
@@ -286,6 +256,68 @@ pub unsafe fn write_stats(out: *mut scsp_stats, s: &scsp_stats) -> c_int {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `struct scsp_stats` in `scsp.h`: each field's name and its offset
+    /// computed from the C types, in order.
+    fn header_stats_fields() -> Vec<(String, usize)> {
+        let h = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../include/scsp.h"))
+            .unwrap();
+        let body = h.split("struct scsp_stats {").nth(1).unwrap();
+        let body = body.split("};").next().unwrap();
+        let mut at = 0usize;
+        let mut out = Vec::new();
+        for line in body.lines() {
+            let decl = line.split("/*").next().unwrap().trim();
+            let Some(decl) = decl.strip_suffix(';') else {
+                continue;
+            };
+            let (ty, name) = decl.rsplit_once(' ').unwrap();
+            let size = match ty.trim() {
+                "uint32_t" => 4,
+                "uint64_t" | "double" => 8,
+                other => panic!("unexpected type {other} in struct scsp_stats"),
+            };
+            at = at.next_multiple_of(size);
+            out.push((name.to_string(), at));
+            at += size;
+        }
+        out
+    }
+
+    #[test]
+    fn the_c_header_declares_every_counter_by_name_at_its_offset() {
+        use std::mem::offset_of;
+        let header = header_stats_fields();
+        let counters = scsp::stats::COUNTERS
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.field, offset_of!(scsp_stats, counters) + 8 * i));
+        let ours: Vec<(String, usize)> = [
+            ("struct_size", offset_of!(scsp_stats, struct_size)),
+            ("reserved", offset_of!(scsp_stats, reserved)),
+        ]
+        .into_iter()
+        .chain(counters)
+        .chain([
+            ("processes", offset_of!(scsp_stats, processes)),
+            ("capacity_bytes", offset_of!(scsp_stats, capacity_bytes)),
+            ("shards", offset_of!(scsp_stats, shards)),
+            ("index_slots", offset_of!(scsp_stats, index_slots)),
+            ("max_value", offset_of!(scsp_stats, max_value)),
+            ("host_id", offset_of!(scsp_stats, host_id)),
+            ("created", offset_of!(scsp_stats, created)),
+            ("appended_bytes", offset_of!(scsp_stats, appended_bytes)),
+            ("log_fill", offset_of!(scsp_stats, log_fill)),
+        ])
+        .map(|(n, o)| (n.to_string(), o))
+        .collect();
+        assert_eq!(
+            header, ours,
+            "include/scsp.h and scsp::stats::COUNTERS disagree"
+        );
+        let end = header.last().unwrap().1 + 8;
+        assert_eq!(end, STATS_V1_SIZE);
+    }
 
     #[test]
     fn zero_fields_mean_defaults() {

@@ -72,7 +72,7 @@ fn main() {
     let pids: Vec<u32> = c
         .hosts
         .iter()
-        .map(|h| h.child.as_ref().unwrap().id())
+        .map(|h| h.child.as_ref().unwrap().pid())
         .collect();
     println!("scsp bridge benchmark: 2 hosts on loopback, 256-byte sessions");
 
@@ -191,7 +191,7 @@ fn replay(c: &mut Cluster, a_pid: u32) {
     c.host(2).kill9();
     c.host(2).start();
     let t0 = Instant::now();
-    let b_pid = c.hosts[1].child.as_ref().unwrap().id();
+    let b_pid = c.hosts[1].child.as_ref().unwrap().pid();
     loop {
         let a = c.hosts[0].peer_status(2);
         if a.get("connected") == 1

@@ -82,36 +82,25 @@ fn bench_op(
     }
 }
 
-/// A forked process that puts and gets on the segment until killed; killed
-/// (by pid) and reaped on drop.
-struct Hammer(nix::unistd::Pid);
-
-impl Hammer {
-    fn start(seg: &TempSegment, present: &[Key], value: &[u8]) -> Hammer {
-        // SAFETY: the bench is single-threaded at this point (criterion runs
-        // benchmarks on the calling thread), so the child may use the
-        // allocator; it never returns: it loops until SIGKILLed.
-        match unsafe { nix::unistd::fork() }.expect("fork") {
-            nix::unistd::ForkResult::Child => {
-                let c = Cache::open(seg.path()).expect("child: open segment");
-                let mut buf = vec![0u8; value.len()];
-                loop {
-                    for (j, k) in present.iter().enumerate() {
-                        let _ = c.put(k, value, 3600);
-                        let _ = c.get(&present[(j * 7919) % present.len()], &mut buf);
-                    }
+/// A forked process that puts and gets on the segment until its guard
+/// drops (SIGKILL and reap).
+fn hammer(seg: &TempSegment, present: &[Key], value: &[u8]) -> childguard::Guard {
+    // SAFETY: the bench is single-threaded at this point (criterion runs
+    // benchmarks on the calling thread), so the child may use the
+    // allocator; it loops until killed.
+    unsafe {
+        childguard::fork(|| {
+            let c = Cache::open(seg.path()).expect("child: open segment");
+            let mut buf = vec![0u8; value.len()];
+            loop {
+                for (j, k) in present.iter().enumerate() {
+                    let _ = c.put(k, value, 3600);
+                    let _ = c.get(&present[(j * 7919) % present.len()], &mut buf);
                 }
             }
-            nix::unistd::ForkResult::Parent { child } => Hammer(child),
-        }
+        })
     }
-}
-
-impl Drop for Hammer {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(self.0, nix::sys::signal::Signal::SIGKILL);
-        let _ = nix::sys::wait::waitpid(self.0, None);
-    }
+    .expect("fork")
 }
 
 /// Where criterion writes its estimates (its own rule: CRITERION_HOME, then
@@ -238,7 +227,7 @@ fn main() {
         for k in &present {
             store.put(k, &value);
         }
-        let hammer = Hammer::start(&seg, &present, &value);
+        let child = hammer(&seg, &present, &value);
         for op in ["get-hit", "put"] {
             let mut g = c.benchmark_group(format!("2proc-{op}-{size}B"));
             bench_op(
@@ -251,7 +240,7 @@ fn main() {
             );
             g.finish();
         }
-        drop(hammer);
+        drop(child);
     }
     c.final_summary();
     print_comparison(since);

@@ -47,7 +47,7 @@ pub(crate) struct Shared {
     cfg: BridgeConfig,
     tls: tls::TlsConfigs,
     status: Status,
-    stop: &'static AtomicBool,
+    stop: Arc<AtomicBool>,
     /// Per peer: bumped by each new verified connection; an older one sees
     /// the change and ends.
     generation: Vec<AtomicU64>,
@@ -142,7 +142,7 @@ pub fn check(cfg: BridgeConfig) -> Result<Checked, Error> {
 /// listener is bound (with its address), before any peer is contacted.
 pub fn run(
     c: Checked,
-    stop: &'static AtomicBool,
+    stop: Arc<AtomicBool>,
     ready: impl FnOnce(std::net::SocketAddr),
 ) -> Result<(), Error> {
     let ids: Vec<u32> = c.cfg.peers.iter().map(|p| p.id).collect();
@@ -195,7 +195,7 @@ pub fn run(
     {
         let s = sh.clone();
         threads.push(std::thread::spawn(move || {
-            wake::watch(&s.replica, &s.wakers, s.stop)
+            wake::watch(&s.replica, &s.wakers, &s.stop)
         }));
     }
     for (i, p) in sh.cfg.peers.iter().enumerate() {

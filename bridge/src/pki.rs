@@ -41,6 +41,7 @@ pub fn host_name(id: u32) -> String {
 /// A cluster certificate authority held in memory.
 pub struct ClusterCa {
     cert: rcgen::Certificate,
+    params: CertificateParams,
     key: KeyPair,
 }
 
@@ -76,7 +77,11 @@ impl ClusterCa {
         p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let cert = p.self_signed(&key)?;
-        Ok(ClusterCa { cert, key })
+        Ok(ClusterCa {
+            cert,
+            params: p,
+            key,
+        })
     }
 
     /// The CA certificate, PEM (give it to every host).
@@ -103,7 +108,8 @@ impl ClusterCa {
             ExtendedKeyUsagePurpose::ServerAuth,
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
-        let cert = p.signed_by(&key, &self.cert, &self.key)?;
+        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
+        let cert = p.signed_by(&key, &issuer)?;
         Ok(Issued {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),

@@ -2,9 +2,11 @@
 
 use crate::{Error, Result};
 use scsp_bridge::{self as bridge, BridgeConfig};
+use signal_hook::consts::{SIGINT, SIGTERM};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -14,12 +16,6 @@ pub struct Args {
     /// Validate the configuration, segment and certificates, then exit.
     #[arg(long)]
     check_config: bool,
-}
-
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
@@ -42,18 +38,15 @@ pub fn run(a: Args) -> Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    use nix::sys::signal::{signal, SigHandler, Signal};
-    for s in [Signal::SIGTERM, Signal::SIGINT] {
-        // SAFETY: the handler only stores to a static atomic, which is
-        // async-signal-safe; no other handler for these signals is relied on.
-        unsafe { signal(s, SigHandler::Handler(on_signal)) }
-            .map_err(|e| Error::system(format!("installing the {s} handler"), e))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [SIGTERM, SIGINT] {
+        signal_hook::flag::register(sig, stop.clone())
+            .map_err(|e| Error::system(format!("installing the handler of signal {sig}"), e))?;
     }
-    // A peer closing its socket must not kill us with SIGPIPE.
-    // SAFETY: ignoring SIGPIPE is process-wide and turns it into EPIPE errors.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigIgn) }
-        .map_err(|e| Error::system("ignoring SIGPIPE", e))?;
-    bridge::run(checked, &STOP, |addr| {
+    // A peer closing its socket must not kill us with SIGPIPE: EPIPE instead.
+    // SAFETY: ignoring a signal installs no handler of ours.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    bridge::run(checked, stop, |addr| {
         // Scripts (and `scsp demo`) wait for this line on stdout.
         use std::io::Write;
         println!("listening on {addr}");

@@ -149,9 +149,9 @@ fn link(file: &File, staging: &Staging, path: &Path) -> Result<()> {
     let linked = match staging {
         // An unnamed file is linked through its /proc name.
         Staging::Unnamed => nix::unistd::linkat(
-            None,
+            nix::fcntl::AT_FDCWD,
             Path::new(&format!("/proc/self/fd/{}", file.as_raw_fd())),
-            None,
+            nix::fcntl::AT_FDCWD,
             path,
             nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW,
         )
@@ -226,7 +226,7 @@ fn reserve(path: &Path, file: &File, map: &memmap2::MmapRaw) -> Result<()> {
     }
     // An older kernel (EINVAL), or a page that could not be allocated
     // (EFAULT): posix_fallocate reserves the rest or says why not (ENOSPC).
-    nix::fcntl::posix_fallocate(file.as_raw_fd(), 0, map.len() as libc::off_t)
+    nix::fcntl::posix_fallocate(file, 0, map.len() as libc::off_t)
         .map_err(|e| Error::io(path, "reserve memory for", e.into()))
 }
 
@@ -254,19 +254,12 @@ impl Segment {
         geo: Geometry,
     ) -> Result<Segment> {
         if let Some(gid) = cfg.group {
-            nix::unistd::fchown(
-                file.as_raw_fd(),
-                None,
-                Some(nix::unistd::Gid::from_raw(gid)),
-            )
-            .map_err(|e| Error::io(path, "fchown (group)", e.into()))?;
+            nix::unistd::fchown(file, None, Some(nix::unistd::Gid::from_raw(gid)))
+                .map_err(|e| Error::io(path, "fchown (group)", e.into()))?;
         }
         // After fchown: changing the group may clear mode bits.
-        nix::sys::stat::fchmod(
-            file.as_raw_fd(),
-            nix::sys::stat::Mode::from_bits_truncate(cfg.mode),
-        )
-        .map_err(|e| Error::io(path, "fchmod", e.into()))?;
+        nix::sys::stat::fchmod(file, nix::sys::stat::Mode::from_bits_truncate(cfg.mode))
+            .map_err(|e| Error::io(path, "fchmod", e.into()))?;
         file.set_len(geo.total_len)
             .map_err(|e| Error::io(path, "ftruncate", e))?;
         check_room(path, file, geo.total_len)?;

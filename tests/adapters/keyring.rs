@@ -371,27 +371,16 @@ fn unix_ms() -> u64 {
         .as_millis() as u64
 }
 
-/// Kills and reaps its children on drop, so a failed test leaves none.
-struct Kids(Vec<std::process::Child>);
-
-impl Drop for Kids {
-    fn drop(&mut self) {
-        for k in &mut self.0 {
-            let _ = k.kill();
-            let _ = k.wait();
-        }
-    }
-}
-
 #[test]
 fn processes_killed_mid_rotation_never_break_the_ring() {
     let dir = tempfile::tempdir().unwrap();
     let path = segment(&dir);
     let base = unix_ms();
     for round in 0..6u64 {
-        let mut kids = Kids(
-            (0..3)
-                .map(|_| {
+        // Killed and reaped on drop, so a failed test leaves none.
+        let mut kids: Vec<childguard::Guard> = (0..3)
+            .map(|_| {
+                childguard::Guard::spawned(
                     Command::new(std::env::current_exe().unwrap())
                         .args([
                             "--exact",
@@ -403,17 +392,17 @@ fn processes_killed_mid_rotation_never_break_the_ring() {
                         .stdout(std::process::Stdio::null())
                         .stderr(std::process::Stdio::null())
                         .spawn()
-                        .unwrap()
-                })
-                .collect(),
-        );
+                        .unwrap(),
+                )
+            })
+            .collect();
         std::thread::sleep(Duration::from_millis(60 + 37 * round));
-        for k in &mut kids.0 {
-            let _ = k.kill();
-            let status = k.wait().unwrap();
-            assert!(
-                status.code().is_none(),
-                "a rotator died by itself: {status:?}"
+        for k in &mut kids {
+            let code = k.kill();
+            assert_eq!(
+                code,
+                128 + libc::SIGKILL,
+                "a rotator died by itself: {code}"
             );
         }
         // Every rotator is dead, some mid-write. Past the stuck timeout (by

@@ -6,12 +6,13 @@ use crate::support;
 
 use rustls::HandshakeKind;
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use support::{s_client, Client, Setup};
 
 /// A running `scsp serve`; SIGTERMed (then SIGKILLed) and reaped on drop.
 struct Serve {
-    child: Child,
+    /// Kept for its drop: stops the server.
+    _child: childguard::Guard,
     /// (pid, port) of each worker.
     workers: Vec<(u32, u16)>,
 }
@@ -41,7 +42,7 @@ impl Serve {
             .expect("scsp serve starts");
         let out = BufReader::new(child.stdout.take().unwrap());
         let mut serve = Serve {
-            child,
+            _child: childguard::Guard::spawned(child).grace(std::time::Duration::from_secs(5)),
             workers: Vec::new(),
         };
         for line in out.lines() {
@@ -63,21 +64,6 @@ impl Serve {
         );
         assert_ne!(serve.workers[0].0, serve.workers[1].0);
         serve
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        for _ in 0..500 {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -6,7 +6,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -207,9 +207,10 @@ pub fn compile(
     out.to_path_buf()
 }
 
-/// A child process that is always stopped and reaped, even when a test fails.
+/// A child process that is always stopped (SIGTERM, so a prefork master
+/// stops its workers; SIGKILL after 5 s) and reaped, even when a test fails.
 pub struct Reaped {
-    pub child: Child,
+    pub child: childguard::Guard,
     pub stdout_lines: mpsc::Receiver<String>,
 }
 
@@ -231,7 +232,7 @@ impl Reaped {
             }
         });
         Reaped {
-            child,
+            child: childguard::Guard::spawned(child).grace(Duration::from_secs(5)),
             stdout_lines: rx,
         }
     }
@@ -241,14 +242,5 @@ impl Reaped {
         self.stdout_lines
             .recv_timeout(HANG_GUARD)
             .expect("child ended (or hung) before printing the expected line")
-    }
-}
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        // SIGTERM lets the prefork master stop and reap its workers.
-        // SAFETY: kill(2) on our own, not yet reaped child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
     }
 }

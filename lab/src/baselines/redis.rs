@@ -11,7 +11,7 @@
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The server binary looked up on `PATH`.
@@ -20,7 +20,7 @@ pub const REDIS_SERVER: &str = "redis-server";
 /// A `redis-server` child process listening on a free loopback port; killed
 /// (by its pid) and reaped on drop.
 pub struct RedisServer {
-    child: Child,
+    child: childguard::Guard,
     addr: SocketAddr,
 }
 
@@ -56,7 +56,7 @@ impl RedisServer {
                 .stderr(Stdio::null())
                 .spawn()?;
             let mut server = RedisServer {
-                child,
+                child: childguard::Guard::spawned(child),
                 addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
             };
             match server.wait_ready() {
@@ -71,9 +71,9 @@ impl RedisServer {
     fn wait_ready(&mut self) -> io::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            if let Some(status) = self.child.try_wait()? {
+            if let Some(code) = self.child.try_wait() {
                 return Err(io::Error::other(format!(
-                    "redis-server on {} exited at start ({status})",
+                    "redis-server on {} exited at start (code {code})",
                     self.addr
                 )));
             }
@@ -99,19 +99,12 @@ impl RedisServer {
 
     /// Its process id (the demo counts its CPU time as the server's).
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.pid()
     }
 
     /// A new connection to this server.
     pub fn connect(&self) -> io::Result<RedisClient> {
         RedisClient::connect(self.addr)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -2,11 +2,9 @@
 //! gets and puts on one segment, total throughput against one process.
 
 use crate::Result;
-use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{fork, ForkResult, Pid};
 use scsp::Cache;
 use std::io::Read;
+use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::time::Instant;
 
@@ -39,19 +37,6 @@ impl Multi {
             "{:<12} {:>10.2}   ({:.2}x one process)",
             self.processes, self.all_processes_mops, self.scaling
         );
-    }
-}
-
-/// Children not yet reaped; killed (by pid) and reaped on drop, so a failing
-/// run leaves no process behind.
-struct Children(Vec<Pid>);
-
-impl Drop for Children {
-    fn drop(&mut self) {
-        for &pid in &self.0 {
-            let _ = kill(pid, Signal::SIGKILL);
-            let _ = waitpid(pid, None);
-        }
     }
 }
 
@@ -90,32 +75,35 @@ pub(super) fn run(
 /// and each do `per` ops; returns total Mops/s over the wall time.
 fn throughput(path: &Path, n: usize, per: usize, keys: &[[u8; 32]], value: &[u8]) -> Result<f64> {
     let (start_r, start_w) = nix::unistd::pipe()?;
-    let mut kids = Children(Vec::new());
+    let mut kids = Vec::with_capacity(n);
     for id in 0..n {
+        let r = start_r.try_clone()?;
+        let w = start_w.as_raw_fd();
         // SAFETY: the CLI is single-threaded here, so the child may allocate
-        // and use any library; it leaves only through `_exit`.
-        match unsafe { fork() }? {
-            ForkResult::Child => {
-                drop(start_w);
-                let code = worker(path, id, per, keys, value, std::fs::File::from(start_r));
-                // SAFETY: `_exit` ends the child without running the parent's
-                // atexit handlers or flushing its copied stdio buffers.
-                unsafe { libc::_exit(code) };
-            }
-            ForkResult::Parent { child } => kids.0.push(child),
-        }
+        // and use any library.
+        let kid = unsafe {
+            childguard::fork(move || {
+                // Only the parent holds the write end, so that closing it is
+                // the start gun for everyone.
+                // SAFETY: closes this child's copy of a descriptor it owns.
+                libc::close(w);
+                worker(path, id, per, keys, value, std::fs::File::from(r))
+            })
+        }?;
+        kids.push(kid);
     }
     drop(start_r);
     let t = Instant::now();
     drop(start_w);
     let mut failed = 0;
-    while let Some(pid) = kids.0.pop() {
-        match waitpid(pid, None)? {
-            WaitStatus::Exited(_, 0) => {}
-            other => {
-                eprintln!("scsp bench: worker {pid}: {other:?}");
-                failed += 1
-            }
+    for (i, kid) in kids.iter_mut().enumerate() {
+        let code = kid.wait();
+        if code != 0 {
+            eprintln!(
+                "scsp bench: worker {i} (pid {}): exit code {code}",
+                kid.pid()
+            );
+            failed += 1;
         }
     }
     let secs = t.elapsed().as_secs_f64();

@@ -79,7 +79,8 @@ pub fn make(dir: &Path, key_type: KeyType) -> Result<DemoCerts> {
     params
         .distinguished_name
         .push(DnType::CommonName, super::load::SERVER_NAME);
-    let cert = params.signed_by(&key, &ca_cert, &ca_key).map_err(err)?;
+    let issuer = rcgen::Issuer::from_params(&ca, &ca_key);
+    let cert = params.signed_by(&key, &issuer).map_err(err)?;
 
     let paths = DemoCerts {
         ca_cert: dir.join("ca.pem"),

@@ -17,6 +17,7 @@ use pool::{Guarded, Host};
 use std::path::Path;
 use std::process::{Command, ExitCode};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -119,28 +120,17 @@ impl Setup {
 const TLS12_ONLY: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS12];
 const TLS13_ONLY: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
 
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_interrupt(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
+/// Raised by SIGINT, SIGTERM, SIGHUP (a closed terminal) or SIGQUIT: the
+/// demo then stops through its cleanup.
+fn interrupted() -> &'static Arc<AtomicBool> {
+    static FLAG: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
+    FLAG.get_or_init(Arc::default)
 }
 
 fn install_interrupt_handler() {
-    let action = nix::sys::signal::SigAction::new(
-        nix::sys::signal::SigHandler::Handler(on_interrupt),
-        nix::sys::signal::SaFlags::SA_RESTART,
-        nix::sys::signal::SigSet::empty(),
-    );
-    // A closed terminal (SIGHUP) or Ctrl-\ (SIGQUIT) also stops the demo
-    // through its cleanup.
-    for sig in [
-        nix::sys::signal::Signal::SIGINT,
-        nix::sys::signal::Signal::SIGTERM,
-        nix::sys::signal::Signal::SIGHUP,
-        nix::sys::signal::Signal::SIGQUIT,
-    ] {
-        // SAFETY: the handler only stores to a static atomic.
-        let _ = unsafe { nix::sys::signal::sigaction(sig, &action) };
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+    for sig in [SIGINT, SIGTERM, SIGHUP, SIGQUIT] {
+        let _ = signal_hook::flag::register(sig, interrupted().clone());
     }
 }
 
@@ -445,10 +435,10 @@ fn run_setup(
         seed: a.seed,
         send_request: a.server == ServerKind::Rustls,
     };
-    let mut r = load::run(&spec, &targets, &INTERRUPTED, &|| bar.inc(1))?;
+    let mut r = load::run(&spec, &targets, interrupted(), &|| bar.inc(1))?;
     // Interrupted during the last round: the servers were stopped by the
     // same signal, which is no crash.
-    if INTERRUPTED.load(Ordering::SeqCst) {
+    if interrupted().load(Ordering::SeqCst) {
         return Err("interrupted".into());
     }
     let cpu: f64 = pids.iter().map(|p| pool::cpu_seconds(*p)).sum::<f64>() - cpu_before;
@@ -570,7 +560,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             Ok(o) => outcomes.push(o),
             // The baseline failing (say, redis-server will not start) is
             // reported with the results, not fatal to scsp's own set-ups.
-            Err(e) if setup == Setup::RedisPool && !INTERRUPTED.load(Ordering::SeqCst) => {
+            Err(e) if setup == Setup::RedisPool && !interrupted().load(Ordering::SeqCst) => {
                 not_run.push(format!("{}: failed: {e}", setup.label()));
             }
             Err(e) => return Err(e),

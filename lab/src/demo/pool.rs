@@ -8,40 +8,26 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// A child process stopped (SIGTERM, then SIGKILL after 5 s) when dropped.
+/// A named child process, stopped (SIGTERM, then SIGKILL after 5 s) when
+/// dropped.
 pub struct Guarded {
     pub name: String,
-    child: Child,
+    guard: childguard::Guard,
 }
 
 impl Guarded {
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.guard.pid()
     }
 
-    /// Did the process exit already? (A host that dies fails the demo.)
-    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.try_wait().ok().flatten()
-    }
-}
-
-impl Drop for Guarded {
-    fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    /// Did the process exit already, and how? (A host that dies fails the
+    /// demo.)
+    pub fn exited(&mut self) -> Option<childguard::ExitCode> {
+        self.guard.try_wait()
     }
 }
 
@@ -139,7 +125,7 @@ pub fn start_until(
     let stderr = child.stderr.take().ok_or("no stderr")?;
     let guard = Guarded {
         name: name.to_string(),
-        child,
+        guard: childguard::Guard::spawned(child).grace(Duration::from_secs(5)),
     };
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {

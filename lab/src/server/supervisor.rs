@@ -3,34 +3,27 @@
 use super::worker;
 use super::ServeOptions;
 use crate::{Error, Result};
-use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, Signal};
-use nix::sys::wait::{waitpid, WaitStatus};
+use nix::sys::signal::{self, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
+use signal_hook::consts::{SIGINT, SIGTERM};
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-static STOP: AtomicBool = AtomicBool::new(false);
+/// How often the supervisor looks for exited workers and a stop signal.
+const SUPERVISE_EVERY: Duration = Duration::from_millis(10);
 
-extern "C" fn on_stop_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
-}
-
-fn install_stop_handlers() -> Result<()> {
-    // No SA_RESTART: a blocked waitpid returns EINTR so we notice the signal.
-    let action = SigAction::new(
-        SigHandler::Handler(on_stop_signal),
-        SaFlags::empty(),
-        SigSet::empty(),
-    );
-    for sig in [Signal::SIGTERM, Signal::SIGINT] {
-        // SAFETY: the handler only stores to a static atomic, which is
-        // async-signal-safe.
-        unsafe { signal::sigaction(sig, &action) }
-            .map_err(|e| Error::system(format!("installing the {sig} handler"), e))?;
+/// A flag raised by SIGTERM or SIGINT.
+fn stop_on_signals() -> Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [SIGTERM, SIGINT] {
+        signal_hook::flag::register(sig, stop.clone())
+            .map_err(|e| Error::system(format!("installing the handler of signal {sig}"), e))?;
     }
-    Ok(())
+    Ok(stop)
 }
 
 fn bind(addr: SocketAddr) -> Result<TcpListener> {
@@ -122,7 +115,7 @@ pub fn run(opts: &ServeOptions) -> Result<()> {
     }
     worker::check_config(opts)?;
     let listeners = bind_all(opts)?;
-    install_stop_handlers()?;
+    let stop = stop_on_signals()?;
     let listener_of = |i: usize| &listeners[if opts.port_per_worker { i } else { 0 }];
     let mut pids = Vec::with_capacity(opts.workers);
     for i in 0..opts.workers {
@@ -140,12 +133,15 @@ pub fn run(opts: &ServeOptions) -> Result<()> {
         let _ = out.flush();
     }
     let mut restarts: Vec<Instant> = Vec::new();
-    while !STOP.load(Ordering::SeqCst) {
-        match waitpid(None, None) {
+    while !stop.load(Ordering::SeqCst) {
+        // Polled: the handler restarts interrupted calls (SA_RESTART), so a
+        // blocking waitpid would not notice the stop signal.
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => std::thread::sleep(SUPERVISE_EVERY),
             Ok(WaitStatus::Exited(pid, EXIT_REOPEN)) => {
                 // Not a failure: every worker may do this at once.
                 if let Some(i) = pids.iter().position(|p| *p == pid) {
-                    if STOP.load(Ordering::SeqCst) {
+                    if stop.load(Ordering::SeqCst) {
                         break;
                     }
                     pids[i] = spawn(opts, listener_of(i), i)?;
@@ -155,7 +151,7 @@ pub fn run(opts: &ServeOptions) -> Result<()> {
                 let Some(i) = pids.iter().position(|p| *p == pid) else {
                     continue;
                 };
-                if STOP.load(Ordering::SeqCst) {
+                if stop.load(Ordering::SeqCst) {
                     break;
                 }
                 restarts.retain(|t| t.elapsed() < Duration::from_secs(10));

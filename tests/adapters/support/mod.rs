@@ -15,7 +15,7 @@ use scsp::{Cache, Config};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,7 +37,7 @@ impl Setup {
         drop(Cache::create(&seg, cfg).unwrap());
         let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
         std::fs::write(dir.path().join("cert.pem"), ck.cert.pem()).unwrap();
-        std::fs::write(dir.path().join("key.pem"), ck.key_pair.serialize_pem()).unwrap();
+        std::fs::write(dir.path().join("key.pem"), ck.signing_key.serialize_pem()).unwrap();
         Setup {
             cert_der: ck.cert.der().clone(),
             seg,
@@ -93,7 +93,10 @@ impl Setup {
             }
             line.clear();
         }
-        let mut w = Worker { child, port: 0 };
+        let mut w = Worker {
+            child: childguard::Guard::spawned(child),
+            port: 0,
+        };
         w.port = port.expect("worker did not report a port");
         w
     }
@@ -101,25 +104,18 @@ impl Setup {
 
 /// A worker process; killed and reaped on drop.
 pub struct Worker {
-    pub child: Child,
+    pub child: childguard::Guard,
     pub port: u16,
 }
 
 impl Worker {
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.pid()
     }
 
     /// Still running (a crash would show here).
     pub fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.child.try_wait().is_none()
     }
 }
 

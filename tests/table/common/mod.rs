@@ -3,9 +3,7 @@
 //! fails half-way.
 #![allow(dead_code)]
 
-use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{fork, ForkResult, Pid};
+use nix::unistd::Pid;
 
 /// A small, seeded, reproducible RNG (SplitMix64). Tests print their seed.
 #[derive(Clone, Debug)]
@@ -110,70 +108,45 @@ pub fn check_value(key_id: u32, v: &[u8]) -> Result<u64, String> {
     Ok(u64::from_le_bytes(v[4..12].try_into().unwrap()))
 }
 
-/// Forked children that are SIGKILLed and reaped when dropped, so a failing
-/// assertion never leaves processes behind.
+/// Forked children, SIGKILLed and reaped when dropped (each is a
+/// `childguard::Guard`), so a failing assertion never leaves processes
+/// behind.
 #[derive(Default)]
-pub struct Children(Vec<Pid>);
+pub struct Children(Vec<childguard::Guard>);
 
 impl Children {
     /// Fork; the child runs `work` and leaves with `_exit(code)` without ever
     /// returning into the test harness.
     pub fn spawn(&mut self, work: impl FnOnce() -> i32) -> Pid {
         // SAFETY: the child only runs `work` (memory operations on the
-        // inherited mapping, writes to fds it owns) and then `_exit`s, never
-        // unwinding or returning into the multi-threaded harness.
-        match unsafe { fork() }.expect("fork") {
-            ForkResult::Child => {
-                let code =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or(101);
-                // SAFETY: _exit ends the process at once, running no atexit
-                // handlers or destructors that belong to the parent.
-                unsafe { libc::_exit(code) }
-            }
-            ForkResult::Parent { child } => {
-                self.0.push(child);
-                child
-            }
-        }
+        // inherited mapping, writes to fds it owns) and then `_exit`s.
+        let g = unsafe { childguard::fork(work) }.expect("fork");
+        let pid = Pid::from_raw(g.pid() as i32);
+        self.0.push(g);
+        pid
+    }
+
+    fn take(&mut self, pid: Pid) -> childguard::Guard {
+        let i = self.0.iter().position(|g| g.pid() as i32 == pid.as_raw());
+        self.0.remove(i.expect("a child of this set"))
     }
 
     /// Wait for one child and return its exit code (or 128+signal).
     pub fn wait(&mut self, pid: Pid) -> i32 {
-        self.0.retain(|p| *p != pid);
-        wait_code(pid)
+        self.take(pid).wait()
     }
 
     /// SIGKILL a child and reap it.
     pub fn kill(&mut self, pid: Pid) -> i32 {
-        let _ = kill(pid, Signal::SIGKILL);
-        self.wait(pid)
+        self.take(pid).kill()
     }
 
     /// Wait for every remaining child; returns their exit codes.
     pub fn wait_all(&mut self) -> Vec<i32> {
-        let pids = std::mem::take(&mut self.0);
-        pids.into_iter().map(wait_code).collect()
-    }
-}
-
-fn wait_code(pid: Pid) -> i32 {
-    loop {
-        match waitpid(pid, None) {
-            Ok(WaitStatus::Exited(_, c)) => return c,
-            Ok(WaitStatus::Signaled(_, s, _)) => return 128 + s as i32,
-            Ok(_) => continue,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => panic!("waitpid {pid}: {e}"),
-        }
-    }
-}
-
-impl Drop for Children {
-    fn drop(&mut self) {
-        for pid in std::mem::take(&mut self.0) {
-            let _ = kill(pid, Signal::SIGKILL);
-            let _ = waitpid(pid, None);
-        }
+        std::mem::take(&mut self.0)
+            .iter_mut()
+            .map(|g| g.wait())
+            .collect()
     }
 }
 

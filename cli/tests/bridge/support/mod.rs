@@ -9,7 +9,7 @@ use scsp::replication::status::{self, PeerStatus};
 use scsp::Cache;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_scsp");
@@ -57,7 +57,8 @@ pub struct Host {
     pub segment: PathBuf,
     pub config: PathBuf,
     pub log: PathBuf,
-    pub child: Option<Child>,
+    /// The bridge process, SIGKILLed and reaped on drop.
+    pub child: Option<childguard::Guard>,
     pub cache: std::sync::Arc<Cache>,
 }
 
@@ -69,7 +70,7 @@ impl Host {
             .append(true)
             .open(&self.log)
             .unwrap();
-        self.child = Some(
+        self.child = Some(childguard::Guard::spawned(
             Command::new(BIN)
                 .args(["bridge", "--config"])
                 .arg(&self.config)
@@ -78,14 +79,13 @@ impl Host {
                 .stderr(log)
                 .spawn()
                 .expect("spawn bridge"),
-        );
+        ));
     }
 
     /// SIGKILL the bridge and reap it.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+            c.kill();
         }
     }
 
@@ -94,20 +94,15 @@ impl Host {
     pub fn terminate(&mut self) -> Duration {
         let mut c = self.child.take().expect("bridge running");
         let start = Instant::now();
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(c.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
+        c.signal(libc::SIGTERM);
         while start.elapsed() < DEADLINE {
-            if let Some(status) = c.try_wait().unwrap() {
-                assert!(status.success(), "bridge {} exited with {status}", self.id);
+            if let Some(code) = c.try_wait() {
+                assert_eq!(code, 0, "bridge {} exited with code {code}", self.id);
                 return start.elapsed();
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        let _ = c.kill();
-        let _ = c.wait();
+        c.kill();
         panic!(
             "bridge {} still running {DEADLINE:?} after SIGTERM",
             self.id
@@ -136,15 +131,7 @@ impl Host {
     }
 
     pub fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
-    }
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        self.kill9();
+        self.child.as_mut().is_some_and(|c| c.try_wait().is_none())
     }
 }
 

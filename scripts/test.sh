@@ -1,13 +1,24 @@
 #!/usr/bin/env bash
-# Every test of the project: the workspace's unit, integration and C tests,
-# then the loom model of the table's ordering core.
+# Every check of the project (what CI runs): formatting, lints and docs;
+# the workspace's unit, integration and C tests; the loom model of the
+# table's ordering core; a short run of each fuzz target; Miri over the
+# table's and segment's unit tests where a nightly toolchain with Miri is
+# installed (CI installs one). Each kind of check is one script in
+# scripts/check/, runnable alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+echo "== lint: fmt, clippy, doc =="
+bash scripts/check/lint.sh
+
+echo "== tests =="
 cargo test --workspace --no-fail-fast
 
-if [ -f tests/loom.rs ]; then
-    echo "== loom model (ordering core of the table) =="
-    RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/loom" \
-        cargo test -p scsp --test loom
-fi
+echo "== loom model (ordering core of the table) =="
+bash scripts/check/loom.sh
+
+echo "== fuzz smoke =="
+bash scripts/check/fuzz.sh
+
+echo "== miri =="
+bash scripts/check/miri.sh

@@ -4,7 +4,7 @@
 //! `scsp stats --prometheus` prints it, for node_exporter's textfile collector
 //! on hosts without a bridge; the bridge's `metrics` endpoint serves it. Every
 //! series carries the labels `segment` (the file) and `host` (its host id).
-//! Table counters only grow (see [`crate::stats`]); bridge counters restart
+//! Table counters only grow (see [`scsp::stats`]); bridge counters restart
 //! from 0 when the bridge restarts.
 
 use crate::status::{BridgeStatus, Kind, FIELDS};

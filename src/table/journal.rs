@@ -90,7 +90,8 @@ impl LogCursor {
     }
 }
 
-/// What one [`Cache::read_log`] call saw besides the entries.
+/// What one [`Replica::read_log`](crate::replication::Replica::read_log) call saw
+/// besides the entries.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LogProgress {
     /// Words overwritten by the log before this reader got to them.

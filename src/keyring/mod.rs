@@ -74,7 +74,7 @@ pub const RING_WORDS: usize = crate::segment::layout::KEYRING_WORDS;
 /// versions had 8 slots, too few for three hosts; when the ring is full,
 /// the keys that lost their period to a smaller name are reused, see
 /// `pick_slot`.)
-pub const SLOTS: usize = 31;
+pub const SLOTS: usize = (RING_WORDS - SLOTS_OFF) / SLOT_WORDS;
 /// Words per slot.
 pub const SLOT_WORDS: usize = 16;
 /// Seconds after which a slot stuck in WRITING (its writer died) is reclaimed.

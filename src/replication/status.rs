@@ -8,7 +8,7 @@
 //!  word 1          pid of the bridge
 //!  word 2          unix ms of the bridge's last sign of life
 //!  word 3          number of peer blocks in use
-//!  word 8 + 16*i   peer block i (16 words, fields in `Field` order)
+//!  word 8 + 32*i   peer block i (32 words, fields in `Field` order)
 //! ```
 //!
 //! Only the bridge writes here (with relaxed atomics); readers validate the
@@ -28,7 +28,7 @@ const W_PID: usize = BASE + 1;
 const W_ALIVE: usize = BASE + 2;
 const W_PEERS: usize = BASE + 3;
 const PEERS_AT: usize = BASE + 8;
-const PEER_WORDS: usize = 16;
+const PEER_WORDS: usize = 32;
 /// Most peer blocks the area holds.
 pub const MAX_PEER_BLOCKS: usize = (END - PEERS_AT) / PEER_WORDS;
 

@@ -1,9 +1,9 @@
 //! The segment's memory layout: header words, geometry, region offsets.
 //!
 //! ```text
-//!  byte 0        4 KiB           +S*64 (page-rounded)   +16 KiB         +16 KiB
+//!  byte 0        4 KiB           +S*64 (page-rounded)   +128 KiB        +32 KiB
 //!  | header page | shard tails   | stats slots          | extension     | index        | shard logs   |
-//!  |  (words)    | 1 AtomicU64   | 128 slots x 16 words | ticket keys,  | buckets x    | shards x     |
+//!  |  (words)    | 1 AtomicU64   | 1024 slots x 16 words| ticket keys,  | buckets x    | shards x     |
 //!  |             | per 64 B line | one per process      | bridge status | 8 words      | log_bytes    |
 //! ```
 //!
@@ -33,7 +33,7 @@ use std::path::Path;
 /// `b"SCSPSEG1"` read as a little-endian word.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SCSPSEG1");
 /// Format version; bump on any change to the layout or entry encoding.
-pub const FORMAT_VERSION: u64 = 5;
+pub const FORMAT_VERSION: u64 = 6;
 /// Value of the state word once the creator has finished.
 pub const STATE_READY: u64 = u64::from_le_bytes(*b"READY\0\0\0");
 
@@ -46,17 +46,17 @@ pub const BUCKET_WORDS: usize = 8;
 /// Words in an entry header in a shard log.
 pub const ENTRY_HEADER_WORDS: usize = 6;
 /// Per-process counter slots; slot 0 collects retired and overflow counts.
-pub const STATS_SLOTS: usize = 128;
+pub const STATS_SLOTS: usize = 1024;
 /// Words per counter slot (two cache lines).
 pub const STATS_SLOT_WORDS: usize = 16;
 /// Bytes of the extension area, which holds the named regions
 /// ([`super::Region`]): the ticket key ring, the bridge status, and room
 /// for more.
-pub const EXT_BYTES: u64 = 16 << 10;
+pub const EXT_BYTES: u64 = 32 << 10;
 /// Words of the key ring region, from the start of the extension area.
-pub const KEYRING_WORDS: usize = 512;
+pub const KEYRING_WORDS: usize = 1024;
 /// Words of the bridge status region, right after the key ring.
-pub const BRIDGE_STATUS_WORDS: usize = 1536;
+pub const BRIDGE_STATUS_WORDS: usize = 3072;
 const _: () = assert!((KEYRING_WORDS + BRIDGE_STATUS_WORDS) as u64 * 8 <= EXT_BYTES);
 /// Largest key, in bytes.
 pub const MAX_KEY: usize = 255;

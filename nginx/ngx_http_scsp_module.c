@@ -25,6 +25,8 @@ static void *ngx_http_scsp_create_srv_conf(ngx_conf_t *cf);
 static char *ngx_http_scsp_merge_srv_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static ngx_int_t ngx_http_scsp_postconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_http_scsp_check_contexts(ngx_conf_t *cf,
+    ngx_http_core_main_conf_t *cmcf);
 static char *ngx_http_scsp_session_cache(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_scsp_ticket_keys(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -168,6 +170,40 @@ ngx_scsp_same(ngx_scsp_srv_conf_t *a, ngx_scsp_srv_conf_t *b)
 }
 
 
+/* Servers sharing a context must check client certificates alike. */
+static ngx_int_t
+ngx_http_scsp_check_contexts(ngx_conf_t *cf, ngx_http_core_main_conf_t *cmcf)
+{
+    ngx_uint_t                  i, n;
+    ngx_scsp_server_t          *s;
+    ngx_http_ssl_srv_conf_t    *sscf;
+    ngx_http_core_srv_conf_t  **cscfp;
+
+    cscfp = cmcf->servers.elts;
+    s = ngx_palloc(cf->temp_pool,
+                   (cmcf->servers.nelts + 1) * sizeof(ngx_scsp_server_t));
+    if (s == NULL) {
+        return NGX_ERROR;
+    }
+
+    n = 0;
+    for (i = 0; i < cmcf->servers.nelts; i++) {
+        sscf = cscfp[i]->ctx->srv_conf[ngx_http_ssl_module.ctx_index];
+        if (sscf->ssl.ctx == NULL) {
+            continue;
+        }
+        s[n].conf = cscfp[i]->ctx->srv_conf[ngx_http_scsp_module.ctx_index];
+        s[n].verify = sscf->verify;
+        s[n].client_certificate = &sscf->client_certificate;
+        s[n].file = cscfp[i]->file_name;
+        s[n].line = cscfp[i]->line;
+        n++;
+    }
+
+    return ngx_scsp_check_contexts(cf, s, n);
+}
+
+
 /*
  * OpenSSL takes the session cache callbacks, cache mode and ticket key
  * callback from the SSL_CTX a connection started with: the default server
@@ -189,6 +225,10 @@ ngx_http_scsp_postconfiguration(ngx_conf_t *cf)
     ngx_http_core_main_conf_t   *cmcf;
 
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    if (ngx_http_scsp_check_contexts(cf, cmcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     if (cmcf->ports == NULL) {
         return NGX_OK;

@@ -171,10 +171,10 @@ ngx_scsp_segment(ngx_conf_t *cf, ngx_scsp_main_conf_t *mcf, ngx_str_t *path)
         }
     }
 
+    /* the cleanup first, so that a handle is never left without one */
     seg = ngx_pcalloc(cf->pool, sizeof(ngx_scsp_segment_t));
-    segp = ngx_array_push(&mcf->segments);
     cln = ngx_pool_cleanup_add(cf->pool, 0);
-    if (seg == NULL || segp == NULL || cln == NULL) {
+    if (seg == NULL || cln == NULL) {
         return NULL;
     }
 
@@ -213,6 +213,9 @@ ngx_scsp_segment(ngx_conf_t *cf, ngx_scsp_main_conf_t *mcf, ngx_str_t *path)
                    "by others and be named by its real path (docs/nginx.md)";
             break;
         case SCSP_E_CORRUPT:
+            hint = "; check the path, or recreate the segment with "
+                   "\"scsp create\"";
+            break;
         case SCSP_E_VERSION:
             hint = "; recreate it with the scsp command of the release this "
                    "module was built from (docs/nginx.md, Upgrades)";
@@ -226,13 +229,17 @@ ngx_scsp_segment(ngx_conf_t *cf, ngx_scsp_main_conf_t *mcf, ngx_str_t *path)
                            "%s%s",
                            &((ngx_str_t *) cf->args->elts)[0], &seg->path,
                            (int) geteuid(), why, hint);
-        mcf->segments.nelts--;
         return NULL;
     }
 
     seg->cache = cache;
     cln->handler = ngx_scsp_cleanup_segment;
     cln->data = seg;
+
+    segp = ngx_array_push(&mcf->segments);
+    if (segp == NULL) {
+        return NULL;
+    }
     *segp = seg;
 
     return seg;
@@ -535,5 +542,73 @@ ngx_scsp_attach(ngx_conf_t *cf, ngx_scsp_main_conf_t *mcf,
     return NGX_CONF_OK;
 }
 
+
+
+/* A TLS server as the context check below sees it. */
+typedef struct {
+    ngx_scsp_srv_conf_t   *conf;
+    ngx_uint_t             verify;              /* ssl_verify_client */
+    ngx_str_t             *client_certificate;  /* its CA list */
+    u_char                *file;
+    ngx_uint_t             line;
+} ngx_scsp_server_t;
+
+
+/*
+ * nginx mixes the client CA list into its session id context, so that a
+ * session made where one CA vouched for the client never resumes where
+ * another must. context= replaces that context (so that other servers and
+ * other hosts can share it): refuse two servers that share a segment and a
+ * context but check client certificates differently, since a session of one
+ * would resume at the other without its check.
+ */
+static ngx_int_t
+ngx_scsp_check_contexts(ngx_conf_t *cf, ngx_scsp_server_t *s, ngx_uint_t n)
+{
+    ngx_uint_t            i, j;
+    ngx_scsp_srv_conf_t  *a, *b;
+
+    for (i = 0; i < n; i++) {
+        a = s[i].conf;
+        if (!a->cache || a->context.len == 0) {
+            continue;
+        }
+
+        for (j = 0; j < i; j++) {
+            b = s[j].conf;
+            if (!b->cache || b->cache_seg != a->cache_seg
+                || b->context.len != a->context.len
+                || ngx_strncmp(b->context.data, a->context.data,
+                               a->context.len) != 0)
+            {
+                continue;
+            }
+
+            if (s[i].verify == s[j].verify
+                && (s[i].verify == 0
+                    || (s[i].client_certificate->len
+                        == s[j].client_certificate->len
+                        && ngx_strncmp(s[i].client_certificate->data,
+                                       s[j].client_certificate->data,
+                                       s[i].client_certificate->len) == 0)))
+            {
+                continue;
+            }
+
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "the servers in %s:%ui and %s:%ui share "
+                          "\"scsp_session_cache\" context \"%V\" but verify "
+                          "client certificates differently "
+                          "(ssl_verify_client, ssl_client_certificate): a "
+                          "session of one would resume at the other without "
+                          "its check; give them different context= values",
+                          s[j].file, s[j].line, s[i].file, s[i].line,
+                          &a->context);
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
 
 #endif /* NGX_SCSP_COMMON_H */

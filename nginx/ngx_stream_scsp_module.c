@@ -28,6 +28,7 @@ static void *ngx_stream_scsp_create_main_conf(ngx_conf_t *cf);
 static void *ngx_stream_scsp_create_srv_conf(ngx_conf_t *cf);
 static char *ngx_stream_scsp_merge_srv_conf(ngx_conf_t *cf, void *parent,
     void *child);
+static ngx_int_t ngx_stream_scsp_postconfiguration(ngx_conf_t *cf);
 static char *ngx_stream_scsp_session_cache(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_stream_scsp_ticket_keys(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -56,7 +57,7 @@ static ngx_command_t  ngx_stream_scsp_commands[] = {
 
 static ngx_stream_module_t  ngx_stream_scsp_module_ctx = {
     NULL,                                  /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_stream_scsp_postconfiguration,     /* postconfiguration */
 
     ngx_stream_scsp_create_main_conf,      /* create main configuration */
     NULL,                                  /* init main configuration */
@@ -145,4 +146,40 @@ ngx_stream_scsp_merge_srv_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     return ngx_scsp_attach(cf, mcf, child, &v);
+}
+
+
+/* Servers sharing a context must check client certificates alike. */
+static ngx_int_t
+ngx_stream_scsp_postconfiguration(ngx_conf_t *cf)
+{
+    ngx_uint_t                     i, n;
+    ngx_scsp_server_t             *s;
+    ngx_stream_ssl_conf_t         *sscf;
+    ngx_stream_core_srv_conf_t   **cscfp;
+    ngx_stream_core_main_conf_t   *cmcf;
+
+    cmcf = ngx_stream_conf_get_module_main_conf(cf, ngx_stream_core_module);
+    cscfp = cmcf->servers.elts;
+    s = ngx_palloc(cf->temp_pool,
+                   (cmcf->servers.nelts + 1) * sizeof(ngx_scsp_server_t));
+    if (s == NULL) {
+        return NGX_ERROR;
+    }
+
+    n = 0;
+    for (i = 0; i < cmcf->servers.nelts; i++) {
+        sscf = cscfp[i]->ctx->srv_conf[ngx_stream_ssl_module.ctx_index];
+        if (sscf->ssl.ctx == NULL) {
+            continue;
+        }
+        s[n].conf = cscfp[i]->ctx->srv_conf[ngx_stream_scsp_module.ctx_index];
+        s[n].verify = sscf->verify;
+        s[n].client_certificate = &sscf->client_certificate;
+        s[n].file = cscfp[i]->file_name;
+        s[n].line = cscfp[i]->line;
+        n++;
+    }
+
+    return ngx_scsp_check_contexts(cf, s, n);
 }

@@ -491,7 +491,7 @@ expect_bad() {
     } >"$bd/$name.conf"
     "$nginx_bin" -t -p "$bd" -c "$bd/$name.conf" >"$bd/$name.out" 2>&1 || rc=$?
     if [ $rc -ne 0 ] && [ $rc -lt 128 ] && grep -qF -- "$pattern" "$bd/$name.out"; then
-        ok "$name: $(grep -m1 -F -- "$pattern" "$bd/$name.out" | sed 's/^nginx: //' | cut -c1-150)..."
+        ok "$name: $(grep -m1 -F -- "$pattern" "$bd/$name.out" | sed -e 's/^nginx: //' -e 's/^.*\[emerg\] [0-9#]*: //' | cut -c1-160)..."
     else
         bad "$name: exit $rc, want a failure with \"$pattern\"; nginx said:"
         sed 's/^/       /' "$bd/$name.out"
@@ -572,6 +572,11 @@ EOF
 expect_bad default-server-mismatch 'share 127.60.0.9:8443 but not their scsp settings' <<EOF
 server { listen 127.60.0.9:8443 ssl default_server; ssl_reject_handshake on; }
 server { listen 127.60.0.9:8443 ssl; server_name www.test; scsp_session_cache $badseg-ok context=www; }
+EOF
+expect_bad context-client-verify 'verify client certificates differently' <<EOF
+scsp_session_cache $badseg-ok context=www;
+server { listen 127.60.0.9:8443 ssl; }
+server { listen 127.60.0.9:8444 ssl; ssl_verify_client on; ssl_client_certificate $tmp/www.pem; }
 EOF
 # and a good configuration next to them passes
 good_rc=0

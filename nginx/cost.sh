@@ -10,6 +10,7 @@
 #
 #   bash nginx/cost.sh                 # TLS 1.2 and TLS 1.3, tickets off
 #   ROUNDS=7 SECS=5 WORKERS=1 bash nginx/cost.sh
+#   MODES="tls1_3:reuse" ROUNDS=15 bash nginx/cost.sh   # one case, more rounds
 #
 # Run nginx/build.sh first. Not a test: a measurement for docs/nginx.md.
 set -euo pipefail
@@ -98,8 +99,10 @@ median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] 
 
 echo "nginx $("$nginx_bin" -v 2>&1 | sed 's|.*/||'), $WORKERS worker(s), ECDSA P-256, tickets off, $ROUNDS rounds of ${SECS}s runs, A and B alternating"
 echo "(handshakes/s seen by one s_time client; server CPU us per handshake, nginx's workers)"
-for tls in -tls1_2 -tls1_3; do
-    for mode in new reuse; do
+for tm in ${MODES:-tls1_2:new tls1_2:reuse tls1_3:new tls1_3:reuse}; do
+    tls=-${tm%%:*}
+    mode=${tm#*:}
+    {
         : >"$tmp/a"
         : >"$tmp/b"
         for r in $(seq "$ROUNDS"); do
@@ -118,6 +121,6 @@ for tls in -tls1_2 -tls1_3; do
             "$tls" "-$mode" "$ra" "$ca" "$rb" "$cb" \
             "$(awk -v a="$ra" -v b="$rb" 'BEGIN { printf "%.3f", b ? a / b : 0 }')" \
             "$(awk -v a="$ca" -v b="$cb" 'BEGIN { printf "%.3f", b ? a / b : 0 }')"
-    done
+    }
 done
 "$scsp" stats "$seg" | grep -E '^(lookups|writes)'

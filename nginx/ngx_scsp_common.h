@@ -213,11 +213,11 @@ ngx_scsp_segment(ngx_conf_t *cf, ngx_scsp_main_conf_t *mcf, ngx_str_t *path)
                    "by others and be named by its real path (docs/nginx.md)";
             break;
         case SCSP_E_CORRUPT:
-            hint = "; check the path, or recreate the segment with "
+            hint = "; if the path is right, recreate the segment with "
                    "\"scsp create\"";
             break;
         case SCSP_E_VERSION:
-            hint = "; recreate it with the scsp command of the release this "
+            hint = "; make it with the scsp command of the release this "
                    "module was built from (docs/nginx.md, Upgrades)";
             break;
         default:

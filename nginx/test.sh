@@ -20,7 +20,8 @@
 # Needs nginx, nginx-dev, gcc, make, libssl-dev, openssl, cargo; the stream
 # part also libnginx-mod-stream (skipped, and said so, without it).
 # Environment: CHAIN=300 (connections per alternation run), KEEP=1 (keep the
-# temporary directory), SCSP_NO_BUILD=1 (use what is built).
+# temporary directory), KEEP_PEM=1 (and every session file of the
+# alternation runs), SCSP_NO_BUILD=1 (use what is built).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)

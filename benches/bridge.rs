@@ -177,7 +177,7 @@ fn main() {
     );
     println!(
         "  afterwards                       {present}/{sampled} sampled keys on B, {on_a} on A (lossy index); A->B lost_words {}",
-        c.hosts[0].peer_status(2).get("lost_words")
+        c.hosts[0].peer_status(2).lost_words
     );
     replay(&mut c, pids[0]);
 }
@@ -186,7 +186,7 @@ fn main() {
 /// How long that takes, what it costs, and that B stores none of it again.
 fn replay(c: &mut Cluster, a_pid: u32) {
     let b_tails = c.hosts[1].log_words_written();
-    let sent0 = c.hosts[0].peer_status(2).get("sent_entries");
+    let sent0 = c.hosts[0].peer_status(2).sent_entries;
     let a_cpu0 = cpu_secs(a_pid);
     c.host(2).kill9();
     c.host(2).start();
@@ -194,24 +194,20 @@ fn replay(c: &mut Cluster, a_pid: u32) {
     let b_pid = c.hosts[1].child.as_ref().unwrap().pid();
     loop {
         let a = c.hosts[0].peer_status(2);
-        if a.get("connected") == 1
-            && a.get("sent_entries") > sent0
-            && a.get("backlog_words") == 0
-            && a.get("lag_entries") == 0
-        {
+        if a.connected && a.sent_entries > sent0 && a.backlog_words == 0 && a.lag_entries == 0 {
             break;
         }
         assert!(t0.elapsed() < Duration::from_secs(120), "replay stuck");
         std::thread::sleep(Duration::from_millis(1));
     }
     let secs = t0.elapsed().as_secs_f64();
-    let replayed = c.hosts[0].peer_status(2).get("sent_entries") - sent0;
+    let replayed = c.hosts[0].peer_status(2).sent_entries - sent0;
     let b = c.hosts[1].peer_status(1);
     println!(
         "replay after B's bridge restarts   {replayed} entries in {secs:.2} s ({:.0}/s, connect included); B stored {} again ({} already there), B's log grew {} words",
         replayed as f64 / secs,
-        b.get("received_entries"),
-        b.get("unchanged_entries"),
+        b.received_entries,
+        b.unchanged_entries,
         c.hosts[1].log_words_written() - b_tails
     );
     println!(

@@ -90,6 +90,31 @@ pub struct BridgeConfig {
     pub heartbeat: Duration,
     /// Longest wait between reconnection attempts.
     pub max_backoff: Duration,
+    /// What one peer may cost this host (its log space and rate).
+    pub peer_budget: PeerBudget,
+}
+
+/// How much of this host's segment one peer's entries may take, so that a
+/// runaway or compromised peer costs its own share, not this host's
+/// sessions. Entries over the budget are dropped and counted
+/// (`over_budget` in `scsp stats`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PeerBudget {
+    /// Largest share of the session log one peer's entries may hold at a
+    /// time (0 < share <= 1; default 0.5).
+    pub log_share: f64,
+    /// Most entries per second applied from one peer (a burst of one
+    /// second's worth is allowed; default 50 000).
+    pub entries_per_sec: u32,
+}
+
+impl Default for PeerBudget {
+    fn default() -> Self {
+        PeerBudget {
+            log_share: 0.5,
+            entries_per_sec: 50_000,
+        }
+    }
 }
 
 #[derive(Deserialize, Serialize)]
@@ -117,6 +142,10 @@ struct Raw {
     heartbeat_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     max_backoff_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peer_log_share: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peer_max_entries_per_sec: Option<u32>,
     // Last: TOML writes arrays of tables after the plain keys.
     #[serde(default)]
     peers: Vec<RawPeer>,
@@ -155,6 +184,8 @@ impl Mesh<'_> {
             metrics: None,
             heartbeat_ms: self.heartbeat_ms,
             max_backoff_ms: self.max_backoff_ms,
+            peer_log_share: None,
+            peer_max_entries_per_sec: None,
             peers: (1..=self.addrs.len() as u32)
                 .zip(self.addrs)
                 .filter(|(peer, _)| *peer != id)
@@ -315,6 +346,20 @@ impl BridgeConfig {
                 Err(bad(field, format!("{v} is out of range {lo} to {hi}")))
             }
         };
+        let defaults = PeerBudget::default();
+        let log_share = raw.peer_log_share.unwrap_or(defaults.log_share);
+        if !(log_share > 0.0 && log_share <= 1.0) {
+            return Err(bad(
+                "peer_log_share",
+                format!("{log_share} must be above 0 and at most 1 (a share of the log)"),
+            ));
+        }
+        let entries_per_sec = raw
+            .peer_max_entries_per_sec
+            .unwrap_or(defaults.entries_per_sec);
+        if entries_per_sec == 0 {
+            return Err(bad("peer_max_entries_per_sec", "must be at least 1"));
+        }
         Ok(BridgeConfig {
             cluster,
             host_id: host,
@@ -332,6 +377,10 @@ impl BridgeConfig {
             peers,
             heartbeat: ms("heartbeat_ms", raw.heartbeat_ms, 1000, 10, 60_000)?,
             max_backoff: ms("max_backoff_ms", raw.max_backoff_ms, 2000, 10, 600_000)?,
+            peer_budget: PeerBudget {
+                log_share,
+                entries_per_sec,
+            },
         })
     }
 

@@ -13,6 +13,7 @@
 //! logs grow (`wake`), one optional metrics thread.
 
 mod admission;
+mod budget;
 pub mod config;
 mod error;
 pub mod journal;
@@ -38,12 +39,17 @@ use std::time::Duration;
 /// How often the bridge checks that its segment file is still the one it
 /// mapped (an operator may remove it and create a new one).
 const SEGMENT_CHECK: Duration = Duration::from_secs(1);
+/// How often retired ticket keys are looked for and wiped.
+const KEYS_SWEEP: Duration = Duration::from_millis(100);
 
 /// State shared by the bridge's threads.
 pub(crate) struct Shared {
     replica: Replica,
-    /// The shared ticket-key ring, replicated like sessions.
-    keyring: Option<scsp::keyring::KeyRing>,
+    /// The shared ticket-key ring, replicated like sessions, once a server
+    /// has used it (and so stored its rotation policy in the segment).
+    keyring: std::sync::OnceLock<scsp::keyring::KeyRing>,
+    /// Per peer: what it may cost this host (log share, rate).
+    budgets: Vec<Mutex<budget::Budget>>,
     cfg: BridgeConfig,
     tls: tls::TlsConfigs,
     status: Status,
@@ -60,6 +66,22 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The key ring, attached with the servers' rotation policy; `None`
+    /// while no server has used ticket keys on this segment.
+    fn keyring(&self) -> Option<&scsp::keyring::KeyRing> {
+        if let Some(r) = self.keyring.get() {
+            return Some(r);
+        }
+        match scsp::keyring::KeyRing::attach(self.replica.cache().clone()) {
+            Ok(Some(r)) => Some(self.keyring.get_or_init(|| r)),
+            Ok(None) => None,
+            Err(e) => {
+                self.log(&format!("ticket keys: {e}"));
+                None
+            }
+        }
+    }
+
     fn stopping(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
     }
@@ -146,7 +168,8 @@ pub fn run(
     ready: impl FnOnce(std::net::SocketAddr),
 ) -> Result<(), Error> {
     let ids: Vec<u32> = c.cfg.peers.iter().map(|p| p.id).collect();
-    let status = Status::claim(c.cache.clone(), &ids)
+    let heartbeat_ms = c.cfg.heartbeat.as_millis() as u64;
+    let status = Status::claim(c.cache.clone(), &ids, heartbeat_ms)
         .map_err(|other| Error::AlreadyRunning { pid: other.pid })?;
     let bind = |field, addr| {
         let l = TcpListener::bind(addr).and_then(|l| l.set_nonblocking(true).map(|()| l));
@@ -162,15 +185,11 @@ pub fn run(
         None => None,
     };
     let n = c.cfg.peers.len();
-    let keyring =
-        scsp::keyring::KeyRing::new(c.cache.clone(), Default::default()).map_err(|source| {
-            Error::Segment {
-                path: c.cfg.segment.clone(),
-                source,
-            }
-        })?;
     let sh = Arc::new(Shared {
-        keyring: Some(keyring),
+        keyring: std::sync::OnceLock::new(),
+        budgets: (0..n)
+            .map(|_| Mutex::new(budget::Budget::new(c.cfg.peer_budget)))
+            .collect(),
         replica: Replica::new(c.cache),
         tls: c.tls,
         status,
@@ -181,7 +200,9 @@ pub fn run(
         wakers: (0..n)
             .map(|_| wake::Waker::new())
             .collect::<Result<_, _>>()?,
-        handshakes: Arc::default(),
+        handshakes: Arc::new(admission::Handshakes::new(
+            c.cfg.peers.iter().map(|p| p.addr.ip()),
+        )),
         cfg: c.cfg,
     });
     if let Ok(a) = listener.local_addr() {
@@ -209,11 +230,20 @@ pub fn run(
         std::thread::spawn(move || serve_metrics(s, l));
     }
     let mut checked = std::time::Instant::now();
+    let mut swept = std::time::Instant::now();
     let mut replaced = false;
     let mut accepted = Vec::new();
     let mut dropped = Dropped::default();
     while !sh.stopping() {
         sh.status.alive(scsp::clock::now_millis());
+        // Retired ticket keys are wiped as they retire, not at the next
+        // ticket a server handles.
+        if swept.elapsed() >= KEYS_SWEEP {
+            swept = std::time::Instant::now();
+            if let Some(r) = sh.keyring() {
+                r.sweep();
+            }
+        }
         if checked.elapsed() >= SEGMENT_CHECK {
             checked = std::time::Instant::now();
             if sh.replica.cache().segment().replaced() {
@@ -276,10 +306,12 @@ impl Dropped {
         {
             sh.log(&format!(
                 "turned away {} connection(s), the last from {from}: too many TLS handshakes in \
-                 progress (at most {} at once, {} per source address)",
+                 progress (strangers: at most {} at once, {} per address; a configured peer's \
+                 address: {})",
                 self.count,
-                admission::MAX_HANDSHAKES,
-                admission::MAX_PER_SOURCE
+                admission::STRANGER_PLACES,
+                admission::PER_STRANGER,
+                admission::PEER_PLACES
             ));
             self.count = 0;
             self.logged = Some(std::time::Instant::now());
@@ -306,7 +338,6 @@ fn serve_metrics(sh: Arc<Shared>, l: TcpListener) {
                     log_age_secs: sh.replica.cache().log_age_secs(),
                     occupancy: None,
                     bridge: status::read(sh.replica.cache()).as_ref(),
-                    now_unix_ms: scsp::clock::now_millis(),
                 });
                 let _ = write!(
                     s,

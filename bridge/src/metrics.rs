@@ -7,7 +7,7 @@
 //! Table counters only grow (see [`scsp::stats`]); bridge counters restart
 //! from 0 when the bridge restarts.
 
-use crate::status::{BridgeStatus, Kind, FIELDS};
+use scsp::replication::status::{BridgeStatus, Kind, FIELDS};
 use scsp::table::Occupancy;
 use scsp::Stats;
 use std::fmt::{Display, Write};
@@ -26,8 +26,6 @@ pub struct Snapshot<'a> {
     pub occupancy: Option<&'a Occupancy>,
     /// The bridge's status area, if a bridge ever ran on this segment.
     pub bridge: Option<&'a BridgeStatus>,
-    /// Now, in unix milliseconds: a bridge silent for 5 s counts as down.
-    pub now_unix_ms: u64,
 }
 
 /// The exposition text.
@@ -125,25 +123,17 @@ pub fn render(s: &Snapshot) -> String {
     }
     if let Some(b) = s.bridge {
         out.family("bridge_up", Kind::Gauge, "1 while the bridge process runs.");
-        out.sample(
-            "bridge_up",
-            Kind::Gauge,
-            "",
-            u8::from(b.running(s.now_unix_ms)),
-        );
-        for (_, field, kind) in FIELDS {
-            let name = format!("bridge_peer_{field}");
-            out.family(
-                &name,
-                kind,
-                &format!("Bridge, per peer: {}.", field.replace('_', " ")),
-            );
+        out.sample("bridge_up", Kind::Gauge, "", u8::from(b.running));
+        for f in FIELDS {
+            let name = format!("bridge_peer_{}", f.name);
+            out.family(&name, f.kind, &format!("Bridge, per peer: {}", f.help()));
             for p in &b.peers {
-                let v = match field {
-                    "connected" => u64::from(b.connected(p, s.now_unix_ms)),
-                    _ => p.get(field),
-                };
-                out.sample(&name, kind, &format!(",peer=\"{}\"", p.id), v);
+                out.sample(
+                    &name,
+                    f.kind,
+                    &format!(",peer=\"{}\"", p.id),
+                    p.get(f.field),
+                );
             }
         }
     }
@@ -187,7 +177,7 @@ fn escape(v: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::PeerStatus;
+    use scsp::replication::status::PeerStatus;
 
     fn stats() -> Stats {
         let mut s = Stats::default();
@@ -207,7 +197,6 @@ mod tests {
             log_age_secs: Some(120),
             occupancy: None,
             bridge: None,
-            now_unix_ms: 0,
         });
         assert!(text.contains("# TYPE scsp_hits_total counter\n"), "{text}");
         assert!(
@@ -228,18 +217,20 @@ mod tests {
     }
 
     #[test]
-    fn a_silent_bridge_is_down_and_its_peers_disconnected() {
+    fn a_dead_bridge_is_down_and_its_peers_disconnected() {
         let st = stats();
-        let peer = PeerStatus {
-            id: 2,
-            fields: vec![("connected", 1), ("sent_entries", 5)],
-        };
-        let bridge = BridgeStatus {
+        let bridge = |running: bool| BridgeStatus {
             pid: 42,
-            alive_unix_ms: 1_000_000,
-            peers: vec![peer],
+            running,
+            peers: vec![PeerStatus {
+                id: 2,
+                connected: running,
+                sent_entries: 5,
+                ..PeerStatus::default()
+            }],
+            ..BridgeStatus::default()
         };
-        let at = |now_unix_ms| {
+        let render_with = |b: &BridgeStatus| {
             render(&Snapshot {
                 segment: Path::new("s"),
                 stats: &st,
@@ -248,11 +239,10 @@ mod tests {
                     oldest_age_secs: Some(90),
                     ..Occupancy::default()
                 }),
-                bridge: Some(&bridge),
-                now_unix_ms,
+                bridge: Some(b),
             })
         };
-        let live = at(1_000_100);
+        let live = render_with(&bridge(true));
         assert!(
             live.contains("scsp_bridge_up{segment=\"s\",host=\"3\"} 1\n"),
             "{live}"
@@ -264,7 +254,7 @@ mod tests {
             "scsp_bridge_peer_sent_entries_total{segment=\"s\",host=\"3\",peer=\"2\"} 5\n"
         ));
         assert!(live.contains("scsp_oldest_entry_age_seconds{segment=\"s\",host=\"3\"} 90\n"));
-        let dead = at(1_010_000);
+        let dead = render_with(&bridge(false));
         assert!(
             dead.contains("scsp_bridge_up{segment=\"s\",host=\"3\"} 0\n"),
             "{dead}"

@@ -8,7 +8,7 @@
 
 use super::journal::LocalFeed;
 use super::status::Field;
-use super::tls::{names_host, peer_server_name};
+use super::tls::{names_cluster, names_host, peer_server_name};
 use super::wire::{self, CloseReason, EntriesBuilder, Frame, FrameReader, WireEntry};
 use super::Shared;
 use scsp::clock::now_secs;
@@ -41,8 +41,10 @@ const MAX_IN_FLIGHT: usize = 32;
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 /// Entries of a received batch whose index buckets are fetched ahead.
 const PREFETCH_AHEAD: usize = 8;
-/// Expiry further ahead than this (seconds) is refused as malformed.
-const MAX_EXPIRY_AHEAD: u64 = 400 * 24 * 3600;
+/// Expiry further ahead than this (seconds) is refused: the longest TTL a
+/// session may have (the TLS ticket lifetime limit, 7 days), plus a few
+/// minutes of clock difference between hosts.
+const MAX_EXPIRY_AHEAD: u64 = scsp::keyring::MAX_LIFETIME_SECS + 300;
 
 /// Why a connection ended or could not be set up. Logged, never sent: a
 /// refusal goes to the peer as a CLOSE reason only.
@@ -334,6 +336,15 @@ impl Link {
         })
     }
 
+    /// Does the peer's (verified) certificate name our cluster? Its HELLO
+    /// must claim the same, but only the certificate is proof.
+    fn certified_for(&self, cluster: &str) -> bool {
+        self.conn
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .is_some_and(|c| names_cluster(c, cluster))
+    }
+
     fn refuse(&mut self, reason: CloseReason) {
         let _ = self.send(&wire::close(reason));
         self.conn.send_close_notify();
@@ -385,6 +396,14 @@ pub(crate) fn dial_loop(sh: Arc<Shared>, idx: usize) {
                     .map_err(|e| LinkError::Tls(format!("TLS: {e}")))?;
             let mut link = Link::new(conn.into(), sock)?;
             link.handshake(deadline, &sh)?;
+            if !link.certified_for(&sh.cfg.cluster) {
+                link.refuse(CloseReason::Cluster);
+                sh.status.add(idx, Field::Refused, 1);
+                return Err(LinkError::Refused(format!(
+                    "the certificate of the peer at {} does not name cluster {:?}",
+                    peer.addr, sh.cfg.cluster
+                )));
+            }
             link.send(&wire::hello(sh.cfg.host_id, &sh.cfg.cluster))?;
             match link.hello_or_refuse(deadline, &sh) {
                 Ok(id) if id == peer.id => {}
@@ -474,6 +493,14 @@ fn connect(
     let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
     let failed = |e: Errno| LinkError::Io("connect", std::io::Error::from(e));
     let fd = socket::socket(family, SockType::Stream, flags, None).map_err(failed)?;
+    // From our listen address, when it names one: the peer then knows the
+    // connection for one of its configured peers' and admits it ahead of
+    // strangers (super::admission).
+    let own = sh.cfg.listen.ip();
+    if !own.is_unspecified() && own.is_ipv4() == addr.is_ipv4() {
+        let from = std::net::SocketAddr::new(own, 0);
+        socket::bind(fd.as_raw_fd(), &SockaddrStorage::from(from)).map_err(failed)?;
+    }
     match socket::connect(fd.as_raw_fd(), &SockaddrStorage::from(addr)) {
         Ok(()) | Err(Errno::EINPROGRESS) => {}
         Err(e) => return Err(failed(e)),
@@ -514,7 +541,7 @@ pub(crate) fn accepted(sh: Arc<Shared>, sock: TcpStream, place: super::admission
     let mut certified = None;
     let mut refused = false;
     let res = (|| {
-        let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+        let deadline = Instant::now() + place.deadline();
         let conn = rustls::ServerConnection::new(sh.tls.server.clone())
             .map_err(|e| LinkError::Tls(format!("TLS: {e}")))?;
         let mut link = Link::new(conn.into(), sock)?;
@@ -524,6 +551,14 @@ pub(crate) fn accepted(sh: Arc<Shared>, sock: TcpStream, place: super::admission
             .peer_certificates()
             .and_then(|c| c.first())
             .and_then(|c| sh.cfg.peers.iter().position(|p| names_host(c, p.id)));
+        if !link.certified_for(&sh.cfg.cluster) {
+            link.refuse(CloseReason::Cluster);
+            refused = true;
+            return Err(LinkError::Refused(format!(
+                "its certificate does not name cluster {:?}",
+                sh.cfg.cluster
+            )));
+        }
         let id = match link.hello_or_refuse(deadline, &sh) {
             Ok(id) => id,
             Err(e) => {
@@ -671,12 +706,12 @@ fn replicate(
                 sh.status.set(idx, Field::LagMicros, age);
             }
         }
-        // Ticket keys: whenever the set of usable keys here changes (a
-        // rotation, or keys imported from another peer), send them all.
+        // Ticket keys: whenever this host's own usable keys change (a
+        // rotation), send them all; each host speaks only for itself.
         if last_keys_check.elapsed() >= KEYS_CHECK {
             last_keys_check = Instant::now();
-            if let Some(ring) = &sh.keyring {
-                let keys = ring.export();
+            if let Some(ring) = sh.keyring() {
+                let keys = ring.export_own();
                 let names: Vec<[u8; 16]> = keys.iter().map(|k| k.name).collect();
                 if names != sent_key_names {
                     link.send(&wire::keys(&keys))?;
@@ -717,7 +752,7 @@ fn replicate(
                         )));
                     }
                     expected_seq += 1;
-                    apply(sh, idx, peer_id, &entries)?;
+                    apply(sh, idx, peer_id, &entries);
                     link.send(&wire::ack(s))?;
                     last_activity = Instant::now();
                 }
@@ -735,8 +770,9 @@ fn replicate(
                 }
                 Frame::Heartbeat { .. } => {}
                 Frame::Keys { keys } => {
-                    if let Some(ring) = &sh.keyring {
-                        ring.import(&keys);
+                    if let Some(ring) = sh.keyring() {
+                        let got = ring.import(peer_id, &keys);
+                        sh.status.add(idx, Field::KeysRefused, got.refused as u64);
                     }
                     last_activity = Instant::now();
                 }
@@ -760,56 +796,65 @@ fn replicate(
 }
 
 /// Apply a peer's batch to the local segment, keeping origin and expiry.
-fn apply(sh: &Shared, idx: usize, peer_id: u32, entries: &[WireEntry]) -> Result<(), LinkError> {
+/// Each entry is judged alone: one the peer may not send (another origin,
+/// an expiry beyond the longest TTL) is refused and counted, one over the
+/// peer's budget is dropped and counted, and the rest of the batch is
+/// applied. The batch is acknowledged either way, so nothing refused is
+/// ever sent again.
+fn apply(sh: &Shared, idx: usize, peer_id: u32, entries: &[WireEntry]) {
     let now = now_secs();
-    // Validate the whole batch before applying any of it.
-    for e in entries {
-        if e.origin != peer_id {
-            return Err(LinkError::Malformed(format!(
-                "entry of origin {} from peer {peer_id}",
-                e.origin
-            )));
-        }
-        if e.expiry > now + MAX_EXPIRY_AHEAD {
-            return Err(LinkError::Malformed("expiry too far in the future".into()));
-        }
-    }
+    let replica = &sh.replica;
+    let appended: u64 = (0..replica.shards()).map(|s| replica.log_tail(s)).sum();
+    let capacity = replica.log_words() * replica.shards() as u64;
+    let mut budget = sh.budgets[idx].lock().unwrap_or_else(|e| e.into_inner());
+    let mut batch = budget.start(appended, capacity);
     // Every (re)connection replays the sender's window: what is already
     // here is not stored again, so a replay does not evict live entries.
-    let (mut applied, mut dropped, mut unchanged) = (0, 0, 0);
+    let (mut applied, mut dropped, mut unchanged, mut rejected, mut over) = (0, 0, 0, 0, 0);
     let mut scratch = Vec::new();
     for (i, e) in entries.iter().enumerate() {
         if let Some(ahead) = entries.get(i + PREFETCH_AHEAD) {
-            sh.replica.prefetch_bucket(&ahead.key);
+            replica.prefetch_bucket(&ahead.key);
         }
-        if e.flags & wire::WIRE_TOMBSTONE != 0 {
-            if sh.replica.unlink_key(&e.key) {
-                let _ = sh
-                    .replica
-                    .put_entry(&e.key, &[], e.expiry, e.origin, FLAG_TOMBSTONE);
+        if e.origin != peer_id || e.expiry > now + MAX_EXPIRY_AHEAD {
+            rejected += 1;
+            continue;
+        }
+        let tombstone = e.flags & wire::WIRE_TOMBSTONE != 0;
+        if !tombstone && e.expiry < now {
+            dropped += 1;
+            continue;
+        }
+        if !tombstone && replica.holds(&e.key, &e.value, e.expiry, e.origin, &mut scratch) {
+            unchanged += 1;
+            continue;
+        }
+        let size = scsp::segment::layout::entry_bytes(e.key.len(), e.value.len());
+        if !budget.admit(&mut batch, size) {
+            over += 1;
+            continue;
+        }
+        if tombstone {
+            // Who may remove what: docs/PROTOCOL.md, "Removals".
+            if replica.unlink_key(&e.key) {
+                let _ = replica.put_entry(&e.key, &[], e.expiry, e.origin, FLAG_TOMBSTONE);
                 applied += 1;
             } else {
                 unchanged += 1;
             }
-        } else if e.expiry < now {
-            dropped += 1;
-        } else if sh
-            .replica
-            .holds(&e.key, &e.value, e.expiry, e.origin, &mut scratch)
-        {
-            unchanged += 1;
         } else {
-            match sh
-                .replica
-                .put_entry(&e.key, &e.value, e.expiry, e.origin, 0)
-            {
+            match replica.put_entry(&e.key, &e.value, e.expiry, e.origin, 0) {
                 Stored::Ok => applied += 1,
                 Stored::TooLarge | Stored::BadKey => dropped += 1,
             }
         }
     }
+    let share = budget.finish(batch);
+    drop(budget);
     sh.status.add(idx, Field::Received, applied);
     sh.status.add(idx, Field::Dropped, dropped);
     sh.status.add(idx, Field::Unchanged, unchanged);
-    Ok(())
+    sh.status.add(idx, Field::Rejected, rejected);
+    sh.status.add(idx, Field::OverBudget, over);
+    sh.status.set(idx, Field::LogShare, share);
 }

@@ -38,8 +38,24 @@ pub fn host_name(id: u32) -> String {
     format!("scsp-host-{id}")
 }
 
+/// The DNS name that binds a host's certificate to its cluster: the
+/// cluster name in hex (so any name the configuration allows is a valid DNS
+/// name), in labels of at most 60 characters, under `cluster.scsp`. A
+/// bridge accepts a peer only if the peer's certificate names its cluster,
+/// so one CA can serve several clusters without their hosts mixing.
+pub fn cluster_name(cluster: &str) -> String {
+    let hex: String = cluster.bytes().map(|b| format!("{b:02x}")).collect();
+    let labels: Vec<&str> = hex
+        .as_bytes()
+        .chunks(60)
+        .map(|c| std::str::from_utf8(c).expect("hex is ASCII"))
+        .collect();
+    format!("{}.cluster.scsp", labels.join("."))
+}
+
 /// A cluster certificate authority held in memory.
 pub struct ClusterCa {
+    cluster: String,
     cert: rcgen::Certificate,
     params: CertificateParams,
     key: KeyPair,
@@ -68,8 +84,14 @@ impl ClusterCa {
         )
     }
 
-    /// The CA of `cluster` whose key is `key`: the same name and key as the
-    /// one [`write_cluster`] made, so what it issues chains to that `ca.pem`.
+    /// The CA `write_cluster` made for `cluster`, from its private key
+    /// (`ca.key`, PEM): the same name and key, so what it issues chains to
+    /// that `ca.pem`.
+    pub fn from_key_pem(cluster: &str, key_pem: &str) -> Result<ClusterCa, PkiError> {
+        let key = KeyPair::from_pem(key_pem).map_err(|e| PkiError(format!("CA key: {e}")))?;
+        Self::with_key(cluster, key)
+    }
+
     fn with_key(cluster: &str, key: KeyPair) -> Result<ClusterCa, PkiError> {
         let mut p = CertificateParams::new(Vec::<String>::new())?;
         p.distinguished_name
@@ -78,6 +100,7 @@ impl ClusterCa {
         p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let cert = p.self_signed(&key)?;
         Ok(ClusterCa {
+            cluster: cluster.to_string(),
             cert,
             params: p,
             key,
@@ -95,9 +118,22 @@ impl ClusterCa {
     }
 
     /// Issue a certificate for host `id`, valid as TLS server and client,
-    /// naming `scsp-host-<id>` plus `extra_names` (e.g. `localhost`).
+    /// naming `scsp-host-<id>`, the cluster ([`cluster_name`]) and
+    /// `extra_names` (e.g. `localhost`).
     pub fn issue_host(&self, id: u32, extra_names: &[String]) -> Result<Issued, PkiError> {
-        let mut names = vec![host_name(id)];
+        self.issue_host_in(&self.cluster, id, extra_names)
+    }
+
+    /// [`ClusterCa::issue_host`] for a host of another cluster `cluster`:
+    /// one CA can serve several clusters, whose bridges still refuse each
+    /// other (a certificate names one cluster).
+    pub fn issue_host_in(
+        &self,
+        cluster: &str,
+        id: u32,
+        extra_names: &[String],
+    ) -> Result<Issued, PkiError> {
+        let mut names = vec![host_name(id), cluster_name(cluster)];
         names.extend(extra_names.iter().cloned());
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         let mut p = CertificateParams::new(names)?;

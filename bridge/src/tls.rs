@@ -3,7 +3,7 @@
 //! it claims (`scsp-host-<id>`, see [`crate::pki`]).
 
 use super::config::BridgeConfig;
-use crate::pki::host_name;
+use crate::pki::{cluster_name, host_name};
 use crate::Error;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -63,6 +63,19 @@ pub fn load(cfg: &BridgeConfig) -> Result<TlsConfigs, Error> {
             ),
         ));
     }
+    if !names_cluster(&chain[0], &cfg.cluster) {
+        return Err(bad(
+            "cert",
+            format!(
+                "{} does not name cluster {:?}: peers would refuse it; issue it for this \
+                 cluster with `scsp certs --cluster {}` (certificates made before clusters were \
+                 named in them must be issued anew)",
+                cfg.cert.display(),
+                cfg.cluster,
+                cfg.cluster
+            ),
+        ));
+    }
     // It must also lead to the CA the peers trust, and be valid now: found
     // here, not as a failed handshake with every peer later.
     crate::pki::verify_host_chain(roots.clone(), &chain, cfg.host_id).map_err(|e| {
@@ -107,9 +120,37 @@ pub fn peer_server_name(id: u32) -> ServerName<'static> {
 
 /// Does this (already chain-verified) certificate name host `id`?
 pub fn names_host(cert: &CertificateDer<'_>, id: u32) -> bool {
-    let Ok(ee) = webpki::EndEntityCert::try_from(cert) else {
+    names(cert, &host_name(id))
+}
+
+/// Does this (already chain-verified) certificate belong to `cluster`
+/// ([`crate::pki::cluster_name`])?
+pub fn names_cluster(cert: &CertificateDer<'_>, cluster: &str) -> bool {
+    names(cert, &cluster_name(cluster))
+}
+
+fn names(cert: &CertificateDer<'_>, dns: &str) -> bool {
+    let (Ok(ee), Ok(name)) = (
+        webpki::EndEntityCert::try_from(cert),
+        ServerName::try_from(dns.to_string()),
+    ) else {
         return false;
     };
-    ee.verify_is_valid_for_subject_name(&peer_server_name(id))
-        .is_ok()
+    ee.verify_is_valid_for_subject_name(&name).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_host_certificate_names_its_host_and_cluster() {
+        let ca = crate::pki::ClusterCa::generate("test_1.a-b").unwrap();
+        let host = ca.issue_host(3, &[]).unwrap();
+        use rustls::pki_types::pem::PemObject;
+        let der =
+            rustls::pki_types::CertificateDer::from_pem_slice(host.cert_pem.as_bytes()).unwrap();
+        assert!(super::names_host(&der, 3));
+        assert!(!super::names_host(&der, 4));
+        assert!(super::names_cluster(&der, "test_1.a-b"));
+        assert!(!super::names_cluster(&der, "test_1.a-c"));
+    }
 }

@@ -42,8 +42,9 @@ const T_ACK: u8 = 3;
 const T_HEARTBEAT: u8 = 4;
 const T_CLOSE: u8 = 5;
 const T_KEYS: u8 = 6;
-/// Most ticket keys in one KEYS frame (a ring holds 8).
-pub const MAX_KEYS: usize = 16;
+/// Most ticket keys in one KEYS frame: a host sends only its own keys, and
+/// a ring holds at most this many of one origin.
+pub const MAX_KEYS: usize = scsp::keyring::MAX_KEYS_PER_ORIGIN;
 /// Bytes of one key in a KEYS frame: name, AES key, HMAC key, created, origin.
 const KEY_BYTES: usize = 16 + 32 + 32 + 8 + 4;
 

@@ -34,7 +34,6 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let occ = cache.occupancy();
     let log_age = cache.log_age_secs();
     let bridge = scsp::replication::status::read(&cache);
-    let now_ms = scsp::clock::now_millis();
     let pages = scsp::segment::pages::PagePolicy::of(&a.path);
     let c = &s.counters;
     let lookups = c.hits + c.misses;
@@ -71,7 +70,6 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 log_age_secs: log_age,
                 occupancy: Some(&occ),
                 bridge: bridge.as_ref(),
-                now_unix_ms: now_ms,
             })
         )?;
         super::emit(&out)?;
@@ -138,7 +136,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         c.processes
     )?;
     if let Some(b) = &bridge {
-        print_bridge(&mut out, b, now_ms)?;
+        print_bridge(&mut out, b)?;
     }
     super::emit(&out)?;
     Ok(ExitCode::SUCCESS)
@@ -206,44 +204,43 @@ fn describe_pages(p: &scsp::segment::pages::PagePolicy) -> String {
     }
 }
 
-fn print_bridge(
-    out: &mut String,
-    b: &scsp::replication::status::BridgeStatus,
-    now_ms: u64,
-) -> std::fmt::Result {
+fn print_bridge(out: &mut String, b: &scsp::replication::status::BridgeStatus) -> std::fmt::Result {
+    let silent_s = scsp::clock::now_millis().saturating_sub(b.alive_unix_ms) / 1000;
     writeln!(
         out,
         "bridge         {}",
-        if b.running(now_ms) {
+        if b.running {
             format!("pid {}", b.pid)
         } else {
-            format!(
-                "not running (last seen {} s ago)",
-                now_ms.saturating_sub(b.alive_unix_ms) / 1000
-            )
+            format!("not running (last seen {silent_s} s ago)")
         }
     )?;
     for p in &b.peers {
         writeln!(
             out,
-            "  peer {:<6}  {}, sent {}, received {} ({} already here), dropped {}, lag {} entries / {:.2} ms, \
-             backlog {} words, lost {} words behind the window, {} reconnects, {} refused",
+            "  peer {:<6}  {}, sent {}, received {} ({} already here), dropped {}, rejected {}, \
+             over budget {} (holds {:.1}% of the log), lag {} entries / {:.2} ms, backlog {} \
+             words, lost {} words behind the window, {} reconnects, {} refused, {} keys refused",
             p.id,
-            if b.connected(p, now_ms) {
+            if p.connected {
                 "connected"
             } else {
                 "disconnected"
             },
-            p.get("sent_entries"),
-            p.get("received_entries"),
-            p.get("unchanged_entries"),
-            p.get("dropped_entries"),
-            p.get("lag_entries"),
-            p.get("lag_micros") as f64 / 1000.0,
-            p.get("backlog_words"),
-            p.get("lost_words"),
-            p.get("reconnects"),
-            p.get("refused"),
+            p.sent_entries,
+            p.received_entries,
+            p.unchanged_entries,
+            p.dropped_entries,
+            p.rejected_entries,
+            p.over_budget_entries,
+            p.log_share_permille as f64 / 10.0,
+            p.lag_entries,
+            p.lag_micros as f64 / 1000.0,
+            p.backlog_words,
+            p.lost_words,
+            p.reconnects,
+            p.refused,
+            p.refused_keys,
         )?;
     }
     Ok(())

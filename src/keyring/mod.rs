@@ -26,6 +26,7 @@
 //! |-------------|--------|--------------------------------------------------------|
 //! | 0           | magic  | `b"SCSPKEY1"`; anything else resets the ring           |
 //! | 1           | claim  | `created` of the newest key some process set out to make |
+//! | 2           | policy | `period:32 \| lifetime:32` in seconds, set by the first process |
 //! | 8 + 16*i .. | slot i | [`SLOTS`] slots of [`SLOT_WORDS`] words, below         |
 //!
 //! Slot words: 0 state, 1 created (unix secs), 2 origin host, 3..=4 name,
@@ -50,6 +51,20 @@
 //! hosts rotate at once and replicate, every process encrypts with the key of
 //! smallest name, so the pool converges. The others are "beaten": imported
 //! only into free slots, and the first slots reused when the ring is full.
+//!
+//! # Keys from other hosts
+//! The bridge sends each peer this host's own keys only ([`KeyRing::export_own`])
+//! and imports a peer's keys only if they are that peer's own
+//! ([`KeyRing::import`]): a key's origin must be the host that sent it, its
+//! creation a period boundary of this ring's policy, and it must still be
+//! usable. At most [`MAX_KEYS_PER_ORIGIN`] keys of one origin are held, and an
+//! imported key never takes the slot of a key of this host: a peer, rogue or
+//! not, can neither forge another host's keys nor push out the keys in use.
+//!
+//! # Policy
+//! The rotation policy is part of the ring: the first process to attach
+//! stores it, and a process asking for another is refused, so every server
+//! of a segment, and the bridge ([`KeyRing::attach`]), rotate alike.
 //!
 
 mod key;
@@ -80,9 +95,16 @@ pub const SLOT_WORDS: usize = 16;
 /// Seconds after which a slot stuck in WRITING (its writer died) is reclaimed.
 pub const STUCK_SECS: u32 = 10;
 
+/// Most keys of one origin host a ring holds, and a KEYS frame carries: a
+/// key is usable from one period before its own until `period + lifetime`
+/// (at most three periods) after, so a host has at most five of its own
+/// alive, one more if two of its processes made one period's key.
+pub const MAX_KEYS_PER_ORIGIN: usize = 6;
+
 const MAGIC: u64 = u64::from_le_bytes(*b"SCSPKEY1");
 const W_MAGIC: usize = 0;
 const W_CLAIM: usize = 1;
+const W_POLICY: usize = 2;
 const SLOTS_OFF: usize = 8;
 const KIND_FREE: u64 = 0;
 const KIND_WRITING: u64 = b'W' as u64;
@@ -93,6 +115,8 @@ const KIND_VALID: u64 = b'V' as u64;
 const WAIT_ROUNDS: usize = 200;
 
 const _: () = assert!(SLOTS_OFF + SLOTS * SLOT_WORDS <= RING_WORDS);
+// A pool of 8 hosts keeps every host's usable keys.
+const _: () = assert!(8 * MAX_KEYS_PER_ORIGIN <= SLOTS);
 
 /// `pick_slot`'s last resort: the slot of a live key beaten in its period.
 const RANK_BEATEN: u8 = 4;
@@ -147,6 +171,30 @@ impl RotationPolicy {
     fn secs(&self) -> (u64, u64) {
         (self.period.as_secs(), self.lifetime.as_secs())
     }
+
+    /// The policy word of the ring (a valid policy's parts fit 32 bits).
+    fn packed(&self) -> u64 {
+        let (p, l) = self.secs();
+        (p << 32) | l
+    }
+
+    fn unpacked(w: u64) -> RotationPolicy {
+        RotationPolicy {
+            period: Duration::from_secs(w >> 32),
+            lifetime: Duration::from_secs(w & 0xffff_ffff),
+        }
+    }
+}
+
+/// What [`KeyRing::import`] did with a peer's keys.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Imported {
+    /// Keys added to the ring.
+    pub added: usize,
+    /// Keys refused: not the sender's own, not fitting the rotation policy,
+    /// no longer usable, over the origin's quota, or no slot a peer's key
+    /// may take.
+    pub refused: usize,
 }
 
 /// What one read of a slot saw.
@@ -202,7 +250,49 @@ impl KeyRing {
             clock,
         };
         ring.init();
+        // The first process stores its policy; the others must ask for it.
+        // A word that is no valid policy is damage: replaced like a blank.
+        let w = &ring.words()[W_POLICY];
+        let seen = w.load(Ordering::Acquire);
+        if seen == 0 || RotationPolicy::unpacked(seen).validate().is_err() {
+            let _ = w.compare_exchange(seen, policy.packed(), Ordering::AcqRel, Ordering::Acquire);
+        }
+        let stored = w.load(Ordering::Acquire);
+        if stored != policy.packed() {
+            let theirs = RotationPolicy::unpacked(stored);
+            return Err(Error::Config(format!(
+                "ticket keys: this segment's keys rotate every {} s and live {} s, this process \
+                 asks for {period} s and {lifetime} s; give every server of the segment the same \
+                 rotation policy",
+                theirs.period.as_secs(),
+                theirs.lifetime.as_secs()
+            )));
+        }
         Ok(ring)
+    }
+
+    /// Attach with the policy the servers stored in the ring (the bridge's
+    /// way in), or `None` while no server has used it yet.
+    pub fn attach(cache: Arc<Cache>) -> Result<Option<KeyRing>> {
+        Self::attach_with_clock(cache, Arc::new(crate::clock::now_secs))
+    }
+
+    /// [`KeyRing::attach`] with another clock.
+    pub fn attach_with_clock(
+        cache: Arc<Cache>,
+        clock: Arc<dyn Fn() -> u64 + Send + Sync>,
+    ) -> Result<Option<KeyRing>> {
+        let w = cache.segment().region(Region::KeyRing);
+        if w[W_MAGIC].load(Ordering::Acquire) != MAGIC {
+            return Ok(None);
+        }
+        let stored = RotationPolicy::unpacked(w[W_POLICY].load(Ordering::Acquire));
+        match stored.validate() {
+            Ok(()) => Self::with_clock(cache, stored, clock).map(Some),
+            // Blank (no server used tickets yet) or damaged (the next
+            // server to attach repairs it).
+            Err(_) => Ok(None),
+        }
     }
 
     /// The rotation policy in force.
@@ -241,6 +331,7 @@ impl KeyRing {
             && seen != 0
         {
             w[W_CLAIM].store(0, Ordering::Relaxed);
+            w[W_POLICY].store(0, Ordering::Relaxed);
             for i in 0..SLOTS {
                 let s = self.slot(i);
                 for word in &s[1..] {
@@ -295,7 +386,7 @@ impl KeyRing {
         })
     }
 
-    /// Every key that still decrypts, for the bridge to send to peers.
+    /// Every key that still decrypts.
     pub fn export(&self) -> Vec<TicketKey> {
         let now = self.now();
         self.snapshot()
@@ -307,34 +398,78 @@ impl KeyRing {
             .collect()
     }
 
-    /// Add keys received from a peer, skipping ones already here or no
-    /// longer usable. A key beaten here by one of the same period with a
-    /// smaller name (nobody will encrypt with it any more) is added only if
-    /// a slot is free: it still decrypts the tickets its host sealed before
-    /// the keys met (a pool's first seconds), but it never pushes out another
-    /// beaten key, so a pool whose hosts all rotate at once cannot fill the
-    /// ring with them. Returns how many were added.
-    pub fn import(&self, keys: &[TicketKey]) -> usize {
+    /// This host's own usable keys, newest first, at most
+    /// [`MAX_KEYS_PER_ORIGIN`]: what the bridge sends its peers.
+    pub fn export_own(&self) -> Vec<TicketKey> {
+        let own = self.cache.host_id();
+        let mut keys: Vec<TicketKey> = self
+            .export()
+            .into_iter()
+            .filter(|k| k.origin == own)
+            .collect();
+        keys.sort_by(|a, b| b.created.cmp(&a.created).then(a.name.cmp(&b.name)));
+        keys.truncate(MAX_KEYS_PER_ORIGIN);
+        keys
+    }
+
+    /// Add keys host `sender` (its authenticated id) sent: only its own keys
+    /// (origin `sender`, never this host's id), made on a period boundary of
+    /// this ring's policy and still usable; keys already here are skipped.
+    /// An origin holds at most [`MAX_KEYS_PER_ORIGIN`] slots, and an
+    /// imported key only takes a slot that is free, damaged, stuck, retired,
+    /// or held by another origin's key beaten in its period — never one of
+    /// this host's keys. A key beaten here by one of the same period with a
+    /// smaller name (nobody will encrypt with it any more) is added only if a
+    /// slot is free: it still decrypts the tickets its host sealed before
+    /// the keys met (a pool's first seconds).
+    pub fn import(&self, sender: u32, keys: &[TicketKey]) -> Imported {
         let now = self.now();
-        let mut added = 0;
+        let own = self.cache.host_id();
+        let mut done = Imported::default();
         for k in keys {
-            if !self.usable(k, now) || self.find_at(&k.name, now).is_some() {
+            let fits = k.origin == sender
+                && sender != own
+                && k.created % self.period == 0
+                && self.usable(k, now);
+            if !fits {
+                done.refused += 1;
+                continue;
+            }
+            if self.find_at(&k.name, now).is_some() {
                 continue;
             }
             let views = self.snapshot();
             self.retire_due(&views, now);
             let views = self.snapshot();
+            let held = views
+                .iter()
+                .filter(
+                    |v| matches!(v, View::Valid(_, o) if o.origin == sender && self.usable(o, now)),
+                )
+                .count();
+            if held >= MAX_KEYS_PER_ORIGIN {
+                done.refused += 1;
+                continue;
+            }
             let beaten = self.beaten(&views, k, now);
-            if let Some((rank, i, state)) = self.pick_slot_ranked(&views, now) {
-                if beaten && rank == RANK_BEATEN {
-                    continue;
+            match self.pick_slot_for_import(&views, now) {
+                Some((rank, _, _)) if beaten && rank == RANK_BEATEN => {}
+                Some((_, i, state)) => {
+                    if let Some(st) = self.claim(i, state, now, k.created) {
+                        done.added += usize::from(self.publish(i, st, k));
+                    }
                 }
-                if let Some(st) = self.claim(i, state, now, k.created) {
-                    added += usize::from(self.publish(i, st, k));
-                }
+                None => done.refused += 1,
             }
         }
-        added
+        done
+    }
+
+    /// Wipe every key past its retirement time now (the bridge calls this
+    /// continuously; servers also do it whenever they use a key).
+    pub fn sweep(&self) {
+        let now = self.now();
+        self.retire_due(&self.snapshot(), now);
     }
 
     /// A key decrypts from one period before its own until it retires.
@@ -484,12 +619,25 @@ impl KeyRing {
     /// made before the keys met: at worst those fall back to a full
     /// handshake, instead of the pool's hosts disagreeing for good).
     fn pick_slot(&self, views: &[View], now: u64) -> Option<(usize, u64)> {
-        self.pick_slot_ranked(views, now).map(|(_, i, s)| (i, s))
+        self.pick_slot_ranked(views, now, None)
+            .map(|(_, i, s)| (i, s))
     }
 
-    /// `pick_slot`, with the kind of slot it found ([`RANK_BEATEN`]: a
-    /// beaten key's).
-    fn pick_slot_ranked(&self, views: &[View], now: u64) -> Option<(u8, usize, u64)> {
+    /// [`KeyRing::pick_slot`] for a peer's key, with the kind of slot it
+    /// found ([`RANK_BEATEN`]: a beaten key's): never a slot holding one of
+    /// this host's usable keys, beaten or not.
+    fn pick_slot_for_import(&self, views: &[View], now: u64) -> Option<(u8, usize, u64)> {
+        self.pick_slot_ranked(views, now, Some(self.cache.host_id()))
+    }
+
+    /// `pick_slot`, with the kind of slot it found; never one holding a
+    /// usable key of origin `protect`.
+    fn pick_slot_ranked(
+        &self,
+        views: &[View],
+        now: u64,
+        protect: Option<u32>,
+    ) -> Option<(u8, usize, u64)> {
         let now32 = now as u32;
         let rank = |v: &View| match v {
             View::Free(s) => Some((0, *s)),
@@ -498,6 +646,7 @@ impl KeyRing {
                 Some((2, *state))
             }
             View::Valid(s, k) if !self.usable(k, now) => Some((3, *s)),
+            View::Valid(_, k) if protect == Some(k.origin) => None,
             View::Valid(s, k) if self.beaten(views, k, now) => Some((RANK_BEATEN, *s)),
             _ => None,
         };

@@ -8,6 +8,7 @@
 //!  word 1          pid of the bridge
 //!  word 2          unix ms of the bridge's last sign of life
 //!  word 3          number of peer blocks in use
+//!  word 4          the bridge's heartbeat interval, ms
 //!  word 8 + 32*i   peer block i (32 words, fields in `Field` order)
 //! ```
 //!
@@ -20,53 +21,20 @@ use crate::sync::{AtomicU64, Ordering};
 use crate::Cache;
 use std::sync::Arc;
 
-const BASE: usize = 0;
 const END: usize = crate::segment::layout::BRIDGE_STATUS_WORDS;
 const MAGIC: u64 = u64::from_le_bytes(*b"SCSPBRG1");
-const W_MAGIC: usize = BASE;
-const W_PID: usize = BASE + 1;
-const W_ALIVE: usize = BASE + 2;
-const W_PEERS: usize = BASE + 3;
-const PEERS_AT: usize = BASE + 8;
+const W_MAGIC: usize = 0;
+const W_PID: usize = 1;
+const W_ALIVE: usize = 2;
+const W_PEERS: usize = 3;
+const W_HEARTBEAT: usize = 4;
+const PEERS_AT: usize = 8;
 const PEER_WORDS: usize = 32;
 /// Most peer blocks the area holds.
 pub const MAX_PEER_BLOCKS: usize = (END - PEERS_AT) / PEER_WORDS;
-
-/// One per-peer field (word offset inside the peer's block).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Field {
-    /// The peer's host id.
-    Id = 0,
-    /// 1 while a verified connection is up, else 0.
-    Connected = 1,
-    /// Entries sent to the peer.
-    Sent = 2,
-    /// Entries received from the peer and stored here.
-    Received = 3,
-    /// Entries received but not applied (expired, too large for this segment).
-    Dropped = 4,
-    /// Log words overwritten before they could be sent (fell behind the window).
-    LostWords = 5,
-    /// Connections re-established after the first.
-    Reconnects = 6,
-    /// Entries sent but not yet acknowledged.
-    LagEntries = 7,
-    /// Last measured send-to-acknowledgement time, microseconds.
-    LagMicros = 8,
-    /// Words of local log not yet read for this peer.
-    BacklogWords = 9,
-    /// Unix ms of the last frame received from the peer.
-    LastSeenMs = 10,
-    /// Connection attempts refused (bad certificate, cluster, id, or frame).
-    Refused = 11,
-    /// Words skipped as holes left by killed writers.
-    SkippedWords = 12,
-    /// Successful connections (including the first).
-    Connects = 13,
-    /// Entries received that changed nothing here (already held, or a
-    /// tombstone for a key not here), so not stored again.
-    Unchanged = 14,
-}
+/// How long a bridge may go without a sign of life before readers take it
+/// for dead, at the least (its heartbeat interval when that is longer).
+const MIN_SILENCE_MS: u64 = 250;
 
 /// How a field behaves over time, for monitoring systems.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,23 +45,127 @@ pub enum Kind {
     Gauge,
 }
 
-/// Every field read back: its word, its name and its kind.
-pub const FIELDS: [(Field, &str, Kind); 14] = [
-    (Field::Connected, "connected", Kind::Gauge),
-    (Field::Sent, "sent_entries", Kind::Counter),
-    (Field::Received, "received_entries", Kind::Counter),
-    (Field::Dropped, "dropped_entries", Kind::Counter),
-    (Field::LostWords, "lost_words", Kind::Counter),
-    (Field::Reconnects, "reconnects", Kind::Counter),
-    (Field::LagEntries, "lag_entries", Kind::Gauge),
-    (Field::LagMicros, "lag_micros", Kind::Gauge),
-    (Field::BacklogWords, "backlog_words", Kind::Gauge),
-    (Field::LastSeenMs, "last_seen_unix_ms", Kind::Gauge),
-    (Field::Refused, "refused", Kind::Counter),
-    (Field::SkippedWords, "skipped_words", Kind::Counter),
-    (Field::Connects, "connects", Kind::Counter),
-    (Field::Unchanged, "unchanged_entries", Kind::Counter),
-];
+/// Declares the per-peer fields once: the [`Field`] words, the
+/// [`PeerStatus`] read back, and the [`FIELDS`] table the metrics and
+/// `scsp stats` are made from.
+macro_rules! peer_fields {
+    ($($(#[doc = $doc:literal])* $variant:ident $name:ident $kind:ident = $word:literal;)*) => {
+        /// One per-peer field (word offset inside the peer's block).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Field {
+            /// The peer's host id.
+            Id = 0,
+            /// 1 while a verified connection is up, else 0.
+            Connected = 1,
+            $($(#[doc = $doc])* $variant = $word,)*
+        }
+
+        /// One peer as read back.
+        #[derive(Clone, Debug, Default, PartialEq, Eq)]
+        #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+        pub struct PeerStatus {
+            /// Peer host id.
+            pub id: u32,
+            /// A verified connection is up now (never while the bridge is
+            /// dead, whatever its last words say).
+            pub connected: bool,
+            $($(#[doc = $doc])* pub $name: u64,)*
+        }
+
+        impl PeerStatus {
+            /// The value of one field (`connected` as 0 or 1).
+            pub fn get(&self, f: Field) -> u64 {
+                match f {
+                    Field::Id => self.id.into(),
+                    Field::Connected => self.connected.into(),
+                    $(Field::$variant => self.$name,)*
+                }
+            }
+
+            fn set(&mut self, f: Field, v: u64) {
+                match f {
+                    Field::Id => self.id = v as u32,
+                    Field::Connected => self.connected = v == 1,
+                    $(Field::$variant => self.$name = v,)*
+                }
+            }
+        }
+
+        /// Every field read back after the id: word, name, kind and help.
+        pub const FIELDS: &[FieldInfo] = &[
+            FieldInfo {
+                field: Field::Connected,
+                name: "connected",
+                kind: Kind::Gauge,
+                doc: "1 while a verified connection to the peer is up.",
+            },
+            $(FieldInfo {
+                field: Field::$variant,
+                name: stringify!($name),
+                kind: Kind::$kind,
+                doc: concat!($($doc),*),
+            },)*
+        ];
+    };
+}
+
+/// A per-peer field as monitoring sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FieldInfo {
+    /// Which field.
+    pub field: Field,
+    /// Its name in `scsp stats --json` and the metrics.
+    pub name: &'static str,
+    /// Counter or gauge.
+    pub kind: Kind,
+    doc: &'static str,
+}
+
+impl FieldInfo {
+    /// What it shows, one sentence.
+    pub fn help(&self) -> &'static str {
+        self.doc.trim()
+    }
+}
+
+peer_fields! {
+    /// Entries sent to the peer.
+    Sent sent_entries Counter = 2;
+    /// Entries received from the peer and stored here.
+    Received received_entries Counter = 3;
+    /// Entries received but not applied: expired, or too large for this segment.
+    Dropped dropped_entries Counter = 4;
+    /// Log words overwritten before they could be sent (fell behind the window).
+    LostWords lost_words Counter = 5;
+    /// Connections re-established after the first.
+    Reconnects reconnects Counter = 6;
+    /// Entries sent but not yet acknowledged.
+    LagEntries lag_entries Gauge = 7;
+    /// Last measured send-to-acknowledgement time, microseconds.
+    LagMicros lag_micros Gauge = 8;
+    /// Words of local log not yet read for this peer.
+    BacklogWords backlog_words Gauge = 9;
+    /// Unix ms of the last frame received from the peer.
+    LastSeenMs last_seen_unix_ms Gauge = 10;
+    /// Connection attempts refused: bad certificate, cluster, id, or frame.
+    Refused refused Counter = 11;
+    /// Words skipped as holes left by killed writers.
+    SkippedWords skipped_words Counter = 12;
+    /// Successful connections (including the first).
+    Connects connects Counter = 13;
+    /// Entries received that changed nothing here (already held, or a tombstone for a key not here).
+    Unchanged unchanged_entries Counter = 14;
+    /// Entries refused: not of the peer's own origin, or an expiry beyond the longest TTL.
+    Rejected rejected_entries Counter = 15;
+    /// Entries dropped because the peer was over its budget (log share or rate).
+    OverBudget over_budget_entries Counter = 16;
+    /// Ticket keys refused: not the peer's own, off the rotation schedule, or over its quota.
+    KeysRefused refused_keys Counter = 17;
+    /// Share of this host's session log the peer's entries hold, in thousandths.
+    LogShare log_share_permille Gauge = 18;
+}
+
+const _: () = assert!((Field::LogShare as usize) < PEER_WORDS);
 
 /// The status area belongs to another live bridge process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,19 +181,24 @@ pub struct Status {
 }
 
 impl Status {
-    /// Claim the area for this bridge and list the peers. Refuses if another
-    /// live bridge process has claimed it.
-    pub fn claim(cache: Arc<Cache>, peer_ids: &[u32]) -> Result<Status, ClaimedBy> {
+    /// Claim the area for this bridge (whose heartbeat interval is
+    /// `heartbeat_ms`) and list the peers. Refuses if another live bridge
+    /// process has claimed it.
+    pub fn claim(
+        cache: Arc<Cache>,
+        peer_ids: &[u32],
+        heartbeat_ms: u64,
+    ) -> Result<Status, ClaimedBy> {
         let words = cache.segment().region(Region::BridgeStatus);
         if words[W_MAGIC].load(Ordering::Relaxed) == MAGIC {
             let pid = words[W_PID].load(Ordering::Relaxed);
             let me = std::process::id() as u64;
-            if pid != me && pid != 0 && pid <= i32::MAX as u64 && process_alive(pid as i32) {
+            if pid != me && pid != 0 && process_alive(pid) {
                 return Err(ClaimedBy { pid });
             }
         }
         let peers = peer_ids.len().min(MAX_PEER_BLOCKS);
-        for w in &words[BASE..END] {
+        for w in words {
             w.store(0, Ordering::Relaxed);
         }
         for (i, id) in peer_ids.iter().take(peers).enumerate() {
@@ -129,6 +206,8 @@ impl Status {
         }
         words[W_PID].store(std::process::id() as u64, Ordering::Relaxed);
         words[W_PEERS].store(peers as u64, Ordering::Relaxed);
+        words[W_HEARTBEAT].store(heartbeat_ms, Ordering::Relaxed);
+        words[W_ALIVE].store(crate::clock::now_millis(), Ordering::Relaxed);
         words[W_MAGIC].store(MAGIC, Ordering::Release);
         Ok(Status {
             cache: cache.clone(),
@@ -172,29 +251,15 @@ impl Status {
     }
 }
 
-fn process_alive(pid: i32) -> bool {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
-}
-
-/// One peer's counters as read back.
-#[derive(Clone, Debug, Default)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
-pub struct PeerStatus {
-    /// Peer host id.
-    pub id: u32,
-    /// Every field by name (see [`Field`]).
-    pub fields: Vec<(&'static str, u64)>,
-}
-
-impl PeerStatus {
-    /// The value of a named field.
-    pub fn get(&self, name: &str) -> u64 {
-        self.fields
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| *v)
-            .unwrap_or(0)
-    }
+/// Is there a process `pid`? (In this pid namespace: a bridge in another
+/// namespace looks dead, and then only its silence tells.)
+fn process_alive(pid: u64) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: kill with signal 0 only checks for existence and permission.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 /// The bridge status area as read back.
@@ -203,47 +268,57 @@ impl PeerStatus {
 pub struct BridgeStatus {
     /// The bridge's pid (0 once it stopped cleanly).
     pub pid: u64,
+    /// Whether the bridge is running: its process exists and it showed a
+    /// sign of life within its heartbeat interval.
+    pub running: bool,
     /// Unix ms of its last sign of life.
     pub alive_unix_ms: u64,
+    /// Its heartbeat interval, ms.
+    pub heartbeat_ms: u64,
     /// Per-peer counters.
     pub peers: Vec<PeerStatus>,
 }
 
-impl BridgeStatus {
-    /// Whether the bridge process is running: it marks itself alive every
-    /// few milliseconds, so five seconds of silence mean it died.
-    pub fn running(&self, now_unix_ms: u64) -> bool {
-        self.pid != 0 && now_unix_ms.saturating_sub(self.alive_unix_ms) < 5000
-    }
-
-    /// Whether peer `p` is connected now (a dead bridge's peers are not).
-    pub fn connected(&self, p: &PeerStatus, now_unix_ms: u64) -> bool {
-        self.running(now_unix_ms) && p.get("connected") == 1
-    }
-}
-
-/// Read the status area, or `None` if no bridge ever ran on this segment.
-pub fn read(cache: &Cache) -> Option<BridgeStatus> {
+/// Read the status area at `now_unix_ms`, or `None` if no bridge ever ran
+/// on this segment. A bridge is taken for dead once its process is gone or
+/// it has been silent for its heartbeat interval (at least 250 ms); a dead
+/// bridge's peers all read as disconnected.
+pub fn read_at(cache: &Cache, now_unix_ms: u64) -> Option<BridgeStatus> {
     let words = cache.segment().region(Region::BridgeStatus);
     if words[W_MAGIC].load(Ordering::Acquire) != MAGIC {
         return None;
     }
+    let pid = words[W_PID].load(Ordering::Relaxed);
+    let alive_unix_ms = words[W_ALIVE].load(Ordering::Relaxed);
+    let heartbeat_ms = words[W_HEARTBEAT].load(Ordering::Relaxed);
+    let silence = heartbeat_ms.max(MIN_SILENCE_MS);
+    let running =
+        pid != 0 && now_unix_ms.saturating_sub(alive_unix_ms) < silence && process_alive(pid);
     let n = (words[W_PEERS].load(Ordering::Relaxed) as usize).min(MAX_PEER_BLOCKS);
     let peers = (0..n)
         .map(|i| {
             let b = &words[PEERS_AT + i * PEER_WORDS..PEERS_AT + (i + 1) * PEER_WORDS];
-            PeerStatus {
+            let mut p = PeerStatus {
                 id: b[Field::Id as usize].load(Ordering::Relaxed) as u32,
-                fields: FIELDS
-                    .iter()
-                    .map(|(f, name, _)| (*name, b[*f as usize].load(Ordering::Relaxed)))
-                    .collect(),
+                ..PeerStatus::default()
+            };
+            for f in FIELDS {
+                p.set(f.field, b[f.field as usize].load(Ordering::Relaxed));
             }
+            p.connected &= running;
+            p
         })
         .collect();
     Some(BridgeStatus {
-        pid: words[W_PID].load(Ordering::Relaxed),
-        alive_unix_ms: words[W_ALIVE].load(Ordering::Relaxed),
+        pid,
+        running,
+        alive_unix_ms,
+        heartbeat_ms,
         peers,
     })
+}
+
+/// [`read_at`] now.
+pub fn read(cache: &Cache) -> Option<BridgeStatus> {
+    read_at(cache, crate::clock::now_millis())
 }

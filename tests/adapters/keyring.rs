@@ -180,8 +180,12 @@ fn duplicate_keys_for_one_period_converge_on_the_smallest_name() {
     peer.name[15] = 1;
     peer.aes_key = [9; 32];
     peer.origin = 2;
-    assert_eq!(r.import(std::slice::from_ref(&peer)), 1);
-    assert_eq!(r.import(std::slice::from_ref(&peer)), 0, "already present");
+    assert_eq!(r.import(2, std::slice::from_ref(&peer)).added, 1);
+    assert_eq!(
+        r.import(2, std::slice::from_ref(&peer)).added,
+        0,
+        "already present"
+    );
     assert_eq!(r.current().unwrap().name, peer.name);
     assert_eq!(ring(&path, &clock).current().unwrap().name, peer.name);
     assert!(
@@ -203,7 +207,7 @@ fn import_refuses_retired_keys() {
         created: T0 - PERIOD - LIFETIME,
         origin: 2,
     };
-    assert_eq!(r.import(&[old]), 0);
+    assert_eq!(r.import(2, &[old]).refused, 1);
     assert!(r.find(&[3; 16]).is_none());
 }
 
@@ -462,11 +466,19 @@ fn hosts_rotating_together(n: u32) {
             .iter()
             .map(|r| r.current().expect("a key is made"))
             .collect();
-        // Twice: a host forwards keys it learned from a third.
-        for _ in 0..2 {
-            for a in &rings {
-                for b in &rings {
-                    b.import(&a.export());
+        // Full mesh: every host sends its own keys to every other, as the
+        // bridge does (no host speaks for a third).
+        for (i, a) in rings.iter().enumerate() {
+            for (j, b) in rings.iter().enumerate() {
+                if i != j {
+                    let got = b.import(i as u32 + 1, &a.export_own());
+                    assert_eq!(
+                        got.refused,
+                        0,
+                        "host {} refused host {}'s keys",
+                        j + 1,
+                        i + 1
+                    );
                 }
             }
         }
@@ -524,4 +536,124 @@ fn a_ticket_lifetime_over_seven_days_is_refused() {
         lifetime: Duration::from_secs(week),
     };
     longest.validate().unwrap();
+}
+
+fn key_of(origin: u32, created: u64, tag: u8) -> TicketKey {
+    TicketKey {
+        name: [tag; 16],
+        aes_key: [tag ^ 0x55; 32],
+        hmac_key: [tag ^ 0xaa; 32],
+        created,
+        origin,
+    }
+}
+
+#[test]
+fn a_peer_can_only_bring_its_own_keys_made_on_the_schedule() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = segment(&dir);
+    let clock = Arc::new(AtomicU64::new(T0 + 1));
+    let r = ring(&path, &clock);
+    let mine = r.current().unwrap();
+    // Host 2 sends a key claiming to be host 3's, one claiming to be ours
+    // (host 1), one made off the period boundary and one far in the future.
+    let forged = [
+        key_of(3, T0, 1),
+        key_of(1, T0, 2),
+        key_of(2, T0 + 7, 3),
+        key_of(2, T0 + 10 * PERIOD, 4),
+    ];
+    let got = r.import(2, &forged);
+    assert_eq!((got.added, got.refused), (0, 4));
+    for k in &forged {
+        assert!(r.find(&k.name).is_none());
+    }
+    // Host 2's own key on the schedule is taken.
+    assert_eq!(r.import(2, &[key_of(2, T0, 5)]).added, 1);
+    assert!(r.find(&[5; 16]).is_some());
+    assert!(r.find(&mine.name).is_some());
+}
+
+#[test]
+fn a_flood_of_peer_keys_never_evicts_the_keys_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = segment(&dir);
+    let clock = Arc::new(AtomicU64::new(T0 + 1));
+    let r = ring(&path, &clock);
+    let current = r.current().unwrap();
+    let next = r
+        .export_own()
+        .into_iter()
+        .find(|k| k.created == T0 + PERIOD)
+        .expect("the next key is made one period ahead");
+    // Every other host floods its own keys of every live period, with names
+    // smaller than ours (so ours look beaten), far more than the ring holds.
+    let mut tag = 0u8;
+    let mut added = 0;
+    for origin in 2..=40u32 {
+        let keys: Vec<TicketKey> = (0..4)
+            .flat_map(|p| (0..3).map(move |_| T0 - PERIOD + p * PERIOD))
+            .map(|created| {
+                tag = tag.wrapping_add(1);
+                let mut k = key_of(origin, created, tag);
+                k.name[0] = 0;
+                k
+            })
+            .collect();
+        let got = r.import(origin, &keys);
+        assert!(got.added <= scsp::keyring::MAX_KEYS_PER_ORIGIN);
+        added += got.added;
+    }
+    assert!(added > 0);
+    assert!(
+        r.find(&current.name).is_some(),
+        "the current key was evicted"
+    );
+    assert!(r.find(&next.name).is_some(), "the next key was evicted");
+    let held = r.export();
+    for origin in 2..=40u32 {
+        let n = held.iter().filter(|k| k.origin == origin).count();
+        assert!(
+            n <= scsp::keyring::MAX_KEYS_PER_ORIGIN,
+            "origin {origin} holds {n}"
+        );
+    }
+    assert!(held.len() <= SLOTS);
+}
+
+#[test]
+fn every_server_and_the_bridge_rotate_on_the_policy_stored_in_the_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = segment(&dir);
+    let cache = Arc::new(Cache::open(&path).unwrap());
+    assert!(
+        KeyRing::attach(cache.clone()).unwrap().is_none(),
+        "no policy before a server uses tickets"
+    );
+    let _first = KeyRing::new(cache.clone(), policy()).unwrap();
+    let other = RotationPolicy {
+        period: Duration::from_secs(3600),
+        lifetime: Duration::from_secs(7200),
+    };
+    let err = KeyRing::new(cache.clone(), other).unwrap_err().to_string();
+    assert!(err.contains("same rotation policy"), "{err}");
+    let bridge = KeyRing::attach(cache).unwrap().expect("the stored policy");
+    assert_eq!(bridge.policy(), policy());
+}
+
+#[test]
+fn sweep_wipes_keys_when_they_retire() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = segment(&dir);
+    let clock = Arc::new(AtomicU64::new(T0 + 1));
+    let r = ring(&path, &clock);
+    let k0 = r.current().unwrap();
+    clock.store(T0 + PERIOD + LIFETIME, Ordering::SeqCst);
+    r.sweep();
+    let first = u64::from_le_bytes(k0.aes_key[..8].try_into().unwrap());
+    let words: Vec<u64> = (0..RING_WORDS).map(|i| ring_word(&path, i)).collect();
+    assert!(
+        !words.contains(&first),
+        "a retired key's bytes stay after the sweep"
+    );
 }

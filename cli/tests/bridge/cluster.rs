@@ -57,11 +57,11 @@ fn put_on_one_host_is_readable_on_the_others_and_removals_follow() {
     }
     // No loop: what A sent to B equals what B received from A.
     eventually("counters settle", || {
-        let sent = a.peer_status(2).get("sent_entries");
+        let sent = a.peer_status(2).sent_entries;
         let got = b.peer_status(1);
-        sent > 0 && sent == got.get("received_entries") + got.get("unchanged_entries")
+        sent > 0 && sent == got.received_entries + got.unchanged_entries
     });
-    assert_eq!(b.peer_status(1).get("sent_entries"), 0, "B re-sent nothing");
+    assert_eq!(b.peer_status(1).sent_entries, 0, "B re-sent nothing");
 }
 
 #[test]
@@ -71,9 +71,7 @@ fn killed_bridge_restarts_catches_up_and_converges() {
     assert_eq!(c.hosts[0].cache.put(b"before", b"1", 300), scsp::Stored::Ok);
     eventually("before on B", || c.hosts[1].get(b"before").is_some());
     c.host(2).kill9();
-    eventually("A sees B down", || {
-        c.hosts[0].peer_status(2).get("connected") == 0
-    });
+    eventually("A sees B down", || !c.hosts[0].peer_status(2).connected);
     for i in 0..200u32 {
         let k = format!("while-down-{i}");
         assert_eq!(
@@ -92,13 +90,9 @@ fn killed_bridge_restarts_catches_up_and_converges() {
     eventually("B caught up on C's put", || b.get(b"from-c").is_some());
     eventually("A's removal reached B", || b.get(b"before").is_none());
     eventually("A counts the reconnect", || {
-        c.hosts[0].peer_status(2).get("reconnects") >= 1
+        c.hosts[0].peer_status(2).reconnects >= 1
     });
-    assert!(
-        c.hosts[0].peer_status(2).get("connected") == 1,
-        "{}",
-        c.logs()
-    );
+    assert!(c.hosts[0].peer_status(2).connected, "{}", c.logs());
 }
 
 #[test]
@@ -127,9 +121,9 @@ fn a_reconnect_replays_the_window_without_storing_it_again() {
     c.host(2).start();
     let b = &c.hosts[1];
     eventually("B counts the replay as already here", || {
-        b.peer_status(1).get("unchanged_entries") == 100
+        b.peer_status(1).unchanged_entries == 100
     });
-    assert_eq!(b.peer_status(1).get("received_entries"), 0, "{}", c.logs());
+    assert_eq!(b.peer_status(1).received_entries, 0, "{}", c.logs());
     assert_eq!(
         b.log_words_written(),
         before,
@@ -151,9 +145,7 @@ fn peer_down_while_the_log_wraps_converges_and_counts_lost_words() {
     });
     c.wait_connected();
     c.host(2).kill9();
-    eventually("A sees B down", || {
-        c.hosts[0].peer_status(2).get("connected") == 0
-    });
+    eventually("A sees B down", || !c.hosts[0].peer_status(2).connected);
     let value = vec![7u8; 1000];
     for i in 0..2000u32 {
         let _ = c.hosts[0]
@@ -171,9 +163,9 @@ fn peer_down_while_the_log_wraps_converges_and_counts_lost_words() {
     c.host(2).start();
     let (a, b) = (&c.hosts[0], &c.hosts[1]);
     eventually("A reports lost words for B", || {
-        a.peer_status(2).get("lost_words") > 0
+        a.peer_status(2).lost_words > 0
     });
-    assert!(a.peer_status(2).get("reconnects") >= 1);
+    assert!(a.peer_status(2).reconnects >= 1);
     // Converged: B holds every entry A still holds.
     let missing = || -> Vec<u32> {
         on_a.iter()
@@ -236,7 +228,7 @@ fn a_host_added_with_reuse_ca_joins_the_pool() {
     hosts.iter_mut().for_each(Host::start);
     let (old, new) = (&hosts[0], &hosts[1]);
     eventually("the old host connects to the new one", || {
-        old.peer_status(3).get("connected") == 1
+        old.peer_status(3).connected
     });
     assert_eq!(old.cache.put(b"k", b"v", 300), scsp::Stored::Ok);
     eventually("replicated to the new host", || new.get(b"k").is_some());
@@ -432,8 +424,7 @@ fn catch_up_does_not_resurrect_a_taken_session() {
     c.host(2).kill9();
     c.host(2).start();
     eventually("reconnected", || {
-        c.hosts[0].peer_status(2).get("reconnects") >= 1
-            && c.hosts[0].peer_status(2).get("connected") == 1
+        c.hosts[0].peer_status(2).reconnects >= 1 && c.hosts[0].peer_status(2).connected
     });
     // A marker in the same shard of A's log as the ticket is sent after the
     // ticket's put has been decided (the feed keeps shard order).
@@ -509,4 +500,66 @@ fn sigterm_says_close_shutdown_to_every_peer() {
             );
         }
     }
+}
+
+#[test]
+fn no_put_stops_replication_whatever_its_ttl() {
+    let c = Cluster::start(Options::default());
+    c.wait_connected();
+    // Every TTL the API takes, including those past the TLS maximum (7 days)
+    // and the largest; then ordinary sessions.
+    for (i, ttl) in [0, 1, 7 * 24 * 3600, 7 * 24 * 3600 + 1, u32::MAX]
+        .into_iter()
+        .enumerate()
+    {
+        let _ = c.hosts[0]
+            .cache
+            .put(format!("extreme-{i}").as_bytes(), b"x", ttl);
+    }
+    for i in 0..1000u32 {
+        let k = format!("after-{i}");
+        assert_eq!(
+            c.hosts[0].cache.put(k.as_bytes(), b"v", 300),
+            scsp::Stored::Ok
+        );
+    }
+    for h in &c.hosts[1..] {
+        eventually_or(
+            &format!("host {} holds all 1000 later sessions", h.id),
+            || (0..1000u32).all(|i| h.get(format!("after-{i}").as_bytes()).is_some()),
+            || format!("{:?}", h.peer_status(1)),
+        );
+        assert_eq!(h.peer_status(1).refused, 0, "no link was closed");
+    }
+}
+
+#[test]
+fn stats_shows_a_dead_bridge_as_dead_and_its_peers_disconnected() {
+    let mut c = Cluster::start(Options {
+        hosts: 2,
+        ..Options::default()
+    });
+    c.wait_connected();
+    let json = |c: &Cluster| {
+        let out = scsp(&["stats", "--json", c.hosts[0].segment.to_str().unwrap()]);
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["bridge"].clone()
+    };
+    let live = json(&c);
+    assert_eq!(live["running"], true, "{live}");
+    // Each peer is an object with named fields.
+    assert_eq!(live["peers"][0]["id"], 2, "{live}");
+    assert_eq!(live["peers"][0]["connected"], true, "{live}");
+    assert!(live["peers"][0]["sent_entries"].is_u64(), "{live}");
+    // Killed outright: its last words still say "connected".
+    c.host(1).kill9();
+    let dead = json(&c);
+    assert_eq!(dead["running"], false, "{dead}");
+    assert_eq!(dead["peers"][0]["connected"], false, "{dead}");
+    let text =
+        String::from_utf8_lossy(&scsp(&["stats", c.hosts[0].segment.to_str().unwrap()]).stdout)
+            .into_owned();
+    assert!(
+        text.contains("not running") && text.contains("disconnected"),
+        "{text}"
+    );
 }

@@ -65,9 +65,7 @@ fn cluster_without_host_1() -> Cluster {
     let mut c = Cluster::prepare(Options::default());
     c.host(2).start();
     c.host(3).start();
-    eventually("2 and 3 connected", || {
-        c.hosts[1].peer_status(3).get("connected") == 1
-    });
+    eventually("2 and 3 connected", || c.hosts[1].peer_status(3).connected);
     c
 }
 
@@ -105,16 +103,16 @@ fn wrong_cluster_name_is_refused() {
     });
     // Host 1 dials host 3 and is told the cluster does not match.
     eventually("host 1 counts refusals from 3", || {
-        c.hosts[0].peer_status(3).get("refused") >= 1
+        c.hosts[0].peer_status(3).refused >= 1
     });
     eventually("host 3 logs the refusal", || {
-        c.hosts[2].log_text().contains("cluster name")
+        c.hosts[2]
+            .log_text()
+            .contains("does not name cluster \"other\"")
     });
-    eventually("1 and 2 connected", || {
-        c.hosts[0].peer_status(2).get("connected") == 1
-    });
-    assert_eq!(c.hosts[0].peer_status(3).get("connected"), 0);
-    assert_eq!(c.hosts[2].peer_status(1).get("connected"), 0);
+    eventually("1 and 2 connected", || c.hosts[0].peer_status(2).connected);
+    assert!(!c.hosts[0].peer_status(3).connected);
+    assert!(!c.hosts[2].peer_status(1).connected);
 }
 
 #[test]
@@ -146,18 +144,13 @@ fn malformed_and_oversized_frames_close_only_that_connection() {
         ("zero length", vec![0, 0, 0, 0]),
         ("truncated ack", vec![0, 0, 0, 3, 3, 0, 0]),
         ("second hello", wire::hello(1, "test")),
-        ("entry of another origin", {
-            let mut b = EntriesBuilder::new(1);
-            b.push(0, u32::MAX as u64, 3, b"forged", b"v");
-            b.finish()
-        }),
         ("batch out of sequence", {
             let mut b = EntriesBuilder::new(7);
             b.push(0, scsp::clock::now_secs() + 300, 1, b"forged", b"v");
             b.finish()
         }),
     ];
-    let refused_before = c.hosts[1].peer_status(1).get("refused");
+    let refused_before = c.hosts[1].peer_status(1).refused;
     let cases = bad.len() as u64;
     for (what, bytes) in bad {
         let mut s = established(&c, 1, 2);
@@ -185,7 +178,7 @@ fn malformed_and_oversized_frames_close_only_that_connection() {
     );
     // Each refusal counts against the peer whose certificate was shown.
     eventually("host 2 counted every refusal of host 1", || {
-        c.hosts[1].peer_status(1).get("refused") == refused_before + cases + 1
+        c.hosts[1].peer_status(1).refused == refused_before + cases + 1
     });
     // A well-formed batch from the same impostor-free peer is applied.
     let mut s = established(&c, 1, 2);
@@ -219,7 +212,7 @@ fn peer_that_stops_reading_costs_only_its_own_connection() {
         c.hosts[2].get(b"bulk-2999").is_some()
     });
     eventually("host 2 dropped the stalled peer", || {
-        c.hosts[1].peer_status(1).get("connected") == 0
+        !c.hosts[1].peer_status(1).connected
     });
     assert!(c.host(2).is_running());
     drop(stalled);
@@ -315,7 +308,7 @@ fn slow_handshakes_from_one_source_are_cut_off_and_cannot_lock_peers_out() {
     c.host(2).kill9();
     c.host(2).start();
     eventually("host 2 reconnected to host 3 during the flood", || {
-        c.hosts[1].peer_status(3).get("connected") == 1
+        c.hosts[1].peer_status(3).connected
     });
     for t in slow {
         let open = t.join().unwrap();
@@ -363,12 +356,12 @@ fn a_peer_that_stops_acknowledging_shows_a_growing_lag() {
     );
     eventually("host 2's lag for peer 1 passes 1.5 s", || {
         let _ = silent.write_all(&wire::heartbeat(0));
-        c.hosts[1].peer_status(1).get("lag_micros") > 1_500_000
+        c.hosts[1].peer_status(1).lag_micros > 1_500_000
     });
     drop(silent);
     eventually("lag reads 0 once disconnected", || {
         let p = c.hosts[1].peer_status(1);
-        p.get("connected") == 0 && p.get("lag_micros") == 0
+        !p.connected && p.lag_micros == 0
     });
 }
 
@@ -416,4 +409,169 @@ fn sigterm_while_dialling_a_peer_that_never_answers_is_prompt() {
     drop(fillers);
     // SAFETY: closes the listener made above, once.
     unsafe { libc::close(fd) };
+}
+
+/// Read frames until `want` says stop, or panic at the deadline.
+fn read_until(s: &mut Raw, mut want: impl FnMut(&Frame) -> bool) -> Vec<Frame> {
+    let mut r = FrameReader::new();
+    let mut frames = Vec::new();
+    let end = std::time::Instant::now() + DEADLINE;
+    while std::time::Instant::now() < end {
+        let f = read_frame(s, &mut r);
+        let done = want(&f);
+        frames.push(f);
+        if done {
+            return frames;
+        }
+    }
+    panic!("no such frame in {frames:?}");
+}
+
+#[test]
+fn entries_a_peer_may_not_send_are_refused_one_by_one_and_the_rest_applied() {
+    let c = cluster_without_host_1();
+    let now = scsp::clock::now_secs();
+    let mut s = established(&c, 1, 2);
+    let mut b = EntriesBuilder::new(1);
+    b.push(0, now + 300, 1, b"good-1", b"v1");
+    b.push(0, now + 300, 3, b"forged-origin", b"v");
+    b.push(0, u64::from(u32::MAX) * 4, 1, b"far-expiry", b"v");
+    b.push(0, now + 8 * 24 * 3600, 1, b"eight-days", b"v");
+    b.push(0, now + 300, 1, b"good-2", b"v2");
+    s.write_all(&b.finish()).unwrap();
+    // The batch is acknowledged (never sent again) and the link stays up.
+    read_until(&mut s, |f| matches!(f, Frame::Ack { seq: 1 }));
+    assert_eq!(c.hosts[1].get(b"good-1").as_deref(), Some(&b"v1"[..]));
+    assert_eq!(c.hosts[1].get(b"good-2").as_deref(), Some(&b"v2"[..]));
+    for k in [&b"forged-origin"[..], b"far-expiry", b"eight-days"] {
+        assert!(c.hosts[1].get(k).is_none());
+    }
+    eventually("refusals counted", || {
+        c.hosts[1].peer_status(1).rejected_entries == 3
+    });
+    let mut b = EntriesBuilder::new(2);
+    b.push(0, now + 300, 1, b"good-3", b"v3");
+    s.write_all(&b.finish()).unwrap();
+    read_until(&mut s, |f| matches!(f, Frame::Ack { seq: 2 }));
+    assert_eq!(c.hosts[1].get(b"good-3").as_deref(), Some(&b"v3"[..]));
+    assert!(c.hosts[1].peer_status(1).connected);
+    assert_eq!(c.hosts[1].peer_status(1).refused, 0);
+}
+
+#[test]
+fn a_flooding_peer_costs_its_share_of_the_log_not_this_hosts_sessions() {
+    let c = cluster_without_host_1();
+    // Host 2's own live sessions: 30 % of its 1 MiB log.
+    let own: Vec<Vec<u8>> = (0..1200u32)
+        .map(|i| format!("own-{i}").into_bytes())
+        .collect();
+    for k in &own {
+        assert_eq!(c.hosts[1].cache.put(k, &[7u8; 200], 300), scsp::Stored::Ok);
+    }
+    // Peer 1 sends five times the log's size.
+    let mut s = established(&c, 1, 2);
+    let now = scsp::clock::now_secs();
+    let value = vec![1u8; 1000];
+    for seq in 1..=80u64 {
+        let mut b = EntriesBuilder::new(seq);
+        for i in 0..64u64 {
+            let k = format!("flood-{seq}-{i}");
+            b.push(0, now + 300, 1, k.as_bytes(), &value);
+        }
+        s.write_all(&b.finish()).unwrap();
+        read_until(&mut s, |f| matches!(f, Frame::Ack { seq: a } if *a == seq));
+    }
+    let st = c.hosts[1].peer_status(1);
+    assert!(st.over_budget_entries > 0, "{st:?}");
+    assert!(st.log_share_permille <= 520, "{st:?}");
+    let kept = own.iter().filter(|k| c.hosts[1].get(k).is_some()).count();
+    assert_eq!(
+        kept,
+        own.len(),
+        "the flood pushed out host 2's own sessions"
+    );
+    still_replicates(&c, b"after-the-peer-flood");
+}
+
+#[test]
+fn a_peer_cannot_bring_keys_of_another_host() {
+    let c = cluster_without_host_1();
+    // A server of host 2 uses ticket keys: the ring and its policy exist.
+    let ring = scsp::keyring::KeyRing::new(c.hosts[1].cache.clone(), Default::default()).unwrap();
+    let _ = ring.current().unwrap();
+    let now = scsp::clock::now_secs();
+    let period = ring.policy().period.as_secs();
+    let key = |origin: u32, tag: u8| scsp::keyring::TicketKey {
+        name: [tag; 16],
+        aes_key: [tag; 32],
+        hmac_key: [tag; 32],
+        created: now - now % period,
+        origin,
+    };
+    let mut s = established(&c, 1, 2);
+    s.write_all(&wire::keys(&[key(3, 0xa3), key(2, 0xa2), key(1, 0xa1)]))
+        .unwrap();
+    eventually("the forged keys are counted", || {
+        c.hosts[1].peer_status(1).refused_keys == 2
+    });
+    assert!(ring.find(&[0xa3; 16]).is_none(), "host 3's key from host 1");
+    assert!(ring.find(&[0xa2; 16]).is_none(), "host 2's key from host 1");
+    assert!(ring.find(&[0xa1; 16]).is_some(), "host 1's own key");
+}
+
+#[test]
+fn a_flood_of_strangers_from_many_addresses_cannot_lock_peers_out() {
+    let mut c = Cluster::start(Options::default());
+    eventually("all connected", || {
+        c.hosts[1].peer_status(1).connected && c.hosts[1].peer_status(3).connected
+    });
+    let net = match c.hosts[1].addr.ip() {
+        std::net::IpAddr::V4(a) => a.octets()[1],
+        a => panic!("{a}"),
+    };
+    let to = |h: usize| match c.hosts[h].addr {
+        std::net::SocketAddr::V4(a) => a,
+        a => panic!("{a}"),
+    };
+    let targets = [to(0), to(1), to(2)];
+    // 20 source addresses none of the hosts has, 125 connects/s, for 8 s:
+    // each sends the start of a TLS record and then nothing.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            let mut n = 0u32;
+            let start = std::time::Instant::now();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                && start.elapsed() < std::time::Duration::from_secs(8)
+            {
+                let source = std::net::Ipv4Addr::new(127, net, 1, 10 + (n % 20) as u8);
+                let mut s = connect_from(source, targets[(n % 3) as usize]);
+                let _ = s.write_all(&[0x16, 0x03, 0x01, 0x40, 0x00]);
+                held.push(s);
+                n += 1;
+                std::thread::sleep(std::time::Duration::from_millis(8));
+            }
+            n
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    // Host 2's bridge restarts in the middle of the flood.
+    c.host(2).kill9();
+    c.host(2).start();
+    let tried = std::time::Instant::now();
+    eventually("host 2 reconnected to both peers during the flood", || {
+        c.hosts[1].peer_status(1).connected && c.hosts[1].peer_status(3).connected
+    });
+    let took = tried.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let connects = flood.join().unwrap();
+    eprintln!("reconnected in {took:?} under a flood of {connects} connections from 20 addresses");
+    assert!(connects >= 250, "the flood was too thin: {connects}");
+    assert!(
+        took < std::time::Duration::from_secs(2),
+        "the peers took {took:?} to reconnect"
+    );
+    still_replicates(&c, b"after-the-stranger-flood");
 }

@@ -58,7 +58,7 @@ pub fn wait_bridges_connected(hosts: &[Host], timeout: Duration) -> Result<()> {
                 Some(s) => s
                     .peers
                     .iter()
-                    .filter(|p| p.get("connected") != 1)
+                    .filter(|p| !p.connected)
                     .map(|p| p.id)
                     .collect(),
                 // Its status block is not written yet.

@@ -217,7 +217,18 @@ impl Cluster {
             certs.to_str().unwrap(),
             "--hosts",
             &o.hosts.to_string(),
+            "--cluster",
+            &o.cluster,
         ]);
+        // A host of another cluster gets a certificate for it from the same
+        // CA (one CA serving two clusters).
+        let ca_key = std::fs::read_to_string(certs.join("ca.key")).unwrap();
+        let ca = scsp_bridge::pki::ClusterCa::from_key_pem(&o.cluster, &ca_key).unwrap();
+        for (id, other) in &o.cluster_of {
+            let issued = ca.issue_host_in(other, *id, &[]).unwrap();
+            std::fs::write(certs.join(format!("host-{id}.pem")), issued.cert_pem).unwrap();
+            std::fs::write(certs.join(format!("host-{id}.key")), issued.key_pem).unwrap();
+        }
         let net = new_net();
         let addrs: Vec<SocketAddr> = (1..=o.hosts)
             .map(|i| SocketAddr::new(ip(net, i).into(), free_port(ip(net, i))))
@@ -275,7 +286,7 @@ impl Cluster {
                 if p.id != h.id {
                     eventually_or(
                         &format!("host {} connected to {}", h.id, p.id),
-                        || h.peer_status(p.id).get("connected") == 1,
+                        || h.peer_status(p.id).connected,
                         || self.logs(),
                     );
                 }

@@ -2,21 +2,28 @@
 # Build mod_socache_scsp.so with apxs (Debian: apache2-dev) against this
 # checkout's static libscsp.a, so the module needs no libscsp at run time.
 #   apache/build.sh              -> target/apache/mod_socache_scsp.so
-# Environment: APXS (default apxs), CARGO_TARGET_DIR, SCSP_NO_BUILD=1 (use the
-# libscsp.a already built; otherwise `cargo build --release -p scsp-ffi` runs).
+# Environment: APXS (default apxs), PROFILE=release|debug (which libscsp.a),
+# CARGO_TARGET_DIR, SCSP_NO_BUILD=1 (use the libscsp.a already built;
+# otherwise `cargo build -p scsp-ffi` runs first, a no-op when up to date).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 APXS=${APXS:-apxs}
 target=${CARGO_TARGET_DIR:-$root/target}
 case "$target" in /*) ;; *) target="$root/$target" ;; esac
 out=$target/apache
+PROFILE=${PROFILE:-release}
+case "$PROFILE" in
+    release) cargo_profile=release ;;
+    debug) cargo_profile=dev ;;
+    *) echo "build.sh: PROFILE must be release or debug, not '$PROFILE'" >&2; exit 2 ;;
+esac
 
 command -v "$APXS" >/dev/null || { echo "build.sh: $APXS not found; install apache2-dev (or set APXS)" >&2; exit 1; }
 if [ -z "${SCSP_NO_BUILD:-}" ]; then
-    (cd "$root" && CARGO_TARGET_DIR="$target" cargo build --release -p scsp-ffi)
+    (cd "$root" && CARGO_TARGET_DIR="$target" cargo build --profile "$cargo_profile" -p scsp-ffi)
 fi
-lib=$target/release/libscsp.a
-[ -f "$lib" ] || { echo "build.sh: $lib is missing; run: cargo build --release -p scsp-ffi" >&2; exit 1; }
+lib=$target/$PROFILE/libscsp.a
+[ -f "$lib" ] || { echo "build.sh: $lib is missing; run: cargo build --profile $cargo_profile -p scsp-ffi" >&2; exit 1; }
 
 # apxs (libtool) writes its objects next to the source: build in $out.
 mkdir -p "$out"

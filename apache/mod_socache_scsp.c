@@ -42,6 +42,8 @@
 #include "apr_strings.h"
 
 #include <errno.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "scsp_openssl.h"
@@ -159,6 +161,8 @@ static const char *parse_spec(apr_pool_t *p, const char *arg, int allow_context,
 static const char *open_spec(apr_pool_t *p, const struct spec *spec, scsp_cache **slot)
 {
     scsp_options o = SCSP_OPTIONS_INIT;
+    struct stat st;
+    const char *err;
     int rc;
 
     o.flags = SCSP_OPEN_NO_CREATE | spec->flags;
@@ -168,7 +172,13 @@ static const char *open_spec(apr_pool_t *p, const struct spec *spec, scsp_cache 
             return apr_psprintf(p, "scsp: no segment at %s; the module opens, never creates: "
                                 "make it first with scsp create %s --size 64MiB "
                                 "(see docs/apache.md)", spec->path, spec->path);
-        return apr_psprintf(p, "scsp: cannot use the segment: %s", scsp_last_error());
+        err = apr_psprintf(p, "scsp: cannot use the segment: %s", scsp_last_error());
+        if (rc == SCSP_E_PERM && lstat(spec->path, &st) == 0 && S_ISREG(st.st_mode) &&
+            st.st_uid != geteuid())
+            err = apr_pstrcat(p, err, "; for Apache: create the segment as the user that "
+                              "starts Apache (the parent opens it, the workers inherit it), "
+                              "or add ,allow_foreign_owner=on after its path", NULL);
+        return err;
     }
     apr_pool_cleanup_register(p, slot, close_cache, apr_pool_cleanup_null);
     return NULL;

@@ -97,22 +97,26 @@ static apr_status_t close_cache(void *data)
     return APR_SUCCESS;
 }
 
+/* The configuration is going (restart, stop): so may mod_ssl's DSO. */
 static apr_status_t forget_sessions(void *data)
 {
-    if (sessions == data)
+    if (sessions == data) {
         sessions = NULL;
+        modssl_new_session = NULL;
+        modssl_get_session = NULL;
+    }
     return APR_SUCCESS;
 }
 
 /*
  * Parse PATH[,name=value]... into *out; NULL or a message for the operator.
- * what: "context" is allowed only where it means something.
+ * allow_context: whether context= means something to the directive.
  */
 static const char *parse_spec(apr_pool_t *p, const char *arg, int allow_context,
                               struct spec *out)
 {
-    const char *comma, *params;
-    char *param, *state;
+    const char *comma;
+    char *params, *param, *state;
 
     memset(out, 0, sizeof *out);
     if (arg == NULL || *arg == '\0')
@@ -122,8 +126,8 @@ static const char *parse_spec(apr_pool_t *p, const char *arg, int allow_context,
     out->path = comma ? apr_pstrmemdup(p, arg, comma - arg) : apr_pstrdup(p, arg);
     if (out->path[0] != '/')
         return apr_psprintf(p, "scsp: the segment path must be absolute, not '%s'", out->path);
-    params = comma ? apr_pstrdup(p, comma + 1) : "";
-    for (param = apr_strtok((char *)params, ",", &state); param != NULL;
+    params = apr_pstrdup(p, comma ? comma + 1 : "");
+    for (param = apr_strtok(params, ",", &state); param != NULL;
          param = apr_strtok(NULL, ",", &state)) {
         char *eq = strchr(param, '=');
         const char *value = eq ? eq + 1 : "";

@@ -3,8 +3,10 @@
 # with `SSLSessionCache scsp:` against `shmcb:`, full (openssl s_time -new)
 # and resumed (-reuse), TLS 1.2 and 1.3, on one Apache (event MPM) on
 # 127.61.0.1:8443 with SSLSessionTickets off, so that every resumption goes
-# through the cache. Each round runs every cell once per cache, the caches
-# alternating which goes first; the medians come last. Apache runs on CPU 1
+# through the cache; and the CPU time Apache spent per handshake (all its
+# processes, from /proc), which a busy machine disturbs less. Each round runs
+# every cell once per cache, the caches alternating which goes first; the
+# medians come last. Apache runs on CPU 1
 # and the client on CPU 0 (with fewer CPUs, where the scheduler puts them),
 # so that runs do not differ by where the two land.
 #   bash apache/bench.sh [ROUNDS] [SECONDS]     (default 5 rounds, 5 s a cell)
@@ -68,17 +70,29 @@ EOF
 }
 stop() { kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; pid=""; }
 
-# rate TLS MODE: connections per wall-clock second of one s_time run.
-rate() {
-    local t0 t1 n
-    t0=$(date +%s.%N)
-    n=$("${client_cpu[@]}" openssl s_time -connect 127.61.0.1:8443 "-tls1_${1#1.}" "-$2" -www /index.html \
-        -time "$secs" 2>/dev/null | sed -n 's/^\([0-9]*\) connections in [0-9.]*s.*/\1/p' | head -n1)
-    t1=$(date +%s.%N)
-    echo "$n $t0 $t1" | awk '{ printf "%.0f", $1 / ($3 - $2) }'
+# Clock ticks Apache used: the parent, its reaped children, its live ones.
+ticks() {
+    local t c
+    t=$(awk '{ print $14 + $15 + $16 + $17 }' "/proc/$pid/stat")
+    for c in $(ps -o pid= --ppid "$pid"); do
+        t=$((t + $(awk '{ print $14 + $15 }' "/proc/$c/stat" 2>/dev/null || echo 0)))
+    done
+    echo "$t"
 }
 
-med() { tr ' ' '\n' <<<"${runs[$1 $2 $3]}" | grep . | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+# run TLS MODE: "handshakes/s server-us-per-handshake" of one s_time run.
+run() {
+    local t0 t1 c0 c1 n
+    c0=$(ticks) t0=$(date +%s.%N)
+    n=$("${client_cpu[@]}" openssl s_time -connect 127.61.0.1:8443 "-tls1_${1#1.}" "-$2" -www /index.html \
+        -time "$secs" 2>/dev/null | sed -n 's/^\([0-9]*\) connections in [0-9.]*s.*/\1/p' | head -n1)
+    c1=$(ticks) t1=$(date +%s.%N)
+    echo "$n $t0 $t1 $c0 $c1 $(getconf CLK_TCK)" |
+        awk '{ printf "%.0f %.0f\n", $1 / ($3 - $2), ($5 - $4) / $6 * 1e6 / $1 }'
+}
+
+# med KEY: the median of the numbers stored under KEY.
+med() { tr ' ' '\n' <<<"${runs[$1]}" | grep . | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 declare -A runs
 for ((r = 1; r <= rounds; r++)); do
@@ -88,16 +102,19 @@ for ((r = 1; r <= rounds; r++)); do
         if [ "$cache" = scsp ]; then start "scsp:$seg,context=bench"; else start "shmcb:$work/shmcb(67108864)"; fi
         for cell in "1.2 new" "1.2 reuse" "1.3 new" "1.3 reuse"; do
             set -- $cell
-            v=$(rate "$1" "$2")
-            runs["$cache $1 $2"]+="$v "
-            echo "round $r  $cache  TLS $1 $2: $v handshakes/s"
+            read -r hs us < <(run "$1" "$2")
+            runs["$cache $1 $2"]+="$hs "
+            runs["$cache $1 $2 us"]+="$us "
+            echo "round $r  $cache  TLS $1 $2: $hs handshakes/s, Apache $us us CPU each"
         done
         stop
     done
 done
 echo
-printf '%-12s %-6s %12s %12s\n' TLS mode "scsp (med)" "shmcb (med)"
+echo "medians      handshakes/s        Apache CPU us per handshake"
+echo "TLS  mode       scsp    shmcb          scsp    shmcb"
 for cell in "1.2 new" "1.2 reuse" "1.3 new" "1.3 reuse"; do
     set -- $cell
-    printf '%-12s %-6s %12s %12s\n' "$1" "$2" "$(med scsp "$1" "$2")" "$(med shmcb "$1" "$2")"
+    printf '%-4s %-6s %8s %8s      %8s %8s\n' "$1" "$2" "$(med "scsp $1 $2")" "$(med "shmcb $1 $2")" \
+        "$(med "scsp $1 $2 us")" "$(med "shmcb $1 $2 us")"
 done

@@ -105,6 +105,11 @@ for spec in "8420 off" "8422 shared"; do
         --port "$1" --workers 2 --tickets "$2" --segment "$shm/seg-1" >"$work/example-$1.log" 2>&1 &
     children+=($!)
 done
+ready() { [ "$(grep -c ' ready$' "$work/example-$1.log")" = 2 ]; }
+for port in 8420 8422; do
+    for _ in $(seq 100); do ready "$port" && break; sleep 0.1; done
+    ready "$port" || fail "the C example server on port $port did not start: $(cat "$work/example-$port.log")"
+done
 
 # ---- Apache ----------------------------------------------------------------
 # write_conf HOST MPM CONTEXT: host h's httpd.conf (ports 8412: TLS 1.2 session

@@ -13,6 +13,13 @@
 #   PROFILE=release       cargo profile to build: release or debug
 #   CARGO_TARGET_DIR      cargo's target directory (default: <repo>/target)
 #   SCSP_NO_BUILD=1       install what is already built, do not run cargo
+#   WITH_APACHE=1         also build mod_socache_scsp.so (apache/build.sh; needs
+#                         apache2-dev) and install it into APACHE_MODDIR, by
+#                         default `apxs -q LIBEXECDIR` (Debian:
+#                         /usr/lib/apache2/modules), plus, where
+#                         /etc/apache2/mods-available exists, socache_scsp.load
+#                         for `a2enmod socache_scsp` (docs/apache.md)
+#   APXS=apxs             the apxs to build the module with
 #
 #   sudo scripts/install.sh                          # /usr/local
 #   PREFIX=$HOME/.local scripts/install.sh           # no root needed
@@ -88,6 +95,23 @@ Version: $version
 Requires: scsp openssl >= 3.0
 Cflags: -I\${includedir}
 PC
+
+if [ "${WITH_APACHE:-}" = 1 ]; then
+    APXS=${APXS:-apxs}
+    command -v "$APXS" >/dev/null ||
+        { echo "install.sh: WITH_APACHE=1 needs $APXS (apt-get install apache2-dev)" >&2; exit 1; }
+    SCSP_NO_BUILD=1 PROFILE=$PROFILE CARGO_TARGET_DIR=$target APXS=$APXS "$root/apache/build.sh" >/dev/null
+    moddir=${APACHE_MODDIR:-$("$APXS" -q LIBEXECDIR)}
+    install -d "$DESTDIR$moddir"
+    install -m 0644 "$target/apache/mod_socache_scsp.so" "$DESTDIR$moddir/mod_socache_scsp.so"
+    echo "installed $DESTDIR$moddir/mod_socache_scsp.so"
+    if [ -d /etc/apache2/mods-available ]; then
+        install -d "$DESTDIR/etc/apache2/mods-available"
+        echo "LoadModule socache_scsp_module $moddir/mod_socache_scsp.so" \
+            >"$DESTDIR/etc/apache2/mods-available/socache_scsp.load"
+        echo "installed $DESTDIR/etc/apache2/mods-available/socache_scsp.load (a2enmod socache_scsp)"
+    fi
+fi
 
 echo "installed scsp and libscsp $version (ABI $abi) under $DESTDIR$PREFIX"
 case "$PREFIX" in

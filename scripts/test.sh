@@ -3,8 +3,8 @@
 # the workspace's unit, integration and C tests; the loom model of the
 # table's ordering core; a short run of each fuzz target; Miri over the
 # table's and segment's unit tests where a nightly toolchain with Miri is
-# installed (CI installs one). Each kind of check is one script in
-# scripts/check/, runnable alone.
+# installed (CI installs one); then real nginx and Apache httpd pools.
+# Each kind of check is one script, runnable alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,3 +22,9 @@ bash scripts/check/fuzz.sh
 
 echo "== miri =="
 bash scripts/check/miri.sh
+
+echo "== nginx: two instances with scsp, bridged =="
+bash nginx/test.sh
+
+echo "== Apache httpd: two instances with scsp, bridged (event and prefork) =="
+PROFILE=debug bash apache/test.sh

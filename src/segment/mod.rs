@@ -12,6 +12,8 @@
 mod file;
 pub mod layout;
 pub mod pages;
+#[cfg(not(loom))]
+mod truncation;
 
 #[cfg(not(loom))]
 pub use file::remove;
@@ -164,6 +166,16 @@ impl Segment {
         &self.words()[self.geo.stats_off..self.geo.stats_off + n]
     }
 
+    /// Start address and length in bytes of a file mapping; (0, 0) for a
+    /// heap segment.
+    #[cfg(not(loom))]
+    fn mapped_range(&self) -> (usize, usize) {
+        match self._backing {
+            Backing::Mapped(_) => (self.base as usize, self.len_words * 8),
+            Backing::Heap(_) => (0, 0),
+        }
+    }
+
     /// The words of one region of the extension area. Only the module that
     /// owns the region reads or writes them.
     pub(crate) fn region(&self, r: Region) -> &[AtomicU64] {
@@ -177,6 +189,15 @@ impl Segment {
         let (start, len) = r.words();
         let from = ((self.geo.ext_off + start) * 8) as u64;
         from..from + (len * 8) as u64
+    }
+}
+
+#[cfg(not(loom))]
+impl Drop for Segment {
+    fn drop(&mut self) {
+        // Before the mapping goes: the SIGBUS handler must not remap an
+        // address range the process may reuse.
+        self.unguard();
     }
 }
 

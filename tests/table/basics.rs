@@ -233,3 +233,29 @@ fn a_worker_of_another_user_shares_a_group_segment_with_allow_foreign_owner() {
     );
     assert_eq!(owner.get_vec(b"from-worker").as_deref(), Some(&b"w"[..]));
 }
+
+#[test]
+fn a_guarded_segment_truncated_under_its_users_reads_empty_instead_of_killing_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("seg");
+    let c = Cache::create(&path, &small()).unwrap();
+    c.segment().guard_against_truncation().unwrap();
+    assert_eq!(c.put(b"k", b"v", 60), Stored::Ok);
+    assert!(!c.segment().truncated());
+    // Someone with write access truncates the file in place.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(4096)
+        .unwrap();
+    // Without the guard this lookup dies of SIGBUS.
+    assert_eq!(c.get_vec(b"k"), None);
+    assert!(c.segment().truncated());
+    // Stores go nowhere and are not found; nothing panics.
+    let _ = c.put(b"k2", b"v2", 60);
+    let _ = c.stats();
+    // Opening it again is refused with a reason.
+    let err = Cache::open(&path).err().expect("a truncated segment");
+    assert!(!err.to_string().is_empty());
+}

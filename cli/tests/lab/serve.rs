@@ -304,3 +304,55 @@ fn a_client_trickling_its_handshake_holds_a_worker_at_most_5_s() {
     let (_, pid) = s_client(port, "13", None, None);
     assert_eq!(pid, serve.workers[0].0);
 }
+
+#[test]
+fn serve_keeps_serving_when_its_segment_is_truncated_and_shares_again_once_it_is_sane() {
+    let setup = Setup::small();
+    let serve = Serve::start(&setup, "1.2", "off", "truncate-test");
+    let client = Client::new(&setup, "12");
+    let ports = [serve.workers[0].1, serve.workers[1].1];
+    assert_eq!(client.connect(ports[0]).kind, HandshakeKind::Full);
+    // Truncated in place, under both workers' mappings: their next lookup
+    // would die of SIGBUS.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&setup.seg)
+        .unwrap()
+        .set_len(4096)
+        .unwrap();
+    // Every connection is still served; the workers move to serving
+    // without the cache, and say so.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut degraded = [false; 2];
+    while degraded != [true, true] {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "workers never reported cache=off"
+        );
+        for (i, p) in ports.iter().enumerate() {
+            degraded[i] |= client.connect(*p).without_cache;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // The operator makes the segment sane again: the workers share it.
+    std::fs::remove_file(&setup.seg).unwrap();
+    let config = scsp::Config {
+        size: 1 << 20,
+        shards: 2,
+        ..scsp::Config::default()
+    };
+    drop(scsp::Cache::create(&setup.seg, &config).unwrap());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let _ = client.connect(ports[0]);
+        let seen = client.connect(ports[1]);
+        if seen.kind == HandshakeKind::Resumed && !seen.without_cache {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never shared again: {seen:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

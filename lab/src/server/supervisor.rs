@@ -85,8 +85,8 @@ fn spawn(opts: &ServeOptions, listener: &TcpListener, index: usize) -> Result<Pi
             let code = match std::panic::catch_unwind(run) {
                 Ok(Ok(())) => {
                     eprintln!(
-                        "scsp serve: worker {index}: the segment file was removed or replaced; \
-                         restarting on the new one"
+                        "scsp serve: worker {index}: the segment file was removed, replaced or \
+                         truncated, or is usable again; restarting on it"
                     );
                     EXIT_REOPEN
                 }
@@ -156,14 +156,33 @@ pub fn run(opts: &ServeOptions) -> Result<()> {
                 }
                 restarts.retain(|t| t.elapsed() < Duration::from_secs(10));
                 restarts.push(Instant::now());
-                if restarts.len() > 10 {
-                    stop_all(&pids);
-                    return Err(Error::Failed(
-                        "workers keep dying (more than 10 restarts in 10 s); see their errors above"
-                            .into(),
-                    ));
+                // Never give up on the service: workers that keep dying are
+                // restarted more and more slowly (up to every 10 s), and the
+                // others serve meanwhile.
+                let wait = if restarts.len() > 10 {
+                    let wait = Duration::from_millis(500) * (restarts.len() as u32 - 10);
+                    wait.min(Duration::from_secs(10))
+                } else {
+                    Duration::ZERO
+                };
+                eprintln!(
+                    "scsp serve: worker {i} (pid {pid}) exited; restarting it{}",
+                    if wait.is_zero() {
+                        String::new()
+                    } else {
+                        format!(
+                            " in {wait:?} ({} restarts in 10 s; see the errors above)",
+                            restarts.len()
+                        )
+                    }
+                );
+                let until = Instant::now() + wait;
+                while Instant::now() < until && !stop.load(Ordering::SeqCst) {
+                    std::thread::sleep(SUPERVISE_EVERY);
                 }
-                eprintln!("scsp serve: worker {i} (pid {pid}) exited; restarting it");
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
                 pids[i] = spawn(opts, listener_of(i), i)?;
             }
             Ok(_) => {}

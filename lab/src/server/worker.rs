@@ -16,8 +16,10 @@ use std::time::{Duration, Instant};
 /// that trickles bytes cannot hold a worker longer, however slowly they come.
 const CONNECTION_DEADLINE: Duration = Duration::from_secs(5);
 /// How often, at most, a worker checks that its segment is still the file
-/// at its path.
+/// at its path, and still whole.
 const SEGMENT_CHECK: Duration = Duration::from_secs(1);
+/// How often a worker serving without its segment says so again.
+const DEGRADED_REMINDER: Duration = Duration::from_secs(60);
 const MAX_REQUEST: usize = 8 << 10;
 
 fn load_certs(
@@ -91,6 +93,12 @@ pub(super) fn server_config(
         }
         SessionCache::Shared { segment, config } => {
             let cache = Arc::new(scsp::Cache::open_or_create(segment, config)?);
+            // A truncated file must not kill the worker at its next lookup:
+            // the mapping then reads as empty, and the loop below notices.
+            cache
+                .segment()
+                .guard_against_truncation()
+                .map_err(|e| Error::system("guarding the segment mapping", e))?;
             shared = Some(cache.clone());
             cfg.session_storage = Arc::new(scsp::rustls::SessionStore::new(
                 cache.clone(),
@@ -147,18 +155,42 @@ fn become_worker(supervisor: nix::unistd::Pid) {
 }
 
 /// The worker's main loop. Returns an error when it cannot go on, and
-/// `Ok` when its segment was removed or replaced: the supervisor then starts
-/// a worker that opens the new one (docs/operations.md, "Upgrades").
+/// `Ok` when it should be started anew: its segment was removed, replaced
+/// or truncated (the supervisor then starts a worker that opens the new one,
+/// docs/operations.md, "Upgrades"), or it served without its segment and
+/// the segment is usable again.
+///
+/// A worker whose segment cannot be opened does not stop serving: it says
+/// so loudly, serves with a cache of its own (sessions then resume only on
+/// this worker), counts the connections it served so, and looks again
+/// every second.
 pub(super) fn run(
     opts: &ServeOptions,
     listener: &TcpListener,
     supervisor: nix::unistd::Pid,
 ) -> Result<()> {
     become_worker(supervisor);
-    let (config, cache) = server_config(opts)?;
-    let config = Arc::new(config);
     let pid = std::process::id();
+    let (config, cache, degraded) = match server_config(opts) {
+        Ok((config, cache)) => (config, cache, None),
+        Err(Error::Segment(e)) if matches!(opts.cache, SessionCache::Shared { .. }) => {
+            eprintln!(
+                "scsp serve: worker pid {pid}: WARNING: the shared segment is unusable ({e}); \
+                 serving WITHOUT the shared cache (sessions resume only on this worker) until \
+                 it is usable again"
+            );
+            let private = ServeOptions {
+                cache: SessionCache::Private,
+                ..opts.clone()
+            };
+            (server_config(&private)?.0, None, Some(e.to_string()))
+        }
+        Err(e) => return Err(e),
+    };
+    let config = Arc::new(config);
     let mut checked = Instant::now();
+    let mut reminded = Instant::now();
+    let mut without_cache = 0u64;
     loop {
         let (sock, _) = match listener.accept() {
             Ok(s) => s,
@@ -166,12 +198,34 @@ pub(super) fn run(
             Err(e) => return Err(Error::system("accept", e)),
         };
         // A failed connection only ends that connection.
-        let _ = serve_one(sock, &config, pid);
+        let _ = serve_one(sock, &config, pid, degraded.is_some());
+        if degraded.is_some() {
+            without_cache += 1;
+        }
         // Between connections, at most once a second: one stat call.
-        if checked.elapsed() >= SEGMENT_CHECK {
-            checked = Instant::now();
-            if cache.as_ref().is_some_and(|c| c.segment().replaced()) {
+        if checked.elapsed() < SEGMENT_CHECK {
+            continue;
+        }
+        checked = Instant::now();
+        if let Some(c) = &cache {
+            if c.segment().replaced() || c.segment().truncated() {
                 return Ok(());
+            }
+        }
+        if let (Some(why), SessionCache::Shared { segment, config }) = (&degraded, &opts.cache) {
+            if scsp::Cache::open_with(segment, scsp::Access::from(config)).is_ok() {
+                eprintln!(
+                    "scsp serve: worker pid {pid}: the shared segment is usable again after \
+                     {without_cache} connections served without it; restarting on it"
+                );
+                return Ok(());
+            }
+            if reminded.elapsed() >= DEGRADED_REMINDER {
+                reminded = Instant::now();
+                eprintln!(
+                    "scsp serve: worker pid {pid}: WARNING: still WITHOUT the shared cache \
+                     ({why}): {without_cache} connections served without it so far"
+                );
             }
         }
     }
@@ -215,7 +269,12 @@ impl Write for Deadline {
     }
 }
 
-fn serve_one(sock: TcpStream, config: &Arc<ServerConfig>, pid: u32) -> std::io::Result<()> {
+fn serve_one(
+    sock: TcpStream,
+    config: &Arc<ServerConfig>,
+    pid: u32,
+    without_cache: bool,
+) -> std::io::Result<()> {
     sock.set_nodelay(true)?;
     let conn = ServerConnection::new(config.clone()).map_err(std::io::Error::other)?;
     let sock = Deadline {
@@ -238,7 +297,8 @@ fn serve_one(sock: TcpStream, config: &Arc<ServerConfig>, pid: u32) -> std::io::
         Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
         _ => "unknown",
     };
-    let body = format!("worker={pid} resumed={resumed} version={version}\n");
+    let cache = if without_cache { " cache=off" } else { "" };
+    let body = format!("worker={pid} resumed={resumed} version={version}{cache}\n");
     let resp = format!(
         "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()

@@ -213,6 +213,8 @@ pub struct Seen {
     pub pid: u32,
     pub kind: HandshakeKind,
     pub version: ProtocolVersion,
+    /// The worker served without its shared segment (`cache=off`).
+    pub without_cache: bool,
 }
 
 impl Client {
@@ -245,6 +247,7 @@ impl Client {
             pid,
             kind: tls.conn.handshake_kind().unwrap(),
             version: tls.conn.protocol_version().unwrap(),
+            without_cache: text.contains("cache=off"),
         }
     }
 }

@@ -1,0 +1,158 @@
+//! Surviving a segment file truncated under its mappings.
+//!
+//! A mapped page past the end of its file raises SIGBUS on access. Anyone
+//! who may write the segment file (its owner, root) can truncate it, and
+//! every process using it would die at its next lookup. A process that
+//! opts in with [`Segment::guard_against_truncation`] instead gets a SIGBUS
+//! handler that, for a fault inside a guarded mapping, maps private zero
+//! pages over the whole mapping and lets the faulting access run again.
+//! From then on every lookup misses (a zero word is no entry) and every
+//! store lands in memory nobody else sees; [`Segment::truncated`] says so,
+//! and the process reopens the segment, or goes on without it, when it
+//! next looks. A SIGBUS anywhere else gets the action it had before.
+//!
+//! Sound for the shared-memory model the crate already has: the mapping
+//! stays mapped at the same address, and its words only change value, as
+//! if another process had written them (they are reached only through
+//! atomics). The remapping is one `mmap(2)` system call, which Linux runs
+//! from a signal handler like any other.
+
+use super::Segment;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Once;
+
+/// Guarded mappings at once in one process.
+const SLOTS: usize = 32;
+
+struct Guarded {
+    start: AtomicUsize,
+    len: AtomicUsize,
+    truncated: AtomicBool,
+}
+
+#[allow(clippy::declare_interior_mutable_const)]
+const FREE: Guarded = Guarded {
+    start: AtomicUsize::new(0),
+    len: AtomicUsize::new(0),
+    truncated: AtomicBool::new(false),
+};
+static GUARDED: [Guarded; SLOTS] = [FREE; SLOTS];
+static INSTALL: Once = Once::new();
+static INSTALLED: AtomicBool = AtomicBool::new(false);
+/// The SIGBUS action before ours, put back for faults that are not ours.
+static mut PREVIOUS: std::mem::MaybeUninit<libc::sigaction> = std::mem::MaybeUninit::zeroed();
+
+extern "C" fn on_sigbus(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo for an SA_SIGINFO handler.
+    let addr = unsafe { (*info).si_addr() } as usize;
+    for g in &GUARDED {
+        let start = g.start.load(Ordering::Acquire);
+        let len = g.len.load(Ordering::Relaxed);
+        if start != 0 && (start..start + len).contains(&addr) {
+            // SAFETY: [start, start + len) is a mapping this process made
+            // and still holds (it is unregistered before it is unmapped);
+            // MAP_FIXED replaces its pages in place with private zero pages,
+            // the only effect the rest of the process can see.
+            let p = unsafe {
+                libc::mmap(
+                    start as *mut libc::c_void,
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+                    -1,
+                    0,
+                )
+            };
+            if p != libc::MAP_FAILED {
+                g.truncated.store(true, Ordering::Release);
+                return;
+            }
+        }
+    }
+    // Not a guarded mapping (or it could not be replaced): put the previous
+    // action back; the access faults again and gets it.
+    // SAFETY: PREVIOUS was filled by sigaction before this handler was
+    // installed, and is only read here.
+    unsafe {
+        libc::sigaction(
+            libc::SIGBUS,
+            (*std::ptr::addr_of!(PREVIOUS)).as_ptr(),
+            std::ptr::null_mut(),
+        )
+    };
+}
+
+fn install() -> std::io::Result<()> {
+    INSTALL.call_once(|| {
+        // SAFETY: sigaction with a zeroed struct and a handler that only
+        // touches atomics and calls mmap/sigaction; PREVIOUS is written
+        // here once, before the handler can run.
+        unsafe {
+            let mut act: libc::sigaction = std::mem::zeroed();
+            act.sa_sigaction = on_sigbus as *const () as usize;
+            act.sa_flags = libc::SA_SIGINFO | libc::SA_NODEFER;
+            libc::sigemptyset(&mut act.sa_mask);
+            let previous = (*std::ptr::addr_of_mut!(PREVIOUS)).as_mut_ptr();
+            if libc::sigaction(libc::SIGBUS, &act, previous) == 0 {
+                INSTALLED.store(true, Ordering::Release);
+            }
+        }
+    });
+    if INSTALLED.load(Ordering::Acquire) {
+        Ok(())
+    } else {
+        Err(std::io::Error::other("cannot install the SIGBUS handler"))
+    }
+}
+
+impl Segment {
+    /// Survive the segment file being truncated under this mapping: from
+    /// then on the mapping reads as empty and [`Segment::truncated`] is true,
+    /// instead of the process dying of SIGBUS. Installs a process-wide
+    /// SIGBUS handler (once); use it in servers that own their signal
+    /// handling. A heap segment needs nothing.
+    pub fn guard_against_truncation(&self) -> std::io::Result<()> {
+        let (start, len) = self.mapped_range();
+        if start == 0 || self.guard_slot().is_some() {
+            return Ok(());
+        }
+        install()?;
+        for g in &GUARDED {
+            if g.start.load(Ordering::Relaxed) == 0 {
+                g.len.store(len, Ordering::Relaxed);
+                g.truncated.store(false, Ordering::Relaxed);
+                // Release: the handler that sees `start` sees `len` too.
+                if g.start
+                    .compare_exchange(0, start, Ordering::Release, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    return Ok(());
+                }
+            }
+        }
+        Err(std::io::Error::other(format!(
+            "more than {SLOTS} segments guarded in one process"
+        )))
+    }
+
+    /// Whether the file was truncated under this (guarded) mapping, which
+    /// now reads as empty: reopen the segment, or go on without it.
+    pub fn truncated(&self) -> bool {
+        self.guard_slot()
+            .is_some_and(|g| g.truncated.load(Ordering::Acquire))
+    }
+
+    fn guard_slot(&self) -> Option<&'static Guarded> {
+        let (start, _) = self.mapped_range();
+        GUARDED
+            .iter()
+            .find(|g| start != 0 && g.start.load(Ordering::Relaxed) == start)
+    }
+
+    /// Stop guarding this mapping (before it is unmapped).
+    pub(super) fn unguard(&self) {
+        if let Some(g) = self.guard_slot() {
+            g.start.store(0, Ordering::Release);
+        }
+    }
+}

@@ -26,6 +26,8 @@ use std::time::Duration;
 
 /// Most peers one bridge accepts (bounded by the status area in the segment).
 pub const MAX_PEERS: usize = 64;
+/// Default `watch_interval_us`.
+pub const DEFAULT_WATCH_US: u64 = 100;
 /// Longest cluster name, bytes.
 pub const MAX_CLUSTER_NAME: usize = 64;
 
@@ -92,6 +94,10 @@ pub struct BridgeConfig {
     pub max_backoff: Duration,
     /// What one peer may cost this host (its log space and rate).
     pub peer_budget: PeerBudget,
+    /// How often the watcher looks at the shard tails for new puts: the
+    /// most a put waits before an idle bridge notices it, traded against
+    /// the idle bridge's CPU.
+    pub watch_interval: Duration,
 }
 
 /// How much of this host's segment one peer's entries may take, so that a
@@ -146,6 +152,8 @@ struct Raw {
     peer_log_share: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     peer_max_entries_per_sec: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    watch_interval_us: Option<u64>,
     // Last: TOML writes arrays of tables after the plain keys.
     #[serde(default)]
     peers: Vec<RawPeer>,
@@ -186,6 +194,7 @@ impl Mesh<'_> {
             max_backoff_ms: self.max_backoff_ms,
             peer_log_share: None,
             peer_max_entries_per_sec: None,
+            watch_interval_us: None,
             peers: (1..=self.addrs.len() as u32)
                 .zip(self.addrs)
                 .filter(|(peer, _)| *peer != id)
@@ -380,6 +389,16 @@ impl BridgeConfig {
             peer_budget: PeerBudget {
                 log_share,
                 entries_per_sec,
+            },
+            watch_interval: {
+                let us = raw.watch_interval_us.unwrap_or(DEFAULT_WATCH_US);
+                if !(20..=100_000).contains(&us) {
+                    return Err(bad(
+                        "watch_interval_us",
+                        format!("{us} is out of range 20 to 100000"),
+                    ));
+                }
+                Duration::from_micros(us)
             },
         })
     }

@@ -216,7 +216,7 @@ pub fn run(
     {
         let s = sh.clone();
         threads.push(std::thread::spawn(move || {
-            wake::watch(&s.replica, &s.wakers, &s.stop)
+            wake::watch(&s.replica, &s.wakers, s.cfg.watch_interval, &s.stop)
         }));
     }
     for (i, p) in sh.cfg.peers.iter().enumerate() {

@@ -383,6 +383,7 @@ fn check_hello(sh: &Shared, f: Frame) -> Result<u32, (CloseReason, String)> {
 
 /// Dial peer `idx` forever (until the bridge stops), with capped backoff.
 pub(crate) fn dial_loop(sh: Arc<Shared>, idx: usize) {
+    super::wake::precise_timers();
     let peer = sh.cfg.peers[idx].clone();
     let mut backoff = MIN_BACKOFF;
     let mut repeats = Repeats::default();
@@ -530,6 +531,7 @@ fn connect(
 
 /// Serve one accepted connection: handshake, identify, run.
 pub(crate) fn accepted(sh: Arc<Shared>, sock: TcpStream, place: super::admission::Place) {
+    super::wake::precise_timers();
     let from = sock
         .peer_addr()
         .map(|a| a.to_string())

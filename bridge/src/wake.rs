@@ -2,10 +2,16 @@
 //!
 //! Workers never make a syscall, so nothing tells the bridge that a put
 //! landed: someone has to look at the shard tails. A busy connection looks
-//! itself, every 100 µs. Idle connections leave it to one watcher thread,
-//! which reads the tails every millisecond and wakes them through an
-//! eventfd: an idle bridge wakes a thousand times a second however many
-//! peers it has, instead of a thousand times a second per peer.
+//! itself, every [`crate::peer`] busy poll. Idle connections leave it to one
+//! watcher thread, which reads the tails and wakes them through an
+//! eventfd, however many peers there are.
+//!
+//! The watcher looks every `watch_interval_us` (100 µs by default) while
+//! puts keep coming, and for [`HOT`] after the last one: sessions come in
+//! bursts (a client's parallel connections right after its first
+//! handshake), and the first put after a pause is the one a client waits
+//! for on another host. After [`HOT`] of silence it looks every
+//! [`QUIET_EVERY`], so a bridge with nothing to do costs little CPU.
 
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use scsp::replication::Replica;
@@ -13,9 +19,11 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::time::Duration;
 
-/// How often the watcher reads the shard tails: the added latency of the
-/// first put after an idle spell.
-pub const WATCH_EVERY: Duration = Duration::from_millis(1);
+/// How long after the logs last moved the watcher keeps looking at its
+/// fast interval.
+pub const HOT: Duration = Duration::from_secs(2);
+/// The watcher's interval after [`HOT`] of silence.
+pub const QUIET_EVERY: Duration = Duration::from_millis(1);
 
 /// One connection's doorbell.
 pub(crate) struct Waker {
@@ -69,13 +77,18 @@ impl Waker {
 
 /// Until `stop`: whenever a shard tail has moved since the last look, wake
 /// every waiting connection.
-pub(crate) fn watch(cache: &Replica, wakers: &[Waker], stop: &AtomicBool) {
+pub(crate) fn watch(cache: &Replica, wakers: &[Waker], every: Duration, stop: &AtomicBool) {
     if wakers.is_empty() {
         return; // no peers: nobody to wake
     }
+    precise_timers();
     let mut seen: Vec<u64> = (0..cache.shards()).map(|s| cache.log_tail(s)).collect();
+    let mut moved_at = std::time::Instant::now()
+        .checked_sub(HOT)
+        .unwrap_or_else(std::time::Instant::now);
     while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(WATCH_EVERY);
+        let hot = moved_at.elapsed() < HOT;
+        std::thread::sleep(if hot { every } else { QUIET_EVERY.max(every) });
         let mut moved = false;
         for (s, t) in seen.iter_mut().enumerate() {
             let now = cache.log_tail(s);
@@ -83,10 +96,20 @@ pub(crate) fn watch(cache: &Replica, wakers: &[Waker], stop: &AtomicBool) {
             *t = now;
         }
         if moved {
+            moved_at = std::time::Instant::now();
             fence(Ordering::SeqCst); // see `Waker::arm`
             wakers.iter().for_each(Waker::ring);
         }
     }
+}
+
+/// Sleeps and polls of this thread end when asked, not up to the kernel's
+/// default 50 µs later (timer slack): at 100 µs intervals that slack would
+/// be half the interval again.
+pub(crate) fn precise_timers() {
+    // SAFETY: PR_SET_TIMERSLACK takes a number of nanoseconds and only
+    // affects the calling thread's timers.
+    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1, 0, 0, 0) };
 }
 
 #[cfg(test)]
@@ -114,7 +137,7 @@ mod tests {
         let stop = Arc::new(AtomicBool::new(false));
         let t = {
             let (c, w, s) = (replica, wakers.clone(), stop.clone());
-            std::thread::spawn(move || watch(&c, &w[..], &s))
+            std::thread::spawn(move || watch(&c, &w[..], Duration::from_millis(1), &s))
         };
         wakers[0].arm();
         assert!(!readable(wakers[0].fd(), 20), "nothing happened yet");

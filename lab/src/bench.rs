@@ -10,6 +10,7 @@
 //! segment, total throughput against one process. `benches/table.rs` is the
 //! careful (criterion) version.
 
+mod bridge;
 mod handshake;
 mod procs;
 

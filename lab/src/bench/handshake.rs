@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 pub enum Bench {
     /// Full vs resumed TLS handshakes per second against `scsp serve`.
     Handshake(HandshakeArgs),
+    /// Put on one host to readable on another, through real bridges; idle CPU.
+    Bridge(super::bridge::BridgeArgs),
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,6 +76,7 @@ pub struct HandshakeArgs {
 pub fn run(b: Bench) -> Result<ExitCode> {
     match b {
         Bench::Handshake(a) => handshake(a),
+        Bench::Bridge(a) => super::bridge::run(a),
     }
 }
 

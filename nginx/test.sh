@@ -29,7 +29,10 @@ cd "$root"
 CHAIN=${CHAIN:-300}
 target=${CARGO_TARGET_DIR:-$root/target}
 case "$target" in /*) ;; *) target="$root/$target" ;; esac
-scsp=$target/release/scsp
+# PROFILE=debug tests the debug build (what scripts/test.sh has built already).
+PROFILE=${PROFILE:-release}
+case "$PROFILE" in release | debug) ;; *) echo "PROFILE must be release or debug" >&2; exit 2 ;; esac
+scsp=$target/$PROFILE/scsp
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 stream_so=/usr/lib/nginx/modules/ngx_stream_module.so
 
@@ -61,9 +64,13 @@ done
 
 if [ -z "${SCSP_NO_BUILD:-}" ]; then
     echo "== build: scsp, libscsp, the module, the C example server"
-    cargo build --release -p scsp-cli -p scsp-ffi 2>&1 | tail -n 1
-    SCSP_NO_BUILD=1 bash nginx/build.sh
-    bash scripts/build-openssl-example.sh release | tail -n 1
+    if [ "$PROFILE" = release ]; then
+        cargo build --release -p scsp-cli -p scsp-ffi 2>&1 | tail -n 1
+    else
+        cargo build -p scsp-cli -p scsp-ffi 2>&1 | tail -n 1
+    fi
+    PROFILE=$PROFILE SCSP_NO_BUILD=1 bash nginx/build.sh
+    bash scripts/build-openssl-example.sh "$PROFILE" | tail -n 1
 fi
 http_so=$target/nginx/ngx_http_scsp_module.so
 stream_scsp_so=$target/nginx/ngx_stream_scsp_module.so

@@ -24,7 +24,7 @@ echo "== miri =="
 bash scripts/check/miri.sh
 
 echo "== nginx: two instances with scsp, bridged =="
-bash nginx/test.sh
+PROFILE=debug bash nginx/test.sh
 
 echo "== Apache httpd: two instances with scsp, bridged (event and prefork) =="
 PROFILE=debug bash apache/test.sh

@@ -272,7 +272,12 @@ int scsp_ticket_key_find(scsp_cache *c, const uint8_t name[16], scsp_ticket_key 
  * Set *secs to how long a ticket stays accepted under this handle's key
  * rotation (ticket_lifetime_secs of scsp_open, or its default): announce at
  * most this as the ticket lifetime, since older tickets no longer decrypt.
- * Returns SCSP_OK, SCSP_E_INVAL (NULL c or secs).
+ * Call it when setting up tickets, before serving (scsp_openssl.h does): it
+ * attaches the segment's key ring and stores the rotation policy there,
+ * where the bridge takes it from. Every process of a segment must use the
+ * same policy; a handle whose policy differs from the one stored gets
+ * SCSP_E_INVAL and scsp_last_error() names both.
+ * Returns SCSP_OK, SCSP_E_INVAL (NULL c or secs, or another policy).
  */
 int scsp_ticket_lifetime(scsp_cache *c, uint32_t *secs);
 

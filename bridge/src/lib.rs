@@ -48,6 +48,9 @@ pub(crate) struct Shared {
     /// The shared ticket-key ring, replicated like sessions, once a server
     /// has used it (and so stored its rotation policy in the segment).
     keyring: std::sync::OnceLock<scsp::keyring::KeyRing>,
+    /// Per peer: the keys it sent before this host's ring existed (no
+    /// server here had used ticket keys yet), imported once it does.
+    early_keys: Vec<Mutex<Vec<scsp::keyring::TicketKey>>>,
     /// Per peer: what it may cost this host (log share, rate).
     budgets: Vec<Mutex<budget::Budget>>,
     cfg: BridgeConfig,
@@ -78,6 +81,34 @@ impl Shared {
             Err(e) => {
                 self.log(&format!("ticket keys: {e}"));
                 None
+            }
+        }
+    }
+
+    /// Keys peer `idx` sent: imported now, or kept until this host's ring
+    /// exists (a peer sends its keys only when they change).
+    fn import_keys(&self, idx: usize, keys: Vec<scsp::keyring::TicketKey>) {
+        match self.keyring() {
+            Some(ring) => {
+                let got = ring.import(self.cfg.peers[idx].id, &keys);
+                self.status
+                    .add(idx, status::Field::KeysRefused, got.refused as u64);
+            }
+            None => {
+                *self.early_keys[idx]
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = keys
+            }
+        }
+    }
+
+    fn import_early_keys(&self, ring: &scsp::keyring::KeyRing) {
+        for (idx, early) in self.early_keys.iter().enumerate() {
+            let keys = std::mem::take(&mut *early.lock().unwrap_or_else(|e| e.into_inner()));
+            if !keys.is_empty() {
+                let got = ring.import(self.cfg.peers[idx].id, &keys);
+                self.status
+                    .add(idx, status::Field::KeysRefused, got.refused as u64);
             }
         }
     }
@@ -187,6 +218,7 @@ pub fn run(
     let n = c.cfg.peers.len();
     let sh = Arc::new(Shared {
         keyring: std::sync::OnceLock::new(),
+        early_keys: (0..n).map(|_| Mutex::new(Vec::new())).collect(),
         budgets: (0..n)
             .map(|_| Mutex::new(budget::Budget::new(c.cfg.peer_budget)))
             .collect(),
@@ -242,6 +274,7 @@ pub fn run(
             swept = std::time::Instant::now();
             if let Some(r) = sh.keyring() {
                 r.sweep();
+                sh.import_early_keys(r);
             }
         }
         if checked.elapsed() >= SEGMENT_CHECK {

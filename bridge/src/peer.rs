@@ -772,10 +772,7 @@ fn replicate(
                 }
                 Frame::Heartbeat { .. } => {}
                 Frame::Keys { keys } => {
-                    if let Some(ring) = sh.keyring() {
-                        let got = ring.import(peer_id, &keys);
-                        sh.status.add(idx, Field::KeysRefused, got.refused as u64);
-                    }
+                    sh.import_keys(idx, keys);
                     last_activity = Instant::now();
                 }
                 Frame::Close { reason } => return Err(LinkError::Closed(Some(reason))),

@@ -180,6 +180,13 @@ pub unsafe extern "C" fn scsp_ticket_lifetime(c: *mut scsp_cache, secs: *mut u32
         if secs.is_null() {
             return fail(SCSP_E_INVAL, "scsp_ticket_lifetime: secs is NULL".into());
         }
+        // Attach the ring now (servers call this when they set up tickets,
+        // before they serve): it stores this handle's rotation policy in the
+        // segment, where the bridge finds it, and a policy that disagrees
+        // with the segment's is reported here rather than at a handshake.
+        if let Err(e) = scsp::keyring::KeyRing::new(h.cache.clone(), h.tickets) {
+            return fail(SCSP_E_INVAL, format!("scsp_ticket_lifetime: {e}"));
+        }
         let lifetime = h.tickets.lifetime.as_secs().min(u32::MAX.into()) as u32;
         // SAFETY: secs checked non-NULL; writable by contract.
         unsafe { secs.write_unaligned(lifetime) };

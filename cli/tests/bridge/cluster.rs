@@ -563,3 +563,46 @@ fn stats_shows_a_dead_bridge_as_dead_and_its_peers_disconnected() {
         "{text}"
     );
 }
+
+#[test]
+fn every_hosts_ticket_keys_reach_every_peer() {
+    let c = Cluster::start(Options::default());
+    c.wait_connected();
+    // A server on each host uses ticket keys: each ring makes its own key
+    // for the period (as hosts rotating at the same moment do).
+    let rings: Vec<scsp::keyring::KeyRing> = c
+        .hosts
+        .iter()
+        .map(|h| scsp::keyring::KeyRing::new(h.cache.clone(), Default::default()).unwrap())
+        .collect();
+    let made: Vec<scsp::keyring::TicketKey> = rings.iter().map(|r| r.current().unwrap()).collect();
+    for (i, k) in made.iter().enumerate() {
+        for (j, r) in rings.iter().enumerate() {
+            eventually_or(
+                &format!("host {}'s key on host {}", i + 1, j + 1),
+                || r.find(&k.name).is_some(),
+                || format!("{:?}", c.hosts[j].peer_status(i as u32 + 1)),
+            );
+        }
+    }
+    // And they agree on the key to encrypt with.
+    let names: Vec<[u8; 16]> = rings.iter().map(|r| r.current().unwrap().name).collect();
+    assert!(names.iter().all(|n| *n == names[0]));
+}
+
+#[test]
+fn keys_a_peer_sent_before_this_hosts_servers_used_tickets_are_not_lost() {
+    let c = Cluster::start(Options {
+        hosts: 2,
+        ..Options::default()
+    });
+    c.wait_connected();
+    // Host 1's servers use ticket keys; host 2's do not yet, so its bridge
+    // has no ring to put host 1's keys in when they arrive.
+    let one = scsp::keyring::KeyRing::new(c.hosts[0].cache.clone(), Default::default()).unwrap();
+    let k1 = one.current().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Host 1's keys do not change again; host 2's first server comes now.
+    let two = scsp::keyring::KeyRing::new(c.hosts[1].cache.clone(), Default::default()).unwrap();
+    eventually("host 1's key on host 2", || two.find(&k1.name).is_some());
+}

@@ -217,6 +217,7 @@ fn a_worker_of_another_user_shares_a_group_segment_with_allow_foreign_owner() {
         }
         let shared = Config {
             allow_foreign_owner: true,
+            group: Some(group),
             ..Config::default()
         };
         let Ok(worker) = Cache::open_or_create(&path, &shared) else {

@@ -171,7 +171,7 @@ fn takers_racing_a_writer_never_keep_a_value_they_did_not_get() {
     // the race (to the other taker, or to the put of the large one) must
     // not keep it: after a miss or "buffer too small", no byte of either
     // value may be in its buffer, and after a hit only the small value.
-    const ROUNDS: u64 = 40_000;
+    const ROUNDS: u64 = 150_000;
     const SMALL: u8 = 0x53;
     const LARGE: u8 = 0x4C;
     let dir = tempfile::tempdir().unwrap();

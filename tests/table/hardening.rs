@@ -347,7 +347,7 @@ fn create_drops_an_acl_inherited_from_the_directory() {
     let cache = cache.unwrap();
     drop(cache);
     let out = Command::new("getfacl")
-        .args(["-c", "-p"])
+        .args(["-c", "-p", "-n"])
         .arg(&path)
         .output()
         .unwrap();

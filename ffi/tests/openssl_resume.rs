@@ -299,3 +299,28 @@ fn early_data_sessions_resume_once_on_another_worker() {
         "{third}; {w0}"
     );
 }
+
+/// `ffi/tests/c/openssl_wipe_test.c`: the helper's callbacks leave no
+/// session bytes in their stack memory, on a miss (expired), a value that
+/// is not a session, a hit and a store.
+#[test]
+fn the_openssl_helper_leaves_no_session_bytes_on_its_stack() {
+    if skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let exe = compile(
+        installed(),
+        &[common::repo().join("ffi/tests/c/openssl_wipe_test.c")],
+        &dir.path().join("openssl_wipe_test"),
+        Link::Shared,
+        true,
+    );
+    let out = run(Command::new(&exe).arg(dir.path().join("segment")));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("checks passed"),
+        "openssl_wipe_test failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -235,7 +235,8 @@ pub struct scsp_stats {
     /// named fields (`hits`, `misses`, ...) in `scsp.h`, which a test
     /// checks against that list.
     pub counters: [u64; scsp::stats::COUNTERS.len()],
-    /// Live processes holding a counter slot now.
+    /// Live processes holding a counter slot now: at most 1023 (handles
+    /// beyond share slot 0, which is not counted).
     pub processes: u64,
     /// Bytes of session log (all shards).
     pub capacity_bytes: u64,

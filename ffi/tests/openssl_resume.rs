@@ -176,7 +176,11 @@ fn tls13_session_cache_resumes_on_another_worker() {
 /// take.
 fn offer_three_times(tls: &str, server_args: &[&str]) -> ([bool; 3], u64) {
     let dir = tempfile::tempdir().unwrap();
-    let pool = start(Link::Shared, dir.path(), &[&["--tls", tls], server_args].concat());
+    let pool = start(
+        Link::Shared,
+        dir.path(),
+        &[&["--tls", tls], server_args].concat(),
+    );
     let sess = dir.path().join("session.pem");
     let (first, _) = connect(pool.ports[0], tls, "-sess_out", &sess);
     assert!(first.starts_with("New,"), "first handshake: {first}");
@@ -210,7 +214,11 @@ fn a_tls13_stateful_session_resumes_once_across_workers() {
     // RFC 8446 8.1: a stateful ticket is single-use. The get callback
     // takes it, so a second offer, to any worker, is a full handshake.
     let (resumed, takes) = offer_three_times("1.3", CACHE);
-    assert_eq!(resumed, [true, false, false], "TLS 1.3 session offered three times");
+    assert_eq!(
+        resumed,
+        [true, false, false],
+        "TLS 1.3 session offered three times"
+    );
     assert_eq!(takes, 1, "the one resumption took the session");
 }
 
@@ -220,7 +228,11 @@ fn a_tls12_session_id_stays_reusable_across_workers() {
         return;
     }
     let (resumed, takes) = offer_three_times("1.2", CACHE);
-    assert_eq!(resumed, [true, true, true], "TLS 1.2 session offered three times");
+    assert_eq!(
+        resumed,
+        [true, true, true],
+        "TLS 1.2 session offered three times"
+    );
     assert_eq!(takes, 0, "TLS 1.2 sessions are looked up, not taken");
 }
 

@@ -513,7 +513,7 @@ fn create_refuses_any_permission_for_others_and_says_what_to_use() {
         assert!(!std::path::Path::new(seg).exists());
     }
     // A segment made readable by others afterwards is refused by stats.
-    let (code, text) = scsp(&["create", seg, "--size", "1MiB"]);
+    let (code, text) = scsp(&["create", seg, "--size", "4MiB"]);
     assert_eq!(code, 0, "{text}");
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(seg, std::fs::Permissions::from_mode(0o604)).unwrap();
@@ -527,7 +527,7 @@ fn owner_and_group_flags_need_allow_foreign_owner_and_name_what_is_wrong() {
     let dir = tempfile::tempdir().unwrap();
     let seg = dir.path().join("seg");
     let seg = seg.to_str().unwrap();
-    let (code, text) = scsp(&["create", seg, "--size", "1MiB"]);
+    let (code, text) = scsp(&["create", seg, "--size", "4MiB"]);
     assert_eq!(code, 0, "{text}");
     for cmd in ["stats", "verify"] {
         let (code, text) = scsp(&[cmd, seg, "--group", "0"]);

@@ -23,7 +23,8 @@ pub const SCSP_E_CORRUPT: c_int = -5;
 pub const SCSP_E_VERSION: c_int = -6;
 /// `SCSP_OPEN_EXCL` was given and a file exists at the path.
 pub const SCSP_E_EXISTS: c_int = -7;
-/// Refused for safety: symlink, foreign owner, or world-writable file.
+/// Refused for safety: symlink, untrusted owner or group, a file open to
+/// other users, or a POSIX ACL granting more than the mode.
 pub const SCSP_E_PERM: c_int = -8;
 /// A system call failed; `errno` holds the OS error.
 pub const SCSP_E_IO: c_int = -9;

@@ -157,7 +157,7 @@ impl fmt::Display for Error {
             ),
             Error::ForeignOwner { path, owner, ours } => write!(
                 f,
-                "{} is owned by uid {owner}, not by us (uid {ours}); run as its owner, or, if sharing across users is intended, open it with allow_foreign_owner (Config::allow_foreign_owner in Rust, SCSP_OPEN_ALLOW_FOREIGN_OWNER in C, allow_foreign_owner = true in a bridge config, --allow-foreign-owner for scsp serve, stats and verify)",
+                "{} is owned by uid {owner}, not by us (uid {ours}); run as its owner, or, if sharing across users is intended, open it with allow_foreign_owner and the group it is shared through, naming its owner too unless that is root (Config::allow_foreign_owner with Config::group and Config::owner in Rust; SCSP_OPEN_ALLOW_FOREIGN_OWNER with SCSP_OPEN_SET_GROUP, opts->group and opts->owner in C; allow_foreign_owner = true with segment_group and segment_owner in a bridge config; --allow-foreign-owner with --group and --owner for scsp serve, stats and verify)",
                 path.display()
             ),
             Error::OpenToOthers { path, mode } => write!(
@@ -168,8 +168,9 @@ impl fmt::Display for Error {
                 mode & 0o777,
                 match (mode & 0o004 != 0, mode & 0o002 != 0) {
                     (true, true) => "read and write it",
+                    (true, false) => "read it",
                     (false, true) => "write it",
-                    _ => "read it",
+                    (false, false) => "access it",
                 }
             ),
             Error::Acl { path, grants } => write!(

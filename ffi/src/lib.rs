@@ -134,16 +134,10 @@ pub unsafe extern "C" fn scsp_open(
             Err(e) => {
                 let (code, errno) = codes::from_error(&e);
                 // The library names the Rust fields; say which C one is wrong.
-                let hint = match &e {
-                    scsp::Error::InvalidField { field, .. } => {
-                        format!(" (fix opts->{})", structs::c_field(field))
-                    }
-                    scsp::Error::ForeignOwner { .. } => {
-                        " (SCSP_OPEN_ALLOW_FOREIGN_OWNER in opts->flags, with SCSP_OPEN_SET_GROUP \
-                         and opts->group naming the group the segment is shared through)"
-                            .into()
-                    }
-                    _ => String::new(),
+                let hint = if let scsp::Error::InvalidField { field, .. } = &e {
+                    format!(" (fix opts->{})", structs::c_field(field))
+                } else {
+                    String::new()
                 };
                 fail_errno(code, format!("scsp_open: {e}{hint}"), errno)
             }

@@ -252,7 +252,7 @@ fn open_refuses_a_segment_readable_or_writable_by_others() {
         (0o604, "read it"),
         (0o602, "write it"),
         (0o606, "read and write it"),
-        (0o601, "read it"),
+        (0o601, "access it"),
     ] {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
         let err = Cache::open(&path).err().unwrap();

@@ -51,7 +51,7 @@ done
 
 if [ -z "${SCSP_NO_BUILD:-}" ]; then
     echo "== build: scsp, libscsp, the module, the C example server"
-    cargo build --release -p scsp -p scsp-ffi --lib --bins 2>&1 | tail -n 1
+    cargo build --release -p scsp-ffi -p scsp-cli 2>&1 | tail -n 1
     SCSP_NO_BUILD=1 bash nginx/build.sh
     bash scripts/build-openssl-example.sh release | tail -n 1
 fi

@@ -471,3 +471,70 @@ impl Segment {
 pub fn remove(path: &Path) -> Result<()> {
     std::fs::remove_file(path).map_err(|e| Error::io(path, "unlink", e))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::acl_grants;
+
+    /// The kernel's xattr form of an ACL: version 2, then (tag, perm, id).
+    fn acl(entries: &[(u16, u16, u32)]) -> Vec<u8> {
+        let mut v = 2u32.to_le_bytes().to_vec();
+        for &(tag, perm, id) in entries {
+            v.extend_from_slice(&tag.to_le_bytes());
+            v.extend_from_slice(&perm.to_le_bytes());
+            v.extend_from_slice(&id.to_le_bytes());
+        }
+        v
+    }
+
+    const USER_OBJ: u16 = 0x01;
+    const USER: u16 = 0x02;
+    const GROUP_OBJ: u16 = 0x04;
+    const GROUP: u16 = 0x08;
+    const MASK: u16 = 0x10;
+    const OTHER: u16 = 0x20;
+    const NONE: u32 = u32::MAX;
+
+    #[test]
+    fn a_minimal_acl_grants_nothing_beyond_the_mode() {
+        let base = [(USER_OBJ, 6, NONE), (GROUP_OBJ, 6, NONE), (OTHER, 0, NONE)];
+        assert_eq!(acl_grants(&acl(&base), 0o660), None);
+        // A mask equal to the group bits, and a named entry with nothing.
+        let masked = [
+            (USER_OBJ, 6, NONE),
+            (USER, 0, 1001),
+            (GROUP_OBJ, 6, NONE),
+            (MASK, 6, NONE),
+            (OTHER, 0, NONE),
+        ];
+        assert_eq!(acl_grants(&acl(&masked), 0o660), None);
+    }
+
+    #[test]
+    fn named_entries_and_a_wide_mask_are_reported() {
+        let named = [
+            (USER_OBJ, 6, NONE),
+            (USER, 6, 1001),
+            (GROUP, 4, 2002),
+            (GROUP_OBJ, 0, NONE),
+            (MASK, 6, NONE),
+            (OTHER, 0, NONE),
+        ];
+        let text = acl_grants(&acl(&named), 0o660).unwrap();
+        assert!(text.contains("user 1001 rw-"), "{text}");
+        assert!(text.contains("group 2002 r--"), "{text}");
+        // The mode shows no group bits, the mask gives rw.
+        let wide = [(USER_OBJ, 6, NONE), (MASK, 6, NONE), (OTHER, 0, NONE)];
+        let text = acl_grants(&acl(&wide), 0o600).unwrap();
+        assert!(
+            text.contains("mask rw- wider than the group bits ---"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_malformed_acl_is_refused() {
+        assert!(acl_grants(&[2, 0, 0], 0o600).is_some());
+        assert!(acl_grants(&[2, 0, 0, 0, 1, 0, 6], 0o600).is_some());
+    }
+}

@@ -47,8 +47,10 @@
  *
  * SECRETS
  *   Values are TLS session state and ticket keys: secrets. The segment is
- *   created owner-only (mode 0600) and excluded from core dumps; libscsp
- *   never logs keys or values. Wipe copies you make (see scsp_ticket_key).
+ *   created owner-only (mode 0600; 0660 to share with a group, never any
+ *   permission for others) and excluded from core dumps; libscsp never logs
+ *   keys or values, and leaves a value in your buffer only when it returns
+ *   it. Wipe copies you make (see scsp_ticket_key).
  * ---------------------------------------------------------------------------
  */
 #ifndef SCSP_H
@@ -67,6 +69,11 @@ extern "C" {
 /* Longest key accepted, in bytes. */
 #define SCSP_MAX_KEY 255
 
+/* Longest time a value is kept, in seconds: 7 days, the longest lifetime
+ * TLS 1.3 allows a ticket (RFC 8446, section 4.6.1). scsp_put clamps a
+ * longer ttl_secs to it (scsp::MAX_TTL_SECS in Rust). */
+#define SCSP_MAX_TTL_SECS 604800u
+
 /* Return codes. Numbers are stable; new failures get new numbers. */
 #define SCSP_OK 0
 #define SCSP_E_NOT_FOUND (-1) /* no live value for the key */
@@ -76,7 +83,7 @@ extern "C" {
 #define SCSP_E_CORRUPT (-5)   /* not a segment, or damaged/unfinished header */
 #define SCSP_E_VERSION (-6)   /* incompatible segment format or layout */
 #define SCSP_E_EXISTS (-7)    /* SCSP_OPEN_EXCL and a file exists */
-#define SCSP_E_PERM (-8)      /* symlink, foreign owner or world-writable */
+#define SCSP_E_PERM (-8)      /* symlink, untrusted owner or group, open to others, ACL */
 #define SCSP_E_IO (-9)        /* system call failed; see errno */
 #define SCSP_E_INTERNAL (-10) /* bug in libscsp, caught; please report */
 #define SCSP_E_OPENSSL (-11)  /* scsp_openssl.h only: an OpenSSL call failed */
@@ -87,8 +94,10 @@ typedef struct scsp_cache scsp_cache;
 /* scsp_options.flags */
 #define SCSP_OPEN_NO_CREATE 0x1u           /* attach only; missing file: SCSP_E_IO, errno ENOENT */
 #define SCSP_OPEN_EXCL 0x2u                /* create only; existing file: SCSP_E_EXISTS */
-#define SCSP_OPEN_ALLOW_FOREIGN_OWNER 0x4u /* accept a segment owned by another uid */
-#define SCSP_OPEN_SET_GROUP 0x8u           /* chown a new segment to .group */
+#define SCSP_OPEN_ALLOW_FOREIGN_OWNER 0x4u /* accept a segment of another uid: root or .owner,
+                                              in group .group (needs SCSP_OPEN_SET_GROUP) */
+#define SCSP_OPEN_SET_GROUP 0x8u           /* the segment's group is .group: a new segment
+                                              gets it, another user's must have it */
 
 /*
  * How scsp_open creates or attaches. Zero in any field means its default, so
@@ -101,6 +110,18 @@ typedef struct scsp_cache scsp_cache;
  * fields set this handle's key rotation schedule; give every process of a
  * pool the same values.
  * struct_size lets the struct grow: unknown trailing bytes must be zero.
+ * A caller built against an older scsp.h (struct_size 48, before .owner)
+ * keeps working: the fields it does not have are taken as 0.
+ *
+ * SHARING WITH WORKERS OF ANOTHER USER (docs/operations.md, "Permissions"):
+ * the segment is created with mode 0660 and SCSP_OPEN_SET_GROUP (group =
+ * the workers' group); the workers open it with
+ * SCSP_OPEN_ALLOW_FOREIGN_OWNER | SCSP_OPEN_SET_GROUP and the same group,
+ * and .owner = the uid that creates it unless that is root. A segment of
+ * another user whose owner is neither root nor .owner, or whose group is
+ * not .group, is refused (SCSP_E_PERM), as is any segment that gives
+ * "other" users a permission or carries a POSIX ACL granting more than its
+ * mode shows.
  */
 typedef struct scsp_options {
     uint32_t struct_size; /* sizeof(scsp_options); required */
@@ -108,7 +129,8 @@ typedef struct scsp_options {
     uint64_t size_bytes;  /* session log bytes of a new segment; 0: 64 MiB */
     uint32_t max_value;   /* largest value, power of two 256..65536; 0: 8192 */
     uint32_t shards;      /* log shards, power of two; 0: 16 */
-    uint32_t mode;        /* file permission bits; 0: 0600 (never world-writable) */
+    uint32_t mode;        /* file permission bits: 0600, or 0660 with a group; "other" bits
+                             are refused; 0: 0600 */
     uint32_t host_id;     /* origin id stamped on entries (bridge); 0: 1 */
     uint32_t group;       /* gid for SCSP_OPEN_SET_GROUP (use mode 0660) */
     uint32_t typical_value; /* most values' size, sizes a new segment's index
@@ -116,9 +138,12 @@ typedef struct scsp_options {
     uint32_t ticket_period_secs;   /* ticket key rotation period; 0: 6 h */
     uint32_t ticket_lifetime_secs; /* ticket validity, <= 2 * period and <= 7 days; 0: 12 h
                                       (or 2 * period if that is shorter) */
+    uint32_t owner;       /* with SCSP_OPEN_ALLOW_FOREIGN_OWNER: the uid, besides root
+                             (always trusted), that may own the segment; 0: root only */
+    uint32_t reserved;    /* must be 0 */
 } scsp_options;
 
-#define SCSP_OPTIONS_INIT { (uint32_t)sizeof(scsp_options), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
+#define SCSP_OPTIONS_INIT { (uint32_t)sizeof(scsp_options), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
 
 /*
  * Counters summed over every process that uses the segment, and its
@@ -142,7 +167,10 @@ struct scsp_stats {
     uint64_t bytes_written;  /* bytes appended to the logs */
     uint64_t lost;           /* puts that could not publish (contention, or lapped) */
     uint64_t corrupt;        /* damaged entries found by lookups (each unlinked) */
-    uint64_t processes;      /* open handles of live processes (one per scsp_open) */
+    uint64_t processes;      /* open handles of live processes (one per scsp_open), at
+                                most 1023: the segment has 1024 counter slots, and
+                                handles beyond 1023 share slot 0, which is not counted
+                                here (their hits and puts still are) */
     uint64_t capacity_bytes; /* session log bytes, all shards */
     uint64_t shards;
     uint64_t index_slots;
@@ -159,12 +187,16 @@ struct scsp_stats {
  * Open the segment at path, creating it if absent (unless opts->flags says
  * otherwise). opts NULL means all defaults: attach if the file exists, else
  * create a 64 MiB owner-only segment. Creation races are safe: exactly one
- * process creates, the others attach. Refuses symlinks, files owned by other
- * users (unless SCSP_OPEN_ALLOW_FOREIGN_OWNER) and world-writable files.
+ * process creates, the others attach. Refuses (SCSP_E_PERM) symlinks, files
+ * owned by other users (unless SCSP_OPEN_ALLOW_FOREIGN_OWNER, and then only
+ * root's or .owner's, in group .group), files giving "other" users any
+ * permission (read included), and files whose POSIX ACL grants more than
+ * their mode shows; scsp_last_error() says what to do (chmod o-rwx,
+ * setfacl -b, ...).
  * On success *out is the handle; on failure *out is NULL.
- * Returns SCSP_OK, SCSP_E_INVAL (NULL path/out, empty path, bad options),
- * SCSP_E_IO (errno set), SCSP_E_EXISTS, SCSP_E_PERM, SCSP_E_CORRUPT,
- * SCSP_E_VERSION.
+ * Returns SCSP_OK, SCSP_E_INVAL (NULL path/out, empty path, bad options:
+ * scsp_last_error() names the opts-> field to fix), SCSP_E_IO (errno set),
+ * SCSP_E_EXISTS, SCSP_E_PERM, SCSP_E_CORRUPT, SCSP_E_VERSION.
  */
 int scsp_open(const char *path, const scsp_options *opts, scsp_cache **out);
 
@@ -174,7 +206,8 @@ void scsp_close(scsp_cache *c);
 /*
  * Store val (val_len bytes; val may be NULL when val_len is 0) under key for
  * ttl_secs seconds, visible at once to every process using the segment.
- * Replaces any previous value of the key.
+ * Replaces any previous value of the key. A ttl_secs over SCSP_MAX_TTL_SECS
+ * (7 days) is clamped to it: the value is kept 7 days.
  * Returns SCSP_OK, SCSP_E_TOO_LARGE (val_len > max_value), SCSP_E_INVAL
  * (NULL c or key, key_len 0 or > SCSP_MAX_KEY, NULL val with val_len > 0,
  * ttl_secs 0).
@@ -190,14 +223,20 @@ int scsp_put(scsp_cache *c, const uint8_t *key, size_t key_len,
  * copied, *val_len = bytes needed — a hint, the entry may change before you
  * retry); SCSP_E_INVAL (NULL c, key or val_len, bad key_len, NULL buf with
  * buf_cap > 0, buf overlapping key).
+ * Only SCSP_OK writes a value into buf (its first *val_len bytes): after
+ * SCSP_E_NOT_FOUND (no entry, expired, stale, damaged, a lost race) or
+ * SCSP_E_BUFFER, buf holds no byte of any value (bytes a failed check had
+ * copied are zeroed; the rest of buf is untouched).
  */
 int scsp_get(scsp_cache *c, const uint8_t *key, size_t key_len,
              uint8_t *buf, size_t buf_cap, size_t *val_len);
 
 /*
  * As scsp_get, and remove the entry: of any number of threads or processes
- * taking the same entry at once, exactly one gets SCSP_OK. On SCSP_E_BUFFER
- * nothing is taken. Use for single-use values (TLS 1.3 anti-replay).
+ * taking the same entry at once, exactly one gets SCSP_OK, and only its buf
+ * holds the value: a take that loses the race leaves none of it in buf,
+ * whatever it returns. On SCSP_E_BUFFER nothing is copied and nothing taken.
+ * Use for single-use values (TLS 1.3 stateful tickets, anti-replay).
  */
 int scsp_take(scsp_cache *c, const uint8_t *key, size_t key_len,
               uint8_t *buf, size_t buf_cap, size_t *val_len);

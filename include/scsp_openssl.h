@@ -17,10 +17,14 @@
  *   serialised with i2d_SSL_SESSION and stored under their session id; a
  *   resuming client's id is looked up in scsp and d2i_SSL_SESSION'd; removed
  *   sessions are removed from scsp. Any worker process resumes sessions made
- *   by any other. It covers TLS 1.2 session ids and TLS 1.3 stateful tickets
- *   (SSL_OP_NO_TICKET, or early data under anti-replay, where a session is
- *   taken so that it resumes once in the whole pool); use
- *   scsp_openssl_attach_ticket_keys() for stateless tickets.
+ *   by any other. It covers TLS 1.2 session ids, which stay reusable until
+ *   they expire, and TLS 1.3 stateful tickets (SSL_OP_NO_TICKET, or early
+ *   data under anti-replay), which are single-use: the get callback takes
+ *   (scsp_take) a TLS 1.3 session, so it resumes once in the whole pool
+ *   (RFC 8446, section 8.1; the client gets a new ticket on that
+ *   resumption). Use scsp_openssl_attach_ticket_keys() for stateless
+ *   tickets. A session is stored for its remaining lifetime, at most
+ *   SCSP_MAX_TTL_SECS (7 days).
  *
  * SESSION ID CONTEXT
  *   ctx_id (at most 32 bytes, SSL_MAX_SID_CTX_LENGTH) names the service: it
@@ -36,8 +40,11 @@
  *   another SSL_CTX, attach that SSL_CTX too, with the same cache and ctx_id.
  *
  * SECRETS
- *   Serialised sessions hold the session master secret; every copy the
- *   helper makes is wiped (OPENSSL_cleanse) before it is released.
+ *   Serialised sessions hold the session master secret, ticket keys encrypt
+ *   every ticket: every buffer the helper uses for them (its stack buffers,
+ *   heap copies, the ticket key it fetched, and the session-id keys) is
+ *   wiped (OPENSSL_cleanse) on every path before the callback returns,
+ *   including when a lookup misses or an OpenSSL call fails.
  *
  * RETURN VALUES
  *   SCSP_OK, SCSP_E_INVAL (NULL ctx or cache, ctx_id_len > 32, NULL ctx_id
@@ -159,16 +166,17 @@ static inline size_t scsp_openssl__key(const scsp_openssl_state *st,
     return 2 + st->ctx_id_len + sid_len;
 }
 
-/* new_session_cb: store the serialised session for its remaining lifetime. */
+/* new_session_cb: store the serialised session for its remaining lifetime
+ * (scsp keeps it at most SCSP_MAX_TTL_SECS, 7 days). */
 static inline int scsp_openssl__new_session(SSL *ssl, SSL_SESSION *sess)
 {
-    unsigned char key[SCSP_OPENSSL_KEY_MAX], small[4096], *der, *p;
+    unsigned char key[SCSP_OPENSSL_KEY_MAX], small[4096], *der = NULL, *p;
     unsigned int sid_len = 0;
     const unsigned char *sid = SSL_SESSION_get_id(sess, &sid_len);
     scsp_openssl_state *st = scsp_openssl__state(SSL_get_SSL_CTX(ssl));
-    size_t key_len;
+    size_t key_len = 0;
     long left;
-    int der_len;
+    int der_len = 0;
 
     if (st == NULL)
         return 0;
@@ -183,20 +191,26 @@ static inline int scsp_openssl__new_session(SSL *ssl, SSL_SESSION *sess)
     key_len = scsp_openssl__key(st, sid, sid_len, key);
     der_len = i2d_SSL_SESSION(sess, NULL);
     if (key_len == 0 || der_len <= 0)
-        return 0;
+        goto done;
     der = (size_t)der_len <= sizeof small ? small : (unsigned char *)malloc((size_t)der_len);
     if (der == NULL)
-        return 0;
+        goto done;
     p = der;
     if (i2d_SSL_SESSION(sess, &p) == der_len) {
         left = SSL_SESSION_get_time(sess) + SSL_SESSION_get_timeout(sess) - (long)time(NULL);
         if (left > 0)
             (void)scsp_put(st->cache, key, key_len, der, (size_t)der_len,
-                           left > (long)UINT32_MAX ? UINT32_MAX : (uint32_t)left);
+                           left > (long)SCSP_MAX_TTL_SECS ? SCSP_MAX_TTL_SECS : (uint32_t)left);
     }
-    OPENSSL_cleanse(der, (size_t)der_len);
-    if (der != small)
+done:
+    /* Every buffer that held the session (or its id) is wiped, on every
+     * path: a failed i2d may have written part of it. */
+    if (der != NULL && der != small) {
+        OPENSSL_cleanse(der, (size_t)der_len);
         free(der);
+    }
+    OPENSSL_cleanse(small, sizeof small);
+    OPENSSL_cleanse(key, sizeof key);
     return 0; /* we keep no reference to sess */
 }
 
@@ -208,41 +222,54 @@ static inline SSL_SESSION *scsp_openssl__get_session(SSL *ssl, const unsigned ch
     const unsigned char *p;
     scsp_openssl_state *st = scsp_openssl__state(SSL_get_SSL_CTX(ssl));
     SSL_SESSION *sess = NULL;
-    size_t key_len, len = 0, cap = sizeof small;
-    int rc;
+    size_t key_len = 0, len = 0, cap = sizeof small;
+    int rc = SCSP_E_NOT_FOUND;
 
-    /* With early data under anti-replay, a session may be resumed once:
-     * take it, so no other worker can, and put it in this SSL_CTX's internal
+    /* A TLS 1.3 stateful session (ticket) may be resumed once: take it, so
+     * that no other worker (and no other connection) can resume it again,
+     * as RFC 8446 (section 8.1) asks of single-use tickets and as the rustls
+     * adapter does. TLS 1.2 session ids stay reusable. With early data under
+     * anti-replay, the taken session is also put in this SSL_CTX's internal
      * store, where OpenSSL's replay check (SSL_CTX_remove_session) must find
      * it or it refuses to resume. */
-    int single_use = SSL_get_max_early_data(ssl) > 0 &&
+    int tls13 = SSL_version(ssl) == TLS1_3_VERSION;
+    int early_data = tls13 && SSL_get_max_early_data(ssl) > 0 &&
                      (SSL_get_options(ssl) & SSL_OP_NO_ANTI_REPLAY) == 0;
     int (*fetch)(scsp_cache *, const uint8_t *, size_t, uint8_t *, size_t, size_t *) =
-        single_use ? scsp_take : scsp_get;
+        tls13 ? scsp_take : scsp_get;
 
     *copy = 0; /* the session we return is new; OpenSSL owns it */
     if (st == NULL || id_len <= 0)
         return NULL;
     key_len = scsp_openssl__key(st, id, (size_t)id_len, key);
     if (key_len == 0)
-        return NULL;
+        goto done;
     rc = fetch(st->cache, key, key_len, buf, cap, &len);
-    if (rc == SCSP_E_BUFFER) { /* nothing was taken */
+    if (rc == SCSP_E_BUFFER) { /* nothing was copied, nothing taken */
         cap = len;
         buf = (unsigned char *)malloc(cap);
-        if (buf == NULL)
-            return NULL;
+        if (buf == NULL) {
+            buf = small;
+            cap = sizeof small;
+            goto done;
+        }
         rc = fetch(st->cache, key, key_len, buf, cap, &len);
     }
     if (rc == SCSP_OK && len > 0) {
         p = buf;
         sess = d2i_SSL_SESSION(NULL, &p, (long)len);
-        if (sess != NULL && single_use)
+        if (sess != NULL && early_data)
             (void)SSL_CTX_add_session(SSL_get_SSL_CTX(ssl), sess);
     }
-    OPENSSL_cleanse(buf, rc == SCSP_OK ? len : 0);
-    if (buf != small)
+done:
+    /* Wipe every buffer, whatever happened: the whole buffer unless the
+     * value's length is known (libscsp writes only the value's bytes). */
+    OPENSSL_cleanse(buf, rc == SCSP_OK && len <= cap ? len : cap);
+    if (buf != small) {
         free(buf);
+        OPENSSL_cleanse(small, sizeof small);
+    }
+    OPENSSL_cleanse(key, sizeof key);
     return sess;
 }
 
@@ -290,11 +317,15 @@ static inline int scsp_openssl__set_mac(EVP_MAC_CTX *hctx, const scsp_ticket_key
 {
     char digest[] = "SHA256";
     OSSL_PARAM params[3];
+    int ok;
     params[0] = OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY,
                                                   (void *)k->hmac_key, sizeof k->hmac_key);
     params[1] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0);
     params[2] = OSSL_PARAM_construct_end();
-    return EVP_MAC_CTX_set_params(hctx, params);
+    ok = EVP_MAC_CTX_set_params(hctx, params);
+    /* The params only point at the key, but hold its address: wipe them. */
+    OPENSSL_cleanse(params, sizeof params);
+    return ok;
 }
 
 /*
@@ -315,10 +346,13 @@ static inline int scsp_openssl__ticket_key_cb(SSL *ssl, unsigned char key_name[1
 
     if (st == NULL)
         return enc ? -1 : 0;
+    memset(&k, 0, sizeof k);
     if (enc) {
         /* New ticket: current key, fresh random IV. */
-        if (scsp_ticket_key_current(st->cache, &k) != SCSP_OK)
-            return 0; /* no key: issue no ticket, the handshake still succeeds */
+        if (scsp_ticket_key_current(st->cache, &k) != SCSP_OK) {
+            ret = 0; /* no key: issue no ticket, the handshake still succeeds */
+            goto done;
+        }
         memcpy(key_name, k.name, 16);
         if (RAND_bytes(iv, EVP_CIPHER_get_iv_length(aes)) == 1 &&
             EVP_EncryptInit_ex(cctx, aes, NULL, k.aes_key, iv) == 1 &&
@@ -327,8 +361,10 @@ static inline int scsp_openssl__ticket_key_cb(SSL *ssl, unsigned char key_name[1
     } else {
         /* Resumption: find the key the ticket names; OpenSSL read the IV. */
         rc = scsp_ticket_key_find(st->cache, key_name, &k);
-        if (rc != SCSP_OK)
-            return 0; /* unknown or retired key: full handshake */
+        if (rc != SCSP_OK) {
+            ret = 0; /* unknown or retired key: full handshake */
+            goto done;
+        }
         if (scsp_openssl__set_mac(hctx, &k) == 1 &&
             EVP_DecryptInit_ex(cctx, aes, NULL, k.aes_key, iv) == 1)
             /* 2 asks OpenSSL for a fresh ticket: always under TLS 1.3, whose
@@ -336,7 +372,8 @@ static inline int scsp_openssl__ticket_key_cb(SSL *ssl, unsigned char key_name[1
              * since OpenSSL issues none after a resumption otherwise. */
             ret = (k.flags & SCSP_TICKET_KEY_CURRENT) && SSL_version(ssl) != TLS1_3_VERSION ? 1 : 2;
     }
-    OPENSSL_cleanse(&k, sizeof k);
+done:
+    OPENSSL_cleanse(&k, sizeof k); /* on every path: the key is secret */
     return ret;
 }
 

@@ -24,13 +24,19 @@ pub struct Config {
     pub host_id: u32,
     /// Permission bits of a new segment file. Default `0o600`: owner only.
     pub mode: u32,
-    /// Group id given to a new segment file, for workers that run as another
-    /// user of that group (use with `mode = 0o660`; those workers open it
-    /// with `allow_foreign_owner`).
+    /// The group the segment is shared through: a new segment file gets it
+    /// (use with `mode = 0o660`), and with `allow_foreign_owner` a segment
+    /// of another user must belong to it. Workers that run as another user
+    /// of that group open the segment with `allow_foreign_owner` and this
+    /// group.
     pub group: Option<u32>,
+    /// With `allow_foreign_owner`: the user, besides root, that a segment of
+    /// another user may be owned by. `None`: only root.
+    pub owner: Option<u32>,
     /// Accept a segment owned by another user (workers sharing one through
-    /// a group). Off by default, so that a file planted by another user is
-    /// never trusted with sessions.
+    /// a group), if that user is root or [`Config::owner`] and the file
+    /// belongs to [`Config::group`]. Off by default, so that a file planted
+    /// by another user is never trusted with sessions.
     pub allow_foreign_owner: bool,
 }
 
@@ -66,7 +72,36 @@ impl Default for Config {
             host_id: 1,
             mode: 0o600,
             group: None,
+            owner: None,
             allow_foreign_owner: false,
         }
+    }
+}
+
+/// A user id from a user name or a number (`--owner`, `segment_owner`).
+pub fn user_id(name: &str) -> Result<u32, String> {
+    if let Ok(id) = name.parse::<u32>() {
+        return Ok(id);
+    }
+    match nix::unistd::User::from_name(name) {
+        Ok(Some(u)) => Ok(u.uid.as_raw()),
+        Ok(None) => Err(format!(
+            "no user named '{name}' (give a user name or a numeric uid)"
+        )),
+        Err(e) => Err(format!("cannot look up user '{name}': {e}")),
+    }
+}
+
+/// A group id from a group name or a number (`--group`, `segment_group`).
+pub fn group_id(name: &str) -> Result<u32, String> {
+    if let Ok(id) = name.parse::<u32>() {
+        return Ok(id);
+    }
+    match nix::unistd::Group::from_name(name) {
+        Ok(Some(g)) => Ok(g.gid.as_raw()),
+        Ok(None) => Err(format!(
+            "no group named '{name}' (give a group name or a numeric gid)"
+        )),
+        Err(e) => Err(format!("cannot look up group '{name}': {e}")),
     }
 }

@@ -36,4 +36,4 @@ pub mod table;
 pub use config::Config;
 pub use error::{Error, Result};
 pub use segment::Access;
-pub use table::{Cache, Lookup, Stats, Stored};
+pub use table::{Cache, Lookup, Stats, Stored, MAX_TTL_SECS};

@@ -47,6 +47,13 @@ macro_rules! counters {
             /// Counter slots held by live processes: one per open handle (a
             /// process with two handles counts twice; a killed process keeps
             /// its slot until another claims it, but is not counted).
+            ///
+            /// At most 1023 ([`STATS_SLOTS`] - 1): a segment has 1024
+            /// counter slots, and once slots 1 to 1023 are held, further
+            /// handles share slot 0, which is not counted here. Their hits,
+            /// puts and other counts still add up in the totals.
+            ///
+            /// [`STATS_SLOTS`]: crate::segment::layout::STATS_SLOTS
             pub processes: u64,
         }
 
@@ -316,6 +323,21 @@ mod tests {
         next.add(&seg, Counter::Hits, 1);
         let now = sum(&seg);
         assert_eq!((now.hits, now.processes), (6, 1));
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "slow under Miri")]
+    fn processes_are_counted_up_to_the_documented_cap() {
+        let seg = Segment::heap(Geometry::tiny(1, 64, 4096, 256));
+        let slots: Vec<Slot> = (0..STATS_SLOTS + 5).map(|_| Slot::claim(&seg)).collect();
+        // Slots 1..STATS_SLOTS are held; the rest share slot 0, uncounted.
+        assert_eq!(sum(&seg).processes, (STATS_SLOTS - 1) as u64);
+        assert_eq!(slots.iter().filter(|s| !s.is_own()).count(), 6);
+        // Their counts still add up.
+        for s in &slots {
+            s.add(&seg, Counter::Hits, 1);
+        }
+        assert_eq!(sum(&seg).hits, (STATS_SLOTS + 5) as u64);
     }
 
     #[test]

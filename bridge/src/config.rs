@@ -9,7 +9,9 @@
 //! key  = "host-1.key"
 //! ca   = "ca.pem"
 //! metrics = "127.0.0.1:9401"      # optional Prometheus endpoint, loopback only
-//! allow_foreign_owner = false     # optional: open a segment of another user
+//! allow_foreign_owner = false     # optional: open a segment of another user,
+//! segment_owner = "scsp"          #   owned by root or this user (name or uid),
+//! segment_group = "scsp"          #   that belongs to this group (name or gid)
 //!
 //! [[peers]]
 //! id   = 2
@@ -76,8 +78,14 @@ pub struct BridgeConfig {
     /// The local segment.
     pub segment: PathBuf,
     /// Open the segment even if another user owns it (a group-shared
-    /// segment; docs/operations.md, "Permissions").
+    /// segment; docs/operations.md, "Permissions"), provided that user is
+    /// root or `segment_owner` and the file belongs to `segment_group`.
     pub allow_foreign_owner: bool,
+    /// `segment_owner`: the uid, besides root, that may own the segment.
+    pub segment_owner: Option<u32>,
+    /// `segment_group`: the gid the segment must belong to when another
+    /// user owns it.
+    pub segment_group: Option<u32>,
     /// This host's certificate chain (PEM).
     pub cert: PathBuf,
     /// This host's private key (PEM).
@@ -139,6 +147,10 @@ struct Raw {
     segment: PathBuf,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     allow_foreign_owner: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    segment_owner: Option<NameOrId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    segment_group: Option<NameOrId>,
     cert: PathBuf,
     key: PathBuf,
     ca: PathBuf,
@@ -157,6 +169,29 @@ struct Raw {
     // Last: TOML writes arrays of tables after the plain keys.
     #[serde(default)]
     peers: Vec<RawPeer>,
+}
+
+/// A user or group: a name, or a numeric id.
+#[derive(Deserialize, Serialize)]
+#[serde(untagged)]
+enum NameOrId {
+    Id(i64),
+    Name(String),
+}
+
+impl NameOrId {
+    /// The id, resolving a name with `lookup` (`user_id` or `group_id`).
+    fn resolve(
+        &self,
+        field: &str,
+        lookup: fn(&str) -> Result<u32, String>,
+    ) -> Result<u32, ConfigError> {
+        match self {
+            NameOrId::Id(v) => u32::try_from(*v)
+                .map_err(|_| bad(field, format!("{v} is not an id (0 to {})", u32::MAX))),
+            NameOrId::Name(n) => lookup(n).map_err(|e| bad(field, e)),
+        }
+    }
 }
 
 /// The configuration files of a full mesh: host `i + 1` listens on
@@ -186,6 +221,8 @@ impl Mesh<'_> {
             listen: listen.map(|a| a.to_string()).unwrap_or_default(),
             segment: segment.to_path_buf(),
             allow_foreign_owner: false,
+            segment_owner: None,
+            segment_group: None,
             cert: self.cert_dir.join(format!("host-{id}.pem")),
             key: self.cert_dir.join(format!("host-{id}.key")),
             ca: self.cert_dir.join("ca.pem"),
@@ -347,6 +384,28 @@ impl BridgeConfig {
             }
             peers.push(Peer { id, addr: a });
         }
+        let segment_owner = raw
+            .segment_owner
+            .as_ref()
+            .map(|o| o.resolve("segment_owner", scsp::config::user_id))
+            .transpose()?;
+        let segment_group = raw
+            .segment_group
+            .as_ref()
+            .map(|g| g.resolve("segment_group", scsp::config::group_id))
+            .transpose()?;
+        for (field, given) in [
+            ("segment_owner", segment_owner.is_some()),
+            ("segment_group", segment_group.is_some()),
+        ] {
+            if given && !raw.allow_foreign_owner {
+                return Err(bad(
+                    field,
+                    "only applies to a segment of another user: add allow_foreign_owner = true, \
+                     or remove it",
+                ));
+            }
+        }
         let ms = |field: &str, v: Option<u64>, default: u64, lo: u64, hi: u64| {
             let v = v.unwrap_or(default);
             if (lo..=hi).contains(&v) {
@@ -379,6 +438,8 @@ impl BridgeConfig {
                 base.join(raw.segment)
             },
             allow_foreign_owner: raw.allow_foreign_owner,
+            segment_owner,
+            segment_group,
             cert: existing_file("cert", base, &raw.cert)?,
             key: existing_file("key", base, &raw.key)?,
             ca: existing_file("ca", base, &raw.ca)?,
@@ -521,6 +582,38 @@ addr = "127.0.0.2:7000"
         assert_eq!(c.heartbeat, Duration::from_millis(500));
         let peers: Vec<_> = c.peers.iter().map(|p| (p.id, p.addr)).collect();
         assert_eq!(peers, [(1, addrs[0]), (3, addrs[2])]);
+    }
+
+    #[test]
+    fn segment_owner_and_group_take_names_or_ids_and_need_allow_foreign_owner() {
+        let d = base();
+        let with =
+            |extra: &str| GOOD.replace("ca = \"ca.pem\"", &format!("ca = \"ca.pem\"\n{extra}"));
+        let c = BridgeConfig::parse(
+            &with("allow_foreign_owner = true\nsegment_owner = \"root\"\nsegment_group = 65534"),
+            d.path(),
+        )
+        .unwrap();
+        assert_eq!((c.segment_owner, c.segment_group), (Some(0), Some(65534)));
+        let c = BridgeConfig::parse(
+            &with("allow_foreign_owner = true\nsegment_owner = \"1001\"\nsegment_group = \"root\""),
+            d.path(),
+        )
+        .unwrap();
+        assert_eq!((c.segment_owner, c.segment_group), (Some(1001), Some(0)));
+        assert_eq!(field_of(&with("segment_group = 5")), "segment_group");
+        assert_eq!(field_of(&with("segment_owner = 5")), "segment_owner");
+        let e = BridgeConfig::parse(
+            &with("allow_foreign_owner = true\nsegment_owner = \"no-such-user-here\""),
+            d.path(),
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "segment_owner");
+        assert!(e.message.contains("no user named"), "{}", e.message);
+        assert_eq!(
+            field_of(&with("allow_foreign_owner = true\nsegment_group = -1")),
+            "segment_group"
+        );
     }
 
     #[test]

@@ -165,6 +165,8 @@ impl Checked {
 pub fn check(cfg: BridgeConfig) -> Result<Checked, Error> {
     let access = scsp::segment::Access {
         allow_foreign_owner: cfg.allow_foreign_owner,
+        owner: cfg.segment_owner,
+        group: cfg.segment_group,
     };
     let cache = Cache::open_with(&cfg.segment, access).map_err(|source| Error::Segment {
         path: cfg.segment.clone(),

@@ -44,7 +44,7 @@ const PREFETCH_AHEAD: usize = 8;
 /// Expiry further ahead than this (seconds) is refused: the longest TTL a
 /// session may have (the TLS ticket lifetime limit, 7 days), plus a few
 /// minutes of clock difference between hosts.
-const MAX_EXPIRY_AHEAD: u64 = scsp::keyring::MAX_LIFETIME_SECS + 300;
+const MAX_EXPIRY_AHEAD: u64 = scsp::MAX_TTL_SECS as u64 + 300;
 
 /// Why a connection ended or could not be set up. Logged, never sent: a
 /// refusal goes to the peer as a CLOSE reason only.

@@ -1,5 +1,5 @@
-//! `scsp certs --out DIR --hosts N [--cluster NAME] [--addrs A,B,…]
-//! [--reuse-ca]`: a cluster CA and one certificate per host for the bridge
+//! `scsp certs --out DIR --hosts N [--cluster NAME] [--addrs A,B,…
+//! [--segment PATH|TEMPLATE]] [--reuse-ca]`: a cluster CA and one certificate per host for the bridge
 //! (and for `scsp serve`), and with `--addrs` each host's bridge
 //! configuration. With `--reuse-ca`, the CA in DIR issues certificates for
 //! the hosts that lack one.
@@ -26,8 +26,16 @@ pub struct Args {
     /// 10.0.0.1:7401,10.0.0.2:7401): also write bridge-<i>.toml for each host.
     #[arg(long, value_delimiter = ',')]
     addrs: Vec<SocketAddr>,
-    /// The segment the bridge configurations name.
-    #[arg(long, default_value = "/dev/shm/scsp", requires = "addrs")]
+    /// The segment the bridge configurations name; `{id}` in it is
+    /// replaced by each host's id, e.g. '/dev/shm/scsp-{id}' for a pool
+    /// whose hosts share one machine (each bridge then works on its own
+    /// segment, with no hand edits).
+    #[arg(
+        long,
+        default_value = "/dev/shm/scsp",
+        requires = "addrs",
+        value_name = "PATH|TEMPLATE"
+    )]
     segment: PathBuf,
     /// Keep the CA (ca.pem, ca.key) and host certificates already in --out,
     /// and issue certificates only for hosts that have none: to add hosts
@@ -108,6 +116,21 @@ fn ids(ids: &[u32]) -> String {
     names.join(", ")
 }
 
+/// Host `id`'s segment: `{id}` in the template replaced by the id.
+fn segment_of(template: &Path, id: u32) -> PathBuf {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let t = template.as_os_str().as_bytes();
+    let mut out = Vec::with_capacity(t.len());
+    let mut rest = t;
+    while let Some(at) = rest.windows(4).position(|w| w == b"{id}") {
+        out.extend_from_slice(&rest[..at]);
+        out.extend_from_slice(id.to_string().as_bytes());
+        rest = &rest[at + 4..];
+    }
+    out.extend_from_slice(rest);
+    PathBuf::from(std::ffi::OsString::from_vec(out))
+}
+
 /// One configuration per host, certificate paths relative to it, each
 /// validated by the bridge's own parser before it is written.
 fn write_configs(a: &Args) -> Result<()> {
@@ -119,7 +142,7 @@ fn write_configs(a: &Args) -> Result<()> {
         max_backoff_ms: None,
     };
     for id in 1..=a.hosts {
-        let text = mesh.config(id, &a.segment);
+        let text = mesh.config(id, &segment_of(&a.segment, id));
         BridgeConfig::parse(&text, &a.out).map_err(|e| Error::Usage(e.to_string()))?;
         let path = a.out.join(format!("bridge-{id}.toml"));
         std::fs::write(&path, text)

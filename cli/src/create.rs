@@ -29,7 +29,8 @@ pub struct Args {
     /// This host's origin id for the bridge (non-zero).
     #[arg(long, default_value_t = 1)]
     host_id: u32,
-    /// File mode in octal, e.g. 600 or 660.
+    /// File mode in octal: 600, or 660 with --group to share the segment
+    /// with workers of that group (other users never get any permission).
     #[arg(long, default_value = "600", value_parser = parse_mode)]
     mode: u32,
     /// Group (name or numeric id) for workers running as another user.
@@ -50,13 +51,7 @@ fn parse_mode(s: &str) -> Result<u32, String> {
 }
 
 fn parse_group(g: &str) -> Result<u32> {
-    if let Ok(id) = g.parse::<u32>() {
-        return Ok(id);
-    }
-    match nix::unistd::Group::from_name(g)? {
-        Some(grp) => Ok(grp.gid.as_raw()),
-        None => Err(Error::Usage(format!("--group: no group named '{g}'"))),
-    }
+    scsp::config::group_id(g).map_err(|e| Error::Usage(format!("--group: {e}")))
 }
 
 /// Segment size from which 2 MiB pages measurably help (docs/perf.md,
@@ -74,6 +69,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         host_id: a.host_id,
         mode: a.mode,
         group: a.group.as_deref().map(parse_group).transpose()?,
+        owner: None,
         allow_foreign_owner: false,
     };
     let cache = match Cache::create(&a.path, &cfg) {

@@ -31,7 +31,9 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         let usage = match self {
             Error::Usage(_) => true,
-            Error::Segment(e) => matches!(e, scsp::Error::Config(_)),
+            Error::Segment(e) => {
+                matches!(e, scsp::Error::Config(_) | scsp::Error::InvalidField { .. })
+            }
             Error::Bridge(e) => e.is_config(),
             Error::Lab(e) => e.is_usage(),
             Error::Refused(_) | Error::System { .. } => false,

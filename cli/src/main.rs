@@ -1,6 +1,7 @@
 //! `scsp`: create, inspect and verify segments; serve, bridge, demo, bench.
 //! Each subcommand lives in its own module.
 
+mod access;
 mod bridge;
 mod certs;
 mod create;

@@ -46,10 +46,8 @@ pub struct Args {
     /// Size of the segment's session log if it has to be created.
     #[arg(long, default_value = "64MiB", value_parser = parse_size)]
     size: u64,
-    /// Open the segment even if another user owns it (one shared through a
-    /// group: docs/operations.md, "Permissions").
-    #[arg(long)]
-    allow_foreign_owner: bool,
+    #[command(flatten)]
+    foreign: crate::access::Foreign,
     /// Host id stamped on sessions made here, if the segment has to be
     /// created (distinct per host of a bridged pool).
     #[arg(long, default_value_t = 1)]
@@ -75,6 +73,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
+    let (owner, group) = a.foreign.ids()?;
     if a.baseline_redis.is_some() && matches!(a.tickets, OnOff::On) {
         return Err(Error::Usage(
             "--baseline-redis holds the session cache, not ticket keys: add --tickets off".into(),
@@ -96,7 +95,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 config: scsp::Config {
                     size: a.size,
                     host_id: a.host_id,
-                    allow_foreign_owner: a.allow_foreign_owner,
+                    allow_foreign_owner: a.foreign.allow_foreign_owner,
+                    owner,
+                    group,
                     ..scsp::Config::default()
                 },
             }

@@ -17,18 +17,12 @@ pub struct Args {
     /// Print Prometheus text format (for node_exporter's textfile collector).
     #[arg(long)]
     prometheus: bool,
-    /// Accept a segment owned by another user.
-    #[arg(long)]
-    allow_foreign_owner: bool,
+    #[command(flatten)]
+    foreign: crate::access::Foreign,
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
-    let cache = Cache::open_with(
-        &a.path,
-        scsp::Access {
-            allow_foreign_owner: a.allow_foreign_owner,
-        },
-    )?;
+    let cache = Cache::open_with(&a.path, a.foreign.access()?)?;
     let s = cache.stats_as_observer();
     let mut out = String::new();
     let occ = cache.occupancy();

@@ -10,18 +10,12 @@ use std::process::ExitCode;
 pub struct Args {
     /// Segment file.
     path: PathBuf,
-    /// Accept a segment owned by another user.
-    #[arg(long)]
-    allow_foreign_owner: bool,
+    #[command(flatten)]
+    foreign: crate::access::Foreign,
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
-    let cache = Cache::open_with(
-        &a.path,
-        scsp::Access {
-            allow_foreign_owner: a.allow_foreign_owner,
-        },
-    )?;
+    let cache = Cache::open_with(&a.path, a.foreign.access()?)?;
     let r = cache.verify();
     let mut out = String::new();
     writeln!(out, "header         ok")?;

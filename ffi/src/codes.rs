@@ -23,7 +23,8 @@ pub const SCSP_E_CORRUPT: c_int = -5;
 pub const SCSP_E_VERSION: c_int = -6;
 /// `SCSP_OPEN_EXCL` was given and a file exists at the path.
 pub const SCSP_E_EXISTS: c_int = -7;
-/// Refused for safety: symlink, foreign owner, or world-writable file.
+/// Refused for safety: symlink, untrusted owner or group, a file open to
+/// other users, or a POSIX ACL granting more than the mode.
 pub const SCSP_E_PERM: c_int = -8;
 /// A system call failed; `errno` holds the OS error.
 pub const SCSP_E_IO: c_int = -9;
@@ -44,7 +45,7 @@ pub fn message(code: c_int) -> &'static [u8] {
         SCSP_E_CORRUPT => b"not an scsp segment, or its header is damaged\0",
         SCSP_E_VERSION => b"segment made by an incompatible scsp format or layout\0",
         SCSP_E_EXISTS => b"a file already exists at the path\0",
-        SCSP_E_PERM => b"refused for safety (symlink, foreign owner or world-writable)\0",
+        SCSP_E_PERM => b"refused for safety (symlink, untrusted owner or group, open to other users, or an ACL)\0",
         SCSP_E_IO => b"system call failed (see errno)\0",
         SCSP_E_INTERNAL => b"internal error in libscsp (a bug; please report it)\0",
         SCSP_E_OPENSSL => {
@@ -65,10 +66,15 @@ pub fn from_error(e: &scsp::Error) -> (c_int, Option<i32>) {
     match e {
         E::Io { source, .. } => (SCSP_E_IO, Some(source.raw_os_error().unwrap_or(libc::EIO))),
         E::AlreadyExists(_) => (SCSP_E_EXISTS, Some(libc::EEXIST)),
-        E::Symlink(_) | E::ForeignOwner { .. } | E::WorldWritable(_) => (SCSP_E_PERM, None),
+        E::Symlink(_)
+        | E::ForeignOwner { .. }
+        | E::UntrustedOwner { .. }
+        | E::ForeignGroup { .. }
+        | E::OpenToOthers { .. }
+        | E::Acl { .. } => (SCSP_E_PERM, None),
         E::NotASegment(_) | E::Corrupt { .. } | E::NotReady(_) => (SCSP_E_CORRUPT, None),
         E::Version { .. } | E::Layout(_) => (SCSP_E_VERSION, None),
-        E::Config(_) => (SCSP_E_INVAL, None),
+        E::Config(_) | E::InvalidField { .. } => (SCSP_E_INVAL, None),
         _ => (SCSP_E_INTERNAL, None),
     }
 }

@@ -133,13 +133,11 @@ pub unsafe extern "C" fn scsp_open(
             }
             Err(e) => {
                 let (code, errno) = codes::from_error(&e);
-                // The library names the Rust fields; say which C ones they are.
-                let hint = if matches!(e, scsp::Error::Config(_)) {
-                    " (in scsp_options, size is the size_bytes field)"
-                } else if matches!(e, scsp::Error::ForeignOwner { .. }) {
-                    " (SCSP_OPEN_ALLOW_FOREIGN_OWNER in opts->flags)"
+                // The library names the Rust fields; say which C one is wrong.
+                let hint = if let scsp::Error::InvalidField { field, .. } = &e {
+                    format!(" (fix opts->{})", structs::c_field(field))
                 } else {
-                    ""
+                    String::new()
                 };
                 fail_errno(code, format!("scsp_open: {e}{hint}"), errno)
             }
@@ -195,6 +193,7 @@ pub unsafe extern "C" fn scsp_put(
                 "scsp_put: ttl_secs is 0; give the lifetime in seconds".into(),
             );
         }
+        // Longer than scsp::MAX_TTL_SECS (7 days) is clamped by the table.
         // A value over max_value is refused by the table (which counts it);
         // only max_value + 1 of its bytes are borrowed to show it the size,
         // so a huge val_len never becomes a huge slice.

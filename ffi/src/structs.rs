@@ -19,7 +19,9 @@ pub const SCSP_OPEN_NO_CREATE: u32 = 1;
 pub const SCSP_OPEN_EXCL: u32 = 2;
 /// Accept a segment owned by another user.
 pub const SCSP_OPEN_ALLOW_FOREIGN_OWNER: u32 = 4;
-/// Give a new segment the group in `group` (use with `mode = 0660`).
+/// The segment's group is `group`: a new segment gets it (use with
+/// `mode = 0660`), and with `SCSP_OPEN_ALLOW_FOREIGN_OWNER` a segment of
+/// another user must belong to it.
 pub const SCSP_OPEN_SET_GROUP: u32 = 8;
 const KNOWN_FLAGS: u32 =
     SCSP_OPEN_NO_CREATE | SCSP_OPEN_EXCL | SCSP_OPEN_ALLOW_FOREIGN_OWNER | SCSP_OPEN_SET_GROUP;
@@ -43,7 +45,8 @@ pub struct scsp_options {
     pub mode: u32,
     /// Origin id stamped on entries (0: 1).
     pub host_id: u32,
-    /// Group id for a new file, used with `SCSP_OPEN_SET_GROUP`.
+    /// Group id, used with `SCSP_OPEN_SET_GROUP`: given to a new file, and
+    /// required of a segment of another user.
     pub group: u32,
     /// About how large most values are, for a new segment's index (0: 176;
     /// 64..=max_value). Was `reserved` (must be 0) before: same layout.
@@ -52,11 +55,19 @@ pub struct scsp_options {
     pub ticket_period_secs: u32,
     /// Seconds a ticket stays valid (0: 12 hours; at most twice the period).
     pub ticket_lifetime_secs: u32,
+    /// With `SCSP_OPEN_ALLOW_FOREIGN_OWNER`: the uid, besides root, a
+    /// segment of another user may be owned by (0: root only). Added after
+    /// version 1's 48 bytes: a caller whose `struct_size` is 48 has it 0.
+    pub owner: u32,
+    /// Must be 0 (room for a later field).
+    pub reserved: u32,
 }
 
-/// Size of the version-1 `scsp_options`.
+/// Size of the version-1 `scsp_options` (the smallest accepted).
 pub const OPTIONS_V1_SIZE: usize = 48;
-const _: () = assert!(std::mem::size_of::<scsp_options>() == OPTIONS_V1_SIZE);
+/// Size of `scsp_options` with `owner` (this library's).
+pub const OPTIONS_SIZE: usize = 56;
+const _: () = assert!(std::mem::size_of::<scsp_options>() == OPTIONS_SIZE);
 
 /// What `scsp_open` should do, decoded from `scsp_options`.
 #[derive(Debug)]
@@ -75,7 +86,7 @@ pub struct OpenPlan {
 pub fn default_options() -> scsp_options {
     let d = scsp::Config::default();
     scsp_options {
-        struct_size: OPTIONS_V1_SIZE as u32,
+        struct_size: OPTIONS_SIZE as u32,
         flags: 0,
         size_bytes: d.size,
         max_value: d.max_value,
@@ -86,6 +97,8 @@ pub fn default_options() -> scsp_options {
         typical_value: 0,
         ticket_period_secs: 0,
         ticket_lifetime_secs: 0,
+        owner: 0,
+        reserved: 0,
     }
 }
 
@@ -111,13 +124,23 @@ pub unsafe fn read_options(p: *const scsp_options) -> Result<scsp_options, Strin
             "opts->struct_size is {size}, which is not a size of scsp_options; set it to sizeof(scsp_options)"
         ));
     }
-    // SAFETY: the caller's struct holds `size` >= OPTIONS_V1_SIZE bytes, so
-    // the first OPTIONS_V1_SIZE are readable; read_unaligned copies them.
-    let o = unsafe { std::ptr::read_unaligned(p) };
-    if size > OPTIONS_V1_SIZE {
-        // SAFETY: bytes OPTIONS_V1_SIZE..size are inside the caller's struct.
+    // Fields past the caller's struct_size (an older caller's struct) are 0.
+    let mut o = scsp_options::default();
+    let known = size.min(OPTIONS_SIZE);
+    // SAFETY: the caller's struct holds `size` >= `known` readable bytes;
+    // `o` is a plain struct of OPTIONS_SIZE >= `known` bytes (u32 and u64
+    // fields: any bytes are valid values); the two do not overlap.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            p.cast::<u8>(),
+            std::ptr::addr_of_mut!(o).cast::<u8>(),
+            known,
+        )
+    };
+    if size > OPTIONS_SIZE {
+        // SAFETY: bytes OPTIONS_SIZE..size are inside the caller's struct.
         let tail = unsafe {
-            std::slice::from_raw_parts(p.cast::<u8>().add(OPTIONS_V1_SIZE), size - OPTIONS_V1_SIZE)
+            std::slice::from_raw_parts(p.cast::<u8>().add(OPTIONS_SIZE), size - OPTIONS_SIZE)
         };
         if tail.iter().any(|&b| b != 0) {
             return Err(
@@ -125,6 +148,12 @@ pub unsafe fn read_options(p: *const scsp_options) -> Result<scsp_options, Strin
                     .into(),
             );
         }
+    }
+    if o.reserved != 0 {
+        return Err(format!(
+            "opts->reserved is {}; it must be 0 (start from SCSP_OPTIONS_INIT)",
+            o.reserved
+        ));
     }
     Ok(o)
 }
@@ -154,6 +183,8 @@ pub fn plan(o: &scsp_options) -> Result<OpenPlan, String> {
         host_id: or(o.host_id, d.host_id),
         mode: or(o.mode, d.mode),
         group: (o.flags & SCSP_OPEN_SET_GROUP != 0).then_some(o.group),
+        // Root always owns a segment trustworthily: 0 needs no naming.
+        owner: (o.owner != 0).then_some(o.owner),
         allow_foreign_owner: o.flags & SCSP_OPEN_ALLOW_FOREIGN_OWNER != 0,
     };
     let mut tickets = scsp::keyring::RotationPolicy::default();
@@ -166,15 +197,29 @@ pub fn plan(o: &scsp_options) -> Result<OpenPlan, String> {
         // Keep the default lifetime legal for a short period.
         tickets.lifetime = tickets.lifetime.min(2 * tickets.period);
     }
-    tickets
-        .validate()
-        .map_err(|e| format!("opts->ticket_period_secs / ticket_lifetime_secs: {e}"))?;
+    tickets.validate().map_err(|e| match &e {
+        scsp::Error::InvalidField {
+            field: "period", ..
+        } => format!("{e} (fix opts->ticket_period_secs)"),
+        _ => format!("{e} (fix opts->ticket_lifetime_secs, or opts->ticket_period_secs)"),
+    })?;
     Ok(OpenPlan {
         config,
         tickets,
         no_create: o.flags & SCSP_OPEN_NO_CREATE != 0,
         excl: o.flags & SCSP_OPEN_EXCL != 0,
     })
+}
+
+/// The `scsp_options` field that sets a [`scsp::Config`] field (as
+/// [`scsp::Error::InvalidField`] names it).
+pub fn c_field(config_field: &str) -> &str {
+    match config_field {
+        "size" => "size_bytes",
+        // max_value, shards, host_id, mode, typical_value, group, owner:
+        // the same names in C.
+        other => other,
+    }
 }
 
 /// Counters and geometry, as `scsp_stats` returns them.
@@ -190,7 +235,8 @@ pub struct scsp_stats {
     /// named fields (`hits`, `misses`, ...) in `scsp.h`, which a test
     /// checks against that list.
     pub counters: [u64; scsp::stats::COUNTERS.len()],
-    /// Live processes holding a counter slot now.
+    /// Live processes holding a counter slot now: at most 1023 (handles
+    /// beyond share slot 0, which is not counted).
     pub processes: u64,
     /// Bytes of session log (all shards).
     pub capacity_bytes: u64,
@@ -325,6 +371,8 @@ mod tests {
             struct_size: OPTIONS_V1_SIZE as u32,
             ..Default::default()
         };
+        // SAFETY: o is a live struct of OPTIONS_SIZE >= struct_size bytes.
+        let o = unsafe { read_options(&o) }.unwrap();
         let p = plan(&o).unwrap();
         assert_eq!(p.config, scsp::Config::default());
         assert!(!p.no_create && !p.excl);
@@ -347,6 +395,26 @@ mod tests {
         assert!(plan(&o).unwrap_err().contains("unknown bits"));
         o.flags = SCSP_OPEN_NO_CREATE | SCSP_OPEN_EXCL;
         assert!(plan(&o).is_err());
+    }
+
+    #[test]
+    fn a_version_1_struct_has_no_owner_and_a_newer_one_does() {
+        let mut o = default_options();
+        o.owner = 1234;
+        // A version-1 caller's struct ends before `owner`: what lies there
+        // is not its data, and is not read.
+        o.struct_size = OPTIONS_V1_SIZE as u32;
+        // SAFETY: o is a live struct of OPTIONS_SIZE >= struct_size bytes.
+        let read = unsafe { read_options(&o) }.unwrap();
+        assert_eq!((read.owner, plan(&read).unwrap().config.owner), (0, None));
+        o.struct_size = OPTIONS_SIZE as u32;
+        // SAFETY: as above.
+        let read = unsafe { read_options(&o) }.unwrap();
+        assert_eq!(plan(&read).unwrap().config.owner, Some(1234));
+        o.reserved = 7;
+        // SAFETY: as above.
+        let err = unsafe { read_options(&o) }.unwrap_err();
+        assert!(err.contains("opts->reserved"), "{err}");
     }
 
     #[test]

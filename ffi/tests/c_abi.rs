@@ -148,7 +148,9 @@ fn c_unit_test(link: Link) {
         let cache = Cache::create(&shared, &small()).unwrap();
         assert_eq!(cache.put(b"rust-key", b"from-rust", 300), scsp::Stored::Ok);
     }
+    let before = scsp::clock::now_secs();
     let out = run(Command::new(&exe).arg(&scratch));
+    let after = scsp::clock::now_secs();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -158,6 +160,15 @@ fn c_unit_test(link: Link) {
     assert!(stdout.contains("checks passed"), "{stdout}");
     let cache = std::sync::Arc::new(Cache::open(&shared).unwrap());
     assert_eq!(cache.get_vec(b"c-key").as_deref(), Some(&b"from-c"[..]));
+    // scsp_put clamps a TTL over SCSP_MAX_TTL_SECS to it.
+    let max = u64::from(scsp::MAX_TTL_SECS);
+    for key in ["c-ttl-max", "c-ttl-7d+1", "c-ttl-7d"] {
+        let expiry = expiry_of(&cache, key.as_bytes(), b"v", before + max..=after + max);
+        assert!(
+            expiry.is_some(),
+            "{key}: put between {before} and {after}, but its expiry is not 7 days later"
+        );
+    }
     let ring = scsp::keyring::KeyRing::new(cache.clone(), Default::default()).unwrap();
     let rust_name = ring.current().expect("a current ticket key").name;
     assert_eq!(
@@ -165,6 +176,22 @@ fn c_unit_test(link: Link) {
         Some(&rust_name[..]),
         "C and Rust see different ticket keys"
     );
+}
+
+/// The expiry (unix seconds) of `key`'s live entry holding `value`, if it
+/// is one of `window`.
+fn expiry_of(
+    cache: &std::sync::Arc<Cache>,
+    key: &[u8],
+    value: &[u8],
+    window: std::ops::RangeInclusive<u64>,
+) -> Option<u64> {
+    let replica = scsp::replication::Replica::new(cache.clone());
+    let mut scratch = Vec::new();
+    let origin = cache.host_id();
+    window
+        .into_iter()
+        .find(|&e| replica.holds(key, value, e, origin, &mut scratch))
 }
 
 #[test]

@@ -170,6 +170,72 @@ fn tls13_session_cache_resumes_on_another_worker() {
     }
 }
 
+/// One session offered three times: made on worker 0, offered to worker 1,
+/// then to worker 0 and worker 1 again. Returns whether each offer resumed
+/// (checked on both ends), and how many values the segment handed out by
+/// take.
+fn offer_three_times(tls: &str, server_args: &[&str]) -> ([bool; 3], u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = start(
+        Link::Shared,
+        dir.path(),
+        &[&["--tls", tls], server_args].concat(),
+    );
+    let sess = dir.path().join("session.pem");
+    let (first, _) = connect(pool.ports[0], tls, "-sess_out", &sess);
+    assert!(first.starts_with("New,"), "first handshake: {first}");
+    let mut resumed = [false; 3];
+    for (i, port) in [pool.ports[1], pool.ports[0], pool.ports[1]]
+        .into_iter()
+        .enumerate()
+    {
+        let (client, server) = connect(port, tls, "-sess_in", &sess);
+        let client_says = client.starts_with("Reused,");
+        assert_eq!(
+            client_says,
+            server.ends_with(" reused"),
+            "offer {i}: client: {client}; server: {server}"
+        );
+        resumed[i] = client_says;
+    }
+    let takes = scsp::Cache::open(dir.path().join("segment"))
+        .unwrap()
+        .stats()
+        .counters
+        .takes;
+    (resumed, takes)
+}
+
+#[test]
+fn a_tls13_stateful_session_resumes_once_across_workers() {
+    if skip() {
+        return;
+    }
+    // RFC 8446 8.1: a stateful ticket is single-use. The get callback
+    // takes it, so a second offer, to any worker, is a full handshake.
+    let (resumed, takes) = offer_three_times("1.3", CACHE);
+    assert_eq!(
+        resumed,
+        [true, false, false],
+        "TLS 1.3 session offered three times"
+    );
+    assert_eq!(takes, 1, "the one resumption took the session");
+}
+
+#[test]
+fn a_tls12_session_id_stays_reusable_across_workers() {
+    if skip() {
+        return;
+    }
+    let (resumed, takes) = offer_three_times("1.2", CACHE);
+    assert_eq!(
+        resumed,
+        [true, true, true],
+        "TLS 1.2 session offered three times"
+    );
+    assert_eq!(takes, 0, "TLS 1.2 sessions are looked up, not taken");
+}
+
 #[test]
 fn session_cache_works_with_the_static_library() {
     if !skip() {
@@ -243,5 +309,30 @@ fn early_data_sessions_resume_once_on_another_worker() {
     assert!(
         third.starts_with("New,") && w0.ends_with(" new"),
         "{third}; {w0}"
+    );
+}
+
+/// `ffi/tests/c/openssl_wipe_test.c`: the helper's callbacks leave no
+/// session bytes in their stack memory, on a miss (expired), a value that
+/// is not a session, a hit and a store.
+#[test]
+fn the_openssl_helper_leaves_no_session_bytes_on_its_stack() {
+    if skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let exe = compile(
+        installed(),
+        &[common::repo().join("ffi/tests/c/openssl_wipe_test.c")],
+        &dir.path().join("openssl_wipe_test"),
+        Link::Shared,
+        true,
+    );
+    let out = run(Command::new(&exe).arg(dir.path().join("segment")));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("checks passed"),
+        "openssl_wipe_test failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }

@@ -29,7 +29,8 @@ impl Error {
     /// Whether the command line (or a file it names) must be fixed.
     pub fn is_usage(&self) -> bool {
         match self {
-            Error::Usage(_) | Error::Segment(scsp::Error::Config(_)) => true,
+            Error::Usage(_)
+            | Error::Segment(scsp::Error::Config(_) | scsp::Error::InvalidField { .. }) => true,
             Error::Bridge(e) => e.is_config(),
             _ => false,
         }

@@ -148,22 +148,31 @@ impl RotationPolicy {
     pub fn validate(&self) -> Result<()> {
         let (p, l) = (self.period.as_secs(), self.lifetime.as_secs());
         if p == 0 || p > u32::MAX as u64 {
-            return Err(Error::Config(format!(
-                "ticket key period {p} s: must be between 1 s and {} s",
-                u32::MAX
-            )));
+            return Err(Error::InvalidField {
+                field: "period",
+                problem: format!(
+                    "ticket key period {p} s: must be between 1 s and {} s",
+                    u32::MAX
+                ),
+            });
         }
         if l == 0 || l > 2 * p {
-            return Err(Error::Config(format!(
-                "ticket lifetime {l} s: must be at least 1 s and at most twice the period ({} s)",
-                2 * p
-            )));
+            return Err(Error::InvalidField {
+                field: "lifetime",
+                problem: format!(
+                    "ticket lifetime {l} s: must be at least 1 s and at most twice the period ({} s)",
+                    2 * p
+                ),
+            });
         }
         if l > MAX_LIFETIME_SECS {
-            return Err(Error::Config(format!(
-                "ticket lifetime {l} s: TLS 1.3 allows at most 7 days ({MAX_LIFETIME_SECS} s, \
-                 RFC 8446 4.6.1)"
-            )));
+            return Err(Error::InvalidField {
+                field: "lifetime",
+                problem: format!(
+                    "ticket lifetime {l} s: TLS 1.3 allows at most 7 days ({MAX_LIFETIME_SECS} s, \
+                     RFC 8446 4.6.1)"
+                ),
+            });
         }
         Ok(())
     }

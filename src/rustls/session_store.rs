@@ -58,10 +58,18 @@ impl SessionStore {
         }
     }
 
-    /// Keep sessions for `secs` seconds instead of [`DEFAULT_TTL_SECS`].
+    /// Keep sessions for `secs` seconds instead of [`DEFAULT_TTL_SECS`],
+    /// clamped to `1..=`[`crate::MAX_TTL_SECS`] (7 days, the longest
+    /// lifetime TLS 1.3 allows a ticket): a longer TTL keeps sessions 7
+    /// days, 0 keeps them one second.
     pub fn with_ttl(mut self, secs: u32) -> Self {
-        self.ttl = secs.max(1);
+        self.ttl = crate::table::clamp_ttl(secs);
         self
+    }
+
+    /// The TTL sessions are stored with, after clamping.
+    pub fn ttl(&self) -> u32 {
+        self.ttl
     }
 
     /// The table key for a session id; `None` if it cannot be one of ours

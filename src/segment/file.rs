@@ -230,10 +230,139 @@ fn reserve(path: &Path, file: &File, map: &memmap2::MmapRaw) -> Result<()> {
         .map_err(|e| Error::io(path, "reserve memory for", e.into()))
 }
 
+/// Whose segment we may trust: our own; with `allow_foreign_owner`, one
+/// owned by root or the configured owner and belonging to the configured
+/// group.
+fn check_owner(path: &Path, meta: &std::fs::Metadata, access: Access) -> Result<()> {
+    let ours = nix::unistd::geteuid().as_raw();
+    let owner = meta.uid();
+    if owner == ours {
+        return Ok(());
+    }
+    if !access.allow_foreign_owner {
+        return Err(Error::ForeignOwner {
+            path: path.to_path_buf(),
+            owner,
+            ours,
+        });
+    }
+    if owner != 0 && Some(owner) != access.owner {
+        return Err(Error::UntrustedOwner {
+            path: path.to_path_buf(),
+            owner,
+            trusted: access.owner,
+        });
+    }
+    if Some(meta.gid()) != access.group {
+        return Err(Error::ForeignGroup {
+            path: path.to_path_buf(),
+            group: meta.gid(),
+            expected: access.group,
+        });
+    }
+    Ok(())
+}
+
+/// The extended attribute holding a file's POSIX access ACL.
+const ACL_XATTR: &std::ffi::CStr = c"system.posix_acl_access";
+
+/// Refuse a file whose POSIX ACL grants more than its mode shows: a named
+/// user or group with any permission, or a mask wider than the group bits
+/// (`ls -l` shows the mask there, so a wider one cannot normally be set).
+/// A filesystem without ACLs has nothing to refuse.
+fn check_acl(path: &Path, file: &File, mode: u32) -> Result<()> {
+    // The largest ACL a tmpfs keeps is far below this; a larger one is
+    // refused by the kernel with ERANGE, which we refuse too.
+    let mut buf = [0u8; 4096];
+    // SAFETY: the buffer is ours and `buf.len()` long; the name is a
+    // NUL-terminated C string; fgetxattr writes at most `buf.len()` bytes.
+    let n = unsafe {
+        libc::fgetxattr(
+            file.as_raw_fd(),
+            ACL_XATTR.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::ENODATA | libc::EOPNOTSUPP) => Ok(()),
+            Some(libc::ERANGE) => Err(Error::Acl {
+                path: path.to_path_buf(),
+                grants: "is too large to read".into(),
+            }),
+            _ => Err(Error::io(path, "read the ACL of", e)),
+        };
+    }
+    match acl_grants(&buf[..n as usize], mode) {
+        Some(grants) => Err(Error::Acl {
+            path: path.to_path_buf(),
+            grants,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// What an ACL (the kernel's xattr form: a 4-byte version, then 8-byte
+/// entries of tag, permissions and id, little-endian) grants beyond `mode`,
+/// described; `None` if nothing.
+pub(crate) fn acl_grants(acl: &[u8], mode: u32) -> Option<String> {
+    const ACL_USER: u16 = 0x02;
+    const ACL_GROUP: u16 = 0x08;
+    const ACL_MASK: u16 = 0x10;
+    let perms = |p: u16| {
+        format!(
+            "{}{}{}",
+            if p & 4 != 0 { 'r' } else { '-' },
+            if p & 2 != 0 { 'w' } else { '-' },
+            if p & 1 != 0 { 'x' } else { '-' }
+        )
+    };
+    if acl.len() < 4 || (acl.len() - 4) % 8 != 0 {
+        return Some("cannot be read (malformed)".into());
+    }
+    let mut found = Vec::new();
+    for e in acl[4..].chunks_exact(8) {
+        let tag = u16::from_le_bytes([e[0], e[1]]);
+        let perm = u16::from_le_bytes([e[2], e[3]]) & 7;
+        let id = u32::from_le_bytes([e[4], e[5], e[6], e[7]]);
+        match tag {
+            ACL_USER if perm != 0 => found.push(format!("gives user {id} {}", perms(perm))),
+            ACL_GROUP if perm != 0 => found.push(format!("gives group {id} {}", perms(perm))),
+            ACL_MASK if u32::from(perm) & !((mode >> 3) & 7) != 0 => found.push(format!(
+                "has a mask {} wider than the group bits {}",
+                perms(perm),
+                perms(((mode >> 3) & 7) as u16)
+            )),
+            _ => {}
+        }
+    }
+    (!found.is_empty()).then(|| found.join(", "))
+}
+
+/// Drop an access ACL a new file inherited from its directory's default
+/// ACL: the segment gets exactly the mode asked for. A filesystem without
+/// ACLs has none to drop.
+fn drop_inherited_acl(path: &Path, file: &File) -> Result<()> {
+    // SAFETY: the name is a NUL-terminated C string; the call only removes
+    // an attribute of the file we hold open.
+    let rc = unsafe { libc::fremovexattr(file.as_raw_fd(), ACL_XATTR.as_ptr()) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::ENODATA | libc::EOPNOTSUPP) => Ok(()),
+        _ => Err(Error::io(path, "remove the inherited ACL of", e)),
+    }
+}
+
 impl Segment {
     /// Create a new segment at `path`; fails with [`Error::AlreadyExists`] if
-    /// there is one. The file gets exactly `cfg.mode` (umask does not apply),
-    /// and all its memory up front.
+    /// there is one. The file gets exactly `cfg.mode` (umask does not apply;
+    /// an ACL inherited from the directory is removed), and all its memory
+    /// up front. A mode giving "other" any permission is refused.
     pub fn create(path: &Path, cfg: &Config) -> Result<Segment> {
         let mut geo = Geometry::from_config(cfg)?;
         geo.seed = random_seed();
@@ -257,6 +386,9 @@ impl Segment {
             nix::unistd::fchown(file, None, Some(nix::unistd::Gid::from_raw(gid)))
                 .map_err(|e| Error::io(path, "fchown (group)", e.into()))?;
         }
+        // A default ACL on the directory gives new files named users and
+        // groups: the segment gets only its mode.
+        drop_inherited_acl(path, file)?;
         // After fchown: changing the group may clear mode bits.
         nix::sys::stat::fchmod(file, nix::sys::stat::Mode::from_bits_truncate(cfg.mode))
             .map_err(|e| Error::io(path, "fchmod", e.into()))?;
@@ -273,7 +405,10 @@ impl Segment {
         Ok(seg)
     }
 
-    /// Open and validate an existing segment.
+    /// Open and validate an existing segment. Refused: a symlink; a file of
+    /// another user unless `access` trusts it (see [`Access`]); a file
+    /// giving "other" any permission; a file whose POSIX ACL grants more
+    /// than its mode shows.
     pub fn open(path: &Path, access: Access) -> Result<Segment> {
         let file = OpenOptions::new()
             .read(true)
@@ -285,17 +420,14 @@ impl Segment {
         if !meta.file_type().is_file() {
             return Err(Error::NotASegment(path.to_path_buf()));
         }
-        let ours = nix::unistd::geteuid().as_raw();
-        if meta.uid() != ours && !access.allow_foreign_owner {
-            return Err(Error::ForeignOwner {
+        check_owner(path, &meta, access)?;
+        if meta.mode() & 0o007 != 0 {
+            return Err(Error::OpenToOthers {
                 path: path.to_path_buf(),
-                owner: meta.uid(),
-                ours,
+                mode: meta.mode() & 0o7777,
             });
         }
-        if meta.mode() & 0o002 != 0 {
-            return Err(Error::WorldWritable(path.to_path_buf()));
-        }
+        check_acl(path, &file, meta.mode())?;
         let len = meta.len();
         if len < PAGE || len % 8 != 0 {
             return Err(Error::NotASegment(path.to_path_buf()));
@@ -338,4 +470,71 @@ impl Segment {
 /// copy until they reopen.
 pub fn remove(path: &Path) -> Result<()> {
     std::fs::remove_file(path).map_err(|e| Error::io(path, "unlink", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::acl_grants;
+
+    /// The kernel's xattr form of an ACL: version 2, then (tag, perm, id).
+    fn acl(entries: &[(u16, u16, u32)]) -> Vec<u8> {
+        let mut v = 2u32.to_le_bytes().to_vec();
+        for &(tag, perm, id) in entries {
+            v.extend_from_slice(&tag.to_le_bytes());
+            v.extend_from_slice(&perm.to_le_bytes());
+            v.extend_from_slice(&id.to_le_bytes());
+        }
+        v
+    }
+
+    const USER_OBJ: u16 = 0x01;
+    const USER: u16 = 0x02;
+    const GROUP_OBJ: u16 = 0x04;
+    const GROUP: u16 = 0x08;
+    const MASK: u16 = 0x10;
+    const OTHER: u16 = 0x20;
+    const NONE: u32 = u32::MAX;
+
+    #[test]
+    fn a_minimal_acl_grants_nothing_beyond_the_mode() {
+        let base = [(USER_OBJ, 6, NONE), (GROUP_OBJ, 6, NONE), (OTHER, 0, NONE)];
+        assert_eq!(acl_grants(&acl(&base), 0o660), None);
+        // A mask equal to the group bits, and a named entry with nothing.
+        let masked = [
+            (USER_OBJ, 6, NONE),
+            (USER, 0, 1001),
+            (GROUP_OBJ, 6, NONE),
+            (MASK, 6, NONE),
+            (OTHER, 0, NONE),
+        ];
+        assert_eq!(acl_grants(&acl(&masked), 0o660), None);
+    }
+
+    #[test]
+    fn named_entries_and_a_wide_mask_are_reported() {
+        let named = [
+            (USER_OBJ, 6, NONE),
+            (USER, 6, 1001),
+            (GROUP, 4, 2002),
+            (GROUP_OBJ, 0, NONE),
+            (MASK, 6, NONE),
+            (OTHER, 0, NONE),
+        ];
+        let text = acl_grants(&acl(&named), 0o660).unwrap();
+        assert!(text.contains("user 1001 rw-"), "{text}");
+        assert!(text.contains("group 2002 r--"), "{text}");
+        // The mode shows no group bits, the mask gives rw.
+        let wide = [(USER_OBJ, 6, NONE), (MASK, 6, NONE), (OTHER, 0, NONE)];
+        let text = acl_grants(&acl(&wide), 0o600).unwrap();
+        assert!(
+            text.contains("mask rw- wider than the group bits ---"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_malformed_acl_is_refused() {
+        assert!(acl_grants(&[2, 0, 0], 0o600).is_some());
+        assert!(acl_grants(&[2, 0, 0, 0, 1, 0, 6], 0o600).is_some());
+    }
 }

@@ -148,6 +148,11 @@ pub const fn entry_bytes(klen: usize, vlen: usize) -> u64 {
     (ENTRY_HEADER_WORDS * 8 + klen.div_ceil(8) * 8 + vlen.div_ceil(8) * 8) as u64
 }
 
+/// An error naming the [`Config`] field at fault.
+fn field(field: &'static str, problem: String) -> Error {
+    Error::InvalidField { field, problem }
+}
+
 impl Geometry {
     /// Geometry for a new segment from user configuration, with every value
     /// checked and the error naming the field to fix.
@@ -155,30 +160,40 @@ impl Geometry {
         if !(MIN_VALUE_LIMIT..=MAX_VALUE_LIMIT).contains(&cfg.max_value)
             || !cfg.max_value.is_power_of_two()
         {
-            return Err(Error::Config(format!(
+            return Err(field("max_value", format!(
                 "max_value {} must be a power of two from {MIN_VALUE_LIMIT} to {MAX_VALUE_LIMIT} bytes",
                 cfg.max_value
             )));
         }
         if cfg.shards == 0 || !cfg.shards.is_power_of_two() || cfg.shards > 1024 {
-            return Err(Error::Config(format!(
-                "shards {} must be a power of two from 1 to 1024",
-                cfg.shards
-            )));
+            return Err(field(
+                "shards",
+                format!(
+                    "shards {} must be a power of two from 1 to 1024",
+                    cfg.shards
+                ),
+            ));
         }
         if cfg.host_id == 0 {
-            return Err(Error::Config("host_id must be non-zero".into()));
+            return Err(field("host_id", "host_id must be non-zero".into()));
         }
-        if cfg.mode & !0o777 != 0 || cfg.mode & 0o600 != 0o600 || cfg.mode & 0o002 != 0 {
-            return Err(Error::Config(format!(
-                "mode {:o} must give the owner read+write, and must not be world-writable (e.g. 600, or 660 to share with a group, whose members open it read-write)",
+        if cfg.mode & !0o777 != 0 || cfg.mode & 0o600 != 0o600 {
+            return Err(field("mode", format!(
+                "mode {:o} must be permission bits that give the owner read+write (e.g. 600, or 660 to share with a group, whose members open it read-write)",
+                cfg.mode
+            )));
+        }
+        // Sessions are secrets: other users get nothing, not even read.
+        if cfg.mode & 0o007 != 0 {
+            return Err(field("mode", format!(
+                "mode {:o} gives every user (\"other\") access to session secrets; use 600, or 660 with a group (the workers' group) to share the segment with the workers of that group",
                 cfg.mode
             )));
         }
         // Every user of a segment writes to it: a group that may only read
         // could not open it at all.
         if !matches!(cfg.mode & 0o070, 0 | 0o060 | 0o070) {
-            return Err(Error::Config(format!(
+            return Err(field("mode", format!(
                 "mode {:o} gives the group only part of read+write, which lets it open nothing (every user of a segment writes to it): use 660 to share with the group, or 600",
                 cfg.mode
             )));
@@ -186,7 +201,7 @@ impl Geometry {
         let shards = cfg.shards as u64;
         let log_total = pow2_floor(cfg.size);
         if log_total < cfg.min_size() || cfg.size > (1 << 40) {
-            return Err(Error::Config(format!(
+            return Err(field("size", format!(
                 "size {} is out of range: with {} shards and max_value {} it must be from {} to 1 TiB \
                  (use a larger size, fewer shards or a smaller max_value)",
                 cfg.size,
@@ -196,10 +211,13 @@ impl Geometry {
             )));
         }
         if cfg.typical_value < 64 || cfg.typical_value > cfg.max_value {
-            return Err(Error::Config(format!(
-                "typical value {} must be from 64 B to max_value ({} B)",
-                cfg.typical_value, cfg.max_value
-            )));
+            return Err(field(
+                "typical_value",
+                format!(
+                    "typical value {} must be from 64 B to max_value ({} B)",
+                    cfg.typical_value, cfg.max_value
+                ),
+            ));
         }
         // Three index slots per entry of the typical size the log holds,
         // rounded up to a power of two (3 to 6). Full 8-word buckets then

@@ -24,16 +24,41 @@ use crate::sync::AtomicU64;
 use layout::{H_STATE, STATE_READY};
 
 /// How an existing segment may be opened.
+///
+/// A segment of our own (our effective uid owns it) is always accepted.
+/// One of another user only with `allow_foreign_owner`, and then only if
+/// its owner is root or `owner`, and its group is `group`: a user who can
+/// create a name where the segment is expected (any user, in /dev/shm)
+/// cannot make workers trust a file of their own.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Access {
     /// Accept a segment owned by another user (off by default).
     pub allow_foreign_owner: bool,
+    /// The user, besides root, a segment of another user may be owned by.
+    pub owner: Option<u32>,
+    /// The group a segment of another user must belong to (the group it
+    /// is shared through). `None` refuses every segment of another user.
+    pub group: Option<u32>,
+}
+
+impl Access {
+    /// Accept a segment of another user owned by root or `owner` and
+    /// belonging to `group`.
+    pub fn foreign(owner: Option<u32>, group: u32) -> Access {
+        Access {
+            allow_foreign_owner: true,
+            owner,
+            group: Some(group),
+        }
+    }
 }
 
 impl From<&Config> for Access {
     fn from(c: &Config) -> Self {
         Access {
             allow_foreign_owner: c.allow_foreign_owner,
+            owner: c.owner,
+            group: c.group,
         }
     }
 }

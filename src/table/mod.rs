@@ -47,6 +47,14 @@ const TOMBSTONE_TTL: u64 = 24 * 3600;
 /// How many times a put or take retries a lost CAS race before giving up.
 const CAS_RETRIES: usize = 8;
 
+/// The longest time a value is kept: 7 days (604 800 s), the longest
+/// lifetime TLS 1.3 allows a ticket (RFC 8446, section 4.6.1). Every TTL
+/// given to [`Cache::put`], `scsp_put` and
+/// `scsp::rustls::SessionStore::with_ttl` is clamped to it, so no caller
+/// stores an entry that outlives what the protocol allows (or whose expiry
+/// the bridge cannot carry).
+pub const MAX_TTL_SECS: u32 = 7 * 24 * 3600;
+
 /// Outcome of [`Cache::put`].
 #[must_use]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,10 +73,12 @@ pub enum Stored {
 pub enum Lookup {
     /// The value was copied to the front of the buffer; this is its length.
     Hit(usize),
-    /// No live value for the key.
+    /// No live value for the key. The buffer holds no byte of any value
+    /// (what a failed check had copied is zeroed).
     Miss,
     /// The buffer is too small; the value needs this many bytes. Nothing was
-    /// taken. (A hint: the entry may change before the next call.)
+    /// copied and nothing taken. (A hint: the entry may change before the
+    /// next call.)
     BufferTooSmall(usize),
 }
 
@@ -108,6 +118,12 @@ pub struct Cache {
     log_words: u64,
     max_value: usize,
     host_id: u32,
+}
+
+/// `ttl_secs` within `1..=MAX_TTL_SECS`.
+#[inline]
+pub(crate) fn clamp_ttl(ttl_secs: u32) -> u32 {
+    ttl_secs.clamp(1, MAX_TTL_SECS)
 }
 
 /// A located index word that led to a verified entry.
@@ -218,13 +234,17 @@ impl Cache {
         self.counters.add(&self.seg, c, 1);
     }
 
-    /// Store `value` under `key` for `ttl_secs` seconds.
+    /// Store `value` under `key` for `ttl_secs` seconds, clamped to
+    /// `1..=`[`MAX_TTL_SECS`] (7 days): a longer TTL keeps the value 7 days,
+    /// and 0 keeps it one second. Clamped rather than refused because TLS
+    /// servers pass a session's remaining lifetime, which no session may
+    /// exceed anyway: refusing would only lose sessions.
     pub fn put(&self, key: &[u8], value: &[u8], ttl_secs: u32) -> Stored {
         let now = now_secs();
         self.put_at(
             key,
             value,
-            now.saturating_add(ttl_secs as u64),
+            now.saturating_add(clamp_ttl(ttl_secs).into()),
             self.host_id,
             0,
             now,
@@ -405,6 +425,12 @@ impl Cache {
     /// Copy the value for `key` into `buf`. Allocates nothing, and writes
     /// nothing shared but this process's own counters, and the index word
     /// of an entry it finds damaged (which it unlinks).
+    ///
+    /// Only a [`Lookup::Hit`] writes a value into `buf` (its first `n`
+    /// bytes). A miss (absent, expired, stale, damaged, or a lost race with
+    /// a writer) and [`Lookup::BufferTooSmall`] leave no byte of any value
+    /// there: an expired value is never copied, and what a failed check had
+    /// copied is zeroed.
     pub fn get(&self, key: &[u8], buf: &mut [u8]) -> Lookup {
         match self.probe(key, buf) {
             Probe::Hit(f) => {
@@ -459,7 +485,10 @@ impl Cache {
     }
 
     /// Remove and return the value for `key`. Of any number of processes
-    /// taking the same entry at once, exactly one gets it.
+    /// taking the same entry at once, exactly one gets it. Only that one
+    /// finds the value in its buffer: a take that ends in a miss or in
+    /// [`Lookup::BufferTooSmall`] leaves no byte of any value there, even
+    /// after losing a race for an entry it had already copied.
     pub fn take(&self, key: &[u8], buf: &mut [u8]) -> Lookup {
         let slot = self.locate(key);
         // A winning take appends a tombstone, most likely at the shard's
@@ -472,6 +501,8 @@ impl Cache {
         for _ in 0..CAS_RETRIES {
             match self.probe_at(&slot, key, buf) {
                 Probe::Hit(f) => {
+                    #[cfg(all(test, not(loom)))]
+                    tests::before_take_cas(self);
                     let w = &self.seg.bucket(slot.bucket)[f.word_index];
                     // AcqRel: the winner's read of the entry is ordered
                     // before the word disappears for everyone else.
@@ -483,6 +514,11 @@ impl Cache {
                         self.tombstone(&slot, key);
                         return Lookup::Hit(f.header.value_len);
                     }
+                    // Lost the race: another taker (or a put) got the word
+                    // first. What was copied is not ours to hand out, and a
+                    // retry that ends in a miss or "buffer too small" must
+                    // leave nothing of it behind.
+                    buf[..f.header.value_len].fill(0);
                 }
                 Probe::Small(n) => return Lookup::BufferTooSmall(n),
                 Probe::Miss => break,
@@ -669,12 +705,15 @@ impl Cache {
                 self.corrupt_or_stale(pos, tail)
             });
         }
+        // Expiry before the copy: an expired value never reaches `buf` (and
+        // has no size to report: the retry would miss). The header is only
+        // proven by the tail re-check below, but a header that fails it
+        // would have been a miss anyway.
+        if h.expiry < now_secs() {
+            self.count(Counter::Expired);
+            return Err(Reject::Miss);
+        }
         if h.value_len > buf.len() {
-            // No size to report for an expired entry: the retry would miss.
-            if h.expiry < now_secs() {
-                self.count(Counter::Expired);
-                return Err(Reject::Miss);
-            }
             return Err(Reject::Small(h.value_len));
         }
         let value = &mut buf[..h.value_len];
@@ -689,16 +728,16 @@ impl Cache {
         // written by a later reservation, this load sees that reservation.
         fence(Ordering::Acquire);
         let t2 = tail.load(Ordering::Relaxed);
+        // A failed check leaves no byte of what was copied in the caller's
+        // buffer (off the hit path: only lost races and damage get here).
         if !in_window(pos, t2, self.log_words) {
+            value.fill(0);
             return Err(Reject::Miss);
         }
         if sum != h.checksum {
+            value.fill(0);
             self.count(Counter::Corrupt);
             return Err(Reject::Damaged);
-        }
-        if h.expiry < now_secs() {
-            self.count(Counter::Expired);
-            return Err(Reject::Miss);
         }
         Ok(h)
     }
@@ -778,6 +817,58 @@ impl Drop for Cache {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use std::cell::RefCell;
+
+    type Hook = Box<dyn Fn(&Cache)>;
+
+    thread_local! {
+        /// Runs in `take` between copying a value and the CAS that takes
+        /// it: where another process's take or put lands in a lost race.
+        static BEFORE_TAKE_CAS: RefCell<Option<Hook>> = const { RefCell::new(None) };
+    }
+
+    pub(super) fn before_take_cas(c: &Cache) {
+        if let Some(hook) = BEFORE_TAKE_CAS.with(|h| h.borrow_mut().take()) {
+            hook(c);
+        }
+    }
+
+    /// A take that copies `key`'s value and loses the race for it to a put
+    /// of a value too large for the buffer (the hook runs once).
+    fn lose_take_race_to(c: &Cache, newer: Option<Vec<u8>>) -> (Lookup, Vec<u8>) {
+        BEFORE_TAKE_CAS.with(|h| {
+            *h.borrow_mut() = Some(Box::new(move |c: &Cache| match &newer {
+                Some(v) => assert_eq!(c.put(b"key", v, 60), Stored::Ok),
+                None => assert!(c.take_vec(b"key").is_some()),
+            }))
+        });
+        let mut buf = vec![0xEEu8; 64];
+        let got = c.take(b"key", &mut buf);
+        (got, buf)
+    }
+
+    #[test]
+    fn a_take_that_loses_the_race_then_finds_a_larger_value_copied_nothing() {
+        let c = cache();
+        assert_eq!(c.put(b"key", &[0x5Au8; 40], 60), Stored::Ok);
+        let (got, buf) = lose_take_race_to(&c, Some(vec![0x77u8; 200]));
+        assert_eq!(got, Lookup::BufferTooSmall(200));
+        assert!(
+            !buf.contains(&0x5A) && !buf.contains(&0x77),
+            "a value's bytes were left in the buffer: {buf:x?}"
+        );
+        // The larger value was not taken.
+        assert_eq!(c.get_vec(b"key"), Some(vec![0x77u8; 200]));
+    }
+
+    #[test]
+    fn a_take_that_loses_the_race_to_another_take_leaves_nothing() {
+        let c = cache();
+        assert_eq!(c.put(b"key", &[0x5Au8; 40], 60), Stored::Ok);
+        let (got, buf) = lose_take_race_to(&c, None);
+        assert_eq!(got, Lookup::Miss);
+        assert!(!buf.contains(&0x5A), "the lost value stayed: {buf:x?}");
+    }
 
     fn cache() -> Cache {
         Cache::in_memory(Geometry::tiny(1, 4, 4096, 256))

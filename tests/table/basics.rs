@@ -97,6 +97,8 @@ fn symlinks_and_foreign_files_are_refused_with_a_clear_error() {
     assert!(err.to_string().contains("symbolic link"), "{err}");
     let junk = dir.path().join("junk");
     std::fs::write(&junk, vec![0u8; 8192]).unwrap();
+    // (Owner-only, or it is refused as readable by others first.)
+    std::fs::set_permissions(&junk, std::fs::Permissions::from_mode(0o600)).unwrap();
     let err = Cache::open(&junk).err().unwrap();
     assert!(err.to_string().contains("not an scsp segment"), "{err}");
 }
@@ -217,6 +219,7 @@ fn a_worker_of_another_user_shares_a_group_segment_with_allow_foreign_owner() {
         }
         let shared = Config {
             allow_foreign_owner: true,
+            group: Some(group),
             ..Config::default()
         };
         let Ok(worker) = Cache::open_or_create(&path, &shared) else {

@@ -6,6 +6,7 @@ mod common;
 mod basics;
 mod corruption;
 mod crash;
+mod hardening;
 mod multiprocess;
 mod no_syscalls;
 mod oracle;

@@ -398,8 +398,27 @@ fn a_segment_of_another_user_is_opened_only_with_allow_foreign_owner() {
             && e.contains("allow_foreign_owner = true"),
         "{e}"
     );
-    // Top-level keys go before the first [[peers]] table.
-    let opened = check(&format!("allow_foreign_owner = true\n{config}"));
+    // Top-level keys go before the first [[peers]] table. Alone,
+    // allow_foreign_owner trusts only root: uid 65534 is named and refused.
+    let untrusted = check(&format!(
+        "allow_foreign_owner = true\nsegment_group = 0\n{config}"
+    ));
+    let e = String::from_utf8_lossy(&untrusted.stderr);
+    assert!(!untrusted.status.success(), "{untrusted:?}");
+    assert!(
+        e.contains("uid 65534") && e.contains("segment_owner"),
+        "{e}"
+    );
+    // The owner named, but not the group the file belongs to (root's).
+    let wrong_group = check(&format!(
+        "allow_foreign_owner = true\nsegment_owner = 65534\nsegment_group = 65534\n{config}"
+    ));
+    let e = String::from_utf8_lossy(&wrong_group.stderr);
+    assert!(!wrong_group.status.success(), "{wrong_group:?}");
+    assert!(e.contains("gid 0") && e.contains("segment_group"), "{e}");
+    let opened = check(&format!(
+        "allow_foreign_owner = true\nsegment_owner = 65534\nsegment_group = \"root\"\n{config}"
+    ));
     assert!(opened.status.success(), "{opened:?}");
     assert!(String::from_utf8_lossy(&opened.stdout).contains("ok"));
 }

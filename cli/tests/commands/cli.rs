@@ -434,3 +434,163 @@ fn runtime_failures_exit_1_and_bad_flags_exit_2() {
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("--key"), "{text}");
 }
+
+#[test]
+fn certs_segment_template_gives_each_host_its_own_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("pki");
+    let template = dir.path().join("scsp-{id}");
+    let (code, text) = scsp(&[
+        "certs",
+        "--out",
+        out.to_str().unwrap(),
+        "--hosts",
+        "3",
+        "--addrs",
+        "127.0.0.1:7401,127.0.0.1:7402,127.0.0.1:7403",
+        "--segment",
+        template.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{text}");
+    for id in 1..=3 {
+        let seg = dir.path().join(format!("scsp-{id}"));
+        let config = out.join(format!("bridge-{id}.toml"));
+        let toml = std::fs::read_to_string(&config).unwrap();
+        assert!(
+            toml.contains(&format!("segment = \"{}\"", seg.display())),
+            "host {id}: {toml}"
+        );
+        assert!(!toml.contains("{id}"), "host {id}: {toml}");
+        // The bridge accepts it and opens that very segment.
+        let (code, text) = scsp(&[
+            "create",
+            seg.to_str().unwrap(),
+            "--host-id",
+            &id.to_string(),
+        ]);
+        assert_eq!(code, 0, "{text}");
+        let (code, text) = scsp(&[
+            "bridge",
+            "--config",
+            config.to_str().unwrap(),
+            "--check-config",
+        ]);
+        assert_eq!(code, 0, "host {id}: {text}");
+    }
+    // Without {id}, every host names the one path (hosts on machines of
+    // their own).
+    let plain = dir.path().join("plain");
+    let (code, text) = scsp(&[
+        "certs",
+        "--out",
+        plain.to_str().unwrap(),
+        "--hosts",
+        "2",
+        "--addrs",
+        "127.0.0.1:7401,127.0.0.2:7401",
+        "--segment",
+        "/dev/shm/scsp",
+    ]);
+    assert_eq!(code, 0, "{text}");
+    for id in 1..=2 {
+        let toml = std::fs::read_to_string(plain.join(format!("bridge-{id}.toml"))).unwrap();
+        assert!(toml.contains("segment = \"/dev/shm/scsp\""), "{toml}");
+    }
+}
+
+#[test]
+fn create_refuses_any_permission_for_others_and_says_what_to_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = dir.path().join("seg");
+    let seg = seg.to_str().unwrap();
+    for mode in ["604", "644", "664", "606", "601"] {
+        let (code, text) = scsp(&["create", seg, "--mode", mode]);
+        assert_eq!(code, 2, "--mode {mode}: {text}");
+        assert!(
+            text.contains("other") && text.contains("use 600, or 660 with a group"),
+            "--mode {mode}: {text}"
+        );
+        assert!(!std::path::Path::new(seg).exists());
+    }
+    // A segment made readable by others afterwards is refused by stats.
+    let (code, text) = scsp(&["create", seg, "--size", "4MiB"]);
+    assert_eq!(code, 0, "{text}");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(seg, std::fs::Permissions::from_mode(0o604)).unwrap();
+    let (code, text) = scsp(&["stats", seg]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("chmod o-rwx"), "{text}");
+}
+
+#[test]
+fn owner_and_group_flags_need_allow_foreign_owner_and_name_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = dir.path().join("seg");
+    let seg = seg.to_str().unwrap();
+    let (code, text) = scsp(&["create", seg, "--size", "4MiB"]);
+    assert_eq!(code, 0, "{text}");
+    for cmd in ["stats", "verify"] {
+        let (code, text) = scsp(&[cmd, seg, "--group", "0"]);
+        assert_eq!(code, 2, "{cmd}: {text}");
+        assert!(text.contains("--allow-foreign-owner"), "{cmd}: {text}");
+        let (code, text) = scsp(&[
+            cmd,
+            seg,
+            "--allow-foreign-owner",
+            "--owner",
+            "no-such-user-scsp",
+        ]);
+        assert_eq!(code, 2, "{cmd}: {text}");
+        assert!(
+            text.contains("--owner") && text.contains("no user named"),
+            "{cmd}: {text}"
+        );
+        // Our own segment needs neither.
+        let (code, text) = scsp(&[cmd, seg, "--allow-foreign-owner", "--group", "0"]);
+        assert_eq!(code, 0, "{cmd}: {text}");
+    }
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIPPED (rest): needs root to give the segment to another user");
+        return;
+    }
+    use nix::unistd::{chown, Gid, Uid};
+    chown(seg, Some(Uid::from_raw(4321)), Some(Gid::from_raw(4322))).unwrap();
+    for cmd in ["stats", "verify"] {
+        let (code, text) = scsp(&[cmd, seg, "--allow-foreign-owner", "--group", "4322"]);
+        assert_eq!(code, 1, "{cmd}: {text}");
+        assert!(
+            text.contains("owned by uid 4321") && text.contains("none is configured"),
+            "{cmd}: {text}"
+        );
+        let (code, text) = scsp(&[
+            cmd,
+            seg,
+            "--allow-foreign-owner",
+            "--owner",
+            "4000",
+            "--group",
+            "4322",
+        ]);
+        assert_eq!(code, 1, "{cmd}: {text}");
+        assert!(
+            text.contains("uid 4321") && text.contains("configured owner (uid 4000)"),
+            "{cmd}: {text}"
+        );
+        let (code, text) = scsp(&[cmd, seg, "--allow-foreign-owner", "--owner", "4321"]);
+        assert_eq!(code, 1, "{cmd}: {text}");
+        assert!(
+            text.contains("gid 4322") && text.contains("no group"),
+            "{cmd}: {text}"
+        );
+        let (code, text) = scsp(&[
+            cmd,
+            seg,
+            "--allow-foreign-owner",
+            "--owner",
+            "4321",
+            "--group",
+            "4322",
+        ]);
+        assert_eq!(code, 0, "{cmd}: {text}");
+    }
+}

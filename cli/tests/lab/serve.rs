@@ -118,7 +118,37 @@ fn serve_shares_a_segment_of_another_user_only_with_allow_foreign_owner() {
         e.contains("uid 65534") && e.contains("--allow-foreign-owner"),
         "{e}"
     );
-    let flags = ["--port-per-worker", "--allow-foreign-owner"];
+    // --allow-foreign-owner alone trusts only root: uid 65534 is refused,
+    // naming it.
+    let untrusted = Command::new(env!("CARGO_BIN_EXE_scsp"))
+        .arg("serve")
+        .arg("--cert")
+        .arg(dir.join("cert.pem"))
+        .arg("--key")
+        .arg(dir.join("key.pem"))
+        .args([
+            "--addr",
+            "127.0.0.1:0",
+            "--allow-foreign-owner",
+            "--group",
+            "0",
+        ])
+        .arg("--segment")
+        .arg(&setup.seg)
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&untrusted.stderr);
+    assert!(!untrusted.status.success(), "{untrusted:?}");
+    assert!(e.contains("uid 65534") && e.contains("--owner"), "{e}");
+    // Named as the owner, with the file's group (root's, gid 0): shared.
+    let flags = [
+        "--port-per-worker",
+        "--allow-foreign-owner",
+        "--owner",
+        "65534",
+        "--group",
+        "0",
+    ];
     let serve = Serve::start_with(&setup, "1.2", "off", "foreign", &flags);
     resumes_on_the_other_worker(&setup, &serve, "1.2", "off");
 }

@@ -24,7 +24,7 @@
 
 #include "scsp.h"
 
-_Static_assert(sizeof(scsp_options) == 48, "scsp_options layout is ABI");
+_Static_assert(sizeof(scsp_options) == 56, "scsp_options layout is ABI");
 _Static_assert(sizeof(struct scsp_stats) == 168, "scsp_stats layout is ABI");
 _Static_assert(sizeof(scsp_ticket_key) == 96, "scsp_ticket_key layout is ABI");
 
@@ -128,10 +128,78 @@ static void check_open_errors(void)
     /* World-writable and symlinked files are refused. */
     CHECK(chmod(in_dir("junk"), 0666) == 0);
     CHECK(scsp_open(in_dir("junk"), NULL, &c) == SCSP_E_PERM);
-    CHECK(strstr(scsp_last_error(), "writable") != NULL);
+    CHECK(strstr(scsp_last_error(), "chmod o-rwx") != NULL);
+    /* Readable by others is refused too: sessions are secrets. */
+    CHECK(chmod(in_dir("junk"), 0604) == 0);
+    CHECK(scsp_open(in_dir("junk"), NULL, &c) == SCSP_E_PERM && c == NULL);
+    CHECK(strstr(scsp_last_error(), "read it") != NULL);
     snprintf(target, sizeof target, "%s", in_dir("shared"));
     CHECK(symlink(target, in_dir("link")) == 0);
     CHECK(scsp_open(in_dir("link"), NULL, &c) == SCSP_E_PERM && c == NULL);
+}
+
+/* Each bad option is refused with a message naming the opts-> field. */
+static void bad_size(scsp_options *x) { x->size_bytes = 4096; }
+static void bad_max_value(scsp_options *x) { x->max_value = 1000; }
+static void bad_shards(scsp_options *x) { x->shards = 3; }
+static void bad_mode_other(scsp_options *x) { x->mode = 0604; }
+static void bad_mode_group(scsp_options *x) { x->mode = 0640; }
+static void bad_typical(scsp_options *x) { x->typical_value = 16; }
+static void bad_lifetime(scsp_options *x) { x->ticket_period_secs = 60; x->ticket_lifetime_secs = 121; }
+static void bad_reserved(scsp_options *x) { x->reserved = 1; }
+
+static void check_field_names(void)
+{
+    static const struct {
+        void (*set)(scsp_options *);
+        const char *names;
+    } cases[] = {
+        {bad_size, "opts->size_bytes"},
+        {bad_max_value, "opts->max_value"},
+        {bad_shards, "opts->shards"},
+        {bad_mode_other, "opts->mode"},
+        {bad_mode_group, "opts->mode"},
+        {bad_typical, "opts->typical_value"},
+        {bad_lifetime, "opts->ticket_lifetime_secs"},
+        {bad_reserved, "opts->reserved"},
+    };
+    size_t i;
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        scsp_cache *c = (scsp_cache *)&c;
+        scsp_options o = SCSP_OPTIONS_INIT;
+        cases[i].set(&o);
+        CHECK(scsp_open(in_dir("fields"), &o, &c) == SCSP_E_INVAL && c == NULL);
+        if (strstr(scsp_last_error(), cases[i].names) == NULL) {
+            fprintf(stderr, "abi_test: case %zu: \"%s\" does not name %s\n", i,
+                    scsp_last_error(), cases[i].names);
+            CHECK(0);
+        }
+        /* Only the field at fault is named. */
+        CHECK(cases[i].set == bad_size || strstr(scsp_last_error(), "size_bytes") == NULL);
+    }
+    /* The other-read mode says what to use instead. */
+    {
+        scsp_cache *c = NULL;
+        scsp_options o = SCSP_OPTIONS_INIT;
+        o.mode = 0644;
+        CHECK(scsp_open(in_dir("fields"), &o, &c) == SCSP_E_INVAL);
+        CHECK(strstr(scsp_last_error(), "660") != NULL);
+    }
+}
+
+/* A caller built against the version-1 header (48 bytes, no .owner)
+ * still opens; bytes past its struct_size are not read. */
+static void check_version_1_options(void)
+{
+    scsp_cache *c = NULL;
+    scsp_options o = SCSP_OPTIONS_INIT;
+    o.struct_size = 48;
+    o.size_bytes = 1u << 20;
+    o.shards = 2;
+    o.max_value = 1024;
+    o.reserved = 0xdead; /* outside a version-1 struct: ignored */
+    CHECK(scsp_open(in_dir("v1"), &o, &c) == SCSP_OK && c != NULL);
+    scsp_close(c);
 }
 
 static scsp_cache *open_small(const char *name)
@@ -162,6 +230,11 @@ static void check_put(scsp_cache *c)
     CHECK(scsp_put(c, key255, sizeof key255, K("v"), 60) == SCSP_OK);
     CHECK(scsp_put(c, K("k"), NULL, 5, 60) == SCSP_E_INVAL);
     CHECK(scsp_put(c, K("k"), K("v"), 0) == SCSP_E_INVAL);
+    /* A TTL over SCSP_MAX_TTL_SECS is clamped, not refused (the Rust side
+     * checks the expiry of the ones put in check_rust_interop). */
+    CHECK(scsp_put(c, K("k"), K("v"), UINT32_MAX) == SCSP_OK);
+    CHECK(scsp_put(c, K("k"), K("v"), SCSP_MAX_TTL_SECS + 1) == SCSP_OK);
+    CHECK(SCSP_MAX_TTL_SECS == 7u * 24 * 3600);
     CHECK(scsp_put(c, K("k"), big, 1025, 60) == SCSP_E_TOO_LARGE);
     CHECK(scsp_put(c, K("k"), big, SIZE_MAX, 60) == SCSP_E_TOO_LARGE);
     CHECK(scsp_put(c, K("max"), big, 1024, 60) == SCSP_OK);
@@ -211,6 +284,25 @@ static void check_get_and_take(scsp_cache *c)
     CHECK(scsp_get(c, K("absent"), exact, sizeof exact, &n) == SCSP_E_NOT_FOUND && n == 0);
     n = 99;
     CHECK(scsp_take(c, K("absent"), exact, sizeof exact, &n) == SCSP_E_NOT_FOUND && n == 0);
+
+    /* An expired value is never copied: the buffer keeps its pattern. */
+    {
+        uint8_t pattern[64];
+        int tries;
+        CHECK(scsp_put(c, K("short-lived"), K("SECRET-SESSION-BYTES"), 1) == SCSP_OK);
+        for (tries = 0; tries < 50; tries++) {
+            memset(pattern, 0xAA, sizeof pattern);
+            if (scsp_get(c, K("short-lived"), pattern, sizeof pattern, &n) == SCSP_E_NOT_FOUND)
+                break;
+            usleep(100 * 1000); /* the entry lives 1 to 2 s */
+        }
+        CHECK(tries < 50 && n == 0);
+        CHECK(memchr(pattern, 'S', sizeof pattern) == NULL && pattern[0] == 0xAA &&
+              pattern[sizeof pattern - 1] == 0xAA);
+        memset(pattern, 0xAA, sizeof pattern);
+        CHECK(scsp_take(c, K("short-lived"), pattern, sizeof pattern, &n) == SCSP_E_NOT_FOUND);
+        CHECK(pattern[0] == 0xAA && pattern[19] == 0xAA);
+    }
 
     /* take hands the value out exactly once. */
     memset(exact, 0, sizeof exact);
@@ -450,6 +542,10 @@ static void check_rust_interop(void)
     CHECK(scsp_get(c, K("rust-key"), buf, sizeof buf, &n) == SCSP_OK);
     CHECK(n == 9 && memcmp(buf, "from-rust", 9) == 0);
     CHECK(scsp_put(c, K("c-key"), K("from-c"), 300) == SCSP_OK);
+    /* TTLs beyond 7 days: the Rust test reads back their expiry. */
+    CHECK(scsp_put(c, K("c-ttl-max"), K("v"), UINT32_MAX) == SCSP_OK);
+    CHECK(scsp_put(c, K("c-ttl-7d+1"), K("v"), SCSP_MAX_TTL_SECS + 1) == SCSP_OK);
+    CHECK(scsp_put(c, K("c-ttl-7d"), K("v"), SCSP_MAX_TTL_SECS) == SCSP_OK);
     /* The ticket key ring is shared with Rust: publish the (public) name of
      * the current key for the Rust test to compare with its own. */
     {
@@ -471,6 +567,8 @@ int main(int argc, char **argv)
     snprintf(dir, sizeof dir, "%s", argv[1]);
     check_static_strings();
     check_open_errors();
+    check_field_names();
+    check_version_1_options();
     c = open_small("small");
     check_put(c);
     check_get_and_take(c);

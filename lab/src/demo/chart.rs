@@ -170,7 +170,7 @@ pub fn cdf(title: &str, lines: &[Line]) -> String {
     const W: f64 = 720.0;
     const H: f64 = 320.0;
     const L: f64 = 56.0;
-    const R: f64 = 540.0;
+    const R: f64 = 500.0;
     const T: f64 = 12.0;
     const B: f64 = 270.0;
     let vals = || {
@@ -181,9 +181,19 @@ pub fn cdf(title: &str, lines: &[Line]) -> String {
     };
     let lo_v = vals().fold(f64::INFINITY, f64::min);
     let hi_v = vals().fold(0.0f64, f64::max);
+    // The axis runs between 1, 2 or 5 times powers of ten around the data.
+    let steps = |d: f64| [1.0, 2.0, 5.0].map(|m| m * 10f64.powf(d));
     let (lo, hi) = if lo_v.is_finite() && hi_v > 0.0 {
-        let lo = 10f64.powf(lo_v.log10().floor());
-        let hi = 10f64.powf(hi_v.log10().ceil());
+        let lo = steps(lo_v.log10().floor())
+            .into_iter()
+            .rev()
+            .find(|v| *v <= lo_v * 1.000_001)
+            .unwrap_or(lo_v);
+        let hi = steps(hi_v.log10().floor())
+            .into_iter()
+            .chain([10f64.powf(hi_v.log10().floor() + 1.0)])
+            .find(|v| *v >= hi_v * 0.999_999)
+            .unwrap_or(hi_v);
         (lo, if hi <= lo { lo * 10.0 } else { hi })
     } else {
         (0.1, 10.0)
@@ -211,12 +221,12 @@ pub fn cdf(title: &str, lines: &[Line]) -> String {
         );
     }
     // 1, 2, 5 ticks in every decade.
-    let mut decade = lo;
+    let mut decade = 10f64.powf(lo.log10().floor());
     while decade < hi * 1.000_001 {
         for m in [1.0, 2.0, 5.0] {
             let v = decade * m;
-            if v > hi * 1.000_001 {
-                break;
+            if v < lo * 0.999_999 || v > hi * 1.000_001 {
+                continue;
             }
             let gx = x(v);
             let _ = write!(
@@ -246,13 +256,7 @@ pub fn cdf(title: &str, lines: &[Line]) -> String {
                 .percentiles_ms
                 .iter()
                 .enumerate()
-                .map(|(i, v)| {
-                    format!(
-                        "{:.1},{:.1}",
-                        x(*v),
-                        y(100.0 * i as f64 / (n - 1) as f64)
-                    )
-                })
+                .map(|(i, v)| format!("{:.1},{:.1}", x(*v), y(100.0 * i as f64 / (n - 1) as f64)))
                 .collect();
             let _ = write!(
                 s,
@@ -261,18 +265,22 @@ pub fn cdf(title: &str, lines: &[Line]) -> String {
                 pts.join(" ")
             );
         }
-        let ly = T + 8.0 + k as f64 * 20.0;
-        let p50 = l.percentiles_ms.get(n / 2).copied().unwrap_or(0.0);
+        let ly = T + 8.0 + k as f64 * 36.0;
+        let at = |q: usize| l.percentiles_ms.get(q * (n.max(1) - 1) / 100).copied();
+        let (p50, p99) = (at(50).unwrap_or(0.0), at(99).unwrap_or(0.0));
         let _ = write!(
             s,
             "<line x1=\"{:.0}\" y1=\"{ly:.0}\" x2=\"{:.0}\" y2=\"{ly:.0}\" stroke=\"{}\" stroke-width=\"3\"/>\
-             <text x=\"{:.0}\" y=\"{:.0}\">{} (p50 {p50:.2} ms)</text>",
-            R + 12.0,
-            R + 30.0,
+             <text x=\"{:.0}\" y=\"{:.0}\">{}</text>\
+             <text x=\"{:.0}\" y=\"{:.0}\" fill=\"#555\">p50 {p50:.2} ms, p99 {p99:.2} ms</text>",
+            R + 14.0,
+            R + 32.0,
             esc(l.color),
-            R + 36.0,
+            R + 38.0,
             ly + 4.0,
-            esc(l.label)
+            esc(l.label),
+            R + 38.0,
+            ly + 19.0,
         );
     }
     s.push_str("</svg>");
@@ -298,7 +306,9 @@ mod tests {
             color: "#123456",
             values: vec![Some(50.0), None],
         }];
-        let b = bars("t & u", &["all", "other"], &g, Some(100.0), &|v| format!("{v}%"));
+        let b = bars("t & u", &["all", "other"], &g, Some(100.0), &|v| {
+            format!("{v}%")
+        });
         assert_eq!(b.matches("<svg").count(), 1);
         assert!(b.contains("&lt;x&gt;") && b.contains("t &amp; u") && b.contains("n/a"));
         let p: Vec<f64> = (0..=100).map(|i| 0.5 + i as f64 / 50.0).collect();

@@ -139,7 +139,8 @@ fn visit(
         Err(e) => return Err(format!("response from {addr}: {e}").into()),
     }
     if !body.windows(6).any(|w| w == b"worker") {
-        return Err(format!("{addr} answered without a worker line").into());
+        let start = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+        return Err(format!("{addr} answered without a worker line: {start:?}").into());
     }
     Ok((resumed, latency))
 }

@@ -8,9 +8,9 @@
 //! httpd with scsp's module (`web`).
 
 pub(super) mod certs;
+mod chart;
 mod load;
 pub(super) mod pool;
-mod chart;
 mod report;
 mod web;
 

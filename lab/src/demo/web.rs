@@ -57,7 +57,8 @@ fn find_program(names: &[&str]) -> Option<PathBuf> {
 
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    p.metadata().is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
+    p.metadata()
+        .is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
 }
 
 /// Where the build scripts put the modules: `$CARGO_TARGET_DIR/<sub>`, the
@@ -209,6 +210,8 @@ impl Front {
         let timeout = Duration::from_secs(20);
         let (server, pids) = match self.kind {
             ServerKind::Nginx => {
+                // nginx makes its temporary directories, not their parent.
+                std::fs::create_dir_all(hdir.join("nginx-temp")).map_err(|e| e.to_string())?;
                 let text = self.nginx_conf(a, setup, addr, c, segment, &hdir, &log);
                 std::fs::write(&conf, text).map_err(|e| e.to_string())?;
                 let mut cmd = Command::new(&self.bin);
@@ -278,8 +281,12 @@ impl Front {
             String::new()
         };
         let cache = match (scsp, a.tickets) {
-            (false, false) => "ssl_session_cache shared:SSL:10m;\n        ssl_session_tickets off;".to_string(),
-            (false, true) => "ssl_session_cache shared:SSL:10m;\n        ssl_session_tickets on;".to_string(),
+            (false, false) => {
+                "ssl_session_cache shared:SSL:10m;\n        ssl_session_tickets off;".to_string()
+            }
+            (false, true) => {
+                "ssl_session_cache shared:SSL:10m;\n        ssl_session_tickets on;".to_string()
+            }
             (true, false) => format!(
                 "scsp_session_cache {} context={CONTEXT};\n        ssl_session_tickets off;",
                 segment.display()
@@ -397,6 +404,7 @@ impl Front {
              {user}\
              LoadModule mpm_event_module {m}/mod_mpm_event.so\n\
              LoadModule authz_core_module {m}/mod_authz_core.so\n\
+             LoadModule dir_module {m}/mod_dir.so\n\
              {modules}\
              LoadModule ssl_module {m}/mod_ssl.so\n\
              # exactly {n} worker processes, kept for the whole run\n\
@@ -414,6 +422,7 @@ impl Front {
              <VirtualHost {addr}>\n  \
                  ServerName {name}\n  \
                  DocumentRoot {htdocs}\n  \
+                 DirectoryIndex index.html\n  \
                  <Directory {htdocs}>\n    \
                      Require all granted\n  \
                  </Directory>\n  \
@@ -452,6 +461,7 @@ fn apache_modules_dir() -> Result<PathBuf> {
         "mod_ssl.so",
         "mod_mpm_event.so",
         "mod_authz_core.so",
+        "mod_dir.so",
         "mod_socache_shmcb.so",
     ];
     tried

@@ -145,6 +145,12 @@ fn visit(
     Ok((resumed, latency))
 }
 
+/// One visit to `target` by a visitor of its own, outside the measured
+/// load (e.g. so that a server makes its ticket key).
+pub fn prime(spec: &LoadSpec, target: SocketAddr) -> Result<()> {
+    visit(&client_config(spec)?, target, spec.send_request).map(|_| ())
+}
+
 /// Drive the load against `targets`. `tick` is called once per connection.
 pub fn run(
     spec: &LoadSpec,

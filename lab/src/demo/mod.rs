@@ -180,7 +180,7 @@ fn start_host(
     let segment = hdir.join(format!("{setup:?}.seg"));
     // Made here, with this host's id, so that either server kind attaches it
     // and the bridge can tell local sessions from peers'.
-    scsp::Cache::create(
+    let cache = scsp::Cache::create(
         &segment,
         &scsp::Config {
             size: 16 << 20,
@@ -189,6 +189,19 @@ fn start_host(
         },
     )
     .map_err(|e| e.to_string())?;
+    // A bridge imports the ticket keys its peers send only once its own
+    // host's ring is set up, which nginx and Apache do at their first
+    // handshake; keys that come before are dropped, and a peer sends its
+    // keys again only when they change (a rotation, hours later). So the
+    // ring is set up here, with the rotation policy every server uses
+    // (the default), before any bridge starts.
+    if setup == Setup::SharedPool && a.tickets {
+        scsp::keyring::KeyRing::new(
+            std::sync::Arc::new(cache),
+            scsp::keyring::RotationPolicy::default(),
+        )
+        .map_err(|e| format!("host {i}: ticket key ring: {e}"))?;
+    }
     let name = format!("host {i} server");
     let (server, workers) = match a.server {
         ServerKind::Rustls => start_rustls_server(a, setup, i, c, &segment, &name, redis)?,
@@ -451,6 +464,32 @@ fn run_setup(
     // the first visits' sessions wait for links still being dialled, and
     // the set-up measures start-up, not replication.
     pool::wait_bridges_connected(&hosts, Duration::from_secs(15))?;
+    let spec = LoadSpec {
+        clients: a.clients as usize,
+        reconnects: a.reconnects as usize,
+        balance: a.balance,
+        threads: a.client_threads as usize,
+        versions: match a.tls {
+            Tls::V12 => TLS12_ONLY,
+            Tls::V13 => TLS13_ONLY,
+        },
+        ca_der: c.ca_der.clone(),
+        seed: a.seed,
+        // The C example server answers straight after the handshake.
+        send_request: a.server != ServerKind::Openssl,
+    };
+    // With tickets, likewise once every host holds every host's ticket key:
+    // nginx and Apache make theirs at their first handshake, so each host
+    // gets one visit of its own first.
+    if setup == Setup::SharedPool && a.tickets {
+        for h in &hosts {
+            if let Some(w) = h.workers.first() {
+                load::prime(&spec, w.1)
+                    .map_err(|e| format!("host {}: a first visit: {e}", h.index))?;
+            }
+        }
+        pool::wait_keys_replicated(&hosts, Duration::from_secs(15))?;
+    }
     let targets: Vec<_> = hosts
         .iter()
         .flat_map(|h| h.workers.iter().map(|w| w.1))
@@ -466,20 +505,6 @@ fn run_setup(
         .chain(redis.as_ref().map(|r| r.pid()))
         .collect();
     let cpu_before: f64 = pids.iter().map(|p| pool::cpu_seconds(*p)).sum();
-    let spec = LoadSpec {
-        clients: a.clients as usize,
-        reconnects: a.reconnects as usize,
-        balance: a.balance,
-        threads: a.client_threads as usize,
-        versions: match a.tls {
-            Tls::V12 => TLS12_ONLY,
-            Tls::V13 => TLS13_ONLY,
-        },
-        ca_der: c.ca_der.clone(),
-        seed: a.seed,
-        // The C example server answers straight after the handshake.
-        send_request: a.server != ServerKind::Openssl,
-    };
     let mut r = load::run(&spec, &targets, interrupted(), &|| bar.inc(1))?;
     // Interrupted during the last round: the servers were stopped by the
     // same signal, which is no crash.

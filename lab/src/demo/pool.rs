@@ -85,6 +85,46 @@ pub fn wait_bridges_connected(hosts: &[Host], timeout: Duration) -> Result<()> {
     Ok(())
 }
 
+/// Wait until every bridged host's ticket key ring holds a usable key of
+/// every host of the pool (`hosts` of them, ids 1..=hosts): tickets sealed
+/// on any host then open on every other. Servers make their key at their
+/// first handshake and the bridges copy it within milliseconds; a pool
+/// that has been running for a while is in that state.
+pub fn wait_keys_replicated(hosts: &[Host], timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    let ids: Vec<u32> = (1..=hosts.len() as u32).collect();
+    for h in hosts {
+        let Some(path) = &h.bridged_segment else {
+            continue;
+        };
+        let cache = std::sync::Arc::new(scsp::Cache::open(path).map_err(|e| e.to_string())?);
+        loop {
+            let origins: Vec<u32> = scsp::keyring::KeyRing::attach(cache.clone())
+                .map_err(|e| e.to_string())?
+                .map(|r| r.export().iter().map(|k| k.origin).collect())
+                .unwrap_or_default();
+            let missing: Vec<u32> = ids
+                .iter()
+                .copied()
+                .filter(|id| !origins.contains(id))
+                .collect();
+            if missing.is_empty() {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "host {}: no ticket key of host id(s) {missing:?} within {} s",
+                    h.index,
+                    timeout.as_secs()
+                )
+                .into());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    Ok(())
+}
+
 /// Start a process and wait until it prints `ready`, collecting the lines
 /// before it. Errors carry what the process printed.
 pub fn start_until_ready(

@@ -85,44 +85,61 @@ pub fn wait_bridges_connected(hosts: &[Host], timeout: Duration) -> Result<()> {
     Ok(())
 }
 
-/// Wait until every bridged host's ticket key ring holds a usable key of
-/// every host of the pool (`hosts` of them, ids 1..=hosts): tickets sealed
-/// on any host then open on every other. Servers make their key at their
-/// first handshake and the bridges copy it within milliseconds; a pool
-/// that has been running for a while is in that state.
+/// Wait until the bridged hosts' ticket key rings hold the same keys for
+/// the current period, at least one: every host then encrypts with the
+/// same key (the one of smallest name) and decrypts what any other sealed.
+/// Servers make a key at their first ticket unless one from a peer is
+/// already there; the bridges copy keys within milliseconds. A pool that
+/// has been running for a while is in that state.
 pub fn wait_keys_replicated(hosts: &[Host], timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
-    let ids: Vec<u32> = (1..=hosts.len() as u32).collect();
-    for h in hosts {
-        let Some(path) = &h.bridged_segment else {
-            continue;
-        };
-        let cache = std::sync::Arc::new(scsp::Cache::open(path).map_err(|e| e.to_string())?);
-        loop {
-            let origins: Vec<u32> = scsp::keyring::KeyRing::attach(cache.clone())
+    let rings: Vec<(usize, scsp::keyring::KeyRing)> = hosts
+        .iter()
+        .filter_map(|h| Some((h.index, h.bridged_segment.as_ref()?)))
+        .map(|(i, path)| {
+            let cache = std::sync::Arc::new(scsp::Cache::open(path).map_err(|e| e.to_string())?);
+            let ring = scsp::keyring::KeyRing::attach(cache)
                 .map_err(|e| e.to_string())?
-                .map(|r| r.export().iter().map(|k| k.origin).collect())
-                .unwrap_or_default();
-            let missing: Vec<u32> = ids
-                .iter()
-                .copied()
-                .filter(|id| !origins.contains(id))
-                .collect();
-            if missing.is_empty() {
-                break;
-            }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "host {}: no ticket key of host id(s) {missing:?} within {} s",
-                    h.index,
-                    timeout.as_secs()
-                )
-                .into());
-            }
-            std::thread::sleep(Duration::from_millis(5));
+                .ok_or_else(|| format!("host {i}: its ticket key ring is not set up"))?;
+            Ok((i, ring))
+        })
+        .collect::<Result<_>>()?;
+    // Per host, the names of the usable keys of the current period.
+    let current = |r: &scsp::keyring::KeyRing| -> Vec<[u8; 16]> {
+        let period = r.policy().period.as_secs().max(1);
+        let start = r.now() - r.now() % period;
+        let mut names: Vec<[u8; 16]> = r
+            .export()
+            .iter()
+            .filter(|k| k.created == start)
+            .map(|k| k.name)
+            .collect();
+        names.sort_unstable();
+        names
+    };
+    loop {
+        let sets: Vec<(usize, Vec<[u8; 16]>)> =
+            rings.iter().map(|(i, r)| (*i, current(r))).collect();
+        let agreed = sets
+            .first()
+            .is_none_or(|(_, first)| !first.is_empty() && sets.iter().all(|(_, s)| s == first));
+        if agreed {
+            return Ok(());
         }
+        if Instant::now() > deadline {
+            let held: Vec<String> = sets
+                .iter()
+                .map(|(i, s)| format!("host {i}: {} key(s)", s.len()))
+                .collect();
+            return Err(format!(
+                "the hosts' ticket keys did not agree within {} s ({})",
+                timeout.as_secs(),
+                held.join(", ")
+            )
+            .into());
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
-    Ok(())
 }
 
 /// Start a process and wait until it prints `ready`, collecting the lines

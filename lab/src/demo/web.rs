@@ -68,11 +68,12 @@ fn module_candidates(sub: &str, file: &str) -> Vec<PathBuf> {
     if let Some(t) = std::env::var_os("CARGO_TARGET_DIR") {
         dirs.push(PathBuf::from(t));
     }
-    // <target>/release/scsp (or <target>/debug/scsp, or .../deps/ in tests)
-    if let Ok(exe) = std::env::current_exe() {
-        for up in exe.ancestors().skip(2).take(2) {
-            dirs.push(up.to_path_buf());
-        }
+    // <target>/release/scsp or <target>/debug/scsp
+    if let Some(target) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.ancestors().nth(2).map(Path::to_path_buf))
+    {
+        dirs.push(target);
     }
     dirs.push(PathBuf::from("target"));
     let mut out: Vec<PathBuf> = dirs.into_iter().map(|d| d.join(sub).join(file)).collect();

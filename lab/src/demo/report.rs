@@ -175,7 +175,9 @@ impl Summary {
         }
         let _ = writeln!(s);
         for n in self.notes() {
-            let _ = writeln!(s, "{n}");
+            for line in wrap(&n, 104) {
+                let _ = writeln!(s, "{line}");
+            }
         }
         s
     }
@@ -273,5 +275,37 @@ impl Summary {
             esc(&self.headline()),
             esc(&serde_json::to_string_pretty(self).unwrap_or_default())
         )
+    }
+}
+
+/// `text` in lines of at most `width` characters, broken at spaces (a
+/// longer word gets a line of its own).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn notes_wrap_at_spaces() {
+        assert_eq!(
+            super::wrap("aa bb cc dddddd e", 5),
+            ["aa bb", "cc", "dddddd", "e"]
+        );
+        assert!(super::wrap("", 5).is_empty());
     }
 }

@@ -478,9 +478,9 @@ fn run_setup(
         // The C example server answers straight after the handshake.
         send_request: a.server != ServerKind::Openssl,
     };
-    // With tickets, likewise once every host holds every host's ticket key:
-    // nginx and Apache make theirs at their first handshake, so each host
-    // gets one visit of its own first.
+    // With tickets, likewise once the hosts' ticket keys agree: nginx and
+    // Apache make a key at their first ticket, so each host gets one visit
+    // of its own first.
     if setup == Setup::SharedPool && a.tickets {
         for h in &hosts {
             if let Some(w) = h.workers.first() {

@@ -88,7 +88,9 @@ pub struct Args {
     /// Print one JSON document instead of the table.
     #[arg(long)]
     json: bool,
-    /// Also write a self-contained HTML page with the table and a chart.
+    /// Also write a self-contained HTML page: the table, and SVG charts of
+    /// each set-up's resumed share, handshakes/s, CPU per connection and
+    /// connect latency distribution.
     #[arg(long)]
     report: Option<std::path::PathBuf>,
     /// Seed for the balancer and arrival order.

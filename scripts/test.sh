@@ -11,6 +11,18 @@ cd "$(dirname "$0")/.."
 echo "== lint: fmt, clippy, doc =="
 bash scripts/check/lint.sh
 
+# The demo's tests run nginx and Apache with scsp's modules where the
+# servers are installed: build the modules first (nginx/test.sh and
+# apache/test.sh below build them again, as they test them).
+if { command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; } && [ -d /usr/share/nginx/src ]; then
+    echo "== the nginx module, for the demo's tests =="
+    bash nginx/build.sh
+fi
+if command -v apxs >/dev/null; then
+    echo "== the Apache module, for the demo's tests =="
+    bash apache/build.sh
+fi
+
 echo "== tests =="
 cargo test --workspace --no-fail-fast
 

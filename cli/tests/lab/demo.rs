@@ -156,3 +156,186 @@ fn openssl_pool_resumes_across_hosts_with_cache_and_with_tickets() {
         assert_shape(&demo(&args));
     }
 }
+
+/// The target directory the build scripts write to, as cargo resolves it.
+fn target_dir() -> std::path::PathBuf {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    repo.join(
+        std::env::var_os("CARGO_TARGET_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| "target".into()),
+    )
+}
+
+/// Whether `--server nginx|apache` can run here: its program installed
+/// and scsp's module built (nginx/build.sh, apache/build.sh; the demo finds
+/// it in the target directory). If not, print a SKIPPED line and return
+/// false, or fail when SCSP_REQUIRE_SERVERS=1 (CI).
+fn server_available(programs: &[&str], module: &str, build: &str) -> bool {
+    let program = programs.iter().find_map(|p| {
+        ["/usr/sbin", "/usr/local/sbin", "/usr/bin", "/usr/local/bin"]
+            .iter()
+            .map(|d| std::path::Path::new(d).join(p))
+            .find(|f| f.is_file())
+    });
+    let module = target_dir().join(module);
+    let why = match program {
+        None => format!("{} is not installed", programs.join(" / ")),
+        Some(_) if !module.is_file() => {
+            format!("{} is not built (bash {build})", module.display())
+        }
+        Some(_) => return true,
+    };
+    assert!(
+        std::env::var_os("SCSP_REQUIRE_SERVERS").is_none_or(|r| r != "1"),
+        "SCSP_REQUIRE_SERVERS=1 but {why}"
+    );
+    println!("SKIPPED: {why}");
+    false
+}
+
+fn setup<'a>(v: &'a serde_json::Value, setup: &str) -> &'a serde_json::Value {
+    v["setups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["setup"] == setup)
+        .unwrap_or_else(|| panic!("no {setup} in {v}"))
+}
+
+/// A pool of real servers: the stock row (a cache per instance) resumes
+/// about 1 in `hosts` returning visits and none that moved to another host,
+/// nor does a segment per host; the bridged pool resumes them all. Redis
+/// (d) is said not to apply.
+fn assert_real_server_pool(v: &serde_json::Value, stock_label: &str) {
+    let hosts = v["hosts"].as_f64().unwrap();
+    let a = setup(v, "no-sharing");
+    assert!(
+        a["label"].as_str().unwrap().contains(stock_label),
+        "(a) is not the stock server: {a}"
+    );
+    let a_pct = a["resumed_pct"].as_f64().unwrap();
+    assert!(
+        a_pct <= 100.0 / hosts + 10.0,
+        "the stock servers resumed {a_pct}%, more than 1 in {hosts} hosts: {v}"
+    );
+    assert!(a_pct > 0.0, "the stock servers resumed nothing: {v}");
+    for s in ["no-sharing", "shared-per-host"] {
+        let moved = setup(v, s)["other_host_resumed_pct"].as_f64().unwrap();
+        assert_eq!(
+            moved, 0.0,
+            "{s}: a cache of one host resumed visits sent to another: {v}"
+        );
+    }
+    let c = setup(v, "shared-pool");
+    for field in ["resumed_pct", "other_host_resumed_pct"] {
+        let pct = c[field].as_f64().unwrap();
+        assert!(
+            pct >= 95.0,
+            "the bridged pool's {field} is only {pct}%: {v}"
+        );
+    }
+    assert_eq!(c["failed"], 0, "{v}");
+    // Redis (d) is said not to run, and why.
+    let not_run = v["not_run"].to_string();
+    assert!(
+        not_run.contains("(d)") && not_run.contains("not run"),
+        "{v}"
+    );
+    if v["resumption"] == "session cache" {
+        assert!(not_run.contains("does not apply"), "{v}");
+    }
+}
+
+#[test]
+fn nginx_pool_stock_cache_against_scsp_and_bridge() {
+    if !server_available(
+        &["nginx"],
+        "nginx/ngx_http_scsp_module.so",
+        "nginx/build.sh",
+    ) {
+        return;
+    }
+    for extra in [&["--tls", "1.3"][..], &["--tls", "1.2", "--tickets"]] {
+        let mut args = vec!["--server", "nginx"];
+        args.extend_from_slice(extra);
+        let v = demo(&args);
+        assert_eq!(v["server"], "nginx");
+        assert_real_server_pool(&v, "shared:SSL:10m");
+    }
+}
+
+#[test]
+fn apache_pool_stock_cache_against_scsp_and_bridge() {
+    if !server_available(
+        &["apache2", "httpd"],
+        "apache/mod_socache_scsp.so",
+        "apache/build.sh",
+    ) {
+        return;
+    }
+    for extra in [&["--tls", "1.2"][..], &["--tls", "1.3", "--tickets"]] {
+        let mut args = vec!["--server", "apache"];
+        args.extend_from_slice(extra);
+        let v = demo(&args);
+        assert_eq!(v["server"], "apache");
+        assert_real_server_pool(&v, "shmcb");
+    }
+}
+
+#[test]
+fn a_missing_server_or_module_is_refused_with_exit_code_2() {
+    for (args, says) in [
+        (
+            &["--server", "nginx", "--server-bin", "/nonexistent/nginx"][..],
+            "not installed",
+        ),
+        (
+            &[
+                "--server",
+                "apache",
+                "--server-bin",
+                "/bin/true",
+                "--module",
+                "/nonexistent/mod.so",
+            ],
+            "--module /nonexistent/mod.so: no such file",
+        ),
+        (&["--module", "/nonexistent/mod.so"], "--module is for"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_scsp"))
+            .arg("demo")
+            .args(args)
+            .output()
+            .expect("run scsp demo");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn the_html_report_is_self_contained_with_an_svg_chart_per_measure() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.html");
+    let v = demo(&["--tls", "1.2", "--report", path.to_str().unwrap()]);
+    let html = std::fs::read_to_string(&path).expect("the report was written");
+    // Resumed %, handshakes/s, CPU per connection, connect latency.
+    assert_eq!(html.matches("<svg").count(), 4, "{html}");
+    assert_eq!(html.matches("</svg>").count(), 4);
+    // The latency chart has a line per set-up that ran.
+    let setups = v["setups"].as_array().unwrap().len();
+    assert_eq!(html.matches("<polyline").count(), setups, "{html}");
+    // The table is there too, with every set-up.
+    assert!(html.contains("<table"));
+    for s in v["setups"].as_array().unwrap() {
+        assert!(html.contains(s["label"].as_str().unwrap()), "{s}");
+    }
+    // Nothing loaded from anywhere: no script, stylesheet or image, no URL.
+    for needle in [
+        "<script", "<link", "<img", "<iframe", "src=", "href=", "http://", "https://", "@import",
+        "url(",
+    ] {
+        assert!(!html.contains(needle), "the report has {needle:?}");
+    }
+}

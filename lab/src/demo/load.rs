@@ -56,6 +56,11 @@ pub struct LoadResult {
     pub returning: u64,
     /// Returning connections that resumed (abbreviated handshake).
     pub resumed: u64,
+    /// Returning connections the balancer sent to another host than the
+    /// visitor's previous visit, and how many of them resumed: what only a
+    /// cache shared between hosts can resume.
+    pub other_host: u64,
+    pub other_host_resumed: u64,
     /// Connections that paid a full handshake.
     pub full: u64,
     pub failed: u64,
@@ -134,9 +139,16 @@ fn visit(
         Err(e) => return Err(format!("response from {addr}: {e}").into()),
     }
     if !body.windows(6).any(|w| w == b"worker") {
-        return Err(format!("{addr} answered without a worker line").into());
+        let start = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+        return Err(format!("{addr} answered without a worker line: {start:?}").into());
     }
     Ok((resumed, latency))
+}
+
+/// One visit to `target` by a visitor of its own, outside the measured
+/// load (e.g. so that a server makes its ticket key).
+pub fn prime(spec: &LoadSpec, target: SocketAddr) -> Result<()> {
+    visit(&client_config(spec)?, target, spec.send_request).map(|_| ())
 }
 
 /// Drive the load against `targets`. `tick` is called once per connection.
@@ -155,6 +167,10 @@ pub fn run(
     let rr = AtomicUsize::new(0);
     let (resumed, full, failed) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
     let returning = AtomicU64::new(0);
+    let (other_host, other_host_resumed) = (AtomicU64::new(0), AtomicU64::new(0));
+    // The host (address) of each visitor's last successful visit.
+    let last_host: Vec<Mutex<Option<std::net::IpAddr>>> =
+        (0..spec.clients).map(|_| Mutex::new(None)).collect();
     let latencies = Mutex::new(Vec::with_capacity(spec.clients * spec.reconnects));
     let first_error = Mutex::new(None);
     let mut rng = Rng::new(spec.seed);
@@ -187,6 +203,16 @@ pub fn run(
                             if round > 0 {
                                 returning.fetch_add(1, Ordering::Relaxed);
                             }
+                            let host = picks[i].ip();
+                            if let Ok(mut last) = last_host[order[i]].lock() {
+                                if last.is_some_and(|h| h != host) {
+                                    other_host.fetch_add(1, Ordering::Relaxed);
+                                    if was_resumed {
+                                        other_host_resumed.fetch_add(1, Ordering::Relaxed);
+                                    }
+                                }
+                                *last = Some(host);
+                            }
                             if was_resumed {
                                 resumed.fetch_add(1, Ordering::Relaxed);
                             } else {
@@ -212,6 +238,8 @@ pub fn run(
         connections: resumed.load(Ordering::Relaxed) + full.load(Ordering::Relaxed),
         returning: returning.load(Ordering::Relaxed),
         resumed: resumed.load(Ordering::Relaxed),
+        other_host: other_host.load(Ordering::Relaxed),
+        other_host_resumed: other_host_resumed.load(Ordering::Relaxed),
         full: full.load(Ordering::Relaxed),
         failed: failed.load(Ordering::Relaxed),
         wall: started.elapsed(),

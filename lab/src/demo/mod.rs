@@ -3,12 +3,16 @@
 //! load: (a) no sharing, (b) one shared segment per host, (c) shared
 //! segments mirrored by the bridge, and, when `redis-server` is installed,
 //! (d) the network-cache alternative: every worker of every host keeps its
-//! sessions in one redis server.
+//! sessions in one redis server. Each host's TLS front is `scsp serve`
+//! (rustls), the C example server (OpenSSL), or a real nginx or Apache
+//! httpd with scsp's module (`web`).
 
 pub(super) mod certs;
+mod chart;
 mod load;
 pub(super) mod pool;
 mod report;
+mod web;
 
 use crate::Result;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -58,10 +62,21 @@ pub struct Args {
     /// shared session cache.
     #[arg(long)]
     tickets: bool,
-    /// Which TLS server runs on each host: `scsp serve` (rustls) or the C
-    /// example server (OpenSSL + libscsp).
+    /// Which TLS server runs on each host: `scsp serve` (rustls), the C
+    /// example server (OpenSSL + libscsp), or nginx / Apache httpd with
+    /// scsp's module (built by nginx/build.sh, apache/build.sh).
     #[arg(long, value_enum, default_value = "rustls")]
     server: ServerKind,
+    /// The nginx or Apache httpd program, for `--server nginx|apache`
+    /// [default: nginx, apache2 or httpd in PATH or /usr/sbin].
+    #[arg(long)]
+    server_bin: Option<std::path::PathBuf>,
+    /// The scsp module, for `--server nginx|apache` [default:
+    /// ngx_http_scsp_module.so in target/nginx/, mod_socache_scsp.so in
+    /// target/apache/, of $CARGO_TARGET_DIR or the target directory of
+    /// this scsp].
+    #[arg(long)]
+    module: Option<std::path::PathBuf>,
     /// The built C example server, for `--server openssl`
     /// (scripts/build-openssl-example.sh makes it) [default:
     /// $CARGO_TARGET_DIR/openssl_server, else target/openssl_server].
@@ -73,7 +88,9 @@ pub struct Args {
     /// Print one JSON document instead of the table.
     #[arg(long)]
     json: bool,
-    /// Also write a self-contained HTML page with the table and a chart.
+    /// Also write a self-contained HTML page: the table, and SVG charts of
+    /// each set-up's resumed share, handshakes/s, CPU per connection and
+    /// connect latency distribution.
     #[arg(long)]
     report: Option<std::path::PathBuf>,
     /// Seed for the balancer and arrival order.
@@ -89,6 +106,12 @@ pub enum ServerKind {
     Rustls,
     /// `examples/c/openssl_server.c`: OpenSSL with libscsp.
     Openssl,
+    /// nginx with ngx_http_scsp_module (nginx/); set-up (a) is stock
+    /// nginx, `ssl_session_cache shared:SSL:10m` per instance.
+    Nginx,
+    /// Apache httpd (event MPM) with mod_socache_scsp (apache/); set-up (a)
+    /// is stock Apache, `SSLSessionCache shmcb` per instance.
+    Apache,
 }
 
 /// The set-ups compared.
@@ -107,9 +130,15 @@ pub enum Setup {
 }
 
 impl Setup {
-    fn label(self) -> &'static str {
+    /// The row's name in the table. For nginx and Apache, (a) is the stock
+    /// server: one cache per instance, shared by its workers.
+    fn label(self, server: ServerKind) -> &'static str {
         match self {
-            Setup::NoSharing => "(a) no sharing",
+            Setup::NoSharing => match server {
+                ServerKind::Nginx => "(a) shared:SSL:10m",
+                ServerKind::Apache => "(a) stock shmcb",
+                ServerKind::Rustls | ServerKind::Openssl => "(a) no sharing",
+            },
             Setup::SharedPerHost => "(b) segment per host",
             Setup::SharedPool => "(c) segment + bridge",
             Setup::RedisPool => "(d) one redis server",
@@ -146,13 +175,14 @@ fn start_host(
     i: usize,
     c: &certs::DemoCerts,
     redis: Option<std::net::SocketAddr>,
+    front: Option<&web::Front>,
 ) -> Result<Host> {
     let hdir = pool::host_dir(dir, i);
     std::fs::create_dir_all(&hdir).map_err(|e| e.to_string())?;
     let segment = hdir.join(format!("{setup:?}.seg"));
     // Made here, with this host's id, so that either server kind attaches it
     // and the bridge can tell local sessions from peers'.
-    scsp::Cache::create(
+    let cache = scsp::Cache::create(
         &segment,
         &scsp::Config {
             size: 16 << 20,
@@ -161,10 +191,26 @@ fn start_host(
         },
     )
     .map_err(|e| e.to_string())?;
+    // A bridge imports the ticket keys its peers send only once its own
+    // host's ring is set up, which nginx and Apache do at their first
+    // handshake; keys that come before are dropped, and a peer sends its
+    // keys again only when they change (a rotation, hours later). So the
+    // ring is set up here, with the rotation policy every server uses
+    // (the default), before any bridge starts.
+    if setup == Setup::SharedPool && a.tickets {
+        scsp::keyring::KeyRing::new(
+            std::sync::Arc::new(cache),
+            scsp::keyring::RotationPolicy::default(),
+        )
+        .map_err(|e| format!("host {i}: ticket key ring: {e}"))?;
+    }
     let name = format!("host {i} server");
     let (server, workers) = match a.server {
         ServerKind::Rustls => start_rustls_server(a, setup, i, c, &segment, &name, redis)?,
         ServerKind::Openssl => start_openssl_server(a, setup, i, c, &segment, &name)?,
+        ServerKind::Nginx | ServerKind::Apache => front
+            .ok_or("no nginx or Apache located")?
+            .start(a, setup, i, c, &segment, &name, interrupted())?,
     };
     let mut processes = vec![server];
     if setup == Setup::SharedPool {
@@ -306,7 +352,7 @@ fn start_bridge(a: &Args, dir: &Path, i: usize, segment: &Path) -> Result<Guarde
     if !ports_file.exists() {
         let mut ports = String::new();
         for j in 0..a.hosts as usize {
-            let port = pool::bridge_port(&pool::host_ip(j))
+            let port = pool::free_port(&pool::host_ip(j))
                 .map_err(|e| format!("bridge port for host {j}: {e}"))?;
             ports += &format!("{port}\n");
         }
@@ -360,11 +406,22 @@ pub struct Outcome {
     failed: u64,
     /// Resumed share of returning visits, in percent.
     resumed_pct: f64,
+    /// Returning visits the balancer sent to another host than the
+    /// visitor's previous visit.
+    other_host_visits: u64,
+    other_host_resumed: u64,
+    /// Resumed share of those, in percent (`null` with one host): only a
+    /// cache shared between hosts resumes them.
+    other_host_resumed_pct: Option<f64>,
     handshakes_per_sec: f64,
     /// Server CPU (workers and bridge) per connection, microseconds.
     server_cpu_us_per_conn: f64,
     latency_p50_ms: f64,
     latency_p99_ms: f64,
+    /// The connect latency's distribution for the report's chart: the
+    /// 0th, 1st, ..., 100th percentile, in ms.
+    #[serde(skip)]
+    latency_percentiles_ms: Vec<f64>,
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -380,9 +437,10 @@ fn run_setup(
     setup: Setup,
     dir: &Path,
     c: &certs::DemoCerts,
+    front: Option<&web::Front>,
     bar: &ProgressBar,
 ) -> Result<Outcome> {
-    bar.set_message(setup.label());
+    bar.set_message(setup.label(a.server));
     // Set-up (d): one redis server for every host, on loopback; stopped
     // (by pid) when this function returns.
     let redis = match setup {
@@ -401,12 +459,39 @@ fn run_setup(
             i,
             c,
             redis.as_ref().map(|r| r.addr()),
+            front,
         )?);
     }
     // Traffic starts once the pool has formed, as in production: otherwise
     // the first visits' sessions wait for links still being dialled, and
     // the set-up measures start-up, not replication.
     pool::wait_bridges_connected(&hosts, Duration::from_secs(15))?;
+    let spec = LoadSpec {
+        clients: a.clients as usize,
+        reconnects: a.reconnects as usize,
+        balance: a.balance,
+        threads: a.client_threads as usize,
+        versions: match a.tls {
+            Tls::V12 => TLS12_ONLY,
+            Tls::V13 => TLS13_ONLY,
+        },
+        ca_der: c.ca_der.clone(),
+        seed: a.seed,
+        // The C example server answers straight after the handshake.
+        send_request: a.server != ServerKind::Openssl,
+    };
+    // With tickets, likewise once the hosts' ticket keys agree: nginx and
+    // Apache make a key at their first ticket, so each host gets one visit
+    // of its own first.
+    if setup == Setup::SharedPool && a.tickets {
+        for h in &hosts {
+            if let Some(w) = h.workers.first() {
+                load::prime(&spec, w.1)
+                    .map_err(|e| format!("host {}: a first visit: {e}", h.index))?;
+            }
+        }
+        pool::wait_keys_replicated(&hosts, Duration::from_secs(15))?;
+    }
     let targets: Vec<_> = hosts
         .iter()
         .flat_map(|h| h.workers.iter().map(|w| w.1))
@@ -422,19 +507,6 @@ fn run_setup(
         .chain(redis.as_ref().map(|r| r.pid()))
         .collect();
     let cpu_before: f64 = pids.iter().map(|p| pool::cpu_seconds(*p)).sum();
-    let spec = LoadSpec {
-        clients: a.clients as usize,
-        reconnects: a.reconnects as usize,
-        balance: a.balance,
-        threads: a.client_threads as usize,
-        versions: match a.tls {
-            Tls::V12 => TLS12_ONLY,
-            Tls::V13 => TLS13_ONLY,
-        },
-        ca_der: c.ca_der.clone(),
-        seed: a.seed,
-        send_request: a.server == ServerKind::Rustls,
-    };
     let mut r = load::run(&spec, &targets, interrupted(), &|| bar.inc(1))?;
     // Interrupted during the last round: the servers were stopped by the
     // same signal, which is no crash.
@@ -456,7 +528,7 @@ fn run_setup(
     if r.failed > 0 {
         return Err(format!(
             "{}: {} of {} connections failed; first error: {}",
-            setup.label(),
+            setup.label(a.server),
             r.failed,
             r.failed + r.connections,
             r.first_error.unwrap_or_default()
@@ -466,7 +538,7 @@ fn run_setup(
     r.latencies.sort();
     Ok(Outcome {
         setup,
-        label: setup.label(),
+        label: setup.label(a.server),
         connections: r.connections,
         returning: r.returning,
         resumed: r.resumed,
@@ -481,6 +553,13 @@ fn run_setup(
         server_cpu_us_per_conn: cpu * 1e6 / r.connections.max(1) as f64,
         latency_p50_ms: percentile(&r.latencies, 0.50),
         latency_p99_ms: percentile(&r.latencies, 0.99),
+        latency_percentiles_ms: (0..=100)
+            .map(|p| percentile(&r.latencies, p as f64 / 100.0))
+            .collect(),
+        other_host_visits: r.other_host,
+        other_host_resumed: r.other_host_resumed,
+        other_host_resumed_pct: (r.other_host > 0)
+            .then(|| 100.0 * r.other_host_resumed as f64 / r.other_host as f64),
     })
 }
 
@@ -488,8 +567,16 @@ fn run_setup(
 fn redis_setup_unavailable(a: &Args) -> Option<String> {
     if a.tickets {
         Some("it compares session caches; with --tickets there is no cache to share".into())
-    } else if a.server != ServerKind::Rustls {
+    } else if a.server == ServerKind::Openssl {
         Some("the C example server has no redis client; run it with --server rustls".into())
+    } else if a.server == ServerKind::Nginx {
+        Some("does not apply: nginx has no redis session cache of its own; run it with --server rustls".into())
+    } else if a.server == ServerKind::Apache {
+        Some(
+            "does not apply: the demo compares Apache's stock cache (shmcb) with scsp's; \
+             for one redis server run it with --server rustls"
+                .into(),
+        )
     } else {
         crate::baselines::unavailable(crate::baselines::NETWORK_IMPL)
     }
@@ -526,6 +613,18 @@ fn remove_leftovers(base: &Path) {
 /// Run `scsp demo`.
 pub fn run(a: Args) -> Result<ExitCode> {
     install_interrupt_handler();
+    // Refuse before anything starts if the server or its module is missing.
+    let mut front = web::Front::locate(&a)?;
+    if a.server_bin.is_some() && front.is_none() {
+        return Err(crate::Error::Usage(
+            "--server-bin is for --server nginx or apache".into(),
+        ));
+    }
+    if a.module.is_some() && front.is_none() {
+        return Err(crate::Error::Usage(
+            "--module is for --server nginx or apache".into(),
+        ));
+    }
     pool::check_loopback(a.hosts as usize)?;
     let base = if Path::new("/dev/shm").is_dir() {
         "/dev/shm"
@@ -538,11 +637,17 @@ pub fn run(a: Args) -> Result<ExitCode> {
         .tempdir_in(base)
         .map_err(|e| format!("cannot make a temporary directory in {base}: {e}"))?;
     let c = certs::make(dir.path(), a.key_type)?;
+    if let Some(f) = &mut front {
+        f.prepare(Path::new(base))?;
+    }
     let mut setups = vec![Setup::NoSharing, Setup::SharedPerHost, Setup::SharedPool];
     let mut not_run = Vec::new();
     match redis_setup_unavailable(&a) {
         None => setups.push(Setup::RedisPool),
-        Some(why) => not_run.push(format!("{}: not run: {why}", Setup::RedisPool.label())),
+        Some(why) => not_run.push(format!(
+            "{}: not run: {why}",
+            Setup::RedisPool.label(a.server)
+        )),
     }
     let total = (a.clients as u64) * (a.reconnects as u64) * setups.len() as u64;
     let bar = if a.json {
@@ -556,12 +661,12 @@ pub fn run(a: Args) -> Result<ExitCode> {
     };
     let mut outcomes = Vec::new();
     for setup in setups {
-        match run_setup(&a, setup, dir.path(), &c, &bar) {
+        match run_setup(&a, setup, dir.path(), &c, front.as_ref(), &bar) {
             Ok(o) => outcomes.push(o),
             // The baseline failing (say, redis-server will not start) is
             // reported with the results, not fatal to scsp's own set-ups.
             Err(e) if setup == Setup::RedisPool && !interrupted().load(Ordering::SeqCst) => {
-                not_run.push(format!("{}: failed: {e}", setup.label()));
+                not_run.push(format!("{}: failed: {e}", setup.label(a.server)));
             }
             Err(e) => return Err(e),
         }

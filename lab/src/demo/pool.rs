@@ -85,6 +85,63 @@ pub fn wait_bridges_connected(hosts: &[Host], timeout: Duration) -> Result<()> {
     Ok(())
 }
 
+/// Wait until the bridged hosts' ticket key rings hold the same keys for
+/// the current period, at least one: every host then encrypts with the
+/// same key (the one of smallest name) and decrypts what any other sealed.
+/// Servers make a key at their first ticket unless one from a peer is
+/// already there; the bridges copy keys within milliseconds. A pool that
+/// has been running for a while is in that state.
+pub fn wait_keys_replicated(hosts: &[Host], timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    let rings: Vec<(usize, scsp::keyring::KeyRing)> = hosts
+        .iter()
+        .filter_map(|h| Some((h.index, h.bridged_segment.as_ref()?)))
+        .map(|(i, path)| {
+            let cache = std::sync::Arc::new(scsp::Cache::open(path).map_err(|e| e.to_string())?);
+            let ring = scsp::keyring::KeyRing::attach(cache)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("host {i}: its ticket key ring is not set up"))?;
+            Ok((i, ring))
+        })
+        .collect::<Result<_>>()?;
+    // Per host, the names of the usable keys of the current period.
+    let current = |r: &scsp::keyring::KeyRing| -> Vec<[u8; 16]> {
+        let period = r.policy().period.as_secs().max(1);
+        let start = r.now() - r.now() % period;
+        let mut names: Vec<[u8; 16]> = r
+            .export()
+            .iter()
+            .filter(|k| k.created == start)
+            .map(|k| k.name)
+            .collect();
+        names.sort_unstable();
+        names
+    };
+    loop {
+        let sets: Vec<(usize, Vec<[u8; 16]>)> =
+            rings.iter().map(|(i, r)| (*i, current(r))).collect();
+        let agreed = sets
+            .first()
+            .is_none_or(|(_, first)| !first.is_empty() && sets.iter().all(|(_, s)| s == first));
+        if agreed {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let held: Vec<String> = sets
+                .iter()
+                .map(|(i, s)| format!("host {i}: {} key(s)", s.len()))
+                .collect();
+            return Err(format!(
+                "the hosts' ticket keys did not agree within {} s ({})",
+                timeout.as_secs(),
+                held.join(", ")
+            )
+            .into());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Start a process and wait until it prints `ready`, collecting the lines
 /// before it. Errors carry what the process printed.
 pub fn start_until_ready(
@@ -175,6 +232,103 @@ pub fn start_until(
     }
 }
 
+/// Start a server that says nothing when it is ready (nginx, Apache httpd):
+/// its output goes to `log` (where its own error log goes too), and
+/// `ready` is asked every 20 ms until it returns a value. Stops early, with
+/// the end of `log`, when the server exits or `stop` is raised. Like every
+/// process of the demo, the server gets SIGTERM if the demo dies.
+pub fn start_polling<T>(
+    name: &str,
+    cmd: &mut Command,
+    log: &Path,
+    timeout: Duration,
+    stop: &std::sync::atomic::AtomicBool,
+    mut ready: impl FnMut(&Guarded) -> Result<Option<T>>,
+) -> Result<(Guarded, T)> {
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| format!("{}: {e}", log.display()))?;
+    let err = out
+        .try_clone()
+        .map_err(|e| format!("{}: {e}", log.display()))?;
+    // SAFETY: as in `start_until`: only prctl, async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .map_err(|e| format!("cannot start {name}: {e}"))?;
+    let mut guard = Guarded {
+        name: name.to_string(),
+        guard: childguard::Guard::spawned(child).grace(Duration::from_secs(5)),
+    };
+    let deadline = Instant::now() + timeout;
+    loop {
+        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err("interrupted".into());
+        }
+        if let Some(code) = guard.exited() {
+            return Err(format!(
+                "{name} exited (status {code}) before it was ready; the end of {}:\n{}",
+                log.display(),
+                log_tail(log, 15)
+            )
+            .into());
+        }
+        if let Some(v) = ready(&guard)? {
+            return Ok((guard, v));
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "{name} was not ready within {} s; the end of {}:\n{}",
+                timeout.as_secs(),
+                log.display(),
+                log_tail(log, 15)
+            )
+            .into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The last `n` lines of a log file (empty if it cannot be read).
+pub fn log_tail(log: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// The pids of the processes whose parent is `pid`, sorted (from /proc).
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let mut kids: Vec<u32> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|s| {
+                    // The field after the command name, which is in
+                    // parentheses and may hold spaces: state, then ppid.
+                    let rest = &s[s.rfind(')')? + 1..];
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                == Some(pid)
+        })
+        .collect();
+    kids.sort_unstable();
+    kids
+}
+
 /// Parse `worker I pid P listening on ADDR` lines of `scsp serve`.
 pub fn parse_workers(lines: &[String]) -> Vec<(u32, SocketAddr)> {
     lines
@@ -245,12 +399,13 @@ pub fn host_ip(i: usize) -> String {
     format!("127.0.0.{}", 11 + i)
 }
 
-/// A port nothing listens on at `ip`, for a bridge, below the kernel's
-/// ephemeral range. The demo's servers listen on port 0 and every client
-/// and bridge connection takes its local port from that range: a bridge
-/// port picked from it (by binding port 0) could be handed to one of them
-/// before the bridge binds it ("Address already in use").
-pub fn bridge_port(ip: &str) -> Result<u16> {
+/// A port nothing listens on at `ip`, below the kernel's ephemeral range,
+/// for a process that must be told its port: a bridge, nginx, Apache. The
+/// `scsp serve` hosts listen on port 0 and every client and bridge
+/// connection takes its local port from that range: a port picked from it
+/// (by binding port 0) could be handed to one of them before its process
+/// binds it ("Address already in use").
+pub fn free_port(ip: &str) -> Result<u16> {
     const LOWEST: u32 = 10_000;
     let ephemeral = u32::from(ephemeral_start());
     if ephemeral <= LOWEST + 100 {
@@ -301,10 +456,10 @@ pub fn host_dir(base: &Path, i: usize) -> PathBuf {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn bridge_ports_are_free_and_below_the_ephemeral_range() {
+    fn free_ports_are_free_and_below_the_ephemeral_range() {
         let ephemeral = super::ephemeral_start();
         for _ in 0..20 {
-            let port = super::bridge_port("127.0.0.1").unwrap();
+            let port = super::free_port("127.0.0.1").unwrap();
             assert!((10_000..ephemeral).contains(&port), "{port}");
             std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
         }

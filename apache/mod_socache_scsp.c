@@ -7,7 +7,7 @@
  *   SSLSessionCache scsp:/dev/shm/scsp,context=www
  *   SCSPTicketKeys /dev/shm/scsp            # optional: shared ticket keys
  *
- * Argument: PATH[,context=NAME][,allow_foreign_owner=on]. PATH is absolute
+ * Argument: PATH[,context=NAME][,allow_foreign_owner=on,owner=USER,group=GROUP]. PATH is absolute
  * and ends at the first comma. The segment must exist (`scsp create`): the
  * module opens, never creates. It is opened while the configuration is read,
  * in the parent (so `apache2 -t` reports a bad segment), and the workers
@@ -42,6 +42,9 @@
 #include "apr_strings.h"
 
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <string.h>
@@ -77,7 +80,32 @@ struct spec {
     const char *path;
     const char *context; /* NULL: none */
     uint32_t flags;
+    uint32_t owner; /* with allow_foreign_owner: the uid trusted besides root */
+    uint32_t group; /* with SCSP_OPEN_SET_GROUP: the segment's group */
 };
+
+/* A user or group given by name or number; -1 (as unsigned) if unknown. */
+static int parse_id(const char *value, int is_group, uint32_t *out)
+{
+    char *end;
+    unsigned long n = strtoul(value, &end, 10);
+    if (*value != '\0' && *end == '\0' && n < 0xffffffffUL) {
+        *out = (uint32_t)n;
+        return 1;
+    }
+    if (is_group) {
+        struct group *g = getgrnam(value);
+        if (g == NULL)
+            return 0;
+        *out = (uint32_t)g->gr_gid;
+    } else {
+        struct passwd *u = getpwnam(value);
+        if (u == NULL)
+            return 0;
+        *out = (uint32_t)u->pw_uid;
+    }
+    return 1;
+}
 
 /* This configuration's SSLSessionCache, if it is scsp (set by init). */
 static ap_socache_instance_t *sessions;
@@ -151,10 +179,21 @@ static const char *parse_spec(apr_pool_t *p, const char *arg, int allow_context,
                 return apr_psprintf(p, "scsp: allow_foreign_owner takes on or off, not '%s'",
                                     value);
         }
+        else if (strcmp(param, "owner") == 0) {
+            if (!parse_id(value, 0, &out->owner))
+                return apr_psprintf(p, "scsp: owner=%s: no such user (give a name or a uid)",
+                                    value);
+        }
+        else if (strcmp(param, "group") == 0) {
+            if (!parse_id(value, 1, &out->group))
+                return apr_psprintf(p, "scsp: group=%s: no such group (give a name or a gid)",
+                                    value);
+            out->flags |= SCSP_OPEN_SET_GROUP;
+        }
         else {
             return apr_psprintf(p, "scsp: unknown parameter '%s' after the segment path "
-                                "(known: %sallow_foreign_owner=on; the path ends at the "
-                                "first comma)", param,
+                                "(known: %sallow_foreign_owner=on, owner=USER, group=GROUP; "
+                                "the path ends at the first comma)", param,
                                 allow_context ? "context=NAME, " : "");
         }
     }
@@ -170,6 +209,8 @@ static const char *open_spec(apr_pool_t *p, const struct spec *spec, scsp_cache 
     int rc;
 
     o.flags = SCSP_OPEN_NO_CREATE | spec->flags;
+    o.owner = spec->owner;
+    o.group = spec->group;
     rc = scsp_open(spec->path, &o, slot);
     if (rc != SCSP_OK) {
         if (rc == SCSP_E_IO && errno == ENOENT)
@@ -181,7 +222,8 @@ static const char *open_spec(apr_pool_t *p, const struct spec *spec, scsp_cache 
             st.st_uid != geteuid())
             err = apr_pstrcat(p, err, "; for Apache: create the segment as the user that "
                               "starts Apache (the parent opens it, the workers inherit it), "
-                              "or add ,allow_foreign_owner=on after its path", NULL);
+                              "or add ,allow_foreign_owner=on,owner=USER,group=GROUP after its "
+                              "path", NULL);
         return err;
     }
     apr_pool_cleanup_register(p, slot, close_cache, apr_pool_cleanup_null);

@@ -375,13 +375,13 @@ bad() { # WHAT EXPECTED-MESSAGE DIRECTIVE-LINE...
 }
 "$SCSP" create "$shm/world" --size 2MiB >/dev/null && chmod 666 "$shm/world"
 ln -s "$shm/seg-1" "$shm/link"
-echo "not a segment" >"$shm/junk"
+echo "not a segment" >"$shm/junk" && chmod 600 "$shm/junk"
 bad "a good configuration" "" "SSLSessionCache scsp:$shm/seg-1,context=www" "SCSPTicketKeys $shm/seg-1"
 bad "missing segment" "SSLSessionCache: scsp: no segment at $shm/none; the module opens, never creates" \
     "SSLSessionCache scsp:$shm/none"
 bad "symbolic link" "SSLSessionCache: scsp: cannot use the segment: scsp_open: $shm/link is a symbolic link" \
     "SSLSessionCache scsp:$shm/link"
-bad "world-writable segment" "writable by every user" "SSLSessionCache scsp:$shm/world"
+bad "world-writable segment" "lets every user" "SSLSessionCache scsp:$shm/world"
 bad "not a segment" "is not an scsp segment" "SSLSessionCache scsp:$shm/junk"
 bad "context too long" "SSLSessionCache: scsp: context '0123456789abcdef0123456789abcdefX' must be 1 to 32 characters" \
     "SSLSessionCache scsp:$shm/seg-1,context=0123456789abcdef0123456789abcdefX"
@@ -398,6 +398,10 @@ bad "SCSPTicketKeys in a vhost" "SCSPTicketKeys cannot occur within" \
 if [ "$(id -u)" = 0 ]; then
     "$SCSP" create "$shm/foreign" --size 2MiB >/dev/null && chown nobody "$shm/foreign"
     bad "segment of another user" "is owned by uid" "SSLSessionCache scsp:$shm/foreign"
-    bad "segment of another user, allowed" "" "SSLSessionCache scsp:$shm/foreign,allow_foreign_owner=on"
+    bad "segment of another user, not named" "neither root" \
+        "SSLSessionCache scsp:$shm/foreign,allow_foreign_owner=on"
+    group=$(stat -c %g "$shm/foreign")
+    bad "segment of another user, allowed" "" \
+        "SSLSessionCache scsp:$shm/foreign,allow_foreign_owner=on,owner=nobody,group=$group"
 fi
 echo "PASS: apache/test.sh"

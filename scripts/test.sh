@@ -16,11 +16,11 @@ bash scripts/check/lint.sh
 # apache/test.sh below build them again, as they test them).
 if { command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; } && [ -d /usr/share/nginx/src ]; then
     echo "== the nginx module, for the demo's tests =="
-    bash nginx/build.sh
+    PROFILE=debug bash nginx/build.sh
 fi
 if command -v apxs >/dev/null; then
     echo "== the Apache module, for the demo's tests =="
-    bash apache/build.sh
+    PROFILE=debug bash apache/build.sh
 fi
 
 echo "== tests =="

@@ -40,3 +40,6 @@ PROFILE=debug bash nginx/test.sh
 
 echo "== Apache httpd: two instances with scsp, bridged (event and prefork) =="
 PROFILE=debug bash apache/test.sh
+
+echo "== sessions cross nginx, Apache httpd and the C example server =="
+bash scripts/check/interop.sh

@@ -172,7 +172,7 @@ fn start_pair(watch_us: Option<u32>) -> Result<Pair> {
     let ips = ["127.0.0.31", "127.0.0.32"];
     let mut addrs = Vec::new();
     for ip in ips {
-        let port = pool::bridge_port(ip)?;
+        let port = pool::free_port(ip)?;
         addrs.push(
             format!("{ip}:{port}")
                 .parse()

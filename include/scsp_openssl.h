@@ -20,9 +20,10 @@
  *   by any other. It covers TLS 1.2 session ids, which stay reusable until
  *   they expire, and TLS 1.3 stateful tickets (SSL_OP_NO_TICKET, or early
  *   data under anti-replay), which are single-use: the get callback takes
- *   (scsp_take) a TLS 1.3 session, so it resumes once in the whole pool
- *   (RFC 8446, section 8.1; the client gets a new ticket on that
- *   resumption). Use scsp_openssl_attach_ticket_keys() for stateless
+ *   (scsp_take) a TLS 1.3 session, so it resumes once on a host, and once
+ *   in a bridged pool except within the replication delay (RFC 8446,
+ *   section 8.1; docs/tickets.md, "Single use ... in a pool"; the client
+ *   gets a new ticket on that resumption). Use scsp_openssl_attach_ticket_keys() for stateless
  *   tickets. A session is stored for its remaining lifetime, at most
  *   SCSP_MAX_TTL_SECS (7 days).
  *

@@ -20,6 +20,12 @@
 #                         /etc/apache2/mods-available exists, socache_scsp.load
 #                         for `a2enmod socache_scsp` (docs/apache.md)
 #   APXS=apxs             the apxs to build the module with
+#   WITH_NGINX=1          also build ngx_http_scsp_module.so and
+#                         ngx_stream_scsp_module.so (nginx/build.sh; needs
+#                         nginx-dev of the installed nginx's version) and
+#                         install them into NGINX_MODDIR (default
+#                         /usr/lib/nginx/modules); load them with load_module
+#                         (docs/nginx.md)
 #
 #   sudo scripts/install.sh                          # /usr/local
 #   PREFIX=$HOME/.local scripts/install.sh           # no root needed
@@ -111,6 +117,19 @@ if [ "${WITH_APACHE:-}" = 1 ]; then
             >"$DESTDIR/etc/apache2/mods-available/socache_scsp.load"
         echo "installed $DESTDIR/etc/apache2/mods-available/socache_scsp.load (a2enmod socache_scsp)"
     fi
+fi
+
+if [ "${WITH_NGINX:-}" = 1 ]; then
+    [ -d /usr/share/nginx/src ] ||
+        { echo "install.sh: WITH_NGINX=1 needs nginx-dev (apt-get install nginx nginx-dev)" >&2; exit 1; }
+    SCSP_NO_BUILD=1 PROFILE=$PROFILE CARGO_TARGET_DIR=$target "$root/nginx/build.sh" >/dev/null
+    moddir=${NGINX_MODDIR:-/usr/lib/nginx/modules}
+    install -d "$DESTDIR$moddir"
+    for so in ngx_http_scsp_module.so ngx_stream_scsp_module.so; do
+        [ -f "$target/nginx/$so" ] || continue
+        install -m 0644 "$target/nginx/$so" "$DESTDIR$moddir/$so"
+        echo "installed $DESTDIR$moddir/$so"
+    done
 fi
 
 echo "installed scsp and libscsp $version (ABI $abi) under $DESTDIR$PREFIX"

@@ -320,12 +320,16 @@ fn the_html_report_is_self_contained_with_an_svg_chart_per_measure() {
     let path = dir.path().join("out.html");
     let v = demo(&["--tls", "1.2", "--report", path.to_str().unwrap()]);
     let html = std::fs::read_to_string(&path).expect("the report was written");
-    // Resumed %, handshakes/s, CPU per connection, connect latency.
-    assert_eq!(html.matches("<svg").count(), 4, "{html}");
-    assert_eq!(html.matches("</svg>").count(), 4);
-    // The latency chart has a line per set-up that ran.
-    let setups = v["setups"].as_array().unwrap().len();
-    assert_eq!(html.matches("<polyline").count(), setups, "{html}");
+    // Resumed %, handshakes/s, CPU per connection, connect latency, and
+    // the bridged pool's replication delay.
+    assert_eq!(html.matches("<svg").count(), 5, "{html}");
+    assert_eq!(html.matches("</svg>").count(), 5);
+    // The latency chart has a line per set-up that ran, the replication
+    // chart one for the bridged pool, whose JSON has its delays.
+    let setups = v["setups"].as_array().unwrap();
+    assert_eq!(html.matches("<polyline").count(), setups.len() + 1, "{html}");
+    let bridged = setups.iter().find(|s| s["setup"] == "shared-pool").unwrap();
+    assert!(bridged["replication"]["p50_us"].as_f64().unwrap() > 0.0, "{bridged}");
     // The table is there too, with every set-up.
     assert!(html.contains("<table"));
     for s in v["setups"].as_array().unwrap() {

@@ -422,6 +422,64 @@ pub struct Outcome {
     /// 0th, 1st, ..., 100th percentile, in ms.
     #[serde(skip)]
     latency_percentiles_ms: Vec<f64>,
+    /// Set-up (c): how long a session takes from a put on one host to a
+    /// verified get on another, through the bridges (after the load).
+    replication: Option<Replication>,
+}
+
+/// Put-on-one-host to readable-on-another delays, microseconds.
+#[derive(Debug, serde::Serialize)]
+pub struct Replication {
+    probes: usize,
+    p50_us: f64,
+    p90_us: f64,
+    p99_us: f64,
+    max_us: f64,
+    /// The 0th, 1st, ..., 100th percentile, for the report's chart.
+    #[serde(skip)]
+    percentiles_us: Vec<f64>,
+}
+
+/// Probes of set-up (c)'s replication delay: a fresh key put on host `i`'s
+/// segment, then looked for on host `i + 1`'s every 10 µs, round the hosts.
+fn replication_delay(hosts: &[Host], probes: usize) -> Result<Option<Replication>> {
+    let caches: Vec<scsp::Cache> = hosts
+        .iter()
+        .filter_map(|h| h.bridged_segment.as_ref())
+        .map(scsp::Cache::open)
+        .collect::<std::result::Result<_, _>>()?;
+    if caches.len() < 2 {
+        return Ok(None);
+    }
+    // The 10 µs sleeps end when asked, not up to 50 µs later.
+    // SAFETY: PR_SET_TIMERSLACK takes nanoseconds and affects this thread.
+    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1, 0, 0, 0) };
+    let mut us = Vec::with_capacity(probes);
+    let mut buf = [0u8; 64];
+    for n in 0..probes {
+        let (a, b) = (&caches[n % caches.len()], &caches[(n + 1) % caches.len()]);
+        let key = format!("demo-replication-probe-{n}");
+        let t0 = std::time::Instant::now();
+        let _ = a.put(key.as_bytes(), b"probe", 60);
+        while !matches!(b.get(key.as_bytes(), &mut buf), scsp::Lookup::Hit(_)) {
+            if t0.elapsed() > Duration::from_secs(5) {
+                return Err("a probe put on one host never reached the next within 5 s".into());
+            }
+            std::thread::sleep(Duration::from_micros(10));
+        }
+        us.push(t0.elapsed().as_secs_f64() * 1e6);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    us.sort_by(|x, y| x.total_cmp(y));
+    let at = |p: f64| us[((us.len() - 1) as f64 * p).round() as usize];
+    Ok(Some(Replication {
+        probes,
+        p50_us: at(0.5),
+        p90_us: at(0.9),
+        p99_us: at(0.99),
+        max_us: at(1.0),
+        percentiles_us: (0..=100).map(|p| at(p as f64 / 100.0)).collect(),
+    }))
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -536,7 +594,13 @@ fn run_setup(
         .into());
     }
     r.latencies.sort();
+    let replication = if setup == Setup::SharedPool {
+        replication_delay(&hosts, 200)?
+    } else {
+        None
+    };
     Ok(Outcome {
+        replication,
         setup,
         label: setup.label(a.server),
         connections: r.connections,

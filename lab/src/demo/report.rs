@@ -135,6 +135,15 @@ impl Summary {
                     .into(),
             );
         }
+        for o in &self.setups {
+            if let Some(r) = &o.replication {
+                n.push(format!(
+                    "{}: a session put on one host was readable on the next after p50 {:.0} µs, p99 {:.0} µs \
+                     ({} probes after the load; scsp bench bridge measures more).",
+                    o.label, r.p50_us, r.p99_us, r.probes
+                ));
+            }
+        }
         n.extend(self.not_run.iter().cloned());
         n
     }
@@ -246,6 +255,42 @@ impl Summary {
             })
             .collect();
         let latency = chart::cdf("Connect latency distribution", &lines);
+        // Set-up (c)'s replication delay, on the same kind of chart (its
+        // axis in ms: the delays are µs / 1000).
+        let replication_ms: Vec<(String, &str, Vec<f64>)> = self
+            .setups
+            .iter()
+            .filter_map(|o| {
+                let r = o.replication.as_ref()?;
+                let ms = r.percentiles_us.iter().map(|u| u / 1000.0).collect();
+                Some((
+                    format!(
+                        "{} (p50 {:.0} µs, p99 {:.0} µs)",
+                        o.label, r.p50_us, r.p99_us
+                    ),
+                    color(o.setup),
+                    ms,
+                ))
+            })
+            .collect();
+        let replication = if replication_ms.is_empty() {
+            String::new()
+        } else {
+            let lines: Vec<chart::Line> = replication_ms
+                .iter()
+                .map(|(label, color, ms)| chart::Line {
+                    label,
+                    color,
+                    percentiles_ms: ms,
+                })
+                .collect();
+            format!(
+                "<h2>Replication delay</h2><p class=\"sub\">Share of sessions readable on another host at most \
+                 the time on the x axis after their put: the bridge copying them while the pool \
+                 runs.</p>{}",
+                chart::cdf("Replication delay distribution", &lines)
+            )
+        };
         let notes: String = self
             .notes()
             .iter()
@@ -270,7 +315,7 @@ impl Summary {
              <h2>Server CPU per connection</h2><p class=\"sub\">CPU time of the hosts' workers (and bridges, \
              redis) over the run, divided by its connections.</p>{cpu}\
              <h2>Connect latency</h2><p class=\"sub\">Share of connections whose TCP connect and TLS handshake \
-             took at most the time on the x axis: further left is faster.</p>{latency}\
+             took at most the time on the x axis: further left is faster.</p>{latency}{replication}\
              <details><summary>JSON</summary><pre>{}</pre></details></body></html>\n",
             esc(&self.headline()),
             esc(&serde_json::to_string_pretty(self).unwrap_or_default())

@@ -327,9 +327,16 @@ fn the_html_report_is_self_contained_with_an_svg_chart_per_measure() {
     // The latency chart has a line per set-up that ran, the replication
     // chart one for the bridged pool, whose JSON has its delays.
     let setups = v["setups"].as_array().unwrap();
-    assert_eq!(html.matches("<polyline").count(), setups.len() + 1, "{html}");
+    assert_eq!(
+        html.matches("<polyline").count(),
+        setups.len() + 1,
+        "{html}"
+    );
     let bridged = setups.iter().find(|s| s["setup"] == "shared-pool").unwrap();
-    assert!(bridged["replication"]["p50_us"].as_f64().unwrap() > 0.0, "{bridged}");
+    assert!(
+        bridged["replication"]["p50_us"].as_f64().unwrap() > 0.0,
+        "{bridged}"
+    );
     // The table is there too, with every set-up.
     assert!(html.contains("<table"));
     for s in v["setups"].as_array().unwrap() {

@@ -27,6 +27,7 @@ pub mod wire;
 
 pub use config::{BridgeConfig, ConfigError};
 pub use error::Error;
+pub use wake::HOT;
 
 use scsp::replication::status::{self, Status};
 use scsp::replication::Replica;
@@ -250,7 +251,7 @@ pub fn run(
     {
         let s = sh.clone();
         threads.push(std::thread::spawn(move || {
-            wake::watch(&s.replica, &s.wakers, s.cfg.watch_interval, &s.stop)
+            wake::watch(&s.replica, &s.wakers, &s.stop)
         }));
     }
     for (i, p) in sh.cfg.peers.iter().enumerate() {

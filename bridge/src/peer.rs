@@ -26,15 +26,11 @@ use std::time::{Duration, Instant};
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest single wait while connecting, so a stopping bridge notices soon.
 const STOP_CHECK: Duration = Duration::from_millis(100);
-/// Read wait while replication is busy (bounds added latency).
-const BUSY_POLL: Duration = Duration::from_micros(100);
 /// How often the ticket-key ring is checked for changes to send.
 const KEYS_CHECK: Duration = Duration::from_millis(20);
 /// Longest wait of an idle connection: the peer's frames and the watcher's
 /// wake-ups (`super::wake`) end it earlier.
 const IDLE_WAIT: Duration = KEYS_CHECK;
-/// How long without activity before a connection waits idle.
-const IDLE_AFTER: Duration = Duration::from_millis(100);
 /// Batches sent and not yet acknowledged before the sender pauses.
 const MAX_IN_FLIGHT: usize = 32;
 /// First reconnection delay.
@@ -726,15 +722,21 @@ fn replicate(
             link.send(&wire::heartbeat(scsp::clock::now_millis()))?;
             last_tx = Instant::now();
         }
-        // Receive. A busy connection comes back every BUSY_POLL to look at
-        // the logs; an idle one, with nothing left to send, waits for the
-        // peer or for the watcher's wake-up when the logs grow.
+        // Receive. A hot connection (it sent or received entries within
+        // `wake::HOT`) comes back every `watch_interval` to look at the logs
+        // itself: the first put after a pause then costs one thread wake-up
+        // less. A cold one, with nothing left to send, waits for the peer or
+        // for the watcher's wake-up when the logs grow.
         let waker = &sh.wakers[idx];
-        let idle = last_activity.elapsed() >= IDLE_AFTER && {
+        let idle = last_activity.elapsed() >= super::wake::HOT && {
             waker.arm();
             feed.caught_up(&sh.replica)
         };
-        link.set_read_wait(if idle { IDLE_WAIT } else { BUSY_POLL });
+        link.set_read_wait(if idle {
+            IDLE_WAIT
+        } else {
+            sh.cfg.watch_interval
+        });
         let before = link.frames.buffered();
         let open = link.pump(idle.then(|| waker.fd()));
         waker.disarm();

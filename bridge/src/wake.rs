@@ -1,17 +1,15 @@
-//! Waking idle connections when the local logs grow.
+//! Waking cold connections when the local logs grow.
 //!
 //! Workers never make a syscall, so nothing tells the bridge that a put
-//! landed: someone has to look at the shard tails. A busy connection looks
-//! itself, every [`crate::peer`] busy poll. Idle connections leave it to one
-//! watcher thread, which reads the tails and wakes them through an
-//! eventfd, however many peers there are.
-//!
-//! The watcher looks every `watch_interval_us` (100 µs by default) while
-//! puts keep coming, and for [`HOT`] after the last one: sessions come in
-//! bursts (a client's parallel connections right after its first
-//! handshake), and the first put after a pause is the one a client waits
-//! for on another host. After [`HOT`] of silence it looks every
-//! [`QUIET_EVERY`], so a bridge with nothing to do costs little CPU.
+//! landed: someone has to look at the shard tails. A hot connection, one
+//! that sent or received entries within [`HOT`], looks itself every
+//! `watch_interval_us` (100 µs by default): sessions come in bursts (a
+//! client's parallel connections right after its first handshake), and
+//! the first put after a short pause is the one a client waits for on
+//! another host. Cold connections leave it to one watcher thread, which
+//! reads the tails every [`WATCH_EVERY`] and wakes them through an
+//! eventfd, however many peers there are: a bridge with nothing to do
+//! costs one 1 ms timer.
 
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use scsp::replication::Replica;
@@ -19,11 +17,11 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::time::Duration;
 
-/// How long after the logs last moved the watcher keeps looking at its
-/// fast interval.
+/// How long after its last entries a connection stays hot (looks at the
+/// logs itself, every `watch_interval_us`).
 pub const HOT: Duration = Duration::from_secs(2);
-/// The watcher's interval after [`HOT`] of silence.
-pub const QUIET_EVERY: Duration = Duration::from_millis(1);
+/// How often the watcher looks at the tails for the cold connections.
+pub const WATCH_EVERY: Duration = Duration::from_millis(1);
 
 /// One connection's doorbell.
 pub(crate) struct Waker {
@@ -77,18 +75,14 @@ impl Waker {
 
 /// Until `stop`: whenever a shard tail has moved since the last look, wake
 /// every waiting connection.
-pub(crate) fn watch(cache: &Replica, wakers: &[Waker], every: Duration, stop: &AtomicBool) {
+pub(crate) fn watch(cache: &Replica, wakers: &[Waker], stop: &AtomicBool) {
     if wakers.is_empty() {
         return; // no peers: nobody to wake
     }
     precise_timers();
     let mut seen: Vec<u64> = (0..cache.shards()).map(|s| cache.log_tail(s)).collect();
-    let mut moved_at = std::time::Instant::now()
-        .checked_sub(HOT)
-        .unwrap_or_else(std::time::Instant::now);
     while !stop.load(Ordering::Relaxed) {
-        let hot = moved_at.elapsed() < HOT;
-        std::thread::sleep(if hot { every } else { QUIET_EVERY.max(every) });
+        std::thread::sleep(WATCH_EVERY);
         let mut moved = false;
         for (s, t) in seen.iter_mut().enumerate() {
             let now = cache.log_tail(s);
@@ -96,7 +90,6 @@ pub(crate) fn watch(cache: &Replica, wakers: &[Waker], every: Duration, stop: &A
             *t = now;
         }
         if moved {
-            moved_at = std::time::Instant::now();
             fence(Ordering::SeqCst); // see `Waker::arm`
             wakers.iter().for_each(Waker::ring);
         }
@@ -137,7 +130,7 @@ mod tests {
         let stop = Arc::new(AtomicBool::new(false));
         let t = {
             let (c, w, s) = (replica, wakers.clone(), stop.clone());
-            std::thread::spawn(move || watch(&c, &w[..], Duration::from_millis(1), &s))
+            std::thread::spawn(move || watch(&c, &w[..], &s))
         };
         wakers[0].arm();
         assert!(!readable(wakers[0].fd(), 20), "nothing happened yet");

@@ -7,9 +7,10 @@
 //! client's parallel connections right after its first handshake), and
 //! the first put after a short pause is the one a client waits for on
 //! another host. Cold connections leave it to one watcher thread, which
-//! reads the tails every [`WATCH_EVERY`] and wakes them through an
-//! eventfd, however many peers there are: a bridge with nothing to do
-//! costs one 1 ms timer.
+//! reads the tails and wakes them through an eventfd, however many peers
+//! there are: every [`WATCH_EVERY`] for [`WARM`] after the logs last
+//! moved, every [`WATCH_IDLE_EVERY`] after that, so a bridge with nothing
+//! to do costs one slow timer.
 
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use scsp::replication::Replica;
@@ -22,6 +23,12 @@ use std::time::Duration;
 pub const HOT: Duration = Duration::from_secs(2);
 /// How often the watcher looks at the tails for the cold connections.
 pub const WATCH_EVERY: Duration = Duration::from_millis(1);
+/// How long after the logs last moved the watcher keeps [`WATCH_EVERY`].
+pub const WARM: Duration = Duration::from_secs(60);
+/// The watcher's interval once the logs have not moved for [`WARM`]: on
+/// a virtual machine a timer wake-up can cost 20-25 µs of CPU, so 1 ms
+/// would be 2-2.5 % of a core spent on a bridge with nothing to do.
+pub const WATCH_IDLE_EVERY: Duration = Duration::from_millis(5);
 
 /// One connection's doorbell.
 pub(crate) struct Waker {
@@ -81,8 +88,10 @@ pub(crate) fn watch(cache: &Replica, wakers: &[Waker], stop: &AtomicBool) {
     }
     precise_timers();
     let mut seen: Vec<u64> = (0..cache.shards()).map(|s| cache.log_tail(s)).collect();
+    let mut moved_at = None::<std::time::Instant>;
     while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(WATCH_EVERY);
+        let warm = moved_at.is_some_and(|t| t.elapsed() < WARM);
+        std::thread::sleep(if warm { WATCH_EVERY } else { WATCH_IDLE_EVERY });
         let mut moved = false;
         for (s, t) in seen.iter_mut().enumerate() {
             let now = cache.log_tail(s);
@@ -90,6 +99,7 @@ pub(crate) fn watch(cache: &Replica, wakers: &[Waker], stop: &AtomicBool) {
             *t = now;
         }
         if moved {
+            moved_at = Some(std::time::Instant::now());
             fence(Ordering::SeqCst); // see `Waker::arm`
             wakers.iter().for_each(Waker::ring);
         }

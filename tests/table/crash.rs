@@ -1,7 +1,7 @@
 //! Writers SIGKILLed at random instructions leave the table usable.
 //!
-//! DESIGN §4 invariant 1: no lock anyone waits on, so a process killed at
-//! any point leaves at worst unreachable log bytes. Here writer processes
+//! docs/architecture.md, invariant I1 NO-WAIT: no lock anyone waits on, so
+//! a process killed at any point leaves at worst unreachable log bytes. Here writer processes
 //! are forked, left to put (and take/remove) for a random 0–3 ms, and
 //! SIGKILLed — hundreds of times — while long-lived reader processes verify
 //! every value they read. Afterwards the table must still store and return

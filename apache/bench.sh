@@ -20,7 +20,7 @@ target=${CARGO_TARGET_DIR:-$root/target}
 server_cpu=() client_cpu=()
 [ "$(nproc)" -ge 2 ] && server_cpu=(taskset -c 1) client_cpu=(taskset -c 0)
 "$root/apache/build.sh" >/dev/null
-(cd "$root" && cargo build -q --release -p scsp --bin scsp)
+(cd "$root" && cargo build -q --release -p scsp-cli --bin scsp)
 
 work=$(mktemp -d /tmp/scsp-apache-bench.XXXXXX)
 seg=/dev/shm/$(basename "$work")

@@ -1,7 +1,7 @@
 //! How fast can any cache return a cold 1 KiB value on this machine? A bare
 //! copy from a random one of 10 000 places, found through a hashed index,
 //! measured in the same process and the same slices as scsp's `get` and
-//! rustls's in-memory cache (docs/perf.md, "the floor of a cold 1 KiB hit").
+//! rustls's in-memory cache (docs/perf.md, "Against the targets").
 //! Cold means as in the benches: not in L1 or L2; the 11 MB of values fit
 //! this VM's L3. x86-64 only (the padding rows are assembly).
 //!

@@ -9,7 +9,7 @@
 //! ```
 //! Subtract a run with 0 ops (segment creation and fill) and divide by the
 //! op count. The same keys, visiting order and stores as `cargo bench --bench
-//! table` (`scsp::baselines`); the last argument picks the store.
+//! table` (`scsp_lab::baselines`); the last argument picks the store.
 
 use scsp_lab::baselines::{keys, shuffle, Store, TempSegment, IMPLS};
 

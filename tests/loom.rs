@@ -6,7 +6,7 @@
 //! in-memory table (1 shard, 1 bucket, a log of 16 or 64 words). Run with:
 //!
 //! ```text
-//! RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=/work/target-loom cargo test --release --test loom
+//! RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom-release cargo test -p scsp --release --test loom
 //! ```
 #![cfg(loom)]
 

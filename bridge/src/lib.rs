@@ -1,5 +1,6 @@
 //! The bridge: mirrors a host's segment with its peers' over mutually
-//! authenticated TLS (DESIGN §5; wire format in docs/PROTOCOL.md).
+//! authenticated TLS (docs/architecture.md, "Replication"; wire format in
+//! docs/PROTOCOL.md).
 //!
 //! ```text
 //!  local shard logs --LocalFeed (one per peer)--> ENTRIES --TLS--> peer applies

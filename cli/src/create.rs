@@ -54,8 +54,8 @@ fn parse_group(g: &str) -> Result<u32> {
     scsp::config::group_id(g).map_err(|e| Error::Usage(format!("--group: {e}")))
 }
 
-/// Segment size from which 2 MiB pages measurably help (docs/perf.md,
-/// journal item 10: a 64 MiB segment gained, a 16 MiB one did not).
+/// Segment size from which 2 MiB pages measurably help (docs/operations.md,
+/// "Huge pages": a 64 MiB segment gained, a 16 MiB one did not).
 const HUGE_PAGES_WORTH_IT: u64 = 64 << 20;
 
 pub fn run(a: Args) -> Result<ExitCode> {
@@ -108,9 +108,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
 
 /// `--if-missing` found a file: succeed if it is the segment these flags
 /// would make, else say what differs. A segment of another size is never
-/// reused silently: the operator asked for that size. One whose index an
-/// earlier release sized from these flags is kept, with a note: refusing
-/// it would stop a service from starting after an upgrade.
+/// reused silently: the operator asked for that size. One whose index the
+/// earlier sizing rule made from these flags
+/// ([`scsp::segment::Geometry::earlier_index_slots`]) is kept, with a note:
+/// refusing it would stop a service from starting after an upgrade.
 fn keep_existing(path: &Path, cfg: &Config) -> Result<ExitCode> {
     let want = scsp::segment::Geometry::from_config(cfg)?;
     let cache = match Cache::open(path) {

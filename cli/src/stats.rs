@@ -141,9 +141,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
 /// includes the oldest sessions, which the log was about to overwrite, so
 /// it runs above the sessions actually lost: on a full 64 MiB log, 0.08 %
 /// for sessions of the typical size and 0.56 % for 100-byte ones (which
-/// lose 0.06 %), against 3.7 % for the index releases before commit
-/// 93ec2b6 made and 41 % for an index sized for 1 KiB values holding
-/// 176-byte sessions.
+/// lose 0.06 %), against 3.7 % for an index of the earlier sizing rule
+/// (two slots per entry at the default; `create --if-missing` keeps such a
+/// segment) and 41 % for an index sized for 1 KiB values holding 176-byte
+/// sessions.
 const EVICTIONS_WORTH_A_NOTE: f64 = 0.01;
 
 /// Puts before the eviction share means anything.

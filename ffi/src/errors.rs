@@ -14,8 +14,8 @@ thread_local! {
 /// unwinding into C (which would abort the process).
 ///
 /// Unwind safety: the body only touches the shared table, whose operations
-/// leave it consistent at every instruction (NO-WAIT invariant), and
-/// thread-local error text, which is replaced whole.
+/// leave it consistent at every instruction (docs/architecture.md, I1
+/// NO-WAIT), and thread-local error text, which is replaced whole.
 pub fn guard(body: impl FnOnce() -> c_int) -> c_int {
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(code) => code,

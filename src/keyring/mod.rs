@@ -85,10 +85,9 @@ pub const RING_WORDS: usize = crate::segment::layout::KEYRING_WORDS;
 /// Number of key slots: every slot [`RING_WORDS`] has room for. A pool of
 /// hosts that rotate at the same moment makes one key per host and period
 /// before the bridge brings them together, and each lives `period +
-/// lifetime`: up to four periods of them, from every host. (The first
-/// versions had 8 slots, too few for three hosts; when the ring is full,
-/// the keys that lost their period to a smaller name are reused, see
-/// `pick_slot`.)
+/// lifetime`: up to four periods of them, from every host (8 slots would be
+/// too few for three hosts). When the ring is full, the keys that lost
+/// their period to a smaller name are reused, see `pick_slot`.
 pub const SLOTS: usize = (RING_WORDS - SLOTS_OFF) / SLOT_WORDS;
 /// Words per slot.
 pub const SLOT_WORDS: usize = 16;

@@ -221,10 +221,10 @@ impl Geometry {
         }
         // Three index slots per entry of the typical size the log holds,
         // rounded up to a power of two (3 to 6). Full 8-word buckets then
-        // evict under 0.1 % of the live sessions before the log wraps; at
-        // 1.5 to 3 slots they evicted 0.5 % to 3 %, each a full handshake
-        // (docs/perf.md, "an index that keeps its sessions"). More slots
-        // make lookups miss the cache and TLB a little more.
+        // evict under 0.1 % of the live sessions before the log wraps; 1.5
+        // to 3 slots would evict 0.5 % to 3 %, each a full handshake
+        // (docs/perf.md, "The index keeps its sessions"). More slots make
+        // lookups miss the cache and TLB a little more.
         let entries = log_total / entry_bytes(TYPICAL_KEY, cfg.typical_value as usize);
         let slots = (3 * entries).max(1).next_power_of_two();
         let buckets = (slots / BUCKET_WORDS as u64).max(shards);
@@ -272,10 +272,11 @@ impl Geometry {
         }
     }
 
-    /// The index slots releases before commit 93ec2b6 gave a segment made with
-    /// `cfg` (1.5 to 3 per entry of the typical size): `scsp create
-    /// --if-missing` keeps such a segment, so that an upgrade does not stop
-    /// a service unit. `cfg` has passed [`Geometry::from_config`].
+    /// The index slots the earlier sizing rule (1.5 to 3 per entry of the
+    /// typical size, the same format version) gives a segment made with
+    /// `cfg`: `scsp create --if-missing` keeps such a segment, so that an
+    /// upgrade does not stop a service unit. `cfg` has passed
+    /// [`Geometry::from_config`].
     pub fn earlier_index_slots(cfg: &Config) -> u64 {
         let log_total = pow2_floor(cfg.size);
         let want = 2 * log_total / entry_bytes(TYPICAL_KEY, cfg.typical_value as usize);
@@ -473,8 +474,8 @@ mod tests {
         // 1 KiB values (1104-byte entries): 4.3 slots each.
         assert_eq!(slots(1024), log / 256);
         assert_eq!(slots(8192), log / 2048);
-        // What releases before gave (1.5 to 3 per entry), which `scsp create
-        // --if-missing` still accepts.
+        // The earlier sizing rule (1.5 to 3 per entry), which `scsp create
+        // --if-missing` accepts.
         let earlier = |typical_value| {
             Geometry::earlier_index_slots(&Config {
                 typical_value,

@@ -3,8 +3,8 @@
 //! A segment is a file (normally on `/dev/shm`) mapped into every process that
 //! uses the cache. Inside it live only `AtomicU64` words, reached through
 //! `Segment::words`: no `&[u8]` or `&T` is ever formed over memory another
-//! process may be writing (DESIGN §4 invariant 5). Regions are addressed by
-//! word offsets from the start, never by pointers.
+//! process may be writing (docs/architecture.md, invariant I5 ATOMIC-ONLY).
+//! Regions are addressed by word offsets from the start, never by pointers.
 
 // File creation and mapping; under `cfg(loom)` shared words are model-checker
 // objects, not memory, so only heap segments exist there.

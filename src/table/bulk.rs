@@ -6,12 +6,12 @@
 //! four elements are.
 //!
 //! Why assembly: the log is written by other processes while we read it, so
-//! Rust may touch it only through atomics (DESIGN §4, invariant 5), and a
-//! loop of `AtomicU64` loads does not vectorise. To the compiler an `asm!`
-//! block is a call to unknown code that may read and write the memory it is
-//! given (the Reference gives it the semantics of an FFI call): it assumes
-//! nothing about those bytes, so no Rust-level access races with the other
-//! processes' stores. What the block must do for the table's protocol is
+//! Rust may touch it only through atomics (docs/architecture.md, I5
+//! ATOMIC-ONLY), and a loop of `AtomicU64` loads does not vectorise. To the
+//! compiler an `asm!` block is a call to unknown code that may read and
+//! write the memory it is given (the Reference gives it the semantics of an
+//! FFI call): it assumes nothing about those bytes, so no Rust-level access
+//! races with the other processes' stores. What the block must do for the table's protocol is
 //! what every word load and store of the atomic path does, and the x86-64
 //! memory model gives it:
 //! - its loads happen before `get`'s later re-read of the shard tail (loads
@@ -27,9 +27,10 @@
 //! mix of old and new, as with word loads, and the checksum and the tail
 //! re-check turn that into a miss.
 //!
-//! The vector path took a cold 1 KiB hit from behind rustls's in-memory
-//! cache to level with it or ahead, depending on the harness; a word loop
-//! with Fletcher sums measured in between (docs/perf.md, format version 5).
+//! Why a vector path at all: it is what brings a cold 1 KiB hit level with
+//! rustls's in-memory cache; the word loop with the same sums is about 15 %
+//! slower there (docs/journal/perf-table-format-5.md, "Fletcher lanes, a
+//! vector copy, and an index sized for the values").
 
 use super::entry::ValueSum;
 use crate::sync::{AtomicU64, Ordering};

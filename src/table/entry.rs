@@ -235,7 +235,7 @@ pub(crate) fn prefetch<const HINT: i32>(words_of: &[AtomicU64], start: u64, word
         // line-aligned, so line `k` is words `8k..8k + 8`): the lines up to
         // the end of `words_of`, then those that wrapped to its start.
         // `words` is clamped by the caller; the loops are bounded by it and
-        // by the length of `words_of` (BOUNDED).
+        // by the length of `words_of` (I4 BOUNDED).
         let first = start as usize & (len - 1) & !7;
         let lines = (((start as usize & 7) + words - 1) / 8 + 1).min(len.div_ceil(8));
         let head = lines.min((len - first).div_ceil(8));
@@ -360,7 +360,7 @@ fn store_run(run: &[AtomicU64], src: &[u8], sum: &mut ValueSum) {
     let (body, rest) = src.split_at(grouped * 8);
     let (run_body, run_rest) = run.split_at(grouped);
     bulk::store(run_body, body, sum);
-    // At most 3 full words and one partial word remain (BOUNDED). Whole
+    // At most 3 full words and one partial word remain (I4 BOUNDED). Whole
     // words first: slices of a known length copy without a `memcpy` call.
     let mut words = rest.chunks_exact(8);
     let mut k = 0;
@@ -412,7 +412,7 @@ fn load_run(run: &[AtomicU64], dst: &mut [u8], sum: &mut ValueSum) {
     let (body, rest) = dst.split_at_mut(grouped * 8);
     let (run_body, run_rest) = run.split_at(grouped);
     bulk::load(run_body, body, sum);
-    // At most 3 full words and one partial word remain (BOUNDED), whole
+    // At most 3 full words and one partial word remain (I4 BOUNDED), whole
     // words first (see `store_run`).
     let mut words = rest.chunks_exact_mut(8);
     let mut k = 0;

@@ -4,7 +4,7 @@
 //! appends an entry. A [`LogCursor`] walks one shard's log from a position
 //! (in words) towards the tail and returns each entry that fully verifies.
 //! Three things can stand in its way, and each is handled without waiting
-//! for any writer (NO-WAIT):
+//! for any writer (I1 NO-WAIT):
 //!
 //! - **Fell behind the window**: the log wrapped past the cursor. The cursor
 //!   jumps to the window's start and reports the words it lost.

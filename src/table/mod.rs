@@ -8,12 +8,18 @@
 //! sequence number is the tail), then verify magic, position, hash, key,
 //! checksum and expiry. Anything inconsistent is a miss.
 //!
-//! Invariants (DESIGN §4), referred to by name in comments below:
-//! - NO-WAIT: no operation waits for another process; a process killed at
-//!   any instruction leaves at worst unreachable log bytes.
-//! - VERIFIED-READ: a value is returned only after the post-copy tail check
-//!   and the checksum pass, so it is never torn, overwritten or another key's.
-//! - BOUNDED: every index is masked, every length clamped, every loop bounded.
+//! The invariants this module keeps are stated in full in
+//! docs/architecture.md, "Invariants"; comments below cite them by name:
+//! - I1 NO-WAIT: no operation waits for another process; a process killed
+//!   at any instruction leaves at worst unreachable log bytes.
+//! - I2 NO-SYSCALL: get, put and take make no system call, and get and take
+//!   into a caller's buffer allocate nothing.
+//! - I3 VERIFIED-READ: a value is returned only after the post-copy tail
+//!   check and the checksum pass, so it is never torn, overwritten, expired
+//!   or another key's.
+//! - I4 BOUNDED: every index is masked, every length clamped, every loop
+//!   bounded.
+//! - I5 ATOMIC-ONLY: shared memory is touched only through `AtomicU64`.
 
 mod bulk;
 mod entry;
@@ -621,7 +627,7 @@ impl Cache {
         self.probe_at(&self.locate(key), key, buf)
     }
 
-    /// Find the key's entry and copy its value into `buf` (VERIFIED-READ).
+    /// Find the key's entry and copy its value into `buf` (I3 VERIFIED-READ).
     fn probe_at(&self, slot: &index::Slot, key: &[u8], buf: &mut [u8]) -> Probe {
         let bucket = self.seg.bucket(slot.bucket);
         // Read the whole bucket line first and pick the words with the key's
@@ -632,7 +638,7 @@ impl Cache {
         for (i, &word) in words.iter().enumerate() {
             matches |= u32::from(tag_of(word) == slot.tag) << i;
         }
-        // At most BUCKET_WORDS iterations (BOUNDED).
+        // At most BUCKET_WORDS iterations (I4 BOUNDED).
         while matches != 0 {
             let i = matches.trailing_zeros() as usize;
             matches &= matches - 1;
@@ -753,7 +759,7 @@ impl Cache {
             return false;
         }
         let mut stored = [0u8; MAX_KEY];
-        // key_len is decoded from 8 bits: at most MAX_KEY (BOUNDED).
+        // key_len is decoded from 8 bits: at most MAX_KEY (I4 BOUNDED).
         let stored = &mut stored[..h.key_len.min(MAX_KEY)];
         copy_out(self.seg.log(slot.shard), key_at, stored);
         self.hash_key(stored) == h.hash

@@ -125,8 +125,8 @@ fn a_full_log_keeps_nearly_every_live_session_indexed() {
     // Three logs' worth of sessions of the typical size, as on a busy
     // server. The newest 90 % of a log's worth are all still in the log;
     // full 8-word index buckets may have dropped a few of them. With two
-    // index slots per entry (the sizing before) 0.5-0.8 % were lost, with
-    // three or more under 0.1 %.
+    // index slots per entry 0.5-0.8 % are lost; with three or more (the
+    // sizing `Geometry::from_config` uses) under 0.1 %.
     let dir = tempfile::tempdir().unwrap();
     // One shard, so that every one of the newest sessions is in the log
     // (with 16, one shard's share of them can exceed its log).

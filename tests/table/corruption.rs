@@ -1,7 +1,7 @@
 //! Damaged segment files: refused with the right error, or served safely.
 //!
-//! DESIGN §4 invariant 4: nothing read from the segment may make a process
-//! crash, hang or read out of bounds. Random bytes are written over the
+//! docs/architecture.md, invariant I4 BOUNDED: nothing read from the segment
+//! may make a process crash, hang or read out of bounds. Random bytes are written over the
 //! header, tails, counters, index and logs of a real segment file (seeded,
 //! hundreds of rounds). `Cache::open` must either refuse with an error or
 //! give a cache whose lookups return misses or exactly the values that were

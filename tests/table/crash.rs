@@ -1,18 +1,19 @@
 //! Writers SIGKILLed at random instructions leave the table usable.
 //!
-//! DESIGN §4 invariant 1: no lock anyone waits on, so a process killed at
-//! any point leaves at worst unreachable log bytes. Here writer processes
+//! docs/architecture.md, invariant I1 NO-WAIT: no lock anyone waits on, so
+//! a process killed at any point leaves at worst unreachable log bytes. Here writer processes
 //! are forked, left to put (and take/remove) for a random 0–3 ms, and
 //! SIGKILLed — hundreds of times — while long-lived reader processes verify
 //! every value they read. Afterwards the table must still store and return
-//! values, and once every key has been read, `Cache::verify` must be clean,
-//! and so must `scsp verify`.
+//! values, and once every key has been read, `Cache::verify` must be clean.
+//! (`scsp verify` on such a segment is checked by the CLI's tests:
+//! `verify_is_clean_after_a_writer_killed_mid_put`.)
 //!
 //! Why "once every key has been read": with four processes on two cores
 //! and 16 KiB shard logs, a writer descheduled mid-put is sometimes lapped
 //! by the others and then writes over a newer entry (the lapped writer of
-//! docs/testing.md). Readers count such an entry as corrupt and unlink it,
-//! so the damage is gone once its key has been looked up.
+//! docs/architecture.md). Readers count such an entry as corrupt and unlink
+//! it, so the damage is gone once its key has been looked up.
 
 use crate::common;
 

@@ -1,4 +1,4 @@
-//! Careless callers and other local users (issue #15): TTLs beyond 7 days,
+//! Careless callers and other local users: TTLs beyond 7 days,
 //! buffers that must hold only what they were given, segments that trust
 //! only their owner (modes, POSIX ACLs, foreign owners and groups). Real
 //! segment files; as root, real other users and ACLs.

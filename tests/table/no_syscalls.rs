@@ -1,4 +1,5 @@
-//! `get`, `put` and `take` make no system calls (DESIGN §4 invariant 2).
+//! `get`, `put` and `take` make no system calls (docs/architecture.md,
+//! invariant I2 NO-SYSCALL).
 //!
 //! The test re-runs this test binary under `strace -f`, asking it to run
 //! only `probe_body` (ignored in normal runs). The probe opens a real segment

@@ -204,9 +204,9 @@ fn create_if_missing_keeps_the_same_segment_and_refuses_another() {
         text.contains("index slots 65536 (asked for 16384)"),
         "{text}"
     );
-    // The index an earlier release made for the same flags (half the
-    // slots: 32768, which this release makes for 432-byte values) is kept,
-    // with a note, so that an upgrade does not stop a service unit.
+    // The index the earlier sizing rule made for the same flags (half the
+    // slots: 32768, which the current rule makes for 432-byte values) is
+    // kept, with a note, so that an upgrade does not stop a service unit.
     let old = dir.path().join("earlier");
     let old = old.to_str().unwrap();
     let (code, text) = scsp(&["create", old, "--size", "4MiB", "--typical-value", "432B"]);

@@ -33,6 +33,11 @@ const KEYS_CHECK: Duration = Duration::from_millis(20);
 const IDLE_WAIT: Duration = KEYS_CHECK;
 /// Batches sent and not yet acknowledged before the sender pauses.
 const MAX_IN_FLIGHT: usize = 32;
+/// Applied batches acknowledged together (one cumulative ACK), so a steady
+/// stream of small batches does not wake the sender once per batch.
+const ACK_EVERY: u64 = 8;
+/// Longest an applied batch waits for its ACK.
+const ACK_DELAY: Duration = Duration::from_millis(2);
 /// First reconnection delay.
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 /// Entries of a received batch whose index buckets are fetched ahead.
@@ -668,6 +673,8 @@ fn replicate(
     let mut last_activity = Instant::now();
     let mut last_keys_check = Instant::now() - KEYS_CHECK;
     let mut sent_key_names: Vec<[u8; 16]> = Vec::new();
+    // Applied batches not acknowledged yet: how many, and since when.
+    let mut unacked = (0u64, Instant::now());
     let mut b = EntriesBuilder::new(1);
     loop {
         if sh.stopping() {
@@ -757,7 +764,10 @@ fn replicate(
                     }
                     expected_seq += 1;
                     apply(sh, idx, peer_id, &entries);
-                    link.send(&wire::ack(s))?;
+                    if unacked.0 == 0 {
+                        unacked.1 = Instant::now();
+                    }
+                    unacked.0 += 1;
                     last_activity = Instant::now();
                 }
                 Frame::Ack { seq: s } => {
@@ -782,6 +792,10 @@ fn replicate(
                     return Err(LinkError::Malformed("HELLO after the handshake".into()))
                 }
             }
+        }
+        if unacked.0 >= ACK_EVERY || (unacked.0 > 0 && unacked.1.elapsed() >= ACK_DELAY) {
+            link.send(&wire::ack(expected_seq - 1))?;
+            unacked.0 = 0;
         }
         // Only now: frames that came with the end of the connection (a last
         // batch, the peer's CLOSE) are handled above first.

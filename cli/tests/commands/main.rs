@@ -5,4 +5,5 @@
 mod common;
 
 mod cli;
+mod crate_graph;
 mod tmpfs;

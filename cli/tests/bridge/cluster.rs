@@ -585,7 +585,12 @@ fn stats_shows_a_dead_bridge_as_dead_and_its_peers_disconnected() {
 
 #[test]
 fn every_hosts_ticket_keys_reach_every_peer() {
-    let c = Cluster::start(Options::default());
+    // A pool of 8: each host's keys travel to 7 peers, and each ring holds
+    // the keys of all 8.
+    let c = Cluster::start(Options {
+        hosts: 8,
+        ..Options::default()
+    });
     c.wait_connected();
     // A server on each host uses ticket keys: each ring makes its own key
     // for the period (as hosts rotating at the same moment do).

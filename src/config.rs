@@ -50,18 +50,6 @@ pub const DEFAULT_MAX_VALUE: u32 = 8 << 10;
 /// and the index has one slot per 64 B of log.
 pub const DEFAULT_TYPICAL_VALUE: u32 = 176;
 
-impl Config {
-    /// The smallest `size` these shards and `max_value` allow: every shard's
-    /// log holds a few of the largest entries.
-    pub fn min_size(&self) -> u64 {
-        use crate::segment::layout::{entry_bytes, MAX_KEY, MIN_ENTRIES_PER_SHARD};
-        let max_entry = entry_bytes(MAX_KEY, self.max_value as usize);
-        (max_entry * MIN_ENTRIES_PER_SHARD)
-            .next_power_of_two()
-            .saturating_mul(self.shards.into())
-    }
-}
-
 impl Default for Config {
     fn default() -> Self {
         Config {

@@ -82,7 +82,7 @@ pub fn bench_config(entries: usize, value_len: usize) -> Config {
         typical_value: (value_len as u32).max(64),
         ..Config::default()
     };
-    cfg.size = cfg.size.max(cfg.min_size());
+    cfg.size = cfg.size.max(scsp::segment::layout::min_size(&cfg));
     cfg
 }
 

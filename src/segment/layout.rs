@@ -148,6 +148,15 @@ pub const fn entry_bytes(klen: usize, vlen: usize) -> u64 {
     (ENTRY_HEADER_WORDS * 8 + klen.div_ceil(8) * 8 + vlen.div_ceil(8) * 8) as u64
 }
 
+/// The smallest [`Config::size`] a configuration's shards and
+/// `max_value` allow: every shard's log holds a few of the largest entries.
+pub fn min_size(cfg: &Config) -> u64 {
+    let max_entry = entry_bytes(MAX_KEY, cfg.max_value as usize);
+    (max_entry * MIN_ENTRIES_PER_SHARD)
+        .next_power_of_two()
+        .saturating_mul(cfg.shards.into())
+}
+
 /// An error naming the [`Config`] field at fault.
 fn field(field: &'static str, problem: String) -> Error {
     Error::InvalidField { field, problem }
@@ -200,14 +209,14 @@ impl Geometry {
         }
         let shards = cfg.shards as u64;
         let log_total = pow2_floor(cfg.size);
-        if log_total < cfg.min_size() || cfg.size > (1 << 40) {
+        if log_total < min_size(cfg) || cfg.size > (1 << 40) {
             return Err(field("size", format!(
                 "size {} is out of range: with {} shards and max_value {} it must be from {} to 1 TiB \
                  (use a larger size, fewer shards or a smaller max_value)",
                 cfg.size,
                 shards,
                 cfg.max_value,
-                cfg.min_size()
+                min_size(cfg)
             )));
         }
         if cfg.typical_value < 64 || cfg.typical_value > cfg.max_value {

@@ -87,6 +87,9 @@ struct Figures {
     /// The longest any process took for SAMPLE_EVERY operations, µs: how
     /// long it was held up at worst.
     worst_block_us: f64,
+    /// Share of the time spent in blocks of SAMPLE_EVERY operations that
+    /// took 0.1 ms or more, %: held up by another process or the scheduler.
+    stalled_pct: f64,
     /// Gets and takes that found their key, %.
     hit_pct: f64,
     ops: u64,
@@ -117,6 +120,8 @@ impl Figures {
             p999_ns: pct(0.999),
             worst_block_us: reports.iter().map(|r| r.worst_block_ns).max().unwrap_or(0) as f64
                 / 1e3,
+            stalled_pct: 100.0 * reports.iter().map(|r| r.stalled_ns).sum::<u64>() as f64
+                / reports.iter().map(|r| r.elapsed_ns).sum::<u64>().max(1) as f64,
             hit_pct: 100.0 * hits as f64 / lookups.max(1) as f64,
             ops: reports.iter().map(|r| r.ops).sum(),
             samples: samples.len(),
@@ -136,6 +141,7 @@ impl Figures {
             p99_ns: m(|f| f.p99_ns),
             p999_ns: m(|f| f.p999_ns),
             worst_block_us: m(|f| f.worst_block_us),
+            stalled_pct: m(|f| f.stalled_pct),
             hit_pct: m(|f| f.hit_pct),
             ops: m(|f| f.ops as f64) as u64,
             samples: m(|f| f.samples as f64) as usize,
@@ -437,7 +443,7 @@ fn print_stopped(rows: &[StopRow]) {
     );
     println!("the OTHER processes, without stops -> with stops:");
     println!(
-        "{:<6} {:>6} {:>3} {:<11} {:>6} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>9} {:>9}",
+        "{:<6} {:>6} {:>3} {:<11} {:>5} {:>7} {:>7} {:>6} {:>6} {:>6} {:>6} {:>8} {:>8} {:>7} {:>7}",
         "mix",
         "value",
         "P",
@@ -450,11 +456,13 @@ fn print_stopped(rows: &[StopRow]) {
         "->",
         "ratio",
         "worst us",
+        "->",
+        "stall%",
         "->"
     );
     for r in rows {
         println!(
-            "{:<6} {:>6} {:>3} {:<11} {:>6} {:>7.2} {:>7.2} {:>6.2}x {:>7.0} {:>7.0} {:>6.2}x {:>9.0} {:>9.0}",
+            "{:<6} {:>6} {:>3} {:<11} {:>5} {:>7.2} {:>7.2} {:>5.2}x {:>6.0} {:>6.0} {:>5.2}x {:>8.0} {:>8.0} {:>7.2} {:>7.2}",
             r.mix,
             r.value_bytes,
             r.procs,
@@ -468,6 +476,12 @@ fn print_stopped(rows: &[StopRow]) {
             r.p999_ratio,
             r.running.worst_block_us,
             r.stopped.worst_block_us,
+            r.running.stalled_pct,
+            r.stopped.stalled_pct,
         );
     }
+    println!(
+        "worst us: the longest any of them took for {SAMPLE_EVERY} operations; stall%: share of \
+         their time in such blocks of 0.1 ms or more"
+    );
 }

@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 /// One operation in this many is timed. Odd, so that the timed operation
 /// alternates between the take and the put of the TLS 1.3 mix.
 pub(super) const SAMPLE_EVERY: u64 = 63;
+/// A block of SAMPLE_EVERY operations this long was held up: unhindered,
+/// the slowest mix takes about 30 µs for one.
+pub(super) const STALL: Duration = Duration::from_micros(100);
 
 /// What the processes do, in the order `--mixes` lists them.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
@@ -60,11 +63,14 @@ pub(super) struct Report {
     pub elapsed_ns: u64,
     /// The longest block of SAMPLE_EVERY operations.
     pub worst_block_ns: u64,
+    /// Time in blocks of at least [`STALL`]: held up by another process
+    /// or by the scheduler.
+    pub stalled_ns: u64,
     /// Latencies of the timed operations.
     pub samples_ns: Vec<u32>,
 }
 
-const FIELDS: usize = 6;
+const FIELDS: usize = 7;
 
 impl Report {
     pub(super) fn write_to(&self, w: &mut impl Write) -> std::io::Result<()> {
@@ -74,6 +80,7 @@ impl Report {
             self.hits,
             self.elapsed_ns,
             self.worst_block_ns,
+            self.stalled_ns,
             self.samples_ns.len() as u64,
         ];
         let mut bytes = Vec::with_capacity(FIELDS * 8 + self.samples_ns.len() * 4);
@@ -98,7 +105,7 @@ impl Report {
             .chunks_exact(8)
             .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
             .collect();
-        if rest.len() as u64 != h[5] * 4 {
+        if rest.len() as u64 != h[6] * 4 {
             return Ok(None);
         }
         Ok(Some(Report {
@@ -107,6 +114,7 @@ impl Report {
             hits: h[2],
             elapsed_ns: h[3],
             worst_block_ns: h[4],
+            stalled_ns: h[5],
             samples_ns: rest
                 .chunks_exact(4)
                 .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
@@ -175,6 +183,7 @@ fn measure(store: &Store, plan: &Plan, id: usize) -> Report {
     let deadline = start + plan.duration;
     let mut samples = Vec::with_capacity(expected as usize + 1024);
     let mut worst = Duration::ZERO;
+    let mut stalled = Duration::ZERO;
     let mut i = 0u64;
     let mut t0 = start;
     loop {
@@ -186,7 +195,11 @@ fn measure(store: &Store, plan: &Plan, id: usize) -> Report {
         i += SAMPLE_EVERY;
         let t2 = Instant::now();
         samples.push((t1 - t0).as_nanos().min(u32::MAX as u128) as u32);
-        worst = worst.max(t2 - t0);
+        let block = t2 - t0;
+        worst = worst.max(block);
+        if block >= STALL {
+            stalled += block;
+        }
         t0 = t2;
         if t2 >= deadline {
             break;
@@ -195,6 +208,7 @@ fn measure(store: &Store, plan: &Plan, id: usize) -> Report {
     r.ops = i;
     r.elapsed_ns = (t0 - start).as_nanos() as u64;
     r.worst_block_ns = worst.as_nanos() as u64;
+    r.stalled_ns = stalled.as_nanos() as u64;
     r.samples_ns = samples;
     r
 }

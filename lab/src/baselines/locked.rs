@@ -110,10 +110,13 @@ fn hash(key: &[u8]) -> u64 {
 }
 
 impl Locked {
-    /// A new table at `path` (replacing any file there) with room for about
-    /// twice `entries` values of up to `max_value` bytes.
+    /// A new table at `path` (replacing any file there) for `entries`
+    /// values of up to `max_value` bytes: four slots per entry, one to two
+    /// keys per bucket of eight on average, so that hardly any bucket
+    /// overflows and evicts a live key (as nginx's cache, sized by its
+    /// operator for the sessions it must hold, does not).
     pub fn create(path: &Path, entries: usize, max_value: usize) -> std::io::Result<Locked> {
-        let buckets = (entries * 2).div_ceil(WAYS).next_power_of_two();
+        let buckets = (entries * 4).div_ceil(WAYS).next_power_of_two();
         let len = HEADER_BYTES + buckets * BUCKET_BYTES + buckets * WAYS * slot_bytes(max_value);
         let _ = std::fs::remove_file(path);
         let file = OpenOptions::new()

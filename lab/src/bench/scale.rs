@@ -39,7 +39,7 @@ pub struct ScaleArgs {
     #[arg(long, value_delimiter = ',')]
     procs: Vec<usize>,
     /// Mixes: get90 (gets of stored keys, 10 % puts), get50, tls13 (take +
-    /// put, a TLS 1.3 stateful resumption).
+    /// put, a TLS 1.3 stateful resumption); get100 (gets only) on request.
     #[arg(
         long,
         value_enum,
@@ -212,6 +212,13 @@ fn allowed_cpus() -> Vec<usize> {
     }
 }
 
+/// `/proc/loadavg`'s first three fields: other jobs on the machine.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
 /// 1, 2, 4 ... up to `max`, and `max` itself.
 fn doubling(max: usize) -> Vec<usize> {
     let mut v: Vec<usize> = std::iter::successors(Some(1usize), |p| Some(p * 2))
@@ -255,6 +262,7 @@ pub fn run(a: ScaleArgs) -> Result<ExitCode> {
         d => d.clone(),
     };
     let interrupted = interrupted();
+    let load_before = load_average();
     let keys = keys(1, a.entries);
     let scaling = !a.stop_one;
     let stopping = !a.no_stop_one && procs.iter().any(|&p| p >= 2);
@@ -326,6 +334,7 @@ pub fn run(a: ScaleArgs) -> Result<ExitCode> {
         }
     }
     bar.finish_and_clear();
+    let load = [load_before, load_average()];
     let mut scale_rows = Vec::new();
     let mut stop_rows = Vec::new();
     for &size in &a.values {
@@ -371,6 +380,7 @@ pub fn run(a: ScaleArgs) -> Result<ExitCode> {
     if a.json {
         let v = serde_json::json!({
             "cpus": cpus.len(),
+            "load_average": {"before": load[0], "after": load[1]},
             "pinned": a.pin,
             "duration_s": a.duration,
             "rounds": a.rounds,
@@ -395,6 +405,7 @@ pub fn run(a: ScaleArgs) -> Result<ExitCode> {
             a.rounds,
             a.entries
         );
+        println!("load average before: {}, after: {}", load[0], load[1]);
         println!(
             "latency: 1 operation in {SAMPLE_EVERY} timed, ns, one clock read included; \
              x: speed-up over 1 process of the same store"

@@ -31,14 +31,18 @@ pub enum Mix {
     /// TLS 1.3 stateful resumption: take the session (single use), put its
     /// successor.
     Tls13,
+    /// Gets only (not in the default run): what reading shared sessions
+    /// alone scales to, the ceiling for the other mixes.
+    Get100,
 }
 
 impl Mix {
     /// A key is rewritten once every this many visits (get mixes).
-    fn put_every(self) -> usize {
+    fn put_every(self) -> Option<usize> {
         match self {
-            Mix::Get90 => 10,
-            Mix::Get50 | Mix::Tls13 => 2,
+            Mix::Get90 => Some(10),
+            Mix::Get50 => Some(2),
+            Mix::Tls13 | Mix::Get100 => None,
         }
     }
 
@@ -48,6 +52,7 @@ impl Mix {
             Mix::Get90 => "get90",
             Mix::Get50 => "get50",
             Mix::Tls13 => "tls13",
+            Mix::Get100 => "get100",
         }
     }
 }
@@ -150,17 +155,21 @@ fn measure(store: &Store, plan: &Plan, id: usize) -> Report {
     let mut buf = vec![0u8; plan.value.len()];
     let expected = plan.duration.as_secs_f64() * 50e6 / SAMPLE_EVERY as f64;
     let mut r = Report::default();
-    // Operation `i`: which key, and whether it reads or writes. 7919 is
-    // prime, so each pass of `n` visits every key once; processes start
-    // apart in the key order.
-    let offset = id * 4099;
+    // Operation `i`: which key, and whether it reads or writes. Each
+    // process visits the keys in an order of its own (a stride of its own), as
+    // clients resume sessions independently. With one order for all, two
+    // processes that meet fall into step on the same keys and stay there:
+    // they then contend on every line, and in the TLS 1.3 mix the one
+    // behind finds each session just taken by the one ahead.
+    let stride = stride(id, n);
     let mut op = |i: u64| {
         let i = i as usize;
         match plan.mix {
-            Mix::Get90 | Mix::Get50 => {
-                let at = (i.wrapping_mul(7919) + offset) % n;
-                // Each key is rewritten once every put_every passes.
-                if (i / n + at) % plan.mix.put_every() == 0 {
+            Mix::Get90 | Mix::Get50 | Mix::Get100 => {
+                let at = i.wrapping_mul(stride) % n;
+                // Each key is rewritten once every put_every passes (a pass
+                // visits every key once: the stride is coprime to n).
+                if plan.mix.put_every().is_some_and(|p| (i / n + at) % p == 0) {
                     store.put(&plan.keys[at], plan.value);
                 } else {
                     r.lookups += 1;
@@ -168,7 +177,7 @@ fn measure(store: &Store, plan: &Plan, id: usize) -> Report {
                 }
             }
             Mix::Tls13 => {
-                let at = ((i / 2).wrapping_mul(7919) + offset) % n;
+                let at = (i / 2).wrapping_mul(stride) % n;
                 if i % 2 == 0 {
                     r.lookups += 1;
                     r.hits += u64::from(store.take(&plan.keys[at], &mut buf));
@@ -211,4 +220,19 @@ fn measure(store: &Store, plan: &Plan, id: usize) -> Report {
     r.stalled_ns = stalled.as_nanos() as u64;
     r.samples_ns = samples;
     r
+}
+
+/// Process `id`'s stride through `n` keys: its own, and coprime to `n`,
+/// so that each pass visits every key once.
+fn stride(id: usize, n: usize) -> usize {
+    fn gcd(a: usize, b: usize) -> usize {
+        if b == 0 {
+            a
+        } else {
+            gcd(b, a % b)
+        }
+    }
+    (7919 + 64 * id..)
+        .find(|&s| gcd(s, n) == 1)
+        .expect("some number is coprime to n")
 }

@@ -19,7 +19,7 @@ fn main() {
     let n: usize =
         std::env::var("HOTPATH_ENTRIES").map_or(10_000, |v| v.parse().expect("HOTPATH_ENTRIES"));
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: hotpath get-hit|get-miss|put|take VALUE_BYTES OPS [scsp|mutex-hashmap|rustls-memory|redis-loopback]";
+    let usage = "usage: hotpath get-hit|get-miss|put|take VALUE_BYTES OPS [scsp|locked-shm|mutex-hashmap|rustls-memory|redis-loopback]";
     let (op, size, ops, imp) = match &args[1..] {
         [op, size, ops, rest @ ..] if rest.len() <= 1 => (
             op.as_str(),

@@ -2,8 +2,10 @@
 //! `examples/hotpath.rs` and `scsp bench`: the same stores behind one
 //! interface, the same keys, the same visiting order. Not part of the API.
 
+mod locked;
 mod redis;
 
+pub use locked::Locked;
 pub use redis::{RedisClient, RedisServer, RedisSessionStore, REDIS_SERVER};
 
 use rustls::server::{ServerSessionMemoryCache, StoresServerSessions};
@@ -19,7 +21,16 @@ pub type Key = [u8; 32];
 /// The operations measured, in print order.
 pub const OPS: [&str; 4] = ["get-hit", "get-miss", "put", "take"];
 /// The stores measured, in print order (see [`Store`]'s variants).
-pub const IMPLS: [&str; 4] = ["scsp", "mutex-hashmap", "rustls-memory", "redis-loopback"];
+pub const IMPLS: [&str; 5] = [
+    "scsp",
+    LOCKED_IMPL,
+    "mutex-hashmap",
+    "rustls-memory",
+    "redis-loopback",
+];
+/// The design nginx and Apache httpd share sessions with: a table in
+/// shared memory behind one process-shared mutex ([`Locked`]).
+pub const LOCKED_IMPL: &str = "locked-shm";
 /// The one store that talks over the network: tens of microseconds per
 /// operation, so runs give it fewer operations.
 pub const NETWORK_IMPL: &str = "redis-loopback";
@@ -35,6 +46,8 @@ const TTL_SECS: u32 = 3600;
 pub enum Store {
     /// scsp on a segment file.
     Scsp(Cache),
+    /// One table in a shared file behind one process-shared mutex.
+    Locked(Locked),
     /// An in-process `Mutex<HashMap>` (shares nothing across processes).
     Mutex(Mutex<HashMap<Vec<u8>, Vec<u8>>>),
     /// rustls' in-process session cache.
@@ -96,6 +109,10 @@ impl Store {
                 let _ = std::fs::remove_file(seg);
                 Store::Scsp(Cache::create(seg, &bench_config(entries, value_len))?)
             }
+            LOCKED_IMPL => Store::Locked(
+                Locked::create(seg, entries, value_len)
+                    .map_err(|e| crate::Error::system(format!("creating {}", seg.display()), e))?,
+            ),
             "mutex-hashmap" => Store::Mutex(Mutex::new(HashMap::new())),
             "rustls-memory" => Store::Rustls(ServerSessionMemoryCache::new(entries * 2)),
             "redis-loopback" => {
@@ -114,12 +131,32 @@ impl Store {
         })
     }
 
+    /// Open the store another process made with [`Store::new`] at `seg`:
+    /// only the stores that processes share (scsp and [`LOCKED_IMPL`]).
+    pub fn open(imp: &str, seg: &Path) -> crate::Result<Store> {
+        Ok(match imp {
+            "scsp" => Store::Scsp(Cache::open(seg)?),
+            LOCKED_IMPL => Store::Locked(
+                Locked::open(seg)
+                    .map_err(|e| crate::Error::system(format!("opening {}", seg.display()), e))?,
+            ),
+            other => {
+                return Err(crate::Error::Usage(format!(
+                    "{other:?} is not shared between processes"
+                )))
+            }
+        })
+    }
+
     /// Store `v` under `k`.
     #[inline]
     pub fn put(&self, k: &[u8], v: &[u8]) {
         match self {
             Store::Scsp(c) => {
                 let _ = black_box(c.put(k, v, TTL_SECS));
+            }
+            Store::Locked(l) => {
+                black_box(l.put(k, v, TTL_SECS));
             }
             Store::Mutex(m) => {
                 m.lock().unwrap().insert(k.to_vec(), v.to_vec());
@@ -140,6 +177,7 @@ impl Store {
     pub fn get(&self, k: &[u8], buf: &mut [u8]) -> bool {
         match self {
             Store::Scsp(c) => matches!(c.get(k, buf), Lookup::Hit(_)),
+            Store::Locked(l) => l.get(k, buf).is_some(),
             Store::Mutex(m) => match m.lock().unwrap().get(k) {
                 Some(v) => {
                     buf[..v.len()].copy_from_slice(v);
@@ -160,6 +198,7 @@ impl Store {
     pub fn take(&self, k: &[u8], buf: &mut [u8]) -> bool {
         match self {
             Store::Scsp(c) => matches!(c.take(k, buf), Lookup::Hit(_)),
+            Store::Locked(l) => l.take(k, buf).is_some(),
             Store::Mutex(m) => match m.lock().unwrap().remove(k) {
                 Some(v) => {
                     buf[..v.len()].copy_from_slice(&v);

@@ -1,5 +1,6 @@
 //! `scsp bench [--values 150,1024] [--ops N] [--rounds R] [--processes P] [--json]`
-//! and `scsp bench handshake` (full vs resumed TLS handshakes, see `handshake.rs`).
+//! and `scsp bench handshake` (full vs resumed TLS handshakes, see `handshake.rs`),
+//! `scsp bench bridge` (`bridge.rs`), `scsp bench scale` (`scale.rs`).
 //!
 //! A quick comparison without criterion: for each operation and value size,
 //! the median ns/op over several rounds for scsp on a real segment file beside
@@ -13,6 +14,7 @@
 mod bridge;
 mod handshake;
 mod procs;
+mod scale;
 
 use crate::baselines::{
     keys, shuffle, unavailable, Key, Store, TempSegment, IMPLS, NETWORK_IMPL, OPS,

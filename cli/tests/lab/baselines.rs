@@ -1,12 +1,15 @@
 //! The baselines scsp is measured against must measure what they claim: the
 //! loopback redis store really stores, returns and deletes through a real
 //! `redis-server`; its client refuses malformed replies; `scsp bench` reports
-//! every store it can run and says why it left one out.
+//! every store it can run and says why it left one out; `scsp bench scale`
+//! measures scsp and the locked baseline, with and without a stopped process.
 //!
 //! The redis tests are skipped, with a line on stderr, when `redis-server` is
 //! not installed; `SCSP_REQUIRE_REDIS=1` (CI sets it) makes that a failure.
 
-use scsp_lab::baselines::{unavailable, RedisClient, RedisServer, Store, IMPLS, NETWORK_IMPL, OPS};
+use scsp_lab::baselines::{
+    unavailable, RedisClient, RedisServer, Store, IMPLS, LOCKED_IMPL, NETWORK_IMPL, OPS,
+};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 
@@ -205,5 +208,83 @@ fn bench_handshake_with_redis_resumes_every_visit_across_workers() {
     assert_eq!(rows.len(), 2, "{text}");
     for r in rows {
         assert!(r.ends_with("100.0%"), "not every visit resumed: {r}");
+    }
+}
+
+/// A `scsp bench scale` figure set must be a measurement: operations done,
+/// latencies sampled and in order.
+fn assert_sane(what: &str, f: &serde_json::Value) {
+    let n = |k: &str| {
+        f[k].as_f64()
+            .unwrap_or_else(|| panic!("{what}: no number {k} in {f}"))
+    };
+    assert!(
+        n("ops") > 0.0 && n("mops") > 0.0,
+        "{what}: nothing done: {f}"
+    );
+    assert!(n("samples") > 0.0, "{what}: no latency sampled: {f}");
+    assert!(
+        0.0 < n("p50_ns") && n("p50_ns") <= n("p99_ns") && n("p99_ns") <= n("p999_ns"),
+        "{what}: latencies out of order: {f}"
+    );
+    assert!((0.0..=100.0).contains(&n("hit_pct")), "{what}: {f}");
+    assert!((0.0..=100.0).contains(&n("stalled_pct")), "{what}: {f}");
+}
+
+#[test]
+fn scsp_bench_scale_measures_scsp_and_the_locked_baseline_with_and_without_a_stopped_process() {
+    let _spawning = spawning();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_scsp"))
+        .args(["bench", "scale", "--procs", "1,2", "--values", "150"])
+        .args(["--duration", "0.05", "--entries", "200", "--json"])
+        .output()
+        .expect("run scsp bench scale");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("bench scale JSON");
+    let scaling = v["scaling"].as_array().unwrap();
+    let stop_one = v["stop_one"].as_array().unwrap();
+    let stores = ["scsp", LOCKED_IMPL];
+    let mixes = ["get90", "get50", "tls13"];
+    assert_eq!(scaling.len(), stores.len() * mixes.len() * 2, "{v}");
+    assert_eq!(stop_one.len(), stores.len() * mixes.len(), "{v}");
+    for store in stores {
+        for mix in mixes {
+            for procs in [1, 2] {
+                let what = format!("{store} {mix} P={procs}");
+                let cell = scaling
+                    .iter()
+                    .find(|c| c["store"] == store && c["mix"] == mix && c["procs"] == procs)
+                    .unwrap_or_else(|| panic!("no scaling cell {what}"));
+                assert_eq!(cell["value_bytes"], 150);
+                assert_sane(&what, cell);
+                let x = cell["speedup"].as_f64().unwrap();
+                assert!(x > 0.0 && (procs > 1 || x == 1.0), "{what}: speed-up {x}");
+            }
+            let what = format!("{store} {mix} stopped");
+            let row = stop_one
+                .iter()
+                .find(|c| c["store"] == store && c["mix"] == mix)
+                .unwrap_or_else(|| panic!("no stopped-process row {what}"));
+            assert_eq!(row["procs"], 2, "{what}");
+            assert!(row["stops"].as_u64().unwrap() > 0, "{what}: never stopped");
+            assert_sane(&format!("{what}, running"), &row["running"]);
+            assert_sane(&format!("{what}, stopped"), &row["stopped"]);
+        }
+    }
+}
+
+#[test]
+fn scsp_bench_scale_refuses_impossible_flags() {
+    for bad in [["--procs", "0"], ["--values", "0"], ["--duration", "0"]] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_scsp"))
+            .args(["bench", "scale"])
+            .args(bad)
+            .output()
+            .expect("run scsp bench scale");
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
     }
 }

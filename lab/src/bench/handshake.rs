@@ -26,6 +26,9 @@ pub enum Bench {
     Handshake(HandshakeArgs),
     /// Put on one host to readable on another, through real bridges; idle CPU.
     Bridge(super::bridge::BridgeArgs),
+    /// P processes on one store, scsp and the locked baseline: throughput,
+    /// speed-up and latency, and what one stopped process costs the others.
+    Scale(super::scale::ScaleArgs),
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,6 +80,7 @@ pub fn run(b: Bench) -> Result<ExitCode> {
     match b {
         Bench::Handshake(a) => handshake(a),
         Bench::Bridge(a) => super::bridge::run(a),
+        Bench::Scale(a) => super::scale::run(a),
     }
 }
 

@@ -1,0 +1,498 @@
+//! `scsp bench scale`: does the table scale with processes, and does a
+//! stopped process cost the others anything?
+//!
+//! P forked processes (P = 1, 2, 4 ... up to the cores, or `--procs`) run
+//! one mix of operations on one shared store for `--duration`: scsp on a
+//! segment, and the locked baseline ([`crate::baselines::Locked`], the
+//! design of nginx's `ssl_session_cache shared:` and Apache's shmcb) in the
+//! same run. Each cell gives total Mops/s, the speed-up over one process of
+//! the same store, and the latency of sampled operations (see `worker.rs`).
+//!
+//! The stopped-process table runs every cell with P >= 2 again while this
+//! process stops process 0 (SIGSTOP) for 0.2-2 ms every ~5 ms and resumes it
+//! (SIGCONT), as a worker preempted or descheduled on a busy host behaves,
+//! and compares the *other* processes' throughput and tail latency with the
+//! run without stops. A lock-free table should not notice; a process stopped
+//! while it holds a lock stalls every process that needs it.
+
+mod cell;
+mod worker;
+
+use crate::baselines::{keys, Store, TempSegment, LOCKED_IMPL};
+use crate::{Error, Result};
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+use worker::{Mix, Plan, Report, SAMPLE_EVERY};
+
+/// The stores compared, in print order.
+const STORES: [&str; 2] = ["scsp", LOCKED_IMPL];
+
+/// The flags of `scsp bench scale`.
+#[derive(clap::Args, Debug)]
+pub struct ScaleArgs {
+    /// Process counts, comma-separated; one number N means 1, 2, 4 ... up
+    /// to N (default: up to the CPUs this process may use). More than the
+    /// cores is allowed: the processes then share them.
+    #[arg(long, value_delimiter = ',')]
+    procs: Vec<usize>,
+    /// Mixes: get90 (gets of stored keys, 10 % puts), get50, tls13 (take +
+    /// put, a TLS 1.3 stateful resumption); get100 (gets only) on request.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "get90,get50,tls13"
+    )]
+    mixes: Vec<Mix>,
+    /// Value sizes in bytes, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "150,1024")]
+    values: Vec<usize>,
+    /// Seconds each cell runs.
+    #[arg(long, default_value_t = 0.5)]
+    duration: f64,
+    /// Runs of the whole grid; each figure is the median over them.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
+    rounds: u32,
+    /// Keys stored before measuring (every process visits all of them).
+    #[arg(long, default_value_t = 10_000)]
+    entries: usize,
+    /// Pin process i to the i-th CPU this process may use (modulo their number).
+    #[arg(long)]
+    pin: bool,
+    /// Only the stopped-process table (and the runs without stops it compares with).
+    #[arg(long, conflicts_with = "no_stop_one")]
+    stop_one: bool,
+    /// Only the scaling table.
+    #[arg(long)]
+    no_stop_one: bool,
+    /// Print one JSON object instead of tables.
+    #[arg(long)]
+    json: bool,
+    /// Directory for the stores' files (default: $SCSP_BENCH_DIR, else /dev/shm).
+    #[arg(long)]
+    dir: Option<std::path::PathBuf>,
+}
+
+/// What some of a cell's processes did, together.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+struct Figures {
+    /// Operations per second, all processes together, millions.
+    mops: f64,
+    p50_ns: f64,
+    p99_ns: f64,
+    p999_ns: f64,
+    /// The longest any process took for SAMPLE_EVERY operations, µs: how
+    /// long it was held up at worst.
+    worst_block_us: f64,
+    /// Share of the time spent in blocks of SAMPLE_EVERY operations that
+    /// took 0.1 ms or more, %: held up by another process or the scheduler.
+    stalled_pct: f64,
+    /// Gets and takes that found their key, %.
+    hit_pct: f64,
+    ops: u64,
+    samples: usize,
+}
+
+impl Figures {
+    fn of(reports: &[Report]) -> Figures {
+        let mut samples: Vec<u32> = reports
+            .iter()
+            .flat_map(|r| r.samples_ns.iter().copied())
+            .collect();
+        samples.sort_unstable();
+        let pct = |p: f64| {
+            samples
+                .get(((samples.len().max(1) - 1) as f64 * p).round() as usize)
+                .map_or(0.0, |&v| f64::from(v))
+        };
+        let lookups: u64 = reports.iter().map(|r| r.lookups).sum();
+        let hits: u64 = reports.iter().map(|r| r.hits).sum();
+        Figures {
+            mops: reports
+                .iter()
+                .map(|r| r.ops as f64 * 1e3 / r.elapsed_ns.max(1) as f64)
+                .sum(),
+            p50_ns: pct(0.5),
+            p99_ns: pct(0.99),
+            p999_ns: pct(0.999),
+            worst_block_us: reports.iter().map(|r| r.worst_block_ns).max().unwrap_or(0) as f64
+                / 1e3,
+            stalled_pct: 100.0 * reports.iter().map(|r| r.stalled_ns).sum::<u64>() as f64
+                / reports.iter().map(|r| r.elapsed_ns).sum::<u64>().max(1) as f64,
+            hit_pct: 100.0 * hits as f64 / lookups.max(1) as f64,
+            ops: reports.iter().map(|r| r.ops).sum(),
+            samples: samples.len(),
+        }
+    }
+
+    /// Each field's median over rounds.
+    fn median(rounds: &[Figures]) -> Figures {
+        let m = |f: fn(&Figures) -> f64| {
+            let mut v: Vec<f64> = rounds.iter().map(f).collect();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        Figures {
+            mops: m(|f| f.mops),
+            p50_ns: m(|f| f.p50_ns),
+            p99_ns: m(|f| f.p99_ns),
+            p999_ns: m(|f| f.p999_ns),
+            worst_block_us: m(|f| f.worst_block_us),
+            stalled_pct: m(|f| f.stalled_pct),
+            hit_pct: m(|f| f.hit_pct),
+            ops: m(|f| f.ops as f64) as u64,
+            samples: m(|f| f.samples as f64) as usize,
+        }
+    }
+}
+
+/// Which cell: store, mix, value size, processes.
+type Key = (&'static str, Mix, usize, usize);
+
+/// One cell of the scaling table.
+#[derive(serde::Serialize)]
+struct ScaleRow {
+    store: &'static str,
+    mix: &'static str,
+    value_bytes: usize,
+    procs: usize,
+    /// Mops/s over the same store's with one process (`null` without P = 1).
+    speedup: Option<f64>,
+    #[serde(flatten)]
+    all: Figures,
+}
+
+/// One cell of the stopped-process table: processes 1..P, without and with
+/// process 0 being stopped.
+#[derive(serde::Serialize)]
+struct StopRow {
+    store: &'static str,
+    mix: &'static str,
+    value_bytes: usize,
+    procs: usize,
+    /// Times process 0 was stopped (median over rounds).
+    stops: u64,
+    /// The other processes, no process stopped.
+    running: Figures,
+    /// The other processes, process 0 stopped and resumed throughout.
+    stopped: Figures,
+    /// stopped / running Mops/s.
+    mops_ratio: f64,
+    /// stopped / running p99.9.
+    p999_ratio: f64,
+}
+
+/// Raised by SIGINT or SIGTERM: the run stops after the current cell.
+fn interrupted() -> &'static Arc<AtomicBool> {
+    static FLAG: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
+    FLAG.get_or_init(|| {
+        let flag = Arc::<AtomicBool>::default();
+        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            let _ = signal_hook::flag::register(sig, flag.clone());
+        }
+        flag
+    })
+}
+
+/// The CPUs this process may run on, in order.
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: a zeroed cpu_set_t is valid; sched_getaffinity writes at most
+    // its size, and CPU_ISSET reads inside it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return vec![0];
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect()
+    }
+}
+
+/// `/proc/loadavg`'s first three fields: other jobs on the machine.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// 1, 2, 4 ... up to `max`, and `max` itself.
+fn doubling(max: usize) -> Vec<usize> {
+    let mut v: Vec<usize> = std::iter::successors(Some(1usize), |p| Some(p * 2))
+        .take_while(|&p| p < max)
+        .collect();
+    v.push(max);
+    v
+}
+
+/// Run `scsp bench scale`.
+pub fn run(a: ScaleArgs) -> Result<ExitCode> {
+    let cpus = allowed_cpus();
+    let procs = match a.procs[..] {
+        [] => doubling(cpus.len()),
+        [max] => doubling(max),
+        _ => a.procs.clone(),
+    };
+    if procs.iter().any(|&p| p == 0 || p > 512) {
+        return Err(Error::Usage("--procs: between 1 and 512 processes".into()));
+    }
+    if a.values.is_empty() || a.values.iter().any(|&v| v == 0 || v > 8192) {
+        return Err(Error::Usage(
+            "--values: give sizes between 1 and 8192 bytes, e.g. --values 150,1024".into(),
+        ));
+    }
+    if !(a.duration > 0.0 && a.duration <= 600.0) {
+        return Err(Error::Usage(
+            "--duration: seconds, above 0, at most 600".into(),
+        ));
+    }
+    if a.entries == 0 || a.mixes.is_empty() {
+        return Err(Error::Usage("--entries and --mixes: at least one".into()));
+    }
+    let dir = match &a.dir {
+        Some(d) if !d.is_dir() => {
+            return Err(Error::Usage(format!(
+                "--dir {}: not a directory",
+                d.display()
+            )))
+        }
+        d => d.clone(),
+    };
+    let interrupted = interrupted();
+    let load_before = load_average();
+    let keys = keys(1, a.entries);
+    let scaling = !a.stop_one;
+    let stopping = !a.no_stop_one && procs.iter().any(|&p| p >= 2);
+    let pinned: &[usize] = if a.pin { &cpus } else { &[] };
+    let cells = procs.len() * a.mixes.len() * a.values.len() * STORES.len();
+    let bar = indicatif::ProgressBar::new((cells as u64) * u64::from(a.rounds) * 2);
+    let mut running: std::collections::HashMap<Key, Vec<Figures>> = Default::default();
+    let mut others: std::collections::HashMap<Key, Vec<Figures>> = Default::default();
+    let mut stopped: std::collections::HashMap<Key, Vec<(Figures, u64)>> = Default::default();
+    for _ in 0..a.rounds {
+        for &size in &a.values {
+            let value: Vec<u8> = (0..size).map(|i| i as u8).collect();
+            for &mix in &a.mixes {
+                for &p in &procs {
+                    for imp in STORES {
+                        let key = (imp, mix, size, p);
+                        let stop_too = stopping && p >= 2;
+                        if !scaling && !stop_too {
+                            continue;
+                        }
+                        let plan = Plan {
+                            mix,
+                            keys: &keys,
+                            value: &value,
+                            duration: Duration::from_secs_f64(a.duration),
+                        };
+                        let one = |stop_one: bool| -> Result<cell::Outcome> {
+                            if interrupted.load(std::sync::atomic::Ordering::Relaxed) {
+                                return Err("interrupted".into());
+                            }
+                            let seg = match &dir {
+                                Some(d) => TempSegment::in_dir(d, "scale"),
+                                None => TempSegment::new("scale"),
+                            };
+                            let store = Store::new(imp, seg.path(), a.entries, size)?;
+                            for k in &keys {
+                                store.put(k, &value);
+                            }
+                            let setup = cell::Setup {
+                                imp,
+                                seg: seg.path(),
+                                procs: p,
+                                cpus: pinned,
+                                stop_one,
+                            };
+                            let out = cell::run(&setup, &plan, interrupted)?;
+                            bar.inc(1);
+                            Ok(out)
+                        };
+                        let out = one(false)?;
+                        running
+                            .entry(key)
+                            .or_default()
+                            .push(Figures::of(&out.reports));
+                        if stop_too {
+                            others
+                                .entry(key)
+                                .or_default()
+                                .push(Figures::of(&out.reports[1..]));
+                            let out = one(true)?;
+                            stopped
+                                .entry(key)
+                                .or_default()
+                                .push((Figures::of(&out.reports[1..]), out.stops));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    bar.finish_and_clear();
+    let load = [load_before, load_average()];
+    let mut scale_rows = Vec::new();
+    let mut stop_rows = Vec::new();
+    for &size in &a.values {
+        for &mix in &a.mixes {
+            for &p in &procs {
+                for imp in STORES {
+                    let key = (imp, mix, size, p);
+                    if scaling {
+                        let all = Figures::median(&running[&key]);
+                        let one = running
+                            .get(&(imp, mix, size, 1))
+                            .map(|r| Figures::median(r).mops);
+                        scale_rows.push(ScaleRow {
+                            store: imp,
+                            mix: mix.name(),
+                            value_bytes: size,
+                            procs: p,
+                            speedup: one.map(|o| all.mops / o),
+                            all,
+                        });
+                    }
+                    if let Some(s) = stopped.get(&key) {
+                        let run = Figures::median(&others[&key]);
+                        let stop = Figures::median(&s.iter().map(|x| x.0).collect::<Vec<_>>());
+                        let mut n: Vec<u64> = s.iter().map(|x| x.1).collect();
+                        n.sort_unstable();
+                        stop_rows.push(StopRow {
+                            store: imp,
+                            mix: mix.name(),
+                            value_bytes: size,
+                            procs: p,
+                            stops: n[n.len() / 2],
+                            running: run,
+                            stopped: stop,
+                            mops_ratio: stop.mops / run.mops,
+                            p999_ratio: stop.p999_ns / run.p999_ns.max(1.0),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    if a.json {
+        let v = serde_json::json!({
+            "cpus": cpus.len(),
+            "load_average": {"before": load[0], "after": load[1]},
+            "pinned": a.pin,
+            "duration_s": a.duration,
+            "rounds": a.rounds,
+            "entries": a.entries,
+            "sample_every": SAMPLE_EVERY,
+            "stop_gap_us": [cell::GAP_US.0, cell::GAP_US.1],
+            "stop_for_us": [cell::STOP_US.0, cell::STOP_US.1],
+            "scaling": scale_rows,
+            "stop_one": stop_rows,
+        });
+        writeln!(
+            std::io::stdout().lock(),
+            "{}",
+            serde_json::to_string_pretty(&v).expect("plain JSON values serialise")
+        )?;
+    } else {
+        println!(
+            "scsp bench scale: {} CPUs{}, {} s per cell, median of {} round(s), {} keys",
+            cpus.len(),
+            if a.pin { ", pinned" } else { "" },
+            a.duration,
+            a.rounds,
+            a.entries
+        );
+        println!("load average before: {}, after: {}", load[0], load[1]);
+        println!(
+            "latency: 1 operation in {SAMPLE_EVERY} timed, ns, one clock read included; \
+             x: speed-up over 1 process of the same store"
+        );
+        if scaling {
+            print_scaling(&scale_rows);
+        }
+        if !stop_rows.is_empty() {
+            print_stopped(&stop_rows);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_scaling(rows: &[ScaleRow]) {
+    println!();
+    let head = |s: &str| format!("{:-^44}", format!(" {s} "));
+    println!("{:<17} {} {}", "", head(STORES[0]), head(STORES[1]));
+    let cols = format!(
+        "{:>7} {:>6} {:>6} {:>6} {:>7} {:>8}",
+        "Mops/s", "x", "p50", "p99", "p99.9", "hit%"
+    );
+    println!("{:<6} {:>6} {:>3} {cols} {cols}", "mix", "value", "P");
+    for pair in rows.chunks(2) {
+        let r = &pair[0];
+        print!("{:<6} {:>6} {:>3}", r.mix, r.value_bytes, r.procs);
+        for c in pair {
+            let x = c.speedup.map_or("-".into(), |s| format!("{s:.2}x"));
+            print!(
+                " {:>7.2} {:>6} {:>6.0} {:>6.0} {:>7.0} {:>8.2}",
+                c.all.mops, x, c.all.p50_ns, c.all.p99_ns, c.all.p999_ns, c.all.hit_pct
+            );
+        }
+        println!();
+    }
+}
+
+fn print_stopped(rows: &[StopRow]) {
+    println!();
+    println!(
+        "one process stopped (SIGSTOP) for {}-{} ms after gaps of {}-{} ms, resumed (SIGCONT);",
+        cell::STOP_US.0 as f64 / 1e3,
+        cell::STOP_US.1 as f64 / 1e3,
+        cell::GAP_US.0 as f64 / 1e3,
+        cell::GAP_US.1 as f64 / 1e3
+    );
+    println!("the OTHER processes, without stops -> with stops:");
+    println!(
+        "{:<6} {:>6} {:>3} {:<11} {:>5} {:>7} {:>7} {:>6} {:>6} {:>6} {:>6} {:>8} {:>8} {:>7} {:>7}",
+        "mix",
+        "value",
+        "P",
+        "store",
+        "stops",
+        "Mops/s",
+        "->",
+        "ratio",
+        "p99.9",
+        "->",
+        "ratio",
+        "worst us",
+        "->",
+        "stall%",
+        "->"
+    );
+    for r in rows {
+        println!(
+            "{:<6} {:>6} {:>3} {:<11} {:>5} {:>7.2} {:>7.2} {:>5.2}x {:>6.0} {:>6.0} {:>5.2}x {:>8.0} {:>8.0} {:>7.2} {:>7.2}",
+            r.mix,
+            r.value_bytes,
+            r.procs,
+            r.store,
+            r.stops,
+            r.running.mops,
+            r.stopped.mops,
+            r.mops_ratio,
+            r.running.p999_ns,
+            r.stopped.p999_ns,
+            r.p999_ratio,
+            r.running.worst_block_us,
+            r.stopped.worst_block_us,
+            r.running.stalled_pct,
+            r.stopped.stalled_pct,
+        );
+    }
+    println!(
+        "worst us: the longest any of them took for {SAMPLE_EVERY} operations; stall%: share of \
+         their time in such blocks of 0.1 ms or more"
+    );
+}

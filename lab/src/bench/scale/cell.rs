@@ -1,0 +1,169 @@
+//! One cell of `scsp bench scale`: P forked processes on one store for a
+//! fixed time, optionally with one of them stopped and resumed over and
+//! over (SIGSTOP, SIGCONT) by this process meanwhile.
+//!
+//! Every process opens the store, says it is ready on a pipe, and waits for
+//! the start signal (this process closing another pipe), so that all of
+//! them run at once; each sends its report back on its own pipe.
+
+use super::worker::{self, Plan, Report};
+use crate::baselines::Store;
+use crate::Result;
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// How the stopped process is stopped: after a gap of
+/// `GAP_US.0..GAP_US.1` µs it is stopped for `STOP_US.0..STOP_US.1` µs,
+/// both drawn uniformly: about 160 stops a second, stopped ~18 % of the time.
+pub(super) const GAP_US: (u64, u64) = (1_000, 9_000);
+/// See [`GAP_US`].
+pub(super) const STOP_US: (u64, u64) = (200, 2_000);
+
+/// Where the processes run and how.
+pub(super) struct Setup<'a> {
+    /// The store's name and path, made and filled by the caller.
+    pub imp: &'a str,
+    pub seg: &'a Path,
+    pub procs: usize,
+    /// Process `i` is pinned to `cpus[i % cpus.len()]` (empty: not pinned).
+    pub cpus: &'a [usize],
+    /// Stop and resume process 0 throughout the run.
+    pub stop_one: bool,
+}
+
+/// What a cell measured.
+pub(super) struct Outcome {
+    /// One per process, process 0 first.
+    pub reports: Vec<Report>,
+    /// Times process 0 was stopped.
+    pub stops: u64,
+}
+
+/// Run one cell. `interrupted` ends the stopping early.
+pub(super) fn run(setup: &Setup, plan: &Plan, interrupted: &AtomicBool) -> Result<Outcome> {
+    let (ready_r, ready_w) = nix::unistd::pipe()?;
+    let (start_r, start_w) = nix::unistd::pipe()?;
+    let (ready_w_fd, start_w_fd) = (ready_w.as_raw_fd(), start_w.as_raw_fd());
+    let mut kids = Vec::with_capacity(setup.procs);
+    let mut outs = Vec::with_capacity(setup.procs);
+    for id in 0..setup.procs {
+        let (out_r, out_w) = nix::unistd::pipe()?;
+        let start = std::fs::File::from(start_r.try_clone()?);
+        let mut ready = std::fs::File::from(ready_w.try_clone()?);
+        let out = std::fs::File::from(out_w);
+        let cpu = (!setup.cpus.is_empty()).then(|| setup.cpus[id % setup.cpus.len()]);
+        let child = move || {
+            // This process's copies of the parent's write ends: the start
+            // signal and the end of the ready pipe must not wait for them.
+            // SAFETY: closes descriptors this child owns and never uses.
+            unsafe {
+                libc::close(start_w_fd);
+                libc::close(ready_w_fd);
+            }
+            child_setup(cpu);
+            let Ok(store) = Store::open(setup.imp, setup.seg) else {
+                return 2;
+            };
+            if std::io::Write::write_all(&mut ready, b"r").is_err() {
+                return 3;
+            }
+            drop(ready);
+            match worker::run(&store, plan, id, start, out) {
+                Ok(()) => 0,
+                Err(_) => 4,
+            }
+        };
+        // SAFETY: the CLI is single-threaded here, so the child may allocate
+        // and use any library. It leaves through `_exit` (childguard).
+        let kid = unsafe { childguard::fork(child) }?;
+        kids.push(kid);
+        outs.push(std::fs::File::from(out_r));
+    }
+    drop((start_r, ready_w));
+    // Every process ready (or one died: the pipe ends early).
+    let mut ready = vec![0u8; setup.procs];
+    std::fs::File::from(ready_r)
+        .read_exact(&mut ready)
+        .map_err(|_| failed(&mut kids, "opening the store"))?;
+    let until = Instant::now() + plan.duration;
+    drop(start_w);
+    let mut stops = 0;
+    if setup.stop_one {
+        stops = stop_and_resume(&mut kids[0], until, interrupted);
+    }
+    let mut reports = Vec::with_capacity(setup.procs);
+    for out in &mut outs {
+        match Report::read_from(out)? {
+            Some(r) => reports.push(r),
+            None => return Err(failed(&mut kids, "measuring")),
+        }
+    }
+    let codes: Vec<i32> = kids.iter_mut().map(|k| k.wait()).collect();
+    if codes.iter().any(|&c| c != 0) {
+        return Err(format!("a benchmark process failed: exit codes {codes:?}").into());
+    }
+    Ok(Outcome { reports, stops })
+}
+
+/// Before the child does anything else: die with the parent (so that no
+/// process is left behind, stopped or not, even if the parent is killed
+/// outright), take the default action on SIGINT and SIGTERM (the parent's
+/// handlers only raise a flag), and go to `cpu` if given.
+fn child_setup(cpu: Option<usize>) {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number and no pointers;
+    // signal() puts back the default action, which needs no handler.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        libc::signal(libc::SIGINT, libc::SIG_DFL);
+        libc::signal(libc::SIGTERM, libc::SIG_DFL);
+    }
+    if let Some(cpu) = cpu {
+        // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET writes inside
+        // it (cpu is below the number of CPUs the parent may use), and
+        // sched_setaffinity reads it, for this process (pid 0).
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        }
+    }
+}
+
+/// Stop and resume `kid` at random moments until `until`; it is always
+/// left running. Returns how many times it was stopped.
+fn stop_and_resume(kid: &mut childguard::Guard, until: Instant, interrupted: &AtomicBool) -> u64 {
+    // Sleeps of a fraction of a millisecond end when asked, not up to 50 µs
+    // later (the default timer slack).
+    // SAFETY: PR_SET_TIMERSLACK takes nanoseconds and affects this thread.
+    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1, 0, 0, 0) };
+    let mut rng = 0x5eed_u64 ^ u64::from(kid.pid());
+    let mut draw = |(lo, hi): (u64, u64)| {
+        // xorshift64: enough to scatter the stops.
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        Duration::from_micros(lo + rng % (hi - lo))
+    };
+    let mut stops = 0;
+    loop {
+        let gap = draw(GAP_US);
+        if Instant::now() + gap >= until || interrupted.load(Ordering::Relaxed) {
+            break;
+        }
+        std::thread::sleep(gap);
+        kid.signal(libc::SIGSTOP);
+        std::thread::sleep(draw(STOP_US));
+        kid.signal(libc::SIGCONT);
+        stops += 1;
+    }
+    stops
+}
+
+/// Kill and reap every process, and say what failed.
+fn failed(kids: &mut [childguard::Guard], what: &str) -> crate::Error {
+    let codes: Vec<i32> = kids.iter_mut().map(|k| k.kill()).collect();
+    format!("a benchmark process failed while {what}: exit codes {codes:?}").into()
+}

@@ -20,6 +20,7 @@ mod worker;
 
 use crate::baselines::{keys, Store, TempSegment, LOCKED_IMPL};
 use crate::{Error, Result};
+use std::collections::HashMap;
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -150,7 +151,31 @@ impl Figures {
 }
 
 /// Which cell: store, mix, value size, processes.
-type Key = (&'static str, Mix, usize, usize);
+type CellId = (&'static str, Mix, usize, usize);
+
+/// Every round's figures of every cell.
+#[derive(Default)]
+struct Measured {
+    /// All processes, no process stopped.
+    running: HashMap<CellId, Vec<Figures>>,
+    /// Processes 1..P of the same runs (cells with P >= 2 only).
+    others: HashMap<CellId, Vec<Figures>>,
+    /// Processes 1..P while process 0 was stopped and resumed, and how
+    /// many times it was stopped.
+    stopped: HashMap<CellId, Vec<(Figures, u64)>>,
+}
+
+/// What to run: the flags, resolved.
+struct Grid<'a> {
+    a: &'a ScaleArgs,
+    procs: Vec<usize>,
+    /// Process i runs on `pin[i % pin.len()]` (empty: anywhere).
+    pin: &'a [usize],
+    /// The scaling table is wanted.
+    scaling: bool,
+    /// The stopped-process table is wanted.
+    stopping: bool,
+}
 
 /// One cell of the scaling table.
 #[derive(serde::Serialize)]
@@ -252,131 +277,23 @@ pub fn run(a: ScaleArgs) -> Result<ExitCode> {
     if a.entries == 0 || a.mixes.is_empty() {
         return Err(Error::Usage("--entries and --mixes: at least one".into()));
     }
-    let dir = match &a.dir {
-        Some(d) if !d.is_dir() => {
-            return Err(Error::Usage(format!(
-                "--dir {}: not a directory",
-                d.display()
-            )))
-        }
-        d => d.clone(),
-    };
-    let interrupted = interrupted();
+    if let Some(d) = a.dir.as_ref().filter(|d| !d.is_dir()) {
+        return Err(Error::Usage(format!(
+            "--dir {}: not a directory",
+            d.display()
+        )));
+    }
     let load_before = load_average();
-    let keys = keys(1, a.entries);
-    let scaling = !a.stop_one;
-    let stopping = !a.no_stop_one && procs.iter().any(|&p| p >= 2);
-    let pinned: &[usize] = if a.pin { &cpus } else { &[] };
-    let cells = procs.len() * a.mixes.len() * a.values.len() * STORES.len();
-    let bar = indicatif::ProgressBar::new((cells as u64) * u64::from(a.rounds) * 2);
-    let mut running: std::collections::HashMap<Key, Vec<Figures>> = Default::default();
-    let mut others: std::collections::HashMap<Key, Vec<Figures>> = Default::default();
-    let mut stopped: std::collections::HashMap<Key, Vec<(Figures, u64)>> = Default::default();
-    for _ in 0..a.rounds {
-        for &size in &a.values {
-            let value: Vec<u8> = (0..size).map(|i| i as u8).collect();
-            for &mix in &a.mixes {
-                for &p in &procs {
-                    for imp in STORES {
-                        let key = (imp, mix, size, p);
-                        let stop_too = stopping && p >= 2;
-                        if !scaling && !stop_too {
-                            continue;
-                        }
-                        let plan = Plan {
-                            mix,
-                            keys: &keys,
-                            value: &value,
-                            duration: Duration::from_secs_f64(a.duration),
-                        };
-                        let one = |stop_one: bool| -> Result<cell::Outcome> {
-                            if interrupted.load(std::sync::atomic::Ordering::Relaxed) {
-                                return Err("interrupted".into());
-                            }
-                            let seg = match &dir {
-                                Some(d) => TempSegment::in_dir(d, "scale"),
-                                None => TempSegment::new("scale"),
-                            };
-                            let store = Store::new(imp, seg.path(), a.entries, size)?;
-                            for k in &keys {
-                                store.put(k, &value);
-                            }
-                            let setup = cell::Setup {
-                                imp,
-                                seg: seg.path(),
-                                procs: p,
-                                cpus: pinned,
-                                stop_one,
-                            };
-                            let out = cell::run(&setup, &plan, interrupted)?;
-                            bar.inc(1);
-                            Ok(out)
-                        };
-                        let out = one(false)?;
-                        running
-                            .entry(key)
-                            .or_default()
-                            .push(Figures::of(&out.reports));
-                        if stop_too {
-                            others
-                                .entry(key)
-                                .or_default()
-                                .push(Figures::of(&out.reports[1..]));
-                            let out = one(true)?;
-                            stopped
-                                .entry(key)
-                                .or_default()
-                                .push((Figures::of(&out.reports[1..]), out.stops));
-                        }
-                    }
-                }
-            }
-        }
-    }
-    bar.finish_and_clear();
+    let grid = Grid {
+        a: &a,
+        pin: if a.pin { &cpus } else { &[] },
+        scaling: !a.stop_one,
+        stopping: !a.no_stop_one && procs.iter().any(|&p| p >= 2),
+        procs,
+    };
+    let measured = measure(&grid)?;
     let load = [load_before, load_average()];
-    let mut scale_rows = Vec::new();
-    let mut stop_rows = Vec::new();
-    for &size in &a.values {
-        for &mix in &a.mixes {
-            for &p in &procs {
-                for imp in STORES {
-                    let key = (imp, mix, size, p);
-                    if scaling {
-                        let all = Figures::median(&running[&key]);
-                        let one = running
-                            .get(&(imp, mix, size, 1))
-                            .map(|r| Figures::median(r).mops);
-                        scale_rows.push(ScaleRow {
-                            store: imp,
-                            mix: mix.name(),
-                            value_bytes: size,
-                            procs: p,
-                            speedup: one.map(|o| all.mops / o),
-                            all,
-                        });
-                    }
-                    if let Some(s) = stopped.get(&key) {
-                        let run = Figures::median(&others[&key]);
-                        let stop = Figures::median(&s.iter().map(|x| x.0).collect::<Vec<_>>());
-                        let mut n: Vec<u64> = s.iter().map(|x| x.1).collect();
-                        n.sort_unstable();
-                        stop_rows.push(StopRow {
-                            store: imp,
-                            mix: mix.name(),
-                            value_bytes: size,
-                            procs: p,
-                            stops: n[n.len() / 2],
-                            running: run,
-                            stopped: stop,
-                            mops_ratio: stop.mops / run.mops,
-                            p999_ratio: stop.p999_ns / run.p999_ns.max(1.0),
-                        });
-                    }
-                }
-            }
-        }
-    }
+    let (scale_rows, stop_rows) = tabulate(&grid, &measured);
     if a.json {
         let v = serde_json::json!({
             "cpus": cpus.len(),
@@ -410,7 +327,7 @@ pub fn run(a: ScaleArgs) -> Result<ExitCode> {
             "latency: 1 operation in {SAMPLE_EVERY} timed, ns, one clock read included; \
              x: speed-up over 1 process of the same store"
         );
-        if scaling {
+        if grid.scaling {
             print_scaling(&scale_rows);
         }
         if !stop_rows.is_empty() {
@@ -418,6 +335,134 @@ pub fn run(a: ScaleArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Run every cell `--rounds` times: for each value size, mix, process
+/// count and store, a fresh store, filled, then the processes on it; and
+/// again with process 0 stopped and resumed where the stopped-process
+/// table wants it.
+fn measure(g: &Grid) -> Result<Measured> {
+    let a = g.a;
+    let interrupted = interrupted();
+    let keys = keys(1, a.entries);
+    // Cells per process count: the run without stops, and the one with.
+    let wanted = |p: usize| {
+        let stop_too = g.stopping && p >= 2;
+        usize::from(g.scaling || stop_too) + usize::from(stop_too)
+    };
+    let per_round: usize = g.procs.iter().map(|&p| wanted(p)).sum::<usize>()
+        * a.mixes.len()
+        * a.values.len()
+        * STORES.len();
+    let bar = indicatif::ProgressBar::new((per_round as u64) * u64::from(a.rounds));
+    let mut m = Measured::default();
+    for _ in 0..a.rounds {
+        for &size in &a.values {
+            let value: Vec<u8> = (0..size).map(|i| i as u8).collect();
+            let plan = |mix| Plan {
+                mix,
+                keys: &keys,
+                value: &value,
+                duration: Duration::from_secs_f64(a.duration),
+            };
+            for &mix in &a.mixes {
+                for &p in &g.procs {
+                    let stop_too = g.stopping && p >= 2;
+                    if !g.scaling && !stop_too {
+                        continue;
+                    }
+                    for imp in STORES {
+                        let id = (imp, mix, size, p);
+                        let run = |stop_one: bool| -> Result<cell::Outcome> {
+                            if interrupted.load(std::sync::atomic::Ordering::Relaxed) {
+                                return Err("interrupted".into());
+                            }
+                            let seg = match &a.dir {
+                                Some(d) => TempSegment::in_dir(d, "scale"),
+                                None => TempSegment::new("scale"),
+                            };
+                            let store = Store::new(imp, seg.path(), a.entries, size)?;
+                            for k in &keys {
+                                store.put(k, &value);
+                            }
+                            let setup = cell::Setup {
+                                imp,
+                                seg: seg.path(),
+                                procs: p,
+                                cpus: g.pin,
+                                stop_one,
+                            };
+                            let out = cell::run(&setup, &plan(mix), interrupted)?;
+                            bar.inc(1);
+                            Ok(out)
+                        };
+                        let out = run(false)?;
+                        m.running
+                            .entry(id)
+                            .or_default()
+                            .push(Figures::of(&out.reports));
+                        if stop_too {
+                            let others = Figures::of(&out.reports[1..]);
+                            m.others.entry(id).or_default().push(others);
+                            let out = run(true)?;
+                            let stopped = Figures::of(&out.reports[1..]);
+                            m.stopped.entry(id).or_default().push((stopped, out.stops));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    bar.finish_and_clear();
+    Ok(m)
+}
+
+/// The two tables' rows, in run order, from every round's figures.
+fn tabulate(g: &Grid, m: &Measured) -> (Vec<ScaleRow>, Vec<StopRow>) {
+    let mut scale_rows = Vec::new();
+    let mut stop_rows = Vec::new();
+    for &size in &g.a.values {
+        for &mix in &g.a.mixes {
+            for &p in &g.procs {
+                for imp in STORES {
+                    let id = (imp, mix, size, p);
+                    if g.scaling {
+                        let all = Figures::median(&m.running[&id]);
+                        let one = m
+                            .running
+                            .get(&(imp, mix, size, 1))
+                            .map(|r| Figures::median(r).mops);
+                        scale_rows.push(ScaleRow {
+                            store: imp,
+                            mix: mix.name(),
+                            value_bytes: size,
+                            procs: p,
+                            speedup: one.map(|o| all.mops / o),
+                            all,
+                        });
+                    }
+                    if let Some(s) = m.stopped.get(&id) {
+                        let run = Figures::median(&m.others[&id]);
+                        let stop = Figures::median(&s.iter().map(|x| x.0).collect::<Vec<_>>());
+                        let mut n: Vec<u64> = s.iter().map(|x| x.1).collect();
+                        n.sort_unstable();
+                        stop_rows.push(StopRow {
+                            store: imp,
+                            mix: mix.name(),
+                            value_bytes: size,
+                            procs: p,
+                            stops: n[n.len() / 2],
+                            running: run,
+                            stopped: stop,
+                            mops_ratio: stop.mops / run.mops,
+                            p999_ratio: stop.p999_ns / run.p999_ns.max(1.0),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    (scale_rows, stop_rows)
 }
 
 fn print_scaling(rows: &[ScaleRow]) {

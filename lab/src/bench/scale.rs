@@ -160,9 +160,9 @@ struct Measured {
     running: HashMap<CellId, Vec<Figures>>,
     /// Processes 1..P of the same runs (cells with P >= 2 only).
     others: HashMap<CellId, Vec<Figures>>,
-    /// Processes 1..P while process 0 was stopped and resumed, and how
-    /// many times it was stopped.
-    stopped: HashMap<CellId, Vec<(Figures, u64)>>,
+    /// Processes 1..P while process 0 was stopped and resumed, how many
+    /// times it was stopped, and the share of that time they were held up.
+    stopped: HashMap<CellId, Vec<(Figures, u64, f64)>>,
 }
 
 /// What to run: the flags, resolved.
@@ -208,6 +208,27 @@ struct StopRow {
     mops_ratio: f64,
     /// stopped / running p99.9.
     p999_ratio: f64,
+    /// While process 0 was stopped, the share of that time the others spent
+    /// held up (in blocks that took 0.1 ms or more), %: what a stopped
+    /// process costs them.
+    held_while_stopped_pct: f64,
+}
+
+/// Of the time in `stops`, the share that `reports`' processes spent in
+/// stalls, % (averaged over the processes).
+fn held_while_stopped(reports: &[Report], stops: &[(u64, u64)]) -> f64 {
+    let stopped: u64 = stops.iter().map(|(a, b)| b.saturating_sub(*a)).sum();
+    let held: u64 = reports
+        .iter()
+        .flat_map(|r| &r.stalls)
+        .map(|&(a, b)| {
+            stops
+                .iter()
+                .map(|&(c, d)| b.min(d).saturating_sub(a.max(c)))
+                .sum::<u64>()
+        })
+        .sum();
+    100.0 * held as f64 / (stopped * reports.len() as u64).max(1) as f64
 }
 
 /// Raised by SIGINT or SIGTERM: the run stops after the current cell.
@@ -405,8 +426,10 @@ fn measure(g: &Grid) -> Result<Measured> {
                             let others = Figures::of(&out.reports[1..]);
                             m.others.entry(id).or_default().push(others);
                             let out = run(true)?;
-                            let stopped = Figures::of(&out.reports[1..]);
-                            m.stopped.entry(id).or_default().push((stopped, out.stops));
+                            let others = &out.reports[1..];
+                            let held = held_while_stopped(others, &out.stops);
+                            let stopped = (Figures::of(others), out.stops.len() as u64, held);
+                            m.stopped.entry(id).or_default().push(stopped);
                         }
                     }
                 }
@@ -446,6 +469,8 @@ fn tabulate(g: &Grid, m: &Measured) -> (Vec<ScaleRow>, Vec<StopRow>) {
                         let stop = Figures::median(&s.iter().map(|x| x.0).collect::<Vec<_>>());
                         let mut n: Vec<u64> = s.iter().map(|x| x.1).collect();
                         n.sort_unstable();
+                        let mut held: Vec<f64> = s.iter().map(|x| x.2).collect();
+                        held.sort_by(f64::total_cmp);
                         stop_rows.push(StopRow {
                             store: imp,
                             mix: mix.name(),
@@ -456,6 +481,7 @@ fn tabulate(g: &Grid, m: &Measured) -> (Vec<ScaleRow>, Vec<StopRow>) {
                             stopped: stop,
                             mops_ratio: stop.mops / run.mops,
                             p999_ratio: stop.p999_ns / run.p999_ns.max(1.0),
+                            held_while_stopped_pct: held[held.len() / 2],
                         });
                     }
                 }
@@ -499,7 +525,7 @@ fn print_stopped(rows: &[StopRow]) {
     );
     println!("the OTHER processes, without stops -> with stops:");
     println!(
-        "{:<6} {:>6} {:>3} {:<11} {:>5} {:>7} {:>7} {:>6} {:>6} {:>6} {:>6} {:>8} {:>8} {:>7} {:>7}",
+        "{:<6} {:>6} {:>3} {:<11} {:>5} {:>7} {:>7} {:>6} {:>6} {:>6} {:>6} {:>8} {:>8} {:>7} {:>7} {:>7}",
         "mix",
         "value",
         "P",
@@ -514,11 +540,12 @@ fn print_stopped(rows: &[StopRow]) {
         "worst us",
         "->",
         "stall%",
-        "->"
+        "->",
+        "held%"
     );
     for r in rows {
         println!(
-            "{:<6} {:>6} {:>3} {:<11} {:>5} {:>7.2} {:>7.2} {:>5.2}x {:>6.0} {:>6.0} {:>5.2}x {:>8.0} {:>8.0} {:>7.2} {:>7.2}",
+            "{:<6} {:>6} {:>3} {:<11} {:>5} {:>7.2} {:>7.2} {:>5.2}x {:>6.0} {:>6.0} {:>5.2}x {:>8.0} {:>8.0} {:>7.2} {:>7.2} {:>7.2}",
             r.mix,
             r.value_bytes,
             r.procs,
@@ -534,10 +561,12 @@ fn print_stopped(rows: &[StopRow]) {
             r.stopped.worst_block_us,
             r.running.stalled_pct,
             r.stopped.stalled_pct,
+            r.held_while_stopped_pct,
         );
     }
     println!(
         "worst us: the longest any of them took for {SAMPLE_EVERY} operations; stall%: share of \
-         their time in such blocks of 0.1 ms or more"
+         their time in such blocks of 0.1 ms or more; held%: the same, of the time process 0 was \
+         stopped"
     );
 }

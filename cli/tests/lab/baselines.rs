@@ -273,6 +273,8 @@ fn scsp_bench_scale_measures_scsp_and_the_locked_baseline_with_and_without_a_sto
             assert!(row["stops"].as_u64().unwrap() > 0, "{what}: never stopped");
             assert_sane(&format!("{what}, running"), &row["running"]);
             assert_sane(&format!("{what}, stopped"), &row["stopped"]);
+            let held = row["held_while_stopped_pct"].as_f64().unwrap();
+            assert!((0.0..=100.0).contains(&held), "{what}: held {held} %");
         }
     }
 }

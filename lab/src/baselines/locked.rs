@@ -17,10 +17,10 @@
 //!   where nginx walks a tree, so the lock is held for less time.
 //! - A full bucket evicts its oldest slot; nginx frees expired sessions from
 //!   the tail of an LRU queue and, when the slab is full, the oldest one.
-//! - The mutex is glibc's: a waiter sleeps in the kernel (futex) at once.
-//!   nginx's `ngx_shmtx` spins a while with `pause` before it sleeps on a
-//!   semaphore, which helps when holders are running and costs CPU when the
-//!   holder is stopped.
+//! - The mutex is glibc's robust one, which never spins by itself; a
+//!   locker first spins as nginx's `ngx_shmtx` does (tries between 1, 2, 4
+//!   ... 1024 `pause`s), then sleeps in the kernel (futex) where nginx
+//!   sleeps on a semaphore. APR's process mutex (Apache) sleeps at once.
 //! - Keys are at most [`MAX_KEY`] bytes, the length of a TLS session id.
 //!
 //! A process that dies holding the lock leaves the table in whatever state
@@ -37,6 +37,9 @@ pub const MAX_KEY: usize = 32;
 const WAYS: usize = 8;
 /// `b"SCSPLOCK"`, written last by the creator.
 const MAGIC: u64 = u64::from_le_bytes(*b"SCSPLOCK");
+/// Most pauses between two tries before a locker sleeps (nginx's
+/// `ngx_shmtx` spins up to 2048 on machines of more than one CPU).
+const SPIN: u32 = 1024;
 /// `Header::writing` when no put is under way.
 const NONE: u64 = u64::MAX;
 
@@ -220,12 +223,28 @@ impl Locked {
         unsafe { self.base.add(at).cast() }
     }
 
-    /// Take the lock. A holder that died mid-put left its slot half
+    /// Take the lock: spin a while as nginx's `ngx_shmtx_lock` does (try,
+    /// then pause 1, 2, 4 ... 1024 times between tries), then sleep in
+    /// `pthread_mutex_lock`. A holder that died mid-put left its slot half
     /// written: drop that slot, then mark the mutex consistent.
     fn lock(&self) -> Held<'_> {
-        // SAFETY: the mutex was initialised by the creator and lives in the
-        // mapping, which outlives the returned guard.
-        let rc = unsafe { libc::pthread_mutex_lock(self.mutex()) };
+        let mut rc = libc::EBUSY;
+        let mut pauses = 1;
+        while rc == libc::EBUSY && pauses <= SPIN {
+            // SAFETY: the mutex was initialised by the creator and lives in
+            // the mapping, which outlives the returned guard.
+            rc = unsafe { libc::pthread_mutex_trylock(self.mutex()) };
+            if rc == libc::EBUSY {
+                for _ in 0..pauses {
+                    std::hint::spin_loop();
+                }
+                pauses *= 2;
+            }
+        }
+        if rc == libc::EBUSY {
+            // SAFETY: as above.
+            rc = unsafe { libc::pthread_mutex_lock(self.mutex()) };
+        }
         let held = match rc {
             0 => Held(self),
             libc::EOWNERDEAD => {

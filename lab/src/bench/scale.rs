@@ -20,6 +20,7 @@ mod worker;
 
 use crate::baselines::{keys, Store, TempSegment, LOCKED_IMPL};
 use crate::{Error, Result};
+use std::collections::HashMap;
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -150,7 +151,31 @@ impl Figures {
 }
 
 /// Which cell: store, mix, value size, processes.
-type Key = (&'static str, Mix, usize, usize);
+type CellId = (&'static str, Mix, usize, usize);
+
+/// Every round's figures of every cell.
+#[derive(Default)]
+struct Measured {
+    /// All processes, no process stopped.
+    running: HashMap<CellId, Vec<Figures>>,
+    /// Processes 1..P of the same runs (cells with P >= 2 only).
+    others: HashMap<CellId, Vec<Figures>>,
+    /// Processes 1..P while process 0 was stopped and resumed, how many
+    /// times it was stopped, and the share of that time they were held up.
+    stopped: HashMap<CellId, Vec<(Figures, u64, f64)>>,
+}
+
+/// What to run: the flags, resolved.
+struct Grid<'a> {
+    a: &'a ScaleArgs,
+    procs: Vec<usize>,
+    /// Process i runs on `pin[i % pin.len()]` (empty: anywhere).
+    pin: &'a [usize],
+    /// The scaling table is wanted.
+    scaling: bool,
+    /// The stopped-process table is wanted.
+    stopping: bool,
+}
 
 /// One cell of the scaling table.
 #[derive(serde::Serialize)]
@@ -183,6 +208,27 @@ struct StopRow {
     mops_ratio: f64,
     /// stopped / running p99.9.
     p999_ratio: f64,
+    /// While process 0 was stopped, the share of that time the others spent
+    /// held up (in blocks that took 0.1 ms or more), %: what a stopped
+    /// process costs them.
+    held_while_stopped_pct: f64,
+}
+
+/// Of the time in `stops`, the share that `reports`' processes spent in
+/// stalls, % (averaged over the processes).
+fn held_while_stopped(reports: &[Report], stops: &[(u64, u64)]) -> f64 {
+    let stopped: u64 = stops.iter().map(|(a, b)| b.saturating_sub(*a)).sum();
+    let held: u64 = reports
+        .iter()
+        .flat_map(|r| &r.stalls)
+        .map(|&(a, b)| {
+            stops
+                .iter()
+                .map(|&(c, d)| b.min(d).saturating_sub(a.max(c)))
+                .sum::<u64>()
+        })
+        .sum();
+    100.0 * held as f64 / (stopped * reports.len() as u64).max(1) as f64
 }
 
 /// Raised by SIGINT or SIGTERM: the run stops after the current cell.
@@ -252,131 +298,23 @@ pub fn run(a: ScaleArgs) -> Result<ExitCode> {
     if a.entries == 0 || a.mixes.is_empty() {
         return Err(Error::Usage("--entries and --mixes: at least one".into()));
     }
-    let dir = match &a.dir {
-        Some(d) if !d.is_dir() => {
-            return Err(Error::Usage(format!(
-                "--dir {}: not a directory",
-                d.display()
-            )))
-        }
-        d => d.clone(),
-    };
-    let interrupted = interrupted();
+    if let Some(d) = a.dir.as_ref().filter(|d| !d.is_dir()) {
+        return Err(Error::Usage(format!(
+            "--dir {}: not a directory",
+            d.display()
+        )));
+    }
     let load_before = load_average();
-    let keys = keys(1, a.entries);
-    let scaling = !a.stop_one;
-    let stopping = !a.no_stop_one && procs.iter().any(|&p| p >= 2);
-    let pinned: &[usize] = if a.pin { &cpus } else { &[] };
-    let cells = procs.len() * a.mixes.len() * a.values.len() * STORES.len();
-    let bar = indicatif::ProgressBar::new((cells as u64) * u64::from(a.rounds) * 2);
-    let mut running: std::collections::HashMap<Key, Vec<Figures>> = Default::default();
-    let mut others: std::collections::HashMap<Key, Vec<Figures>> = Default::default();
-    let mut stopped: std::collections::HashMap<Key, Vec<(Figures, u64)>> = Default::default();
-    for _ in 0..a.rounds {
-        for &size in &a.values {
-            let value: Vec<u8> = (0..size).map(|i| i as u8).collect();
-            for &mix in &a.mixes {
-                for &p in &procs {
-                    for imp in STORES {
-                        let key = (imp, mix, size, p);
-                        let stop_too = stopping && p >= 2;
-                        if !scaling && !stop_too {
-                            continue;
-                        }
-                        let plan = Plan {
-                            mix,
-                            keys: &keys,
-                            value: &value,
-                            duration: Duration::from_secs_f64(a.duration),
-                        };
-                        let one = |stop_one: bool| -> Result<cell::Outcome> {
-                            if interrupted.load(std::sync::atomic::Ordering::Relaxed) {
-                                return Err("interrupted".into());
-                            }
-                            let seg = match &dir {
-                                Some(d) => TempSegment::in_dir(d, "scale"),
-                                None => TempSegment::new("scale"),
-                            };
-                            let store = Store::new(imp, seg.path(), a.entries, size)?;
-                            for k in &keys {
-                                store.put(k, &value);
-                            }
-                            let setup = cell::Setup {
-                                imp,
-                                seg: seg.path(),
-                                procs: p,
-                                cpus: pinned,
-                                stop_one,
-                            };
-                            let out = cell::run(&setup, &plan, interrupted)?;
-                            bar.inc(1);
-                            Ok(out)
-                        };
-                        let out = one(false)?;
-                        running
-                            .entry(key)
-                            .or_default()
-                            .push(Figures::of(&out.reports));
-                        if stop_too {
-                            others
-                                .entry(key)
-                                .or_default()
-                                .push(Figures::of(&out.reports[1..]));
-                            let out = one(true)?;
-                            stopped
-                                .entry(key)
-                                .or_default()
-                                .push((Figures::of(&out.reports[1..]), out.stops));
-                        }
-                    }
-                }
-            }
-        }
-    }
-    bar.finish_and_clear();
+    let grid = Grid {
+        a: &a,
+        pin: if a.pin { &cpus } else { &[] },
+        scaling: !a.stop_one,
+        stopping: !a.no_stop_one && procs.iter().any(|&p| p >= 2),
+        procs,
+    };
+    let measured = measure(&grid)?;
     let load = [load_before, load_average()];
-    let mut scale_rows = Vec::new();
-    let mut stop_rows = Vec::new();
-    for &size in &a.values {
-        for &mix in &a.mixes {
-            for &p in &procs {
-                for imp in STORES {
-                    let key = (imp, mix, size, p);
-                    if scaling {
-                        let all = Figures::median(&running[&key]);
-                        let one = running
-                            .get(&(imp, mix, size, 1))
-                            .map(|r| Figures::median(r).mops);
-                        scale_rows.push(ScaleRow {
-                            store: imp,
-                            mix: mix.name(),
-                            value_bytes: size,
-                            procs: p,
-                            speedup: one.map(|o| all.mops / o),
-                            all,
-                        });
-                    }
-                    if let Some(s) = stopped.get(&key) {
-                        let run = Figures::median(&others[&key]);
-                        let stop = Figures::median(&s.iter().map(|x| x.0).collect::<Vec<_>>());
-                        let mut n: Vec<u64> = s.iter().map(|x| x.1).collect();
-                        n.sort_unstable();
-                        stop_rows.push(StopRow {
-                            store: imp,
-                            mix: mix.name(),
-                            value_bytes: size,
-                            procs: p,
-                            stops: n[n.len() / 2],
-                            running: run,
-                            stopped: stop,
-                            mops_ratio: stop.mops / run.mops,
-                            p999_ratio: stop.p999_ns / run.p999_ns.max(1.0),
-                        });
-                    }
-                }
-            }
-        }
-    }
+    let (scale_rows, stop_rows) = tabulate(&grid, &measured);
     if a.json {
         let v = serde_json::json!({
             "cpus": cpus.len(),
@@ -410,7 +348,7 @@ pub fn run(a: ScaleArgs) -> Result<ExitCode> {
             "latency: 1 operation in {SAMPLE_EVERY} timed, ns, one clock read included; \
              x: speed-up over 1 process of the same store"
         );
-        if scaling {
+        if grid.scaling {
             print_scaling(&scale_rows);
         }
         if !stop_rows.is_empty() {
@@ -418,6 +356,139 @@ pub fn run(a: ScaleArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Run every cell `--rounds` times: for each value size, mix, process
+/// count and store, a fresh store, filled, then the processes on it; and
+/// again with process 0 stopped and resumed where the stopped-process
+/// table wants it.
+fn measure(g: &Grid) -> Result<Measured> {
+    let a = g.a;
+    let interrupted = interrupted();
+    let keys = keys(1, a.entries);
+    // Cells per process count: the run without stops, and the one with.
+    let wanted = |p: usize| {
+        let stop_too = g.stopping && p >= 2;
+        usize::from(g.scaling || stop_too) + usize::from(stop_too)
+    };
+    let per_round: usize = g.procs.iter().map(|&p| wanted(p)).sum::<usize>()
+        * a.mixes.len()
+        * a.values.len()
+        * STORES.len();
+    let bar = indicatif::ProgressBar::new((per_round as u64) * u64::from(a.rounds));
+    let mut m = Measured::default();
+    for _ in 0..a.rounds {
+        for &size in &a.values {
+            let value: Vec<u8> = (0..size).map(|i| i as u8).collect();
+            let plan = |mix| Plan {
+                mix,
+                keys: &keys,
+                value: &value,
+                duration: Duration::from_secs_f64(a.duration),
+            };
+            for &mix in &a.mixes {
+                for &p in &g.procs {
+                    let stop_too = g.stopping && p >= 2;
+                    if !g.scaling && !stop_too {
+                        continue;
+                    }
+                    for imp in STORES {
+                        let id = (imp, mix, size, p);
+                        let run = |stop_one: bool| -> Result<cell::Outcome> {
+                            if interrupted.load(std::sync::atomic::Ordering::Relaxed) {
+                                return Err("interrupted".into());
+                            }
+                            let seg = match &a.dir {
+                                Some(d) => TempSegment::in_dir(d, "scale"),
+                                None => TempSegment::new("scale"),
+                            };
+                            let store = Store::new(imp, seg.path(), a.entries, size)?;
+                            for k in &keys {
+                                store.put(k, &value);
+                            }
+                            let setup = cell::Setup {
+                                imp,
+                                seg: seg.path(),
+                                procs: p,
+                                cpus: g.pin,
+                                stop_one,
+                            };
+                            let out = cell::run(&setup, &plan(mix), interrupted)?;
+                            bar.inc(1);
+                            Ok(out)
+                        };
+                        let out = run(false)?;
+                        m.running
+                            .entry(id)
+                            .or_default()
+                            .push(Figures::of(&out.reports));
+                        if stop_too {
+                            let others = Figures::of(&out.reports[1..]);
+                            m.others.entry(id).or_default().push(others);
+                            let out = run(true)?;
+                            let others = &out.reports[1..];
+                            let held = held_while_stopped(others, &out.stops);
+                            let stopped = (Figures::of(others), out.stops.len() as u64, held);
+                            m.stopped.entry(id).or_default().push(stopped);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    bar.finish_and_clear();
+    Ok(m)
+}
+
+/// The two tables' rows, in run order, from every round's figures.
+fn tabulate(g: &Grid, m: &Measured) -> (Vec<ScaleRow>, Vec<StopRow>) {
+    let mut scale_rows = Vec::new();
+    let mut stop_rows = Vec::new();
+    for &size in &g.a.values {
+        for &mix in &g.a.mixes {
+            for &p in &g.procs {
+                for imp in STORES {
+                    let id = (imp, mix, size, p);
+                    if g.scaling {
+                        let all = Figures::median(&m.running[&id]);
+                        let one = m
+                            .running
+                            .get(&(imp, mix, size, 1))
+                            .map(|r| Figures::median(r).mops);
+                        scale_rows.push(ScaleRow {
+                            store: imp,
+                            mix: mix.name(),
+                            value_bytes: size,
+                            procs: p,
+                            speedup: one.map(|o| all.mops / o),
+                            all,
+                        });
+                    }
+                    if let Some(s) = m.stopped.get(&id) {
+                        let run = Figures::median(&m.others[&id]);
+                        let stop = Figures::median(&s.iter().map(|x| x.0).collect::<Vec<_>>());
+                        let mut n: Vec<u64> = s.iter().map(|x| x.1).collect();
+                        n.sort_unstable();
+                        let mut held: Vec<f64> = s.iter().map(|x| x.2).collect();
+                        held.sort_by(f64::total_cmp);
+                        stop_rows.push(StopRow {
+                            store: imp,
+                            mix: mix.name(),
+                            value_bytes: size,
+                            procs: p,
+                            stops: n[n.len() / 2],
+                            running: run,
+                            stopped: stop,
+                            mops_ratio: stop.mops / run.mops,
+                            p999_ratio: stop.p999_ns / run.p999_ns.max(1.0),
+                            held_while_stopped_pct: held[held.len() / 2],
+                        });
+                    }
+                }
+            }
+        }
+    }
+    (scale_rows, stop_rows)
 }
 
 fn print_scaling(rows: &[ScaleRow]) {
@@ -454,7 +525,7 @@ fn print_stopped(rows: &[StopRow]) {
     );
     println!("the OTHER processes, without stops -> with stops:");
     println!(
-        "{:<6} {:>6} {:>3} {:<11} {:>5} {:>7} {:>7} {:>6} {:>6} {:>6} {:>6} {:>8} {:>8} {:>7} {:>7}",
+        "{:<6} {:>6} {:>3} {:<11} {:>5} {:>7} {:>7} {:>6} {:>6} {:>6} {:>6} {:>8} {:>8} {:>7} {:>7} {:>7}",
         "mix",
         "value",
         "P",
@@ -469,11 +540,12 @@ fn print_stopped(rows: &[StopRow]) {
         "worst us",
         "->",
         "stall%",
-        "->"
+        "->",
+        "held%"
     );
     for r in rows {
         println!(
-            "{:<6} {:>6} {:>3} {:<11} {:>5} {:>7.2} {:>7.2} {:>5.2}x {:>6.0} {:>6.0} {:>5.2}x {:>8.0} {:>8.0} {:>7.2} {:>7.2}",
+            "{:<6} {:>6} {:>3} {:<11} {:>5} {:>7.2} {:>7.2} {:>5.2}x {:>6.0} {:>6.0} {:>5.2}x {:>8.0} {:>8.0} {:>7.2} {:>7.2} {:>7.2}",
             r.mix,
             r.value_bytes,
             r.procs,
@@ -489,10 +561,12 @@ fn print_stopped(rows: &[StopRow]) {
             r.stopped.worst_block_us,
             r.running.stalled_pct,
             r.stopped.stalled_pct,
+            r.held_while_stopped_pct,
         );
     }
     println!(
         "worst us: the longest any of them took for {SAMPLE_EVERY} operations; stall%: share of \
-         their time in such blocks of 0.1 ms or more"
+         their time in such blocks of 0.1 ms or more; held%: the same, of the time process 0 was \
+         stopped"
     );
 }

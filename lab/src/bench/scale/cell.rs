@@ -38,8 +38,9 @@ pub(super) struct Setup<'a> {
 pub(super) struct Outcome {
     /// One per process, process 0 first.
     pub reports: Vec<Report>,
-    /// Times process 0 was stopped.
-    pub stops: u64,
+    /// When process 0 was stopped: (SIGSTOP sent, SIGCONT sent) on the
+    /// monotonic clock.
+    pub stops: Vec<(u64, u64)>,
 }
 
 /// Run one cell. `interrupted` ends the stopping early.
@@ -90,7 +91,7 @@ pub(super) fn run(setup: &Setup, plan: &Plan, interrupted: &AtomicBool) -> Resul
         .map_err(|_| failed(&mut kids, "opening the store"))?;
     let until = Instant::now() + plan.duration;
     drop(start_w);
-    let mut stops = 0;
+    let mut stops = Vec::new();
     if setup.stop_one {
         stops = stop_and_resume(&mut kids[0], until, interrupted);
     }
@@ -133,8 +134,12 @@ fn child_setup(cpu: Option<usize>) {
 }
 
 /// Stop and resume `kid` at random moments until `until`; it is always
-/// left running. Returns how many times it was stopped.
-fn stop_and_resume(kid: &mut childguard::Guard, until: Instant, interrupted: &AtomicBool) -> u64 {
+/// left running. Returns when it was stopped.
+fn stop_and_resume(
+    kid: &mut childguard::Guard,
+    until: Instant,
+    interrupted: &AtomicBool,
+) -> Vec<(u64, u64)> {
     // Sleeps of a fraction of a millisecond end when asked, not up to 50 µs
     // later (the default timer slack).
     // SAFETY: PR_SET_TIMERSLACK takes nanoseconds and affects this thread.
@@ -147,17 +152,18 @@ fn stop_and_resume(kid: &mut childguard::Guard, until: Instant, interrupted: &At
         rng ^= rng << 17;
         Duration::from_micros(lo + rng % (hi - lo))
     };
-    let mut stops = 0;
+    let mut stops = Vec::new();
     loop {
         let gap = draw(GAP_US);
         if Instant::now() + gap >= until || interrupted.load(Ordering::Relaxed) {
             break;
         }
         std::thread::sleep(gap);
+        let from = worker::monotonic_ns();
         kid.signal(libc::SIGSTOP);
         std::thread::sleep(draw(STOP_US));
         kid.signal(libc::SIGCONT);
-        stops += 1;
+        stops.push((from, worker::monotonic_ns()));
     }
     stops
 }

@@ -73,9 +73,27 @@ pub(super) struct Report {
     pub stalled_ns: u64,
     /// Latencies of the timed operations.
     pub samples_ns: Vec<u32>,
+    /// The blocks of at least [`STALL`], as (start, end) on the monotonic
+    /// clock ([`monotonic_ns`]), the first [`MAX_STALLS`].
+    pub stalls: Vec<(u64, u64)>,
 }
 
-const FIELDS: usize = 7;
+/// Stalls kept per process: enough for 10 s of a stall every 0.1 ms.
+const MAX_STALLS: usize = 100_000;
+
+/// CLOCK_MONOTONIC in ns: the clock `Instant` reads, as a number that means
+/// the same in every process (to line stalls up with the parent's stops).
+pub(super) fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; clock_gettime only writes it.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+const FIELDS: usize = 8;
 
 impl Report {
     pub(super) fn write_to(&self, w: &mut impl Write) -> std::io::Result<()> {
@@ -87,13 +105,19 @@ impl Report {
             self.worst_block_ns,
             self.stalled_ns,
             self.samples_ns.len() as u64,
+            self.stalls.len() as u64,
         ];
-        let mut bytes = Vec::with_capacity(FIELDS * 8 + self.samples_ns.len() * 4);
+        let mut bytes =
+            Vec::with_capacity(FIELDS * 8 + self.samples_ns.len() * 4 + self.stalls.len() * 16);
         for h in head {
             bytes.extend_from_slice(&h.to_le_bytes());
         }
         for s in &self.samples_ns {
             bytes.extend_from_slice(&s.to_le_bytes());
+        }
+        for (from, to) in &self.stalls {
+            bytes.extend_from_slice(&from.to_le_bytes());
+            bytes.extend_from_slice(&to.to_le_bytes());
         }
         w.write_all(&bytes)
     }
@@ -110,9 +134,12 @@ impl Report {
             .chunks_exact(8)
             .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
             .collect();
-        if rest.len() as u64 != h[6] * 4 {
+        let (samples, stalls) = (h[6] as usize, h[7] as usize);
+        if rest.len() as u64 != h[6] * 4 + h[7] * 16 {
             return Ok(None);
         }
+        let (samples_bytes, stall_bytes) = rest.split_at(samples * 4);
+        let word = |c: &[u8]| u64::from_le_bytes(c.try_into().expect("8 bytes"));
         Ok(Some(Report {
             ops: h[0],
             lookups: h[1],
@@ -120,9 +147,14 @@ impl Report {
             elapsed_ns: h[3],
             worst_block_ns: h[4],
             stalled_ns: h[5],
-            samples_ns: rest
+            samples_ns: samples_bytes
                 .chunks_exact(4)
                 .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
+                .collect(),
+            stalls: stall_bytes
+                .chunks_exact(16)
+                .map(|c| (word(&c[..8]), word(&c[8..])))
+                .take(stalls)
                 .collect(),
         }))
     }
@@ -189,7 +221,9 @@ fn measure(store: &Store, plan: &Plan, id: usize) -> Report {
         black_box(&buf);
     };
     let start = Instant::now();
+    let start_ns = monotonic_ns();
     let deadline = start + plan.duration;
+    let mut stalls = Vec::new();
     let mut samples = Vec::with_capacity(expected as usize + 1024);
     let mut worst = Duration::ZERO;
     let mut stalled = Duration::ZERO;
@@ -208,6 +242,10 @@ fn measure(store: &Store, plan: &Plan, id: usize) -> Report {
         worst = worst.max(block);
         if block >= STALL {
             stalled += block;
+            if stalls.len() < MAX_STALLS {
+                let at = |t: Instant| start_ns + (t - start).as_nanos() as u64;
+                stalls.push((at(t0), at(t2)));
+            }
         }
         t0 = t2;
         if t2 >= deadline {
@@ -218,6 +256,7 @@ fn measure(store: &Store, plan: &Plan, id: usize) -> Report {
     r.elapsed_ns = (t0 - start).as_nanos() as u64;
     r.worst_block_ns = worst.as_nanos() as u64;
     r.stalled_ns = stalled.as_nanos() as u64;
+    r.stalls = stalls;
     r.samples_ns = samples;
     r
 }

@@ -13,7 +13,7 @@
 //! of puts on A; and the single-use window: a session taken on A (a TLS 1.3
 //! stateful resumption) until it is gone on B, during which the same ticket
 //! still resumes on B. The bridges' idle CPU comes from `/proc/PID/stat`. With
-//! `--watch-us a,b` the whole run is repeated for each watcher interval,
+//! `--watch-us a,b` the whole run is repeated for each `watch_interval_us`,
 //! interleaved, so settings are compared in one run.
 
 use crate::demo::pool;
@@ -40,7 +40,7 @@ pub struct BridgeArgs {
     /// Seconds over which the idle bridges' CPU is measured.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=600))]
     idle_secs: u64,
-    /// Watcher intervals to compare, µs (the bridge's `watch_interval_us`);
+    /// Intervals at which a hot link looks at the log, µs, to compare (the bridge's `watch_interval_us`);
     /// empty: the bridge's default only.
     #[arg(long, value_delimiter = ',')]
     watch_us: Vec<u32>,
@@ -91,7 +91,7 @@ impl Latencies {
     }
 }
 
-/// One run of every scenario with one watcher setting.
+/// One run of every scenario with one `watch_interval_us`.
 #[derive(serde::Serialize)]
 struct Run {
     /// The bridges' `watch_interval_us` (`None`: their default).
@@ -138,7 +138,7 @@ fn print_run(r: &Run) {
         .watch_interval_us
         .map_or("default".to_string(), |w| format!("{w} µs"));
     println!(
-        "watcher {w}, round {}: idle bridge CPU {:.1}% and {:.1}% of a core; load average {}",
+        "watch interval {w}, round {}: idle bridge CPU {:.1}% and {:.1}% of a core; load average {}",
         r.round, r.idle_cpu_pct[0], r.idle_cpu_pct[1], r.load_average
     );
     println!(

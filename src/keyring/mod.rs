@@ -194,6 +194,17 @@ impl RotationPolicy {
     }
 }
 
+/// How one try at importing a key ended.
+enum Attempt {
+    /// Placed (true), or nothing to do: already held, or beaten by a key
+    /// held for the same period with no free slot (false).
+    Done(bool),
+    /// Refused: its origin holds its quota, or the ring has no slot for it.
+    Refused,
+    /// Another writer claimed the chosen slot first.
+    Lost,
+}
+
 /// What [`KeyRing::import`] did with a peer's keys.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Imported {
@@ -443,34 +454,51 @@ impl KeyRing {
                 done.refused += 1;
                 continue;
             }
-            if self.find_at(&k.name, now).is_some() {
-                continue;
-            }
-            let views = self.snapshot();
-            self.retire_due(&views, now);
-            let views = self.snapshot();
-            let held = views
-                .iter()
-                .filter(
-                    |v| matches!(v, View::Valid(_, o) if o.origin == sender && self.usable(o, now)),
-                )
-                .count();
-            if held >= MAX_KEYS_PER_ORIGIN {
-                done.refused += 1;
-                continue;
-            }
-            let beaten = self.beaten(&views, k, now);
-            match self.pick_slot_for_import(&views, now) {
-                Some((rank, _, _)) if beaten && rank == RANK_BEATEN => {}
-                Some((_, i, state)) => {
-                    if let Some(st) = self.claim(i, state, now, k.created) {
-                        done.added += usize::from(self.publish(i, st, k));
+            // Other processes claim slots too (servers making keys, the
+            // bridge's threads importing other peers' keys): a claim lost
+            // to one of them is tried again on a fresh look at the ring,
+            // since a peer sends its keys only when they change.
+            for _ in 0..SLOTS {
+                match self.import_one(sender, k, now) {
+                    Attempt::Done(added) => {
+                        done.added += usize::from(added);
+                        break;
                     }
+                    Attempt::Refused => {
+                        done.refused += 1;
+                        break;
+                    }
+                    Attempt::Lost => {}
                 }
-                None => done.refused += 1,
             }
         }
         done
+    }
+
+    /// One try at placing `k`, a key of `sender` that fits the policy.
+    fn import_one(&self, sender: u32, k: &TicketKey, now: u64) -> Attempt {
+        if self.find_at(&k.name, now).is_some() {
+            return Attempt::Done(false);
+        }
+        let views = self.snapshot();
+        self.retire_due(&views, now);
+        let views = self.snapshot();
+        let held = views
+            .iter()
+            .filter(|v| matches!(v, View::Valid(_, o) if o.origin == sender && self.usable(o, now)))
+            .count();
+        if held >= MAX_KEYS_PER_ORIGIN {
+            return Attempt::Refused;
+        }
+        let beaten = self.beaten(&views, k, now);
+        match self.pick_slot_for_import(&views, now) {
+            Some((rank, _, _)) if beaten && rank == RANK_BEATEN => Attempt::Done(false),
+            Some((_, i, state)) => match self.claim(i, state, now, k.created) {
+                Some(st) => Attempt::Done(self.publish(i, st, k)),
+                None => Attempt::Lost,
+            },
+            None => Attempt::Refused,
+        }
     }
 
     /// Wipe every key past its retirement time now (the bridge calls this

@@ -657,3 +657,40 @@ fn sweep_wipes_keys_when_they_retire() {
         "a retired key's bytes stay after the sweep"
     );
 }
+
+#[test]
+fn keys_imported_at_the_same_moment_by_many_threads_all_land() {
+    // A bridge imports each peer's keys on that peer's connection thread,
+    // all at once when the pool rotates: a claim lost to another thread
+    // must be tried again, since a peer sends its keys only once.
+    for round in 0..50u8 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = segment(&dir);
+        let clock = Arc::new(AtomicU64::new(T0 + 1));
+        let rings: Vec<KeyRing> = (0..8).map(|_| ring(&path, &clock)).collect();
+        let start = std::sync::Barrier::new(rings.len());
+        std::thread::scope(|s| {
+            for (i, r) in rings.iter().enumerate() {
+                let start = &start;
+                s.spawn(move || {
+                    let origin = 2 + i as u32;
+                    let keys = [
+                        key_of(origin, T0, 16 * i as u8 + 1),
+                        key_of(origin, T0 + PERIOD, 16 * i as u8 + 2),
+                    ];
+                    start.wait();
+                    assert_eq!(r.import(origin, &keys).refused, 0);
+                });
+            }
+        });
+        for i in 0..8u8 {
+            for tag in [16 * i + 1, 16 * i + 2] {
+                assert!(
+                    rings[0].find(&[tag; 16]).is_some(),
+                    "round {round}: key {tag} of origin {} was lost",
+                    2 + i
+                );
+            }
+        }
+    }
+}

@@ -129,10 +129,13 @@ fn worker(
     let mut buf = vec![0u8; value.len()];
     let mut misses = 0usize;
     let n = keys.len();
+    // Each process visits the keys in an order of its own (with one order
+    // for all, processes that meet fall into step on the same keys); each
+    // pass of `n` ops visits every key once, and a key is rewritten every
+    // PUT_EVERY passes, long before the log wraps.
+    let stride = super::scale::stride(id, n);
     for i in 0..per {
-        // 7919 is prime, so each pass of `n` ops visits every key once; a key
-        // is rewritten every PUT_EVERY passes, long before the log wraps.
-        let at = (i.wrapping_mul(7919) + id * 4099) % n;
+        let at = i.wrapping_mul(stride) % n;
         if (i / n + at) % PUT_EVERY == 0 {
             let _ = cache.put(&keys[at], value, 3600);
         } else if !matches!(cache.get(&keys[at], &mut buf), scsp::Lookup::Hit(_)) {

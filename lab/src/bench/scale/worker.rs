@@ -263,7 +263,7 @@ fn measure(store: &Store, plan: &Plan, id: usize) -> Report {
 
 /// Process `id`'s stride through `n` keys: its own, and coprime to `n`,
 /// so that each pass visits every key once.
-fn stride(id: usize, n: usize) -> usize {
+pub(crate) fn stride(id: usize, n: usize) -> usize {
     fn gcd(a: usize, b: usize) -> usize {
         if b == 0 {
             a

@@ -546,7 +546,16 @@ fn no_put_stops_replication_whatever_its_ttl() {
         eventually_or(
             &format!("host {} holds all 1000 later sessions", h.id),
             || (0..1000u32).all(|i| h.get(format!("after-{i}").as_bytes()).is_some()),
-            || format!("{:?}", h.peer_status(1)),
+            || {
+                let missing: Vec<u32> = (0..1000u32)
+                    .filter(|i| h.get(format!("after-{i}").as_bytes()).is_none())
+                    .collect();
+                format!(
+                    "missing {missing:?}\n{:?}\n{:?}",
+                    h.peer_status(1),
+                    h.cache.stats_as_observer().counters
+                )
+            },
         );
         assert_eq!(h.peer_status(1).refused, 0, "no link was closed");
     }

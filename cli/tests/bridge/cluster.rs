@@ -542,10 +542,19 @@ fn no_put_stops_replication_whatever_its_ttl() {
             scsp::Stored::Ok
         );
     }
+    // Every one arrives and is applied. The index is lossy, with a random
+    // hash per segment: a session that shares its bucket and 16-bit tag
+    // with another on the receiver displaces it there (docs/architecture.md,
+    // "put"), so readability is checked against that, not 100 %.
     for h in &c.hosts[1..] {
+        let readable = || {
+            (0..1000u32)
+                .filter(|i| h.get(format!("after-{i}").as_bytes()).is_some())
+                .count()
+        };
         eventually_or(
-            &format!("host {} holds all 1000 later sessions", h.id),
-            || (0..1000u32).all(|i| h.get(format!("after-{i}").as_bytes()).is_some()),
+            &format!("host {} applied all 1005 sessions", h.id),
+            || h.peer_status(1).received_entries >= 1005 && readable() >= 995,
             || {
                 let missing: Vec<u32> = (0..1000u32)
                     .filter(|i| h.get(format!("after-{i}").as_bytes()).is_none())

@@ -474,6 +474,8 @@ fn a_flooding_peer_costs_its_share_of_the_log_not_this_hosts_sessions() {
     for k in &own {
         assert_eq!(c.hosts[1].cache.put(k, &[7u8; 200], 300), scsp::Stored::Ok);
     }
+    // The index is lossy (a random hash per segment): count what it holds.
+    let held = own.iter().filter(|k| c.hosts[1].get(k).is_some()).count();
     // Peer 1 sends five times the log's size.
     let mut s = established(&c, 1, 2);
     let now = scsp::clock::now_secs();
@@ -490,11 +492,12 @@ fn a_flooding_peer_costs_its_share_of_the_log_not_this_hosts_sessions() {
     let st = c.hosts[1].peer_status(1);
     assert!(st.over_budget_entries > 0, "{st:?}");
     assert!(st.log_share_permille <= 520, "{st:?}");
+    // A flood that pushed this host's sessions out would cost hundreds; a
+    // flood key that collides with one in the index may cost one.
     let kept = own.iter().filter(|k| c.hosts[1].get(k).is_some()).count();
-    assert_eq!(
-        kept,
-        own.len(),
-        "the flood pushed out host 2's own sessions"
+    assert!(
+        kept + 3 >= held,
+        "the flood pushed out host 2's own sessions: {kept} of {held} left"
     );
     still_replicates(&c, b"after-the-peer-flood");
 }

@@ -25,7 +25,7 @@
 //! (`reconstruct`). A word whose entry has left the log window is stale.
 
 const POS_BITS: u32 = 40;
-const POS_MASK: u64 = (1 << POS_BITS) - 1;
+pub(crate) const POS_MASK: u64 = (1 << POS_BITS) - 1;
 const LINES_MAX: u64 = 0xff;
 const TAG_SHIFT: u32 = 48;
 

@@ -3,7 +3,7 @@
 //! Lock-free and syscall-free. The only contended write is the shard tail
 //! (`fetch_add` to reserve log space); an entry is written with relaxed
 //! stores and published by one Release CAS of an index word. Readers copy an
-//! entry, then prove with an Acquire fence and a second look at the tail that
+//! entry, then prove with an Acquire fence and a look at the tail that
 //! nobody reserved the bytes again while they copied (a seqlock whose
 //! sequence number is the tail), then verify magic, position, hash, key,
 //! checksum and expiry. Anything inconsistent is a miss.
@@ -671,6 +671,14 @@ impl Cache {
     }
 
     /// Copy and verify the entry a word points to.
+    ///
+    /// The shard tail, the one word every put writes, is read once, after
+    /// the copy: a log is a power of two no larger than 2^40 words, so the
+    /// word's low 40 position bits already name the entry's place in it,
+    /// and the full position is proven with the tail only when it is needed
+    /// anyway (the seqlock re-check). A get thus shares one line with the
+    /// writers of other sessions instead of two (docs/architecture.md,
+    /// "get").
     fn read_verified(
         &self,
         slot: &index::Slot,
@@ -680,26 +688,25 @@ impl Cache {
     ) -> Result<EntryHeader, Reject> {
         let tail = self.seg.tail(slot.shard);
         let log = self.seg.log(slot.shard);
-        let t1 = tail.load(Ordering::Relaxed);
-        let pos = reconstruct(word, t1);
+        let at = word & index::POS_MASK;
         // The header, key and value are read one after another below: start
         // fetching all their lines now, so the misses overlap instead of the
         // value's waiting for the header's. The length is the word's hint
         // (a prefetch is masked and never faults, so a wrong hint is harmless).
-        prefetch::<FOR_READ>(log, pos, hinted_words(word));
-        let Some(h) = EntryHeader::decode(&load_header(log, pos)) else {
-            return Err(self.corrupt_or_stale(pos, tail));
+        prefetch::<FOR_READ>(log, at, hinted_words(word));
+        // Reads are masked to the log, so `at` finds the same words as the
+        // full position would; the header's own `pos` must agree with it.
+        let Some(h) = EntryHeader::decode(&load_header(log, at)) else {
+            return Err(self.corrupt_or_stale(word, tail));
         };
         // Bounded: lengths are checked before any copy uses them.
-        if h.pos != pos
+        if h.pos & index::POS_MASK != at
             || h.value_len > self.max_value
             || h.flags & FLAG_TOMBSTONE != 0
-            || pos.checked_add(h.words()).is_none_or(|end| end > t1)
-            || !in_window(pos, t1, self.log_words)
         {
-            return Err(self.corrupt_or_stale(pos, tail));
+            return Err(self.corrupt_or_stale(word, tail));
         }
-        let key_at = pos.wrapping_add(ENTRY_HEADER_WORDS as u64);
+        let key_at = at.wrapping_add(ENTRY_HEADER_WORDS as u64);
         if h.hash != slot.hash || h.key_len != key.len() || !key_equals(log, key_at, key) {
             // Another key's entry whose hash shares this bucket and 16-bit
             // tag (about one lookup in 20 000 on a busy table): a miss. Or
@@ -708,12 +715,12 @@ impl Cache {
             return Err(if self.holds_other_key(slot, key_at, &h) {
                 Reject::Miss
             } else {
-                self.corrupt_or_stale(pos, tail)
+                self.corrupt_or_stale(word, tail)
             });
         }
         // Expiry before the copy: an expired value never reaches `buf` (and
         // has no size to report: the retry would miss). The header is only
-        // proven by the tail re-check below, but a header that fails it
+        // proven by the tail check below, but a header that fails it
         // would have been a miss anyway.
         if h.expiry < now_secs() {
             self.count(Counter::Expired);
@@ -723,22 +730,29 @@ impl Cache {
             return Err(Reject::Small(h.value_len));
         }
         let value = &mut buf[..h.value_len];
-        // Checksummed as it is copied; compared only after the tail re-check.
+        // Checksummed as it is copied; compared only after the tail check.
         let sum = copy_value_out(
             log,
-            pos.wrapping_add((ENTRY_HEADER_WORDS + key.len().div_ceil(8)) as u64),
+            at.wrapping_add((ENTRY_HEADER_WORDS + key.len().div_ceil(8)) as u64),
             value,
             ValueSum::new(&h),
         );
-        // Pairs with the Release fence in `append`: if any word we copied was
+        // Pairs with the Release fence in `append`: if any word we read was
         // written by a later reservation, this load sees that reservation.
         fence(Ordering::Acquire);
-        let t2 = tail.load(Ordering::Relaxed);
+        let t = tail.load(Ordering::Relaxed);
+        let pos = reconstruct(word, t);
+        // The header is the one written at the word's position, the whole
+        // entry lies below the tail (where every reservation ends), and no
+        // reservation has reached its bytes since: what was read is intact.
         // A failed check leaves no byte of what was copied in the caller's
         // buffer (off the hit path: only lost races and damage get here).
-        if !in_window(pos, t2, self.log_words) {
+        if h.pos != pos
+            || pos.checked_add(h.words()).is_none_or(|end| end > t)
+            || !in_window(pos, t, self.log_words)
+        {
             value.fill(0);
-            return Err(Reject::Miss);
+            return Err(self.corrupt_or_stale(word, tail));
         }
         if sum != h.checksum {
             value.fill(0);
@@ -767,12 +781,13 @@ impl Cache {
 
     /// A word whose entry does not check out is stale if it left the log
     /// window, damaged otherwise. The tail is read again for this: a writer
-    /// that wrapped the log over the entry while its header was read has
-    /// moved it past the entry (Acquire pairs with the Release fence in
-    /// `append`, as for the copy), so a busy table is not taken for damaged.
-    fn corrupt_or_stale(&self, pos: u64, tail: &crate::sync::AtomicU64) -> Reject {
+    /// that wrapped the log over the entry while it was read has moved it
+    /// past the entry (Acquire pairs with the Release fence in `append`, as
+    /// for the copy), so a busy table is not taken for damaged.
+    fn corrupt_or_stale(&self, word: u64, tail: &crate::sync::AtomicU64) -> Reject {
         fence(Ordering::Acquire);
-        if in_window(pos, tail.load(Ordering::Relaxed), self.log_words) {
+        let t = tail.load(Ordering::Relaxed);
+        if in_window(reconstruct(word, t), t, self.log_words) {
             self.count(Counter::Corrupt);
             return Reject::Damaged;
         }

@@ -232,7 +232,8 @@ fn assert_sane(what: &str, f: &serde_json::Value) {
 }
 
 #[test]
-fn scsp_bench_scale_measures_scsp_and_the_locked_baseline_with_and_without_a_stopped_process() {
+fn scsp_bench_scale_measures_scsp_the_locked_baseline_and_the_unshared_reference_with_and_without_a_stopped_process(
+) {
     let _spawning = spawning();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_scsp"))
         .args(["bench", "scale", "--procs", "1,2", "--values", "150"])
@@ -249,8 +250,20 @@ fn scsp_bench_scale_measures_scsp_and_the_locked_baseline_with_and_without_a_sto
     let stop_one = v["stop_one"].as_array().unwrap();
     let stores = ["scsp", LOCKED_IMPL];
     let mixes = ["get90", "get50", "tls13"];
-    assert_eq!(scaling.len(), stores.len() * mixes.len() * 2, "{v}");
+    // The scaling table also has the unshared reference (a segment per
+    // process); the stopped-process table has only the shared stores.
+    assert_eq!(scaling.len(), (stores.len() + 1) * mixes.len() * 2, "{v}");
     assert_eq!(stop_one.len(), stores.len() * mixes.len(), "{v}");
+    for mix in mixes {
+        for procs in [1, 2] {
+            let what = format!("unshared {mix} P={procs}");
+            let cell = scaling
+                .iter()
+                .find(|c| c["store"] == "unshared" && c["mix"] == mix && c["procs"] == procs)
+                .unwrap_or_else(|| panic!("no scaling cell {what}"));
+            assert_sane(&what, cell);
+        }
+    }
     for store in stores {
         for mix in mixes {
             for procs in [1, 2] {

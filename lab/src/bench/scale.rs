@@ -32,6 +32,12 @@ use worker::{Mix, Plan, Report, SAMPLE_EVERY};
 
 /// The stores compared, in print order.
 const STORES: [&str; 2] = ["scsp", LOCKED_IMPL];
+/// The scaling table's reference: scsp with a segment per process, so that
+/// nothing is shared. What it scales to is what this machine allows any
+/// store on this mix (memory bandwidth, caches, the CPUs' own speed-up),
+/// measured in the same round; the shared store's speed-up is read against
+/// it.
+pub(super) const UNSHARED: &str = "unshared";
 
 /// The flags of `scsp bench scale`.
 #[derive(clap::Args, Debug)]
@@ -186,7 +192,8 @@ struct ScaleRow {
     mix: &'static str,
     value_bytes: usize,
     procs: usize,
-    /// Mops/s over the same store's with one process (`null` without P = 1).
+    /// The median over rounds of Mops/s over the same store's with one
+    /// process in that round (`null` without P = 1).
     speedup: Option<f64>,
     #[serde(flatten)]
     all: Figures,
@@ -348,7 +355,7 @@ pub fn run(a: ScaleArgs) -> Result<ExitCode> {
         println!("load average before: {}, after: {}", load[0], load[1]);
         println!(
             "latency: 1 operation in {SAMPLE_EVERY} timed, ns, one clock read included; \
-             x: speed-up over 1 process of the same store"
+             x: speed-up over 1 process of the same store (median of each round's)"
         );
         if grid.scaling {
             print_scaling(&scale_rows);
@@ -373,10 +380,10 @@ fn measure(g: &Grid) -> Result<Measured> {
         let stop_too = g.stopping && p >= 2;
         usize::from(g.scaling || stop_too) + usize::from(stop_too)
     };
-    let per_round: usize = g.procs.iter().map(|&p| wanted(p)).sum::<usize>()
+    let per_round: usize = (g.procs.iter().map(|&p| wanted(p)).sum::<usize>() * STORES.len()
+        + if g.scaling { g.procs.len() } else { 0 })
         * a.mixes.len()
-        * a.values.len()
-        * STORES.len();
+        * a.values.len();
     let bar = indicatif::ProgressBar::new((per_round as u64) * u64::from(a.rounds));
     let mut m = Measured::default();
     for _ in 0..a.rounds {
@@ -394,7 +401,9 @@ fn measure(g: &Grid) -> Result<Measured> {
                     if !g.scaling && !stop_too {
                         continue;
                     }
-                    for imp in STORES {
+                    let reference = g.scaling.then_some(UNSHARED);
+                    for imp in STORES.into_iter().chain(reference) {
+                        let stop_too = stop_too && imp != UNSHARED;
                         let id = (imp, mix, size, p);
                         let run = |stop_one: bool| -> Result<cell::Outcome> {
                             if interrupted.load(std::sync::atomic::Ordering::Relaxed) {
@@ -404,9 +413,13 @@ fn measure(g: &Grid) -> Result<Measured> {
                                 Some(d) => TempSegment::in_dir(d, "scale"),
                                 None => TempSegment::new("scale"),
                             };
-                            let store = Store::new(imp, seg.path(), a.entries, size)?;
-                            for k in &keys {
-                                store.put(k, &value);
+                            // The unshared reference's processes make
+                            // their own stores (`cell::own_store`).
+                            if imp != UNSHARED {
+                                let store = Store::new(imp, seg.path(), a.entries, size)?;
+                                for k in &keys {
+                                    store.put(k, &value);
+                                }
                             }
                             let setup = cell::Setup {
                                 imp,
@@ -442,6 +455,20 @@ fn measure(g: &Grid) -> Result<Measured> {
     Ok(m)
 }
 
+/// The median over rounds of each round's speed-up: its P-process cell's
+/// Mops/s over its one-process cell's, which ran a second before. On a
+/// shared machine whose speed drifts from one second to the next, a ratio
+/// within a round is steadier than the ratio of two medians.
+fn speedup(rounds: &[Figures], one: &[Figures]) -> f64 {
+    let mut x: Vec<f64> = rounds
+        .iter()
+        .zip(one)
+        .map(|(all, one)| all.mops / one.mops)
+        .collect();
+    x.sort_by(f64::total_cmp);
+    x[x.len() / 2]
+}
+
 /// The two tables' rows, in run order, from every round's figures.
 fn tabulate(g: &Grid, m: &Measured) -> (Vec<ScaleRow>, Vec<StopRow>) {
     let mut scale_rows = Vec::new();
@@ -449,21 +476,22 @@ fn tabulate(g: &Grid, m: &Measured) -> (Vec<ScaleRow>, Vec<StopRow>) {
     for &size in &g.a.values {
         for &mix in &g.a.mixes {
             for &p in &g.procs {
-                for imp in STORES {
+                let reference = g.scaling.then_some(UNSHARED);
+                for imp in STORES.into_iter().chain(reference) {
                     let id = (imp, mix, size, p);
                     if g.scaling {
-                        let all = Figures::median(&m.running[&id]);
-                        let one = m
+                        let rounds = &m.running[&id];
+                        let speedup = m
                             .running
                             .get(&(imp, mix, size, 1))
-                            .map(|r| Figures::median(r).mops);
+                            .map(|one| speedup(rounds, one));
                         scale_rows.push(ScaleRow {
                             store: imp,
                             mix: mix.name(),
                             value_bytes: size,
                             procs: p,
-                            speedup: one.map(|o| all.mops / o),
-                            all,
+                            speedup,
+                            all: Figures::median(rounds),
                         });
                     }
                     if let Some(s) = m.stopped.get(&id) {
@@ -496,24 +524,45 @@ fn tabulate(g: &Grid, m: &Measured) -> (Vec<ScaleRow>, Vec<StopRow>) {
 fn print_scaling(rows: &[ScaleRow]) {
     println!();
     let head = |s: &str| format!("{:-^44}", format!(" {s} "));
-    println!("{:<17} {} {}", "", head(STORES[0]), head(STORES[1]));
+    println!(
+        "{:<17} {} {} {:-^14}",
+        "",
+        head(STORES[0]),
+        head(STORES[1]),
+        format!(" {UNSHARED} ")
+    );
     let cols = format!(
         "{:>7} {:>6} {:>6} {:>6} {:>7} {:>8}",
         "Mops/s", "x", "p50", "p99", "p99.9", "hit%"
     );
-    println!("{:<6} {:>6} {:>3} {cols} {cols}", "mix", "value", "P");
-    for pair in rows.chunks(2) {
-        let r = &pair[0];
+    println!(
+        "{:<6} {:>6} {:>3} {cols} {cols} {:>7} {:>6}",
+        "mix", "value", "P", "Mops/s", "x"
+    );
+    let x = |c: &ScaleRow| c.speedup.map_or("-".into(), |s| format!("{s:.2}x"));
+    for cell in rows.chunks(STORES.len() + 1) {
+        let r = &cell[0];
         print!("{:<6} {:>6} {:>3}", r.mix, r.value_bytes, r.procs);
-        for c in pair {
-            let x = c.speedup.map_or("-".into(), |s| format!("{s:.2}x"));
+        for c in &cell[..STORES.len()] {
             print!(
                 " {:>7.2} {:>6} {:>6.0} {:>6.0} {:>7.0} {:>8.2}",
-                c.all.mops, x, c.all.p50_ns, c.all.p99_ns, c.all.p999_ns, c.all.hit_pct
+                c.all.mops,
+                x(c),
+                c.all.p50_ns,
+                c.all.p99_ns,
+                c.all.p999_ns,
+                c.all.hit_pct
             );
+        }
+        if let Some(u) = cell.get(STORES.len()) {
+            print!(" {:>7.2} {:>6}", u.all.mops, x(u));
         }
         println!();
     }
+    println!(
+        "{UNSHARED}: scsp with a segment per process (nothing shared), the most this \
+         machine allows any store on the mix"
+    );
 }
 
 fn print_stopped(rows: &[StopRow]) {

@@ -65,7 +65,12 @@ pub(super) fn run(setup: &Setup, plan: &Plan, interrupted: &AtomicBool) -> Resul
                 libc::close(ready_w_fd);
             }
             child_setup(cpu);
-            let Ok(store) = Store::open(setup.imp, setup.seg) else {
+            let store = if setup.imp == super::UNSHARED {
+                own_store(setup.seg, id, plan)
+            } else {
+                Store::open(setup.imp, setup.seg)
+            };
+            let Ok(store) = store else {
                 return 2;
             };
             if std::io::Write::write_all(&mut ready, b"r").is_err() {
@@ -107,6 +112,22 @@ pub(super) fn run(setup: &Setup, plan: &Plan, interrupted: &AtomicBool) -> Resul
         return Err(format!("a benchmark process failed: exit codes {codes:?}").into());
     }
     Ok(Outcome { reports, stops })
+}
+
+/// Process `id`'s store of its own for the unshared reference: a new scsp
+/// segment beside `seg`, unlinked at once (the mapping keeps it), filled
+/// as the parent fills a shared one.
+fn own_store(seg: &Path, id: usize, plan: &Plan) -> Result<Store> {
+    let mut name = seg.as_os_str().to_owned();
+    name.push(format!(".{id}"));
+    let path = std::path::PathBuf::from(name);
+    let store = Store::new("scsp", &path, plan.keys.len(), plan.value.len());
+    let _ = std::fs::remove_file(&path);
+    let store = store?;
+    for k in plan.keys {
+        store.put(k, plan.value);
+    }
+    Ok(store)
 }
 
 /// Before the child does anything else: die with the parent (so that no

@@ -97,7 +97,7 @@ fn get_racing_a_put_sees_nothing_or_the_whole_value() {
 fn get_racing_a_put_that_overwrites_its_entry_is_never_torn() {
     // A 16-word log: an entry here is 9 words, so the second put wraps onto
     // the first entry's header while the reader may be copying it. The tail
-    // re-check after the Acquire fence must catch every such overlap.
+    // check after the Acquire fence must catch every such overlap.
     model(|| {
         let c = tiny_cache(128);
         let _ = c.put(KEY, V1, 60);
@@ -177,7 +177,7 @@ fn take_racing_a_put_takes_one_version_and_leaves_the_other_or_nothing() {
 
 /// A writer stalled between reserving log space and writing it, while the
 /// log wraps past its reservation, writes over a newer entry. The reader's
-/// tail re-check cannot see this (the stalled reservation is older, not
+/// post-copy tail check cannot see this (the stalled reservation is older, not
 /// newer); the checksum must, so the newer entry reads as a miss, never as
 /// torn bytes. The read that finds the damage unlinks the entry, so once
 /// both keys have been read the table verifies clean, and a read counts

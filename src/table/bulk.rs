@@ -25,7 +25,7 @@
 //! A 32-byte access is not promised to be atomic as a whole (nor is an
 //! entry anyway): bytes read while another process writes them may be a
 //! mix of old and new, as with word loads, and the checksum and the tail
-//! re-check turn that into a miss.
+//! check after the copy turn that into a miss.
 //!
 //! Why a vector path at all: it is what brings a cold 1 KiB hit level with
 //! rustls's in-memory cache; the word loop with the same sums is about 15 %

@@ -36,7 +36,7 @@
 //!   by that bit times their distance).
 //! - The 64-bit finish lets a changed `(a, b)` through with odds of about
 //!   2^-64, as it does random damage, a torn mix of two entries (which the
-//!   tail re-check also catches) or damaged header words. It detects
+//!   post-copy tail check also catches) or damaged header words. It detects
 //!   tearing and damage; it is not a MAC.
 //! - No multiply per word: the copy loops run at about the speed of the
 //!   copy, and a group of four words is one 32-byte vector step (`bulk`).

@@ -676,7 +676,7 @@ impl Cache {
     /// the copy: a log is a power of two no larger than 2^40 words, so the
     /// word's low 40 position bits already name the entry's place in it,
     /// and the full position is proven with the tail only when it is needed
-    /// anyway (the seqlock re-check). A get thus shares one line with the
+    /// anyway (the seqlock check). A get thus shares one line with the
     /// writers of other sessions instead of two (docs/architecture.md,
     /// "get").
     fn read_verified(

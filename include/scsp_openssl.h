@@ -45,7 +45,10 @@
  *   every ticket: every buffer the helper uses for them (its stack buffers,
  *   heap copies, the ticket key it fetched, and the session-id keys) is
  *   wiped (OPENSSL_cleanse) on every path before the callback returns,
- *   including when a lookup misses or an OpenSSL call fails.
+ *   including when a lookup misses or an OpenSSL call fails. Copies made
+ *   outside the helper are beyond its reach: OpenSSL's temporaries, and
+ *   with lazy symbol binding the dynamic linker's save of the vector
+ *   registers on the stack; link with -Wl,-z,now (docs/c-api.md).
  *
  * RETURN VALUES
  *   SCSP_OK, SCSP_E_INVAL (NULL ctx or cache, ctx_id_len > 32, NULL ctx_id

@@ -153,7 +153,8 @@ mod avx2 {
         // from `-bytes` to 0, and touches no other memory. It takes an odd
         // group alone first, then two groups a turn; `groups > 0`, so
         // `i` starts below 0 and every path stops at 0. `w`, `v`, `m`,
-        // `lo` and `u` are scratch registers; the flags are clobbered (no
+        // `lo` and `u` are scratch registers, the ones that held value
+        // bytes zeroed at the end; the flags are clobbered (no
         // `preserves_flags`).
         unsafe {
             std::arch::asm!(
@@ -179,6 +180,13 @@ mod avx2 {
                 "add {i}, 64",
                 "jnz 3b",
                 "4:",
+                // Leave no value bytes in the registers: whatever saves
+                // vector state to memory later (a signal frame on the
+                // stack, the dynamic linker's lazy binding) would copy
+                // them there, where the caller's wiping cannot reach.
+                "vpxor {w}, {w}, {w}",
+                "vpxor {v}, {v}, {v}",
+                "vpxor {lo}, {lo}, {lo}",
                 src = in(reg) src_end,
                 dst = in(reg) dst_end,
                 i = inout(reg) (bytes as isize).wrapping_neg() => _,

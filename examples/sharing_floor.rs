@@ -1,56 +1,81 @@
 //! How well can *any* shared session store scale the `get90` mix of
-//! `scsp bench scale` on this machine, and what does scsp's shape cost?
-//! P forked processes visit 10 000 keys in orders of their own, as the
-//! bench does; one visit in ten is a put. Two stores, each as bare as it
-//! can be (no hash, no checks, no counters), through 64-bit atomics as any
-//! memory other processes write must be read (docs/architecture.md, I5
-//! ATOMIC-ONLY):
+//! `scsp bench scale` on this machine, and how far is scsp from that?
+//! P forked processes visit 10 000 keys exactly as the bench does: each in
+//! an order of its own (a stride of its own, coprime to the key count),
+//! and visit `i` of key `k` is a put when `(i / keys + k) % 10 == 0`, so
+//! that every key is rewritten once every ten passes, by one process or
+//! another, and gets read what other processes wrote. Three stores:
 //!
-//! - **slots**: a fixed slot per key, rewritten in place. The least any
-//!   store can do; but in-place rewrites need a writer lock (or a reader
-//!   could copy half of two values), which I1 NO-WAIT rules out.
-//! - **log**: scsp's shape. A put reserves room at the tail of one of 16
-//!   shard logs (`fetch_add`), writes a header word and the value there and
-//!   publishes the position in the key's index word (one per cache line,
-//!   as keys spread over scsp's buckets); a get loads the index word,
-//!   copies the value from the position it names and loads the shard's
-//!   tail once (the seqlock check).
+//! - **slots**: a fixed slot per key, rewritten in place, as bare as it can
+//!   be (no hash, no checks, no counters). The least any store can do; but
+//!   in-place rewrites need a writer lock (or a reader could copy half of
+//!   two values), which I1 NO-WAIT rules out.
+//! - **log**: scsp's shape, as bare. A put reserves room at the tail of one
+//!   of 16 shard logs (`fetch_add`), writes a header word and the value
+//!   there and publishes the position in the key's index word (one per
+//!   cache line, as keys spread over scsp's buckets); a get loads the index
+//!   word, copies the value from the position it names and loads the
+//!   shard's tail once (the seqlock check).
+//! - **scsp**: `scsp::Cache` on a segment file in /dev/shm sized as
+//!   `scsp bench scale` sizes it, with 32-byte keys: hash, index bucket,
+//!   checks, checksum, expiry and counters included.
 //!
-//! Each on one shared mapping and on a mapping per process (nothing
-//! shared, the ceiling).
+//! Bare stores are read and written through 64-bit atomics, as any memory
+//! other processes write must be (docs/architecture.md, I5 ATOMIC-ONLY).
+//! Each store runs on one shared mapping and on one per process (nothing
+//! shared: the ceiling), and every round runs every store once with one
+//! process and once with all, so that a round's ratios share the machine's
+//! moment. The speed-up printed is the median of the rounds' ratios.
 //!
 //! ```text
 //! cargo run --release -p scsp-lab --example sharing_floor [VALUE_BYTES] [ROUNDS]
 //! ```
-//! docs/perf-scaling.md, "Where scsp's speed-up goes", quotes its output.
+//! docs/perf-scaling.md, "What a shared store can reach here", quotes its
+//! output.
 
+use scsp_lab::baselines::{bench_config, keys, Key, TempSegment};
 use std::sync::atomic::{fence, AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 const KEYS: usize = 10_000;
-/// Operations per process per run.
-const OPS: usize = 3_000_000;
-/// One visit in this many is a put.
+/// How long each process of a run works.
+const RUN: Duration = Duration::from_millis(300);
+/// Operations between looks at the clock.
+const BATCH: usize = 1024;
+/// Every key is rewritten once in this many passes.
 const PUT_EVERY: usize = 10;
 /// The log shape: shards, and words per shard log (a power of two).
 const SHARDS: usize = 16;
 /// Index words and tails each sit on a cache line of their own.
 const LINE_WORDS: usize = 8;
+/// scsp's TTL here: longer than any run.
+const TTL_SECS: u32 = 3600;
 
 /// Which store.
 #[derive(Clone, Copy, PartialEq)]
 enum Shape {
     Slots,
     Log,
+    Scsp,
 }
 
 impl Shape {
-    /// Words of the store's mapping for values of `words` words.
-    fn len(self, words: usize) -> usize {
+    const ALL: [Shape; 3] = [Shape::Slots, Shape::Log, Shape::Scsp];
+
+    fn name(self) -> &'static str {
         match self {
-            Shape::Slots => KEYS * words,
-            Shape::Log => KEYS * LINE_WORDS + SHARDS * LINE_WORDS + SHARDS * log_words(words),
+            Shape::Slots => "slots",
+            Shape::Log => "log",
+            Shape::Scsp => "scsp",
         }
+    }
+}
+
+/// Words of a bare store's mapping for values of `words` words.
+fn bare_len(shape: Shape, words: usize) -> usize {
+    match shape {
+        Shape::Log => KEYS * LINE_WORDS + SHARDS * LINE_WORDS + SHARDS * log_words(words),
+        _ => KEYS * words,
     }
 }
 
@@ -59,61 +84,93 @@ fn log_words(words: usize) -> usize {
     (KEYS * (words + 1) * 4 / SHARDS).next_power_of_two()
 }
 
+/// A store the processes of one run use: a bare mapping or an scsp segment.
+enum Store {
+    Bare(&'static [AtomicU64]),
+    Scsp(TempSegment),
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let value: usize = args.next().map_or(150, |a| a.parse().expect("VALUE_BYTES"));
     let rounds: usize = args.next().map_or(5, |a| a.parse().expect("ROUNDS"));
-    let words = value.div_ceil(8);
     let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
-    println!("get90, {value} B values, {KEYS} keys, {OPS} ops per process, median of {rounds}");
+    let keys = keys(0x5eed, KEYS);
+    let cells: Vec<(Shape, bool)> = Shape::ALL
+        .iter()
+        .flat_map(|&s| [(s, true), (s, false)])
+        .collect();
+    // Per cell: (one-process Mops/s, all-process Mops/s) of each round.
+    let mut results = vec![Vec::new(); cells.len()];
+    for _ in 0..rounds {
+        for (c, &(shape, shared)) in cells.iter().enumerate() {
+            let one = run(1, value, shape, shared, &keys);
+            let all = run(cpus, value, shape, shared, &keys);
+            results[c].push((one, all));
+        }
+    }
     println!(
-        "{:<26} {:>12} {:>12} {:>9}",
+        "get90, {value} B values, {KEYS} keys, {} ms per run, {rounds} rounds (medians)",
+        RUN.as_millis()
+    );
+    println!(
+        "{:<18} {:>11} {:>13} {:>9} {:>15} {:>14}",
         "",
         "1 process",
         format!("{cpus} processes"),
-        "speed-up"
+        "speed-up",
+        "(rounds' range)",
+        "ns/op 1 -> P"
     );
-    for shape in [Shape::Slots, Shape::Log] {
-        for shared in [true, false] {
-            let mut one = Vec::new();
-            let mut all = Vec::new();
-            for _ in 0..rounds {
-                one.push(run(1, words, shape, shared));
-                all.push(run(cpus, words, shape, shared));
-            }
-            let (one, all) = (median(one), median(all));
-            let name = format!(
-                "{}, {}",
-                if shape == Shape::Slots {
-                    "slots"
-                } else {
-                    "log"
-                },
-                if shared { "shared" } else { "unshared" }
-            );
-            println!(
-                "{name:<26} {one:>8.2} Mops {all:>8.2} Mops {:>8.2}x",
-                all / one
-            );
-        }
+    for (&(shape, shared), r) in cells.iter().zip(&results) {
+        let one = median(r.iter().map(|x| x.0).collect());
+        let all = median(r.iter().map(|x| x.1).collect());
+        let ratios: Vec<f64> = r.iter().map(|x| x.1 / x.0).collect();
+        let (lo, hi) = ratios
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(l, h), &x| (l.min(x), h.max(x)));
+        let name = format!(
+            "{}, {}",
+            shape.name(),
+            if shared { "shared" } else { "unshared" }
+        );
+        println!(
+            "{name:<18} {one:>6.2} Mops {all:>8.2} Mops {:>8.2}x {:>15} {:>14}",
+            median(ratios),
+            format!("{lo:.2}-{hi:.2}x"),
+            format!("{:.0} -> {:.0}", 1e3 / one, 1e3 * cpus as f64 / all)
+        );
     }
 }
 
-/// Total Mops/s of `procs` processes.
-fn run(procs: usize, words: usize, shape: Shape, shared: bool) -> f64 {
-    let table = shared.then(|| store(words, shape));
+/// Total Mops/s of `procs` processes on a new store (one shared, or one
+/// each).
+fn run(procs: usize, value: usize, shape: Shape, shared: bool, keys: &[Key]) -> f64 {
+    let one_store = || new_store(shape, value, keys);
+    let shared_store = shared.then(one_store);
+    let own: Vec<Store> = if shared {
+        Vec::new()
+    } else {
+        (0..procs).map(|_| one_store()).collect()
+    };
     let mut pipes = Vec::new();
     let mut children = Vec::new();
     for p in 0..procs {
+        let store = shared_store.as_ref().or(own.get(p)).expect("a store");
         let (rx, mut tx) = std::os::unix::net::UnixStream::pair().expect("socketpair");
         // SAFETY: this process has one thread; the child only touches
-        // memory, its own mapping or the shared one, and its socket.
+        // memory, its own store or the shared one, and its socket.
         let child = unsafe {
             childguard::fork(move || {
-                let t = table.unwrap_or_else(|| store(words, shape));
-                let mops = match shape {
-                    Shape::Slots => work(t, words, p),
-                    Shape::Log => work_log(t, words, p),
+                let mops = match store {
+                    Store::Bare(t) if shape == Shape::Slots => work_slots(t, value, p),
+                    Store::Bare(t) => work_log(t, value, p),
+                    Store::Scsp(seg) => work_scsp(
+                        &scsp::Cache::open(seg.path()).expect("opening the segment"),
+                        value,
+                        keys,
+                        p,
+                    ),
                 };
                 use std::io::Write;
                 tx.write_all(&mops.to_ne_bytes()).expect("report");
@@ -124,7 +181,7 @@ fn run(procs: usize, words: usize, shape: Shape, shared: bool) -> f64 {
         children.push(child);
         pipes.push(rx);
     }
-    pipes
+    let total = pipes
         .iter_mut()
         .map(|r| {
             use std::io::Read;
@@ -132,18 +189,75 @@ fn run(procs: usize, words: usize, shape: Shape, shared: bool) -> f64 {
             r.read_exact(&mut b).expect("a child's result");
             f64::from_ne_bytes(b)
         })
-        .sum()
-}
-
-/// A new store: zeroed slots, or a log with every key put once.
-fn store(words: usize, shape: Shape) -> &'static [AtomicU64] {
-    let t = mapping(shape.len(words));
-    if shape == Shape::Log {
-        for key in 0..KEYS {
-            put_log(t, words, key, 0);
+        .sum();
+    for s in shared_store.into_iter().chain(own) {
+        if let Store::Bare(t) = s {
+            unmap(t);
         }
     }
-    t
+    total
+}
+
+/// A new store of `shape` with every key put once.
+fn new_store(shape: Shape, value: usize, keys: &[Key]) -> Store {
+    let words = value.div_ceil(8);
+    match shape {
+        Shape::Scsp => {
+            let seg = TempSegment::new("sharing-floor");
+            let c = scsp::Cache::create(seg.path(), &bench_config(KEYS, value))
+                .expect("creating the segment");
+            let v = vec![7u8; value];
+            for k in keys {
+                assert_eq!(c.put(k, &v, TTL_SECS), scsp::Stored::Ok);
+            }
+            Store::Scsp(seg)
+        }
+        _ => {
+            let t = mapping(bare_len(shape, words));
+            if shape == Shape::Log {
+                for key in 0..KEYS {
+                    put_log(t, words, key, 0);
+                }
+            }
+            Store::Bare(t)
+        }
+    }
+}
+
+/// Call `op(i)` for i = 0, 1, ... for RUN; return Mops/s.
+#[inline(always)]
+fn timed(mut op: impl FnMut(usize)) -> f64 {
+    let start = Instant::now();
+    let mut i = 0;
+    while start.elapsed() < RUN {
+        for _ in 0..BATCH {
+            op(i);
+            i += 1;
+        }
+    }
+    i as f64 / start.elapsed().as_secs_f64() / 1e6
+}
+
+/// Visit `i` of process `p`: its key, and whether it is a put (the rule of
+/// `scsp bench scale`: each key is rewritten once every PUT_EVERY passes).
+#[inline(always)]
+fn visit(i: usize, stride: usize) -> (usize, bool) {
+    let key = i.wrapping_mul(stride) % KEYS;
+    (key, (i / KEYS + key) % PUT_EVERY == 0)
+}
+
+/// Process `p`'s stride: its own, coprime to the key count.
+fn stride(p: usize) -> usize {
+    fn gcd(a: usize, b: usize) -> usize {
+        if b == 0 {
+            a
+        } else {
+            gcd(b, a % b)
+        }
+    }
+    (7919 + 64 * p..)
+        .find(|&s| gcd(s, KEYS) == 1)
+        .expect("a coprime stride")
 }
 
 /// The log store's parts: index words, tails, logs.
@@ -170,16 +284,15 @@ fn put_log(t: &[AtomicU64], words: usize, key: usize, stamp: u64) {
 }
 
 /// One process's Mops/s on the log store (see the module docs).
-fn work_log(t: &[AtomicU64], words: usize, p: usize) -> f64 {
-    let stride = [7919, 7927, 7933, 7937, 7949, 7951, 7963, 7993][p % 8];
+fn work_log(t: &[AtomicU64], value: usize, p: usize) -> f64 {
+    let words = value.div_ceil(8);
+    let stride = stride(p);
     let (index, tails, logs) = log_parts(t, words);
     let lw = log_words(words);
     let mut buf = vec![0u64; words];
-    let mut key = p * 997 % KEYS;
-    let start = Instant::now();
-    for i in 0..OPS {
-        key = (key + stride) % KEYS;
-        if i % PUT_EVERY == 0 {
+    timed(|i| {
+        let (key, is_put) = visit(i, stride);
+        if is_put {
             put_log(t, words, key, i as u64);
         } else {
             let shard = key % SHARDS;
@@ -192,21 +305,18 @@ fn work_log(t: &[AtomicU64], words: usize, p: usize) -> f64 {
             let tail = tails[shard * LINE_WORDS].load(Ordering::Relaxed);
             std::hint::black_box((&buf, tail));
         }
-    }
-    OPS as f64 / start.elapsed().as_secs_f64() / 1e6
+    })
 }
 
-/// One process's Mops/s over its own visiting order (a stride coprime to
-/// the key count, different per process).
-fn work(t: &[AtomicU64], words: usize, p: usize) -> f64 {
-    let stride = [7919, 7927, 7933, 7937, 7949, 7951, 7963, 7993][p % 8];
+/// One process's Mops/s on the in-place slots.
+fn work_slots(t: &[AtomicU64], value: usize, p: usize) -> f64 {
+    let words = value.div_ceil(8);
+    let stride = stride(p);
     let mut buf = vec![0u64; words];
-    let mut key = p * 997 % KEYS;
-    let start = Instant::now();
-    for i in 0..OPS {
-        key = (key + stride) % KEYS;
+    timed(|i| {
+        let (key, is_put) = visit(i, stride);
         let slot = &t[key * words..(key + 1) * words];
-        if i % PUT_EVERY == 0 {
+        if is_put {
             for (w, v) in slot.iter().enumerate() {
                 v.store(i as u64 ^ w as u64, Ordering::Release);
             }
@@ -216,16 +326,38 @@ fn work(t: &[AtomicU64], words: usize, p: usize) -> f64 {
             }
             std::hint::black_box(&buf);
         }
-    }
-    OPS as f64 / start.elapsed().as_secs_f64() / 1e6
+    })
+}
+
+/// One process's Mops/s on scsp. Every get must hit: a miss would make
+/// scsp look faster than it is.
+fn work_scsp(c: &scsp::Cache, value: usize, keys: &[Key], p: usize) -> f64 {
+    let stride = stride(p);
+    let v = vec![9u8; value];
+    let mut buf = vec![0u8; value];
+    let (mut gets, mut misses) = (0usize, 0usize);
+    let mops = timed(|i| {
+        let (key, is_put) = visit(i, stride);
+        if is_put {
+            let _ = c.put(&keys[key], &v, TTL_SECS);
+        } else {
+            gets += 1;
+            misses += usize::from(!matches!(c.get(&keys[key], &mut buf), scsp::Lookup::Hit(_)));
+        }
+    });
+    assert!(
+        misses * 1000 < gets,
+        "{misses} of {gets} scsp gets missed: the segment is too small for the keys"
+    );
+    mops
 }
 
 /// `len` zeroed words in a fresh shared anonymous mapping, shared with
-/// children forked after it.
+/// children forked after it; `unmap` releases it.
 fn mapping(len: usize) -> &'static [AtomicU64] {
-    // SAFETY: a fresh anonymous shared mapping, never unmapped (it lives as
-    // long as the process); page-aligned and zeroed, so `len` valid
-    // AtomicU64s, reached only atomically.
+    // SAFETY: a fresh anonymous shared mapping, page-aligned and zeroed, so
+    // `len` valid AtomicU64s, reached only atomically; it stays mapped
+    // until `unmap`, which runs after every process using it has exited.
     unsafe {
         let p = libc::mmap(
             std::ptr::null_mut(),
@@ -238,6 +370,15 @@ fn mapping(len: usize) -> &'static [AtomicU64] {
         assert_ne!(p, libc::MAP_FAILED, "mmap");
         std::slice::from_raw_parts(p as *const AtomicU64, len)
     }
+}
+
+/// Release a mapping from `mapping` (its children have reported, so exited
+/// or about to: they hold their own copy of the mapping).
+fn unmap(t: &'static [AtomicU64]) {
+    // SAFETY: `t` came from `mapping` with this length, and this process
+    // no longer uses it: `run` drops every reference before calling here.
+    let rc = unsafe { libc::munmap(t.as_ptr() as *mut libc::c_void, t.len() * 8) };
+    assert_eq!(rc, 0, "munmap");
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

@@ -37,7 +37,7 @@ use crate::sync::{AtomicU64, Ordering};
 
 /// Copy `run` (a whole number of 4-word groups of the log) into `dst`
 /// (`8 * run.len()` bytes), adding each word to `sum`.
-#[inline]
+#[inline(always)]
 pub(super) fn load(run: &[AtomicU64], dst: &mut [u8], sum: &mut ValueSum) {
     debug_assert!(run.len() % 4 == 0 && dst.len() == run.len() * 8);
     #[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]

@@ -384,7 +384,7 @@ fn store_run(run: &[AtomicU64], src: &[u8], sum: &mut ValueSum) {
 /// Copy `dst.len()` value bytes out of the log from word `start`, and return
 /// the entry checksum of the words as read (`sum` finished over them; the
 /// last word's padding included, which the writer zeroed).
-#[inline]
+#[inline(always)]
 pub(crate) fn copy_value_out(
     log: &[AtomicU64],
     start: u64,

@@ -2,7 +2,8 @@
 //! loopback redis store really stores, returns and deletes through a real
 //! `redis-server`; its client refuses malformed replies; `scsp bench` reports
 //! every store it can run and says why it left one out; `scsp bench scale`
-//! measures scsp and the locked baseline, with and without a stopped process.
+//! measures scsp and the locked baseline, with and without a stopped process;
+//! `scsp bench bridge` reports its latencies and what the bridges cost.
 //!
 //! The redis tests are skipped, with a line on stderr, when `redis-server` is
 //! not installed; `SCSP_REQUIRE_REDIS=1` (CI sets it) makes that a failure.
@@ -301,5 +302,52 @@ fn scsp_bench_scale_refuses_impossible_flags() {
             .output()
             .expect("run scsp bench scale");
         assert_eq!(out.status.code(), Some(2), "{bad:?}");
+    }
+}
+
+/// `scsp bench bridge --json` must report, for every scenario, latencies
+/// that are ordered and whose histogram holds every probe, and each
+/// bridge's CPU over it (what a hot link's polling costs).
+#[test]
+fn scsp_bench_bridge_reports_latencies_their_histogram_and_each_bridges_cpu() {
+    let _spawning = spawning();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_scsp"))
+        .args(["bench", "bridge", "--probes", "200", "--idle-secs", "1"])
+        .args(["--idle-gap-ms", "20", "--rate", "1000", "--json"])
+        .output()
+        .expect("run scsp bench bridge");
+    assert!(
+        out.status.success(),
+        "scsp bench bridge failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("bench bridge JSON");
+    let run = &v["runs"][0];
+    let scenarios = run["scenarios"].as_array().expect("scenarios");
+    assert_eq!(scenarios.len(), 4, "{run}");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    for s in scenarios {
+        let name = s["scenario"].as_str().unwrap();
+        let probes = s["probes"].as_u64().unwrap();
+        assert!(probes >= 5, "{name}: {probes} probes");
+        let p = |k: &str| s[k].as_f64().unwrap();
+        assert!(
+            0.0 < p("p50_us") && p("p50_us") <= p("p99_us") && p("p99_us") <= p("max_us"),
+            "{name}: {s}"
+        );
+        let counted: u64 = s["histogram"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b[1].as_u64().unwrap())
+            .sum();
+        assert_eq!(counted, probes, "{name}: the histogram lost probes");
+        for cpu in s["bridge_cpu_pct"].as_array().expect("bridge_cpu_pct") {
+            let cpu = cpu.as_f64().unwrap();
+            assert!(
+                (0.0..=100.0 * cores).contains(&cpu),
+                "{name}: bridge CPU {cpu} %"
+            );
+        }
     }
 }

@@ -1,5 +1,5 @@
 //! `scsp bench bridge`: how long a session takes to cross from one host to
-//! another, and what an idle bridge costs.
+//! another, and what the bridges cost, idle and busy.
 //!
 //! Two hosts on loopback (127.0.0.31 and .32), each with its own segment and
 //! a real `scsp bridge` process, TLS 1.3 with certificates from the cluster
@@ -12,7 +12,9 @@
 //! (the bridge has gone quiet), and probes under a paced background load
 //! of puts on A; and the single-use window: a session taken on A (a TLS 1.3
 //! stateful resumption) until it is gone on B, during which the same ticket
-//! still resumes on B. The bridges' idle CPU comes from `/proc/PID/stat`. With
+//! still resumes on B. The bridges' CPU, idle and over each scenario (where
+//! a hot link looks at the log every `watch_interval_us`), comes from
+//! `/proc/PID/stat`. With
 //! `--watch-us a,b` the whole run is repeated for each `watch_interval_us`,
 //! interleaved, so settings are compared in one run.
 
@@ -61,13 +63,16 @@ struct Latencies {
     p90_us: f64,
     p99_us: f64,
     max_us: f64,
+    /// Each bridge's CPU over the scenario, % of one core: what looking at
+    /// the log every `watch_interval_us` costs while the links are hot.
+    bridge_cpu_pct: [f64; 2],
     /// (upper bound in µs, probes at or below it and above the previous
     /// bound): bounds double from 16 µs.
     histogram: Vec<(u64, usize)>,
 }
 
 impl Latencies {
-    fn of(scenario: &str, mut us: Vec<f64>) -> Latencies {
+    fn of(scenario: &str, mut us: Vec<f64>, bridge_cpu_pct: [f64; 2]) -> Latencies {
         us.sort_by(|a, b| a.total_cmp(b));
         let pct = |p: f64| us[((us.len() - 1) as f64 * p).round() as usize];
         let mut histogram = Vec::new();
@@ -86,6 +91,7 @@ impl Latencies {
             p90_us: pct(0.9),
             p99_us: pct(0.99),
             max_us: pct(1.0),
+            bridge_cpu_pct,
             histogram,
         }
     }
@@ -142,13 +148,18 @@ fn print_run(r: &Run) {
         r.round, r.idle_cpu_pct[0], r.idle_cpu_pct[1], r.load_average
     );
     println!(
-        "  {:<34} {:>9} {:>9} {:>9} {:>9}",
-        "put on A -> readable on B", "p50 µs", "p90 µs", "p99 µs", "max µs"
+        "  {:<34} {:>9} {:>9} {:>9} {:>9} {:>16}",
+        "put on A -> readable on B", "p50 µs", "p90 µs", "p99 µs", "max µs", "bridge CPU A, B"
     );
     for s in &r.scenarios {
         println!(
-            "  {:<34} {:>9.0} {:>9.0} {:>9.0} {:>9.0}",
-            s.scenario, s.p50_us, s.p90_us, s.p99_us, s.max_us
+            "  {:<34} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>16}",
+            s.scenario,
+            s.p50_us,
+            s.p90_us,
+            s.p99_us,
+            s.max_us,
+            format!("{:.0}%, {:.0}%", s.bridge_cpu_pct[0], s.bridge_cpu_pct[1])
         );
     }
     println!(
@@ -244,6 +255,29 @@ fn wait_connected(c: &Cache) -> Result<()> {
 }
 
 /// CPU seconds used so far by process `pid` (user + system).
+/// The two bridges' CPU time from when it starts.
+struct CpuMeter {
+    pids: [u32; 2],
+    before: [f64; 2],
+    since: Instant,
+}
+
+impl CpuMeter {
+    fn start(pids: [u32; 2]) -> CpuMeter {
+        CpuMeter {
+            pids,
+            before: pids.map(cpu_secs),
+            since: Instant::now(),
+        }
+    }
+
+    /// Each bridge's CPU since `start`, % of one core.
+    fn pct(&self) -> [f64; 2] {
+        let secs = self.since.elapsed().as_secs_f64();
+        [0, 1].map(|i| 100.0 * (cpu_secs(self.pids[i]) - self.before[i]) / secs)
+    }
+}
+
 fn cpu_secs(pid: u32) -> f64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // The fields after the command name, which is in parentheses.
@@ -303,11 +337,9 @@ fn measure(a: &BridgeArgs, watch_us: Option<u32>, round: u32) -> Result<Run> {
     // Idle CPU, once the connections have gone cold (the handshake's
     // ticket keys count as activity).
     std::thread::sleep(scsp_bridge::HOT + Duration::from_millis(500));
-    let before = pids.map(cpu_secs);
-    let t0 = Instant::now();
+    let idle = CpuMeter::start(pids);
     std::thread::sleep(Duration::from_secs(a.idle_secs));
-    let secs = t0.elapsed().as_secs_f64();
-    let idle_cpu_pct = [0, 1].map(|i| 100.0 * (cpu_secs(pids[i]) - before[i]) / secs);
+    let idle_cpu_pct = idle.pct();
     let value = vec![7u8; 256];
     let n = a.probes as usize;
     let mut scenarios = Vec::new();
@@ -317,12 +349,14 @@ fn measure(a: &BridgeArgs, watch_us: Option<u32>, round: u32) -> Result<Run> {
         format!("probe-{round}-{key}").into_bytes()
     };
     let mut us = Vec::with_capacity(n);
+    let cpu = CpuMeter::start(pids);
     for _ in 0..n {
         us.push(probe(&p, &next(), &value)?);
         std::thread::sleep(Duration::from_millis(1));
     }
-    scenarios.push(Latencies::of("back-to-back (1 ms apart)", us));
+    scenarios.push(Latencies::of("back-to-back (1 ms apart)", us, cpu.pct()));
     let mut us = Vec::new();
+    let cpu = CpuMeter::start(pids);
     for _ in 0..(n / 10).max(5) {
         std::thread::sleep(Duration::from_millis(a.idle_gap_ms));
         us.push(probe(&p, &next(), &value)?);
@@ -330,15 +364,22 @@ fn measure(a: &BridgeArgs, watch_us: Option<u32>, round: u32) -> Result<Run> {
     scenarios.push(Latencies::of(
         &format!("after {} ms idle", a.idle_gap_ms),
         us,
+        cpu.pct(),
     ));
+    let cpu = CpuMeter::start(pids);
     let (us, background_rate) = under_load(&p, a.rate, n, &mut next, &value)?;
-    scenarios.push(Latencies::of(&format!("{}/s background load", a.rate), us));
+    scenarios.push(Latencies::of(
+        &format!("{}/s background load", a.rate),
+        us,
+        cpu.pct(),
+    ));
     let mut us = Vec::with_capacity(n / 4);
+    let cpu = CpuMeter::start(pids);
     for _ in 0..(n / 4).max(5) {
         us.push(take_window(&p, &next(), &value)?);
         std::thread::sleep(Duration::from_millis(1));
     }
-    scenarios.push(Latencies::of("take on A -> gone on B", us));
+    scenarios.push(Latencies::of("take on A -> gone on B", us, cpu.pct()));
     Ok(Run {
         watch_interval_us: watch_us,
         round,

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 pub enum Bench {
     /// Full vs resumed TLS handshakes per second against `scsp serve`.
     Handshake(HandshakeArgs),
-    /// Put on one host to readable on another, through real bridges; idle CPU.
+    /// Put on one host to readable on another through real bridges, and the bridges' CPU.
     Bridge(super::bridge::BridgeArgs),
     /// P processes on one store, scsp and the locked baseline: throughput,
     /// speed-up and latency, and what one stopped process costs the others.

@@ -14,9 +14,9 @@
 //! stateful resumption) until it is gone on B, during which the same ticket
 //! still resumes on B. The bridges' CPU, idle and over each scenario (where
 //! a hot link looks at the log every `watch_interval_us`), comes from
-//! `/proc/PID/stat`. With
-//! `--watch-us a,b` the whole run is repeated for each `watch_interval_us`,
-//! interleaved, so settings are compared in one run.
+//! `/proc/PID/stat`. With `--watch-us a,b` the whole run is repeated for
+//! each `watch_interval_us`, interleaved, so settings are compared in one
+//! run.
 
 use crate::demo::pool;
 use crate::{Error, Result};
@@ -254,7 +254,6 @@ fn wait_connected(c: &Cache) -> Result<()> {
     ))
 }
 
-/// CPU seconds used so far by process `pid` (user + system).
 /// The two bridges' CPU time from when it starts.
 struct CpuMeter {
     pids: [u32; 2],
@@ -278,6 +277,7 @@ impl CpuMeter {
     }
 }
 
+/// CPU seconds used so far by process `pid` (user + system).
 fn cpu_secs(pid: u32) -> f64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // The fields after the command name, which is in parentheses.

@@ -4,7 +4,7 @@
 //! an order of its own (a stride of its own, coprime to the key count),
 //! and visit `i` of key `k` is a put when `(i / keys + k) % 10 == 0`, so
 //! that every key is rewritten once every ten passes, by one process or
-//! another, and gets read what other processes wrote. Three stores:
+//! another, and gets read what other processes wrote. Four stores:
 //!
 //! - **slots**: a fixed slot per key, rewritten in place, as bare as it can
 //!   be (no hash, no checks, no counters). The least any store can do; but

@@ -4,7 +4,7 @@
 //! an order of its own (a stride of its own, coprime to the key count),
 //! and visit `i` of key `k` is a put when `(i / keys + k) % 10 == 0`, so
 //! that every key is rewritten once every ten passes, by one process or
-//! another, and gets read what other processes wrote. Four stores:
+//! another, and gets read what other processes wrote. Five stores:
 //!
 //! - **slots**: a fixed slot per key, rewritten in place, as bare as it can
 //!   be (no hash, no checks, no counters). The least any store can do; but
@@ -16,6 +16,13 @@
 //!   under an even version, so a real store of this shape would also need a
 //!   checksum in each slot (as scsp's entries have), and a killed writer
 //!   leaves its slot odd until the next put; neither costs sharing.
+//! - **checked**: the versioned slots doing a get's and a put's work as
+//!   scsp does it: each slot holds the version, the 32-byte key, the
+//!   value's length and expiry, a checksum and the value; a get hashes the
+//!   key (xxh3), compares it, reads the clock for the expiry and checksums
+//!   the value as it copies it; a put hashes and checksums as it writes. A
+//!   key has its own slot (the hash is computed, not used), so nothing is
+//!   evicted.
 //! - **log**: scsp's shape, as bare. A put reserves room at the tail of one
 //!   of 16 shard logs (`fetch_add`), writes a header word and the value
 //!   there and publishes the position in the key's index word (one per
@@ -62,17 +69,25 @@ const TTL_SECS: u32 = 3600;
 enum Shape {
     Slots,
     Versioned,
+    Checked,
     Log,
     Scsp,
 }
 
 impl Shape {
-    const ALL: [Shape; 4] = [Shape::Slots, Shape::Versioned, Shape::Log, Shape::Scsp];
+    const ALL: [Shape; 5] = [
+        Shape::Slots,
+        Shape::Versioned,
+        Shape::Checked,
+        Shape::Log,
+        Shape::Scsp,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             Shape::Slots => "slots",
             Shape::Versioned => "versioned",
+            Shape::Checked => "checked",
             Shape::Log => "log",
             Shape::Scsp => "scsp",
         }
@@ -84,6 +99,7 @@ fn bare_len(shape: Shape, words: usize) -> usize {
     match shape {
         Shape::Log => KEYS * LINE_WORDS + SHARDS * LINE_WORDS + SHARDS * log_words(words),
         Shape::Versioned => KEYS * (words + 1),
+        Shape::Checked => KEYS * (words + CHECKED_HEADER),
         _ => KEYS * words,
     }
 }
@@ -174,6 +190,7 @@ fn run(procs: usize, value: usize, shape: Shape, shared: bool, keys: &[Key]) -> 
                 let mops = match store {
                     Store::Bare(t) if shape == Shape::Slots => work_slots(t, value, p),
                     Store::Bare(t) if shape == Shape::Versioned => work_versioned(t, value, p),
+                    Store::Bare(t) if shape == Shape::Checked => work_checked(t, value, keys, p),
                     Store::Bare(t) => work_log(t, value, p),
                     Store::Scsp(seg) => work_scsp(
                         &scsp::Cache::open(seg.path()).expect("opening the segment"),
@@ -208,7 +225,7 @@ fn run(procs: usize, value: usize, shape: Shape, shared: bool, keys: &[Key]) -> 
     total
 }
 
-/// A new store of `shape` with every key put once.
+/// A new store of `shape`, every key put once (the bare slots start zeroed).
 fn new_store(shape: Shape, value: usize, keys: &[Key]) -> Store {
     let words = value.div_ceil(8);
     match shape {
@@ -227,6 +244,14 @@ fn new_store(shape: Shape, value: usize, keys: &[Key]) -> Store {
             if shape == Shape::Log {
                 for key in 0..KEYS {
                     put_log(t, words, key, 0);
+                }
+            }
+            if shape == Shape::Checked {
+                let len = words + CHECKED_HEADER;
+                let v = vec![7u64; words];
+                let expiry = scsp::clock::now_secs() + u64::from(TTL_SECS);
+                for (k, key) in keys.iter().enumerate() {
+                    put_checked(&t[k * len..(k + 1) * len], key, &v, expiry);
                 }
             }
             Store::Bare(t)
@@ -316,6 +341,91 @@ fn work_log(t: &[AtomicU64], value: usize, p: usize) -> f64 {
             std::hint::black_box((&buf, tail));
         }
     })
+}
+
+/// Words before a checked slot's value: version, key (4), length and
+/// expiry, checksum.
+const CHECKED_HEADER: usize = 7;
+
+/// Write `key`'s slot of the checked store (see the module docs).
+fn put_checked(slot: &[AtomicU64], key: &Key, value: &[u64], expiry: u64) {
+    let (version, rest) = slot.split_first().expect("a slot");
+    std::hint::black_box(xxhash_rust::xxh3::xxh3_64(key));
+    version.fetch_add(1, Ordering::Relaxed);
+    fence(Ordering::Release);
+    for (w, k) in rest.iter().zip(key.chunks_exact(8)) {
+        w.store(
+            u64::from_le_bytes(k.try_into().expect("8 bytes")),
+            Ordering::Relaxed,
+        );
+    }
+    rest[4].store((value.len() as u64) << 40 | expiry, Ordering::Relaxed);
+    let (mut a, mut b) = (expiry, 0u64);
+    for (w, &v) in rest[6..].iter().zip(value) {
+        w.store(v, Ordering::Relaxed);
+        a = a.wrapping_add(v);
+        b = b.wrapping_add(a);
+    }
+    rest[5].store(a ^ b.rotate_left(32), Ordering::Relaxed);
+    version.fetch_add(1, Ordering::Release);
+}
+
+/// Read `key`'s value from its checked slot into `buf`: a hit only if the
+/// key matches, it has not expired, no put overlapped the copy and the
+/// checksum agrees.
+fn get_checked(slot: &[AtomicU64], key: &Key, buf: &mut [u64]) -> bool {
+    let (version, rest) = slot.split_first().expect("a slot");
+    std::hint::black_box(xxhash_rust::xxh3::xxh3_64(key));
+    let before = version.load(Ordering::Acquire);
+    if before & 1 != 0 {
+        return false;
+    }
+    let same_key = rest
+        .iter()
+        .zip(key.chunks_exact(8))
+        .all(|(w, k)| w.load(Ordering::Relaxed) == u64::from_le_bytes(k.try_into().expect("8")));
+    let meta = rest[4].load(Ordering::Relaxed);
+    let expiry = meta & ((1 << 40) - 1);
+    if !same_key || (meta >> 40) as usize != buf.len() || expiry < scsp::clock::now_secs() {
+        return false;
+    }
+    let (mut a, mut b) = (expiry, 0u64);
+    for (d, w) in buf.iter_mut().zip(&rest[6..]) {
+        *d = w.load(Ordering::Relaxed);
+        a = a.wrapping_add(*d);
+        b = b.wrapping_add(a);
+    }
+    let sum = rest[5].load(Ordering::Relaxed);
+    fence(Ordering::Acquire);
+    version.load(Ordering::Relaxed) == before && sum == a ^ b.rotate_left(32)
+}
+
+/// One process's Mops/s on the checked slots (see the module docs): every
+/// key was put when the store was made, so gets miss only on lost races.
+fn work_checked(t: &[AtomicU64], value: usize, keys: &[Key], p: usize) -> f64 {
+    let words = value.div_ceil(8);
+    let len = words + CHECKED_HEADER;
+    let stride = stride(p);
+    let v: Vec<u64> = (0..words as u64).collect();
+    let expiry = scsp::clock::now_secs() + u64::from(TTL_SECS);
+    let mut buf = vec![0u64; words];
+    let (mut gets, mut misses) = (0usize, 0usize);
+    let mops = timed(|i| {
+        let (key, is_put) = visit(i, stride);
+        let slot = &t[key * len..(key + 1) * len];
+        if is_put {
+            put_checked(slot, &keys[key], &v, expiry);
+        } else {
+            gets += 1;
+            misses += usize::from(!get_checked(slot, &keys[key], &mut buf));
+            std::hint::black_box(&buf);
+        }
+    });
+    assert!(
+        misses * 100 < gets.max(1),
+        "{misses} of {gets} checked gets missed"
+    );
+    mops
 }
 
 /// One process's Mops/s on the versioned slots (see the module docs).

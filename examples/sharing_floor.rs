@@ -421,10 +421,7 @@ fn work_checked(t: &[AtomicU64], value: usize, keys: &[Key], p: usize) -> f64 {
             std::hint::black_box(&buf);
         }
     });
-    assert!(
-        misses * 100 < gets.max(1),
-        "{misses} of {gets} checked gets missed"
-    );
+    few_misses("checked", misses, gets);
     mops
 }
 
@@ -458,12 +455,7 @@ fn work_versioned(t: &[AtomicU64], value: usize, p: usize) -> f64 {
             std::hint::black_box(&buf);
         }
     });
-    // Misses are lost races with a put of the same key: rare, and cheaper
-    // than hits, so they may not flatter the shape.
-    assert!(
-        misses * 100 < gets.max(1),
-        "{misses} of {gets} versioned gets missed"
-    );
+    few_misses("versioned", misses, gets);
     mops
 }
 
@@ -488,8 +480,7 @@ fn work_slots(t: &[AtomicU64], value: usize, p: usize) -> f64 {
     })
 }
 
-/// One process's Mops/s on scsp. Every get must hit: a miss would make
-/// scsp look faster than it is.
+/// One process's Mops/s on scsp (its gets must hit: `few_misses`).
 fn work_scsp(c: &scsp::Cache, value: usize, keys: &[Key], p: usize) -> f64 {
     let stride = stride(p);
     let v = vec![9u8; value];
@@ -504,10 +495,7 @@ fn work_scsp(c: &scsp::Cache, value: usize, keys: &[Key], p: usize) -> f64 {
             misses += usize::from(!matches!(c.get(&keys[key], &mut buf), scsp::Lookup::Hit(_)));
         }
     });
-    assert!(
-        misses * 1000 < gets,
-        "{misses} of {gets} scsp gets missed: the segment is too small for the keys"
-    );
+    few_misses("scsp", misses, gets);
     mops
 }
 
@@ -538,6 +526,15 @@ fn unmap(t: &'static [AtomicU64]) {
     // no longer uses it: `run` drops every reference before calling here.
     let rc = unsafe { libc::munmap(t.as_ptr() as *mut libc::c_void, t.len() * 8) };
     assert_eq!(rc, 0, "munmap");
+}
+
+/// Gets that miss are cheaper than hits and would flatter a store: allow
+/// only the rare lost race with a put of the same key.
+fn few_misses(store: &str, misses: usize, gets: usize) {
+    assert!(
+        misses * 100 < gets.max(1),
+        "{store}: {misses} of {gets} gets missed"
+    );
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

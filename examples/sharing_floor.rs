@@ -46,7 +46,7 @@
 //! docs/perf-scaling.md, "What a shared store can reach here", quotes its
 //! output.
 
-use scsp_lab::baselines::{bench_config, keys, Key, TempSegment};
+use scsp_lab::baselines::{bench_config, keys, rewrites, stride, Key, TempSegment};
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -273,26 +273,12 @@ fn timed(mut op: impl FnMut(usize)) -> f64 {
     i as f64 / start.elapsed().as_secs_f64() / 1e6
 }
 
-/// Visit `i` of process `p`: its key, and whether it is a put (the rule of
-/// `scsp bench scale`: each key is rewritten once every PUT_EVERY passes).
+/// Visit `i` of a process walking the keys with `stride`: its key, and
+/// whether it is a put (`scsp bench scale`'s own rule, `rewrites`).
 #[inline(always)]
 fn visit(i: usize, stride: usize) -> (usize, bool) {
     let key = i.wrapping_mul(stride) % KEYS;
-    (key, (i / KEYS + key) % PUT_EVERY == 0)
-}
-
-/// Process `p`'s stride: its own, coprime to the key count.
-fn stride(p: usize) -> usize {
-    fn gcd(a: usize, b: usize) -> usize {
-        if b == 0 {
-            a
-        } else {
-            gcd(b, a % b)
-        }
-    }
-    (7919 + 64 * p..)
-        .find(|&s| gcd(s, KEYS) == 1)
-        .expect("a coprime stride")
+    (key, rewrites(i, KEYS, key, PUT_EVERY))
 }
 
 /// The log store's parts: index words, tails, logs.
@@ -321,7 +307,7 @@ fn put_log(t: &[AtomicU64], words: usize, key: usize, stamp: u64) {
 /// One process's Mops/s on the log store (see the module docs).
 fn work_log(t: &[AtomicU64], value: usize, p: usize) -> f64 {
     let words = value.div_ceil(8);
-    let stride = stride(p);
+    let stride = stride(p, KEYS);
     let (index, tails, logs) = log_parts(t, words);
     let lw = log_words(words);
     let mut buf = vec![0u64; words];
@@ -405,7 +391,7 @@ fn get_checked(slot: &[AtomicU64], key: &Key, buf: &mut [u64]) -> bool {
 fn work_checked(t: &[AtomicU64], value: usize, keys: &[Key], p: usize) -> f64 {
     let words = value.div_ceil(8);
     let len = words + CHECKED_HEADER;
-    let stride = stride(p);
+    let stride = stride(p, KEYS);
     let v: Vec<u64> = (0..words as u64).collect();
     let expiry = scsp::clock::now_secs() + u64::from(TTL_SECS);
     let mut buf = vec![0u64; words];
@@ -428,7 +414,7 @@ fn work_checked(t: &[AtomicU64], value: usize, keys: &[Key], p: usize) -> f64 {
 /// One process's Mops/s on the versioned slots (see the module docs).
 fn work_versioned(t: &[AtomicU64], value: usize, p: usize) -> f64 {
     let words = value.div_ceil(8);
-    let stride = stride(p);
+    let stride = stride(p, KEYS);
     let mut buf = vec![0u64; words];
     let (mut gets, mut misses) = (0usize, 0usize);
     let mops = timed(|i| {
@@ -462,7 +448,7 @@ fn work_versioned(t: &[AtomicU64], value: usize, p: usize) -> f64 {
 /// One process's Mops/s on the in-place slots.
 fn work_slots(t: &[AtomicU64], value: usize, p: usize) -> f64 {
     let words = value.div_ceil(8);
-    let stride = stride(p);
+    let stride = stride(p, KEYS);
     let mut buf = vec![0u64; words];
     timed(|i| {
         let (key, is_put) = visit(i, stride);
@@ -482,7 +468,7 @@ fn work_slots(t: &[AtomicU64], value: usize, p: usize) -> f64 {
 
 /// One process's Mops/s on scsp (its gets must hit: `few_misses`).
 fn work_scsp(c: &scsp::Cache, value: usize, keys: &[Key], p: usize) -> f64 {
-    let stride = stride(p);
+    let stride = stride(p, KEYS);
     let v = vec![9u8; value];
     let mut buf = vec![0u8; value];
     let (mut gets, mut misses) = (0usize, 0usize);

@@ -233,6 +233,32 @@ pub fn keys(seed: u64, n: usize) -> Vec<Key> {
         .collect()
 }
 
+/// Process `id`'s stride through `n` keys: its own, and coprime to `n`,
+/// so that each pass (`n` visits) visits every key once. Visit `i` goes to
+/// key `i * stride % n`. The multi-process benchmarks and
+/// `examples/sharing_floor.rs` all walk the keys this way.
+pub fn stride(id: usize, n: usize) -> usize {
+    fn gcd(a: usize, b: usize) -> usize {
+        if b == 0 {
+            a
+        } else {
+            gcd(b, a % b)
+        }
+    }
+    (7919 + 64 * id..)
+        .find(|&s| gcd(s, n) == 1)
+        .expect("some number is coprime to n")
+}
+
+/// Is visit `i` (of `n`-key passes) to key `at` a put, when each key is
+/// rewritten once every `put_every` passes? Which pass a key's put falls in
+/// moves with the key, so every key is rewritten, by whichever process
+/// comes by, and gets read what other processes wrote.
+#[inline]
+pub fn rewrites(i: usize, n: usize, at: usize, put_every: usize) -> bool {
+    (i / n + at) % put_every == 0
+}
+
 /// `keys` in the order a benchmark visits them: a fixed stride permutation.
 /// Clients resume sessions in no particular order; visiting keys in the
 /// order they were stored would hand the heap-based baselines (whose values

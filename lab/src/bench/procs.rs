@@ -133,7 +133,7 @@ fn worker(
     // for all, processes that meet fall into step on the same keys); each
     // pass of `n` ops visits every key once, and a key is rewritten every
     // PUT_EVERY passes, long before the log wraps.
-    let stride = super::scale::stride(id, n);
+    let stride = crate::baselines::stride(id, n);
     for i in 0..per {
         let at = i.wrapping_mul(stride) % n;
         if (i / n + at) % PUT_EVERY == 0 {

@@ -18,8 +18,6 @@
 mod cell;
 mod worker;
 
-pub(super) use worker::stride;
-
 use crate::baselines::{keys, Store, TempSegment, LOCKED_IMPL};
 use crate::{Error, Result};
 use std::collections::HashMap;

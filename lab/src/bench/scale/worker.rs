@@ -8,7 +8,7 @@
 //! the cost of a fast one; a sampled operation's latency includes about one
 //! clock read (~20 ns), the same for every store.
 
-use crate::baselines::{Key, Store};
+use crate::baselines::{rewrites, stride, Key, Store};
 use std::hint::black_box;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
@@ -199,9 +199,7 @@ fn measure(store: &Store, plan: &Plan, id: usize) -> Report {
         match plan.mix {
             Mix::Get90 | Mix::Get50 | Mix::Get100 => {
                 let at = i.wrapping_mul(stride) % n;
-                // Each key is rewritten once every put_every passes (a pass
-                // visits every key once: the stride is coprime to n).
-                if plan.mix.put_every().is_some_and(|p| (i / n + at) % p == 0) {
+                if plan.mix.put_every().is_some_and(|p| rewrites(i, n, at, p)) {
                     store.put(&plan.keys[at], plan.value);
                 } else {
                     r.lookups += 1;
@@ -259,19 +257,4 @@ fn measure(store: &Store, plan: &Plan, id: usize) -> Report {
     r.stalls = stalls;
     r.samples_ns = samples;
     r
-}
-
-/// Process `id`'s stride through `n` keys: its own, and coprime to `n`,
-/// so that each pass visits every key once.
-pub(crate) fn stride(id: usize, n: usize) -> usize {
-    fn gcd(a: usize, b: usize) -> usize {
-        if b == 0 {
-            a
-        } else {
-            gcd(b, a % b)
-        }
-    }
-    (7919 + 64 * id..)
-        .find(|&s| gcd(s, n) == 1)
-        .expect("some number is coprime to n")
 }

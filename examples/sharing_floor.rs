@@ -4,7 +4,7 @@
 //! an order of its own (a stride of its own, coprime to the key count),
 //! and visit `i` of key `k` is a put when `(i / keys + k) % 10 == 0`, so
 //! that every key is rewritten once every ten passes, by one process or
-//! another, and gets read what other processes wrote. Five stores:
+//! another, and gets read what other processes wrote. Six stores:
 //!
 //! - **slots**: a fixed slot per key, rewritten in place, as bare as it can
 //!   be (no hash, no checks, no counters). The least any store can do; but
@@ -23,6 +23,12 @@
 //!   the value as it copies it; a put hashes and checksums as it writes. A
 //!   key has its own slot (the hash is computed, not used), so nothing is
 //!   evicted.
+//! - **indexed**: the checked slots reached as scsp reaches its entries:
+//!   the key's hash picks a bucket (one cache line of 8 words, about four
+//!   words per key, as scsp sizes its index) whose word with the key's tag
+//!   names the slot. A put rewrites that slot in place, so the word does
+//!   not change. What a table that rewrites sessions in place, with an
+//!   index, could reach.
 //! - **log**: scsp's shape, as bare. A put reserves room at the tail of one
 //!   of 16 shard logs (`fetch_add`), writes a header word and the value
 //!   there and publishes the position in the key's index word (one per
@@ -42,6 +48,7 @@
 //!
 //! ```text
 //! cargo run --release -p scsp-lab --example sharing_floor [VALUE_BYTES] [ROUNDS]
+//! SHAPES=indexed,scsp cargo run ...   # only these stores
 //! ```
 //! docs/perf-scaling.md, "What a shared store can reach here", quotes its
 //! output.
@@ -61,6 +68,9 @@ const PUT_EVERY: usize = 10;
 const SHARDS: usize = 16;
 /// Index words and tails each sit on a cache line of their own.
 const LINE_WORDS: usize = 8;
+/// The indexed store's buckets: about four index words per key, as scsp
+/// sizes its index.
+const BUCKETS: usize = (KEYS * 4 / LINE_WORDS).next_power_of_two();
 /// scsp's TTL here: longer than any run.
 const TTL_SECS: u32 = 3600;
 
@@ -70,15 +80,17 @@ enum Shape {
     Slots,
     Versioned,
     Checked,
+    Indexed,
     Log,
     Scsp,
 }
 
 impl Shape {
-    const ALL: [Shape; 5] = [
+    const ALL: [Shape; 6] = [
         Shape::Slots,
         Shape::Versioned,
         Shape::Checked,
+        Shape::Indexed,
         Shape::Log,
         Shape::Scsp,
     ];
@@ -88,6 +100,7 @@ impl Shape {
             Shape::Slots => "slots",
             Shape::Versioned => "versioned",
             Shape::Checked => "checked",
+            Shape::Indexed => "indexed",
             Shape::Log => "log",
             Shape::Scsp => "scsp",
         }
@@ -100,6 +113,7 @@ fn bare_len(shape: Shape, words: usize) -> usize {
         Shape::Log => KEYS * LINE_WORDS + SHARDS * LINE_WORDS + SHARDS * log_words(words),
         Shape::Versioned => KEYS * (words + 1),
         Shape::Checked => KEYS * (words + CHECKED_HEADER),
+        Shape::Indexed => BUCKETS * LINE_WORDS + KEYS * (words + CHECKED_HEADER),
         _ => KEYS * words,
     }
 }
@@ -121,8 +135,10 @@ fn main() {
     let rounds: usize = args.next().map_or(5, |a| a.parse().expect("ROUNDS"));
     let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
     let keys = keys(0x5eed, KEYS);
+    let only = std::env::var("SHAPES").unwrap_or_default();
     let cells: Vec<(Shape, bool)> = Shape::ALL
         .iter()
+        .filter(|s| only.is_empty() || only.split(',').any(|o| o == s.name()))
         .flat_map(|&s| [(s, true), (s, false)])
         .collect();
     // Per cell: (one-process Mops/s, all-process Mops/s) of each round.
@@ -191,6 +207,7 @@ fn run(procs: usize, value: usize, shape: Shape, shared: bool, keys: &[Key]) -> 
                     Store::Bare(t) if shape == Shape::Slots => work_slots(t, value, p),
                     Store::Bare(t) if shape == Shape::Versioned => work_versioned(t, value, p),
                     Store::Bare(t) if shape == Shape::Checked => work_checked(t, value, keys, p),
+                    Store::Bare(t) if shape == Shape::Indexed => work_indexed(t, value, keys, p),
                     Store::Bare(t) => work_log(t, value, p),
                     Store::Scsp(seg) => work_scsp(
                         &scsp::Cache::open(seg.path()).expect("opening the segment"),
@@ -254,9 +271,74 @@ fn new_store(shape: Shape, value: usize, keys: &[Key]) -> Store {
                     put_checked(&t[k * len..(k + 1) * len], key, &v, expiry);
                 }
             }
+            if shape == Shape::Indexed {
+                let len = words + CHECKED_HEADER;
+                let (index, slots) = t.split_at(BUCKETS * LINE_WORDS);
+                let v = vec![7u64; words];
+                let expiry = scsp::clock::now_secs() + u64::from(TTL_SECS);
+                for (k, key) in keys.iter().enumerate() {
+                    let (b, tag) = bucket_of(key);
+                    let bucket = &index[b * LINE_WORDS..(b + 1) * LINE_WORDS];
+                    let free = bucket.iter().find(|w| w.load(Ordering::Relaxed) == 0);
+                    free.expect("a free index word")
+                        .store(tag | k as u64, Ordering::Relaxed);
+                    put_checked(&slots[k * len..(k + 1) * len], key, &v, expiry);
+                }
+            }
             Store::Bare(t)
         }
     }
+}
+
+/// The indexed store's bucket for `key` and its tag (the top 16 bits of
+/// the hash, in the word's top 16 bits).
+#[inline(always)]
+fn bucket_of(key: &Key) -> (usize, u64) {
+    let h = xxhash_rust::xxh3::xxh3_64(key);
+    (h as usize % BUCKETS, h & (0xffff << 48))
+}
+
+/// The slot `key`'s index word names, if its bucket has one.
+#[inline(always)]
+fn find_slot(index: &[AtomicU64], key: &Key) -> Option<usize> {
+    let (b, tag) = bucket_of(key);
+    let bucket = &index[b * LINE_WORDS..(b + 1) * LINE_WORDS];
+    let words = std::array::from_fn::<u64, LINE_WORDS, _>(|i| bucket[i].load(Ordering::Acquire));
+    words
+        .iter()
+        .find(|&&w| w != 0 && w & (0xffff << 48) == tag)
+        .map(|&w| (w & ((1 << 48) - 1)) as usize)
+}
+
+/// One process's Mops/s on the indexed slots: the checked slots reached
+/// through an index like scsp's (hash, bucket line, tag), a put rewriting
+/// the slot its key's word names, in place (the word does not change).
+fn work_indexed(t: &[AtomicU64], value: usize, keys: &[Key], p: usize) -> f64 {
+    let words = value.div_ceil(8);
+    let len = words + CHECKED_HEADER;
+    let (index, slots) = t.split_at(BUCKETS * LINE_WORDS);
+    let stride = stride(p, KEYS);
+    let v: Vec<u64> = (0..words as u64).collect();
+    let expiry = scsp::clock::now_secs() + u64::from(TTL_SECS);
+    let mut buf = vec![0u64; words];
+    let (mut gets, mut misses) = (0usize, 0usize);
+    let mops = timed(|i| {
+        let (key, is_put) = visit(i, stride);
+        let Some(s) = find_slot(index, &keys[key]) else {
+            misses += 1;
+            return;
+        };
+        let slot = &slots[s * len..(s + 1) * len];
+        if is_put {
+            write_checked(slot, &keys[key], &v, expiry);
+        } else {
+            gets += 1;
+            misses += usize::from(!read_checked(slot, &keys[key], &mut buf));
+            std::hint::black_box(&buf);
+        }
+    });
+    few_misses("indexed", misses, gets);
+    mops
 }
 
 /// Call `op(i)` for i = 0, 1, ... for RUN; return Mops/s.
@@ -335,8 +417,14 @@ const CHECKED_HEADER: usize = 7;
 
 /// Write `key`'s slot of the checked store (see the module docs).
 fn put_checked(slot: &[AtomicU64], key: &Key, value: &[u64], expiry: u64) {
-    let (version, rest) = slot.split_first().expect("a slot");
     std::hint::black_box(xxhash_rust::xxh3::xxh3_64(key));
+    write_checked(slot, key, value, expiry);
+}
+
+/// `put_checked` without the hash (the indexed store hashed to find the
+/// slot).
+fn write_checked(slot: &[AtomicU64], key: &Key, value: &[u64], expiry: u64) {
+    let (version, rest) = slot.split_first().expect("a slot");
     version.fetch_add(1, Ordering::Relaxed);
     fence(Ordering::Release);
     for (w, k) in rest.iter().zip(key.chunks_exact(8)) {
@@ -360,8 +448,14 @@ fn put_checked(slot: &[AtomicU64], key: &Key, value: &[u64], expiry: u64) {
 /// key matches, it has not expired, no put overlapped the copy and the
 /// checksum agrees.
 fn get_checked(slot: &[AtomicU64], key: &Key, buf: &mut [u64]) -> bool {
-    let (version, rest) = slot.split_first().expect("a slot");
     std::hint::black_box(xxhash_rust::xxh3::xxh3_64(key));
+    read_checked(slot, key, buf)
+}
+
+/// `get_checked` without the hash (the indexed store hashed to find the
+/// slot).
+fn read_checked(slot: &[AtomicU64], key: &Key, buf: &mut [u64]) -> bool {
+    let (version, rest) = slot.split_first().expect("a slot");
     let before = version.load(Ordering::Acquire);
     if before & 1 != 0 {
         return false;

@@ -696,7 +696,8 @@ impl Cache {
         prefetch::<FOR_READ>(log, at, hinted_words(word));
         // Reads are masked to the log, so `at` finds the same words as the
         // full position would; the header's own `pos` must agree with it.
-        let Some(h) = EntryHeader::decode(&load_header(log, at)) else {
+        let header = load_header(log, at);
+        let Some(h) = EntryHeader::decode(&header) else {
             return Err(self.corrupt_or_stale(word, tail));
         };
         // Bounded: lengths are checked before any copy uses them.
@@ -735,7 +736,7 @@ impl Cache {
             log,
             at.wrapping_add((ENTRY_HEADER_WORDS + key.len().div_ceil(8)) as u64),
             value,
-            ValueSum::new(&h),
+            ValueSum::from_header(&header),
         );
         // Pairs with the Release fence in `append`: if any word we read was
         // written by a later reservation, this load sees that reservation.

@@ -39,6 +39,17 @@
 //!   `scsp bench scale` sizes it, with 32-byte keys: hash, index bucket,
 //!   checks, checksum, expiry and counters included.
 //!
+//!
+//! Two more run the mix as a TLS server's cache sees it, where a put stores
+//! a *new* session (every full handshake makes one; no server rewrites a
+//! session) rather than rewriting a key (see `new_key`):
+//!
+//! - **assoc-new**: an in-place store with no log and no tail: a key's hash
+//!   picks a set of 8 ways (checked slots) and a line of 8 tag words; a
+//!   put overwrites the way of the set's oldest session, a get reads the
+//!   way whose tag matches. Nothing is shared but the sessions' own lines.
+//! - **scsp-new**: `scsp::Cache` under the same puts of new sessions.
+//!
 //! Bare stores are read and written through 64-bit atomics, as any memory
 //! other processes write must be (docs/architecture.md, I5 ATOMIC-ONLY).
 //! Each store runs on one shared mapping and on one per process (nothing
@@ -83,16 +94,20 @@ enum Shape {
     Indexed,
     Log,
     Scsp,
+    Assoc,
+    ScspNew,
 }
 
 impl Shape {
-    const ALL: [Shape; 6] = [
+    const ALL: [Shape; 8] = [
         Shape::Slots,
         Shape::Versioned,
         Shape::Checked,
         Shape::Indexed,
         Shape::Log,
         Shape::Scsp,
+        Shape::Assoc,
+        Shape::ScspNew,
     ];
 
     fn name(self) -> &'static str {
@@ -103,6 +118,8 @@ impl Shape {
             Shape::Indexed => "indexed",
             Shape::Log => "log",
             Shape::Scsp => "scsp",
+            Shape::Assoc => "assoc-new",
+            Shape::ScspNew => "scsp-new",
         }
     }
 }
@@ -114,6 +131,10 @@ fn bare_len(shape: Shape, words: usize) -> usize {
         Shape::Versioned => KEYS * (words + 1),
         Shape::Checked => KEYS * (words + CHECKED_HEADER),
         Shape::Indexed => BUCKETS * LINE_WORDS + KEYS * (words + CHECKED_HEADER),
+        Shape::Assoc => {
+            let sets = assoc_sets();
+            sets * LINE_WORDS + sets * LINE_WORDS * (words + CHECKED_HEADER)
+        }
         _ => KEYS * words,
     }
 }
@@ -187,13 +208,19 @@ fn main() {
 /// Total Mops/s of `procs` processes on a new store (one shared, or one
 /// each).
 fn run(procs: usize, value: usize, shape: Shape, shared: bool, keys: &[Key]) -> f64 {
-    let one_store = || new_store(shape, value, keys);
+    // New-key mode: a shared store's slots are shared out among the
+    // processes; a store of its own is one process's alone.
+    let owners = if shared { procs } else { 1 };
+    let one_store = || new_store(shape, value, keys, owners);
     let shared_store = shared.then(one_store);
     let own: Vec<Store> = if shared {
         Vec::new()
     } else {
         (0..procs).map(|_| one_store()).collect()
     };
+    // New-key mode: each process's pass, so that a get asks for the
+    // session another process has put by now (a line each).
+    let passes = mapping(procs * LINE_WORDS);
     let mut pipes = Vec::new();
     let mut children = Vec::new();
     for p in 0..procs {
@@ -208,6 +235,15 @@ fn run(procs: usize, value: usize, shape: Shape, shared: bool, keys: &[Key]) -> 
                     Store::Bare(t) if shape == Shape::Versioned => work_versioned(t, value, p),
                     Store::Bare(t) if shape == Shape::Checked => work_checked(t, value, keys, p),
                     Store::Bare(t) if shape == Shape::Indexed => work_indexed(t, value, keys, p),
+                    Store::Bare(t) if shape == Shape::Assoc => {
+                        work_assoc(t, value, p, Peers::new(procs, shared, passes))
+                    }
+                    Store::Scsp(seg) if shape == Shape::ScspNew => work_scsp_new(
+                        &scsp::Cache::open(seg.path()).expect("opening the segment"),
+                        value,
+                        p,
+                        Peers::new(procs, shared, passes),
+                    ),
                     Store::Bare(t) => work_log(t, value, p),
                     Store::Scsp(seg) => work_scsp(
                         &scsp::Cache::open(seg.path()).expect("opening the segment"),
@@ -234,6 +270,7 @@ fn run(procs: usize, value: usize, shape: Shape, shared: bool, keys: &[Key]) -> 
             f64::from_ne_bytes(b)
         })
         .sum();
+    unmap(passes);
     for s in shared_store.into_iter().chain(own) {
         if let Store::Bare(t) = s {
             unmap(t);
@@ -243,9 +280,20 @@ fn run(procs: usize, value: usize, shape: Shape, shared: bool, keys: &[Key]) -> 
 }
 
 /// A new store of `shape`, every key put once (the bare slots start zeroed).
-fn new_store(shape: Shape, value: usize, keys: &[Key]) -> Store {
+fn new_store(shape: Shape, value: usize, keys: &[Key], owners: usize) -> Store {
     let words = value.div_ceil(8);
     match shape {
+        Shape::ScspNew => {
+            let seg = TempSegment::new("sharing-floor");
+            // Two generations of every slot's session live at once.
+            let c = scsp::Cache::create(seg.path(), &bench_config(2 * KEYS, value))
+                .expect("creating the segment");
+            let v = vec![7u8; value];
+            for key in first_sessions(owners) {
+                assert_eq!(c.put(&key, &v, TTL_SECS), scsp::Stored::Ok);
+            }
+            Store::Scsp(seg)
+        }
         Shape::Scsp => {
             let seg = TempSegment::new("sharing-floor");
             let c = scsp::Cache::create(seg.path(), &bench_config(KEYS, value))
@@ -283,6 +331,12 @@ fn new_store(shape: Shape, value: usize, keys: &[Key]) -> Store {
                     free.expect("a free index word")
                         .store(tag | k as u64, Ordering::Relaxed);
                     put_checked(&slots[k * len..(k + 1) * len], key, &v, expiry);
+                }
+            }
+            if shape == Shape::Assoc {
+                let v = vec![7u64; words];
+                for key in first_sessions(owners) {
+                    put_assoc(t, words, &key, &v);
                 }
             }
             Store::Bare(t)
@@ -580,7 +634,9 @@ fn work_scsp(c: &scsp::Cache, value: usize, keys: &[Key], p: usize) -> f64 {
 }
 
 /// `len` zeroed words in a fresh shared anonymous mapping, shared with
-/// children forked after it; `unmap` releases it.
+/// children forked after it, every page already faulted in (as scsp
+/// populates its segments), so that no run pays for page faults; `unmap`
+/// releases it.
 fn mapping(len: usize) -> &'static [AtomicU64] {
     // SAFETY: a fresh anonymous shared mapping, page-aligned and zeroed, so
     // `len` valid AtomicU64s, reached only atomically; it stays mapped
@@ -590,7 +646,7 @@ fn mapping(len: usize) -> &'static [AtomicU64] {
             std::ptr::null_mut(),
             len * 8,
             libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
             -1,
             0,
         );
@@ -620,4 +676,169 @@ fn few_misses(store: &str, misses: usize, gets: usize) {
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
+}
+
+/// New-key mode (`assoc-new`, `scsp-new`): a put stores a *new* session,
+/// as a TLS server does after every full handshake, rather than rewriting
+/// a key. Sessions stand for a client population that does not grow with
+/// the number of processes: slot `k` belongs to process `k % P` (on a
+/// store of its own, to that process alone), which puts slot `k`'s next
+/// session `P` times as often as a put every ten passes, so that every
+/// process still puts on one visit in ten; every process reads every slot,
+/// the owner's latest session for it (the one before if the owner's pass
+/// has not reached the slot yet).
+fn new_key(k: usize, generation: usize) -> Key {
+    let mut key = [0x5a; 32];
+    let id = k as u64 | (generation as u64) << 24;
+    key[..8].copy_from_slice(&id.to_le_bytes());
+    key
+}
+
+/// The processes of a new-key run: how many own slots (all of them if they
+/// share the store, else one), and where each says which pass it is in.
+#[derive(Clone, Copy)]
+struct Peers {
+    owners: usize,
+    shared: bool,
+    passes: &'static [AtomicU64],
+}
+
+/// Slot `k`'s first session, and how a store is filled with them.
+fn first_sessions(owners: usize) -> impl Iterator<Item = Key> {
+    let every = (PUT_EVERY / owners).max(1);
+    (0..KEYS).map(move |k| new_key(k, k / every))
+}
+
+impl Peers {
+    fn new(procs: usize, shared: bool, passes: &'static [AtomicU64]) -> Peers {
+        Peers {
+            owners: if shared { procs } else { 1 },
+            shared,
+            passes,
+        }
+    }
+
+    /// Visit `i` of process `p`: slot, the session to put if this visit
+    /// puts, and the owner's latest session of the slot with the one before.
+    #[inline(always)]
+    fn visit(&self, i: usize, stride: usize, p: usize) -> (Option<Key>, Key, Option<Key>) {
+        let (k, _) = visit(i, stride);
+        let pass = i / KEYS;
+        if i % KEYS == 0 {
+            self.passes[p * LINE_WORDS].store(pass as u64, Ordering::Relaxed);
+        }
+        let every = (PUT_EVERY / self.owners).max(1);
+        let owner = k % self.owners;
+        let mine = !self.shared || owner == p;
+        let put = (mine && (pass + k) % every == 0).then(|| new_key(k, (pass + k) / every));
+        let theirs = if mine {
+            pass
+        } else {
+            self.passes[owner * LINE_WORDS].load(Ordering::Relaxed) as usize
+        };
+        let latest = (theirs + k) / every;
+        (
+            put,
+            new_key(k, latest),
+            latest.checked_sub(1).map(|g| new_key(k, g)),
+        )
+    }
+}
+
+/// Sets of 8 ways in the set-associative store: room for two generations
+/// of every slot's session at half load.
+fn assoc_sets() -> usize {
+    (KEYS * 2 * 2 / LINE_WORDS).next_power_of_two()
+}
+
+/// The set-associative store's parts for `key`: its tag line, its ways
+/// (each a checked slot) and its tag.
+#[inline(always)]
+fn assoc_set<'a>(
+    t: &'a [AtomicU64],
+    words: usize,
+    key: &Key,
+) -> (&'a [AtomicU64], &'a [AtomicU64], u64) {
+    let sets = assoc_sets();
+    let h = xxhash_rust::xxh3::xxh3_64(key);
+    let s = h as usize & (sets - 1);
+    let (tags, ways) = t.split_at(sets * LINE_WORDS);
+    let len = (words + CHECKED_HEADER) * LINE_WORDS;
+    (
+        &tags[s * LINE_WORDS..(s + 1) * LINE_WORDS],
+        &ways[s * len..(s + 1) * len],
+        (h >> 48) | 1,
+    )
+}
+
+/// Store a new session in place of its set's oldest: the way already
+/// holding the key, else an empty one, else the one put longest ago (a tag
+/// word is `tag << 48 | n`, where `n` counts the set's puts: first in,
+/// first out within the set).
+fn put_assoc(t: &[AtomicU64], words: usize, key: &Key, v: &[u64]) {
+    const N: u64 = (1 << 48) - 1;
+    let (tags, ways, tag) = assoc_set(t, words, key);
+    let seen = std::array::from_fn::<u64, LINE_WORDS, _>(|w| tags[w].load(Ordering::Acquire));
+    let way = seen
+        .iter()
+        .position(|&w| w >> 48 == tag)
+        .or_else(|| seen.iter().position(|&w| w == 0))
+        .unwrap_or_else(|| (0..LINE_WORDS).min_by_key(|&w| seen[w] & N).unwrap_or(0));
+    let n = seen.iter().map(|&w| w & N).max().unwrap_or(0) + 1;
+    let len = words + CHECKED_HEADER;
+    let expiry = scsp::clock::now_secs() + u64::from(TTL_SECS);
+    write_checked(&ways[way * len..(way + 1) * len], key, v, expiry);
+    tags[way].store(tag << 48 | n & N, Ordering::Release);
+}
+
+/// Read a session of the set-associative store into `buf`.
+fn get_assoc(t: &[AtomicU64], words: usize, key: &Key, buf: &mut [u64]) -> bool {
+    let (tags, ways, tag) = assoc_set(t, words, key);
+    let len = words + CHECKED_HEADER;
+    (0..LINE_WORDS).any(|w| {
+        tags[w].load(Ordering::Acquire) >> 48 == tag
+            && read_checked(&ways[w * len..(w + 1) * len], key, buf)
+    })
+}
+
+/// One process's Mops/s on the set-associative store, new-key mode.
+fn work_assoc(t: &[AtomicU64], value: usize, p: usize, peers: Peers) -> f64 {
+    let words = value.div_ceil(8);
+    let stride = stride(p, KEYS);
+    let v: Vec<u64> = (0..words as u64).collect();
+    let mut buf = vec![0u64; words];
+    let (mut gets, mut misses) = (0usize, 0usize);
+    let mops = timed(|i| match peers.visit(i, stride, p) {
+        (Some(new), _, _) => put_assoc(t, words, &new, &v),
+        (None, latest, before) => {
+            gets += 1;
+            let hit = get_assoc(t, words, &latest, &mut buf)
+                || before.is_some_and(|b| get_assoc(t, words, &b, &mut buf));
+            misses += usize::from(!hit);
+            std::hint::black_box(&buf);
+        }
+    });
+    few_misses("assoc-new", misses, gets);
+    mops
+}
+
+/// One process's Mops/s on scsp, new-key mode.
+fn work_scsp_new(c: &scsp::Cache, value: usize, p: usize, peers: Peers) -> f64 {
+    let stride = stride(p, KEYS);
+    let v = vec![9u8; value];
+    let mut buf = vec![0u8; value];
+    let (mut gets, mut misses) = (0usize, 0usize);
+    let mut hit = |k: &Key| matches!(c.get(k, &mut buf), scsp::Lookup::Hit(_));
+    let mops = timed(|i| match peers.visit(i, stride, p) {
+        (Some(new), _, _) => {
+            let _ = c.put(&new, &v, TTL_SECS);
+        }
+        (None, latest, before) => {
+            gets += 1;
+            let found = hit(&latest) || before.is_some_and(|b| hit(&b));
+            misses += usize::from(!found);
+        }
+    });
+    few_misses("scsp-new", misses, gets);
+    mops
 }

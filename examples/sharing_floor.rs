@@ -39,7 +39,6 @@
 //!   `scsp bench scale` sizes it, with 32-byte keys: hash, index bucket,
 //!   checks, checksum, expiry and counters included.
 //!
-//!
 //! Two more run the mix as a TLS server's cache sees it, where a put stores
 //! a *new* session (every full handshake makes one; no server rewrites a
 //! session) rather than rewriting a key (see `new_key`):

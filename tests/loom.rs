@@ -24,8 +24,9 @@ fn tiny_cache(log_bytes: u64) -> Arc<Cache> {
 }
 
 /// Explore the interleavings of `f` exhaustively: these models are small
-/// enough (about 3 s for all of them in release) that no preemption bound is
-/// needed. `LOOM_MAX_PREEMPTIONS=N` bounds them if they ever grow.
+/// enough (about 15 s for all of them, as `scripts/check/loom.sh` builds
+/// them) that no preemption bound is needed. `LOOM_MAX_PREEMPTIONS=N`
+/// bounds them if they ever grow.
 fn model(f: impl Fn() + Sync + Send + 'static) {
     explore(None, f)
 }

@@ -374,24 +374,22 @@ fn work_indexed(t: &[AtomicU64], value: usize, keys: &[Key], p: usize) -> f64 {
     let v: Vec<u64> = (0..words as u64).collect();
     let expiry = scsp::clock::now_secs() + u64::from(TTL_SECS);
     let mut buf = vec![0u64; words];
-    let (mut gets, mut misses) = (0usize, 0usize);
-    let mops = timed(|i| {
+    timed_gets("indexed", |i| {
         let (key, is_put) = visit(i, stride);
+        // Every key is indexed when the store is made; a lost one counts
+        // as a get that missed.
         let Some(s) = find_slot(index, &keys[key]) else {
-            misses += 1;
-            return;
+            return Some(false);
         };
         let slot = &slots[s * len..(s + 1) * len];
         if is_put {
             write_checked(slot, &keys[key], &v, expiry);
-        } else {
-            gets += 1;
-            misses += usize::from(!read_checked(slot, &keys[key], &mut buf));
-            std::hint::black_box(&buf);
+            return None;
         }
-    });
-    few_misses("indexed", misses, gets);
-    mops
+        let hit = read_checked(slot, &keys[key], &mut buf);
+        std::hint::black_box(&buf);
+        Some(hit)
+    })
 }
 
 /// Call `op(i)` for i = 0, 1, ... for RUN; return Mops/s.
@@ -406,6 +404,26 @@ fn timed(mut op: impl FnMut(usize)) -> f64 {
         }
     }
     i as f64 / start.elapsed().as_secs_f64() / 1e6
+}
+
+/// `timed` for a mix of puts and gets: `op(i)` says whether a get hit, or
+/// `None` for a put. Gets that miss are cheaper than hits and would flatter
+/// a store, so only the rare lost race with a put of the same key is
+/// allowed.
+#[inline(always)]
+fn timed_gets(store: &str, mut op: impl FnMut(usize) -> Option<bool>) -> f64 {
+    let (mut gets, mut misses) = (0usize, 0usize);
+    let mops = timed(|i| {
+        if let Some(hit) = op(i) {
+            gets += 1;
+            misses += usize::from(!hit);
+        }
+    });
+    assert!(
+        misses * 100 < gets.max(1),
+        "{store}: {misses} of {gets} gets missed"
+    );
+    mops
 }
 
 /// Visit `i` of a process walking the keys with `stride`: its key, and
@@ -542,20 +560,17 @@ fn work_checked(t: &[AtomicU64], value: usize, keys: &[Key], p: usize) -> f64 {
     let v: Vec<u64> = (0..words as u64).collect();
     let expiry = scsp::clock::now_secs() + u64::from(TTL_SECS);
     let mut buf = vec![0u64; words];
-    let (mut gets, mut misses) = (0usize, 0usize);
-    let mops = timed(|i| {
+    timed_gets("checked", |i| {
         let (key, is_put) = visit(i, stride);
         let slot = &t[key * len..(key + 1) * len];
         if is_put {
             put_checked(slot, &keys[key], &v, expiry);
-        } else {
-            gets += 1;
-            misses += usize::from(!get_checked(slot, &keys[key], &mut buf));
-            std::hint::black_box(&buf);
+            return None;
         }
-    });
-    few_misses("checked", misses, gets);
-    mops
+        let hit = get_checked(slot, &keys[key], &mut buf);
+        std::hint::black_box(&buf);
+        Some(hit)
+    })
 }
 
 /// One process's Mops/s on the versioned slots (see the module docs).
@@ -563,8 +578,7 @@ fn work_versioned(t: &[AtomicU64], value: usize, p: usize) -> f64 {
     let words = value.div_ceil(8);
     let stride = stride(p, KEYS);
     let mut buf = vec![0u64; words];
-    let (mut gets, mut misses) = (0usize, 0usize);
-    let mops = timed(|i| {
+    timed_gets("versioned", |i| {
         let (key, is_put) = visit(i, stride);
         let (version, slot) = t[key * (words + 1)..(key + 1) * (words + 1)]
             .split_first()
@@ -576,20 +590,17 @@ fn work_versioned(t: &[AtomicU64], value: usize, p: usize) -> f64 {
                 v.store(i as u64 ^ w as u64, Ordering::Relaxed);
             }
             version.fetch_add(1, Ordering::Release);
-        } else {
-            gets += 1;
-            let before = version.load(Ordering::Acquire);
-            for (b, v) in buf.iter_mut().zip(slot) {
-                *b = v.load(Ordering::Relaxed);
-            }
-            fence(Ordering::Acquire);
-            let after = version.load(Ordering::Relaxed);
-            misses += usize::from(before != after || before & 1 != 0);
-            std::hint::black_box(&buf);
+            return None;
         }
-    });
-    few_misses("versioned", misses, gets);
-    mops
+        let before = version.load(Ordering::Acquire);
+        for (b, v) in buf.iter_mut().zip(slot) {
+            *b = v.load(Ordering::Relaxed);
+        }
+        fence(Ordering::Acquire);
+        let after = version.load(Ordering::Relaxed);
+        std::hint::black_box(&buf);
+        Some(before == after && before & 1 == 0)
+    })
 }
 
 /// One process's Mops/s on the in-place slots.
@@ -613,23 +624,19 @@ fn work_slots(t: &[AtomicU64], value: usize, p: usize) -> f64 {
     })
 }
 
-/// One process's Mops/s on scsp (its gets must hit: `few_misses`).
+/// One process's Mops/s on scsp (its gets must hit: `timed_gets`).
 fn work_scsp(c: &scsp::Cache, value: usize, keys: &[Key], p: usize) -> f64 {
     let stride = stride(p, KEYS);
     let v = vec![9u8; value];
     let mut buf = vec![0u8; value];
-    let (mut gets, mut misses) = (0usize, 0usize);
-    let mops = timed(|i| {
+    timed_gets("scsp", |i| {
         let (key, is_put) = visit(i, stride);
         if is_put {
             let _ = c.put(&keys[key], &v, TTL_SECS);
-        } else {
-            gets += 1;
-            misses += usize::from(!matches!(c.get(&keys[key], &mut buf), scsp::Lookup::Hit(_)));
+            return None;
         }
-    });
-    few_misses("scsp", misses, gets);
-    mops
+        Some(matches!(c.get(&keys[key], &mut buf), scsp::Lookup::Hit(_)))
+    })
 }
 
 /// `len` zeroed words in a fresh shared anonymous mapping, shared with
@@ -661,15 +668,6 @@ fn unmap(t: &'static [AtomicU64]) {
     // no longer uses it: `run` drops every reference before calling here.
     let rc = unsafe { libc::munmap(t.as_ptr() as *mut libc::c_void, t.len() * 8) };
     assert_eq!(rc, 0, "munmap");
-}
-
-/// Gets that miss are cheaper than hits and would flatter a store: allow
-/// only the rare lost race with a put of the same key.
-fn few_misses(store: &str, misses: usize, gets: usize) {
-    assert!(
-        misses * 100 < gets.max(1),
-        "{store}: {misses} of {gets} gets missed"
-    );
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -806,19 +804,18 @@ fn work_assoc(t: &[AtomicU64], value: usize, p: usize, peers: Peers) -> f64 {
     let stride = stride(p, KEYS);
     let v: Vec<u64> = (0..words as u64).collect();
     let mut buf = vec![0u64; words];
-    let (mut gets, mut misses) = (0usize, 0usize);
-    let mops = timed(|i| match peers.visit(i, stride, p) {
-        (Some(new), _, _) => put_assoc(t, words, &new, &v),
+    timed_gets("assoc-new", |i| match peers.visit(i, stride, p) {
+        (Some(new), _, _) => {
+            put_assoc(t, words, &new, &v);
+            None
+        }
         (None, latest, before) => {
-            gets += 1;
             let hit = get_assoc(t, words, &latest, &mut buf)
                 || before.is_some_and(|b| get_assoc(t, words, &b, &mut buf));
-            misses += usize::from(!hit);
             std::hint::black_box(&buf);
+            Some(hit)
         }
-    });
-    few_misses("assoc-new", misses, gets);
-    mops
+    })
 }
 
 /// One process's Mops/s on scsp, new-key mode.
@@ -826,18 +823,12 @@ fn work_scsp_new(c: &scsp::Cache, value: usize, p: usize, peers: Peers) -> f64 {
     let stride = stride(p, KEYS);
     let v = vec![9u8; value];
     let mut buf = vec![0u8; value];
-    let (mut gets, mut misses) = (0usize, 0usize);
     let mut hit = |k: &Key| matches!(c.get(k, &mut buf), scsp::Lookup::Hit(_));
-    let mops = timed(|i| match peers.visit(i, stride, p) {
+    timed_gets("scsp-new", |i| match peers.visit(i, stride, p) {
         (Some(new), _, _) => {
             let _ = c.put(&new, &v, TTL_SECS);
+            None
         }
-        (None, latest, before) => {
-            gets += 1;
-            let found = hit(&latest) || before.is_some_and(|b| hit(&b));
-            misses += usize::from(!found);
-        }
-    });
-    few_misses("scsp-new", misses, gets);
-    mops
+        (None, latest, before) => Some(hit(&latest) || before.is_some_and(|b| hit(&b))),
+    })
 }

@@ -1,6 +1,7 @@
 //! The multi-process part of `scsp bench`: P forked processes doing mixed
 //! gets and puts on one segment, total throughput against one process.
 
+use crate::baselines::{rewrites, stride};
 use crate::Result;
 use scsp::Cache;
 use std::io::Read;
@@ -133,10 +134,10 @@ fn worker(
     // for all, processes that meet fall into step on the same keys); each
     // pass of `n` ops visits every key once, and a key is rewritten every
     // PUT_EVERY passes, long before the log wraps.
-    let stride = crate::baselines::stride(id, n);
+    let stride = stride(id, n);
     for i in 0..per {
         let at = i.wrapping_mul(stride) % n;
-        if (i / n + at) % PUT_EVERY == 0 {
+        if rewrites(i, n, at, PUT_EVERY) {
             let _ = cache.put(&keys[at], value, 3600);
         } else if !matches!(cache.get(&keys[at], &mut buf), scsp::Lookup::Hit(_)) {
             misses += 1;

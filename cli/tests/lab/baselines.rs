@@ -128,13 +128,25 @@ fn bench_json(path: Option<&std::path::Path>) -> serde_json::Value {
         let paths = std::iter::once(dir.to_path_buf()).chain(std::env::split_paths(&old));
         cmd.env("PATH", std::env::join_paths(paths).unwrap());
     }
-    let out = cmd.output().expect("run scsp bench");
+    json_of(cmd)
+}
+
+/// The JSON `cmd` prints; it must succeed.
+fn json_of(mut cmd: std::process::Command) -> serde_json::Value {
+    let out = cmd.output().expect("run scsp");
     assert!(
         out.status.success(),
-        "{}",
+        "{cmd:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).expect("bench JSON")
+    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+}
+
+/// `scsp ARGS`'s JSON; it must succeed.
+fn scsp_json(args: &[&str]) -> serde_json::Value {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_scsp"));
+    cmd.args(args);
+    json_of(cmd)
 }
 
 #[test]
@@ -236,17 +248,19 @@ fn assert_sane(what: &str, f: &serde_json::Value) {
 fn scsp_bench_scale_measures_scsp_the_locked_baseline_and_the_unshared_reference_with_and_without_a_stopped_process(
 ) {
     let _spawning = spawning();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_scsp"))
-        .args(["bench", "scale", "--procs", "1,2", "--values", "150"])
-        .args(["--duration", "0.05", "--entries", "200", "--json"])
-        .output()
-        .expect("run scsp bench scale");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("bench scale JSON");
+    let v = scsp_json(&[
+        "bench",
+        "scale",
+        "--procs",
+        "1,2",
+        "--values",
+        "150",
+        "--duration",
+        "0.05",
+        "--entries",
+        "200",
+        "--json",
+    ]);
     let scaling = v["scaling"].as_array().unwrap();
     let stop_one = v["stop_one"].as_array().unwrap();
     let stores = ["scsp", LOCKED_IMPL];
@@ -311,17 +325,19 @@ fn scsp_bench_scale_refuses_impossible_flags() {
 #[test]
 fn scsp_bench_bridge_reports_latencies_their_histogram_and_each_bridges_cpu() {
     let _spawning = spawning();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_scsp"))
-        .args(["bench", "bridge", "--probes", "200", "--idle-secs", "1"])
-        .args(["--idle-gap-ms", "20", "--rate", "1000", "--json"])
-        .output()
-        .expect("run scsp bench bridge");
-    assert!(
-        out.status.success(),
-        "scsp bench bridge failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("bench bridge JSON");
+    let v = scsp_json(&[
+        "bench",
+        "bridge",
+        "--probes",
+        "200",
+        "--idle-secs",
+        "1",
+        "--idle-gap-ms",
+        "20",
+        "--rate",
+        "1000",
+        "--json",
+    ]);
     let run = &v["runs"][0];
     let scenarios = run["scenarios"].as_array().expect("scenarios");
     assert_eq!(scenarios.len(), 4, "{run}");

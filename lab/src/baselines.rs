@@ -287,9 +287,13 @@ impl TempSegment {
         Self::in_dir(&dir, tag)
     }
 
-    /// A fresh path in `dir`.
+    /// A fresh path in `dir`: named after this process, `tag` and a count
+    /// of the paths this process made, so that two segments alive at once
+    /// never share a file.
     pub fn in_dir(dir: &Path, tag: &str) -> TempSegment {
-        let p = dir.join(format!("scsp-bench-{}-{tag}", std::process::id()));
+        static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = dir.join(format!("scsp-bench-{}-{tag}-{n}", std::process::id()));
         let _ = std::fs::remove_file(&p);
         TempSegment(p)
     }

@@ -37,8 +37,8 @@
 //!   shard's tail once (the seqlock check).
 //! - **log-own**: the log store with a shard log per process: a put
 //!   appends to its own process's shard and the index word names the
-//!   shard, so no two processes write one tail or one log line (would
-//!   spreading the appends this way remove what sharing costs the log?).
+//!   shard, so that no two processes write one tail or one log line.
+//!   Whether spreading the appends so takes away what sharing costs a log.
 //! - **scsp**: `scsp::Cache` on a segment file in /dev/shm sized as
 //!   `scsp bench scale` sizes it, with 32-byte keys: hash, index bucket,
 //!   checks, checksum, expiry and counters included.
@@ -59,10 +59,6 @@
 //! shared: the ceiling), and every round runs every store once with one
 //! process and once with all, so that a round's ratios share the machine's
 //! moment. The speed-up printed is the median of the rounds' ratios.
-//! Beside it, the CPU speed-up: P times the CPU time one operation takes
-//! alone over what it takes with P processes (each process's own CPU
-//! time, which leaves out what the host took from the guest), so that a
-//! busy host shows less in it than in the rates.
 //!
 //! ```text
 //! cargo run --release -p scsp-lab --example sharing_floor [VALUE_BYTES] [ROUNDS]
@@ -174,7 +170,7 @@ fn main() {
         .filter(|s| only.is_empty() || only.split(',').any(|o| o == s.name()))
         .flat_map(|&s| [(s, true), (s, false)])
         .collect();
-    // Per cell: (one process, all processes) of each round.
+    // Per cell: (one-process Mops/s, all-process Mops/s) of each round.
     let mut results = vec![Vec::new(); cells.len()];
     for _ in 0..rounds {
         for (c, &(shape, shared)) in cells.iter().enumerate() {
@@ -188,52 +184,38 @@ fn main() {
         RUN.as_millis()
     );
     println!(
-        "{:<20} {:>11} {:>13} {:>9} {:>15} {:>14} {:>12} {:>14}",
+        "{:<20} {:>11} {:>13} {:>9} {:>15} {:>14}",
         "",
         "1 process",
         format!("{cpus} processes"),
         "speed-up",
         "(rounds' range)",
-        "ns/op 1 -> P",
-        "CPU speed-up",
-        "CPU ns/op 1->P"
+        "ns/op 1 -> P"
     );
     for (&(shape, shared), r) in cells.iter().zip(&results) {
-        let one = median(r.iter().map(|x| x.0.mops).collect());
-        let all = median(r.iter().map(|x| x.1.mops).collect());
-        let ratios: Vec<f64> = r.iter().map(|x| x.1.mops / x.0.mops).collect();
+        let one = median(r.iter().map(|x| x.0).collect());
+        let all = median(r.iter().map(|x| x.1).collect());
+        let ratios: Vec<f64> = r.iter().map(|x| x.1 / x.0).collect();
         let (lo, hi) = ratios
             .iter()
             .fold((f64::MAX, f64::MIN), |(l, h), &x| (l.min(x), h.max(x)));
-        // What the speed-up would be had each process had its CPU to
-        // itself: P times the CPU time of one operation alone over with P.
-        let cpu_ratios = r
-            .iter()
-            .map(|x| cpus as f64 * x.0.cpu_ns / x.1.cpu_ns)
-            .collect();
         let name = format!(
             "{}, {}",
             shape.name(),
             if shared { "shared" } else { "unshared" }
         );
         println!(
-            "{name:<20} {one:>6.2} Mops {all:>8.2} Mops {:>8.2}x {:>15} {:>14} {:>11.2}x {:>14}",
+            "{name:<20} {one:>6.2} Mops {all:>8.2} Mops {:>8.2}x {:>15} {:>14}",
             median(ratios),
             format!("{lo:.2}-{hi:.2}x"),
-            format!("{:.0} -> {:.0}", 1e3 / one, 1e3 * cpus as f64 / all),
-            median(cpu_ratios),
-            format!(
-                "{:.0} -> {:.0}",
-                median(r.iter().map(|x| x.0.cpu_ns).collect()),
-                median(r.iter().map(|x| x.1.cpu_ns).collect())
-            )
+            format!("{:.0} -> {:.0}", 1e3 / one, 1e3 * cpus as f64 / all)
         );
     }
 }
 
-/// What `procs` processes do on a new store (one shared, or one each):
-/// their total Mops/s, and their mean CPU time per operation.
-fn run(procs: usize, value: usize, shape: Shape, shared: bool, keys: &[Key]) -> Rate {
+/// Total Mops/s of `procs` processes on a new store (one shared, or one
+/// each).
+fn run(procs: usize, value: usize, shape: Shape, shared: bool, keys: &[Key]) -> f64 {
     // New-key mode: a shared store's slots are shared out among the
     // processes; a store of its own is one process's alone.
     let owners = if shared { procs } else { 1 };
@@ -256,7 +238,7 @@ fn run(procs: usize, value: usize, shape: Shape, shared: bool, keys: &[Key]) -> 
         // memory, its own store or the shared one, and its socket.
         let child = unsafe {
             childguard::fork(move || {
-                let rate = match store {
+                let mops = match store {
                     Store::Bare(t) if shape == Shape::Slots => work_slots(t, value, p),
                     Store::Bare(t) if shape == Shape::Versioned => work_versioned(t, value, p),
                     Store::Bare(t) if shape == Shape::Checked => work_checked(t, value, keys, p),
@@ -280,8 +262,7 @@ fn run(procs: usize, value: usize, shape: Shape, shared: bool, keys: &[Key]) -> 
                     ),
                 };
                 use std::io::Write;
-                tx.write_all(&rate.mops.to_ne_bytes()).expect("report");
-                tx.write_all(&rate.cpu_ns.to_ne_bytes()).expect("report");
+                tx.write_all(&mops.to_ne_bytes()).expect("report");
                 0
             })
         }
@@ -289,23 +270,15 @@ fn run(procs: usize, value: usize, shape: Shape, shared: bool, keys: &[Key]) -> 
         children.push(child);
         pipes.push(rx);
     }
-    let rates: Vec<Rate> = pipes
+    let total = pipes
         .iter_mut()
         .map(|r| {
             use std::io::Read;
-            let mut b = [0u8; 16];
+            let mut b = [0u8; 8];
             r.read_exact(&mut b).expect("a child's result");
-            let (mops, cpu_ns) = b.split_at(8);
-            Rate {
-                mops: f64::from_ne_bytes(mops.try_into().expect("8 bytes")),
-                cpu_ns: f64::from_ne_bytes(cpu_ns.try_into().expect("8 bytes")),
-            }
+            f64::from_ne_bytes(b)
         })
-        .collect();
-    let total = Rate {
-        mops: rates.iter().map(|r| r.mops).sum(),
-        cpu_ns: rates.iter().map(|r| r.cpu_ns).sum::<f64>() / rates.len() as f64,
-    };
+        .sum();
     unmap(passes);
     for s in shared_store.into_iter().chain(own) {
         if let Store::Bare(t) = s {
@@ -403,7 +376,7 @@ fn find_slot(index: &[AtomicU64], key: &Key) -> Option<usize> {
 /// One process's Mops/s on the indexed slots: the checked slots reached
 /// through an index like scsp's (hash, bucket line, tag), a put rewriting
 /// the slot its key's word names, in place (the word does not change).
-fn work_indexed(t: &[AtomicU64], value: usize, keys: &[Key], p: usize) -> Rate {
+fn work_indexed(t: &[AtomicU64], value: usize, keys: &[Key], p: usize) -> f64 {
     let words = value.div_ceil(8);
     let len = words + CHECKED_HEADER;
     let (index, slots) = t.split_at(BUCKETS * LINE_WORDS);
@@ -431,9 +404,8 @@ fn work_indexed(t: &[AtomicU64], value: usize, keys: &[Key], p: usize) -> Rate {
 
 /// Call `op(i)` for i = 0, 1, ... for RUN; return Mops/s.
 #[inline(always)]
-fn timed(mut op: impl FnMut(usize)) -> Rate {
+fn timed(mut op: impl FnMut(usize)) -> f64 {
     let start = Instant::now();
-    let cpu = cpu_time();
     let mut i = 0;
     while start.elapsed() < RUN {
         for _ in 0..BATCH {
@@ -441,32 +413,7 @@ fn timed(mut op: impl FnMut(usize)) -> Rate {
             i += 1;
         }
     }
-    Rate {
-        mops: i as f64 / start.elapsed().as_secs_f64() / 1e6,
-        cpu_ns: (cpu_time() - cpu).as_nanos() as f64 / i as f64,
-    }
-}
-
-/// What one process of a run did: operations per second (millions), and
-/// CPU time per operation. CPU time leaves out what the host took from the
-/// guest (steal) and what other processes ran, so on a busy host it shows
-/// what sharing costs each operation where the rate also shows the host.
-#[derive(Clone, Copy)]
-struct Rate {
-    mops: f64,
-    cpu_ns: f64,
-}
-
-/// This process's CPU time so far.
-fn cpu_time() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid timespec that clock_gettime only writes.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime");
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    i as f64 / start.elapsed().as_secs_f64() / 1e6
 }
 
 /// `timed` for a mix of puts and gets: `op(i)` says whether a get hit, or
@@ -474,7 +421,7 @@ fn cpu_time() -> Duration {
 /// a store, so only the rare lost race with a put of the same key is
 /// allowed.
 #[inline(always)]
-fn timed_gets(store: &str, mut op: impl FnMut(usize) -> Option<bool>) -> Rate {
+fn timed_gets(store: &str, mut op: impl FnMut(usize) -> Option<bool>) -> f64 {
     let (mut gets, mut misses) = (0usize, 0usize);
     let mops = timed(|i| {
         if let Some(hit) = op(i) {
@@ -507,8 +454,15 @@ fn log_parts(t: &[AtomicU64], words: usize) -> (&[AtomicU64], &[AtomicU64], &[At
 
 /// Append `key`'s new value to its shard's log and publish its position.
 fn put_log(t: &[AtomicU64], words: usize, key: usize, stamp: u64) {
+    append_log(t, words, key, key % SHARDS, stamp);
+}
+
+/// Where the log stores' index words keep the shard (above the position).
+const SHARD_SHIFT: u32 = 56;
+
+/// Append `key`'s new value to the log of `shard` and publish where it is.
+fn append_log(t: &[AtomicU64], words: usize, key: usize, shard: usize, stamp: u64) {
     let (index, tails, logs) = log_parts(t, words);
-    let shard = key % SHARDS;
     let lw = log_words(words);
     let log = &logs[shard * lw..(shard + 1) * lw];
     let pos = tails[shard * LINE_WORDS].fetch_add(words as u64 + 1, Ordering::Relaxed) as usize;
@@ -517,11 +471,14 @@ fn put_log(t: &[AtomicU64], words: usize, key: usize, stamp: u64) {
     for w in 0..words {
         log[(pos + 1 + w) & (lw - 1)].store(stamp ^ w as u64, Ordering::Relaxed);
     }
-    index[key * LINE_WORDS].store((shard as u64) << 56 | pos as u64, Ordering::Release);
+    index[key * LINE_WORDS].store(
+        (shard as u64) << SHARD_SHIFT | pos as u64,
+        Ordering::Release,
+    );
 }
 
 /// One process's Mops/s on the log store (see the module docs).
-fn work_log(t: &[AtomicU64], value: usize, p: usize) -> Rate {
+fn work_log(t: &[AtomicU64], value: usize, p: usize) -> f64 {
     let words = value.div_ceil(8);
     let stride = stride(p, KEYS);
     let (index, tails, logs) = log_parts(t, words);
@@ -545,34 +502,24 @@ fn work_log(t: &[AtomicU64], value: usize, p: usize) -> Rate {
     })
 }
 
-/// The log-own store: the log store, but a put appends to the shard of
-/// its process (`p % SHARDS`) and the index word names the shard (top 8
-/// bits) beside the position.
-fn work_log_own(t: &[AtomicU64], value: usize, p: usize) -> Rate {
-    const POS: u64 = (1 << 56) - 1;
+/// One process's Mops/s on the log-own store: the log store, but a put
+/// appends to its own process's shard (`p % SHARDS`), and the index word
+/// names the shard (top 8 bits) beside the position.
+fn work_log_own(t: &[AtomicU64], value: usize, p: usize) -> f64 {
     let words = value.div_ceil(8);
     let stride = stride(p, KEYS);
     let (index, tails, logs) = log_parts(t, words);
     let lw = log_words(words);
     let mut buf = vec![0u64; words];
-    let own = p % SHARDS;
     timed(|i| {
         let (key, is_put) = visit(i, stride);
         if is_put {
-            let log = &logs[own * lw..(own + 1) * lw];
-            let pos = tails[own * LINE_WORDS].fetch_add(words as u64 + 1, Ordering::Relaxed);
-            fence(Ordering::Release);
-            log[pos as usize & (lw - 1)].store(key as u64, Ordering::Relaxed);
-            for w in 0..words {
-                log[(pos as usize + 1 + w) & (lw - 1)]
-                    .store(i as u64 ^ w as u64, Ordering::Relaxed);
-            }
-            index[key * LINE_WORDS].store((own as u64) << 56 | pos, Ordering::Release);
+            append_log(t, words, key, p % SHARDS, i as u64);
         } else {
             let word = index[key * LINE_WORDS].load(Ordering::Acquire);
-            let shard = (word >> 56) as usize;
-            let pos = (word & POS) as usize;
+            let shard = (word >> SHARD_SHIFT) as usize;
             let log = &logs[shard * lw..(shard + 1) * lw];
+            let pos = word as usize;
             for (w, b) in buf.iter_mut().enumerate() {
                 *b = log[(pos + 1 + w) & (lw - 1)].load(Ordering::Relaxed);
             }
@@ -654,7 +601,7 @@ fn read_checked(slot: &[AtomicU64], key: &Key, buf: &mut [u64]) -> bool {
 
 /// One process's Mops/s on the checked slots (see the module docs): every
 /// key was put when the store was made, so gets miss only on lost races.
-fn work_checked(t: &[AtomicU64], value: usize, keys: &[Key], p: usize) -> Rate {
+fn work_checked(t: &[AtomicU64], value: usize, keys: &[Key], p: usize) -> f64 {
     let words = value.div_ceil(8);
     let len = words + CHECKED_HEADER;
     let stride = stride(p, KEYS);
@@ -675,7 +622,7 @@ fn work_checked(t: &[AtomicU64], value: usize, keys: &[Key], p: usize) -> Rate {
 }
 
 /// One process's Mops/s on the versioned slots (see the module docs).
-fn work_versioned(t: &[AtomicU64], value: usize, p: usize) -> Rate {
+fn work_versioned(t: &[AtomicU64], value: usize, p: usize) -> f64 {
     let words = value.div_ceil(8);
     let stride = stride(p, KEYS);
     let mut buf = vec![0u64; words];
@@ -705,7 +652,7 @@ fn work_versioned(t: &[AtomicU64], value: usize, p: usize) -> Rate {
 }
 
 /// One process's Mops/s on the in-place slots.
-fn work_slots(t: &[AtomicU64], value: usize, p: usize) -> Rate {
+fn work_slots(t: &[AtomicU64], value: usize, p: usize) -> f64 {
     let words = value.div_ceil(8);
     let stride = stride(p, KEYS);
     let mut buf = vec![0u64; words];
@@ -726,7 +673,7 @@ fn work_slots(t: &[AtomicU64], value: usize, p: usize) -> Rate {
 }
 
 /// One process's Mops/s on scsp (its gets must hit: `timed_gets`).
-fn work_scsp(c: &scsp::Cache, value: usize, keys: &[Key], p: usize) -> Rate {
+fn work_scsp(c: &scsp::Cache, value: usize, keys: &[Key], p: usize) -> f64 {
     let stride = stride(p, KEYS);
     let v = vec![9u8; value];
     let mut buf = vec![0u8; value];
@@ -900,7 +847,7 @@ fn get_assoc(t: &[AtomicU64], words: usize, key: &Key, buf: &mut [u64]) -> bool 
 }
 
 /// One process's Mops/s on the set-associative store, new-key mode.
-fn work_assoc(t: &[AtomicU64], value: usize, p: usize, peers: Peers) -> Rate {
+fn work_assoc(t: &[AtomicU64], value: usize, p: usize, peers: Peers) -> f64 {
     let words = value.div_ceil(8);
     let stride = stride(p, KEYS);
     let v: Vec<u64> = (0..words as u64).collect();
@@ -920,7 +867,7 @@ fn work_assoc(t: &[AtomicU64], value: usize, p: usize, peers: Peers) -> Rate {
 }
 
 /// One process's Mops/s on scsp, new-key mode.
-fn work_scsp_new(c: &scsp::Cache, value: usize, p: usize, peers: Peers) -> Rate {
+fn work_scsp_new(c: &scsp::Cache, value: usize, p: usize, peers: Peers) -> f64 {
     let stride = stride(p, KEYS);
     let v = vec![9u8; value];
     let mut buf = vec![0u8; value];

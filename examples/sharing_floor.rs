@@ -252,8 +252,7 @@ fn run(procs: usize, value: usize, shape: Shape, shared: bool, keys: &[Key]) -> 
                         p,
                         Peers::new(procs, shared, passes),
                     ),
-                    Store::Bare(t) if shape == Shape::LogOwn => work_log_own(t, value, p),
-                    Store::Bare(t) => work_log(t, value, p),
+                    Store::Bare(t) => work_log(t, value, p, shape == Shape::LogOwn),
                     Store::Scsp(seg) => work_scsp(
                         &scsp::Cache::open(seg.path()).expect("opening the segment"),
                         value,
@@ -317,7 +316,7 @@ fn new_store(shape: Shape, value: usize, keys: &[Key], owners: usize) -> Store {
             let t = mapping(bare_len(shape, words));
             if matches!(shape, Shape::Log | Shape::LogOwn) {
                 for key in 0..KEYS {
-                    put_log(t, words, key, 0);
+                    append_log(t, words, key, key % SHARDS, 0);
                 }
             }
             if shape == Shape::Checked {
@@ -452,11 +451,6 @@ fn log_parts(t: &[AtomicU64], words: usize) -> (&[AtomicU64], &[AtomicU64], &[At
     (index, tails, logs)
 }
 
-/// Append `key`'s new value to its shard's log and publish its position.
-fn put_log(t: &[AtomicU64], words: usize, key: usize, stamp: u64) {
-    append_log(t, words, key, key % SHARDS, stamp);
-}
-
 /// Where the log stores' index words keep the shard (above the position).
 const SHARD_SHIFT: u32 = 56;
 
@@ -477,8 +471,11 @@ fn append_log(t: &[AtomicU64], words: usize, key: usize, shard: usize, stamp: u6
     );
 }
 
-/// One process's Mops/s on the log store (see the module docs).
-fn work_log(t: &[AtomicU64], value: usize, p: usize) -> f64 {
+/// One process's Mops/s on the log store (see the module docs), or with
+/// `own_shard` on the log-own store: a put appends to its own process's
+/// shard (`p % SHARDS`) instead of the key's. Either way the index word
+/// names the shard beside the position.
+fn work_log(t: &[AtomicU64], value: usize, p: usize, own_shard: bool) -> f64 {
     let words = value.div_ceil(8);
     let stride = stride(p, KEYS);
     let (index, tails, logs) = log_parts(t, words);
@@ -487,34 +484,8 @@ fn work_log(t: &[AtomicU64], value: usize, p: usize) -> f64 {
     timed(|i| {
         let (key, is_put) = visit(i, stride);
         if is_put {
-            put_log(t, words, key, i as u64);
-        } else {
-            let shard = key % SHARDS;
-            let log = &logs[shard * lw..(shard + 1) * lw];
-            let pos = index[key * LINE_WORDS].load(Ordering::Acquire) as usize;
-            for (w, b) in buf.iter_mut().enumerate() {
-                *b = log[(pos + 1 + w) & (lw - 1)].load(Ordering::Relaxed);
-            }
-            fence(Ordering::Acquire);
-            let tail = tails[shard * LINE_WORDS].load(Ordering::Relaxed);
-            std::hint::black_box((&buf, tail));
-        }
-    })
-}
-
-/// One process's Mops/s on the log-own store: the log store, but a put
-/// appends to its own process's shard (`p % SHARDS`), and the index word
-/// names the shard (top 8 bits) beside the position.
-fn work_log_own(t: &[AtomicU64], value: usize, p: usize) -> f64 {
-    let words = value.div_ceil(8);
-    let stride = stride(p, KEYS);
-    let (index, tails, logs) = log_parts(t, words);
-    let lw = log_words(words);
-    let mut buf = vec![0u64; words];
-    timed(|i| {
-        let (key, is_put) = visit(i, stride);
-        if is_put {
-            append_log(t, words, key, p % SHARDS, i as u64);
+            let shard = if own_shard { p % SHARDS } else { key % SHARDS };
+            append_log(t, words, key, shard, i as u64);
         } else {
             let word = index[key * LINE_WORDS].load(Ordering::Acquire);
             let shard = (word >> SHARD_SHIFT) as usize;

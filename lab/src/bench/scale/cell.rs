@@ -2,7 +2,8 @@
 //! fixed time, optionally with one of them stopped and resumed over and
 //! over (SIGSTOP, SIGCONT) by this process meanwhile.
 //!
-//! Every process opens the store, says it is ready on a pipe, and waits for
+//! Every process opens the store, reads every stored session once (see
+//! [`warm_up`]), says it is ready on a pipe, and waits for
 //! the start signal (this process closing another pipe), so that all of
 //! them run at once; each sends its report back on its own pipe.
 
@@ -73,6 +74,7 @@ pub(super) fn run(setup: &Setup, plan: &Plan, interrupted: &AtomicBool) -> Resul
             let Ok(store) = store else {
                 return 2;
             };
+            warm_up(&store, plan);
             if std::io::Write::write_all(&mut ready, b"r").is_err() {
                 return 3;
             }
@@ -128,6 +130,18 @@ fn own_store(seg: &Path, id: usize, plan: &Plan) -> Result<Store> {
         store.put(k, plan.value);
     }
     Ok(store)
+}
+
+/// Read every stored session once before the start. A process that
+/// opens a shared store has not touched its pages yet, so its first touch
+/// of each would be a page fault inside the measured time (with 200 000
+/// sessions that is a third of one process's time over 0.5 s), where the
+/// unshared reference's processes have just filled theirs.
+fn warm_up(store: &Store, plan: &Plan) {
+    let mut buf = vec![0u8; plan.value.len()];
+    for k in plan.keys {
+        store.get(k, &mut buf);
+    }
 }
 
 /// Before the child does anything else: die with the parent (so that no

@@ -148,6 +148,17 @@ impl Store {
         })
     }
 
+    /// Map a shared store's pages into this process now, so that the
+    /// first touch of each is not a page fault in a measurement (the other
+    /// stores live in this process's own memory: nothing to do).
+    pub fn prefault(&self) -> std::io::Result<()> {
+        match self {
+            Store::Scsp(c) => c.prefault(),
+            Store::Locked(l) => l.prefault(),
+            _ => Ok(()),
+        }
+    }
+
     /// Store `v` under `k`.
     #[inline]
     pub fn put(&self, k: &[u8], v: &[u8]) {

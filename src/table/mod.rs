@@ -207,6 +207,12 @@ impl Cache {
         &self.seg
     }
 
+    /// Map every page of the segment into this process now
+    /// ([`Segment::prefault`]): no page faults on later gets and puts.
+    pub fn prefault(&self) -> std::io::Result<()> {
+        self.seg.prefault()
+    }
+
     /// Largest value `put` accepts.
     pub fn max_value(&self) -> usize {
         self.max_value

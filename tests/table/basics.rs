@@ -262,3 +262,42 @@ fn a_guarded_segment_truncated_under_its_users_reads_empty_instead_of_killing_th
     let err = Cache::open(&path).err().expect("a truncated segment");
     assert!(!err.to_string().is_empty());
 }
+
+/// Resident size of this process's one mapping of `path`, in KiB, from
+/// /proc/self/smaps.
+fn mapped_rss_kib(path: &std::path::Path) -> u64 {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    let name = path.to_str().unwrap();
+    let mut lines = smaps.lines().skip_while(|l| !l.ends_with(name));
+    assert!(lines.next().is_some(), "{name} is not mapped");
+    let rss = lines.find(|l| l.starts_with("Rss:")).unwrap();
+    rss.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn prefault_maps_every_page_of_an_opened_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("seg");
+    let cfg = Config {
+        size: 8 << 20,
+        ..small()
+    };
+    drop(Cache::create(&path, &cfg).unwrap());
+    let len_kib = std::fs::metadata(&path).unwrap().len() / 1024;
+    let c = Cache::open(&path).unwrap();
+    let before = mapped_rss_kib(&path);
+    assert!(
+        before < len_kib / 4,
+        "{before} KiB of {len_kib} mapped before any get or put"
+    );
+    if let Err(e) = c.prefault() {
+        // A kernel before 5.14 has no MADV_POPULATE_READ: said, and harmless.
+        assert_eq!(e.raw_os_error(), Some(libc::EINVAL), "{e}");
+        assert_eq!(c.put(b"k", b"v", 60), Stored::Ok);
+        return;
+    }
+    let after = mapped_rss_kib(&path);
+    assert_eq!(after, len_kib, "every page mapped after prefault");
+    assert_eq!(c.put(b"k", b"v", 60), Stored::Ok);
+    assert_eq!(c.get_vec(b"k").as_deref(), Some(&b"v"[..]));
+}

@@ -185,6 +185,11 @@ impl Locked {
         Ok(t)
     }
 
+    /// Map every page into this process now (see `scsp::Cache::prefault`).
+    pub fn prefault(&self) -> std::io::Result<()> {
+        self._map.advise(memmap2::Advice::PopulateRead)
+    }
+
     fn map(file: &File, buckets: usize, max_value: usize) -> std::io::Result<Locked> {
         // SAFETY: a shared mapping of a file only this benchmark's processes
         // use; every access goes through raw pointers under the mutex, never

@@ -132,12 +132,15 @@ fn own_store(seg: &Path, id: usize, plan: &Plan) -> Result<Store> {
     Ok(store)
 }
 
-/// Read every stored session once before the start. A process that
-/// opens a shared store has not touched its pages yet, so its first touch
-/// of each would be a page fault inside the measured time (with 200 000
-/// sessions that is a third of one process's time over 0.5 s), where the
-/// unshared reference's processes have just filled theirs.
+/// Before the start, bring this process to where the unshared reference's
+/// processes are after filling their own stores: every page of a shared
+/// store mapped (a process that opens one has touched none, so each first
+/// touch would be a page fault inside the measured time: with 200 000
+/// sessions up to a third of one process's time over 0.5 s), and every
+/// stored session read once.
 fn warm_up(store: &Store, plan: &Plan) {
+    // Where the kernel cannot (before Linux 5.14), pages fault in as before.
+    let _ = store.prefault();
     let mut buf = vec![0u8; plan.value.len()];
     for k in plan.keys {
         store.get(k, &mut buf);

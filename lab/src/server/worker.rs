@@ -99,6 +99,10 @@ pub(super) fn server_config(
                 .segment()
                 .guard_against_truncation()
                 .map_err(|e| Error::system("guarding the segment mapping", e))?;
+            // Every page mapped now, not by page faults on the first
+            // requests (docs/operations.md, "Page faults after opening").
+            // Older kernels cannot; pages then fault in as they are touched.
+            let _ = cache.prefault();
             shared = Some(cache.clone());
             cfg.session_storage = Arc::new(scsp::rustls::SessionStore::new(
                 cache.clone(),

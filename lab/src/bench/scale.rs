@@ -1,8 +1,10 @@
 //! `scsp bench scale`: does the table scale with processes, and does a
 //! stopped process cost the others anything?
 //!
-//! P forked processes (P = 1, 2, 4 ... up to the cores, or `--procs`) run
-//! one mix of operations on one shared store for `--duration`: scsp on a
+//! P forked processes (P = 1, 2, 4 ... up to the cores, or `--procs`),
+//! each with every page of the store mapped and every session read once
+//! (`cell::warm_up`), run one mix of operations on one shared store for
+//! `--duration`: scsp on a
 //! segment, and the locked baseline ([`crate::baselines::Locked`], the
 //! design of nginx's `ssl_session_cache shared:` and Apache's shmcb) in the
 //! same run. Each cell gives total Mops/s, the speed-up over one process of

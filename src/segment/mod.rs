@@ -165,7 +165,10 @@ impl Segment {
     /// entry on the hot path: 260 000 of them per GiB over a worker's first
     /// laps, each a few microseconds at a moment no one chose. About 0.3 s
     /// per GiB on a small virtual machine, once; a worker may call it
-    /// right after opening, benchmarks do to measure the steady state.
+    /// right after opening, benchmarks do to measure the steady state. It
+    /// holds for the calling process only: a child forked afterwards starts
+    /// with none of a shared mapping's pages mapped, so a server that opens
+    /// the segment before forking its workers calls it in each worker.
     /// Before Linux 5.14 (no `MADV_POPULATE_READ`) this is an error and
     /// nothing changes: pages keep faulting in as they are touched.
     pub fn prefault(&self) -> std::io::Result<()> {

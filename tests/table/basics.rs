@@ -279,7 +279,7 @@ fn prefault_maps_every_page_of_an_opened_segment() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("seg");
     let cfg = Config {
-        size: 8 << 20,
+        size: 32 << 20,
         ..small()
     };
     drop(Cache::create(&path, &cfg).unwrap());

@@ -2,8 +2,8 @@
 //! fixed time, optionally with one of them stopped and resumed over and
 //! over (SIGSTOP, SIGCONT) by this process meanwhile.
 //!
-//! Every process opens the store, reads every stored session once (see
-//! [`warm_up`]), says it is ready on a pipe, and waits for
+//! Every process opens the store, maps it and reads every stored session
+//! once (see [`warm_up`]), says it is ready on a pipe, and waits for
 //! the start signal (this process closing another pipe), so that all of
 //! them run at once; each sends its report back on its own pipe.
 

@@ -258,44 +258,58 @@ fn scsp_bench_scale_measures_scsp_the_locked_baseline_and_the_unshared_reference
         "--duration",
         "0.05",
         "--entries",
-        "200",
+        "200,400",
         "--json",
     ]);
     let scaling = v["scaling"].as_array().unwrap();
     let stop_one = v["stop_one"].as_array().unwrap();
     let stores = ["scsp", LOCKED_IMPL];
     let mixes = ["get90", "get50", "tls13"];
+    let entries = [200, 400];
     // The scaling table also has the unshared reference (a segment per
     // process); the stopped-process table has only the shared stores.
-    assert_eq!(scaling.len(), (stores.len() + 1) * mixes.len() * 2, "{v}");
-    assert_eq!(stop_one.len(), stores.len() * mixes.len(), "{v}");
-    for mix in mixes {
-        for procs in [1, 2] {
-            let what = format!("unshared {mix} P={procs}");
-            let cell = scaling
-                .iter()
-                .find(|c| c["store"] == "unshared" && c["mix"] == mix && c["procs"] == procs)
-                .unwrap_or_else(|| panic!("no scaling cell {what}"));
-            assert_sane(&what, cell);
-        }
-    }
-    for store in stores {
+    assert_eq!(
+        scaling.len(),
+        (stores.len() + 1) * mixes.len() * 2 * entries.len(),
+        "{v}"
+    );
+    assert_eq!(
+        stop_one.len(),
+        stores.len() * mixes.len() * entries.len(),
+        "{v}"
+    );
+    let cell = |store: &str, mix: &str, procs: u64, n: u64| {
+        scaling
+            .iter()
+            .find(|c| {
+                c["store"] == store && c["mix"] == mix && c["procs"] == procs && c["entries"] == n
+            })
+            .unwrap_or_else(|| panic!("no scaling cell {store} {mix} P={procs}, {n} sessions"))
+    };
+    for n in entries {
         for mix in mixes {
             for procs in [1, 2] {
-                let what = format!("{store} {mix} P={procs}");
-                let cell = scaling
-                    .iter()
-                    .find(|c| c["store"] == store && c["mix"] == mix && c["procs"] == procs)
-                    .unwrap_or_else(|| panic!("no scaling cell {what}"));
+                assert_sane(
+                    &format!("unshared {mix} P={procs}"),
+                    cell("unshared", mix, procs, n),
+                );
+            }
+        }
+    }
+    for (store, n) in stores.into_iter().flat_map(|s| entries.map(|n| (s, n))) {
+        for mix in mixes {
+            for procs in [1, 2] {
+                let what = format!("{store} {mix} P={procs}, {n} sessions");
+                let cell = cell(store, mix, procs, n);
                 assert_eq!(cell["value_bytes"], 150);
                 assert_sane(&what, cell);
                 let x = cell["speedup"].as_f64().unwrap();
                 assert!(x > 0.0 && (procs > 1 || x == 1.0), "{what}: speed-up {x}");
             }
-            let what = format!("{store} {mix} stopped");
+            let what = format!("{store} {mix} stopped, {n} sessions");
             let row = stop_one
                 .iter()
-                .find(|c| c["store"] == store && c["mix"] == mix)
+                .find(|c| c["store"] == store && c["mix"] == mix && c["entries"] == n)
                 .unwrap_or_else(|| panic!("no stopped-process row {what}"));
             assert_eq!(row["procs"], 2, "{what}");
             assert!(row["stops"].as_u64().unwrap() > 0, "{what}: never stopped");
@@ -309,7 +323,12 @@ fn scsp_bench_scale_measures_scsp_the_locked_baseline_and_the_unshared_reference
 
 #[test]
 fn scsp_bench_scale_refuses_impossible_flags() {
-    for bad in [["--procs", "0"], ["--values", "0"], ["--duration", "0"]] {
+    for bad in [
+        ["--procs", "0"],
+        ["--values", "0"],
+        ["--duration", "0"],
+        ["--entries", "0"],
+    ] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_scsp"))
             .args(["bench", "scale"])
             .args(bad)

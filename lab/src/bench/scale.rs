@@ -65,9 +65,11 @@ pub struct ScaleArgs {
     /// Runs of the whole grid; each figure is the median over them.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
     rounds: u32,
-    /// Keys stored before measuring (every process visits all of them).
-    #[arg(long, default_value_t = 10_000)]
-    entries: usize,
+    /// Sessions stored before measuring, comma-separated (every process
+    /// visits all of them): 10000 stay in the caches; 200000 and more live
+    /// in memory, as on a busy server.
+    #[arg(long, value_delimiter = ',', default_value = "10000")]
+    entries: Vec<usize>,
     /// Pin process i to the i-th CPU this process may use (modulo their number).
     #[arg(long)]
     pin: bool,
@@ -158,8 +160,8 @@ impl Figures {
     }
 }
 
-/// Which cell: store, mix, value size, processes.
-type CellId = (&'static str, Mix, usize, usize);
+/// Which cell: store, mix, value size, processes, sessions stored.
+type CellId = (&'static str, Mix, usize, usize, usize);
 
 /// Every round's figures of every cell.
 #[derive(Default)]
@@ -191,6 +193,8 @@ struct ScaleRow {
     store: &'static str,
     mix: &'static str,
     value_bytes: usize,
+    /// Sessions stored (`--entries`).
+    entries: usize,
     procs: usize,
     /// The median over rounds of Mops/s over the same store's with one
     /// process in that round (`null` without P = 1).
@@ -206,6 +210,8 @@ struct StopRow {
     store: &'static str,
     mix: &'static str,
     value_bytes: usize,
+    /// Sessions stored (`--entries`).
+    entries: usize,
     procs: usize,
     /// Times process 0 was stopped (median over rounds).
     stops: u64,
@@ -304,8 +310,14 @@ pub fn run(a: ScaleArgs) -> Result<ExitCode> {
             "--duration: seconds, above 0, at most 600".into(),
         ));
     }
-    if a.entries == 0 || a.mixes.is_empty() {
-        return Err(Error::Usage("--entries and --mixes: at least one".into()));
+    if a.entries.is_empty() || a.entries.iter().any(|&n| n == 0 || n > 100_000_000) {
+        return Err(Error::Usage(
+            "--entries: give session counts between 1 and 100000000, e.g. --entries 10000,200000"
+                .into(),
+        ));
+    }
+    if a.mixes.is_empty() {
+        return Err(Error::Usage("--mixes: at least one".into()));
     }
     if let Some(d) = a.dir.as_ref().filter(|d| !d.is_dir()) {
         return Err(Error::Usage(format!(
@@ -345,12 +357,16 @@ pub fn run(a: ScaleArgs) -> Result<ExitCode> {
         )?;
     } else {
         println!(
-            "scsp bench scale: {} CPUs{}, {} s per cell, median of {} round(s), {} keys",
+            "scsp bench scale: {} CPUs{}, {} s per cell, median of {} round(s), {} sessions stored",
             cpus.len(),
             if a.pin { ", pinned" } else { "" },
             a.duration,
             a.rounds,
             a.entries
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(" or ")
         );
         println!("load average before: {}, after: {}", load[0], load[1]);
         println!(
@@ -374,7 +390,6 @@ pub fn run(a: ScaleArgs) -> Result<ExitCode> {
 fn measure(g: &Grid) -> Result<Measured> {
     let a = g.a;
     let interrupted = interrupted();
-    let keys = keys(1, a.entries);
     // Cells per process count: the run without stops, and the one with.
     let wanted = |p: usize| {
         let stop_too = g.stopping && p >= 2;
@@ -383,11 +398,17 @@ fn measure(g: &Grid) -> Result<Measured> {
     let per_round: usize = (g.procs.iter().map(|&p| wanted(p)).sum::<usize>() * STORES.len()
         + if g.scaling { g.procs.len() } else { 0 })
         * a.mixes.len()
-        * a.values.len();
+        * a.values.len()
+        * a.entries.len();
     let bar = indicatif::ProgressBar::new((per_round as u64) * u64::from(a.rounds));
     let mut m = Measured::default();
     for _ in 0..a.rounds {
-        for &size in &a.values {
+        for (&entries, &size) in a
+            .entries
+            .iter()
+            .flat_map(|n| a.values.iter().map(move |v| (n, v)))
+        {
+            let keys = keys(1, entries);
             let value: Vec<u8> = (0..size).map(|i| i as u8).collect();
             let plan = |mix| Plan {
                 mix,
@@ -404,7 +425,7 @@ fn measure(g: &Grid) -> Result<Measured> {
                     let reference = g.scaling.then_some(UNSHARED);
                     for imp in STORES.into_iter().chain(reference) {
                         let stop_too = stop_too && imp != UNSHARED;
-                        let id = (imp, mix, size, p);
+                        let id = (imp, mix, size, p, entries);
                         let run = |stop_one: bool| -> Result<cell::Outcome> {
                             if interrupted.load(std::sync::atomic::Ordering::Relaxed) {
                                 return Err("interrupted".into());
@@ -416,7 +437,7 @@ fn measure(g: &Grid) -> Result<Measured> {
                             // The unshared reference's processes make
                             // their own stores (`cell::own_store`).
                             if imp != UNSHARED {
-                                let store = Store::new(imp, seg.path(), a.entries, size)?;
+                                let store = Store::new(imp, seg.path(), entries, size)?;
                                 for k in &keys {
                                     store.put(k, &value);
                                 }
@@ -473,22 +494,27 @@ fn speedup(rounds: &[Figures], one: &[Figures]) -> f64 {
 fn tabulate(g: &Grid, m: &Measured) -> (Vec<ScaleRow>, Vec<StopRow>) {
     let mut scale_rows = Vec::new();
     let mut stop_rows = Vec::new();
-    for &size in &g.a.values {
+    let grid =
+        g.a.entries
+            .iter()
+            .flat_map(|&n| g.a.values.iter().map(move |&v| (n, v)));
+    for (entries, size) in grid {
         for &mix in &g.a.mixes {
             for &p in &g.procs {
                 let reference = g.scaling.then_some(UNSHARED);
                 for imp in STORES.into_iter().chain(reference) {
-                    let id = (imp, mix, size, p);
+                    let id = (imp, mix, size, p, entries);
                     if g.scaling {
                         let rounds = &m.running[&id];
                         let speedup = m
                             .running
-                            .get(&(imp, mix, size, 1))
+                            .get(&(imp, mix, size, 1, entries))
                             .map(|one| speedup(rounds, one));
                         scale_rows.push(ScaleRow {
                             store: imp,
                             mix: mix.name(),
                             value_bytes: size,
+                            entries,
                             procs: p,
                             speedup,
                             all: Figures::median(rounds),
@@ -505,6 +531,7 @@ fn tabulate(g: &Grid, m: &Measured) -> (Vec<ScaleRow>, Vec<StopRow>) {
                             store: imp,
                             mix: mix.name(),
                             value_bytes: size,
+                            entries,
                             procs: p,
                             stops: n[n.len() / 2],
                             running: run,
@@ -525,7 +552,7 @@ fn print_scaling(rows: &[ScaleRow]) {
     println!();
     let head = |s: &str| format!("{:-^44}", format!(" {s} "));
     println!(
-        "{:<17} {} {} {:-^14}",
+        "{:<26} {} {} {:-^14}",
         "",
         head(STORES[0]),
         head(STORES[1]),
@@ -536,13 +563,16 @@ fn print_scaling(rows: &[ScaleRow]) {
         "Mops/s", "x", "p50", "p99", "p99.9", "hit%"
     );
     println!(
-        "{:<6} {:>6} {:>3} {cols} {cols} {:>7} {:>6}",
-        "mix", "value", "P", "Mops/s", "x"
+        "{:<6} {:>6} {:>8} {:>3} {cols} {cols} {:>7} {:>6}",
+        "mix", "value", "sessions", "P", "Mops/s", "x"
     );
     let x = |c: &ScaleRow| c.speedup.map_or("-".into(), |s| format!("{s:.2}x"));
     for cell in rows.chunks(STORES.len() + 1) {
         let r = &cell[0];
-        print!("{:<6} {:>6} {:>3}", r.mix, r.value_bytes, r.procs);
+        print!(
+            "{:<6} {:>6} {:>8} {:>3}",
+            r.mix, r.value_bytes, r.entries, r.procs
+        );
         for c in &cell[..STORES.len()] {
             print!(
                 " {:>7.2} {:>6} {:>6.0} {:>6.0} {:>7.0} {:>8.2}",
@@ -576,9 +606,10 @@ fn print_stopped(rows: &[StopRow]) {
     );
     println!("the OTHER processes, without stops -> with stops:");
     println!(
-        "{:<6} {:>6} {:>3} {:<11} {:>5} {:>7} {:>7} {:>6} {:>6} {:>6} {:>6} {:>8} {:>8} {:>7} {:>7} {:>7}",
+        "{:<6} {:>6} {:>8} {:>3} {:<11} {:>5} {:>7} {:>7} {:>6} {:>6} {:>6} {:>6} {:>8} {:>8} {:>7} {:>7} {:>7}",
         "mix",
         "value",
+        "sessions",
         "P",
         "store",
         "stops",
@@ -596,9 +627,10 @@ fn print_stopped(rows: &[StopRow]) {
     );
     for r in rows {
         println!(
-            "{:<6} {:>6} {:>3} {:<11} {:>5} {:>7.2} {:>7.2} {:>5.2}x {:>6.0} {:>6.0} {:>5.2}x {:>8.0} {:>8.0} {:>7.2} {:>7.2} {:>7.2}",
+            "{:<6} {:>6} {:>8} {:>3} {:<11} {:>5} {:>7.2} {:>7.2} {:>5.2}x {:>6.0} {:>6.0} {:>5.2}x {:>8.0} {:>8.0} {:>7.2} {:>7.2} {:>7.2}",
             r.mix,
             r.value_bytes,
+            r.entries,
             r.procs,
             r.store,
             r.stops,

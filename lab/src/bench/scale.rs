@@ -87,6 +87,15 @@ pub struct ScaleArgs {
     dir: Option<std::path::PathBuf>,
 }
 
+impl ScaleArgs {
+    /// Every (sessions stored, value size) pair of the grid, in run order.
+    fn sizes(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.entries
+            .iter()
+            .flat_map(|&n| self.values.iter().map(move |&v| (n, v)))
+    }
+}
+
 /// What some of a cell's processes did, together.
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]
 struct Figures {
@@ -403,11 +412,7 @@ fn measure(g: &Grid) -> Result<Measured> {
     let bar = indicatif::ProgressBar::new((per_round as u64) * u64::from(a.rounds));
     let mut m = Measured::default();
     for _ in 0..a.rounds {
-        for (&entries, &size) in a
-            .entries
-            .iter()
-            .flat_map(|n| a.values.iter().map(move |v| (n, v)))
-        {
+        for (entries, size) in a.sizes() {
             let keys = keys(1, entries);
             let value: Vec<u8> = (0..size).map(|i| i as u8).collect();
             let plan = |mix| Plan {
@@ -494,11 +499,7 @@ fn speedup(rounds: &[Figures], one: &[Figures]) -> f64 {
 fn tabulate(g: &Grid, m: &Measured) -> (Vec<ScaleRow>, Vec<StopRow>) {
     let mut scale_rows = Vec::new();
     let mut stop_rows = Vec::new();
-    let grid =
-        g.a.entries
-            .iter()
-            .flat_map(|&n| g.a.values.iter().map(move |&v| (n, v)));
-    for (entries, size) in grid {
+    for (entries, size) in g.a.sizes() {
         for &mix in &g.a.mixes {
             for &p in &g.procs {
                 let reference = g.scaling.then_some(UNSHARED);

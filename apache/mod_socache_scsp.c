@@ -200,6 +200,17 @@ static const char *parse_spec(apr_pool_t *p, const char *arg, int allow_context,
     return NULL;
 }
 
+/* Where this configuration's open handles are (scsp_cache **; a slot is
+ * NULL once its pool closed it), for the children to prefault. */
+static apr_array_header_t *opened;
+
+static apr_status_t forget_opened(void *data)
+{
+    (void)data;
+    opened = NULL;
+    return APR_SUCCESS;
+}
+
 /* Open the segment (never create it); the pool closes it. */
 static const char *open_spec(apr_pool_t *p, const struct spec *spec, scsp_cache **slot)
 {
@@ -227,7 +238,30 @@ static const char *open_spec(apr_pool_t *p, const struct spec *spec, scsp_cache 
         return err;
     }
     apr_pool_cleanup_register(p, slot, close_cache, apr_pool_cleanup_null);
+    if (opened == NULL) {
+        opened = apr_array_make(p, 4, sizeof(scsp_cache **));
+        apr_pool_cleanup_register(p, NULL, forget_opened, apr_pool_cleanup_null);
+    }
+    APR_ARRAY_PUSH(opened, scsp_cache **) = slot;
     return NULL;
+}
+
+/* In each child, at its start: map every page of every segment now
+ * (scsp_prefault), so that no handshake pays a page fault for a page of the
+ * cache this child has not touched yet; the parent's mapping does not carry
+ * over. A failure only costs those faults later: logged, never fatal. */
+static void child_init(apr_pool_t *p, server_rec *s)
+{
+    int i;
+    (void)p;
+    for (i = 0; opened != NULL && i < opened->nelts; i++) {
+        scsp_cache *c = *APR_ARRAY_IDX(opened, i, scsp_cache **);
+        if (c != NULL && scsp_prefault(c) != SCSP_OK)
+            /* EINVAL: a kernel before 5.14, nothing to fix */
+            ap_log_error(APLOG_MARK, errno == EINVAL ? APLOG_INFO : APLOG_WARNING, 0, s,
+                         "scsp: segment not prefaulted, its pages fault in as children "
+                         "touch them: %s", scsp_last_error());
+    }
 }
 
 static const char *scsp_create(ap_socache_instance_t **instance, const char *arg,
@@ -592,6 +626,7 @@ static void register_hooks(apr_pool_t *p)
     ap_register_provider(p, AP_SOCACHE_PROVIDER_GROUP, "scsp", AP_SOCACHE_PROVIDER_VERSION,
                          &scsp_provider);
     APR_OPTIONAL_HOOK(ssl, init_server, init_server, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_child_init(child_init, NULL, NULL, APR_HOOK_MIDDLE);
 }
 
 AP_DECLARE_MODULE(socache_scsp) = {

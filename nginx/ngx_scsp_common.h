@@ -126,6 +126,48 @@ ngx_scsp_cleanup_segment(void *data)
 
 
 /*
+ * In each worker, at its start: map every page of every segment now
+ * (scsp_prefault), so that no handshake pays a page fault for a page of the
+ * cache this worker has not touched yet. The master's mapping does not
+ * carry over: a forked worker starts with none of the pages mapped. A
+ * failure only costs those faults later, so it is logged, never fatal.
+ */
+static ngx_int_t
+ngx_scsp_init_process_common(ngx_cycle_t *cycle, ngx_scsp_main_conf_t *mcf)
+{
+    ngx_uint_t            i;
+    ngx_uint_t            level;
+    ngx_scsp_segment_t  **segp;
+    int                   rc;
+
+    if (mcf == NULL) {
+        return NGX_OK;
+    }
+
+    segp = mcf->segments.elts;
+
+    for (i = 0; i < mcf->segments.nelts; i++) {
+        if (segp[i]->cache == NULL) {
+            continue;
+        }
+
+        rc = scsp_prefault(segp[i]->cache);
+
+        if (rc != SCSP_OK) {
+            /* EINVAL: a kernel before 5.14, nothing to fix */
+            level = (errno == EINVAL) ? NGX_LOG_INFO : NGX_LOG_WARN;
+            ngx_log_error(level, cycle->log, 0,
+                          "scsp: segment \"%V\" not prefaulted, its pages "
+                          "fault in as workers touch them: %s",
+                          &segp[i]->path, scsp_last_error());
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
  * The segment at path, opened once per cycle (servers naming the same path
  * share one handle). Logs what is wrong and returns NULL on failure.
  */

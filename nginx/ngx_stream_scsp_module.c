@@ -25,6 +25,7 @@
 
 
 static void *ngx_stream_scsp_create_main_conf(ngx_conf_t *cf);
+static ngx_int_t ngx_stream_scsp_init_process(ngx_cycle_t *cycle);
 static void *ngx_stream_scsp_create_srv_conf(ngx_conf_t *cf);
 static char *ngx_stream_scsp_merge_srv_conf(ngx_conf_t *cf, void *parent,
     void *child);
@@ -74,13 +75,27 @@ ngx_module_t  ngx_stream_scsp_module = {
     NGX_STREAM_MODULE,                     /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    NULL,                                  /* init process */
+    ngx_stream_scsp_init_process,        /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
     NULL,                                  /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
+
+
+static ngx_int_t
+ngx_stream_scsp_init_process(ngx_cycle_t *cycle)
+{
+    /* no stream{} block: nothing of ours was configured */
+    if (cycle->conf_ctx[ngx_stream_module.index] == NULL) {
+        return NGX_OK;
+    }
+
+    return ngx_scsp_init_process_common(cycle,
+               ngx_stream_cycle_get_module_main_conf(cycle,
+                                                   ngx_stream_scsp_module));
+}
 
 
 static void *

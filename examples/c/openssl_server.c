@@ -200,6 +200,11 @@ static void worker(const struct config *cfg, scsp_cache *cache, int index, int l
     SSL_CTX *ctx;
     prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlive the master */
     signal(SIGPIPE, SIG_IGN);
+    /* The master's mapping does not carry over the fork: map every page now
+     * rather than fault them in during handshakes. Optional; a failure (a
+     * kernel before 5.14) only means those faults come later. */
+    if (scsp_prefault(cache) != SCSP_OK)
+        fprintf(stderr, "worker %d: %s\n", index, scsp_last_error());
     ctx = make_ctx(cfg, cache);
     if (ctx == NULL)
         _exit(1);

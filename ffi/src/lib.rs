@@ -389,6 +389,38 @@ pub unsafe extern "C" fn scsp_replaced(c: *mut scsp_cache) -> c_int {
     })
 }
 
+/// Map every page of the segment into this process now. See `scsp.h`.
+///
+/// # Safety
+/// `c` NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn scsp_prefault(c: *mut scsp_cache) -> c_int {
+    guard(|| {
+        // SAFETY: contract of this function.
+        let h = match unsafe { handle(c, "scsp_prefault") } {
+            Ok(h) => h,
+            Err(e) => return e,
+        };
+        match h.cache.prefault() {
+            Ok(()) => SCSP_OK,
+            Err(e) => {
+                let errno = e.raw_os_error();
+                let hint = if errno == Some(libc::EINVAL) {
+                    " (MADV_POPULATE_READ needs Linux 5.14 or later; nothing changed, \
+                     pages fault in as they are touched)"
+                } else {
+                    ""
+                };
+                fail_errno(
+                    SCSP_E_IO,
+                    format!("scsp_prefault: madvise(MADV_POPULATE_READ) failed: {e}{hint}"),
+                    errno,
+                )
+            }
+        }
+    })
+}
+
 // The four functions below need no catch_unwind: they only return pointers
 // to statics or thread-local storage (reached with try_with/try_borrow), and
 // nothing in them can panic.

@@ -357,6 +357,20 @@ static void check_replaced(void)
     scsp_close(c);
 }
 
+static void check_prefault(void)
+{
+    scsp_cache *c = open_small("prefault");
+    int rc;
+    errno = 0;
+    CHECK(scsp_prefault(NULL) == SCSP_E_INVAL);
+    rc = scsp_prefault(c);
+    /* EINVAL: a kernel before 5.14, which has no MADV_POPULATE_READ. */
+    CHECK(rc == SCSP_OK || (rc == SCSP_E_IO && errno == EINVAL &&
+                            strstr(scsp_last_error(), "5.14") != NULL));
+    CHECK(scsp_put(c, K("k"), K("v"), 60) == SCSP_OK);
+    scsp_close(c);
+}
+
 static void check_ticket_key_arguments(scsp_cache *c)
 {
     scsp_ticket_key k;
@@ -582,6 +596,7 @@ int main(int argc, char **argv)
     check_ticket_key_rotation();
     check_typical_value();
     check_replaced();
+    check_prefault();
     check_rust_interop();
     printf("abi_test: %d checks passed\n", checks);
     return 0;

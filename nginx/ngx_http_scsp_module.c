@@ -76,7 +76,7 @@ ngx_module_t  ngx_http_scsp_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    ngx_http_scsp_init_process,        /* init process */
+    ngx_http_scsp_init_process,            /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
     NULL,                                  /* exit process */

@@ -140,7 +140,8 @@ ngx_scsp_init_process_common(ngx_cycle_t *cycle, ngx_scsp_main_conf_t *mcf)
     ngx_scsp_segment_t  **segp;
     int                   rc;
 
-    if (mcf == NULL) {
+    /* cache managers and loaders (NGX_PROCESS_HELPER) serve no handshake */
+    if (mcf == NULL || ngx_process == NGX_PROCESS_HELPER) {
         return NGX_OK;
     }
 

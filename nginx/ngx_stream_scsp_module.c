@@ -75,7 +75,7 @@ ngx_module_t  ngx_stream_scsp_module = {
     NGX_STREAM_MODULE,                     /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    ngx_stream_scsp_init_process,        /* init process */
+    ngx_stream_scsp_init_process,          /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
     NULL,                                  /* exit process */

@@ -244,7 +244,8 @@ int scsp_take(scsp_cache *c, const uint8_t *key, size_t key_len,
 /*
  * Remove key for every process (and, through the bridge, every host).
  * Returns SCSP_OK if a live entry was removed, SCSP_E_NOT_FOUND if there was
- * none (the removal is still recorded for the bridge), SCSP_E_INVAL.
+ * none (the removal is still recorded for the bridge, on a segment a bridge
+ * has run on), SCSP_E_INVAL.
  */
 int scsp_remove(scsp_cache *c, const uint8_t *key, size_t key_len);
 

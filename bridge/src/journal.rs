@@ -251,6 +251,7 @@ mod tests {
     #[test]
     fn sends_live_puts_and_tombstones_but_not_taken_or_foreign_entries() {
         let cache = scsp::Cache::in_memory(Geometry::tiny(2, 64, 8192, 256));
+        cache.segment().mark_replicated();
         let c = Replica::new(std::sync::Arc::new(cache));
         assert_eq!(c.cache().put(b"live", b"1", 60), scsp::Stored::Ok);
         assert_eq!(c.cache().put(b"taken", b"2", 60), scsp::Stored::Ok);

@@ -9,6 +9,9 @@
 //!  word 2          unix ms of the bridge's last sign of life
 //!  word 3          number of peer blocks in use
 //!  word 4          the bridge's heartbeat interval, ms
+//!  word 5          "SCSPREPL" once any bridge has run (never cleared;
+//!                  read by the table: takes and removes then append
+//!                  tombstones)
 //!  word 8 + 32*i   peer block i (32 words, fields in `Field` order)
 //! ```
 //!
@@ -28,6 +31,8 @@ const W_PID: usize = 1;
 const W_ALIVE: usize = 2;
 const W_PEERS: usize = 3;
 const W_HEARTBEAT: usize = 4;
+/// The mark that a bridge has run ([`crate::segment::Segment::replicated`]).
+const W_REPLICATED: usize = crate::segment::layout::BRIDGE_REPLICATED_WORD;
 const PEERS_AT: usize = 8;
 const PEER_WORDS: usize = 32;
 /// Most peer blocks the area holds.
@@ -197,9 +202,14 @@ impl Status {
                 return Err(ClaimedBy { pid });
             }
         }
+        // Before anything of the log is read: takes and removes append
+        // tombstones from now on, for good.
+        cache.segment().mark_replicated();
         let peers = peer_ids.len().min(MAX_PEER_BLOCKS);
-        for w in words {
-            w.store(0, Ordering::Relaxed);
+        for (i, w) in words.iter().enumerate() {
+            if i != W_REPLICATED {
+                w.store(0, Ordering::Relaxed);
+            }
         }
         for (i, id) in peer_ids.iter().take(peers).enumerate() {
             words[PEERS_AT + i * PEER_WORDS].store(*id as u64, Ordering::Relaxed);

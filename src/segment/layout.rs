@@ -57,6 +57,11 @@ pub const EXT_BYTES: u64 = 32 << 10;
 pub const KEYRING_WORDS: usize = 1024;
 /// Words of the bridge status region, right after the key ring.
 pub const BRIDGE_STATUS_WORDS: usize = 3072;
+/// Word of the bridge status region that says a bridge has run on the
+/// segment ([`REPLICATED_MAGIC`] once it has; never cleared).
+pub(crate) const BRIDGE_REPLICATED_WORD: usize = 5;
+/// The value of [`BRIDGE_REPLICATED_WORD`] once a bridge has run.
+pub(crate) const REPLICATED_MAGIC: u64 = u64::from_le_bytes(*b"SCSPREPL");
 const _: () = assert!((KEYRING_WORDS + BRIDGE_STATUS_WORDS) as u64 * 8 <= EXT_BYTES);
 /// Largest key, in bytes.
 pub const MAX_KEY: usize = 255;

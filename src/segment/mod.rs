@@ -20,7 +20,7 @@ pub use file::remove;
 pub use layout::Geometry;
 
 use crate::config::Config;
-use crate::sync::AtomicU64;
+use crate::sync::{AtomicU64, Ordering};
 use layout::{H_STATE, STATE_READY};
 
 /// How an existing segment may be opened.
@@ -117,9 +117,9 @@ impl Segment {
     fn write_header(&self) {
         let w = self.words();
         for (i, v) in self.geo.header_words().iter().enumerate() {
-            w[i].store(*v, crate::sync::Ordering::Relaxed);
+            w[i].store(*v, Ordering::Relaxed);
         }
-        w[H_STATE].store(STATE_READY, crate::sync::Ordering::Release);
+        w[H_STATE].store(STATE_READY, Ordering::Release);
     }
 
     /// All words of the segment.
@@ -227,6 +227,29 @@ impl Segment {
         &self.words()[self.geo.ext_off + start..self.geo.ext_off + start + len]
     }
 
+    /// Whether a bridge has ever run on this segment. Until one has, no
+    /// peer holds any of its sessions, so takes and removes need no
+    /// tombstone (docs/architecture.md, "Tombstones"). SeqCst: the take's
+    /// or remove's SeqCst CAS of the index word and this load pair with
+    /// [`Segment::mark_replicated`]'s store and fence.
+    #[inline]
+    pub(crate) fn replicated(&self) -> bool {
+        let w = &self.region(Region::BridgeStatus)[layout::BRIDGE_REPLICATED_WORD];
+        w.load(Ordering::SeqCst) == layout::REPLICATED_MAGIC
+    }
+
+    /// Record for good that a bridge runs on this segment, before it reads
+    /// any of the log: from then on every take and remove appends a
+    /// tombstone. The fence orders the mark before the bridge's first read
+    /// of an index word, so a take either saw the mark (and appends a
+    /// tombstone) or cleared its word before the bridge could ship the
+    /// entry.
+    pub fn mark_replicated(&self) {
+        self.region(Region::BridgeStatus)[layout::BRIDGE_REPLICATED_WORD]
+            .store(layout::REPLICATED_MAGIC, Ordering::SeqCst);
+        crate::sync::fence(Ordering::SeqCst);
+    }
+
     /// Where a region lies in the segment file, in bytes: for tools and
     /// tests that inspect or damage the file itself.
     pub fn region_bytes(&self, r: Region) -> std::ops::Range<u64> {
@@ -252,7 +275,8 @@ pub enum Region {
     /// The shared ticket-key ring ([`crate::keyring`]).
     KeyRing,
     /// The bridge's liveness and per-peer counters
-    /// (`crate::replication::status`).
+    /// (`crate::replication::status`), and the mark that a bridge has run
+    /// (`Segment::replicated`, read by the table).
     BridgeStatus,
 }
 

@@ -307,6 +307,7 @@ mod tests {
     #[test]
     fn reads_puts_and_tombstones_in_order() {
         let c = cache();
+        c.segment().mark_replicated();
         assert_eq!(c.put(b"a", b"one", 60), crate::Stored::Ok);
         assert_eq!(c.put(b"b", b"two", 60), crate::Stored::Ok);
         assert!(c.remove(b"a"));
@@ -323,6 +324,30 @@ mod tests {
         assert!(out[1].published);
         assert_eq!(out[2].flags, crate::table::FLAG_TOMBSTONE);
         assert_eq!(out[2].origin, c.host_id());
+    }
+
+    #[test]
+    fn takes_and_removes_append_tombstones_only_once_a_bridge_has_run() {
+        let c = cache();
+        let mut buf = [0u8; 16];
+        let logged = |c: &crate::Cache| {
+            let mut cur = c.log_cursor(0, LogStart::WindowStart);
+            let mut out = Vec::new();
+            c.read_log(&mut cur, 100, &mut out);
+            out.iter().map(|r| r.flags).collect::<Vec<_>>()
+        };
+        for k in [&b"a"[..], b"b", b"c", b"d"] {
+            assert_eq!(c.put(k, b"v", 60), crate::Stored::Ok);
+        }
+        assert!(matches!(c.take(b"a", &mut buf), crate::Lookup::Hit(1)));
+        assert!(c.remove(b"b"));
+        assert_eq!(logged(&c), [0, 0, 0, 0], "no bridge yet: no tombstone");
+        c.segment().mark_replicated();
+        assert!(matches!(c.take(b"c", &mut buf), crate::Lookup::Hit(1)));
+        assert!(c.remove(b"d"));
+        let t = crate::table::FLAG_TOMBSTONE;
+        assert_eq!(logged(&c), [0, 0, 0, 0, t, t]);
+        assert_eq!(c.get(b"c", &mut buf), crate::Lookup::Miss);
     }
 
     #[test]

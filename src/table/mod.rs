@@ -503,13 +503,16 @@ impl Cache {
     /// after losing a race for an entry it had already copied.
     pub fn take(&self, key: &[u8], buf: &mut [u8]) -> Lookup {
         let slot = self.locate(key);
-        // A winning take appends a tombstone, most likely at the shard's
-        // current tail: start fetching those lines for writing now, so the
-        // misses overlap with reading the entry. A hint; wrong guesses cost
-        // nothing but the hint.
-        let t = self.seg.tail(slot.shard).load(Ordering::Relaxed);
-        let tomb_words = ENTRY_HEADER_WORDS + key.len().min(MAX_KEY).div_ceil(8);
-        prefetch::<FOR_WRITE>(self.seg.log(slot.shard), t, tomb_words);
+        // On a segment a bridge runs on, a winning take appends a
+        // tombstone, most likely at the shard's current tail: start
+        // fetching those lines for writing now, so the misses overlap with
+        // reading the entry. A hint; wrong guesses cost nothing but the
+        // hint (whether to append is decided after the CAS).
+        if self.seg.replicated() {
+            let t = self.seg.tail(slot.shard).load(Ordering::Relaxed);
+            let tomb_words = ENTRY_HEADER_WORDS + key.len().min(MAX_KEY).div_ceil(8);
+            prefetch::<FOR_WRITE>(self.seg.log(slot.shard), t, tomb_words);
+        }
         for _ in 0..CAS_RETRIES {
             match self.probe_at(&slot, key, buf) {
                 Probe::Hit(f) => {
@@ -517,13 +520,14 @@ impl Cache {
                     tests::before_take_cas(self);
                     let w = &self.seg.bucket(slot.bucket)[f.word_index];
                     // AcqRel: the winner's read of the entry is ordered
-                    // before the word disappears for everyone else.
-                    if w.compare_exchange(f.word, 0, Ordering::AcqRel, Ordering::Relaxed)
+                    // before the word disappears for everyone else. SeqCst
+                    // for `tombstone_if_replicated`.
+                    if w.compare_exchange(f.word, 0, Ordering::SeqCst, Ordering::Relaxed)
                         .is_ok()
                     {
                         self.count(Counter::Hits);
                         self.count(Counter::Takes);
-                        self.tombstone(&slot, key);
+                        self.tombstone_if_replicated(&slot, key);
                         return Lookup::Hit(f.header.value_len);
                     }
                     // Lost the race: another taker (or a put) got the word
@@ -560,8 +564,8 @@ impl Cache {
         None
     }
 
-    /// Remove `key` everywhere (a tombstone tells the bridge). Returns
-    /// whether a live entry was removed here.
+    /// Remove `key` everywhere (on a segment a bridge runs on, a tombstone
+    /// tells the bridge). Returns whether a live entry was removed here.
     pub fn remove(&self, key: &[u8]) -> bool {
         if key.is_empty() || key.len() > MAX_KEY {
             return false;
@@ -569,7 +573,7 @@ impl Cache {
         self.count(Counter::Removes);
         let slot = self.locate(key);
         let removed = self.unlink(&slot, key);
-        self.tombstone(&slot, key);
+        self.tombstone_if_replicated(&slot, key);
         removed
     }
 
@@ -603,8 +607,9 @@ impl Cache {
                 continue;
             };
             // An expired entry's word is cleared too, but it was no live
-            // session: not counted as removed.
-            if w.compare_exchange(v, 0, Ordering::AcqRel, Ordering::Relaxed)
+            // session: not counted as removed. SeqCst for
+            // `tombstone_if_replicated`.
+            if w.compare_exchange(v, 0, Ordering::SeqCst, Ordering::Relaxed)
                 .is_ok()
                 && h.expiry >= now_secs()
             {
@@ -614,7 +619,19 @@ impl Cache {
         removed
     }
 
-    fn tombstone(&self, slot: &index::Slot, key: &[u8]) {
+    /// Append a tombstone for `key`, the record from which the bridge
+    /// removes it on every peer, if a bridge has ever run on this segment
+    /// (docs/architecture.md, "Tombstones"). Until then no peer holds the
+    /// key, and a tombstone would only cost the take or remove an append.
+    /// Called after the SeqCst CAS that cleared the key's index word: with
+    /// the SeqCst load in [`Segment::replicated`] and the fence in
+    /// [`Segment::mark_replicated`], either this sees the mark, or the
+    /// bridge's first look at the index, which comes after the mark, sees
+    /// the word cleared and never ships the entry.
+    fn tombstone_if_replicated(&self, slot: &index::Slot, key: &[u8]) {
+        if !self.seg.replicated() {
+            return;
+        }
         let now = now_secs();
         self.append(
             slot,

@@ -122,24 +122,48 @@ impl Installed {
     }
 }
 
-extern "C" fn remove_install_dir() {
-    if let Some(Ok(i)) = INSTALLED.get() {
-        let _ = std::fs::remove_dir_all(&i.prefix);
+extern "C" fn remove_install_dirs() {
+    for slot in [&INSTALLED, &INSTALLED_RELEASE] {
+        if let Some(Ok(i)) = slot.get() {
+            let _ = std::fs::remove_dir_all(&i.prefix);
+        }
     }
 }
 
 static INSTALLED: OnceLock<Result<Installed, String>> = OnceLock::new();
+static INSTALLED_RELEASE: OnceLock<Result<Installed, String>> = OnceLock::new();
 
-/// Build (debug, into this test's own target dir) and install libscsp.
+/// Build (with this test's own profile, into its own target dir) and
+/// install libscsp.
 pub fn installed() -> &'static Installed {
-    let r = INSTALLED.get_or_init(|| {
+    install(&INSTALLED, None)
+}
+
+/// libscsp as it ships: the release build, for properties only optimised
+/// code has (an unoptimised build keeps every temporary on the stack, so
+/// what a copy leaves there is not what a server would leave).
+pub fn installed_release() -> &'static Installed {
+    install(&INSTALLED_RELEASE, Some("release"))
+}
+
+fn install(
+    slot: &'static OnceLock<Result<Installed, String>>,
+    profile: Option<&str>,
+) -> &'static Installed {
+    let r = slot.get_or_init(|| {
         // <target>/<profile>/deps/c_abi-<hash>
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
         let profile_dir = exe.parent().and_then(Path::parent).ok_or("exe path")?;
         let target = profile_dir.parent().ok_or("target dir")?;
-        let profile = profile_dir.file_name().ok_or("profile")?;
-        let prefix = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("c-abi-prefix-{}", std::process::id()));
+        let profile = match profile {
+            Some(p) => std::ffi::OsStr::new(p),
+            None => profile_dir.file_name().ok_or("profile")?,
+        };
+        let prefix = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+            "c-abi-prefix-{}-{}",
+            profile.to_string_lossy(),
+            std::process::id()
+        ));
         let _ = std::fs::remove_dir_all(&prefix);
         run_ok(
             Command::new("bash")
@@ -149,9 +173,12 @@ pub fn installed() -> &'static Installed {
                 .env("CARGO_TARGET_DIR", target)
                 .env("CARGO", env!("CARGO")),
         );
-        // SAFETY: registers a plain extern "C" fn to run at exit(); it only
-        // removes a directory this process created.
-        unsafe { libc::atexit(remove_install_dir) };
+        static AT_EXIT: std::sync::Once = std::sync::Once::new();
+        // SAFETY: registers a plain extern "C" fn to run at exit(), once; it
+        // only removes directories this process created.
+        AT_EXIT.call_once(|| unsafe {
+            libc::atexit(remove_install_dirs);
+        });
         Ok(Installed { prefix })
     });
     match r {
@@ -191,7 +218,12 @@ pub fn compile(
         Link::Shared => {
             let pkg = if openssl { "scsp-openssl" } else { "scsp" };
             cmd.args(inst.pkg_config(&["--cflags", "--libs", pkg]));
+            // An RPATH, not a RUNPATH: `cargo test` puts its own target
+            // dirs (which hold a libscsp.so too) in LD_LIBRARY_PATH, which
+            // a RUNPATH yields to; the programs must run against the
+            // library installed here.
             cmd.arg(format!("-Wl,-rpath,{}", inst.lib().display()));
+            cmd.arg("-Wl,--disable-new-dtags");
         }
         Link::Static => {
             cmd.arg(format!("-I{}", inst.include().display()));

@@ -25,7 +25,7 @@ use crate::Cache;
 use std::sync::Arc;
 
 const END: usize = crate::segment::layout::BRIDGE_STATUS_WORDS;
-const MAGIC: u64 = u64::from_le_bytes(*b"SCSPBRG1");
+const MAGIC: u64 = crate::segment::layout::BRIDGE_STATUS_MAGIC;
 const W_MAGIC: usize = 0;
 const W_PID: usize = 1;
 const W_ALIVE: usize = 2;

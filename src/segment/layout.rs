@@ -62,6 +62,9 @@ pub const BRIDGE_STATUS_WORDS: usize = 3072;
 pub(crate) const BRIDGE_REPLICATED_WORD: usize = 5;
 /// The value of [`BRIDGE_REPLICATED_WORD`] once a bridge has run.
 pub(crate) const REPLICATED_MAGIC: u64 = u64::from_le_bytes(*b"SCSPREPL");
+/// Word 0 of the bridge status region once a bridge has claimed it (by
+/// any release; cleared only while another bridge claims it again).
+pub(crate) const BRIDGE_STATUS_MAGIC: u64 = u64::from_le_bytes(*b"SCSPBRG1");
 const _: () = assert!((KEYRING_WORDS + BRIDGE_STATUS_WORDS) as u64 * 8 <= EXT_BYTES);
 /// Largest key, in bytes.
 pub const MAX_KEY: usize = 255;

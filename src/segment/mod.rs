@@ -232,10 +232,13 @@ impl Segment {
     /// tombstone (docs/architecture.md, "Tombstones"). SeqCst: the take's
     /// or remove's SeqCst CAS of the index word and this load pair with
     /// [`Segment::mark_replicated`]'s store and fence.
+    /// A status area claimed by a bridge of an earlier release, which did
+    /// not set the mark, counts too.
     #[inline]
     pub(crate) fn replicated(&self) -> bool {
-        let w = &self.region(Region::BridgeStatus)[layout::BRIDGE_REPLICATED_WORD];
-        w.load(Ordering::SeqCst) == layout::REPLICATED_MAGIC
+        let w = self.region(Region::BridgeStatus);
+        w[layout::BRIDGE_REPLICATED_WORD].load(Ordering::SeqCst) == layout::REPLICATED_MAGIC
+            || w[0].load(Ordering::Relaxed) == layout::BRIDGE_STATUS_MAGIC
     }
 
     /// Record for good that a bridge runs on this segment, before it reads

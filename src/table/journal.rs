@@ -351,6 +351,18 @@ mod tests {
     }
 
     #[test]
+    fn a_status_area_an_earlier_bridge_claimed_counts_as_replicated() {
+        let c = cache();
+        assert!(!c.segment().replicated());
+        let words = c.segment().region(crate::segment::Region::BridgeStatus);
+        words[0].store(
+            crate::segment::layout::BRIDGE_STATUS_MAGIC,
+            crate::sync::Ordering::Relaxed,
+        );
+        assert!(c.segment().replicated());
+    }
+
+    #[test]
     fn log_age_is_that_of_the_oldest_entry_in_the_window() {
         // No bound on how long the test takes (Miri is slow): the ages
         // compared differ by an hour.

@@ -232,6 +232,7 @@ impl Segment {
     /// tombstone (docs/architecture.md, "Tombstones"). SeqCst: the take's
     /// or remove's SeqCst CAS of the index word and this load pair with
     /// [`Segment::mark_replicated`]'s store and fence.
+    ///
     /// A status area claimed by a bridge of an earlier release, which did
     /// not set the mark, counts too.
     #[inline]

@@ -14,10 +14,25 @@ use std::sync::OnceLock;
 const KEYS: u32 = 64;
 
 struct Fixture {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     path: PathBuf,
     image: Vec<u8>,
     values: Vec<Vec<u8>>,
+}
+
+static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+
+extern "C" {
+    /// The C library's `atexit` (std links it; no crate needed for one call).
+    fn atexit(f: extern "C" fn()) -> std::ffi::c_int;
+}
+
+/// A static is never dropped, and libFuzzer ends with `exit()`: remove the
+/// fixture's directory (in /dev/shm) then, or every run leaves one behind.
+extern "C" fn remove_fixture_dir() {
+    if let Some(f) = FIXTURE.get() {
+        let _ = std::fs::remove_dir_all(f.dir.path());
+    }
 }
 
 fn key(k: u32) -> [u8; 4] {
@@ -31,8 +46,7 @@ fn value(k: u32) -> Vec<u8> {
 }
 
 fn fixture() -> &'static Fixture {
-    static F: OnceLock<Fixture> = OnceLock::new();
-    F.get_or_init(|| {
+    FIXTURE.get_or_init(|| {
         let dir = tempfile::tempdir_in("/dev/shm")
             .or_else(|_| tempfile::tempdir())
             .expect("temp dir");
@@ -50,8 +64,11 @@ fn fixture() -> &'static Fixture {
         }
         drop(cache);
         let image = std::fs::read(&path).expect("read image");
+        // SAFETY: registers a plain extern "C" fn, once (inside
+        // get_or_init); it only removes the directory made here.
+        unsafe { atexit(remove_fixture_dir) };
         Fixture {
-            _dir: dir,
+            dir,
             path,
             image,
             values,

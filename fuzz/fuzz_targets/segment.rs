@@ -82,7 +82,9 @@ fuzz_target!(|data: &[u8]| {
     let mut rest = data;
     while rest.len() >= 5 {
         let off = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize % image.len();
-        let n = (rest[4] as usize).min(rest.len() - 5).min(image.len() - off);
+        let n = (rest[4] as usize)
+            .min(rest.len() - 5)
+            .min(image.len() - off);
         image[off..off + n].copy_from_slice(&rest[5..5 + n]);
         rest = &rest[5 + n..];
     }
@@ -93,7 +95,11 @@ fuzz_target!(|data: &[u8]| {
     let mut buf = [0u8; 256];
     for k in 0..KEYS {
         if let Lookup::Hit(n) = cache.get(&key(k), &mut buf) {
-            assert_eq!(&buf[..n], &f.values[k as usize][..], "wrong value for key {k}");
+            assert_eq!(
+                &buf[..n],
+                &f.values[k as usize][..],
+                "wrong value for key {k}"
+            );
         }
     }
     let _ = cache.take(&key(1), &mut buf);

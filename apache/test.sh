@@ -325,16 +325,10 @@ check_status() { # MPM
 # Every child maps every page of the segment at its start (scsp_prefault in
 # child_init): each of its mappings of host 1's segment is resident in full.
 # Kernels before 5.14 cannot (the module logs it and goes on): skipped there.
-unmapped_kib() { # PID PATH: KiB of PID's mappings of PATH not resident
-    awk -v path="$2" '
-        /^[0-9a-f]+-[0-9a-f]+ / { ours = ($NF == path) }
-        ours && /^Size:/ { size += $2 }
-        ours && /^Rss:/ { rss += $2 }
-        END { print (size == 0 ? -1 : size - rss) }' "/proc/$1/smaps"
-}
+. "$root/scripts/check/smaps.sh"
 check_prefault() { # MPM
     local pid n=0 left
-    if [ "$(uname -r | awk -F. '{ print ($1 > 5 || ($1 == 5 && $2 >= 14)) }')" != 1 ]; then
+    if ! prefault_supported; then
         echo "skip: $1: prefault check, kernel $(uname -r) has no MADV_POPULATE_READ"
         return
     fi

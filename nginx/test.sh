@@ -266,20 +266,14 @@ echo "host 1: master $(master 1), workers $(workers 1 | xargs); host 2: master $
 # each of its mappings of the segment (the http and the stream module open
 # it apart) is resident in full. Kernels before 5.14 cannot (the module
 # logs it and goes on): the check is skipped there.
-unmapped_kib() { # PID PATH: KiB of PID's mappings of PATH not resident
-    awk -v path="$2" '
-        /^[0-9a-f]+-[0-9a-f]+ / { ours = ($NF == path) }
-        ours && /^Size:/ { size += $2 }
-        ours && /^Rss:/ { rss += $2 }
-        END { print (size == 0 ? -1 : size - rss) }' "/proc/$1/smaps"
-}
+. "$root/scripts/check/smaps.sh"
 prefaulted() {
     local w
     for w in $(workers 1); do
         [ "$(unmapped_kib "$w" "$seg1")" = 0 ] || return 1
     done
 }
-if [ "$(uname -r | awk -F. '{ print ($1 > 5 || ($1 == 5 && $2 >= 14)) }')" = 1 ]; then
+if prefault_supported; then
     for _ in $(seq 100); do prefaulted && break; sleep 0.05; done
     check "every worker has mapped every page of its segment at start ($(for w in $(workers 1); do printf '%s: %s KiB unmapped; ' "$w" "$(unmapped_kib "$w" "$seg1")"; done))" prefaulted
 else

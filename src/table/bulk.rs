@@ -3,7 +3,11 @@
 //! group where the CPU has AVX2, word by word through `AtomicU64` elsewhere
 //! (and under loom and Miri). Both paths compute the same [`ValueSum`]: a
 //! group's four words go into lanes 0..=3, which is what a vector register's
-//! four elements are.
+//! four elements are. A get copies a whole value that does not wrap in one
+//! block ([`load_value`]), its last partial group included, so that the sums
+//! never leave the registers (a 32-byte load of sums just stored in smaller
+//! pieces waits for the stores to drain; that and the word-by-word tail made
+//! up most of what a hit cost over rustls's in-process cache).
 //!
 //! Why assembly: the log is written by other processes while we read it, so
 //! Rust may touch it only through atomics (docs/architecture.md, I5
@@ -51,6 +55,39 @@ pub(super) fn load(run: &[AtomicU64], dst: &mut [u8], sum: &mut ValueSum) {
         return;
     }
     load_words(run, dst, sum);
+}
+
+/// Copy a whole value, `dst.len()` bytes, out of `run` (its words, exactly
+/// `dst.len().div_ceil(8)`, not wrapping), and return each checksum lane's
+/// `a ^ b.rotate_left(32)` for the checksum started from `seed` (`lanes`
+/// are `SUM_LANES`): the groups, then the last partial group, with the
+/// sums in registers throughout. `None` where the CPU lacks AVX2 or the
+/// value is shorter than one group (the caller takes the general path).
+#[inline(always)]
+pub(super) fn load_value(
+    run: &[AtomicU64],
+    dst: &mut [u8],
+    seed: u64,
+    lanes: &[u64; 4],
+) -> Option<[u64; 4]> {
+    #[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
+    if dst.len() >= 32 && run.len() == dst.len().div_ceil(8) && avx2::available() {
+        // SAFETY: `run` holds `dst.len().div_ceil(8)` words, so at least
+        // `dst.len()` readable bytes; `dst` is `dst.len()` writable bytes
+        // that nothing else borrows, not overlapping the log; `dst.len()`
+        // is at least 32; the CPU has AVX2 (checked just above).
+        return Some(unsafe {
+            avx2::copy_value(
+                run.as_ptr().cast(),
+                dst.as_mut_ptr(),
+                dst.len(),
+                seed,
+                lanes,
+            )
+        });
+    }
+    let _ = (run, dst, seed, lanes);
+    None
 }
 
 /// `load` one word at a time.
@@ -123,6 +160,126 @@ mod avx2 {
     #[inline(always)]
     pub(super) fn available() -> bool {
         std::arch::is_x86_feature_detected!("avx2")
+    }
+
+    /// Lane numbers, to turn a count of words into a lane mask.
+    static LANE_INDEX: [u64; 4] = [0, 1, 2, 3];
+
+    /// Copy `len` bytes from `src` to `dst` and return each checksum lane's
+    /// `a ^ b.rotate_left(32)`, the sums started at `a = seed ^ lanes[l]`,
+    /// `b = 0`, over the `len.div_ceil(8)` words at `src` (as
+    /// [`ValueSum::add`] does, lane = word index mod 4).
+    ///
+    /// # Safety
+    /// The CPU has AVX2, `len >= 32`, `src` is readable for
+    /// `len.div_ceil(8) * 8` bytes and `dst` writable for `len` bytes, and
+    /// the two ranges do not overlap.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn copy_value(
+        src: *const u8,
+        dst: *mut u8,
+        len: usize,
+        seed: u64,
+        lanes: &[u64; 4],
+    ) -> [u64; 4] {
+        let (x0, x1, x2, x3): (u64, u64, u64, u64);
+        // SAFETY: the block reads the `len & !31` bytes of whole groups at
+        // `src` and writes them to `dst` (one unaligned 32-byte load and
+        // store each, counting `i` up from `-(len & !31)` to 0 from the
+        // groups' ends); then, if a partial group is left, it reads its
+        // `t = (len % 32).div_ceil(8)` words (a masked load of lanes
+        // `0..t`: the others are neither read nor faulted on) and copies
+        // the last 32 bytes of the value, `src + len - 32 .. src + len` to
+        // the same place in `dst` (inside both ranges as `len >= 32`;
+        // overlapping bytes already written with the same values). Besides
+        // that it reads `lanes` and `LANE_INDEX` (32 bytes each). `len >=
+        // 32`, so at least one group runs. Vector registers that held
+        // value bytes or sums are zeroed at the end (see `copy`); the
+        // flags are clobbered.
+        unsafe {
+            std::arch::asm!(
+                "vmovq {a:x}, {seed}",
+                "vpbroadcastq {a}, {a:x}",
+                "vpxor {a}, {a}, ymmword ptr [{lanes}]",
+                "vpxor {b}, {b}, {b}",
+                // {m} = 0x00000000ffffffff in every element.
+                "vpcmpeqd {m}, {m}, {m}",
+                "vpsrlq {m}, {m}, 32",
+                "mov {i}, {len}",
+                "and {i}, -32",
+                "lea {sg}, [{src} + {i}]",
+                "lea {dg}, [{dst} + {i}]",
+                "neg {i}",
+                "2:",
+                "vmovdqu {w}, ymmword ptr [{sg} + {i}]",
+                "vmovdqu ymmword ptr [{dg} + {i}], {w}",
+                sum_group!("{w}"),
+                "add {i}, 32",
+                "jnz 2b",
+                // The partial group: its words' sums in lanes 0..t only.
+                "mov {i}, {len}",
+                "and {i}, 31",
+                "jz 3f",
+                "add {i}, 7",
+                "shr {i}, 3",
+                "vmovq {v:x}, {i}",
+                "vpbroadcastq {v}, {v:x}",
+                "vpcmpgtq {v}, {v}, ymmword ptr [{index}]",
+                "vpmaskmovq {w}, {v}, ymmword ptr [{sg}]",
+                "vmovdqa {pa}, {a}",
+                "vmovdqa {pb}, {b}",
+                sum_group!("{w}"),
+                "vpblendvb {a}, {pa}, {a}, {v}",
+                "vpblendvb {b}, {pb}, {b}, {v}",
+                "vmovdqu {w}, ymmword ptr [{src} + {len} - 32]",
+                "vmovdqu ymmword ptr [{dst} + {len} - 32], {w}",
+                "3:",
+                // a ^ b.rotate_left(32): vpshufd 0xB1 swaps each word's halves.
+                "vpshufd {b}, {b}, 0xB1",
+                "vpxor {a}, {a}, {b}",
+                "vmovq {x0}, {a:x}",
+                "vpextrq {x1}, {a:x}, 1",
+                "vextracti128 {v:x}, {a}, 1",
+                "vmovq {x2}, {v:x}",
+                "vpextrq {x3}, {v:x}, 1",
+                "vpxor {a}, {a}, {a}",
+                "vpxor {b}, {b}, {b}",
+                "vpxor {w}, {w}, {w}",
+                "vpxor {v}, {v}, {v}",
+                "vpxor {lo}, {lo}, {lo}",
+                "vpxor {u}, {u}, {u}",
+                "vpxor {pa}, {pa}, {pa}",
+                "vpxor {pb}, {pb}, {pb}",
+                // Clean upper halves for the SSE code after the call (the
+                // compiler adds no `vzeroupper` for registers used only
+                // inside `asm!`); without it SSE instructions stall.
+                "vzeroupper",
+                src = in(reg) src,
+                dst = in(reg) dst,
+                len = in(reg) len,
+                seed = in(reg) seed,
+                lanes = in(reg) lanes.as_ptr(),
+                index = in(reg) LANE_INDEX.as_ptr(),
+                i = out(reg) _,
+                sg = out(reg) _,
+                dg = out(reg) _,
+                x0 = lateout(reg) x0,
+                x1 = lateout(reg) x1,
+                x2 = lateout(reg) x2,
+                x3 = lateout(reg) x3,
+                a = out(ymm_reg) _,
+                b = out(ymm_reg) _,
+                w = out(ymm_reg) _,
+                v = out(ymm_reg) _,
+                m = out(ymm_reg) _,
+                lo = out(ymm_reg) _,
+                u = out(ymm_reg) _,
+                pa = out(ymm_reg) _,
+                pb = out(ymm_reg) _,
+                options(nostack),
+            );
+        }
+        [x0, x1, x2, x3]
     }
 
     /// Copy `groups` groups of 32 bytes from `src` to `dst`, adding each
@@ -252,6 +409,55 @@ mod tests {
                 assert_eq!(dst, src, "{path}: {groups} groups");
                 assert_eq!(put, want, "{path}: {groups} groups");
                 assert_eq!(got, want, "{path}: {groups} groups");
+            }
+        }
+    }
+
+    #[test]
+    fn a_whole_value_is_copied_and_summed_like_the_reference() {
+        use super::super::entry::SUM_LANES;
+        const GUARD: u8 = 0xA5;
+        let seed = 0x0123_4567_89AB_CDEF;
+        for len in 0..=300usize {
+            let words = len.div_ceil(8);
+            // The writer zero-pads the last word; the words after the
+            // value (another entry's) must not reach the sums.
+            let mut bytes: Vec<u8> = (0..words * 8 + 64).map(|i| (i * 151 + 3) as u8).collect();
+            bytes[len..words * 8].fill(0);
+            let log: Vec<AtomicU64> = bytes
+                .chunks_exact(8)
+                .map(|c| AtomicU64::new(u64::from_le_bytes(c.try_into().unwrap())))
+                .collect();
+            let mut want = ValueSum::from_seed(seed);
+            for (j, w) in log[..words].iter().enumerate() {
+                want.add(j & 3, w.load(Ordering::Relaxed));
+            }
+            let want_lanes = [0, 1, 2, 3].map(|l| want.a[l] ^ want.b[l].rotate_left(32));
+            for dst_off in [0, 1, 7, 31] {
+                let mut dst_all = vec![GUARD; len + 64];
+                let dst = &mut dst_all[dst_off..dst_off + len];
+                let got = load_value(&log[..words], dst, seed, &SUM_LANES);
+                let at = format!("{len} bytes, dst offset {dst_off}");
+                if len < 32 || !cfg!(all(target_arch = "x86_64", not(miri))) {
+                    assert_eq!(got, None, "{at}");
+                    continue;
+                }
+                if !std::arch::is_x86_feature_detected!("avx2") {
+                    assert_eq!(got, None, "{at}");
+                    continue;
+                }
+                assert_eq!(got, Some(want_lanes), "{at}");
+                assert_eq!(&dst_all[dst_off..dst_off + len], &bytes[..len], "{at}");
+                let outside = dst_all[..dst_off].iter().chain(&dst_all[dst_off + len..]);
+                assert!(outside.copied().all(|b| b == GUARD), "{at}");
+            }
+            // A run of the wrong length is refused, not read past.
+            if words > 0 {
+                let mut dst = vec![0u8; len];
+                assert_eq!(
+                    load_value(&log[..words - 1], &mut dst, seed, &SUM_LANES),
+                    None
+                );
             }
         }
     }

@@ -128,7 +128,7 @@ impl EntryHeader {
 
 /// Starting values of the four lanes' sums `a` (xxh64's primes), so equal
 /// words in different lanes count differently.
-const SUM_LANES: [u64; 4] = [
+pub(super) const SUM_LANES: [u64; 4] = [
     0x9E37_79B1_85EB_CA87,
     0xC2B2_AE3D_27D4_EB4F,
     0x1656_67B1_9E37_79F9,
@@ -156,11 +156,21 @@ impl ValueSum {
     /// reader need not).
     #[inline(always)]
     pub(crate) fn from_header(w: &[u64; ENTRY_HEADER_WORDS]) -> ValueSum {
-        let seed = w[0]
-            ^ w[1].rotate_left(13)
+        ValueSum::from_seed(ValueSum::seed(w))
+    }
+
+    /// The seed the checksum of the entry with header words `w` starts from.
+    #[inline(always)]
+    pub(crate) fn seed(w: &[u64; ENTRY_HEADER_WORDS]) -> u64 {
+        w[0] ^ w[1].rotate_left(13)
             ^ w[2].rotate_left(29)
             ^ w[3].rotate_left(41)
-            ^ w[4].rotate_left(53);
+            ^ w[4].rotate_left(53)
+    }
+
+    /// Start the checksum from its seed.
+    #[inline(always)]
+    pub(super) fn from_seed(seed: u64) -> ValueSum {
         ValueSum {
             a: SUM_LANES.map(|k| seed ^ k),
             b: [0; 4],
@@ -194,10 +204,18 @@ impl ValueSum {
     }
 
     #[inline]
-    fn finish(self) -> u64 {
-        let lane = |l: usize| fmix64(self.a[l] ^ self.b[l].rotate_left(32));
-        lane(0) ^ lane(1).rotate_left(16) ^ lane(2).rotate_left(32) ^ lane(3).rotate_left(48)
+    pub(super) fn finish(self) -> u64 {
+        finish_lanes([0, 1, 2, 3].map(|l| self.a[l] ^ self.b[l].rotate_left(32)))
     }
+}
+
+/// The checksum from each lane's `a ^ b.rotate_left(32)`.
+#[inline(always)]
+fn finish_lanes(x: [u64; 4]) -> u64 {
+    fmix64(x[0])
+        ^ fmix64(x[1]).rotate_left(16)
+        ^ fmix64(x[2]).rotate_left(32)
+        ^ fmix64(x[3]).rotate_left(48)
 }
 
 /// murmur3's 64-bit finaliser: a bijection in which every input bit
@@ -226,6 +244,29 @@ pub(crate) fn load_header(log: &[AtomicU64], pos: u64) -> [u64; ENTRY_HEADER_WOR
 pub(crate) const FOR_WRITE: i32 = 7; // _MM_HINT_ET0
 /// Prefetch hint: the lines will be read (into every cache level).
 pub(crate) const FOR_READ: i32 = 3; // _MM_HINT_T0
+
+/// `prefetch::<FOR_READ>` of an entry whose index word claims `words` words
+/// from word `start`, in fewer instructions: only the lines up to the end of
+/// the log (the rare entry that wraps has the rest of it fetched on demand).
+#[inline(always)]
+pub(crate) fn prefetch_entry(log: &[AtomicU64], start: u64, words: usize) {
+    #[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
+    {
+        let first = start as usize & (log.len().wrapping_sub(1)) & !7;
+        // At most LINES_MAX + 1 lines (I4 BOUNDED), none beyond the log.
+        let end = (first + (start as usize & 7) + words).min(log.len());
+        let mut word = first;
+        while word < end {
+            // SAFETY: as in `prefetch`; `word < log.len()`.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<FOR_READ>(log.as_ptr().wrapping_add(word).cast())
+            };
+            word += 8;
+        }
+    }
+    #[cfg(not(all(target_arch = "x86_64", not(loom), not(miri))))]
+    let _ = (log, start, words);
+}
 
 /// Ask the CPU to start fetching the cache lines of words `start..start + words`
 /// of `words_of` now, so several misses overlap instead of queueing one after
@@ -392,13 +433,15 @@ fn store_run(run: &[AtomicU64], src: &[u8], sum: &mut ValueSum) {
 /// the entry checksum of the words as read (`sum` finished over them; the
 /// last word's padding included, which the writer zeroed).
 #[inline(always)]
-pub(crate) fn copy_value_out(
-    log: &[AtomicU64],
-    start: u64,
-    dst: &mut [u8],
-    mut sum: ValueSum,
-) -> u64 {
+pub(crate) fn copy_value_out(log: &[AtomicU64], start: u64, dst: &mut [u8], seed: u64) -> u64 {
     let (at, first, second) = runs(log.len(), start, dst.len().div_ceil(8));
+    if second == 0 {
+        // The common case, in one pass with the sums in registers.
+        if let Some(x) = bulk::load_value(&log[at..at + first], dst, seed, &SUM_LANES) {
+            return finish_lanes(x);
+        }
+    }
+    let mut sum = ValueSum::from_seed(seed);
     let split = dst.len().min(first * 8);
     let (dst1, dst2) = dst.split_at_mut(split);
     load_run(&log[at..at + first], dst1, &mut sum);
@@ -419,21 +462,45 @@ fn load_run(run: &[AtomicU64], dst: &mut [u8], sum: &mut ValueSum) {
     let (body, rest) = dst.split_at_mut(grouped * 8);
     let (run_body, run_rest) = run.split_at(grouped);
     bulk::load(run_body, body, sum);
-    // At most 3 full words and one partial word remain (I4 BOUNDED), whole
-    // words first (see `store_run`).
-    let mut words = rest.chunks_exact_mut(8);
-    let mut k = 0;
-    for (chunk, r) in (&mut words).zip(run_rest) {
-        let w = r.load(Ordering::Relaxed);
-        chunk.copy_from_slice(&w.to_le_bytes());
-        sum.add(k & 3, w);
-        k += 1;
+    // At most 3 whole words and one partial word remain (I4 BOUNDED). Word
+    // `k` of them goes into lane `k` (the groups end on lane 3). Unrolled,
+    // so that every lane index is a constant, and the partial word is
+    // stored from a register (no `memcpy` call, no copy of it left on the
+    // stack).
+    let whole = rest.len() / 8;
+    let (whole_bytes, partial) = rest.split_at_mut(whole * 8);
+    for lane in 0..3 {
+        if let (true, Some(r)) = (lane < whole, run_rest.get(lane)) {
+            let w = r.load(Ordering::Relaxed);
+            whole_bytes[8 * lane..8 * lane + 8].copy_from_slice(&w.to_le_bytes());
+            sum.add(lane, w);
+        }
     }
-    let partial = words.into_remainder();
-    if let (false, Some(r)) = (partial.is_empty(), run_rest.get(k)) {
+    if let (false, Some(r)) = (partial.is_empty(), run_rest.get(whole)) {
         let w = r.load(Ordering::Relaxed);
-        partial.copy_from_slice(&w.to_le_bytes()[..partial.len()]);
-        sum.add(k & 3, w);
+        store_partial(partial, w);
+        match whole {
+            0 => sum.add(0, w),
+            1 => sum.add(1, w),
+            2 => sum.add(2, w),
+            _ => sum.add(3, w),
+        }
+    }
+}
+
+/// Store the first `dst.len()` (1..=7) little-endian bytes of `w` into
+/// `dst`, in two overlapping stores of 4 or 2 bytes (or one byte).
+#[inline(always)]
+fn store_partial(dst: &mut [u8], w: u64) {
+    let n = dst.len();
+    if n >= 4 {
+        dst[..4].copy_from_slice(&(w as u32).to_le_bytes());
+        dst[n - 4..n].copy_from_slice(&((w >> (8 * (n - 4))) as u32).to_le_bytes());
+    } else if n >= 2 {
+        dst[..2].copy_from_slice(&(w as u16).to_le_bytes());
+        dst[n - 2..n].copy_from_slice(&((w >> (8 * (n - 2))) as u16).to_le_bytes());
+    } else if n == 1 {
+        dst[0] = w as u8;
     }
 }
 
@@ -480,7 +547,7 @@ mod tests {
             for start in [0u64, 97, 110, 121, 126, 127, 128 + 5] {
                 let put = copy_value_in(&log, start, &v, ValueSum::new(&h));
                 let mut out = vec![0u8; len];
-                let got = copy_value_out(&log, start, &mut out, ValueSum::new(&h));
+                let got = copy_value_out(&log, start, &mut out, ValueSum::seed(&h.encode()));
                 assert_eq!(put, reference, "len {len} start {start}");
                 assert_eq!(got, reference, "len {len} start {start}");
                 assert_eq!(out, v, "len {len} start {start}");
@@ -527,7 +594,10 @@ mod tests {
             assert_eq!(h.compute_checksum(&v), want, "len {len}");
             assert_eq!(copy_value_in(&log, 0, &v, ValueSum::new(&h)), want);
             let mut out = vec![0u8; len];
-            assert_eq!(copy_value_out(&log, 0, &mut out, ValueSum::new(&h)), want);
+            assert_eq!(
+                copy_value_out(&log, 0, &mut out, ValueSum::seed(&h.encode())),
+                want
+            );
         }
     }
 

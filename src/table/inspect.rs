@@ -132,7 +132,7 @@ impl Cache {
             log,
             pos.wrapping_add((ENTRY_HEADER_WORDS + key_words) as u64),
             value,
-            super::entry::ValueSum::new(&h),
+            super::entry::ValueSum::seed(&h.encode()),
         );
         if sum != h.checksum {
             return Err(format!("shard {shard} pos {pos}: checksum mismatch"));

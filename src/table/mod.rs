@@ -42,9 +42,9 @@ use crate::stats::{self, Counter, Counters};
 use crate::sync::{fence, Ordering};
 use entry::{
     copy_in, copy_out, copy_value_in, copy_value_out, key_equals, load_header, prefetch,
-    store_header, ValueSum, FOR_READ, FOR_WRITE,
+    prefetch_entry, store_header, ValueSum, FOR_WRITE,
 };
-use index::{hinted_words, in_window, reconstruct, tag_of};
+use index::{hinted_words, in_window, reconstruct, tag_matches, tag_of};
 #[cfg(not(loom))]
 use std::path::Path;
 
@@ -657,10 +657,7 @@ impl Cache {
         // tag without a branch per word (the tag is never 0, so empty words
         // never match). Acquire pairs with the Release CAS in `publish`.
         let words = bucket.each_ref().map(|w| w.load(Ordering::Acquire));
-        let mut matches = 0u32;
-        for (i, &word) in words.iter().enumerate() {
-            matches |= u32::from(tag_of(word) == slot.tag) << i;
-        }
+        let mut matches = tag_matches(&words, slot.tag);
         // At most BUCKET_WORDS iterations (I4 BOUNDED).
         while matches != 0 {
             let i = matches.trailing_zeros() as usize;
@@ -716,7 +713,7 @@ impl Cache {
         // fetching all their lines now, so the misses overlap instead of the
         // value's waiting for the header's. The length is the word's hint
         // (a prefetch is masked and never faults, so a wrong hint is harmless).
-        prefetch::<FOR_READ>(log, at, hinted_words(word));
+        prefetch_entry(log, at, hinted_words(word));
         // Reads are masked to the log, so `at` finds the same words as the
         // full position would; the header's own `pos` must agree with it.
         let header = load_header(log, at);
@@ -759,7 +756,7 @@ impl Cache {
             log,
             at.wrapping_add((ENTRY_HEADER_WORDS + key.len().div_ceil(8)) as u64),
             value,
-            ValueSum::from_header(&header),
+            ValueSum::seed(&header),
         );
         // Pairs with the Release fence in `append`: if any word we read was
         // written by a later reservation, this load sees that reservation.
@@ -790,6 +787,8 @@ impl Cache {
     /// another key's that belongs under `slot`? Its key must hash to its
     /// hash, and that hash lead to this bucket and tag. Off the hit path:
     /// only tag collisions and damage come here.
+    #[cold]
+    #[inline(never)]
     fn holds_other_key(&self, slot: &index::Slot, key_at: u64, h: &EntryHeader) -> bool {
         let g = self.seg.geometry();
         let home = index::Slot::locate(h.hash, g.buckets, g.shards);
@@ -808,6 +807,8 @@ impl Cache {
     /// that wrapped the log over the entry while it was read has moved it
     /// past the entry (Acquire pairs with the Release fence in `append`, as
     /// for the copy), so a busy table is not taken for damaged.
+    #[cold]
+    #[inline(never)]
     fn corrupt_or_stale(&self, word: u64, tail: &crate::sync::AtomicU64) -> Reject {
         fence(Ordering::Acquire);
         let t = tail.load(Ordering::Relaxed);

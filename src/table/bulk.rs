@@ -3,11 +3,12 @@
 //! group where the CPU has AVX2, word by word through `AtomicU64` elsewhere
 //! (and under loom and Miri). Both paths compute the same [`ValueSum`]: a
 //! group's four words go into lanes 0..=3, which is what a vector register's
-//! four elements are. A get copies a whole value that does not wrap in one
-//! block ([`load_value`]), its last partial group included, so that the sums
-//! never leave the registers (a 32-byte load of sums just stored in smaller
-//! pieces waits for the stores to drain; that and the word-by-word tail made
-//! up most of what a hit cost over rustls's in-process cache).
+//! four elements are. A whole value that does not wrap is copied in one
+//! block ([`load_value`], [`store_value`]), its last partial group
+//! included, so that the sums never leave the registers (a 32-byte load of
+//! sums just stored in smaller pieces waits for the stores to drain; that
+//! and the word-by-word tail made up most of what a hit cost over rustls's
+//! in-process cache, and a fifth of a put).
 //!
 //! Why assembly: the log is written by other processes while we read it, so
 //! Rust may touch it only through atomics (docs/architecture.md, I5
@@ -87,6 +88,37 @@ pub(super) fn load_value(
         });
     }
     let _ = (run, dst, seed, lanes);
+    None
+}
+
+/// `load_value`'s other direction: store the value `src` into `run` (its
+/// words, exactly `src.len().div_ceil(8)`, not wrapping), zero-padding the
+/// last word, and return each checksum lane's `a ^ b.rotate_left(32)`.
+/// `None` where the CPU lacks AVX2 or the value is shorter than one group.
+#[inline(always)]
+pub(super) fn store_value(
+    run: &[AtomicU64],
+    src: &[u8],
+    seed: u64,
+    lanes: &[u64; 4],
+) -> Option<[u64; 4]> {
+    #[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
+    if src.len() >= 32 && run.len() == src.len().div_ceil(8) && avx2::available() {
+        // SAFETY: `src` is `src.len()` (at least 32) readable bytes; `run`
+        // holds `src.len().div_ceil(8)` words of the log, written through
+        // atomics or these blocks only, which a private `&[u8]` never
+        // aliases; the CPU has AVX2 (checked just above).
+        return Some(unsafe {
+            avx2::store_value(
+                src.as_ptr(),
+                run.as_ptr() as *mut u8,
+                src.len(),
+                seed,
+                lanes,
+            )
+        });
+    }
+    let _ = (run, src, seed, lanes);
     None
 }
 
@@ -282,6 +314,141 @@ mod avx2 {
         [x0, x1, x2, x3]
     }
 
+    /// Store the `len` bytes at `src` as the `len.div_ceil(8)` words at
+    /// `dst` (the last one zero-padded) and return each checksum lane's
+    /// `a ^ b.rotate_left(32)`, as [`copy_value`] does for a load.
+    ///
+    /// # Safety
+    /// The CPU has AVX2, `len >= 32`, `src` is readable for `len` bytes and
+    /// `dst` writable for `len.div_ceil(8) * 8` bytes, and the two ranges do
+    /// not overlap.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn store_value(
+        src: *const u8,
+        dst: *mut u8,
+        len: usize,
+        seed: u64,
+        lanes: &[u64; 4],
+    ) -> [u64; 4] {
+        let (x0, x1, x2, x3): (u64, u64, u64, u64);
+        // SAFETY: the block reads the `len & !31` bytes of whole groups at
+        // `src` and stores them at `dst` (one unaligned 32-byte load and
+        // store each, counting `i` up to 0 from the groups' ends). A partial
+        // group left, of `r = len % 32` bytes: its whole words are read
+        // with a masked load (lanes `0..r / 8`; no other byte is read or
+        // faulted on), its last partial word, if any, from the 8 bytes that
+        // end the value (`src + len - 8`, inside `src` as `len >= 32`)
+        // shifted down so the bytes past the value are zero; the group's
+        // `r.div_ceil(8)` words are stored with a masked store, inside the
+        // `dst` range. Besides that it reads `lanes` and `LANE_INDEX`.
+        // Registers that held value bytes or sums are zeroed at the end
+        // and the upper halves cleaned (see `copy_value`); the flags are
+        // clobbered.
+        unsafe {
+            std::arch::asm!(
+                "vmovq {a:x}, {seed}",
+                "vpbroadcastq {a}, {a:x}",
+                "vpxor {a}, {a}, ymmword ptr [{lanes}]",
+                "vpxor {b}, {b}, {b}",
+                "vpcmpeqd {m}, {m}, {m}",
+                "vpsrlq {m}, {m}, 32",
+                "mov {i}, {len}",
+                "and {i}, -32",
+                "lea {sg}, [{src} + {i}]",
+                "lea {dg}, [{dst} + {i}]",
+                "neg {i}",
+                "2:",
+                "vmovdqu {w}, ymmword ptr [{sg} + {i}]",
+                "vmovdqu ymmword ptr [{dg} + {i}], {w}",
+                sum_group!("{w}"),
+                "add {i}, 32",
+                "jnz 2b",
+                // The partial group: `i` = its whole words, `t` = the bytes
+                // of its partial word.
+                "mov {i}, {len}",
+                "and {i}, 31",
+                "jz 3f",
+                "mov {t}, {i}",
+                "and {t}, 7",
+                "shr {i}, 3",
+                "vmovq {v:x}, {i}",
+                "vpbroadcastq {v}, {v:x}",
+                "vmovdqu {pa}, ymmword ptr [{index}]",
+                // Lanes below the whole words: load them.
+                "vpcmpgtq {pb}, {v}, {pa}",
+                "vpmaskmovq {w}, {pb}, ymmword ptr [{sg}]",
+                "test {t}, {t}",
+                "jz 4f",
+                // The partial word into lane `i`, its bytes past the value
+                // shifted out: w = [src + len - 8] >> (64 - 8 * t).
+                "mov {p}, qword ptr [{src} + {len} - 8]",
+                "neg {t}",
+                "lea rcx, [8 * {t} + 64]",
+                "shr {p}, cl",
+                "vmovq {u:x}, {p}",
+                "vpbroadcastq {u}, {u:x}",
+                "vpcmpeqq {pb}, {v}, {pa}",
+                "vpblendvb {w}, {w}, {u}, {pb}",
+                "xor {p}, {p}",
+                // One word more to store and sum.
+                "vpcmpeqd {pb}, {pb}, {pb}",
+                "vpsubq {v}, {v}, {pb}",
+                "4:",
+                "vpcmpgtq {v}, {v}, {pa}",
+                "vpmaskmovq ymmword ptr [{dg}], {v}, {w}",
+                "vmovdqa {pa}, {a}",
+                "vmovdqa {pb}, {b}",
+                sum_group!("{w}"),
+                "vpblendvb {a}, {pa}, {a}, {v}",
+                "vpblendvb {b}, {pb}, {b}, {v}",
+                "3:",
+                "vpshufd {b}, {b}, 0xB1",
+                "vpxor {a}, {a}, {b}",
+                "vmovq {x0}, {a:x}",
+                "vpextrq {x1}, {a:x}, 1",
+                "vextracti128 {v:x}, {a}, 1",
+                "vmovq {x2}, {v:x}",
+                "vpextrq {x3}, {v:x}, 1",
+                "vpxor {a}, {a}, {a}",
+                "vpxor {b}, {b}, {b}",
+                "vpxor {w}, {w}, {w}",
+                "vpxor {v}, {v}, {v}",
+                "vpxor {lo}, {lo}, {lo}",
+                "vpxor {u}, {u}, {u}",
+                "vpxor {pa}, {pa}, {pa}",
+                "vpxor {pb}, {pb}, {pb}",
+                "vzeroupper",
+                src = in(reg) src,
+                dst = in(reg) dst,
+                len = in(reg) len,
+                seed = in(reg) seed,
+                lanes = in(reg) lanes.as_ptr(),
+                index = in(reg) LANE_INDEX.as_ptr(),
+                i = out(reg) _,
+                t = out(reg) _,
+                p = out(reg) _,
+                sg = out(reg) _,
+                dg = out(reg) _,
+                out("rcx") _,
+                x0 = lateout(reg) x0,
+                x1 = lateout(reg) x1,
+                x2 = lateout(reg) x2,
+                x3 = lateout(reg) x3,
+                a = out(ymm_reg) _,
+                b = out(ymm_reg) _,
+                w = out(ymm_reg) _,
+                v = out(ymm_reg) _,
+                m = out(ymm_reg) _,
+                lo = out(ymm_reg) _,
+                u = out(ymm_reg) _,
+                pa = out(ymm_reg) _,
+                pb = out(ymm_reg) _,
+                options(nostack),
+            );
+        }
+        [x0, x1, x2, x3]
+    }
+
     /// Copy `groups` groups of 32 bytes from `src` to `dst`, adding each
     /// group's four little-endian words to lanes 0..=3 of `sum`, low half
     /// then high half, as [`ValueSum::add`] does.
@@ -457,6 +624,48 @@ mod tests {
                 assert_eq!(
                     load_value(&log[..words - 1], &mut dst, seed, &SUM_LANES),
                     None
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_whole_value_is_stored_and_summed_like_the_reference() {
+        use super::super::entry::SUM_LANES;
+        const GUARD: u64 = 0xDEAD_BEEF_DEAD_BEEF;
+        let seed = 0x0F1E_2D3C_4B5A_6978;
+        let avx2 = cfg!(all(target_arch = "x86_64", not(miri)))
+            && std::arch::is_x86_feature_detected!("avx2");
+        for len in 0..=300usize {
+            let words = len.div_ceil(8);
+            for src_off in [0, 1, 7, 31] {
+                let src_all: Vec<u8> = (0..len + 40).map(|i| (i * 173 + 29) as u8).collect();
+                let src = &src_all[src_off..src_off + len];
+                let mut padded = src.to_vec();
+                padded.resize(words * 8, 0);
+                let want_words: Vec<u64> = padded
+                    .chunks_exact(8)
+                    .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+                    .collect();
+                let mut want = ValueSum::from_seed(seed);
+                for (j, &w) in want_words.iter().enumerate() {
+                    want.add(j & 3, w);
+                }
+                let want_lanes = [0, 1, 2, 3].map(|l| want.a[l] ^ want.b[l].rotate_left(32));
+                // The run sits one word into the log, between guard words.
+                let log: Vec<AtomicU64> = (0..words + 6).map(|_| AtomicU64::new(GUARD)).collect();
+                let got = store_value(&log[1..1 + words], src, seed, &SUM_LANES);
+                let at = format!("{len} bytes, src offset {src_off}");
+                if len < 32 || !avx2 {
+                    assert_eq!(got, None, "{at}");
+                    continue;
+                }
+                assert_eq!(got, Some(want_lanes), "{at}");
+                let stored: Vec<u64> = log.iter().map(|w| w.load(Ordering::Relaxed)).collect();
+                assert_eq!(&stored[1..1 + words], &want_words[..], "{at}");
+                assert!(
+                    stored[0] == GUARD && stored[1 + words..].iter().all(|&w| w == GUARD),
+                    "{at}"
                 );
             }
         }

@@ -116,7 +116,7 @@ impl EntryHeader {
     /// pass (the reference the fused copies are tested against).
     #[cfg(test)]
     pub(crate) fn compute_checksum(&self, value: &[u8]) -> u64 {
-        let mut sum = ValueSum::new(self);
+        let mut sum = ValueSum::from_seed(ValueSum::seed(&self.encode()));
         for (j, chunk) in value.chunks(8).enumerate() {
             let mut b = [0u8; 8];
             b[..chunk.len()].copy_from_slice(chunk);
@@ -145,21 +145,9 @@ pub(crate) struct ValueSum {
 }
 
 impl ValueSum {
-    /// Start the checksum of the entry `h` describes (its words 0..=4).
-    #[inline]
-    pub(crate) fn new(h: &EntryHeader) -> ValueSum {
-        ValueSum::from_header(&h.encode())
-    }
-
-    /// Start the checksum of the entry whose header words are `w` (as
-    /// loaded: decoding and encoding again gives the same words, so a
-    /// reader need not).
-    #[inline(always)]
-    pub(crate) fn from_header(w: &[u64; ENTRY_HEADER_WORDS]) -> ValueSum {
-        ValueSum::from_seed(ValueSum::seed(w))
-    }
-
-    /// The seed the checksum of the entry with header words `w` starts from.
+    /// The seed the checksum of the entry with header words `w` (0..=4)
+    /// starts from. A reader passes the words as loaded: decoding and
+    /// encoding again gives the same words, so it need not.
     #[inline(always)]
     pub(crate) fn seed(w: &[u64; ENTRY_HEADER_WORDS]) -> u64 {
         w[0] ^ w[1].rotate_left(13)
@@ -385,8 +373,15 @@ fn runs(log_len: usize, start: u64, words: usize) -> (usize, usize, usize) {
 /// Store the value `src` into the log from word `start`, zero-padding the
 /// last word, and return the entry checksum (`sum` finished over `src`).
 #[inline]
-pub(crate) fn copy_value_in(log: &[AtomicU64], start: u64, src: &[u8], mut sum: ValueSum) -> u64 {
+pub(crate) fn copy_value_in(log: &[AtomicU64], start: u64, src: &[u8], seed: u64) -> u64 {
     let (at, first, second) = runs(log.len(), start, src.len().div_ceil(8));
+    if second == 0 {
+        // The common case, in one pass with the sums in registers.
+        if let Some(x) = bulk::store_value(&log[at..at + first], src, seed, &SUM_LANES) {
+            return finish_lanes(x);
+        }
+    }
+    let mut sum = ValueSum::from_seed(seed);
     let (src1, src2) = src.split_at(src.len().min(first * 8));
     store_run(&log[at..at + first], src1, &mut sum);
     if second > 0 {
@@ -545,7 +540,7 @@ mod tests {
             // Start near the end so most lengths wrap around the log, at
             // every lane offset of the second run.
             for start in [0u64, 97, 110, 121, 126, 127, 128 + 5] {
-                let put = copy_value_in(&log, start, &v, ValueSum::new(&h));
+                let put = copy_value_in(&log, start, &v, ValueSum::seed(&h.encode()));
                 let mut out = vec![0u8; len];
                 let got = copy_value_out(&log, start, &mut out, ValueSum::seed(&h.encode()));
                 assert_eq!(put, reference, "len {len} start {start}");
@@ -558,7 +553,7 @@ mod tests {
     #[test]
     fn decoding_then_encoding_gives_the_loaded_header_words() {
         // A reader seeds the checksum from the header words it loaded
-        // (`ValueSum::from_header`), a writer from the header it encodes:
+        // (`ValueSum::seed`), a writer from the header it encodes:
         // the two agree only if no bit of words 0..=4 is lost in decoding.
         let mut x = 0x0123_4567_89ab_cdefu64;
         for _ in 0..1000 {
@@ -572,7 +567,6 @@ mod tests {
             w[0] = ENTRY_MAGIC << 48 | w[0] & ((1 << 48) - 1);
             let h = EntryHeader::decode(&w).expect("the magic is there");
             assert_eq!(h.encode(), w);
-            assert_eq!(ValueSum::new(&h), ValueSum::from_header(&w));
         }
     }
 
@@ -592,7 +586,10 @@ mod tests {
         for (len, want) in pinned {
             let (h, v) = (header(len), value(len));
             assert_eq!(h.compute_checksum(&v), want, "len {len}");
-            assert_eq!(copy_value_in(&log, 0, &v, ValueSum::new(&h)), want);
+            assert_eq!(
+                copy_value_in(&log, 0, &v, ValueSum::seed(&h.encode())),
+                want
+            );
             let mut out = vec![0u8; len];
             assert_eq!(
                 copy_value_out(&log, 0, &mut out, ValueSum::seed(&h.encode())),

@@ -352,7 +352,7 @@ impl Cache {
             log,
             pos.wrapping_add((ENTRY_HEADER_WORDS + key.len().div_ceil(8)) as u64),
             value,
-            ValueSum::new(&h),
+            ValueSum::seed(&h.encode()),
         );
         store_header(log, pos, &h.encode());
         // The next entry in this shard most likely goes right after this

@@ -374,8 +374,20 @@ fn runs(log_len: usize, start: u64, words: usize) -> (usize, usize, usize) {
 /// last word, and return the entry checksum (`sum` finished over `src`).
 #[inline]
 pub(crate) fn copy_value_in(log: &[AtomicU64], start: u64, src: &[u8], seed: u64) -> u64 {
+    copy_value_in_by::<true>(log, start, src, seed)
+}
+
+/// `copy_value_in`; `ONE_BLOCK = false` takes the general path whatever the
+/// value.
+#[inline(always)]
+fn copy_value_in_by<const ONE_BLOCK: bool>(
+    log: &[AtomicU64],
+    start: u64,
+    src: &[u8],
+    seed: u64,
+) -> u64 {
     let (at, first, second) = runs(log.len(), start, src.len().div_ceil(8));
-    if second == 0 {
+    if ONE_BLOCK && second == 0 {
         // The common case, in one pass with the sums in registers.
         if let Some(x) = bulk::store_value(&log[at..at + first], src, seed, &SUM_LANES) {
             return finish_lanes(x);
@@ -429,8 +441,20 @@ fn store_run(run: &[AtomicU64], src: &[u8], sum: &mut ValueSum) {
 /// last word's padding included, which the writer zeroed).
 #[inline(always)]
 pub(crate) fn copy_value_out(log: &[AtomicU64], start: u64, dst: &mut [u8], seed: u64) -> u64 {
+    copy_value_out_by::<true>(log, start, dst, seed)
+}
+
+/// `copy_value_out`; `ONE_BLOCK = false` takes the general path whatever
+/// the value (the tests check both paths on every CPU).
+#[inline(always)]
+fn copy_value_out_by<const ONE_BLOCK: bool>(
+    log: &[AtomicU64],
+    start: u64,
+    dst: &mut [u8],
+    seed: u64,
+) -> u64 {
     let (at, first, second) = runs(log.len(), start, dst.len().div_ceil(8));
-    if second == 0 {
+    if ONE_BLOCK && second == 0 {
         // The common case, in one pass with the sums in registers.
         if let Some(x) = bulk::load_value(&log[at..at + first], dst, seed, &SUM_LANES) {
             return finish_lanes(x);
@@ -539,13 +563,25 @@ mod tests {
             let reference = h.compute_checksum(&v);
             // Start near the end so most lengths wrap around the log, at
             // every lane offset of the second run.
+            // Each direction on the one-block path (where the CPU has it)
+            // and the general one, stored by one and read by the other.
+            type In = fn(&[AtomicU64], u64, &[u8], u64) -> u64;
+            type Out = fn(&[AtomicU64], u64, &mut [u8], u64) -> u64;
+            let ins: [In; 2] = [copy_value_in_by::<true>, copy_value_in_by::<false>];
+            let outs: [Out; 2] = [copy_value_out_by::<true>, copy_value_out_by::<false>];
+            let seed = ValueSum::seed(&h.encode());
             for start in [0u64, 97, 110, 121, 126, 127, 128 + 5] {
-                let put = copy_value_in(&log, start, &v, ValueSum::seed(&h.encode()));
-                let mut out = vec![0u8; len];
-                let got = copy_value_out(&log, start, &mut out, ValueSum::seed(&h.encode()));
-                assert_eq!(put, reference, "len {len} start {start}");
-                assert_eq!(got, reference, "len {len} start {start}");
-                assert_eq!(out, v, "len {len} start {start}");
+                for (i, copy_in) in ins.iter().enumerate() {
+                    for (o, copy_out) in outs.iter().enumerate() {
+                        let at = format!("len {len} start {start} paths {i}/{o}");
+                        let put = copy_in(&log, start, &v, seed);
+                        let mut out = vec![0u8; len];
+                        let got = copy_out(&log, start, &mut out, seed);
+                        assert_eq!(put, reference, "{at}");
+                        assert_eq!(got, reference, "{at}");
+                        assert_eq!(out, v, "{at}");
+                    }
+                }
             }
         }
     }

@@ -166,7 +166,7 @@ fn store_words(run: &[AtomicU64], src: &[u8], sum: &mut ValueSum) {
 }
 
 /// The checksum steps of one group in register `$w` (clobbered), for
-/// `avx2::copy`'s assembly: `lo = w & m`, `hi = w >> 32`; `u = a + lo`,
+/// the `avx2` assembly: `lo = w & m`, `hi = w >> 32`; `u = a + lo`,
 /// `a = u + hi`; `b += u + a` (the sums after each half).
 #[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
 #[rustfmt::skip] // one instruction per line
@@ -179,6 +179,84 @@ macro_rules! sum_group {
             "vpaddq {a}, {u}, ", $w, "\n",
             "vpaddq {u}, {u}, {a}\n",
             "vpaddq {b}, {b}, {u}",
+        )
+    };
+}
+
+/// The start of `avx2::copy_value` and `avx2::store_value`: the lanes'
+/// sums from the seed (`a = seed ^ lanes[l]`, `b = 0`), `{m}` =
+/// 0x00000000ffffffff in every element, then every whole group moved from
+/// `{src}` to `{dst}` and summed. Leaves `{sg}` and `{dg}` at the groups'
+/// ends (the partial group's start).
+#[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
+#[rustfmt::skip] // one instruction per line
+macro_rules! value_groups {
+    () => {
+        concat!(
+            "vmovq {a:x}, {seed}\n",
+            "vpbroadcastq {a}, {a:x}\n",
+            "vpxor {a}, {a}, ymmword ptr [{lanes}]\n",
+            "vpxor {b}, {b}, {b}\n",
+            "vpcmpeqd {m}, {m}, {m}\n",
+            "vpsrlq {m}, {m}, 32\n",
+            "mov {i}, {len}\n",
+            "and {i}, -32\n",
+            "lea {sg}, [{src} + {i}]\n",
+            "lea {dg}, [{dst} + {i}]\n",
+            "neg {i}\n",
+            "2:\n",
+            "vmovdqu {w}, ymmword ptr [{sg} + {i}]\n",
+            "vmovdqu ymmword ptr [{dg} + {i}], {w}\n",
+            sum_group!("{w}"), "\n",
+            "add {i}, 32\n",
+            "jnz 2b",
+        )
+    };
+}
+
+/// The partial group `{w}` summed into the lanes that `{v}` selects (all
+/// ones); the other lanes keep their sums.
+#[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
+#[rustfmt::skip] // one instruction per line
+macro_rules! sum_masked_group {
+    () => {
+        concat!(
+            "vmovdqa {pa}, {a}\n",
+            "vmovdqa {pb}, {b}\n",
+            sum_group!("{w}"), "\n",
+            "vpblendvb {a}, {pa}, {a}, {v}\n",
+            "vpblendvb {b}, {pb}, {b}, {v}",
+        )
+    };
+}
+
+/// The end of `avx2::copy_value` and `avx2::store_value`: each lane's
+/// `a ^ b.rotate_left(32)` (`vpshufd 0xB1` swaps each word's halves) into
+/// `{x0}`..`{x3}`, then every vector register that held value bytes or
+/// sums zeroed and the upper halves cleaned: the compiler adds no
+/// `vzeroupper` for registers used only inside `asm!`, and without it the
+/// SSE code after the call stalls.
+#[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
+#[rustfmt::skip] // one instruction per line
+macro_rules! value_finish {
+    () => {
+        concat!(
+            "vpshufd {b}, {b}, 0xB1\n",
+            "vpxor {a}, {a}, {b}\n",
+            "vmovq {x0}, {a:x}\n",
+            "vpextrq {x1}, {a:x}, 1\n",
+            "vextracti128 {v:x}, {a}, 1\n",
+            "vmovq {x2}, {v:x}\n",
+            "vpextrq {x3}, {v:x}, 1\n",
+            "vpxor {a}, {a}, {a}\n",
+            "vpxor {b}, {b}, {b}\n",
+            "vpxor {w}, {w}, {w}\n",
+            "vpxor {v}, {v}, {v}\n",
+            "vpxor {lo}, {lo}, {lo}\n",
+            "vpxor {u}, {u}, {u}\n",
+            "vpxor {pa}, {pa}, {pa}\n",
+            "vpxor {pb}, {pb}, {pb}\n",
+            "vzeroupper",
         )
     };
 }
@@ -230,24 +308,7 @@ mod avx2 {
         // flags are clobbered.
         unsafe {
             std::arch::asm!(
-                "vmovq {a:x}, {seed}",
-                "vpbroadcastq {a}, {a:x}",
-                "vpxor {a}, {a}, ymmword ptr [{lanes}]",
-                "vpxor {b}, {b}, {b}",
-                // {m} = 0x00000000ffffffff in every element.
-                "vpcmpeqd {m}, {m}, {m}",
-                "vpsrlq {m}, {m}, 32",
-                "mov {i}, {len}",
-                "and {i}, -32",
-                "lea {sg}, [{src} + {i}]",
-                "lea {dg}, [{dst} + {i}]",
-                "neg {i}",
-                "2:",
-                "vmovdqu {w}, ymmword ptr [{sg} + {i}]",
-                "vmovdqu ymmword ptr [{dg} + {i}], {w}",
-                sum_group!("{w}"),
-                "add {i}, 32",
-                "jnz 2b",
+                value_groups!(),
                 // The partial group: its words' sums in lanes 0..t only.
                 "mov {i}, {len}",
                 "and {i}, 31",
@@ -258,34 +319,11 @@ mod avx2 {
                 "vpbroadcastq {v}, {v:x}",
                 "vpcmpgtq {v}, {v}, ymmword ptr [{index}]",
                 "vpmaskmovq {w}, {v}, ymmword ptr [{sg}]",
-                "vmovdqa {pa}, {a}",
-                "vmovdqa {pb}, {b}",
-                sum_group!("{w}"),
-                "vpblendvb {a}, {pa}, {a}, {v}",
-                "vpblendvb {b}, {pb}, {b}, {v}",
+                sum_masked_group!(),
                 "vmovdqu {w}, ymmword ptr [{src} + {len} - 32]",
                 "vmovdqu ymmword ptr [{dst} + {len} - 32], {w}",
                 "3:",
-                // a ^ b.rotate_left(32): vpshufd 0xB1 swaps each word's halves.
-                "vpshufd {b}, {b}, 0xB1",
-                "vpxor {a}, {a}, {b}",
-                "vmovq {x0}, {a:x}",
-                "vpextrq {x1}, {a:x}, 1",
-                "vextracti128 {v:x}, {a}, 1",
-                "vmovq {x2}, {v:x}",
-                "vpextrq {x3}, {v:x}, 1",
-                "vpxor {a}, {a}, {a}",
-                "vpxor {b}, {b}, {b}",
-                "vpxor {w}, {w}, {w}",
-                "vpxor {v}, {v}, {v}",
-                "vpxor {lo}, {lo}, {lo}",
-                "vpxor {u}, {u}, {u}",
-                "vpxor {pa}, {pa}, {pa}",
-                "vpxor {pb}, {pb}, {pb}",
-                // Clean upper halves for the SSE code after the call (the
-                // compiler adds no `vzeroupper` for registers used only
-                // inside `asm!`); without it SSE instructions stall.
-                "vzeroupper",
+                value_finish!(),
                 src = in(reg) src,
                 dst = in(reg) dst,
                 len = in(reg) len,
@@ -346,23 +384,7 @@ mod avx2 {
         // clobbered.
         unsafe {
             std::arch::asm!(
-                "vmovq {a:x}, {seed}",
-                "vpbroadcastq {a}, {a:x}",
-                "vpxor {a}, {a}, ymmword ptr [{lanes}]",
-                "vpxor {b}, {b}, {b}",
-                "vpcmpeqd {m}, {m}, {m}",
-                "vpsrlq {m}, {m}, 32",
-                "mov {i}, {len}",
-                "and {i}, -32",
-                "lea {sg}, [{src} + {i}]",
-                "lea {dg}, [{dst} + {i}]",
-                "neg {i}",
-                "2:",
-                "vmovdqu {w}, ymmword ptr [{sg} + {i}]",
-                "vmovdqu ymmword ptr [{dg} + {i}], {w}",
-                sum_group!("{w}"),
-                "add {i}, 32",
-                "jnz 2b",
+                value_groups!(),
                 // The partial group: `i` = its whole words, `t` = the bytes
                 // of its partial word.
                 "mov {i}, {len}",
@@ -396,28 +418,9 @@ mod avx2 {
                 "4:",
                 "vpcmpgtq {v}, {v}, {pa}",
                 "vpmaskmovq ymmword ptr [{dg}], {v}, {w}",
-                "vmovdqa {pa}, {a}",
-                "vmovdqa {pb}, {b}",
-                sum_group!("{w}"),
-                "vpblendvb {a}, {pa}, {a}, {v}",
-                "vpblendvb {b}, {pb}, {b}, {v}",
+                sum_masked_group!(),
                 "3:",
-                "vpshufd {b}, {b}, 0xB1",
-                "vpxor {a}, {a}, {b}",
-                "vmovq {x0}, {a:x}",
-                "vpextrq {x1}, {a:x}, 1",
-                "vextracti128 {v:x}, {a}, 1",
-                "vmovq {x2}, {v:x}",
-                "vpextrq {x3}, {v:x}, 1",
-                "vpxor {a}, {a}, {a}",
-                "vpxor {b}, {b}, {b}",
-                "vpxor {w}, {w}, {w}",
-                "vpxor {v}, {v}, {v}",
-                "vpxor {lo}, {lo}, {lo}",
-                "vpxor {u}, {u}, {u}",
-                "vpxor {pa}, {pa}, {pa}",
-                "vpxor {pb}, {pb}, {pb}",
-                "vzeroupper",
+                value_finish!(),
                 src = in(reg) src,
                 dst = in(reg) dst,
                 len = in(reg) len,

@@ -704,6 +704,7 @@ impl Cache {
     /// anyway (the seqlock check). A get thus shares one line with the
     /// writers of other sessions instead of two (docs/architecture.md,
     /// "get").
+    #[inline(always)]
     fn read_verified(
         &self,
         slot: &index::Slot,

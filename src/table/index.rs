@@ -68,35 +68,19 @@ pub(crate) fn tag_of(word: u64) -> u64 {
 }
 
 /// Bit `i` set for each word `i` of a bucket that carries `tag`.
+///
+/// Word by word, in general registers: the words were just loaded into
+/// them, and moving them into vector registers for one compare goes
+/// through the stack, where a 16-byte load of two 8-byte stores cannot be
+/// forwarded and waits for them (a 150-byte hit took 4-6 ns longer so,
+/// docs/journal/perf-get-hit-2026-12-06.md).
 #[inline(always)]
 pub(crate) fn tag_matches(words: &[u64; 8], tag: u64) -> u32 {
-    #[cfg(all(target_arch = "x86_64", not(miri)))]
-    {
-        use std::arch::x86_64::{
-            _mm_castsi128_pd, _mm_cmpeq_epi16, _mm_movemask_pd, _mm_set1_epi16, _mm_set_epi64x,
-        };
-        // SAFETY: SSE2 is part of the x86_64 baseline; these operate on
-        // registers only. A word's tag is its top 16-bit lane: compare every
-        // lane with the tag and keep each word's top bit (`movmskpd`), which
-        // is the top lane's result.
-        unsafe {
-            let t = _mm_set1_epi16(tag as u16 as i16);
-            let pair = |i: usize| {
-                let v = _mm_set_epi64x(words[i + 1] as i64, words[i] as i64);
-                _mm_movemask_pd(_mm_castsi128_pd(_mm_cmpeq_epi16(v, t))) as u32
-            };
-            pair(0) | pair(2) << 2 | pair(4) << 4 | pair(6) << 6
-        }
+    let mut matches = 0u32;
+    for (i, &word) in words.iter().enumerate() {
+        matches |= u32::from(tag_of(word) == tag) << i;
     }
-    // Elsewhere, and under Miri: the same rule word by word.
-    #[cfg(not(all(target_arch = "x86_64", not(miri))))]
-    {
-        let mut matches = 0u32;
-        for (i, &word) in words.iter().enumerate() {
-            matches |= u32::from(tag_of(word) == tag) << i;
-        }
-        matches
-    }
+    matches
 }
 
 /// The entry length a word claims, in words (a hint; see the module docs).
@@ -121,30 +105,6 @@ pub(crate) fn in_window(pos: u64, tail: u64, log_words: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tag_matches_looks_at_each_words_top_16_bits_only() {
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        for _ in 0..2000 {
-            x = x
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            let tag = (x >> 48).max(1);
-            // Words that carry the tag in their top lane, in another lane,
-            // or nowhere; empty words.
-            let words: [u64; 8] = std::array::from_fn(|i| {
-                let r = x.rotate_left(i as u32 * 7) ^ i as u64;
-                match (x >> (i * 2)) & 3 {
-                    0 => tag << 48 | (r & POS_MASK),
-                    1 => (tag ^ 1) << 48 | tag << 16 | tag,
-                    2 => 0,
-                    _ => r,
-                }
-            });
-            let want = (0..8).fold(0u32, |m, i| m | u32::from(tag_of(words[i]) == tag) << i);
-            assert_eq!(tag_matches(&words, tag), want, "{words:x?} tag {tag:x}");
-        }
-    }
 
     #[test]
     fn reconstruct_recovers_positions_across_the_40_bit_wrap() {

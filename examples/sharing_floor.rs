@@ -63,6 +63,10 @@
 //! ```text
 //! cargo run --release -p scsp-lab --example sharing_floor [VALUE_BYTES] [ROUNDS]
 //! SHAPES=indexed,scsp cargo run ...   # only these stores
+//! # one cell of the first store named, for a profiler: 2 processes on one
+//! # store (or `1,shared`, `2,unshared`), each working RUN_MS milliseconds
+//! SHAPES=scsp ONLY_RUN=2,shared RUN_MS=3000 perf record -e cpu-clock \
+//!     target/release/examples/sharing_floor 150
 //! ```
 //! docs/perf-scaling.md, "What a shared store can reach here", quotes its
 //! output.
@@ -171,6 +175,19 @@ fn main() {
         .flat_map(|&s| [(s, true), (s, false)])
         .collect();
     // Per cell: (one-process Mops/s, all-process Mops/s) of each round.
+    if let Ok(cell) = std::env::var("ONLY_RUN") {
+        let usage = "ONLY_RUN=PROCESSES,shared or ONLY_RUN=PROCESSES,unshared";
+        let (procs, sharing) = cell.split_once(',').expect(usage);
+        let procs: usize = procs.parse().expect(usage);
+        assert!(
+            procs > 0 && matches!(sharing, "shared" | "unshared"),
+            "{usage}"
+        );
+        let (shape, _) = *cells.first().expect("SHAPES names no store");
+        let mops = run(procs, value, shape, sharing == "shared", &keys);
+        println!("{} {cell}: {mops:.2} Mops/s", shape.name());
+        return;
+    }
     let mut results = vec![Vec::new(); cells.len()];
     for _ in 0..rounds {
         for (c, &(shape, shared)) in cells.iter().enumerate() {
@@ -181,7 +198,7 @@ fn main() {
     }
     println!(
         "get90, {value} B values, {KEYS} keys, {} ms per run, {rounds} rounds (medians)",
-        RUN.as_millis()
+        run_for().as_millis()
     );
     println!(
         "{:<20} {:>11} {:>13} {:>9} {:>15} {:>14}",
@@ -401,12 +418,20 @@ fn work_indexed(t: &[AtomicU64], value: usize, keys: &[Key], p: usize) -> f64 {
     })
 }
 
-/// Call `op(i)` for i = 0, 1, ... for RUN; return Mops/s.
+/// How long each process of a run works: RUN, or `RUN_MS`.
+fn run_for() -> Duration {
+    std::env::var("RUN_MS").map_or(RUN, |ms| {
+        Duration::from_millis(ms.parse().expect("RUN_MS: milliseconds"))
+    })
+}
+
+/// Call `op(i)` for i = 0, 1, ... for [`run_for`]; return Mops/s.
 #[inline(always)]
 fn timed(mut op: impl FnMut(usize)) -> f64 {
+    let run = run_for();
     let start = Instant::now();
     let mut i = 0;
-    while start.elapsed() < RUN {
+    while start.elapsed() < run {
         for _ in 0..BATCH {
             op(i);
             i += 1;

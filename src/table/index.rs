@@ -107,6 +107,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn tag_matches_looks_at_each_words_top_16_bits_only() {
+        let tag = 0xBEEFu64;
+        let words = [
+            tag << 48 | 5,                     // the tag: a match
+            0,                                 // empty
+            (tag ^ 1) << 48 | tag << 16 | tag, // the tag in lower lanes only
+            tag << 48 | POS_MASK,              // the tag: a match
+            (tag ^ 0x8000) << 48,              // differs in the tag's top bit
+            tag,                               // the tag in the lowest lane only
+            u64::MAX,                          // all ones
+            tag << 48,                         // the tag, position 0: a match
+        ];
+        assert_eq!(tag_matches(&words, tag), 0b1000_1001);
+        assert_eq!(tag_matches(&words, 0xFFFF), 0b0100_0000);
+        assert_eq!(tag_matches(&[0; 8], 1), 0);
+    }
+
+    #[test]
     fn reconstruct_recovers_positions_across_the_40_bit_wrap() {
         for &pos in &[0u64, 5, POS_MASK - 3, POS_MASK + 10, 3 << 50] {
             for ahead in [0u64, 1, 1000, 1 << 20] {

@@ -85,7 +85,7 @@ fn main() {
         print!("{:>10}", format!("load {l}"));
     }
     println!();
-    for (ways, choices) in [(8, 1), (16, 1), (32, 1), (8, 2), (16, 2)] {
+    for (ways, choices) in [(8, 1), (12, 1), (15, 1), (16, 1), (32, 1), (8, 2), (16, 2)] {
         let mut t = Sets::new(slots - slots % ways, ways, choices);
         let n = 8 * slots as u64;
         for seq in 0..n {

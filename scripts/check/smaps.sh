@@ -7,11 +7,13 @@ prefault_supported() {
 }
 
 # unmapped_kib PID PATH: KiB of PID's mappings of PATH that are not
-# resident (-1 if PID maps no PATH).
+# resident; -1 if PID maps no PATH; "gone" if PID has exited (nothing left
+# to read: a prefork child reaped between being listed and being read).
 unmapped_kib() {
     awk -v path="$2" '
-        /^[0-9a-f]+-[0-9a-f]+ / { ours = ($NF == path) }
+        /^[0-9a-f]+-[0-9a-f]+ / { maps++; ours = ($NF == path) }
         ours && /^Size:/ { size += $2 }
         ours && /^Rss:/ { rss += $2 }
-        END { print (size == 0 ? -1 : size - rss) }' "/proc/$1/smaps"
+        END { print (maps == 0 ? "gone" : size == 0 ? -1 : size - rss) }' \
+        "/proc/$1/smaps" 2>/dev/null || echo gone
 }

@@ -174,7 +174,6 @@ fn main() {
         .filter(|s| only.is_empty() || only.split(',').any(|o| o == s.name()))
         .flat_map(|&s| [(s, true), (s, false)])
         .collect();
-    // Per cell: (one-process Mops/s, all-process Mops/s) of each round.
     if let Ok(cell) = std::env::var("ONLY_RUN") {
         let usage = "ONLY_RUN=PROCESSES,shared or ONLY_RUN=PROCESSES,unshared";
         let (procs, sharing) = cell.split_once(',').expect(usage);
@@ -188,6 +187,7 @@ fn main() {
         println!("{} {cell}: {mops:.2} Mops/s", shape.name());
         return;
     }
+    // Per cell: (one-process Mops/s, all-process Mops/s) of each round.
     let mut results = vec![Vec::new(); cells.len()];
     for _ in 0..rounds {
         for (c, &(shape, shared)) in cells.iter().enumerate() {

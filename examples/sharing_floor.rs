@@ -4,7 +4,7 @@
 //! an order of its own (a stride of its own, coprime to the key count),
 //! and visit `i` of key `k` is a put when `(i / keys + k) % 10 == 0`, so
 //! that every key is rewritten once every ten passes, by one process or
-//! another, and gets read what other processes wrote. Seven stores:
+//! another, and gets read what other processes wrote. Eight stores:
 //!
 //! - **slots**: a fixed slot per key, rewritten in place, as bare as it can
 //!   be (no hash, no checks, no counters). The least any store can do; but
@@ -42,8 +42,13 @@
 //! - **scsp**: `scsp::Cache` on a segment file in /dev/shm sized as
 //!   `scsp bench scale` sizes it, with 32-byte keys: hash, index bucket,
 //!   checks, checksum, expiry and counters included.
+//! - **scsp-split**: scsp with the keys split between the processes (the
+//!   key a visit names, moved to the nearest one of the visiting process's
+//!   own share): nobody reads a session another process wrote, so what
+//!   sharing still costs is the table's own shared lines (shard tails,
+//!   index buckets, log lines two writers share).
 //!
-//! Two more run the mix as a TLS server's cache sees it, where a put stores
+//! Three more run the mix as a TLS server's cache sees it, where a put stores
 //! a *new* session (every full handshake makes one; no server rewrites a
 //! session) rather than rewriting a key (see `new_key`):
 //!
@@ -51,6 +56,13 @@
 //!   picks a set of 8 ways (checked slots) and a line of 8 tag words; a
 //!   put overwrites the way of the set's oldest session, a get reads the
 //!   way whose tag matches. Nothing is shared but the sessions' own lines.
+//! - **page-new**: what a table with sessions in place would ship: the
+//!   same memory as scsp-new's segment cut into 4 KiB pages, one set per
+//!   page (two lines of tag words, then up to 15 checked slots), a put
+//!   overwriting its set's oldest way, and the record of puts a bridge
+//!   needs as a ring of 8-byte notices (page and way) per process, its
+//!   tail on a line only that process writes. One page walk per
+//!   operation, no line any other process writes but the sessions' own.
 //! - **scsp-new**: `scsp::Cache` under the same puts of new sessions.
 //!
 //! Bare stores are read and written through 64-bit atomics, as any memory
@@ -67,7 +79,13 @@
 //! # store (or `1,shared`, `2,unshared`), each working RUN_MS milliseconds
 //! SHAPES=scsp ONLY_RUN=2,shared RUN_MS=3000 perf record -e cpu-clock \
 //!     target/release/examples/sharing_floor 150
+//! # the set-associative store with this many sets (a power of two)
+//! ASSOC_SETS=16384 SHAPES=assoc-new cargo run ...
 //! ```
+//!
+//! The header line gives a cache line's round trip between the first two
+//! CPUs before and after the run (`scsp_lab::bench::crosscore`): speed-ups
+//! of shared stores fall as it grows.
 //! docs/perf-scaling.md, "What a shared store can reach here", quotes its
 //! output.
 
@@ -102,12 +120,14 @@ enum Shape {
     Log,
     LogOwn,
     Scsp,
+    ScspSplit,
     Assoc,
+    Page,
     ScspNew,
 }
 
 impl Shape {
-    const ALL: [Shape; 9] = [
+    const ALL: [Shape; 11] = [
         Shape::Slots,
         Shape::Versioned,
         Shape::Checked,
@@ -115,7 +135,9 @@ impl Shape {
         Shape::Log,
         Shape::LogOwn,
         Shape::Scsp,
+        Shape::ScspSplit,
         Shape::Assoc,
+        Shape::Page,
         Shape::ScspNew,
     ];
 
@@ -128,7 +150,9 @@ impl Shape {
             Shape::Log => "log",
             Shape::LogOwn => "log-own",
             Shape::Scsp => "scsp",
+            Shape::ScspSplit => "scsp-split",
             Shape::Assoc => "assoc-new",
+            Shape::Page => "page-new",
             Shape::ScspNew => "scsp-new",
         }
     }
@@ -147,6 +171,7 @@ fn bare_len(shape: Shape, words: usize) -> usize {
             let sets = assoc_sets();
             sets * LINE_WORDS + sets * LINE_WORDS * (words + CHECKED_HEADER)
         }
+        Shape::Page => page_count(words) * PAGE_WORDS + NOTICE_RINGS * (RING_WORDS + LINE_WORDS),
         _ => KEYS * words,
     }
 }
@@ -187,6 +212,7 @@ fn main() {
         println!("{} {cell}: {mops:.2} Mops/s", shape.name());
         return;
     }
+    let trip_before = round_trip();
     // Per cell: (one-process Mops/s, all-process Mops/s) of each round.
     let mut results = vec![Vec::new(); cells.len()];
     for _ in 0..rounds {
@@ -197,8 +223,10 @@ fn main() {
         }
     }
     println!(
-        "get90, {value} B values, {KEYS} keys, {} ms per run, {rounds} rounds (medians)",
-        run_for().as_millis()
+        "get90, {value} B values, {KEYS} keys, {} ms per run, {rounds} rounds (medians); \
+         cross-core line round trip {trip_before} ns before, {} after",
+        run_for().as_millis(),
+        round_trip()
     );
     println!(
         "{:<20} {:>11} {:>13} {:>9} {:>15} {:>14}",
@@ -228,6 +256,14 @@ fn main() {
             format!("{:.0} -> {:.0}", 1e3 / one, 1e3 * cpus as f64 / all)
         );
     }
+}
+
+/// A cache line's round trip between the first two CPUs, ns, as text.
+fn round_trip() -> String {
+    use scsp_lab::bench::crosscore;
+    crosscore::probe_pair()
+        .and_then(|(a, b)| crosscore::round_trip_ns(a, b))
+        .map_or("-".into(), |ns| format!("{ns:.0}"))
 }
 
 /// Total Mops/s of `procs` processes on a new store (one shared, or one
@@ -263,6 +299,9 @@ fn run(procs: usize, value: usize, shape: Shape, shared: bool, keys: &[Key]) -> 
                     Store::Bare(t) if shape == Shape::Assoc => {
                         work_assoc(t, value, p, Peers::new(procs, shared, passes))
                     }
+                    Store::Bare(t) if shape == Shape::Page => {
+                        work_page(t, value, p, Peers::new(procs, shared, passes))
+                    }
                     Store::Scsp(seg) if shape == Shape::ScspNew => work_scsp_new(
                         &scsp::Cache::open(seg.path()).expect("opening the segment"),
                         value,
@@ -275,6 +314,7 @@ fn run(procs: usize, value: usize, shape: Shape, shared: bool, keys: &[Key]) -> 
                         value,
                         keys,
                         p,
+                        if shape == Shape::ScspSplit { procs } else { 1 },
                     ),
                 };
                 use std::io::Write;
@@ -319,7 +359,7 @@ fn new_store(shape: Shape, value: usize, keys: &[Key], owners: usize) -> Store {
             }
             Store::Scsp(seg)
         }
-        Shape::Scsp => {
+        Shape::Scsp | Shape::ScspSplit => {
             let seg = TempSegment::new("sharing-floor");
             let c = scsp::Cache::create(seg.path(), &bench_config(KEYS, value))
                 .expect("creating the segment");
@@ -362,6 +402,12 @@ fn new_store(shape: Shape, value: usize, keys: &[Key], owners: usize) -> Store {
                 let v = vec![7u64; words];
                 for key in first_sessions(owners) {
                     put_assoc(t, words, &key, &v);
+                }
+            }
+            if shape == Shape::Page {
+                let v = vec![7u64; words];
+                for (i, key) in first_sessions(owners).enumerate() {
+                    put_page(t, words, &key, &v, i % NOTICE_RINGS);
                 }
             }
             Store::Bare(t)
@@ -669,12 +715,13 @@ fn work_slots(t: &[AtomicU64], value: usize, p: usize) -> f64 {
 }
 
 /// One process's Mops/s on scsp (its gets must hit: `timed_gets`).
-fn work_scsp(c: &scsp::Cache, value: usize, keys: &[Key], p: usize) -> f64 {
+fn work_scsp(c: &scsp::Cache, value: usize, keys: &[Key], p: usize, split: usize) -> f64 {
     let stride = stride(p, KEYS);
     let v = vec![9u8; value];
     let mut buf = vec![0u8; value];
     timed_gets("scsp", |i| {
         let (key, is_put) = visit(i, stride);
+        let key = (key - key % split + p % split).min(KEYS - 1);
         if is_put {
             let _ = c.put(&keys[key], &v, TTL_SECS);
             return None;
@@ -787,9 +834,16 @@ impl Peers {
 }
 
 /// Sets of 8 ways in the set-associative store: room for two generations
-/// of every slot's session at half load.
+/// of every slot's session at half load, or `ASSOC_SETS`.
 fn assoc_sets() -> usize {
-    (KEYS * 2 * 2 / LINE_WORDS).next_power_of_two()
+    static SETS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *SETS.get_or_init(|| {
+        std::env::var("ASSOC_SETS").map_or((KEYS * 2 * 2 / LINE_WORDS).next_power_of_two(), |n| {
+            let n: usize = n.parse().expect("ASSOC_SETS: a number of sets");
+            assert!(n.is_power_of_two(), "ASSOC_SETS: a power of two");
+            n
+        })
+    })
 }
 
 /// The set-associative store's parts for `key`: its tag line, its ways
@@ -856,6 +910,97 @@ fn work_assoc(t: &[AtomicU64], value: usize, p: usize, peers: Peers) -> f64 {
         (None, latest, before) => {
             let hit = get_assoc(t, words, &latest, &mut buf)
                 || before.is_some_and(|b| get_assoc(t, words, &b, &mut buf));
+            std::hint::black_box(&buf);
+            Some(hit)
+        }
+    })
+}
+
+/// Words in a page-new set: one 4 KiB page.
+const PAGE_WORDS: usize = 512;
+/// Tag words at the start of a page (two lines): one per way.
+const PAGE_TAGS: usize = 16;
+/// Notice rings of the page-new store (one per process, up to this many).
+const NOTICE_RINGS: usize = 64;
+/// Notices in a ring (8 bytes each).
+const RING_WORDS: usize = 8192;
+
+/// Pages of the page-new store: the bytes of scsp-new's segment.
+fn page_count(words: usize) -> usize {
+    static PAGES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *PAGES.get_or_init(|| {
+        (bench_config(2 * KEYS, words * 8).size as usize / (PAGE_WORDS * 8)).next_power_of_two()
+    })
+}
+
+/// Ways in a page-new set: as many checked slots as fit after the tags.
+fn page_ways(words: usize) -> usize {
+    ((PAGE_WORDS - PAGE_TAGS) / (words + CHECKED_HEADER)).min(PAGE_TAGS - 1)
+}
+
+/// The page-new store's parts for `key`: its page's tag words, its ways,
+/// its page number and its tag.
+#[inline(always)]
+fn page_set<'a>(
+    t: &'a [AtomicU64],
+    words: usize,
+    key: &Key,
+) -> (&'a [AtomicU64], &'a [AtomicU64], usize, u64) {
+    let h = xxhash_rust::xxh3::xxh3_64(key);
+    let page = h as usize & (page_count(words) - 1);
+    let (tags, ways) = t[page * PAGE_WORDS..(page + 1) * PAGE_WORDS].split_at(PAGE_TAGS);
+    (tags, ways, page, (h >> 48) | 1)
+}
+
+/// Store a new session in its page's oldest way (as `put_assoc`), then
+/// record the put in process `p`'s notice ring, as a bridge would read it.
+fn put_page(t: &[AtomicU64], words: usize, key: &Key, v: &[u64], p: usize) {
+    const N: u64 = (1 << 48) - 1;
+    let ways = page_ways(words);
+    let (tags, slots, page, tag) = page_set(t, words, key);
+    let seen = std::array::from_fn::<u64, PAGE_TAGS, _>(|w| tags[w].load(Ordering::Acquire));
+    let way = seen[..ways]
+        .iter()
+        .position(|&w| w >> 48 == tag)
+        .or_else(|| seen[..ways].iter().position(|&w| w == 0))
+        .unwrap_or_else(|| (0..ways).min_by_key(|&w| seen[w] & N).unwrap_or(0));
+    let n = seen.iter().map(|&w| w & N).max().unwrap_or(0) + 1;
+    let len = words + CHECKED_HEADER;
+    let expiry = scsp::clock::now_secs() + u64::from(TTL_SECS);
+    write_checked(&slots[way * len..(way + 1) * len], key, v, expiry);
+    tags[way].store(tag << 48 | n & N, Ordering::Release);
+    let rings = &t[page_count(words) * PAGE_WORDS..];
+    let tail = &rings[NOTICE_RINGS * RING_WORDS + p * LINE_WORDS];
+    let at = tail.load(Ordering::Relaxed);
+    rings[p * RING_WORDS + at as usize % RING_WORDS]
+        .store((page as u64) << 4 | way as u64, Ordering::Relaxed);
+    tail.store(at + 1, Ordering::Release);
+}
+
+/// Read a session of the page-new store into `buf`.
+fn get_page(t: &[AtomicU64], words: usize, key: &Key, buf: &mut [u64]) -> bool {
+    let (tags, slots, _, tag) = page_set(t, words, key);
+    let len = words + CHECKED_HEADER;
+    (0..page_ways(words)).any(|w| {
+        tags[w].load(Ordering::Acquire) >> 48 == tag
+            && read_checked(&slots[w * len..(w + 1) * len], key, buf)
+    })
+}
+
+/// One process's Mops/s on the page-new store, new-key mode.
+fn work_page(t: &[AtomicU64], value: usize, p: usize, peers: Peers) -> f64 {
+    let words = value.div_ceil(8);
+    let stride = stride(p, KEYS);
+    let v: Vec<u64> = (0..words as u64).collect();
+    let mut buf = vec![0u64; words];
+    timed_gets("page-new", |i| match peers.visit(i, stride, p) {
+        (Some(new), _, _) => {
+            put_page(t, words, &new, &v, p);
+            None
+        }
+        (None, latest, before) => {
+            let hit = get_page(t, words, &latest, &mut buf)
+                || before.is_some_and(|b| get_page(t, words, &b, &mut buf));
             std::hint::black_box(&buf);
             Some(hit)
         }

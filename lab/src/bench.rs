@@ -12,6 +12,7 @@
 //! careful (criterion) version.
 
 mod bridge;
+pub mod crosscore;
 mod handshake;
 mod procs;
 mod scale;

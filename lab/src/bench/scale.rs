@@ -20,6 +20,7 @@
 mod cell;
 mod worker;
 
+use super::crosscore::{self, allowed_cpus};
 use crate::baselines::{keys, Store, TempSegment, LOCKED_IMPL};
 use crate::{Error, Result};
 use std::collections::HashMap;
@@ -182,6 +183,9 @@ struct Measured {
     /// Processes 1..P while process 0 was stopped and resumed, how many
     /// times it was stopped, and the share of that time they were held up.
     stopped: HashMap<CellId, Vec<(Figures, u64, f64)>>,
+    /// A cache line's round trip between two CPUs, ns, before each round
+    /// (`None` where it could not be measured).
+    round_trips: Vec<Option<f64>>,
 }
 
 /// What to run: the flags, resolved.
@@ -267,26 +271,33 @@ fn interrupted() -> &'static Arc<AtomicBool> {
     })
 }
 
-/// The CPUs this process may run on, in order.
-fn allowed_cpus() -> Vec<usize> {
-    // SAFETY: a zeroed cpu_set_t is valid; sched_getaffinity writes at most
-    // its size, and CPU_ISSET reads inside it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
-            return vec![0];
-        }
-        (0..libc::CPU_SETSIZE as usize)
-            .filter(|&c| libc::CPU_ISSET(c, &set))
-            .collect()
-    }
-}
-
 /// `/proc/loadavg`'s first three fields: other jobs on the machine.
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default()
+}
+
+/// A cache line's round trip between the first two CPUs this process may
+/// use, ns (`None` with fewer than two, or if it could not be measured).
+fn round_trip() -> Option<f64> {
+    crosscore::probe_pair().and_then(|(a, b)| crosscore::round_trip_ns(a, b))
+}
+
+/// The round trips of a run, for the header of its tables.
+fn describe_round_trips(trips: &[Option<f64>]) -> String {
+    let Some((a, b)) = crosscore::probe_pair() else {
+        return "cross-core line round trip: one CPU, not measured".into();
+    };
+    let each: Vec<String> = trips
+        .iter()
+        .map(|t| t.map_or("-".into(), |ns| format!("{ns:.0}")))
+        .collect();
+    format!(
+        "cross-core line round trip (CPU {a} <-> {b}), ns, before each round and after: {} \
+         (a shared store's speed-up falls as it grows; docs/perf-scaling.md)",
+        each.join(" ")
+    )
 }
 
 /// 1, 2, 4 ... up to `max`, and `max` itself.
@@ -342,13 +353,18 @@ pub fn run(a: ScaleArgs) -> Result<ExitCode> {
         stopping: !a.no_stop_one && procs.iter().any(|&p| p >= 2),
         procs,
     };
-    let measured = measure(&grid)?;
+    let mut measured = measure(&grid)?;
+    measured.round_trips.push(round_trip());
     let load = [load_before, load_average()];
     let (scale_rows, stop_rows) = tabulate(&grid, &measured);
     if a.json {
         let v = serde_json::json!({
             "cpus": cpus.len(),
             "load_average": {"before": load[0], "after": load[1]},
+            "cross_core": {
+                "cpus": crosscore::probe_pair().map(|(a, b)| [a, b]),
+                "round_trip_ns_before_each_round_and_after": measured.round_trips,
+            },
             "pinned": a.pin,
             "duration_s": a.duration,
             "rounds": a.rounds,
@@ -378,6 +394,7 @@ pub fn run(a: ScaleArgs) -> Result<ExitCode> {
                 .join(" or ")
         );
         println!("load average before: {}, after: {}", load[0], load[1]);
+        println!("{}", describe_round_trips(&measured.round_trips));
         println!(
             "latency: 1 operation in {SAMPLE_EVERY} timed, ns, one clock read included; \
              x: speed-up over 1 process of the same store (median of each round's)"
@@ -412,6 +429,7 @@ fn measure(g: &Grid) -> Result<Measured> {
     let bar = indicatif::ProgressBar::new((per_round as u64) * u64::from(a.rounds));
     let mut m = Measured::default();
     for _ in 0..a.rounds {
+        m.round_trips.push(round_trip());
         for (entries, size) in a.sizes() {
             let keys = keys(1, entries);
             let value: Vec<u8> = (0..size).map(|i| i as u8).collect();

@@ -263,6 +263,23 @@ fn scsp_bench_scale_measures_scsp_the_locked_baseline_and_the_unshared_reference
     ]);
     let scaling = v["scaling"].as_array().unwrap();
     let stop_one = v["stop_one"].as_array().unwrap();
+    // A cache line's round trip between two CPUs before the one round and
+    // after it: measured wherever two CPUs are there to bounce it.
+    let trips = v["cross_core"]["round_trip_ns_before_each_round_and_after"]
+        .as_array()
+        .unwrap();
+    assert_eq!(trips.len(), 2, "{v}");
+    if v["cpus"].as_u64().unwrap() >= 2 {
+        assert_eq!(
+            v["cross_core"]["cpus"].as_array().map(Vec::len),
+            Some(2),
+            "{v}"
+        );
+        assert!(
+            trips.iter().any(|t| t.as_f64().is_some_and(|ns| ns > 0.0)),
+            "no round trip measured: {v}"
+        );
+    }
     let stores = ["scsp", LOCKED_IMPL];
     let mixes = ["get90", "get50", "tls13"];
     let entries = [200, 400];

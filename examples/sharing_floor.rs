@@ -4,7 +4,7 @@
 //! an order of its own (a stride of its own, coprime to the key count),
 //! and visit `i` of key `k` is a put when `(i / keys + k) % 10 == 0`, so
 //! that every key is rewritten once every ten passes, by one process or
-//! another, and gets read what other processes wrote. Eight stores:
+//! another, and gets read what other processes wrote. Nine stores:
 //!
 //! - **slots**: a fixed slot per key, rewritten in place, as bare as it can
 //!   be (no hash, no checks, no counters). The least any store can do; but
@@ -39,6 +39,10 @@
 //!   appends to its own process's shard and the index word names the
 //!   shard, so that no two processes write one tail or one log line.
 //!   Whether spreading the appends so takes away what sharing costs a log.
+//! - **log-chunk**: the log store with each process taking a shard's log
+//!   space 512 words at a time (one `fetch_add` per chunk instead of per
+//!   put, and no two processes' entries on one line) and gets that do not
+//!   load the tail: what the log shape costs without its tail.
 //! - **scsp**: `scsp::Cache` on a segment file in /dev/shm sized as
 //!   `scsp bench scale` sizes it, with 32-byte keys: hash, index bucket,
 //!   checks, checksum, expiry and counters included.
@@ -119,6 +123,7 @@ enum Shape {
     Indexed,
     Log,
     LogOwn,
+    LogChunk,
     Scsp,
     ScspSplit,
     Assoc,
@@ -127,13 +132,14 @@ enum Shape {
 }
 
 impl Shape {
-    const ALL: [Shape; 11] = [
+    const ALL: [Shape; 12] = [
         Shape::Slots,
         Shape::Versioned,
         Shape::Checked,
         Shape::Indexed,
         Shape::Log,
         Shape::LogOwn,
+        Shape::LogChunk,
         Shape::Scsp,
         Shape::ScspSplit,
         Shape::Assoc,
@@ -149,6 +155,7 @@ impl Shape {
             Shape::Indexed => "indexed",
             Shape::Log => "log",
             Shape::LogOwn => "log-own",
+            Shape::LogChunk => "log-chunk",
             Shape::Scsp => "scsp",
             Shape::ScspSplit => "scsp-split",
             Shape::Assoc => "assoc-new",
@@ -161,7 +168,7 @@ impl Shape {
 /// Words of a bare store's mapping for values of `words` words.
 fn bare_len(shape: Shape, words: usize) -> usize {
     match shape {
-        Shape::Log | Shape::LogOwn => {
+        Shape::Log | Shape::LogOwn | Shape::LogChunk => {
             KEYS * LINE_WORDS + SHARDS * LINE_WORDS + SHARDS * log_words(words)
         }
         Shape::Versioned => KEYS * (words + 1),
@@ -308,7 +315,7 @@ fn run(procs: usize, value: usize, shape: Shape, shared: bool, keys: &[Key]) -> 
                         p,
                         Peers::new(procs, shared, passes),
                     ),
-                    Store::Bare(t) => work_log(t, value, p, shape == Shape::LogOwn),
+                    Store::Bare(t) => work_log(t, value, p, shape),
                     Store::Scsp(seg) => work_scsp(
                         &scsp::Cache::open(seg.path()).expect("opening the segment"),
                         value,
@@ -371,7 +378,7 @@ fn new_store(shape: Shape, value: usize, keys: &[Key], owners: usize) -> Store {
         }
         _ => {
             let t = mapping(bare_len(shape, words));
-            if matches!(shape, Shape::Log | Shape::LogOwn) {
+            if matches!(shape, Shape::Log | Shape::LogOwn | Shape::LogChunk) {
                 for key in 0..KEYS {
                     append_log(t, words, key, key % SHARDS, 0);
                 }
@@ -522,15 +529,25 @@ fn log_parts(t: &[AtomicU64], words: usize) -> (&[AtomicU64], &[AtomicU64], &[At
     (index, tails, logs)
 }
 
+/// log-chunk: words of log a process takes from a shard's tail at a time.
+const CHUNK_WORDS: usize = 512;
+
 /// Where the log stores' index words keep the shard (above the position).
 const SHARD_SHIFT: u32 = 56;
 
 /// Append `key`'s new value to the log of `shard` and publish where it is.
 fn append_log(t: &[AtomicU64], words: usize, key: usize, shard: usize, stamp: u64) {
-    let (index, tails, logs) = log_parts(t, words);
+    let (_, tails, _) = log_parts(t, words);
+    let pos = tails[shard * LINE_WORDS].fetch_add(words as u64 + 1, Ordering::Relaxed) as usize;
+    write_log(t, words, key, shard, pos, stamp);
+}
+
+/// Write `key`'s new value at `pos` of the log of `shard` (reserved) and
+/// publish where it is.
+fn write_log(t: &[AtomicU64], words: usize, key: usize, shard: usize, pos: usize, stamp: u64) {
+    let (index, _, logs) = log_parts(t, words);
     let lw = log_words(words);
     let log = &logs[shard * lw..(shard + 1) * lw];
-    let pos = tails[shard * LINE_WORDS].fetch_add(words as u64 + 1, Ordering::Relaxed) as usize;
     fence(Ordering::Release);
     log[pos & (lw - 1)].store(key as u64, Ordering::Relaxed);
     for w in 0..words {
@@ -546,17 +563,44 @@ fn append_log(t: &[AtomicU64], words: usize, key: usize, shard: usize, stamp: u6
 /// `own_shard` on the log-own store: a put appends to its own process's
 /// shard (`p % SHARDS`) instead of the key's. Either way the index word
 /// names the shard beside the position.
-fn work_log(t: &[AtomicU64], value: usize, p: usize, own_shard: bool) -> f64 {
+fn work_log(t: &[AtomicU64], value: usize, p: usize, shape: Shape) -> f64 {
     let words = value.div_ceil(8);
     let stride = stride(p, KEYS);
     let (index, tails, logs) = log_parts(t, words);
     let lw = log_words(words);
     let mut buf = vec![0u64; words];
+    // log-chunk: each shard's space taken CHUNK_WORDS at a time, (next, end).
+    let mut chunks = [(0usize, 0usize); SHARDS];
     timed(|i| {
         let (key, is_put) = visit(i, stride);
-        if is_put {
-            let shard = if own_shard { p % SHARDS } else { key % SHARDS };
+        if is_put && shape == Shape::LogChunk {
+            let shard = key % SHARDS;
+            let (next, end) = &mut chunks[shard];
+            if *next + words + 1 > *end {
+                let take = CHUNK_WORDS.max(words + 1);
+                *next =
+                    tails[shard * LINE_WORDS].fetch_add(take as u64, Ordering::Relaxed) as usize;
+                *end = *next + take;
+            }
+            write_log(t, words, key, shard, *next, i as u64);
+            *next += words + 1;
+        } else if is_put {
+            let shard = if shape == Shape::LogOwn {
+                p % SHARDS
+            } else {
+                key % SHARDS
+            };
             append_log(t, words, key, shard, i as u64);
+        } else if shape == Shape::LogChunk {
+            // No look at the tail: what the shape costs without it.
+            let word = index[key * LINE_WORDS].load(Ordering::Acquire);
+            let shard = (word >> SHARD_SHIFT) as usize;
+            let log = &logs[shard * lw..(shard + 1) * lw];
+            let pos = word as usize;
+            for (w, b) in buf.iter_mut().enumerate() {
+                *b = log[(pos + 1 + w) & (lw - 1)].load(Ordering::Relaxed);
+            }
+            std::hint::black_box(&buf);
         } else {
             let word = index[key * LINE_WORDS].load(Ordering::Acquire);
             let shard = (word >> SHARD_SHIFT) as usize;

@@ -320,6 +320,10 @@ fn scsp_bench_scale_measures_scsp_the_locked_baseline_and_the_unshared_reference
                 let cell = cell(store, mix, procs, n);
                 assert_eq!(cell["value_bytes"], 150);
                 assert_sane(&what, cell);
+                if v["cpus"].as_u64().unwrap() >= 2 {
+                    let ns = cell["round_trip_ns"].as_f64();
+                    assert!(ns.is_some_and(|ns| ns > 0.0), "{what}: round trip {ns:?}");
+                }
                 let x = cell["speedup"].as_f64().unwrap();
                 assert!(x > 0.0 && (procs > 1 || x == 1.0), "{what}: speed-up {x}");
             }

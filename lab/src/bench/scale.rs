@@ -186,7 +186,12 @@ struct Measured {
     /// A cache line's round trip between two CPUs, ns, before each round
     /// (`None` where it could not be measured).
     round_trips: Vec<Option<f64>>,
+    /// The same, before each row of the scaling table ran, every round.
+    row_trips: HashMap<RowId, Vec<f64>>,
 }
+
+/// A row of the scaling table: mix, value size, processes, sessions stored.
+type RowId = (Mix, usize, usize, usize);
 
 /// What to run: the flags, resolved.
 struct Grid<'a> {
@@ -212,6 +217,10 @@ struct ScaleRow {
     /// The median over rounds of Mops/s over the same store's with one
     /// process in that round (`null` without P = 1).
     speedup: Option<f64>,
+    /// A cache line's round trip between two CPUs just before the row ran,
+    /// ns, median over rounds (`null` with one CPU): the further apart the
+    /// host ran the CPUs, the less shared stores scale.
+    round_trip_ns: Option<f64>,
     #[serde(flatten)]
     all: Figures,
 }
@@ -445,6 +454,10 @@ fn measure(g: &Grid) -> Result<Measured> {
                     if !g.scaling && !stop_too {
                         continue;
                     }
+                    if let Some(ns) = round_trip() {
+                        let row = m.row_trips.entry((mix, size, p, entries)).or_default();
+                        row.push(ns);
+                    }
                     let reference = g.scaling.then_some(UNSHARED);
                     for imp in STORES.into_iter().chain(reference) {
                         let stop_too = stop_too && imp != UNSHARED;
@@ -536,6 +549,11 @@ fn tabulate(g: &Grid, m: &Measured) -> (Vec<ScaleRow>, Vec<StopRow>) {
                             entries,
                             procs: p,
                             speedup,
+                            round_trip_ns: m.row_trips.get(&(mix, size, p, entries)).map(|t| {
+                                let mut t = t.clone();
+                                t.sort_by(f64::total_cmp);
+                                t[t.len() / 2]
+                            }),
                             all: Figures::median(rounds),
                         });
                     }
@@ -582,8 +600,8 @@ fn print_scaling(rows: &[ScaleRow]) {
         "Mops/s", "x", "p50", "p99", "p99.9", "hit%"
     );
     println!(
-        "{:<6} {:>6} {:>8} {:>3} {cols} {cols} {:>7} {:>6}",
-        "mix", "value", "sessions", "P", "Mops/s", "x"
+        "{:<6} {:>6} {:>8} {:>3} {cols} {cols} {:>7} {:>6} {:>7}",
+        "mix", "value", "sessions", "P", "Mops/s", "x", "line ns"
     );
     let x = |c: &ScaleRow| c.speedup.map_or("-".into(), |s| format!("{s:.2}x"));
     for cell in rows.chunks(STORES.len() + 1) {
@@ -606,11 +624,13 @@ fn print_scaling(rows: &[ScaleRow]) {
         if let Some(u) = cell.get(STORES.len()) {
             print!(" {:>7.2} {:>6}", u.all.mops, x(u));
         }
-        println!();
+        let trip = r.round_trip_ns.map_or("-".into(), |ns| format!("{ns:.0}"));
+        println!(" {trip:>7}");
     }
     println!(
         "{UNSHARED}: scsp with a segment per process (nothing shared), the most this \
-         machine allows any store on the mix"
+         machine allows any store on the mix; line ns: a cache line's round trip between \
+         two CPUs before the row ran (median of rounds)"
     );
 }
 

@@ -85,6 +85,9 @@
 //!     target/release/examples/sharing_floor 150
 //! # the set-associative store with this many sets (a power of two)
 //! ASSOC_SETS=16384 SHAPES=assoc-new cargo run ...
+//! # every store, bare ones too, in files in this directory (e.g. a tmpfs
+//! # mounted with huge=always) instead of anonymous memory and /dev/shm
+//! SCSP_BENCH_DIR=/mnt/huge cargo run ...
 //! ```
 //!
 //! The header line gives a cache line's round trip between the first two
@@ -774,21 +777,32 @@ fn work_scsp(c: &scsp::Cache, value: usize, keys: &[Key], p: usize, split: usize
     })
 }
 
-/// `len` zeroed words in a fresh shared anonymous mapping, shared with
-/// children forked after it, every page already faulted in (as scsp
-/// populates its segments), so that no run pays for page faults; `unmap`
-/// releases it.
+/// `len` zeroed words in a fresh shared mapping, shared with children
+/// forked after it, every page already faulted in (as scsp populates its
+/// segments), so that no run pays for page faults; `unmap` releases it.
+/// Anonymous, or, with `$SCSP_BENCH_DIR` set (where scsp's segments go too,
+/// e.g. a tmpfs mounted with `huge=always`), an unlinked file there.
 fn mapping(len: usize) -> &'static [AtomicU64] {
-    // SAFETY: a fresh anonymous shared mapping, page-aligned and zeroed, so
-    // `len` valid AtomicU64s, reached only atomically; it stays mapped
+    let file = std::env::var_os("SCSP_BENCH_DIR").map(|dir| {
+        let f = tempfile::tempfile_in(&dir).expect("a file in $SCSP_BENCH_DIR");
+        f.set_len(len as u64 * 8).expect("sizing the file");
+        f
+    });
+    let (flags, fd) = match &file {
+        Some(f) => (libc::MAP_SHARED, std::os::fd::AsRawFd::as_raw_fd(f)),
+        None => (libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1),
+    };
+    // SAFETY: a fresh shared mapping (of a new zero-filled file or
+    // anonymous memory), page-aligned, so `len` valid AtomicU64s, reached
+    // only atomically; it stays mapped (the file's descriptor may close)
     // until `unmap`, which runs after every process using it has exited.
     unsafe {
         let p = libc::mmap(
             std::ptr::null_mut(),
             len * 8,
             libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
-            -1,
+            flags | libc::MAP_POPULATE,
+            fd,
             0,
         );
         assert_ne!(p, libc::MAP_FAILED, "mmap");

@@ -41,9 +41,9 @@ pub fn probe_pair() -> Option<(usize, usize)> {
 }
 
 /// The median time, ns, for one line to be written on CPU `a`, read and
-/// written back on CPU `b`, and read on `a` again; `None` if either CPU
-/// cannot be used or the other thread did not answer within 200 ms
-/// (`PATIENCE`). The calling thread's own CPU affinity is left alone (two
+/// written back on CPU `b`, and read on `a` again; `None` if they are the
+/// same CPU, if either cannot be used, or if the other thread did not
+/// answer within 200 ms (`PATIENCE`). The calling thread's own CPU affinity is left alone (two
 /// threads are spawned).
 pub fn round_trip_ns(a: usize, b: usize) -> Option<f64> {
     if a == b {

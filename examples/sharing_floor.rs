@@ -307,10 +307,29 @@ fn run(procs: usize, value: usize, shape: Shape, shared: bool, keys: &[Key]) -> 
                     Store::Bare(t) if shape == Shape::Checked => work_checked(t, value, keys, p),
                     Store::Bare(t) if shape == Shape::Indexed => work_indexed(t, value, keys, p),
                     Store::Bare(t) if shape == Shape::Assoc => {
-                        work_assoc(t, value, p, Peers::new(procs, shared, passes))
+                        let words = value.div_ceil(8);
+                        work_sets(
+                            "assoc-new",
+                            value,
+                            p,
+                            Peers::new(procs, shared, passes),
+                            |k, v| put_assoc(t, words, k, v),
+                            |k, buf| get_in_set(assoc_set(t, words, k), LINE_WORDS, words, k, buf),
+                        )
                     }
                     Store::Bare(t) if shape == Shape::Page => {
-                        work_page(t, value, p, Peers::new(procs, shared, passes))
+                        let words = value.div_ceil(8);
+                        work_sets(
+                            "page-new",
+                            value,
+                            p,
+                            Peers::new(procs, shared, passes),
+                            |k, v| put_page(t, words, k, v, p),
+                            |k, buf| {
+                                let (set, _) = page_set(t, words, k);
+                                get_in_set(set, page_ways(words), words, k, buf)
+                            },
+                        )
                     }
                     Store::Scsp(seg) if shape == Shape::ScspNew => work_scsp_new(
                         &scsp::Cache::open(seg.path()).expect("opening the segment"),
@@ -924,50 +943,78 @@ fn assoc_set<'a>(
     )
 }
 
-/// Store a new session in place of its set's oldest: the way already
-/// holding the key, else an empty one, else the one put longest ago (a tag
-/// word is `tag << 48 | n`, where `n` counts the set's puts: first in,
-/// first out within the set).
-fn put_assoc(t: &[AtomicU64], words: usize, key: &Key, v: &[u64]) {
+/// Store a new session in place of its set's oldest, of the set's first
+/// `ways` ways: the way already holding the key, else an empty one, else
+/// the one put longest ago (a tag word is `tag << 48 | n`, where `n` counts
+/// the set's puts: first in, first out within the set). Returns the way.
+fn put_in_set(
+    (tags, slots, tag): (&[AtomicU64], &[AtomicU64], u64),
+    ways: usize,
+    words: usize,
+    key: &Key,
+    v: &[u64],
+) -> usize {
     const N: u64 = (1 << 48) - 1;
-    let (tags, ways, tag) = assoc_set(t, words, key);
-    let seen = std::array::from_fn::<u64, LINE_WORDS, _>(|w| tags[w].load(Ordering::Acquire));
+    // At most PAGE_TAGS ways; on the stack, as this runs on every put.
+    let mut words_seen = [0u64; PAGE_TAGS];
+    for (seen, w) in words_seen.iter_mut().zip(&tags[..ways]) {
+        *seen = w.load(Ordering::Acquire);
+    }
+    let seen = &words_seen[..ways];
     let way = seen
         .iter()
         .position(|&w| w >> 48 == tag)
         .or_else(|| seen.iter().position(|&w| w == 0))
-        .unwrap_or_else(|| (0..LINE_WORDS).min_by_key(|&w| seen[w] & N).unwrap_or(0));
+        .unwrap_or_else(|| (0..ways).min_by_key(|&w| seen[w] & N).unwrap_or(0));
     let n = seen.iter().map(|&w| w & N).max().unwrap_or(0) + 1;
     let len = words + CHECKED_HEADER;
     let expiry = scsp::clock::now_secs() + u64::from(TTL_SECS);
-    write_checked(&ways[way * len..(way + 1) * len], key, v, expiry);
+    write_checked(&slots[way * len..(way + 1) * len], key, v, expiry);
     tags[way].store(tag << 48 | n & N, Ordering::Release);
+    way
 }
 
-/// Read a session of the set-associative store into `buf`.
-fn get_assoc(t: &[AtomicU64], words: usize, key: &Key, buf: &mut [u64]) -> bool {
-    let (tags, ways, tag) = assoc_set(t, words, key);
+/// Read a session from its set (of `ways` ways) into `buf`.
+fn get_in_set(
+    (tags, slots, tag): (&[AtomicU64], &[AtomicU64], u64),
+    ways: usize,
+    words: usize,
+    key: &Key,
+    buf: &mut [u64],
+) -> bool {
     let len = words + CHECKED_HEADER;
-    (0..LINE_WORDS).any(|w| {
+    (0..ways).any(|w| {
         tags[w].load(Ordering::Acquire) >> 48 == tag
-            && read_checked(&ways[w * len..(w + 1) * len], key, buf)
+            && read_checked(&slots[w * len..(w + 1) * len], key, buf)
     })
 }
 
-/// One process's Mops/s on the set-associative store, new-key mode.
-fn work_assoc(t: &[AtomicU64], value: usize, p: usize, peers: Peers) -> f64 {
+/// Store a new session in the set-associative store.
+fn put_assoc(t: &[AtomicU64], words: usize, key: &Key, v: &[u64]) {
+    put_in_set(assoc_set(t, words, key), LINE_WORDS, words, key, v);
+}
+
+/// One process's Mops/s on a store of sets, new-key mode: `put` stores a
+/// session, `get` reads one into the buffer.
+fn work_sets(
+    name: &str,
+    value: usize,
+    p: usize,
+    peers: Peers,
+    put: impl Fn(&Key, &[u64]),
+    get: impl Fn(&Key, &mut [u64]) -> bool,
+) -> f64 {
     let words = value.div_ceil(8);
     let stride = stride(p, KEYS);
     let v: Vec<u64> = (0..words as u64).collect();
     let mut buf = vec![0u64; words];
-    timed_gets("assoc-new", |i| match peers.visit(i, stride, p) {
+    timed_gets(name, |i| match peers.visit(i, stride, p) {
         (Some(new), _, _) => {
-            put_assoc(t, words, &new, &v);
+            put(&new, &v);
             None
         }
         (None, latest, before) => {
-            let hit = get_assoc(t, words, &latest, &mut buf)
-                || before.is_some_and(|b| get_assoc(t, words, &b, &mut buf));
+            let hit = get(&latest, &mut buf) || before.is_some_and(|b| get(&b, &mut buf));
             std::hint::black_box(&buf);
             Some(hit)
         }
@@ -996,73 +1043,31 @@ fn page_ways(words: usize) -> usize {
     ((PAGE_WORDS - PAGE_TAGS) / (words + CHECKED_HEADER)).min(PAGE_TAGS - 1)
 }
 
-/// The page-new store's parts for `key`: its page's tag words, its ways,
-/// its page number and its tag.
+/// The page-new store's parts for `key`: its page's tag words, its ways
+/// and its tag; and the page's number.
 #[inline(always)]
 fn page_set<'a>(
     t: &'a [AtomicU64],
     words: usize,
     key: &Key,
-) -> (&'a [AtomicU64], &'a [AtomicU64], usize, u64) {
+) -> ((&'a [AtomicU64], &'a [AtomicU64], u64), usize) {
     let h = xxhash_rust::xxh3::xxh3_64(key);
     let page = h as usize & (page_count(words) - 1);
     let (tags, ways) = t[page * PAGE_WORDS..(page + 1) * PAGE_WORDS].split_at(PAGE_TAGS);
-    (tags, ways, page, (h >> 48) | 1)
+    ((tags, ways, (h >> 48) | 1), page)
 }
 
-/// Store a new session in its page's oldest way (as `put_assoc`), then
+/// Store a new session in its page's oldest way (`put_in_set`), then
 /// record the put in process `p`'s notice ring, as a bridge would read it.
 fn put_page(t: &[AtomicU64], words: usize, key: &Key, v: &[u64], p: usize) {
-    const N: u64 = (1 << 48) - 1;
-    let ways = page_ways(words);
-    let (tags, slots, page, tag) = page_set(t, words, key);
-    let seen = std::array::from_fn::<u64, PAGE_TAGS, _>(|w| tags[w].load(Ordering::Acquire));
-    let way = seen[..ways]
-        .iter()
-        .position(|&w| w >> 48 == tag)
-        .or_else(|| seen[..ways].iter().position(|&w| w == 0))
-        .unwrap_or_else(|| (0..ways).min_by_key(|&w| seen[w] & N).unwrap_or(0));
-    let n = seen.iter().map(|&w| w & N).max().unwrap_or(0) + 1;
-    let len = words + CHECKED_HEADER;
-    let expiry = scsp::clock::now_secs() + u64::from(TTL_SECS);
-    write_checked(&slots[way * len..(way + 1) * len], key, v, expiry);
-    tags[way].store(tag << 48 | n & N, Ordering::Release);
+    let (set, page) = page_set(t, words, key);
+    let way = put_in_set(set, page_ways(words), words, key, v);
     let rings = &t[page_count(words) * PAGE_WORDS..];
     let tail = &rings[NOTICE_RINGS * RING_WORDS + p * LINE_WORDS];
     let at = tail.load(Ordering::Relaxed);
     rings[p * RING_WORDS + at as usize % RING_WORDS]
         .store((page as u64) << 4 | way as u64, Ordering::Relaxed);
     tail.store(at + 1, Ordering::Release);
-}
-
-/// Read a session of the page-new store into `buf`.
-fn get_page(t: &[AtomicU64], words: usize, key: &Key, buf: &mut [u64]) -> bool {
-    let (tags, slots, _, tag) = page_set(t, words, key);
-    let len = words + CHECKED_HEADER;
-    (0..page_ways(words)).any(|w| {
-        tags[w].load(Ordering::Acquire) >> 48 == tag
-            && read_checked(&slots[w * len..(w + 1) * len], key, buf)
-    })
-}
-
-/// One process's Mops/s on the page-new store, new-key mode.
-fn work_page(t: &[AtomicU64], value: usize, p: usize, peers: Peers) -> f64 {
-    let words = value.div_ceil(8);
-    let stride = stride(p, KEYS);
-    let v: Vec<u64> = (0..words as u64).collect();
-    let mut buf = vec![0u64; words];
-    timed_gets("page-new", |i| match peers.visit(i, stride, p) {
-        (Some(new), _, _) => {
-            put_page(t, words, &new, &v, p);
-            None
-        }
-        (None, latest, before) => {
-            let hit = get_page(t, words, &latest, &mut buf)
-                || before.is_some_and(|b| get_page(t, words, &b, &mut buf));
-            std::hint::black_box(&buf);
-            Some(hit)
-        }
-    })
 }
 
 /// One process's Mops/s on scsp, new-key mode.

@@ -549,11 +549,10 @@ fn tabulate(g: &Grid, m: &Measured) -> (Vec<ScaleRow>, Vec<StopRow>) {
                             entries,
                             procs: p,
                             speedup,
-                            round_trip_ns: m.row_trips.get(&(mix, size, p, entries)).map(|t| {
-                                let mut t = t.clone();
-                                t.sort_by(f64::total_cmp);
-                                t[t.len() / 2]
-                            }),
+                            round_trip_ns: m
+                                .row_trips
+                                .get(&(mix, size, p, entries))
+                                .map(|t| super::median(t.clone())),
                             all: Figures::median(rounds),
                         });
                     }

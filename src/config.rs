@@ -1,8 +1,13 @@
 //! What a segment is made with, and how it may be opened.
 
+pub use crate::segment::layout::Layout;
+
 /// Settings for creating (and opening) a segment. Start from `Config::default()`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
+    /// How sessions are kept: [`Layout::Log`] (the default) or
+    /// [`Layout::Sets`] (docs/operations.md, "Choosing a layout").
+    pub layout: Layout,
     /// Bytes of session log (rounded down to a power of two). The file is
     /// larger by the index (1/8 of the log with the default
     /// `typical_value`) plus a few pages of header and counters.
@@ -53,6 +58,7 @@ pub const DEFAULT_TYPICAL_VALUE: u32 = 176;
 impl Default for Config {
     fn default() -> Self {
         Config {
+            layout: Layout::Log,
             size: DEFAULT_SIZE,
             shards: DEFAULT_SHARDS,
             max_value: DEFAULT_MAX_VALUE,

@@ -33,7 +33,7 @@ pub mod stats;
 mod sync;
 pub mod table;
 
-pub use config::Config;
+pub use config::{Config, Layout};
 pub use error::{Error, Result};
 pub use segment::Access;
 pub use table::{Cache, Lookup, Stats, Stored, MAX_TTL_SECS};

@@ -252,7 +252,7 @@ mod tests {
     fn sends_live_puts_and_tombstones_but_not_taken_or_foreign_entries() {
         let cache = scsp::Cache::in_memory(Geometry::tiny(2, 64, 8192, 256));
         cache.segment().mark_replicated();
-        let c = Replica::new(std::sync::Arc::new(cache));
+        let c = Replica::new(std::sync::Arc::new(cache)).expect("a log segment");
         assert_eq!(c.cache().put(b"live", b"1", 60), scsp::Stored::Ok);
         assert_eq!(c.cache().put(b"taken", b"2", 60), scsp::Stored::Ok);
         assert!(c.cache().take_vec(b"taken").is_some());

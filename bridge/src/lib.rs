@@ -152,7 +152,7 @@ impl Shared {
 /// (whose host id matches) and the TLS configurations.
 pub struct Checked {
     cfg: BridgeConfig,
-    cache: Arc<Cache>,
+    replica: Replica,
     tls: tls::TlsConfigs,
 }
 
@@ -187,12 +187,12 @@ pub fn check(cfg: BridgeConfig) -> Result<Checked, Error> {
             ),
         });
     }
+    let replica = Replica::new(Arc::new(cache)).map_err(|source| Error::Segment {
+        path: cfg.segment.clone(),
+        source,
+    })?;
     let tls = tls::load(&cfg)?;
-    Ok(Checked {
-        cfg,
-        cache: Arc::new(cache),
-        tls,
-    })
+    Ok(Checked { cfg, replica, tls })
 }
 
 /// Run the bridge until `stop` becomes true. `ready` is called once the
@@ -204,7 +204,7 @@ pub fn run(
 ) -> Result<(), Error> {
     let ids: Vec<u32> = c.cfg.peers.iter().map(|p| p.id).collect();
     let heartbeat_ms = c.cfg.heartbeat.as_millis() as u64;
-    let status = Status::claim(c.cache.clone(), &ids, heartbeat_ms)
+    let status = Status::claim(c.replica.cache().clone(), &ids, heartbeat_ms)
         .map_err(|other| Error::AlreadyRunning { pid: other.pid })?;
     let bind = |field, addr| {
         let l = TcpListener::bind(addr).and_then(|l| l.set_nonblocking(true).map(|()| l));
@@ -226,7 +226,7 @@ pub fn run(
         budgets: (0..n)
             .map(|_| Mutex::new(budget::Budget::new(c.cfg.peer_budget)))
             .collect(),
-        replica: Replica::new(c.cache),
+        replica: c.replica,
         tls: c.tls,
         status,
         stop,

@@ -135,7 +135,7 @@ mod tests {
     #[cfg_attr(miri, ignore = "Miri cannot run poll(2)")]
     fn a_put_wakes_waiting_connections_only() {
         let cache = Arc::new(scsp::Cache::in_memory(Geometry::tiny(2, 64, 4096, 256)));
-        let replica = Replica::new(cache.clone());
+        let replica = Replica::new(cache.clone()).expect("a log segment");
         let wakers = Arc::new([Waker::new().unwrap(), Waker::new().unwrap()]);
         let stop = Arc::new(AtomicBool::new(false));
         let t = {

@@ -10,15 +10,25 @@ use std::process::ExitCode;
 pub struct Args {
     /// Segment file to create (e.g. /dev/shm/scsp).
     path: PathBuf,
-    /// Session log capacity (rounded down to a power of two), e.g. 64MiB.
+    /// How sessions are kept: `log` (shard logs; replicated by the bridge)
+    /// or `sets` (every session in place in a slot of a fixed size; scales
+    /// further with many processes, not replicated). See docs/operations.md,
+    /// "Choosing a layout".
+    #[arg(long, default_value = "log", value_parser = parse_layout)]
+    layout: scsp::Layout,
+    /// Session log capacity (with --layout sets: bytes of slots), rounded
+    /// down to a power of two, e.g. 64MiB.
     #[arg(long, default_value = "64MiB", value_parser = parse_size)]
     size: u64,
-    /// Shards (power of two, 1 to 1024).
+    /// Shards (power of two, 1 to 1024; the log layout only).
     #[arg(long, default_value_t = scsp::config::DEFAULT_SHARDS)]
     shards: u32,
-    /// Largest value (power of two, 256B to 64KiB).
-    #[arg(long, default_value = "8KiB", value_parser = parse_size)]
-    max_value: u64,
+    /// Largest value: a power of two from 256B to 64KiB (default 8KiB);
+    /// with --layout sets, the largest session to keep, 64B to 8144B
+    /// (default 464B: 512-byte slots), as every session takes a slot of
+    /// its size.
+    #[arg(long, value_parser = parse_size)]
+    max_value: Option<u64>,
     /// About how large most values are (64B up to --max-value): the index
     /// gets three to six slots per entry of this size the log holds. Raise it
     /// when most sessions are larger (client certificates): a smaller index
@@ -43,6 +53,19 @@ pub struct Args {
     if_missing: bool,
 }
 
+fn parse_layout(s: &str) -> Result<scsp::Layout, String> {
+    scsp::Layout::from_name(s).ok_or_else(|| format!("'{s}' is not a layout; use log or sets"))
+}
+
+/// `--max-value` when not given: any session for the log layout, a
+/// 512-byte slot for the sets layout.
+fn default_max_value(layout: scsp::Layout) -> u64 {
+    match layout {
+        scsp::Layout::Log => scsp::config::DEFAULT_MAX_VALUE.into(),
+        scsp::Layout::Sets => 464,
+    }
+}
+
 fn parse_mode(s: &str) -> Result<u32, String> {
     u32::from_str_radix(s.trim_start_matches("0o"), 8)
         .ok()
@@ -60,9 +83,10 @@ const HUGE_PAGES_WORTH_IT: u64 = 64 << 20;
 
 pub fn run(a: Args) -> Result<ExitCode> {
     let cfg = Config {
+        layout: a.layout,
         size: a.size,
         shards: a.shards,
-        max_value: u32::try_from(a.max_value)
+        max_value: u32::try_from(a.max_value.unwrap_or(default_max_value(a.layout)))
             .map_err(|_| Error::Usage("--max-value is too large".into()))?,
         typical_value: u32::try_from(a.typical_value)
             .map_err(|_| Error::Usage("--typical-value is too large".into()))?,
@@ -80,15 +104,28 @@ pub fn run(a: Args) -> Result<ExitCode> {
         other => other?,
     };
     let s = cache.stats();
-    println!(
-        "created {}: {} of session log in {} shards, {} index slots, max value {}, file {}",
-        a.path.display(),
-        human(s.capacity_bytes),
-        s.shards,
-        s.index_slots,
-        human(s.max_value),
-        human(cache.segment().geometry().total_len),
-    );
+    let g = cache.segment().geometry();
+    match s.layout {
+        scsp::Layout::Log => println!(
+            "created {}: {} of session log in {} shards, {} index slots, max value {}, file {}",
+            a.path.display(),
+            human(s.capacity_bytes),
+            s.shards,
+            s.index_slots,
+            human(s.max_value),
+            human(g.total_len),
+        ),
+        scsp::Layout::Sets => println!(
+            "created {}: sets layout, {} slots of {} in {} sets of {}, max value {}, file {}",
+            a.path.display(),
+            s.index_slots,
+            human(g.slot_bytes()),
+            g.sets(),
+            scsp::segment::layout::SET_WAYS,
+            human(s.max_value),
+            human(g.total_len),
+        ),
+    }
     if s.capacity_bytes != a.size {
         println!(
             "note: --size {} was rounded down to a power of two",
@@ -135,6 +172,11 @@ fn keep_existing(path: &Path, cfg: &Config) -> Result<ExitCode> {
             diffs.push(format!("{what} {have} (asked for {want})"));
         }
     };
+    differs(
+        "layout",
+        have.layout.name().to_string(),
+        want.layout.name().to_string(),
+    );
     differs(
         "size",
         human(have.log_bytes * have.shards),

@@ -172,6 +172,9 @@ pub fn plan(o: &scsp_options) -> Result<OpenPlan, String> {
     let d = scsp::Config::default();
     let or = |v: u32, def: u32| if v == 0 { def } else { v };
     let config = scsp::Config {
+        // A C caller opens a segment of either layout; it creates one of
+        // the log layout (`scsp create --layout sets` makes the other).
+        layout: d.layout,
         size: if o.size_bytes == 0 {
             d.size
         } else {

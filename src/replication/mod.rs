@@ -19,9 +19,14 @@ pub struct Replica {
 }
 
 impl Replica {
-    /// The replication view of `cache`.
-    pub fn new(cache: Arc<Cache>) -> Replica {
-        Replica { cache }
+    /// The replication view of `cache`. Refused for a segment of the sets
+    /// layout, which keeps no log to read as a journal.
+    pub fn new(cache: Arc<Cache>) -> crate::Result<Replica> {
+        if cache.layout() == crate::Layout::Sets {
+            let path = cache.segment().path().map(|p| p.to_path_buf());
+            return Err(crate::Error::NotReplicable(path.unwrap_or_default()));
+        }
+        Ok(Replica { cache })
     }
 
     /// The table itself, for the session API and statistics.

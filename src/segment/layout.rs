@@ -30,8 +30,65 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use std::path::Path;
 
-/// `b"SCSPSEG1"` read as a little-endian word.
+/// `b"SCSPSEG1"` read as a little-endian word: a segment of the log layout.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SCSPSEG1");
+/// `b"SCSPSET1"`: a segment of the sets layout ([`Layout::Sets`]).
+pub const MAGIC_SETS: u64 = u64::from_le_bytes(*b"SCSPSET1");
+/// Ways in a set of the sets layout: two cache lines of tag words.
+pub const SET_WAYS: usize = 16;
+/// Smallest slot of the sets layout: a TLS session id and a 176-byte session.
+pub const MIN_SLOT_BYTES: u64 = 256;
+/// Largest slot of the sets layout.
+pub const MAX_SLOT_BYTES: u64 = 8 << 10;
+
+/// Tag lines of a set: [`SET_WAYS`] words.
+pub(crate) const TAG_LINES_PER_SET: u64 = (SET_WAYS / BUCKET_WORDS) as u64;
+/// Fewest sets a segment of the sets layout has.
+const MIN_SETS: u64 = 16;
+
+/// The slot of the sets layout that holds an entry with a key of
+/// [`TYPICAL_KEY`] bytes and a value of `max_value` bytes.
+pub fn slot_bytes_for(max_value: u32) -> u64 {
+    entry_bytes(TYPICAL_KEY, max_value as usize)
+        .next_power_of_two()
+        .max(MIN_SLOT_BYTES)
+}
+
+/// How a segment keeps its sessions (docs/architecture.md, "Layouts").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub enum Layout {
+    /// Entries appended to shard logs, found through an index of words
+    /// that point into them. Keeps sessions of any size up to
+    /// `max_value` in the order they were made; the bridge replicates it.
+    #[default]
+    Log,
+    /// Every session in place, in a slot of a fixed size, in one of the 16
+    /// ways of the set its hash picks; the tags of a set's ways are packed
+    /// into two lines apart from the slots. No word every put writes, so
+    /// processes on many cores share nothing but the sessions they read.
+    /// Not replicated by the bridge.
+    Sets,
+}
+
+impl Layout {
+    /// The name used in configuration files and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Layout::Log => "log",
+            Layout::Sets => "sets",
+        }
+    }
+
+    /// The layout named `name` (`log` or `sets`).
+    pub fn from_name(name: &str) -> Option<Layout> {
+        match name {
+            "log" => Some(Layout::Log),
+            "sets" => Some(Layout::Sets),
+            _ => None,
+        }
+    }
+}
 /// Format version; bump on any change to the layout or entry encoding.
 pub const FORMAT_VERSION: u64 = 6;
 /// Value of the state word once the creator has finished.
@@ -94,11 +151,22 @@ pub(crate) const H_STATE: usize = 14;
 /// Hash of every constant the layout depends on. Two builds that disagree on
 /// any of them produce different fingerprints and refuse each other's segments.
 pub fn layout_fingerprint() -> u64 {
+    fingerprint_of(Layout::Log)
+}
+
+/// [`layout_fingerprint`] of a given layout.
+pub(crate) fn fingerprint_of(layout: Layout) -> u64 {
+    let sets = match layout {
+        Layout::Log => String::new(),
+        Layout::Sets => {
+            format!(";sets:ways={SET_WAYS};tag_bits=16;age_bits=24;version_bits=24;slot=pow2")
+        }
+    };
     let text = format!(
         "scsp-layout;version={FORMAT_VERSION};word=8;endian={};bucket_words={BUCKET_WORDS};\
          tag_bits=16;lines_bits=8;pos_bits=40;pos_unit=8;entry_header_words={ENTRY_HEADER_WORDS};\
          tail_stride={CACHE_LINE};stats_slots={STATS_SLOTS};stats_slot_words={STATS_SLOT_WORDS};\
-         ext_bytes={EXT_BYTES};max_key={MAX_KEY};hash=xxh3seed;checksum=lanes4fletcher32",
+         ext_bytes={EXT_BYTES};max_key={MAX_KEY};hash=xxh3seed;checksum=lanes4fletcher32{sets}",
         if cfg!(target_endian = "little") {
             "le"
         } else {
@@ -112,6 +180,11 @@ pub fn layout_fingerprint() -> u64 {
 /// from then on. Offsets are in 8-byte words from the start of the segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Geometry {
+    /// How sessions are kept. With [`Layout::Sets`] the fields below keep
+    /// their places with these meanings: one shard; `buckets` counts tag
+    /// lines, two per set; the shard's log is the slots, `log_bytes` in
+    /// all, [`SET_WAYS`] per set, each [`Geometry::slot_bytes`] long.
+    pub layout: Layout,
     /// Number of shards (power of two).
     pub shards: u64,
     /// Number of index buckets (power of two, >= shards).
@@ -170,10 +243,42 @@ fn field(field: &'static str, problem: String) -> Error {
     Error::InvalidField { field, problem }
 }
 
+/// The checks every layout makes: `host_id` and `mode`.
+fn check_owner_fields(cfg: &Config) -> Result<()> {
+    if cfg.host_id == 0 {
+        return Err(field("host_id", "host_id must be non-zero".into()));
+    }
+    if cfg.mode & !0o777 != 0 || cfg.mode & 0o600 != 0o600 {
+        return Err(field("mode", format!(
+            "mode {:o} must be permission bits that give the owner read+write (e.g. 600, or 660 to share with a group, whose members open it read-write)",
+            cfg.mode
+        )));
+    }
+    // Sessions are secrets: other users get nothing, not even read.
+    if cfg.mode & 0o007 != 0 {
+        return Err(field("mode", format!(
+            "mode {:o} gives every user (\"other\") access to session secrets; use 600, or 660 with a group (the workers' group) to share the segment with the workers of that group",
+            cfg.mode
+        )));
+    }
+    // Every user of a segment writes to it: a group that may only read
+    // could not open it at all.
+    if !matches!(cfg.mode & 0o070, 0 | 0o060 | 0o070) {
+        return Err(field("mode", format!(
+            "mode {:o} gives the group only part of read+write, which lets it open nothing (every user of a segment writes to it): use 660 to share with the group, or 600",
+            cfg.mode
+        )));
+    }
+    Ok(())
+}
+
 impl Geometry {
     /// Geometry for a new segment from user configuration, with every value
     /// checked and the error naming the field to fix.
     pub fn from_config(cfg: &Config) -> Result<Geometry> {
+        if cfg.layout == Layout::Sets {
+            return Geometry::sets_from_config(cfg);
+        }
         if !(MIN_VALUE_LIMIT..=MAX_VALUE_LIMIT).contains(&cfg.max_value)
             || !cfg.max_value.is_power_of_two()
         {
@@ -191,30 +296,7 @@ impl Geometry {
                 ),
             ));
         }
-        if cfg.host_id == 0 {
-            return Err(field("host_id", "host_id must be non-zero".into()));
-        }
-        if cfg.mode & !0o777 != 0 || cfg.mode & 0o600 != 0o600 {
-            return Err(field("mode", format!(
-                "mode {:o} must be permission bits that give the owner read+write (e.g. 600, or 660 to share with a group, whose members open it read-write)",
-                cfg.mode
-            )));
-        }
-        // Sessions are secrets: other users get nothing, not even read.
-        if cfg.mode & 0o007 != 0 {
-            return Err(field("mode", format!(
-                "mode {:o} gives every user (\"other\") access to session secrets; use 600, or 660 with a group (the workers' group) to share the segment with the workers of that group",
-                cfg.mode
-            )));
-        }
-        // Every user of a segment writes to it: a group that may only read
-        // could not open it at all.
-        if !matches!(cfg.mode & 0o070, 0 | 0o060 | 0o070) {
-            return Err(field("mode", format!(
-                "mode {:o} gives the group only part of read+write, which lets it open nothing (every user of a segment writes to it): use 660 to share with the group, or 600",
-                cfg.mode
-            )));
-        }
+        check_owner_fields(cfg)?;
         let shards = cfg.shards as u64;
         let log_total = pow2_floor(cfg.size);
         if log_total < min_size(cfg) || cfg.size > (1 << 40) {
@@ -256,6 +338,68 @@ impl Geometry {
         ))
     }
 
+    /// [`Geometry::from_config`] for [`Layout::Sets`]: the slot is the
+    /// smallest power of two that holds an entry with a 32-byte key and a
+    /// `max_value` value, and `size` (rounded down to a power of two) is
+    /// cut into sets of [`SET_WAYS`] slots.
+    fn sets_from_config(cfg: &Config) -> Result<Geometry> {
+        let slot = slot_bytes_for(cfg.max_value);
+        if !(64..=MAX_VALUE_LIMIT).contains(&cfg.max_value) || slot > MAX_SLOT_BYTES {
+            return Err(field(
+                "max_value",
+                format!(
+                    "max_value {} does not fit the sets layout, where every session takes a slot \
+                 of its size: use the size of the largest session to keep, from 64 to {} bytes \
+                 (176 keeps TLS 1.3 tickets and TLS 1.2 sessions without client certificates \
+                 in 256-byte slots), or layout = \"log\" for larger ones",
+                    cfg.max_value,
+                    MAX_SLOT_BYTES - entry_bytes(TYPICAL_KEY, 0)
+                ),
+            ));
+        }
+        check_owner_fields(cfg)?;
+        let slots_total = pow2_floor(cfg.size);
+        let min = slot * SET_WAYS as u64 * MIN_SETS;
+        if slots_total < min || cfg.size > (1 << 40) {
+            return Err(field(
+                "size",
+                format!(
+                    "size {} is out of range: with the sets layout and {slot}-byte slots \
+                 (max_value {}) it must be from {min} to 1 TiB",
+                    cfg.size, cfg.max_value
+                ),
+            ));
+        }
+        let sets = slots_total / (slot * SET_WAYS as u64);
+        let mut g = Geometry::with(
+            1,
+            sets * TAG_LINES_PER_SET,
+            slots_total,
+            cfg.max_value as u64,
+            [0, 0],
+            0,
+            cfg.host_id as u64,
+        );
+        g.layout = Layout::Sets;
+        Ok(g)
+    }
+
+    /// Sets of a [`Layout::Sets`] segment (0 for the log layout).
+    pub fn sets(&self) -> u64 {
+        match self.layout {
+            Layout::Log => 0,
+            Layout::Sets => self.buckets / TAG_LINES_PER_SET,
+        }
+    }
+
+    /// Bytes of one slot of a [`Layout::Sets`] segment (0 for the log layout).
+    pub fn slot_bytes(&self) -> u64 {
+        match self.layout {
+            Layout::Log => 0,
+            Layout::Sets => self.log_bytes / (self.sets() * SET_WAYS as u64),
+        }
+    }
+
     /// Lay out the regions for the given sizes. Callers guarantee powers of two.
     pub(crate) fn with(
         shards: u64,
@@ -273,6 +417,7 @@ impl Geometry {
         let logs = index + buckets * CACHE_LINE;
         let total = logs + shards * log_bytes;
         Geometry {
+            layout: Layout::Log,
             shards,
             buckets,
             log_bytes,
@@ -310,12 +455,34 @@ impl Geometry {
         Geometry::with(shards, buckets, log_bytes, max_value, [7, 9], 0, 1)
     }
 
+    /// A tiny geometry of the sets layout for unit tests: `sets` sets of
+    /// slots for values up to `max_value` bytes, no minimum sizes.
+    #[doc(hidden)]
+    pub fn tiny_sets(sets: u64, max_value: u32) -> Geometry {
+        assert!(sets.is_power_of_two());
+        let slot = slot_bytes_for(max_value);
+        let mut g = Geometry::with(
+            1,
+            sets * TAG_LINES_PER_SET,
+            sets * SET_WAYS as u64 * slot,
+            max_value.into(),
+            [7, 9],
+            0,
+            1,
+        );
+        g.layout = Layout::Sets;
+        g
+    }
+
     /// Words of the header as the creator writes them (state excluded).
     pub(crate) fn header_words(&self) -> [u64; H_CHECKSUM + 1] {
         let mut w = [0u64; H_CHECKSUM + 1];
-        w[H_MAGIC] = MAGIC;
+        w[H_MAGIC] = match self.layout {
+            Layout::Log => MAGIC,
+            Layout::Sets => MAGIC_SETS,
+        };
         w[H_VERSION] = FORMAT_VERSION;
-        w[H_FINGERPRINT] = layout_fingerprint();
+        w[H_FINGERPRINT] = fingerprint_of(self.layout);
         w[H_SHARDS] = self.shards;
         w[H_BUCKETS] = self.buckets;
         w[H_LOG_BYTES] = self.log_bytes;
@@ -338,9 +505,11 @@ impl Geometry {
             path: path.to_path_buf(),
             what,
         };
-        if w[H_MAGIC] != MAGIC {
-            return Err(Error::NotASegment(path.to_path_buf()));
-        }
+        let layout = match w[H_MAGIC] {
+            MAGIC => Layout::Log,
+            MAGIC_SETS => Layout::Sets,
+            _ => return Err(Error::NotASegment(path.to_path_buf())),
+        };
         if w[H_VERSION] != FORMAT_VERSION {
             return Err(Error::Version {
                 path: path.to_path_buf(),
@@ -348,7 +517,7 @@ impl Geometry {
                 expected: FORMAT_VERSION,
             });
         }
-        if w[H_FINGERPRINT] != layout_fingerprint() {
+        if w[H_FINGERPRINT] != fingerprint_of(layout) {
             return Err(Error::Layout(path.to_path_buf()));
         }
         if w[H_STATE] != STATE_READY {
@@ -373,19 +542,40 @@ impl Geometry {
                 w[H_MAX_KEY]
             )));
         }
-        if !max_value.is_power_of_two()
-            || !(MIN_VALUE_LIMIT as u64..=MAX_VALUE_LIMIT as u64).contains(&max_value)
-        {
-            return Err(corrupt(format!("max_value {max_value} out of range")));
-        }
-        let min_log = entry_bytes(MAX_KEY, max_value as usize) * MIN_ENTRIES_PER_SHARD;
-        if !log_bytes.is_power_of_two() || log_bytes < min_log || log_bytes > 1 << 40 {
-            return Err(corrupt(format!("log_bytes {log_bytes} out of range")));
+        match layout {
+            Layout::Log => {
+                if !max_value.is_power_of_two()
+                    || !(MIN_VALUE_LIMIT as u64..=MAX_VALUE_LIMIT as u64).contains(&max_value)
+                {
+                    return Err(corrupt(format!("max_value {max_value} out of range")));
+                }
+                let min_log = entry_bytes(MAX_KEY, max_value as usize) * MIN_ENTRIES_PER_SHARD;
+                if !log_bytes.is_power_of_two() || log_bytes < min_log || log_bytes > 1 << 40 {
+                    return Err(corrupt(format!("log_bytes {log_bytes} out of range")));
+                }
+            }
+            Layout::Sets => {
+                let sets = buckets / TAG_LINES_PER_SET;
+                if shards != 1 || sets < MIN_SETS {
+                    return Err(corrupt(format!(
+                        "{shards} shards and {buckets} tag lines do not make a sets layout"
+                    )));
+                }
+                if !(64..=MAX_VALUE_LIMIT as u64).contains(&max_value) {
+                    return Err(corrupt(format!("max_value {max_value} out of range")));
+                }
+                let slot = slot_bytes_for(max_value as u32);
+                if slot > MAX_SLOT_BYTES || log_bytes != slot * sets * SET_WAYS as u64 {
+                    return Err(corrupt(format!(
+                        "{log_bytes} bytes of slots are not {sets} sets of {slot}-byte slots"
+                    )));
+                }
+            }
         }
         if w[H_HOST_ID] == 0 || w[H_HOST_ID] > u32::MAX as u64 {
             return Err(corrupt(format!("host_id {} out of range", w[H_HOST_ID])));
         }
-        let g = Geometry::with(
+        let mut g = Geometry::with(
             shards,
             buckets,
             log_bytes,
@@ -394,6 +584,7 @@ impl Geometry {
             w[H_CREATED],
             w[H_HOST_ID],
         );
+        g.layout = layout;
         if g.total_len != w[H_TOTAL_LEN] || g.total_len != file_len {
             return Err(corrupt(format!(
                 "length mismatch: geometry needs {} bytes, header says {}, file has {}",

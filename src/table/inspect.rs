@@ -5,7 +5,7 @@ use super::entry::{load_header, EntryHeader};
 use super::index::{in_window, reconstruct};
 use super::Cache;
 use crate::clock::now_secs;
-use crate::segment::layout::ENTRY_HEADER_WORDS;
+use crate::segment::layout::{Layout, ENTRY_HEADER_WORDS};
 use crate::sync::{fence, Ordering};
 
 /// What the index currently points at.
@@ -42,6 +42,10 @@ pub struct VerifyReport {
     /// writers killed mid-write, or partly overwritten entries at the
     /// window's start. Harmless; reclaimed when the log wraps.
     pub skipped_words: u64,
+    /// Ways of a sets segment left mid-write: by a put killed while it
+    /// wrote, or being written right now. Harmless; a later put of the set
+    /// takes them.
+    pub unfinished_ways: u64,
     /// Problems that mean corruption (empty when the table is healthy).
     pub problems: Vec<String>,
 }
@@ -142,6 +146,9 @@ impl Cache {
 
     /// Walk the index: how many live entries, how old the oldest.
     pub fn occupancy(&self) -> Occupancy {
+        if self.layout == Layout::Sets {
+            return self.occupancy_of_sets();
+        }
         let g = *self.seg.geometry();
         let now = now_secs();
         let mut occ = Occupancy::default();
@@ -174,14 +181,17 @@ impl Cache {
     /// table (`scsp verify`); under concurrent writes it may report entries
     /// overwritten while it looked as problems.
     pub fn verify(&self) -> VerifyReport {
-        let g = *self.seg.geometry();
-        let mut rep = VerifyReport::default();
-        let mut scratch = vec![0u8; self.max_value + 256];
         let problem = |rep: &mut VerifyReport, p: String| {
             if rep.problems.len() < MAX_PROBLEMS {
                 rep.problems.push(p);
             }
         };
+        if self.layout == Layout::Sets {
+            return self.verify_sets(problem);
+        }
+        let g = *self.seg.geometry();
+        let mut rep = VerifyReport::default();
+        let mut scratch = vec![0u8; self.max_value + 256];
         for b in 0..g.buckets as usize {
             for w in self.seg.bucket(b) {
                 let word = w.load(Ordering::Acquire);

@@ -26,6 +26,7 @@ mod entry;
 mod index;
 mod inspect;
 pub(crate) mod journal;
+mod sets;
 
 pub use entry::{EntryHeader, FLAG_TOMBSTONE};
 pub use inspect::{Occupancy, VerifyReport};
@@ -34,7 +35,8 @@ use crate::clock::now_secs;
 #[cfg(not(loom))]
 use crate::config::Config;
 use crate::error::Result;
-use crate::segment::layout::{entry_bytes, ENTRY_HEADER_WORDS, MAX_KEY};
+use crate::segment::layout::Layout;
+use crate::segment::layout::{entry_bytes, ENTRY_HEADER_WORDS, MAX_KEY, SET_WAYS};
 #[cfg(not(loom))]
 use crate::segment::Access;
 use crate::segment::{Geometry, Segment};
@@ -108,8 +110,11 @@ pub struct Stats {
     pub created: u64,
     /// Bytes ever appended to the logs (sum of shard tails).
     pub appended_bytes: u64,
-    /// Fraction of the log holding data (1.0 once every shard has wrapped).
+    /// Fraction of the log holding data (1.0 once every shard has wrapped);
+    /// with the sets layout, of the ways holding a session.
     pub log_fill: f64,
+    /// How the segment keeps its sessions.
+    pub layout: Layout,
 }
 
 /// A shared TLS session cache mapped from a segment file.
@@ -124,6 +129,10 @@ pub struct Cache {
     log_words: u64,
     max_value: usize,
     host_id: u32,
+    layout: Layout,
+    /// Sets and words per slot of a [`Layout::Sets`] segment.
+    sets: u64,
+    slot_words: u64,
 }
 
 /// `ttl_secs` within `1..=MAX_TTL_SECS`.
@@ -198,8 +207,16 @@ impl Cache {
             log_words: g.log_bytes / 8,
             max_value: g.max_value as usize,
             host_id: g.host_id as u32,
+            layout: g.layout,
+            sets: g.sets(),
+            slot_words: g.slot_bytes() / 8,
             seg,
         }
+    }
+
+    /// How this segment keeps its sessions.
+    pub fn layout(&self) -> Layout {
+        self.layout
     }
 
     /// The segment underneath, for adapters that use its extension area.
@@ -291,11 +308,18 @@ impl Cache {
             return Stored::BadKey;
         }
         // A file segment's log always holds the largest entry; the tiny
-        // in-memory geometries of tests and models need not.
-        if value.len() > self.max_value || entry_bytes(key.len(), value.len()) > self.log_words * 8
-        {
+        // in-memory geometries of tests and models need not. A slot of the
+        // sets layout holds the largest value with a key of up to 32 bytes.
+        let room = match self.layout {
+            Layout::Log => self.log_words,
+            Layout::Sets => self.slot_words,
+        };
+        if value.len() > self.max_value || entry_bytes(key.len(), value.len()) > room * 8 {
             self.count(Counter::TooLarge);
             return Stored::TooLarge;
+        }
+        if self.layout == Layout::Sets {
+            return self.put_in_set(key, value, (expiry, now), origin, flags);
         }
         let slot = self.locate(key);
         // The bucket line is CASed at the end; start fetching it now so its
@@ -444,6 +468,9 @@ impl Cache {
     /// there: an expired value is never copied, and what a failed check had
     /// copied is zeroed.
     pub fn get(&self, key: &[u8], buf: &mut [u8]) -> Lookup {
+        if self.layout == Layout::Sets {
+            return self.lookup_in_set(key, buf, false);
+        }
         match self.probe(key, buf) {
             Probe::Hit(f) => {
                 self.count(Counter::Hits);
@@ -491,7 +518,9 @@ impl Cache {
     /// `holds` and `put_entry` of it: the bridge applies a batch this way,
     /// so that the bucket misses overlap instead of coming one by one.
     pub(crate) fn prefetch_bucket(&self, key: &[u8]) {
-        if !key.is_empty() && key.len() <= MAX_KEY {
+        if self.layout == Layout::Sets {
+            self.prefetch_set(key);
+        } else if !key.is_empty() && key.len() <= MAX_KEY {
             prefetch::<FOR_WRITE>(self.seg.bucket(self.locate(key).bucket), 0, 1);
         }
     }
@@ -502,6 +531,9 @@ impl Cache {
     /// [`Lookup::BufferTooSmall`] leaves no byte of any value there, even
     /// after losing a race for an entry it had already copied.
     pub fn take(&self, key: &[u8], buf: &mut [u8]) -> Lookup {
+        if self.layout == Layout::Sets {
+            return self.lookup_in_set(key, buf, true);
+        }
         let slot = self.locate(key);
         // On a segment a bridge runs on, a winning take appends a
         // tombstone, most likely at the shard's current tail: start
@@ -571,6 +603,9 @@ impl Cache {
             return false;
         }
         self.count(Counter::Removes);
+        if self.layout == Layout::Sets {
+            return self.remove_in_set(key);
+        }
         let slot = self.locate(key);
         let removed = self.unlink(&slot, key);
         self.tombstone_if_replicated(&slot, key);
@@ -582,6 +617,9 @@ impl Cache {
     pub(crate) fn unlink_key(&self, key: &[u8]) -> bool {
         if key.is_empty() || key.len() > MAX_KEY {
             return false;
+        }
+        if self.layout == Layout::Sets {
+            return self.remove_in_set(key);
         }
         self.unlink(&self.locate(key), key)
     }
@@ -825,7 +863,8 @@ impl Cache {
         Reject::Miss
     }
 
-    /// Counters and fill levels. Cheap: no index walk, one `kill(pid, 0)`
+    /// Counters and fill levels. Cheap: no index walk (with the sets
+    /// layout, one read of the tag lines), one `kill(pid, 0)`
     /// per attached process (to leave out dead ones).
     pub fn stats(&self) -> Stats {
         let g = self.seg.geometry();
@@ -836,8 +875,18 @@ impl Cache {
             appended = appended.wrapping_add(t.wrapping_mul(8));
             filled += t.min(self.log_words);
         }
+        let counters = stats::sum(&self.seg);
+        let (appended, fill) = match self.layout {
+            Layout::Log => (appended, filled as f64 / (self.log_words * g.shards) as f64),
+            // Nothing is appended: what puts wrote, and the ways in use
+            // (a walk of the tag lines, 1/32 of the slots' bytes or less).
+            Layout::Sets => (
+                counters.bytes_written,
+                self.used_ways() as f64 / (self.sets * SET_WAYS as u64) as f64,
+            ),
+        };
         Stats {
-            counters: stats::sum(&self.seg),
+            counters,
             capacity_bytes: g.log_bytes * g.shards,
             shards: g.shards,
             index_slots: g.buckets * 8,
@@ -845,7 +894,8 @@ impl Cache {
             host_id: g.host_id,
             created: g.created,
             appended_bytes: appended,
-            log_fill: filled as f64 / (self.log_words * g.shards) as f64,
+            log_fill: fill,
+            layout: self.layout,
         }
     }
 

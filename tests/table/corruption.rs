@@ -12,7 +12,7 @@
 use crate::common;
 
 use common::{encode_value, key, Rng};
-use scsp::{Cache, Config, Error, Lookup};
+use scsp::{Cache, Config, Error, Layout, Lookup};
 use std::collections::HashMap;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -36,12 +36,21 @@ const H_TOTAL_LEN: u64 = 12;
 const H_CHECKSUM: u64 = 13;
 const H_STATE: u64 = 14;
 
-fn config() -> Config {
-    Config {
-        size: 16 << 10,
-        shards: 2,
-        max_value: MAX_VALUE as u32,
-        ..Config::default()
+fn config(layout: Layout) -> Config {
+    match layout {
+        Layout::Log => Config {
+            size: 16 << 10,
+            shards: 2,
+            max_value: MAX_VALUE as u32,
+            ..Config::default()
+        },
+        // 16 sets of 16 ways of 512 bytes.
+        Layout::Sets => Config {
+            layout,
+            size: 128 << 10,
+            max_value: MAX_VALUE as u32,
+            ..Config::default()
+        },
     }
 }
 
@@ -69,8 +78,8 @@ fn regions(cache: &Cache) -> Regions {
 }
 
 /// A segment with `KEYS` values in it, and what was put (the oracle).
-fn pristine(path: &Path) -> (Vec<u8>, HashMap<u32, Vec<u8>>, Regions) {
-    let cache = Cache::create(path, &config()).unwrap();
+fn pristine(path: &Path, layout: Layout) -> (Vec<u8>, HashMap<u32, Vec<u8>>, Regions) {
+    let cache = Cache::create(path, &config(layout)).unwrap();
     let mut oracle = HashMap::new();
     let mut buf = [0u8; MAX_VALUE];
     for k in 0..KEYS {
@@ -179,10 +188,20 @@ fn within(limit: Duration, f: impl FnOnce() + Send + 'static) {
 
 #[test]
 fn random_damage_is_refused_or_served_without_wrong_values() {
-    within(Duration::from_secs(90), || {
+    within(Duration::from_secs(90), || random_damage(Layout::Log));
+}
+
+#[test]
+fn random_damage_to_a_sets_segment_is_refused_or_served_without_wrong_values() {
+    within(Duration::from_secs(90), || random_damage(Layout::Sets));
+}
+
+/// Damage the segment file at random places, open it and use it.
+fn random_damage(layout: Layout) {
+    {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("seg");
-        let (image, oracle, r) = pristine(&path);
+        let (image, oracle, r) = pristine(&path, layout);
         let seed = Rng::seed_from_env_or_clock();
         println!("seed {seed} (rerun with SCSP_TEST_SEED={seed})");
         let mut rng = Rng::new(seed);
@@ -216,7 +235,7 @@ fn random_damage_is_refused_or_served_without_wrong_values() {
         }
         println!("rounds {ROUNDS}: refused {refused}, opened {opened}, good hits {hits}");
         assert!(refused > 0 && opened > 0 && hits > 0);
-    });
+    }
 }
 
 #[test]
@@ -224,7 +243,7 @@ fn damaged_tails_near_the_end_of_the_position_space_do_not_panic() {
     within(Duration::from_secs(30), || {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("seg");
-        let (image, oracle, r) = pristine(&path);
+        let (image, oracle, r) = pristine(&path, Layout::Log);
         let mut rng = Rng::new(1);
         for tail in [
             u64::MAX,
@@ -255,7 +274,7 @@ fn damaged_tails_near_the_end_of_the_position_space_do_not_panic() {
 fn damaged_header_fields_are_refused_with_the_matching_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("seg");
-    let (image, _, _) = pristine(&path);
+    let (image, _, _) = pristine(&path, Layout::Log);
     let reset = || std::fs::write(&path, &image).unwrap();
     let open_err = || {
         Cache::open(&path)

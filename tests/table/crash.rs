@@ -18,7 +18,7 @@
 use crate::common;
 
 use common::{check_value, encode_value, key, Children, Rng, SharedWords};
-use scsp::{Cache, Config, Lookup};
+use scsp::{Cache, Config, Layout, Lookup};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -92,14 +92,30 @@ fn reader(cache: &Cache, shared: &SharedWords, seed: u64) -> i32 {
 
 #[test]
 fn killed_writers_leave_the_table_usable_and_readers_never_see_wrong_values() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("seg");
-    let cfg = Config {
+    // 64 KiB of log in 2 shards: the logs wrap many times a round.
+    killed_writers_in(Config {
         size: 64 << 10,
         shards: 2,
         max_value: MAX_VALUE as u32,
         ..Config::default()
-    };
+    });
+}
+
+#[test]
+fn killed_writers_leave_a_sets_table_usable_and_readers_never_see_wrong_values() {
+    // 16 sets of 16 ways of 1 KiB for 256 keys: every put of a new key
+    // evicts another.
+    killed_writers_in(Config {
+        layout: Layout::Sets,
+        size: 256 << 10,
+        max_value: MAX_VALUE as u32,
+        ..Config::default()
+    });
+}
+
+fn killed_writers_in(cfg: Config) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("seg");
     let cache = Cache::create(&path, &cfg).unwrap();
     let shared = SharedWords::new(8);
     shared.word(VERSION).store(1, Ordering::Relaxed);

@@ -10,7 +10,7 @@
 use crate::common;
 
 use common::{check_value, encode_value, key, Children, Rng};
-use scsp::{Cache, Config, Lookup};
+use scsp::{Cache, Config, Layout, Lookup};
 use std::io::Read;
 use std::os::fd::AsRawFd;
 
@@ -113,16 +113,30 @@ fn worker(cache: &Cache, me: u32, seed: u64) -> Tally {
 
 #[test]
 fn four_processes_share_one_wrapping_segment_without_wrong_values() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("seg");
     // 64 KiB of log in 2 shards, 512 index words: the logs wrap hundreds of
     // times and buckets evict constantly.
-    let cfg = Config {
+    four_processes_share(Config {
         size: 64 << 10,
         shards: 2,
         max_value: MAX_VALUE as u32,
         ..Config::default()
-    };
+    });
+}
+
+#[test]
+fn four_processes_share_one_segment_of_sets_without_wrong_values() {
+    // 16 sets of 16 ways of 512 bytes for 512 keys: sets evict constantly.
+    four_processes_share(Config {
+        layout: Layout::Sets,
+        size: 128 << 10,
+        max_value: MAX_VALUE as u32,
+        ..Config::default()
+    });
+}
+
+fn four_processes_share(cfg: Config) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("seg");
     let cache = Cache::create(&path, &cfg).unwrap();
     let seed = Rng::seed_from_env_or_clock();
     println!("seed {seed} (rerun with SCSP_TEST_SEED={seed})");

@@ -120,7 +120,11 @@ impl Host {
     /// Words appended to this host's logs since its segment was created.
     pub fn log_words_written(&self) -> u64 {
         (0..self.cache.shards())
-            .map(|s| scsp::replication::Replica::new(self.cache.clone()).log_tail(s))
+            .map(|s| {
+                scsp::replication::Replica::new(self.cache.clone())
+                    .expect("a log segment")
+                    .log_tail(s)
+            })
             .sum()
     }
 

@@ -1,0 +1,702 @@
+//! The sets layout: every session in place (docs/architecture.md, "The
+//! sets layout").
+//!
+//! A key's hash picks one set of [`SET_WAYS`] ways. A way is a slot of the
+//! segment's slot size holding an entry encoded exactly as in a log
+//! (`entry.rs`; its echoed position is the slot's first word), and a tag
+//! word; a set's 16 tag words fill two cache lines of the index region,
+//! apart from the slots:
+//!
+//! ```text
+//!  63          48 47            24 23             0
+//! +--------------+----------------+---------------+
+//! |   tag (16)   | stored (24)    | version (24)  |
+//! +--------------+----------------+---------------+
+//! ```
+//!
+//! - `tag`: the top 16 bits of the key hash, never 0; 0 is an empty way.
+//! - `stored`: the low 24 bits of the unix second the way was written
+//!   (194 days before they wrap); a put evicts the way stored longest ago.
+//! - `version`: odd while a put writes the slot. A put claims a way with
+//!   one CAS that makes the version odd, writes the entry, and publishes it
+//!   with a Release CAS to the next even version; a get copies the slot
+//!   between an Acquire load of the word and a second load after an
+//!   Acquire fence, and keeps the copy only if the word did not change (a
+//!   seqlock per way). A put killed mid-write leaves its way odd: no get
+//!   reads it, and the next put that evicts it takes it (I1 NO-WAIT).
+//!
+//! Two puts that claim one way at once (the second taking it as a dead
+//! writer's) can leave a mix of both entries under an even version; the
+//! entry checksum makes that a miss, as it does a lapped writer's damage
+//! in a log.
+
+use super::entry::{
+    copy_in, copy_value_in, copy_value_out, key_equals, load_header, prefetch, prefetch_entry,
+    store_header, EntryHeader, ValueSum, FLAG_TOMBSTONE, FOR_WRITE,
+};
+use super::index::tag_matches;
+use super::{Cache, Lookup, Stored, CAS_RETRIES};
+use crate::clock::now_secs;
+use crate::segment::layout::{ENTRY_HEADER_WORDS, MAX_KEY, SET_WAYS};
+use crate::stats::Counter;
+use crate::sync::{fence, AtomicU64, Ordering};
+
+const TAG_SHIFT: u32 = 48;
+const STORED_SHIFT: u32 = 24;
+const FIELD_MASK: u64 = (1 << 24) - 1;
+/// A way claimed this many seconds ago and still being written was left
+/// by a writer killed mid-put: any put may take it. A put writes for
+/// microseconds; only a writer stopped for seconds loses its way so.
+const ABANDONED_SECS: u64 = 2;
+
+/// Where a key lives in the sets layout.
+#[derive(Clone, Copy)]
+pub(crate) struct Place {
+    hash: u64,
+    set: usize,
+    tag: u64,
+}
+
+#[inline]
+fn tag_word(tag: u64, stored: u64, version: u64) -> u64 {
+    tag << TAG_SHIFT | (stored & FIELD_MASK) << STORED_SHIFT | version & FIELD_MASK
+}
+
+/// The tag of a key with this hash: its top 16 bits, never 0.
+#[inline]
+fn tag_for(hash: u64) -> u64 {
+    match hash >> TAG_SHIFT {
+        0 => 1,
+        t => t,
+    }
+}
+
+#[inline]
+fn tag_of(word: u64) -> u64 {
+    word >> TAG_SHIFT
+}
+
+#[inline]
+fn version_of(word: u64) -> u64 {
+    word & FIELD_MASK
+}
+
+/// Seconds since the way was stored, modulo 2^24.
+#[inline]
+fn age(word: u64, now: u64) -> u64 {
+    now.wrapping_sub(word >> STORED_SHIFT) & FIELD_MASK
+}
+
+/// Bit `i` set for each way `i` that carries `tag` and is not being written.
+#[inline(always)]
+fn readable_matches(words: &[u64; SET_WAYS], tag: u64) -> u32 {
+    let (lo, hi) = words.split_at(SET_WAYS / 2);
+    let lo: &[u64; 8] = lo.try_into().expect("half a set is 8 words");
+    let hi: &[u64; 8] = hi.try_into().expect("half a set is 8 words");
+    let mut m = tag_matches(lo, tag) | tag_matches(hi, tag) << 8;
+    let mut odd = 0u32;
+    for (i, &w) in words.iter().enumerate() {
+        odd |= ((w & 1) as u32) << i;
+    }
+    m &= !odd;
+    m
+}
+
+/// How one slot's entry checked out.
+enum Read {
+    Hit(usize),
+    Small(usize),
+    Miss,
+    /// Damaged for good: the way's word did not change while it was read.
+    Damaged,
+}
+
+impl Cache {
+    #[inline]
+    fn place(&self, key: &[u8]) -> Place {
+        let hash = self.hash_key(key);
+        Place {
+            hash,
+            set: (hash & (self.sets - 1)) as usize,
+            tag: tag_for(hash),
+        }
+    }
+
+    /// First word of the slot of `way` in `set`, in the slots (the one
+    /// shard log of a sets segment).
+    #[inline]
+    fn slot_pos(&self, set: usize, way: usize) -> u64 {
+        ((set * SET_WAYS + way) as u64).wrapping_mul(self.slot_words)
+    }
+
+    #[inline]
+    fn slots(&self) -> &[AtomicU64] {
+        self.seg.log(0)
+    }
+
+    /// [`Cache::put_entry`] for the sets layout; sizes are checked.
+    pub(super) fn put_in_set(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        (expiry, now): (u64, u64),
+        origin: u32,
+        flags: u8,
+    ) -> Stored {
+        if flags & FLAG_TOMBSTONE != 0 {
+            self.remove_in_set(key);
+            return Stored::Ok;
+        }
+        let p = self.place(key);
+        let tags = self.seg.set_tags(p.set);
+        let slots = self.slots();
+        let mut h = EntryHeader {
+            flags,
+            key_len: key.len(),
+            value_len: value.len(),
+            pos: 0,
+            hash: p.hash,
+            expiry,
+            stored_at: now as u32,
+            origin,
+            checksum: 0,
+        };
+        for _ in 0..CAS_RETRIES {
+            let words = tags.each_ref().map(|w| w.load(Ordering::Acquire));
+            let (way, evicting) = self.choose_way(&p, &words, key, now);
+            let old = words[way];
+            // Odd: no get reads the slot until the Release CAS below.
+            let claimed = tag_word(p.tag, now, version_of(old) + 1 + (old & 1));
+            if tags[way]
+                .compare_exchange(old, claimed, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+            {
+                continue;
+            }
+            // Pairs with the Acquire fence in `read_slot`: a get that reads
+            // any word written below then sees the claim (or later) when it
+            // loads the tag word again, and drops its copy.
+            fence(Ordering::Release);
+            let pos = self.slot_pos(p.set, way);
+            prefetch::<FOR_WRITE>(slots, pos, h.words() as usize);
+            h.pos = pos;
+            copy_in(slots, pos.wrapping_add(ENTRY_HEADER_WORDS as u64), key);
+            h.checksum = copy_value_in(
+                slots,
+                pos.wrapping_add((ENTRY_HEADER_WORDS + key.len().div_ceil(8)) as u64),
+                value,
+                ValueSum::seed(&h.encode()),
+            );
+            store_header(slots, pos, &h.encode());
+            let published = tag_word(p.tag, now, version_of(claimed).wrapping_add(1));
+            // Release pairs with the Acquire loads of the word in gets. It
+            // fails only if another put took the way as a dead writer's
+            // meanwhile; the slot is then that put's.
+            if tags[way]
+                .compare_exchange(claimed, published, Ordering::Release, Ordering::Relaxed)
+                .is_err()
+            {
+                self.count(Counter::Lost);
+                return Stored::Ok;
+            }
+            self.counters
+                .add(&self.seg, Counter::BytesWritten, h.words() * 8);
+            if evicting {
+                self.count(Counter::Evictions);
+            }
+            self.clear_other_copies(&p, tags, key, way);
+            self.count(Counter::Puts);
+            return Stored::Ok;
+        }
+        self.count(Counter::Lost);
+        Stored::Ok
+    }
+
+    /// The way a put of `key` writes: the one holding the key, else an
+    /// empty one, else one a writer claimed [`ABANDONED_SECS`] or more ago
+    /// and never published, else the one stored longest ago (a way being
+    /// written last of all: it is most likely a live writer's). Also
+    /// whether that evicts another session.
+    fn choose_way(
+        &self,
+        p: &Place,
+        words: &[u64; SET_WAYS],
+        key: &[u8],
+        now: u64,
+    ) -> (usize, bool) {
+        let mut same = readable_matches(words, p.tag);
+        // At most SET_WAYS iterations (I4 BOUNDED).
+        while same != 0 {
+            let i = same.trailing_zeros() as usize;
+            same &= same - 1;
+            if self.header_for_key(p, i, key).is_some() {
+                return (i, false);
+            }
+        }
+        if let Some(i) = words.iter().position(|&w| tag_of(w) == 0 && w & 1 == 0) {
+            return (i, false);
+        }
+        // A way claimed long ago and never published: its writer died (or
+        // has been stopped for seconds, and loses the way to this put).
+        if let Some(i) = words
+            .iter()
+            .position(|&w| w & 1 == 1 && age(w, now) >= ABANDONED_SECS)
+        {
+            return (i, false);
+        }
+        let oldest = (0..SET_WAYS)
+            .max_by_key(|&i| (words[i] & 1 == 0, age(words[i], now)))
+            .unwrap_or(0);
+        (oldest, true)
+    }
+
+    /// The header of the slot of `way` if it holds an entry for `key`
+    /// (header and key only: a hint for choosing a way or removing one,
+    /// not a verified read).
+    fn header_for_key(&self, p: &Place, way: usize, key: &[u8]) -> Option<EntryHeader> {
+        let slots = self.slots();
+        let pos = self.slot_pos(p.set, way);
+        EntryHeader::decode(&load_header(slots, pos)).filter(|h| {
+            h.pos == pos
+                && h.hash == p.hash
+                && h.key_len == key.len()
+                && key_equals(slots, pos.wrapping_add(ENTRY_HEADER_WORDS as u64), key)
+        })
+    }
+
+    /// Concurrent puts of one new key may each take a way; keep only `keep`.
+    fn clear_other_copies(&self, p: &Place, tags: &[AtomicU64; SET_WAYS], key: &[u8], keep: usize) {
+        let words = tags.each_ref().map(|w| w.load(Ordering::Relaxed));
+        let mut m = readable_matches(&words, p.tag) & !(1 << keep);
+        while m != 0 {
+            let i = m.trailing_zeros() as usize;
+            m &= m - 1;
+            if self.header_for_key(p, i, key).is_some() {
+                let _ = self.empty_way(tags, i, words[i], Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Replace the word `seen` of way `i` with an empty one (a new version,
+    /// so a get copying the slot meanwhile drops its copy).
+    fn empty_way(
+        &self,
+        tags: &[AtomicU64; SET_WAYS],
+        i: usize,
+        seen: u64,
+        order: Ordering,
+    ) -> bool {
+        let empty = tag_word(0, seen >> STORED_SHIFT, version_of(seen).wrapping_add(2));
+        tags[i]
+            .compare_exchange(seen, empty, order, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// [`Cache::get`] and [`Cache::take`] for the sets layout.
+    #[inline(always)]
+    pub(super) fn lookup_in_set(&self, key: &[u8], buf: &mut [u8], take: bool) -> Lookup {
+        if key.is_empty() || key.len() > MAX_KEY {
+            self.count(Counter::Misses);
+            return Lookup::Miss;
+        }
+        let p = self.place(key);
+        let tags = self.seg.set_tags(p.set);
+        for _ in 0..CAS_RETRIES {
+            // Acquire pairs with the Release CAS that published each word.
+            let words = tags.each_ref().map(|w| w.load(Ordering::Acquire));
+            let mut m = readable_matches(&words, p.tag);
+            let mut raced = false;
+            // At most SET_WAYS iterations (I4 BOUNDED).
+            while m != 0 {
+                let i = m.trailing_zeros() as usize;
+                m &= m - 1;
+                match self.read_slot(&p, tags, i, words[i], key, buf) {
+                    Read::Hit(n) => {
+                        if !take {
+                            self.count(Counter::Hits);
+                            return Lookup::Hit(n);
+                        }
+                        // SeqCst as in the log layout's take: exactly one
+                        // taker's CAS empties the way.
+                        if self.empty_way(tags, i, words[i], Ordering::SeqCst) {
+                            self.count(Counter::Hits);
+                            self.count(Counter::Takes);
+                            return Lookup::Hit(n);
+                        }
+                        // Lost to another take or a put: what was copied is
+                        // not ours to hand out.
+                        buf[..n].fill(0);
+                        raced = true;
+                    }
+                    Read::Small(n) => return Lookup::BufferTooSmall(n),
+                    Read::Miss => {}
+                    Read::Damaged => {
+                        self.count(Counter::Corrupt);
+                        let _ = self.empty_way(tags, i, words[i], Ordering::Relaxed);
+                    }
+                }
+            }
+            if !raced {
+                break;
+            }
+        }
+        self.count(Counter::Misses);
+        Lookup::Miss
+    }
+
+    /// Copy and verify the slot of way `i`, whose word was `word` (I3
+    /// VERIFIED-READ): the header is this slot's and this key's, the entry
+    /// unexpired, and after the copy the word is unchanged and the checksum
+    /// matches. A failed check leaves no byte of the copy in `buf`.
+    #[inline(always)]
+    fn read_slot(
+        &self,
+        p: &Place,
+        tags: &[AtomicU64; SET_WAYS],
+        i: usize,
+        word: u64,
+        key: &[u8],
+        buf: &mut [u8],
+    ) -> Read {
+        let slots = self.slots();
+        let pos = self.slot_pos(p.set, i);
+        prefetch_entry(slots, pos, self.slot_words as usize);
+        let header = load_header(slots, pos);
+        let unchanged = || {
+            // Pairs with the Release fence after the claim in `put_in_set`.
+            fence(Ordering::Acquire);
+            tags[i].load(Ordering::Relaxed) == word
+        };
+        // Any entry that fails these checks under an unchanged word is
+        // damage (a whole put wrote it, and published it, before `word`);
+        // under a changed one it is a lost race.
+        let damaged_or_miss = |unchanged: bool| if unchanged { Read::Damaged } else { Read::Miss };
+        let Some(h) = EntryHeader::decode(&header) else {
+            return damaged_or_miss(unchanged());
+        };
+        // Bounded: lengths are checked before any copy uses them.
+        if h.pos != pos
+            || h.flags & FLAG_TOMBSTONE != 0
+            || h.value_len > self.max_value
+            || h.words() > self.slot_words
+        {
+            return damaged_or_miss(unchanged());
+        }
+        if h.hash != p.hash || h.key_len != key.len() {
+            // Another key with the same set and tag (one lookup in about
+            // 4 000 of a full set), or damage.
+            return if h.hash & (self.sets - 1) == p.set as u64 && tag_for(h.hash) == p.tag {
+                Read::Miss
+            } else {
+                damaged_or_miss(unchanged())
+            };
+        }
+        if !key_equals(slots, pos.wrapping_add(ENTRY_HEADER_WORDS as u64), key) {
+            return Read::Miss;
+        }
+        if h.expiry < now_secs() {
+            self.count(Counter::Expired);
+            return Read::Miss;
+        }
+        if h.value_len > buf.len() {
+            return Read::Small(h.value_len);
+        }
+        let value = &mut buf[..h.value_len];
+        let sum = copy_value_out(
+            slots,
+            pos.wrapping_add((ENTRY_HEADER_WORDS + key.len().div_ceil(8)) as u64),
+            value,
+            ValueSum::seed(&header),
+        );
+        if !unchanged() {
+            value.fill(0);
+            return Read::Miss;
+        }
+        if sum != h.checksum {
+            value.fill(0);
+            return Read::Damaged;
+        }
+        Read::Hit(h.value_len)
+    }
+
+    /// [`Cache::remove`] for the sets layout: empty every way holding `key`.
+    pub(super) fn remove_in_set(&self, key: &[u8]) -> bool {
+        let p = self.place(key);
+        let tags = self.seg.set_tags(p.set);
+        let words = tags.each_ref().map(|w| w.load(Ordering::Acquire));
+        let mut m = readable_matches(&words, p.tag);
+        let mut removed = false;
+        while m != 0 {
+            let i = m.trailing_zeros() as usize;
+            m &= m - 1;
+            let Some(h) = self.header_for_key(&p, i, key) else {
+                continue;
+            };
+            // An expired session's way is emptied too, but it was no live
+            // session: not counted as removed.
+            if self.empty_way(tags, i, words[i], Ordering::SeqCst) && h.expiry >= now_secs() {
+                removed = true;
+            }
+        }
+        removed
+    }
+
+    /// Start fetching the tag lines of `key`'s set.
+    pub(super) fn prefetch_set(&self, key: &[u8]) {
+        let p = self.place(key);
+        prefetch::<FOR_WRITE>(self.seg.set_tags(p.set), 0, SET_WAYS);
+    }
+}
+
+/// Walks of a sets segment for `scsp stats` and `scsp verify`.
+impl Cache {
+    /// Check way `i` of `set`, whose word was `word`, for any key:
+    /// `Ok(Some(h))` a verified entry, `Ok(None)` rewritten while read,
+    /// `Err` damage.
+    fn check_way(
+        &self,
+        set: usize,
+        i: usize,
+        word: u64,
+        scratch: &mut [u8],
+    ) -> Result<Option<EntryHeader>, String> {
+        let tags = self.seg.set_tags(set);
+        let pos = self.slot_pos(set, i);
+        // The slot's end as the "tail": an entry must fit its slot.
+        let read = self.read_any(0, pos, pos + self.slot_words, scratch);
+        // Pairs with the Release fence after a put's claim.
+        fence(Ordering::Acquire);
+        if tags[i].load(Ordering::Relaxed) != word {
+            return Ok(None);
+        }
+        let h = read.map_err(|e| format!("set {set} way {i}: {e}"))?;
+        if h.hash & (self.sets - 1) != set as u64 || tag_for(h.hash) != tag_of(word) {
+            return Err(format!(
+                "set {set} way {i}: holds an entry of another set or tag"
+            ));
+        }
+        Ok(Some(h))
+    }
+
+    /// Every way's word, with its set and way: the walk the functions
+    /// below share.
+    fn each_way(&self) -> impl Iterator<Item = (usize, usize, u64)> + '_ {
+        (0..self.sets as usize).flat_map(move |set| {
+            let tags = self.seg.set_tags(set);
+            (0..SET_WAYS).map(move |i| (set, i, tags[i].load(Ordering::Acquire)))
+        })
+    }
+
+    /// Ways holding a session, or being written.
+    pub(super) fn used_ways(&self) -> u64 {
+        self.each_way()
+            .filter(|&(_, _, w)| tag_of(w) != 0 || w & 1 == 1)
+            .count() as u64
+    }
+
+    /// [`Cache::occupancy`] for the sets layout.
+    pub(super) fn occupancy_of_sets(&self) -> super::Occupancy {
+        let now = now_secs();
+        let mut occ = super::Occupancy::default();
+        let mut scratch = vec![0u8; self.max_value + 256];
+        let mut oldest = u32::MAX;
+        for (set, i, word) in self.each_way() {
+            if word & 1 == 1 {
+                occ.stale_words += 1;
+                continue;
+            }
+            if tag_of(word) == 0 {
+                continue;
+            }
+            match self.check_way(set, i, word, &mut scratch) {
+                Ok(Some(h)) if h.expiry >= now => {
+                    occ.live_entries += 1;
+                    occ.live_bytes += h.words() * 8;
+                    oldest = oldest.min(h.stored_at);
+                }
+                Ok(Some(_)) => occ.expired_entries += 1,
+                Ok(None) | Err(_) => occ.stale_words += 1,
+            }
+        }
+        if oldest != u32::MAX {
+            occ.oldest_age_secs = Some((now as u32).wrapping_sub(oldest) as u64);
+        }
+        occ
+    }
+
+    /// [`Cache::verify`] for the sets layout.
+    pub(super) fn verify_sets(
+        &self,
+        problem: impl Fn(&mut super::VerifyReport, String),
+    ) -> super::VerifyReport {
+        let mut rep = super::VerifyReport::default();
+        let mut scratch = vec![0u8; self.max_value + 256];
+        for (set, i, word) in self.each_way() {
+            if word & 1 == 1 {
+                rep.unfinished_ways += 1;
+                continue;
+            }
+            if tag_of(word) == 0 {
+                continue;
+            }
+            rep.index_words += 1;
+            match self.check_way(set, i, word, &mut scratch) {
+                Ok(Some(_)) => rep.good_entries += 1,
+                Ok(None) => {}
+                Err(e) => problem(&mut rep, e),
+            }
+        }
+        rep
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::segment::Geometry;
+
+    fn cache() -> Cache {
+        Cache::in_memory(Geometry::tiny_sets(16, 176))
+    }
+
+    /// `n` distinct keys that all fall into set 0 of `c`.
+    fn keys_of_set_0(c: &Cache, n: usize) -> Vec<Vec<u8>> {
+        (0u32..)
+            .map(|i| format!("key-{i}").into_bytes())
+            .filter(|k| c.place(k).set == 0)
+            .take(n)
+            .collect()
+    }
+
+    #[test]
+    fn put_get_take_remove_and_overwrite_in_place() {
+        let c = cache();
+        assert_eq!(c.put(b"a", b"one", 60), Stored::Ok);
+        assert_eq!(c.get_vec(b"a").as_deref(), Some(&b"one"[..]));
+        assert_eq!(c.put(b"a", b"two", 60), Stored::Ok);
+        assert_eq!(c.get_vec(b"a").as_deref(), Some(&b"two"[..]));
+        assert_eq!(c.used_ways(), 1, "an overwrite reuses the key's way");
+        let mut small = [0u8; 2];
+        assert_eq!(c.take(b"a", &mut small), Lookup::BufferTooSmall(3));
+        assert_eq!(c.take_vec(b"a").as_deref(), Some(&b"two"[..]));
+        assert_eq!(c.take_vec(b"a"), None);
+        assert_eq!(c.put(b"b", b"x", 60), Stored::Ok);
+        assert!(c.remove(b"b"));
+        assert!(!c.remove(b"b"));
+        assert_eq!(c.get_vec(b"b"), None);
+        assert_eq!(c.used_ways(), 0);
+    }
+
+    #[test]
+    fn what_does_not_fit_a_slot_is_refused() {
+        let c = cache();
+        // A 256-byte slot: a 48-byte header, a 32-byte key and 176 bytes.
+        assert_eq!(c.put(&[1; 32], &[2; 176], 60), Stored::Ok);
+        assert_eq!(c.put(&[1; 32], &[2; 177], 60), Stored::TooLarge);
+        assert_eq!(c.put(&[1; 200], &[2; 100], 60), Stored::TooLarge);
+        assert_eq!(c.put(&[], b"v", 60), Stored::BadKey);
+        assert_eq!(c.get(&[], &mut [0; 8]), Lookup::Miss);
+    }
+
+    #[test]
+    fn a_full_set_evicts_the_way_stored_longest_ago() {
+        let c = cache();
+        let keys = keys_of_set_0(&c, SET_WAYS + 1);
+        for k in &keys[..SET_WAYS] {
+            assert_eq!(c.put(k, b"v", 60), Stored::Ok);
+        }
+        // Make way 5 the oldest: stored 100 seconds ago.
+        let tags = c.seg.set_tags(0);
+        let w = tags[5].load(Ordering::Relaxed);
+        let old = tag_word(tag_of(w), now_secs() - 100, version_of(w));
+        tags[5].store(old, Ordering::Relaxed);
+        let victim = (0..SET_WAYS)
+            .find(|&i| c.header_for_key(&c.place(&keys[i]), 5, &keys[i]).is_some())
+            .expect("one of the keys is in way 5");
+        assert_eq!(c.put(&keys[SET_WAYS], b"new", 60), Stored::Ok);
+        assert_eq!(c.get_vec(&keys[victim]), None, "the oldest went");
+        assert_eq!(c.get_vec(&keys[SET_WAYS]).as_deref(), Some(&b"new"[..]));
+        for (i, k) in keys[..SET_WAYS].iter().enumerate() {
+            assert_eq!(c.get_vec(k).is_some(), i != victim, "key {i}");
+        }
+        assert_eq!(c.stats().counters.evictions, 1);
+    }
+
+    #[test]
+    fn a_way_a_killed_writer_left_is_skipped_then_taken_by_a_later_put() {
+        let c = cache();
+        let keys = keys_of_set_0(&c, SET_WAYS + 2);
+        assert_eq!(c.put(&keys[0], b"v", 60), Stored::Ok);
+        let tags = c.seg.set_tags(0);
+        let way = (0..SET_WAYS)
+            .find(|&i| tag_of(tags[i].load(Ordering::Relaxed)) != 0)
+            .unwrap();
+        // The writer of a new version claimed the way and died.
+        let w = tags[way].load(Ordering::Relaxed);
+        let claimed = tag_word(tag_of(w), now_secs(), version_of(w) + 1);
+        tags[way].store(claimed, Ordering::Relaxed);
+        assert_eq!(
+            c.get_vec(&keys[0]),
+            None,
+            "no get reads a way being written"
+        );
+        assert_eq!(c.verify().unfinished_ways, 1);
+        // Fill the set: while the claim is fresh, puts evict others.
+        for k in &keys[1..=SET_WAYS] {
+            assert_eq!(c.put(k, b"w", 60), Stored::Ok);
+        }
+        assert_eq!(tags[way].load(Ordering::Relaxed), claimed);
+        assert_eq!(c.stats().counters.evictions, 1);
+        // Seconds later it is any put's, before any live session.
+        let abandoned = tag_word(tag_of(w), now_secs() - ABANDONED_SECS, version_of(w) + 1);
+        tags[way].store(abandoned, Ordering::Relaxed);
+        assert_eq!(c.put(&keys[SET_WAYS + 1], b"again", 60), Stored::Ok);
+        assert_eq!(tags[way].load(Ordering::Relaxed) & 1, 0, "published");
+        assert_eq!(c.stats().counters.evictions, 1, "no session evicted");
+        assert_eq!(
+            c.get_vec(&keys[SET_WAYS + 1]).as_deref(),
+            Some(&b"again"[..])
+        );
+        let report = c.verify();
+        assert!(
+            report.is_clean() && report.unfinished_ways == 0,
+            "{report:?}"
+        );
+    }
+
+    #[test]
+    fn versions_wrap_and_stay_odd_while_written() {
+        let c = cache();
+        let tags = c.seg.set_tags(c.place(b"k").set);
+        assert_eq!(c.put(b"k", b"1", 60), Stored::Ok);
+        let way = (0..SET_WAYS)
+            .find(|&i| tag_of(tags[i].load(Ordering::Relaxed)) != 0)
+            .unwrap();
+        let w = tags[way].load(Ordering::Relaxed);
+        tags[way].store(
+            tag_word(tag_of(w), now_secs(), FIELD_MASK - 1),
+            Ordering::Relaxed,
+        );
+        assert_eq!(c.put(b"k", b"2", 60), Stored::Ok);
+        assert_eq!(version_of(tags[way].load(Ordering::Relaxed)), 0);
+        assert_eq!(c.get_vec(b"k").as_deref(), Some(&b"2"[..]));
+    }
+
+    #[test]
+    fn a_damaged_slot_is_a_miss_counted_once_and_its_way_emptied() {
+        let c = cache();
+        assert_eq!(c.put(b"k", &[7; 100], 60), Stored::Ok);
+        let p = c.place(b"k");
+        let way = (0..SET_WAYS)
+            .find(|&i| c.header_for_key(&p, i, b"k").is_some())
+            .unwrap();
+        let at = c.slot_pos(p.set, way) as usize + ENTRY_HEADER_WORDS + 4 + 3;
+        c.slots()[at].fetch_xor(1 << 9, Ordering::Relaxed);
+        let mut buf = [0u8; 176];
+        assert_eq!(c.get(b"k", &mut buf), Lookup::Miss);
+        assert_eq!(buf, [0; 176], "nothing of the damaged value is left");
+        assert_eq!(c.get(b"k", &mut buf), Lookup::Miss);
+        assert_eq!(c.stats().counters.corrupt, 1);
+        assert_eq!(c.used_ways(), 0);
+    }
+}

@@ -21,13 +21,16 @@ pub type Key = [u8; 32];
 /// The operations measured, in print order.
 pub const OPS: [&str; 4] = ["get-hit", "get-miss", "put", "take"];
 /// The stores measured, in print order (see [`Store`]'s variants).
-pub const IMPLS: [&str; 5] = [
+pub const IMPLS: [&str; 6] = [
     "scsp",
+    SETS_IMPL,
     LOCKED_IMPL,
     "mutex-hashmap",
     "rustls-memory",
     "redis-loopback",
 ];
+/// scsp on a segment of the sets layout ([`scsp::Layout::Sets`]).
+pub const SETS_IMPL: &str = "scsp-sets";
 /// The design nginx and Apache httpd share sessions with: a table in
 /// shared memory behind one process-shared mutex ([`Locked`]).
 pub const LOCKED_IMPL: &str = "locked-shm";
@@ -99,6 +102,20 @@ pub fn bench_config(entries: usize, value_len: usize) -> Config {
     cfg
 }
 
+/// The segment the benches give scsp's sets layout for `entries` sessions
+/// of `value_len` bytes: slots that hold such a value with a 32-byte key,
+/// at least two per session (docs/operations.md, "Choosing a layout").
+pub fn bench_config_sets(entries: usize, value_len: usize) -> Config {
+    let max_value = value_len.max(64) as u32;
+    let slot = scsp::segment::layout::slot_bytes_for(max_value);
+    Config {
+        layout: scsp::Layout::Sets,
+        size: (entries as u64 * 2 * slot).next_power_of_two(),
+        max_value,
+        ..Config::default()
+    }
+}
+
 impl Store {
     /// The store named `imp` (one of [`IMPLS`]), sized for `entries`
     /// sessions of `value_len` bytes. scsp gets a new segment file at `seg`
@@ -108,6 +125,10 @@ impl Store {
             "scsp" => {
                 let _ = std::fs::remove_file(seg);
                 Store::Scsp(Cache::create(seg, &bench_config(entries, value_len))?)
+            }
+            SETS_IMPL => {
+                let _ = std::fs::remove_file(seg);
+                Store::Scsp(Cache::create(seg, &bench_config_sets(entries, value_len))?)
             }
             LOCKED_IMPL => Store::Locked(
                 Locked::create(seg, entries, value_len)
@@ -135,7 +156,7 @@ impl Store {
     /// only the stores that processes share (scsp and [`LOCKED_IMPL`]).
     pub fn open(imp: &str, seg: &Path) -> crate::Result<Store> {
         Ok(match imp {
-            "scsp" => Store::Scsp(Cache::open(seg)?),
+            "scsp" | SETS_IMPL => Store::Scsp(Cache::open(seg)?),
             LOCKED_IMPL => Store::Locked(
                 Locked::open(seg)
                     .map_err(|e| crate::Error::system(format!("opening {}", seg.display()), e))?,

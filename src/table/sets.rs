@@ -102,6 +102,41 @@ fn readable_matches(words: &[u64; SET_WAYS], tag: u64) -> u32 {
     m
 }
 
+/// The way a put of a key with `tag` writes: the one holding the tag,
+/// else an empty one, else one a writer claimed [`ABANDONED_SECS`] or more
+/// ago and never published, else the one stored longest ago (a way being
+/// written last of all: it is most likely a live writer's). Also whether
+/// that evicts another session.
+///
+/// A way with the key's tag is taken as the key's without reading its
+/// slot (a second miss before every put): one put in about 4 000 into a
+/// full set so evicts another key of the same tag rather than the oldest
+/// session, as the log layout's duplicate clearing does.
+fn choose_way(tag: u64, words: &[u64; SET_WAYS], now: u64) -> (usize, bool) {
+    if let Some(i) = first_bit(readable_matches(words, tag)) {
+        return (i, false);
+    }
+    if let Some(i) = words.iter().position(|&w| tag_of(w) == 0 && w & 1 == 0) {
+        return (i, false);
+    }
+    // A way claimed long ago and never published: its writer died (or has
+    // been stopped for seconds, and loses the way to this put).
+    if let Some(i) = words
+        .iter()
+        .position(|&w| w & 1 == 1 && age(w, now) >= ABANDONED_SECS)
+    {
+        return (i, false);
+    }
+    let oldest = (0..SET_WAYS)
+        .max_by_key(|&i| (words[i] & 1 == 0, age(words[i], now)))
+        .unwrap_or(0);
+    (oldest, true)
+}
+
+fn first_bit(m: u32) -> Option<usize> {
+    (m != 0).then(|| m.trailing_zeros() as usize)
+}
+
 /// How one slot's entry checked out.
 enum Read {
     Hit(usize),
@@ -163,8 +198,12 @@ impl Cache {
         };
         for _ in 0..CAS_RETRIES {
             let words = tags.each_ref().map(|w| w.load(Ordering::Acquire));
-            let (way, evicting) = self.choose_way(&p, &words, key, now);
+            let (way, evicting) = choose_way(p.tag, &words, now);
             let old = words[way];
+            let pos = self.slot_pos(p.set, way);
+            // Start taking the slot's lines for writing, so that their
+            // misses overlap with the claim.
+            prefetch::<FOR_WRITE>(slots, pos, h.words() as usize);
             // Odd: no get reads the slot until the Release CAS below.
             let claimed = tag_word(p.tag, now, version_of(old) + 1 + (old & 1));
             if tags[way]
@@ -177,8 +216,6 @@ impl Cache {
             // any word written below then sees the claim (or later) when it
             // loads the tag word again, and drops its copy.
             fence(Ordering::Release);
-            let pos = self.slot_pos(p.set, way);
-            prefetch::<FOR_WRITE>(slots, pos, h.words() as usize);
             h.pos = pos;
             copy_in(slots, pos.wrapping_add(ENTRY_HEADER_WORDS as u64), key);
             h.checksum = copy_value_in(
@@ -204,50 +241,12 @@ impl Cache {
             if evicting {
                 self.count(Counter::Evictions);
             }
-            self.clear_other_copies(&p, tags, key, way);
+            self.clear_other_copies(&p, tags, way);
             self.count(Counter::Puts);
             return Stored::Ok;
         }
         self.count(Counter::Lost);
         Stored::Ok
-    }
-
-    /// The way a put of `key` writes: the one holding the key, else an
-    /// empty one, else one a writer claimed [`ABANDONED_SECS`] or more ago
-    /// and never published, else the one stored longest ago (a way being
-    /// written last of all: it is most likely a live writer's). Also
-    /// whether that evicts another session.
-    fn choose_way(
-        &self,
-        p: &Place,
-        words: &[u64; SET_WAYS],
-        key: &[u8],
-        now: u64,
-    ) -> (usize, bool) {
-        let mut same = readable_matches(words, p.tag);
-        // At most SET_WAYS iterations (I4 BOUNDED).
-        while same != 0 {
-            let i = same.trailing_zeros() as usize;
-            same &= same - 1;
-            if self.header_for_key(p, i, key).is_some() {
-                return (i, false);
-            }
-        }
-        if let Some(i) = words.iter().position(|&w| tag_of(w) == 0 && w & 1 == 0) {
-            return (i, false);
-        }
-        // A way claimed long ago and never published: its writer died (or
-        // has been stopped for seconds, and loses the way to this put).
-        if let Some(i) = words
-            .iter()
-            .position(|&w| w & 1 == 1 && age(w, now) >= ABANDONED_SECS)
-        {
-            return (i, false);
-        }
-        let oldest = (0..SET_WAYS)
-            .max_by_key(|&i| (words[i] & 1 == 0, age(words[i], now)))
-            .unwrap_or(0);
-        (oldest, true)
     }
 
     /// The header of the slot of `way` if it holds an entry for `key`
@@ -264,16 +263,14 @@ impl Cache {
         })
     }
 
-    /// Concurrent puts of one new key may each take a way; keep only `keep`.
-    fn clear_other_copies(&self, p: &Place, tags: &[AtomicU64; SET_WAYS], key: &[u8], keep: usize) {
+    /// Concurrent puts of one new key may each take a way; keep only
+    /// `keep` (by tag, as `choose_way` does).
+    fn clear_other_copies(&self, p: &Place, tags: &[AtomicU64; SET_WAYS], keep: usize) {
         let words = tags.each_ref().map(|w| w.load(Ordering::Relaxed));
         let mut m = readable_matches(&words, p.tag) & !(1 << keep);
-        while m != 0 {
-            let i = m.trailing_zeros() as usize;
+        while let Some(i) = first_bit(m) {
             m &= m - 1;
-            if self.header_for_key(p, i, key).is_some() {
-                let _ = self.empty_way(tags, i, words[i], Ordering::Relaxed);
-            }
+            let _ = self.empty_way(tags, i, words[i], Ordering::Relaxed);
         }
     }
 

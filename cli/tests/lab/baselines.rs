@@ -9,7 +9,7 @@
 //! not installed; `SCSP_REQUIRE_REDIS=1` (CI sets it) makes that a failure.
 
 use scsp_lab::baselines::{
-    unavailable, RedisClient, RedisServer, Store, IMPLS, LOCKED_IMPL, NETWORK_IMPL, OPS,
+    unavailable, RedisClient, RedisServer, Store, IMPLS, LOCKED_IMPL, NETWORK_IMPL, OPS, SETS_IMPL,
 };
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -245,7 +245,7 @@ fn assert_sane(what: &str, f: &serde_json::Value) {
 }
 
 #[test]
-fn scsp_bench_scale_measures_scsp_the_locked_baseline_and_the_unshared_reference_with_and_without_a_stopped_process(
+fn scsp_bench_scale_measures_both_layouts_the_locked_baseline_and_the_unshared_reference_with_and_without_a_stopped_process(
 ) {
     let _spawning = spawning();
     let v = scsp_json(&[
@@ -280,7 +280,7 @@ fn scsp_bench_scale_measures_scsp_the_locked_baseline_and_the_unshared_reference
             "no round trip measured: {v}"
         );
     }
-    let stores = ["scsp", LOCKED_IMPL];
+    let stores = ["scsp", SETS_IMPL, LOCKED_IMPL];
     let mixes = ["get90", "get50", "tls13"];
     let entries = [200, 400];
     // The scaling table also has the unshared reference (a segment per

@@ -21,7 +21,7 @@ mod cell;
 mod worker;
 
 use super::crosscore::{self, allowed_cpus};
-use crate::baselines::{keys, Store, TempSegment, LOCKED_IMPL};
+use crate::baselines::{keys, Store, TempSegment, LOCKED_IMPL, SETS_IMPL};
 use crate::{Error, Result};
 use std::collections::HashMap;
 use std::io::Write;
@@ -31,8 +31,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use worker::{Mix, Plan, Report, SAMPLE_EVERY};
 
-/// The stores compared, in print order.
-const STORES: [&str; 2] = ["scsp", LOCKED_IMPL];
+/// The stores compared, in print order: scsp on a segment of each layout,
+/// and the locked baseline.
+const STORES: [&str; 3] = ["scsp", SETS_IMPL, LOCKED_IMPL];
 /// The scaling table's reference: scsp with a segment per process, so that
 /// nothing is shared. What it scales to is what this machine allows any
 /// store on this mix (memory bandwidth, caches, the CPUs' own speed-up),
@@ -587,11 +588,11 @@ fn tabulate(g: &Grid, m: &Measured) -> (Vec<ScaleRow>, Vec<StopRow>) {
 fn print_scaling(rows: &[ScaleRow]) {
     println!();
     let head = |s: &str| format!("{:-^44}", format!(" {s} "));
+    let heads: Vec<String> = STORES.iter().map(|s| head(s)).collect();
     println!(
-        "{:<26} {} {} {:-^14}",
+        "{:<26} {} {:-^14}",
         "",
-        head(STORES[0]),
-        head(STORES[1]),
+        heads.join(" "),
         format!(" {UNSHARED} ")
     );
     let cols = format!(
@@ -599,8 +600,15 @@ fn print_scaling(rows: &[ScaleRow]) {
         "Mops/s", "x", "p50", "p99", "p99.9", "hit%"
     );
     println!(
-        "{:<6} {:>6} {:>8} {:>3} {cols} {cols} {:>7} {:>6} {:>7}",
-        "mix", "value", "sessions", "P", "Mops/s", "x", "line ns"
+        "{:<6} {:>6} {:>8} {:>3} {} {:>7} {:>6} {:>7}",
+        "mix",
+        "value",
+        "sessions",
+        "P",
+        vec![cols; STORES.len()].join(" "),
+        "Mops/s",
+        "x",
+        "line ns"
     );
     let x = |c: &ScaleRow| c.speedup.map_or("-".into(), |s| format!("{s:.2}x"));
     for cell in rows.chunks(STORES.len() + 1) {

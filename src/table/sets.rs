@@ -241,7 +241,7 @@ impl Cache {
             if evicting {
                 self.count(Counter::Evictions);
             }
-            self.clear_other_copies(&p, tags, way);
+            self.keep_lowest_copy(&p, tags, way, published);
             self.count(Counter::Puts);
             return Stored::Ok;
         }
@@ -263,11 +263,27 @@ impl Cache {
         })
     }
 
-    /// Concurrent puts of one new key may each take a way; keep only
-    /// `keep` (by tag, as `choose_way` does).
-    fn clear_other_copies(&self, p: &Place, tags: &[AtomicU64; SET_WAYS], keep: usize) {
+    /// Leave one copy of the key (by tag, as `choose_way` does) after this
+    /// put published it in way `mine` (word `published`): two puts of a
+    /// key at once may each have taken a way, the second seeing the first's
+    /// still being written. The copy in the lowest way is kept, as gets and
+    /// puts look there first: this put empties copies above its own, or
+    /// its own if one below is published. Both puts do this once both have
+    /// published, so one copy stays whichever runs first.
+    fn keep_lowest_copy(
+        &self,
+        p: &Place,
+        tags: &[AtomicU64; SET_WAYS],
+        mine: usize,
+        published: u64,
+    ) {
         let words = tags.each_ref().map(|w| w.load(Ordering::Relaxed));
-        let mut m = readable_matches(&words, p.tag) & !(1 << keep);
+        let others = readable_matches(&words, p.tag) & !(1 << mine);
+        if others & ((1 << mine) - 1) != 0 {
+            let _ = self.empty_way(tags, mine, published, Ordering::Relaxed);
+            return;
+        }
+        let mut m = others;
         while let Some(i) = first_bit(m) {
             m &= m - 1;
             let _ = self.empty_way(tags, i, words[i], Ordering::Relaxed);

@@ -117,13 +117,13 @@ counters! {
     Removes removes "removes";
     /// Puts refused: value over max_value, or a bad key.
     TooLarge too_large "too_large";
-    /// Live entries pushed out of a full index bucket.
+    /// Live entries pushed out of a full index bucket (sets layout: a full set).
     Evictions evictions "evictions";
     /// Lookups that found only an expired entry.
     Expired expired "expired";
-    /// Bytes appended to the logs by puts.
+    /// Bytes appended to the logs by puts (sets layout: written to slots).
     BytesWritten bytes_written "written_bytes";
-    /// Puts that could not publish: under contention, or stalled while the log lapped them.
+    /// Puts that could not publish: under contention, or stalled while the log lapped them (or their way was taken).
     Lost lost "lost";
     /// Damaged entries found by lookups (each unlinked, so counted about once).
     Corrupt corrupt "corrupt";

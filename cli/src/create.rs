@@ -24,9 +24,10 @@ pub struct Args {
     #[arg(long, default_value_t = scsp::config::DEFAULT_SHARDS)]
     shards: u32,
     /// Largest value: a power of two from 256B to 64KiB (default 8KiB);
-    /// with --layout sets, the largest session to keep, 64B to 8144B
-    /// (default 464B: 512-byte slots), as every session takes a slot of
-    /// its size.
+    /// with --layout sets, the largest session to keep, 64B to 8112B
+    /// (default 432B: 512-byte slots), as every session takes a slot of
+    /// its size rounded up to a power of two (with its 32-byte key and a
+    /// 48-byte header).
     #[arg(long, value_parser = parse_size)]
     max_value: Option<u64>,
     /// About how large most values are (64B up to --max-value): the index
@@ -62,7 +63,7 @@ fn parse_layout(s: &str) -> Result<scsp::Layout, String> {
 fn default_max_value(layout: scsp::Layout) -> u64 {
     match layout {
         scsp::Layout::Log => scsp::config::DEFAULT_MAX_VALUE.into(),
-        scsp::Layout::Sets => 464,
+        scsp::Layout::Sets => 432,
     }
 }
 

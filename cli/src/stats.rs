@@ -70,24 +70,49 @@ pub fn run(a: Args) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     writeln!(out, "segment        {}", a.path.display())?;
-    writeln!(
-        out,
-        "capacity       {} log in {} shards, {} index slots, max value {}",
-        human(s.capacity_bytes),
-        s.shards,
-        s.index_slots,
-        human(s.max_value)
-    )?;
+    let sets = s.layout == scsp::Layout::Sets;
+    if sets {
+        let g = cache.segment().geometry();
+        writeln!(
+            out,
+            "capacity       sets layout: {} slots of {} in {} sets of {}, max value {}",
+            s.index_slots,
+            human(g.slot_bytes()),
+            g.sets(),
+            scsp::segment::layout::SET_WAYS,
+            human(s.max_value)
+        )?;
+    } else {
+        writeln!(
+            out,
+            "capacity       {} log in {} shards, {} index slots, max value {}",
+            human(s.capacity_bytes),
+            s.shards,
+            s.index_slots,
+            human(s.max_value)
+        )?;
+    }
     writeln!(out, "host id        {}", s.host_id)?;
     writeln!(out, "pages          {}", describe_pages(&pages))?;
-    writeln!(
-        out,
-        "live entries   ~{} ({} of log), {} expired, {} stale index words",
-        occ.live_entries,
-        human(occ.live_bytes),
-        occ.expired_entries,
-        occ.stale_words
-    )?;
+    if sets {
+        writeln!(
+            out,
+            "live entries   ~{} ({} in slots), {} expired, {} ways being written or left mid-write",
+            occ.live_entries,
+            human(occ.live_bytes),
+            occ.expired_entries,
+            occ.stale_words
+        )?;
+    } else {
+        writeln!(
+            out,
+            "live entries   ~{} ({} of log), {} expired, {} stale index words",
+            occ.live_entries,
+            human(occ.live_bytes),
+            occ.expired_entries,
+            occ.stale_words
+        )?;
+    }
     writeln!(
         out,
         "oldest entry   {}",
@@ -95,15 +120,24 @@ pub fn run(a: Args) -> Result<ExitCode> {
             .map(|a| format!("{a} s ago"))
             .unwrap_or_else(|| "-".into())
     )?;
-    writeln!(
-        out,
-        "log fill       {:.1}% ({} appended since creation){}",
-        s.log_fill * 100.0,
-        human(s.appended_bytes),
-        log_age
-            .map(|a| format!(", reaches back {a} s"))
-            .unwrap_or_default()
-    )?;
+    if sets {
+        writeln!(
+            out,
+            "ways in use    {:.1}% ({} written since creation)",
+            s.log_fill * 100.0,
+            human(s.appended_bytes),
+        )?;
+    } else {
+        writeln!(
+            out,
+            "log fill       {:.1}% ({} appended since creation){}",
+            s.log_fill * 100.0,
+            human(s.appended_bytes),
+            log_age
+                .map(|a| format!(", reaches back {a} s"))
+                .unwrap_or_default()
+        )?;
+    }
     writeln!(
         out,
         "lookups        {} hits, {} misses, hit ratio {:.1}%",
@@ -111,7 +145,11 @@ pub fn run(a: Args) -> Result<ExitCode> {
         c.misses,
         hit_ratio * 100.0
     )?;
-    if let Some(note) = index_note(&s, &occ) {
+    if let Some(note) = if sets {
+        sets_note(&s)
+    } else {
+        index_note(&s, &occ)
+    } {
         writeln!(out, "note           {note}")?;
     }
     writeln!(out, "counters       (all processes, since creation)")?;
@@ -187,6 +225,24 @@ fn index_note(s: &scsp::Stats, occ: &scsp::table::Occupancy) -> Option<String> {
             s.index_slots
         )
     })
+}
+
+/// What to do when a sets segment evicts sessions it could have resumed:
+/// grow it. A put evicts only when its set's 16 ways all hold a session
+/// or one being written.
+fn sets_note(s: &scsp::Stats) -> Option<String> {
+    let (puts, evictions) = (s.counters.puts, s.counters.evictions);
+    let share = evictions as f64 / puts.max(1) as f64;
+    if puts < PUTS_FOR_A_NOTE || share <= EVICTIONS_WORTH_A_NOTE {
+        return None;
+    }
+    Some(format!(
+        "{:.1}% of puts evicted a session from a full set; if sessions are lost \
+         before their lifetime (see \"oldest entry\"), recreate the segment with a \
+         larger --size: two slots or more per session to keep (docs/operations.md, \
+         \"Choosing a layout\")",
+        share * 100.0
+    ))
 }
 
 fn describe_pages(p: &scsp::segment::pages::PagePolicy) -> String {

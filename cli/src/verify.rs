@@ -21,14 +21,22 @@ pub fn run(a: Args) -> Result<ExitCode> {
     writeln!(out, "header         ok")?;
     writeln!(
         out,
-        "index          {} words, {} point at live entries",
+        "index          {} words, {} point at live entries (sets: ways holding a session)",
         r.index_words, r.good_entries
     )?;
-    writeln!(
-        out,
-        "logs           {} entries ({} tombstones), {} words skipped (holes from killed writers or wrap; harmless)",
-        r.log_entries, r.tombstones, r.skipped_words
-    )?;
+    if cache.layout() == scsp::Layout::Sets {
+        writeln!(
+            out,
+            "ways           {} left mid-write (by killed writers, or being written now; harmless, puts take them)",
+            r.unfinished_ways
+        )?;
+    } else {
+        writeln!(
+            out,
+            "logs           {} entries ({} tombstones), {} words skipped (holes from killed writers or wrap; harmless)",
+            r.log_entries, r.tombstones, r.skipped_words
+        )?;
+    }
     if r.is_clean() {
         writeln!(out, "verdict        clean")?;
         super::emit(&out)?;

@@ -594,3 +594,98 @@ fn owner_and_group_flags_need_allow_foreign_owner_and_name_what_is_wrong() {
         assert_eq!(code, 0, "{cmd}: {text}");
     }
 }
+
+#[test]
+fn a_sets_segment_is_created_described_verified_and_refused_by_the_bridge() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = dir.path().join("seg");
+    let path = seg.to_str().unwrap();
+    for (args, names) in [
+        (vec!["--layout", "tree"], "log or sets"),
+        (
+            vec!["--layout", "sets", "--max-value", "8KiB"],
+            "sets layout",
+        ),
+        (vec!["--layout", "sets", "--size", "64KiB"], "size"),
+    ] {
+        let mut all = vec!["create", path];
+        all.extend(args);
+        let (code, text) = scsp(&all);
+        assert_eq!(code, 2, "{text}");
+        assert!(text.contains(names), "{text}");
+    }
+    let (code, text) = scsp(&[
+        "create",
+        path,
+        "--layout",
+        "sets",
+        "--size",
+        "1MiB",
+        "--max-value",
+        "176B",
+    ]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("4096 slots of 256 B in 256 sets of 16"),
+        "{text}"
+    );
+    let cache = scsp::Cache::open(&seg).unwrap();
+    assert_eq!(cache.layout(), scsp::Layout::Sets);
+    assert_eq!(cache.put(b"id", &[7; 176], 60), scsp::Stored::Ok);
+    assert_eq!(cache.put(b"id", &[7; 177], 60), scsp::Stored::TooLarge);
+    drop(cache);
+    let (code, text) = scsp(&["stats", path]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("sets layout") && text.contains("live entries   ~1 "),
+        "{text}"
+    );
+    let (code, text) = scsp(&["verify", path]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("verdict        clean"), "{text}");
+    // Creating it again with the same flags keeps it; with the log layout
+    // says what differs.
+    let (code, text) = scsp(&[
+        "create",
+        path,
+        "--layout",
+        "sets",
+        "--size",
+        "1MiB",
+        "--max-value",
+        "176B",
+        "--if-missing",
+    ]);
+    assert_eq!(code, 0, "{text}");
+    let (code, text) = scsp(&["create", path, "--size", "4MiB", "--if-missing"]);
+    assert_ne!(code, 0, "{text}");
+    assert!(text.contains("layout sets (asked for log)"), "{text}");
+    // The bridge replicates the log layout only, and says so before it
+    // listens.
+    let pki = dir.path().join("pki");
+    let (code, text) = scsp(&[
+        "certs",
+        "--out",
+        pki.to_str().unwrap(),
+        "--hosts",
+        "2",
+        "--addrs",
+        "127.0.0.1:7401,127.0.0.2:7401",
+        "--segment",
+        path,
+    ]);
+    assert_eq!(code, 0, "{text}");
+    let config = pki.join("bridge-1.toml");
+    let (code, text) = scsp(&[
+        "bridge",
+        "--config",
+        config.to_str().unwrap(),
+        "--check-config",
+    ]);
+    assert_ne!(code, 0, "{text}");
+    assert!(
+        text.contains("uses the sets layout, which the bridge does not replicate")
+            && text.contains("layout = \"log\""),
+        "{text}"
+    );
+}

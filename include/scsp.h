@@ -162,23 +162,23 @@ struct scsp_stats {
     uint64_t takes;          /* values handed out by take */
     uint64_t removes;        /* remove calls */
     uint64_t too_large;      /* puts refused (too large or bad key) */
-    uint64_t evictions;      /* live entries pushed out of a full bucket */
+    uint64_t evictions;      /* live entries pushed out of a full bucket (sets: set) */
     uint64_t expired;        /* lookups that found an expired entry */
-    uint64_t bytes_written;  /* bytes appended to the logs */
+    uint64_t bytes_written;  /* bytes appended to the logs (sets: written to slots) */
     uint64_t lost;           /* puts that could not publish (contention, or lapped) */
     uint64_t corrupt;        /* damaged entries found by lookups (each unlinked) */
     uint64_t processes;      /* open handles of live processes (one per scsp_open), at
                                 most 1023: the segment has 1024 counter slots, and
                                 handles beyond 1023 share slot 0, which is not counted
                                 here (their hits and puts still are) */
-    uint64_t capacity_bytes; /* session log bytes, all shards */
-    uint64_t shards;
-    uint64_t index_slots;
+    uint64_t capacity_bytes; /* session log bytes, all shards (sets: slot bytes) */
+    uint64_t shards;         /* 1 for a segment of the sets layout */
+    uint64_t index_slots;    /* sets layout: slots (ways), one session each */
     uint64_t max_value;      /* largest value accepted */
     uint64_t host_id;
     uint64_t created;        /* creation time, unix seconds */
-    uint64_t appended_bytes; /* bytes ever appended (sum of shard tails) */
-    double log_fill;         /* fraction of the log holding data, 0..1 */
+    uint64_t appended_bytes; /* bytes ever appended (sum of shard tails; sets: = bytes_written) */
+    double log_fill;         /* fraction of the log holding data, 0..1 (sets: of the ways) */
 };
 
 #define SCSP_STATS_INIT { (uint32_t)sizeof(struct scsp_stats), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0.0 }
@@ -208,7 +208,9 @@ void scsp_close(scsp_cache *c);
  * ttl_secs seconds, visible at once to every process using the segment.
  * Replaces any previous value of the key. A ttl_secs over SCSP_MAX_TTL_SECS
  * (7 days) is clamped to it: the value is kept 7 days.
- * Returns SCSP_OK, SCSP_E_TOO_LARGE (val_len > max_value), SCSP_E_INVAL
+ * Returns SCSP_OK, SCSP_E_TOO_LARGE (val_len > max_value; on a segment of the
+ * sets layout also a key over 32 bytes whose value then overflows its slot,
+ * docs/operations.md "Choosing a layout"), SCSP_E_INVAL
  * (NULL c or key, key_len 0 or > SCSP_MAX_KEY, NULL val with val_len > 0,
  * ttl_secs 0).
  */

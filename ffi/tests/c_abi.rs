@@ -195,6 +195,34 @@ fn expiry_of(
 }
 
 #[test]
+fn a_c_program_uses_a_sets_segment_as_any_other() {
+    if let Some(why) = missing_tools(false) {
+        eprintln!("skipping: {why}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let exe = compile(
+        installed(),
+        &[common::repo().join("ffi/tests/c/sets_test.c")],
+        &dir.path().join("sets_test"),
+        Link::Shared,
+        false,
+    );
+    let seg = dir.path().join("sets");
+    let cfg = Config {
+        layout: scsp::Layout::Sets,
+        size: 1 << 20,
+        max_value: 176,
+        ..Config::default()
+    };
+    let cache = Cache::create(&seg, &cfg).unwrap();
+    assert_eq!(cache.put(b"rust-key", b"from-rust", 300), scsp::Stored::Ok);
+    let out = run_ok(Command::new(&exe).arg(&seg));
+    assert!(out.contains("checks passed"), "{out}");
+    assert_eq!(cache.get_vec(b"c-key").as_deref(), Some(&b"from-c"[..]));
+}
+
+#[test]
 fn c_unit_test_passes_with_the_shared_library() {
     c_unit_test(Link::Shared);
 }

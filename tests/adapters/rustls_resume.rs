@@ -8,7 +8,10 @@ use support::{s_client, Client, Setup, LIFETIME, PERIOD};
 
 /// Full handshake on worker A, then a resumed one on worker B.
 fn resumes_across_workers(mode: &str, v: &str) {
-    let setup = Setup::small();
+    resumes_across_workers_on(Setup::small(), mode, v);
+}
+
+fn resumes_across_workers_on(setup: Setup, mode: &str, v: &str) {
     let (a, b) = (setup.worker(mode, v, "ctx"), setup.worker(mode, v, "ctx"));
     assert_ne!(a.pid(), b.pid());
     let client = Client::new(&setup, v);
@@ -49,8 +52,22 @@ fn tls12_stateless_tickets_resume_on_another_process() {
 }
 
 #[test]
+fn on_a_sets_segment_tls12_session_ids_and_tls13_stateful_tickets_resume_on_another_process() {
+    resumes_across_workers_on(Setup::sets(), "cache", "12");
+    resumes_across_workers_on(Setup::sets(), "cache", "13");
+}
+
+#[test]
 fn tls13_stateful_ticket_resumes_once_only() {
-    let setup = Setup::small();
+    ticket_resumes_once_only(Setup::small());
+}
+
+#[test]
+fn on_a_sets_segment_a_tls13_stateful_ticket_resumes_once_only() {
+    ticket_resumes_once_only(Setup::sets());
+}
+
+fn ticket_resumes_once_only(setup: Setup) {
     let (a, b) = (
         setup.worker("cache", "13", "c"),
         setup.worker("cache", "13", "c"),

@@ -45,6 +45,17 @@ impl Setup {
         }
     }
 
+    /// A segment of the sets layout, with the default slot of
+    /// `scsp create --layout sets` (512 bytes).
+    pub fn sets() -> Setup {
+        Setup::new(&Config {
+            layout: scsp::Layout::Sets,
+            size: 1 << 20,
+            max_value: 432,
+            ..Config::default()
+        })
+    }
+
     pub fn small() -> Setup {
         Setup::new(&Config {
             size: 1 << 20,

@@ -23,10 +23,10 @@ fn tiny_cache(log_bytes: u64) -> Arc<Cache> {
     Arc::new(Cache::in_memory(Geometry::tiny(1, 1, log_bytes, 64)))
 }
 
-/// One set of 16 ways of 256-byte slots (the sets layout), values up to 64
-/// bytes.
+/// Two sets of 8 ways of 256-byte slots (the sets layout: every key may
+/// live in either), values up to 64 bytes.
 fn tiny_sets() -> Arc<Cache> {
-    Arc::new(Cache::in_memory(Geometry::tiny_sets(1, 64)))
+    Arc::new(Cache::in_memory(Geometry::tiny_sets(2, 64)))
 }
 
 /// Explore the interleavings of `f` exhaustively: the log layout's models

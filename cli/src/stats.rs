@@ -228,8 +228,8 @@ fn index_note(s: &scsp::Stats, occ: &scsp::table::Occupancy) -> Option<String> {
 }
 
 /// What to do when a sets segment evicts sessions it could have resumed:
-/// grow it. A put evicts only when its set's 16 ways all hold a session
-/// or one being written.
+/// grow it. A put evicts only when the 16 ways of its two sets all hold a
+/// session or one being written.
 fn sets_note(s: &scsp::Stats) -> Option<String> {
     let (puts, evictions) = (s.counters.puts, s.counters.evictions);
     let share = evictions as f64 / puts.max(1) as f64;

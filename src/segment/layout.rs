@@ -34,15 +34,14 @@ use std::path::Path;
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SCSPSEG1");
 /// `b"SCSPSET1"`: a segment of the sets layout ([`Layout::Sets`]).
 pub const MAGIC_SETS: u64 = u64::from_le_bytes(*b"SCSPSET1");
-/// Ways in a set of the sets layout: two cache lines of tag words.
-pub const SET_WAYS: usize = 16;
+/// Ways in a set of the sets layout: one cache line of tag words. A key
+/// may live in either of two sets.
+pub const SET_WAYS: usize = BUCKET_WORDS;
 /// Smallest slot of the sets layout: a TLS session id and a 176-byte session.
 pub const MIN_SLOT_BYTES: u64 = 256;
 /// Largest slot of the sets layout.
 pub const MAX_SLOT_BYTES: u64 = 8 << 10;
 
-/// Tag lines of a set: [`SET_WAYS`] words.
-pub(crate) const TAG_LINES_PER_SET: u64 = (SET_WAYS / BUCKET_WORDS) as u64;
 /// Fewest sets a segment of the sets layout has.
 const MIN_SETS: u64 = 16;
 
@@ -64,10 +63,10 @@ pub enum Layout {
     #[default]
     Log,
     /// Every session in place, in a slot of a fixed size, in one of the 16
-    /// ways of the set its hash picks; the tags of a set's ways are packed
-    /// into two lines apart from the slots. No word every put writes, so
-    /// processes on many cores share nothing but the sessions they read.
-    /// Not replicated by the bridge.
+    /// ways of the two sets its hash picks; the tags of a set's 8 ways are
+    /// packed into one line apart from the slots. No word every put
+    /// writes, so processes on many cores share nothing but the sessions
+    /// they read. Not replicated by the bridge.
     Sets,
 }
 
@@ -159,7 +158,9 @@ pub(crate) fn fingerprint_of(layout: Layout) -> u64 {
     let sets = match layout {
         Layout::Log => String::new(),
         Layout::Sets => {
-            format!(";sets:ways={SET_WAYS};tag_bits=16;age_bits=24;version_bits=24;slot=pow2")
+            format!(
+                ";sets:ways={SET_WAYS};choices=2;tag_bits=16;age_bits=24;version_bits=24;slot=pow2"
+            )
         }
     };
     let text = format!(
@@ -181,9 +182,10 @@ pub(crate) fn fingerprint_of(layout: Layout) -> u64 {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Geometry {
     /// How sessions are kept. With [`Layout::Sets`] the fields below keep
-    /// their places with these meanings: one shard; `buckets` counts tag
-    /// lines, two per set; the shard's log is the slots, `log_bytes` in
-    /// all, [`SET_WAYS`] per set, each [`Geometry::slot_bytes`] long.
+    /// their places with these meanings: one shard; `buckets` counts sets,
+    /// each one line of tag words; the shard's log is the slots,
+    /// `log_bytes` in all, [`SET_WAYS`] per set, each
+    /// [`Geometry::slot_bytes`] long.
     pub layout: Layout,
     /// Number of shards (power of two).
     pub shards: u64,
@@ -373,7 +375,7 @@ impl Geometry {
         let sets = slots_total / (slot * SET_WAYS as u64);
         let mut g = Geometry::with(
             1,
-            sets * TAG_LINES_PER_SET,
+            sets,
             slots_total,
             cfg.max_value as u64,
             [0, 0],
@@ -388,7 +390,7 @@ impl Geometry {
     pub fn sets(&self) -> u64 {
         match self.layout {
             Layout::Log => 0,
-            Layout::Sets => self.buckets / TAG_LINES_PER_SET,
+            Layout::Sets => self.buckets,
         }
     }
 
@@ -459,11 +461,11 @@ impl Geometry {
     /// slots for values up to `max_value` bytes, no minimum sizes.
     #[doc(hidden)]
     pub fn tiny_sets(sets: u64, max_value: u32) -> Geometry {
-        assert!(sets.is_power_of_two());
+        assert!(sets.is_power_of_two() && sets >= 2, "a key needs two sets");
         let slot = slot_bytes_for(max_value);
         let mut g = Geometry::with(
             1,
-            sets * TAG_LINES_PER_SET,
+            sets,
             sets * SET_WAYS as u64 * slot,
             max_value.into(),
             [7, 9],
@@ -555,7 +557,7 @@ impl Geometry {
                 }
             }
             Layout::Sets => {
-                let sets = buckets / TAG_LINES_PER_SET;
+                let sets = buckets;
                 if shards != 1 || sets < MIN_SETS {
                     return Err(corrupt(format!(
                         "{shards} shards and {buckets} tag lines do not make a sets layout"

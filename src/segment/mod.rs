@@ -195,19 +195,6 @@ impl Segment {
             .expect("bucket slice has BUCKET_WORDS words")
     }
 
-    /// The tag words of one set of a [`layout::Layout::Sets`] segment: two
-    /// lines of the index region.
-    #[inline]
-    pub(crate) fn set_tags(&self, set: usize) -> &[AtomicU64; layout::SET_WAYS] {
-        let lines = layout::TAG_LINES_PER_SET as usize;
-        let set = set & (self.geo.buckets as usize / lines - 1);
-        let start = self.geo.index_off + set * layout::SET_WAYS;
-        // A slice of exactly SET_WAYS words always converts.
-        self.words()[start..start + layout::SET_WAYS]
-            .try_into()
-            .expect("a set has SET_WAYS words")
-    }
-
     /// The words of one shard's circular log.
     #[inline]
     pub(crate) fn log(&self, shard: usize) -> &[AtomicU64] {

@@ -1,11 +1,11 @@
 //! The sets layout: every session in place (docs/architecture.md, "The
 //! sets layout").
 //!
-//! A key's hash picks one set of [`SET_WAYS`] ways. A way is a slot of the
-//! segment's slot size holding an entry encoded exactly as in a log
-//! (`entry.rs`; its echoed position is the slot's first word), and a tag
-//! word; a set's 16 tag words fill two cache lines of the index region,
-//! apart from the slots:
+//! A key's hash picks two sets of [`SET_WAYS`] ways; it lives in one of
+//! their 16 ways. A way is a slot of the segment's slot size holding an
+//! entry encoded exactly as in a log (`entry.rs`; its echoed position is
+//! the slot's first word), and a tag word; a set's 8 tag words fill one
+//! cache line of the index region, apart from the slots:
 //!
 //! ```text
 //!  63          48 47            24 23             0
@@ -16,7 +16,9 @@
 //!
 //! - `tag`: the top 16 bits of the key hash, never 0; 0 is an empty way.
 //! - `stored`: the low 24 bits of the unix second the way was written
-//!   (194 days before they wrap); a put evicts the way stored longest ago.
+//!   (194 days before they wrap); a put evicts the way stored longest ago
+//!   of the key's 16 (two sets of 8 keep far more of the newest sessions
+//!   than one of 16: `examples/set_retention.rs`).
 //! - `version`: odd while a put writes the slot. A put claims a way with
 //!   one CAS that makes the version odd, writes the entry, and publishes it
 //!   with a Release CAS to the next even version; a get copies the slot
@@ -41,6 +43,8 @@ use crate::segment::layout::{ENTRY_HEADER_WORDS, MAX_KEY, SET_WAYS};
 use crate::stats::Counter;
 use crate::sync::{fence, AtomicU64, Ordering};
 
+/// Ways a key may live in: those of its two sets.
+const CANDIDATES: usize = 2 * SET_WAYS;
 const TAG_SHIFT: u32 = 48;
 const STORED_SHIFT: u32 = 24;
 const FIELD_MASK: u64 = (1 << 24) - 1;
@@ -53,8 +57,38 @@ const ABANDONED_SECS: u64 = 2;
 #[derive(Clone, Copy)]
 pub(crate) struct Place {
     hash: u64,
-    set: usize,
+    sets: [usize; 2],
     tag: u64,
+}
+
+/// The tag lines of a key's two sets; candidate way `i` is word
+/// `i % SET_WAYS` of line `i / SET_WAYS`.
+type Lines<'a> = [&'a [AtomicU64; SET_WAYS]; 2];
+
+#[inline(always)]
+fn word_of<'a>(lines: &Lines<'a>, i: usize) -> &'a AtomicU64 {
+    &lines[i / SET_WAYS % 2][i % SET_WAYS]
+}
+
+/// The words of a key's candidate ways (Acquire: pairs with the Release
+/// CAS that published each).
+#[inline(always)]
+fn load_ways(lines: &Lines) -> [u64; CANDIDATES] {
+    std::array::from_fn(|i| word_of(lines, i).load(Ordering::Acquire))
+}
+
+/// The two sets of a key with this hash, of `sets` (a power of two, at
+/// least 2): the hash's low bits, and bits of a mix of the whole hash;
+/// never one set twice.
+#[inline]
+fn sets_for(hash: u64, sets: u64) -> [usize; 2] {
+    let mask = sets - 1;
+    let a = hash & mask;
+    let mut b = ((hash ^ hash >> 29).wrapping_mul(0xbf58_476d_1ce4_e5b9) >> 20) & mask;
+    if b == a {
+        b = a ^ 1;
+    }
+    [a as usize, b as usize]
 }
 
 #[inline]
@@ -89,10 +123,10 @@ fn age(word: u64, now: u64) -> u64 {
 
 /// Bit `i` set for each way `i` that carries `tag` and is not being written.
 #[inline(always)]
-fn readable_matches(words: &[u64; SET_WAYS], tag: u64) -> u32 {
-    let (lo, hi) = words.split_at(SET_WAYS / 2);
-    let lo: &[u64; 8] = lo.try_into().expect("half a set is 8 words");
-    let hi: &[u64; 8] = hi.try_into().expect("half a set is 8 words");
+fn readable_matches(words: &[u64; CANDIDATES], tag: u64) -> u32 {
+    let (lo, hi) = words.split_at(SET_WAYS);
+    let lo: &[u64; 8] = lo.try_into().expect("a set is 8 words");
+    let hi: &[u64; 8] = hi.try_into().expect("a set is 8 words");
     let mut m = tag_matches(lo, tag) | tag_matches(hi, tag) << 8;
     let mut odd = 0u32;
     for (i, &w) in words.iter().enumerate() {
@@ -112,7 +146,7 @@ fn readable_matches(words: &[u64; SET_WAYS], tag: u64) -> u32 {
 /// slot (a second miss before every put): one put in about 4 000 into a
 /// full set so evicts another key of the same tag rather than the oldest
 /// session, as the log layout's duplicate clearing does.
-fn choose_way(tag: u64, words: &[u64; SET_WAYS], now: u64) -> (usize, bool) {
+fn choose_way(tag: u64, words: &[u64; CANDIDATES], now: u64) -> (usize, bool) {
     if let Some(i) = first_bit(readable_matches(words, tag)) {
         return (i, false);
     }
@@ -127,7 +161,7 @@ fn choose_way(tag: u64, words: &[u64; SET_WAYS], now: u64) -> (usize, bool) {
     {
         return (i, false);
     }
-    let oldest = (0..SET_WAYS)
+    let oldest = (0..CANDIDATES)
         .max_by_key(|&i| (words[i] & 1 == 0, age(words[i], now)))
         .unwrap_or(0);
     (oldest, true)
@@ -152,16 +186,27 @@ impl Cache {
         let hash = self.hash_key(key);
         Place {
             hash,
-            set: (hash & (self.sets - 1)) as usize,
+            sets: sets_for(hash, self.sets),
             tag: tag_for(hash),
         }
     }
 
-    /// First word of the slot of `way` in `set`, in the slots (the one
+    #[inline]
+    fn lines(&self, p: &Place) -> Lines<'_> {
+        p.sets.map(|s| self.seg.bucket(s))
+    }
+
+    /// First word of the slot of way `way` of `set`, in the slots (the one
     /// shard log of a sets segment).
     #[inline]
-    fn slot_pos(&self, set: usize, way: usize) -> u64 {
+    fn slot_at(&self, set: usize, way: usize) -> u64 {
         ((set * SET_WAYS + way) as u64).wrapping_mul(self.slot_words)
+    }
+
+    /// First word of the slot of `p`'s candidate way `i`.
+    #[inline]
+    fn slot_pos(&self, p: &Place, i: usize) -> u64 {
+        self.slot_at(p.sets[i / SET_WAYS % 2], i % SET_WAYS)
     }
 
     #[inline]
@@ -183,7 +228,7 @@ impl Cache {
             return Stored::Ok;
         }
         let p = self.place(key);
-        let tags = self.seg.set_tags(p.set);
+        let tags = self.lines(&p);
         let slots = self.slots();
         let mut h = EntryHeader {
             flags,
@@ -197,16 +242,16 @@ impl Cache {
             checksum: 0,
         };
         for _ in 0..CAS_RETRIES {
-            let words = tags.each_ref().map(|w| w.load(Ordering::Acquire));
+            let words = load_ways(&tags);
             let (way, evicting) = choose_way(p.tag, &words, now);
             let old = words[way];
-            let pos = self.slot_pos(p.set, way);
+            let pos = self.slot_pos(&p, way);
             // Start taking the slot's lines for writing, so that their
             // misses overlap with the claim.
             prefetch::<FOR_WRITE>(slots, pos, h.words() as usize);
             // Odd: no get reads the slot until the Release CAS below.
             let claimed = tag_word(p.tag, now, version_of(old) + 1 + (old & 1));
-            if tags[way]
+            if word_of(&tags, way)
                 .compare_exchange(old, claimed, Ordering::Relaxed, Ordering::Relaxed)
                 .is_err()
             {
@@ -229,7 +274,7 @@ impl Cache {
             // Release pairs with the Acquire loads of the word in gets. It
             // fails only if another put took the way as a dead writer's
             // meanwhile; the slot is then that put's.
-            if tags[way]
+            if word_of(&tags, way)
                 .compare_exchange(claimed, published, Ordering::Release, Ordering::Relaxed)
                 .is_err()
             {
@@ -241,7 +286,7 @@ impl Cache {
             if evicting {
                 self.count(Counter::Evictions);
             }
-            self.keep_lowest_copy(&p, tags, way, published);
+            self.keep_lowest_copy(&p, &tags, way, published);
             self.count(Counter::Puts);
             return Stored::Ok;
         }
@@ -254,7 +299,7 @@ impl Cache {
     /// not a verified read).
     fn header_for_key(&self, p: &Place, way: usize, key: &[u8]) -> Option<EntryHeader> {
         let slots = self.slots();
-        let pos = self.slot_pos(p.set, way);
+        let pos = self.slot_pos(p, way);
         EntryHeader::decode(&load_header(slots, pos)).filter(|h| {
             h.pos == pos
                 && h.hash == p.hash
@@ -270,14 +315,9 @@ impl Cache {
     /// puts look there first: this put empties copies above its own, or
     /// its own if one below is published. Both puts do this once both have
     /// published, so one copy stays whichever runs first.
-    fn keep_lowest_copy(
-        &self,
-        p: &Place,
-        tags: &[AtomicU64; SET_WAYS],
-        mine: usize,
-        published: u64,
-    ) {
-        let words = tags.each_ref().map(|w| w.load(Ordering::Relaxed));
+    fn keep_lowest_copy(&self, p: &Place, tags: &Lines, mine: usize, published: u64) {
+        let words: [u64; CANDIDATES] =
+            std::array::from_fn(|i| word_of(tags, i).load(Ordering::Relaxed));
         let others = readable_matches(&words, p.tag) & !(1 << mine);
         if others & ((1 << mine) - 1) != 0 {
             let _ = self.empty_way(tags, mine, published, Ordering::Relaxed);
@@ -292,15 +332,9 @@ impl Cache {
 
     /// Replace the word `seen` of way `i` with an empty one (a new version,
     /// so a get copying the slot meanwhile drops its copy).
-    fn empty_way(
-        &self,
-        tags: &[AtomicU64; SET_WAYS],
-        i: usize,
-        seen: u64,
-        order: Ordering,
-    ) -> bool {
+    fn empty_way(&self, tags: &Lines, i: usize, seen: u64, order: Ordering) -> bool {
         let empty = tag_word(0, seen >> STORED_SHIFT, version_of(seen).wrapping_add(2));
-        tags[i]
+        word_of(tags, i)
             .compare_exchange(seen, empty, order, Ordering::Relaxed)
             .is_ok()
     }
@@ -313,17 +347,17 @@ impl Cache {
             return Lookup::Miss;
         }
         let p = self.place(key);
-        let tags = self.seg.set_tags(p.set);
+        let tags = self.lines(&p);
         for _ in 0..CAS_RETRIES {
             // Acquire pairs with the Release CAS that published each word.
-            let words = tags.each_ref().map(|w| w.load(Ordering::Acquire));
+            let words = load_ways(&tags);
             let mut m = readable_matches(&words, p.tag);
             let mut raced = false;
             // At most SET_WAYS iterations (I4 BOUNDED).
             while m != 0 {
                 let i = m.trailing_zeros() as usize;
                 m &= m - 1;
-                match self.read_slot(&p, tags, i, words[i], key, buf) {
+                match self.read_slot(&p, &tags, i, words[i], key, buf) {
                     Read::Hit(n) => {
                         if !take {
                             self.count(Counter::Hits);
@@ -331,7 +365,7 @@ impl Cache {
                         }
                         // SeqCst as in the log layout's take: exactly one
                         // taker's CAS empties the way.
-                        if self.empty_way(tags, i, words[i], Ordering::SeqCst) {
+                        if self.empty_way(&tags, i, words[i], Ordering::SeqCst) {
                             self.count(Counter::Hits);
                             self.count(Counter::Takes);
                             return Lookup::Hit(n);
@@ -345,7 +379,7 @@ impl Cache {
                     Read::Miss => {}
                     Read::Damaged => {
                         self.count(Counter::Corrupt);
-                        let _ = self.empty_way(tags, i, words[i], Ordering::Relaxed);
+                        let _ = self.empty_way(&tags, i, words[i], Ordering::Relaxed);
                     }
                 }
             }
@@ -365,20 +399,20 @@ impl Cache {
     fn read_slot(
         &self,
         p: &Place,
-        tags: &[AtomicU64; SET_WAYS],
+        tags: &Lines,
         i: usize,
         word: u64,
         key: &[u8],
         buf: &mut [u8],
     ) -> Read {
         let slots = self.slots();
-        let pos = self.slot_pos(p.set, i);
+        let pos = self.slot_pos(p, i);
         prefetch_entry(slots, pos, self.slot_words as usize);
         let header = load_header(slots, pos);
         let unchanged = || {
             // Pairs with the Release fence after the claim in `put_in_set`.
             fence(Ordering::Acquire);
-            tags[i].load(Ordering::Relaxed) == word
+            word_of(tags, i).load(Ordering::Relaxed) == word
         };
         // Any entry that fails these checks under an unchanged word is
         // damage (a whole put wrote it, and published it, before `word`);
@@ -396,9 +430,10 @@ impl Cache {
             return damaged_or_miss(unchanged());
         }
         if h.hash != p.hash || h.key_len != key.len() {
-            // Another key with the same set and tag (one lookup in about
-            // 4 000 of a full set), or damage.
-            return if h.hash & (self.sets - 1) == p.set as u64 && tag_for(h.hash) == p.tag {
+            // Another key of this set with the same tag (one lookup in
+            // about 4 000 when both sets are full), or damage.
+            let set = p.sets[i / SET_WAYS % 2];
+            return if sets_for(h.hash, self.sets).contains(&set) && tag_for(h.hash) == p.tag {
                 Read::Miss
             } else {
                 damaged_or_miss(unchanged())
@@ -435,8 +470,8 @@ impl Cache {
     /// [`Cache::remove`] for the sets layout: empty every way holding `key`.
     pub(super) fn remove_in_set(&self, key: &[u8]) -> bool {
         let p = self.place(key);
-        let tags = self.seg.set_tags(p.set);
-        let words = tags.each_ref().map(|w| w.load(Ordering::Acquire));
+        let tags = self.lines(&p);
+        let words = load_ways(&tags);
         let mut m = readable_matches(&words, p.tag);
         let mut removed = false;
         while m != 0 {
@@ -447,17 +482,18 @@ impl Cache {
             };
             // An expired session's way is emptied too, but it was no live
             // session: not counted as removed.
-            if self.empty_way(tags, i, words[i], Ordering::SeqCst) && h.expiry >= now_secs() {
+            if self.empty_way(&tags, i, words[i], Ordering::SeqCst) && h.expiry >= now_secs() {
                 removed = true;
             }
         }
         removed
     }
 
-    /// Start fetching the tag lines of `key`'s set.
+    /// Start fetching the tag lines of `key`'s two sets.
     pub(super) fn prefetch_set(&self, key: &[u8]) {
-        let p = self.place(key);
-        prefetch::<FOR_WRITE>(self.seg.set_tags(p.set), 0, SET_WAYS);
+        for line in self.lines(&self.place(key)) {
+            prefetch::<FOR_WRITE>(line, 0, SET_WAYS);
+        }
     }
 }
 
@@ -473,17 +509,17 @@ impl Cache {
         word: u64,
         scratch: &mut [u8],
     ) -> Result<Option<EntryHeader>, String> {
-        let tags = self.seg.set_tags(set);
-        let pos = self.slot_pos(set, i);
+        let line = self.seg.bucket(set);
+        let pos = self.slot_at(set, i);
         // The slot's end as the "tail": an entry must fit its slot.
         let read = self.read_any(0, pos, pos + self.slot_words, scratch);
         // Pairs with the Release fence after a put's claim.
         fence(Ordering::Acquire);
-        if tags[i].load(Ordering::Relaxed) != word {
+        if line[i].load(Ordering::Relaxed) != word {
             return Ok(None);
         }
         let h = read.map_err(|e| format!("set {set} way {i}: {e}"))?;
-        if h.hash & (self.sets - 1) != set as u64 || tag_for(h.hash) != tag_of(word) {
+        if !sets_for(h.hash, self.sets).contains(&set) || tag_for(h.hash) != tag_of(word) {
             return Err(format!(
                 "set {set} way {i}: holds an entry of another set or tag"
             ));
@@ -495,8 +531,8 @@ impl Cache {
     /// below share.
     fn each_way(&self) -> impl Iterator<Item = (usize, usize, u64)> + '_ {
         (0..self.sets as usize).flat_map(move |set| {
-            let tags = self.seg.set_tags(set);
-            (0..SET_WAYS).map(move |i| (set, i, tags[i].load(Ordering::Acquire)))
+            let line = self.seg.bucket(set);
+            (0..SET_WAYS).map(move |i| (set, i, line[i].load(Ordering::Acquire)))
         })
     }
 
@@ -572,13 +608,40 @@ mod tests {
         Cache::in_memory(Geometry::tiny_sets(16, 176))
     }
 
-    /// `n` distinct keys that all fall into set 0 of `c`.
-    fn keys_of_set_0(c: &Cache, n: usize) -> Vec<Vec<u8>> {
-        (0u32..)
-            .map(|i| format!("key-{i}").into_bytes())
-            .filter(|k| c.place(k).set == 0)
+    /// `n` distinct keys that all have the two sets of the first one (in
+    /// either order), with the place of the first.
+    fn keys_of_one_pair(c: &Cache, n: usize) -> (Place, Vec<Vec<u8>>) {
+        let key = |i: u32| format!("key-{i}").into_bytes();
+        let first = c.place(&key(0));
+        let pair = |p: &Place| {
+            let mut s = p.sets;
+            s.sort();
+            s
+        };
+        let keys = (0u32..)
+            .map(key)
+            .filter(|k| pair(&c.place(k)) == pair(&first))
             .take(n)
-            .collect()
+            .collect();
+        (first, keys)
+    }
+
+    /// The candidate way of `p` whose word has a tag.
+    fn used_way(c: &Cache, p: &Place) -> usize {
+        let lines = c.lines(p);
+        (0..CANDIDATES)
+            .find(|&i| tag_of(word_of(&lines, i).load(Ordering::Relaxed)) != 0)
+            .expect("a way in use")
+    }
+
+    #[test]
+    fn a_key_has_two_different_sets() {
+        let c = cache();
+        for i in 0..1000u32 {
+            let p = c.place(&i.to_le_bytes());
+            assert_ne!(p.sets[0], p.sets[1]);
+            assert!(p.sets.iter().all(|&s| (s as u64) < c.sets));
+        }
     }
 
     #[test]
@@ -612,24 +675,26 @@ mod tests {
     }
 
     #[test]
-    fn a_full_set_evicts_the_way_stored_longest_ago() {
+    fn full_sets_evict_the_way_stored_longest_ago_of_both() {
         let c = cache();
-        let keys = keys_of_set_0(&c, SET_WAYS + 1);
-        for k in &keys[..SET_WAYS] {
+        let (p, keys) = keys_of_one_pair(&c, CANDIDATES + 1);
+        for k in &keys[..CANDIDATES] {
             assert_eq!(c.put(k, b"v", 60), Stored::Ok);
         }
-        // Make way 5 the oldest: stored 100 seconds ago.
-        let tags = c.seg.set_tags(0);
-        let w = tags[5].load(Ordering::Relaxed);
+        assert_eq!(c.stats().counters.evictions, 0, "16 keys fill both sets");
+        // Make way 11 (in the second set) the oldest: stored 100 s ago.
+        let lines = c.lines(&p);
+        let w = word_of(&lines, 11).load(Ordering::Relaxed);
         let old = tag_word(tag_of(w), now_secs() - 100, version_of(w));
-        tags[5].store(old, Ordering::Relaxed);
-        let victim = (0..SET_WAYS)
-            .find(|&i| c.header_for_key(&c.place(&keys[i]), 5, &keys[i]).is_some())
-            .expect("one of the keys is in way 5");
-        assert_eq!(c.put(&keys[SET_WAYS], b"new", 60), Stored::Ok);
+        word_of(&lines, 11).store(old, Ordering::Relaxed);
+        let h = EntryHeader::decode(&load_header(c.slots(), c.slot_pos(&p, 11))).unwrap();
+        let victim = (0..CANDIDATES)
+            .find(|&i| c.hash_key(&keys[i]) == h.hash)
+            .expect("one of the keys is in way 11");
+        assert_eq!(c.put(&keys[CANDIDATES], b"new", 60), Stored::Ok);
         assert_eq!(c.get_vec(&keys[victim]), None, "the oldest went");
-        assert_eq!(c.get_vec(&keys[SET_WAYS]).as_deref(), Some(&b"new"[..]));
-        for (i, k) in keys[..SET_WAYS].iter().enumerate() {
+        assert_eq!(c.get_vec(&keys[CANDIDATES]).as_deref(), Some(&b"new"[..]));
+        for (i, k) in keys[..CANDIDATES].iter().enumerate() {
             assert_eq!(c.get_vec(k).is_some(), i != victim, "key {i}");
         }
         assert_eq!(c.stats().counters.evictions, 1);
@@ -638,36 +703,35 @@ mod tests {
     #[test]
     fn a_way_a_killed_writer_left_is_skipped_then_taken_by_a_later_put() {
         let c = cache();
-        let keys = keys_of_set_0(&c, SET_WAYS + 2);
+        let (p, keys) = keys_of_one_pair(&c, CANDIDATES + 2);
         assert_eq!(c.put(&keys[0], b"v", 60), Stored::Ok);
-        let tags = c.seg.set_tags(0);
-        let way = (0..SET_WAYS)
-            .find(|&i| tag_of(tags[i].load(Ordering::Relaxed)) != 0)
-            .unwrap();
+        let lines = c.lines(&p);
+        let way = used_way(&c, &p);
+        let word = word_of(&lines, way);
         // The writer of a new version claimed the way and died.
-        let w = tags[way].load(Ordering::Relaxed);
+        let w = word.load(Ordering::Relaxed);
         let claimed = tag_word(tag_of(w), now_secs(), version_of(w) + 1);
-        tags[way].store(claimed, Ordering::Relaxed);
+        word.store(claimed, Ordering::Relaxed);
         assert_eq!(
             c.get_vec(&keys[0]),
             None,
             "no get reads a way being written"
         );
         assert_eq!(c.verify().unfinished_ways, 1);
-        // Fill the set: while the claim is fresh, puts evict others.
-        for k in &keys[1..=SET_WAYS] {
+        // Fill both sets: while the claim is fresh, puts evict others.
+        for k in &keys[1..=CANDIDATES] {
             assert_eq!(c.put(k, b"w", 60), Stored::Ok);
         }
-        assert_eq!(tags[way].load(Ordering::Relaxed), claimed);
+        assert_eq!(word.load(Ordering::Relaxed), claimed);
         assert_eq!(c.stats().counters.evictions, 1);
         // Seconds later it is any put's, before any live session.
         let abandoned = tag_word(tag_of(w), now_secs() - ABANDONED_SECS, version_of(w) + 1);
-        tags[way].store(abandoned, Ordering::Relaxed);
-        assert_eq!(c.put(&keys[SET_WAYS + 1], b"again", 60), Stored::Ok);
-        assert_eq!(tags[way].load(Ordering::Relaxed) & 1, 0, "published");
+        word.store(abandoned, Ordering::Relaxed);
+        assert_eq!(c.put(&keys[CANDIDATES + 1], b"again", 60), Stored::Ok);
+        assert_eq!(word.load(Ordering::Relaxed) & 1, 0, "published");
         assert_eq!(c.stats().counters.evictions, 1, "no session evicted");
         assert_eq!(
-            c.get_vec(&keys[SET_WAYS + 1]).as_deref(),
+            c.get_vec(&keys[CANDIDATES + 1]).as_deref(),
             Some(&b"again"[..])
         );
         let report = c.verify();
@@ -680,18 +744,17 @@ mod tests {
     #[test]
     fn versions_wrap_and_stay_odd_while_written() {
         let c = cache();
-        let tags = c.seg.set_tags(c.place(b"k").set);
         assert_eq!(c.put(b"k", b"1", 60), Stored::Ok);
-        let way = (0..SET_WAYS)
-            .find(|&i| tag_of(tags[i].load(Ordering::Relaxed)) != 0)
-            .unwrap();
-        let w = tags[way].load(Ordering::Relaxed);
-        tags[way].store(
+        let p = c.place(b"k");
+        let lines = c.lines(&p);
+        let word = word_of(&lines, used_way(&c, &p));
+        let w = word.load(Ordering::Relaxed);
+        word.store(
             tag_word(tag_of(w), now_secs(), FIELD_MASK - 1),
             Ordering::Relaxed,
         );
         assert_eq!(c.put(b"k", b"2", 60), Stored::Ok);
-        assert_eq!(version_of(tags[way].load(Ordering::Relaxed)), 0);
+        assert_eq!(version_of(word.load(Ordering::Relaxed)), 0);
         assert_eq!(c.get_vec(b"k").as_deref(), Some(&b"2"[..]));
     }
 
@@ -700,10 +763,7 @@ mod tests {
         let c = cache();
         assert_eq!(c.put(b"k", &[7; 100], 60), Stored::Ok);
         let p = c.place(b"k");
-        let way = (0..SET_WAYS)
-            .find(|&i| c.header_for_key(&p, i, b"k").is_some())
-            .unwrap();
-        let at = c.slot_pos(p.set, way) as usize + ENTRY_HEADER_WORDS + 4 + 3;
+        let at = c.slot_pos(&p, used_way(&c, &p)) as usize + ENTRY_HEADER_WORDS + 4 + 3;
         c.slots()[at].fetch_xor(1 << 9, Ordering::Relaxed);
         let mut buf = [0u8; 176];
         assert_eq!(c.get(b"k", &mut buf), Lookup::Miss);

@@ -44,7 +44,7 @@ fn config(layout: Layout) -> Config {
             max_value: MAX_VALUE as u32,
             ..Config::default()
         },
-        // 16 sets of 16 ways of 512 bytes.
+        // 32 sets of 8 ways of 512 bytes.
         Layout::Sets => Config {
             layout,
             size: 128 << 10,

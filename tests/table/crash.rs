@@ -103,7 +103,7 @@ fn killed_writers_leave_the_table_usable_and_readers_never_see_wrong_values() {
 
 #[test]
 fn killed_writers_leave_a_sets_table_usable_and_readers_never_see_wrong_values() {
-    // 16 sets of 16 ways of 1 KiB for 256 keys: every put of a new key
+    // 32 sets of 8 ways of 1 KiB for 256 keys: every put of a new key
     // evicts another.
     killed_writers_in(Config {
         layout: Layout::Sets,

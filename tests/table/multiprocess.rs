@@ -125,7 +125,7 @@ fn four_processes_share_one_wrapping_segment_without_wrong_values() {
 
 #[test]
 fn four_processes_share_one_segment_of_sets_without_wrong_values() {
-    // 16 sets of 16 ways of 512 bytes for 512 keys: sets evict constantly.
+    // 32 sets of 8 ways of 512 bytes for 512 keys: sets evict constantly.
     four_processes_share(Config {
         layout: Layout::Sets,
         size: 128 << 10,

@@ -606,7 +606,7 @@ fn a_sets_segment_is_created_described_verified_and_refused_by_the_bridge() {
             vec!["--layout", "sets", "--max-value", "8KiB"],
             "sets layout",
         ),
-        (vec!["--layout", "sets", "--size", "64KiB"], "size"),
+        (vec!["--layout", "sets", "--size", "4KiB"], "size"),
     ] {
         let mut all = vec!["create", path];
         all.extend(args);
@@ -626,7 +626,7 @@ fn a_sets_segment_is_created_described_verified_and_refused_by_the_bridge() {
     ]);
     assert_eq!(code, 0, "{text}");
     assert!(
-        text.contains("4096 slots of 256 B in 256 sets of 16"),
+        text.contains("4096 slots of 256 B in 512 sets of 8"),
         "{text}"
     );
     let cache = scsp::Cache::open(&seg).unwrap();

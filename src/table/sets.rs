@@ -121,19 +121,24 @@ fn age(word: u64, now: u64) -> u64 {
     now.wrapping_sub(word >> STORED_SHIFT) & FIELD_MASK
 }
 
-/// Bit `i` set for each way `i` that carries `tag` and is not being written.
+/// Bit `i` set for each way `i` of one set that carries `tag` and is not
+/// being written.
 #[inline(always)]
-fn readable_matches(words: &[u64; CANDIDATES], tag: u64) -> u32 {
-    let (lo, hi) = words.split_at(SET_WAYS);
-    let lo: &[u64; 8] = lo.try_into().expect("a set is 8 words");
-    let hi: &[u64; 8] = hi.try_into().expect("a set is 8 words");
-    let mut m = tag_matches(lo, tag) | tag_matches(hi, tag) << 8;
+fn readable_in(words: &[u64; SET_WAYS], tag: u64) -> u32 {
     let mut odd = 0u32;
     for (i, &w) in words.iter().enumerate() {
         odd |= ((w & 1) as u32) << i;
     }
-    m &= !odd;
-    m
+    tag_matches(words, tag) & !odd
+}
+
+/// [`readable_in`] over a key's 16 candidate ways.
+#[inline(always)]
+fn readable_matches(words: &[u64; CANDIDATES], tag: u64) -> u32 {
+    let (lo, hi) = words.split_at(SET_WAYS);
+    let lo: &[u64; SET_WAYS] = lo.try_into().expect("a set is 8 words");
+    let hi: &[u64; SET_WAYS] = hi.try_into().expect("a set is 8 words");
+    readable_in(lo, tag) | readable_in(hi, tag) << SET_WAYS
 }
 
 /// The way a put of a key with `tag` writes: the one holding the tag,
@@ -348,38 +353,44 @@ impl Cache {
         }
         let p = self.place(key);
         let tags = self.lines(&p);
+        // The first set first: a put prefers its empty ways, so most
+        // sessions are there, and a get then reads one tag line, not two
+        // (fewer lines that other processes' puts take away).
         for _ in 0..CAS_RETRIES {
-            // Acquire pairs with the Release CAS that published each word.
-            let words = load_ways(&tags);
-            let mut m = readable_matches(&words, p.tag);
             let mut raced = false;
-            // At most SET_WAYS iterations (I4 BOUNDED).
-            while m != 0 {
-                let i = m.trailing_zeros() as usize;
-                m &= m - 1;
-                match self.read_slot(&p, &tags, i, words[i], key, buf) {
-                    Read::Hit(n) => {
-                        if !take {
-                            self.count(Counter::Hits);
-                            return Lookup::Hit(n);
+            for (set, line) in tags.iter().enumerate() {
+                // Acquire pairs with the Release CAS that published each word.
+                let words = line.each_ref().map(|w| w.load(Ordering::Acquire));
+                let mut m = readable_in(&words, p.tag);
+                // At most SET_WAYS iterations (I4 BOUNDED).
+                while m != 0 {
+                    let w = m.trailing_zeros() as usize;
+                    m &= m - 1;
+                    let i = set * SET_WAYS + w;
+                    match self.read_slot(&p, &tags, i, words[w], key, buf) {
+                        Read::Hit(n) => {
+                            if !take {
+                                self.count(Counter::Hits);
+                                return Lookup::Hit(n);
+                            }
+                            // SeqCst as in the log layout's take: exactly one
+                            // taker's CAS empties the way.
+                            if self.empty_way(&tags, i, words[w], Ordering::SeqCst) {
+                                self.count(Counter::Hits);
+                                self.count(Counter::Takes);
+                                return Lookup::Hit(n);
+                            }
+                            // Lost to another take or a put: what was copied is
+                            // not ours to hand out.
+                            buf[..n].fill(0);
+                            raced = true;
                         }
-                        // SeqCst as in the log layout's take: exactly one
-                        // taker's CAS empties the way.
-                        if self.empty_way(&tags, i, words[i], Ordering::SeqCst) {
-                            self.count(Counter::Hits);
-                            self.count(Counter::Takes);
-                            return Lookup::Hit(n);
+                        Read::Small(n) => return Lookup::BufferTooSmall(n),
+                        Read::Miss => {}
+                        Read::Damaged => {
+                            self.count(Counter::Corrupt);
+                            let _ = self.empty_way(&tags, i, words[w], Ordering::Relaxed);
                         }
-                        // Lost to another take or a put: what was copied is
-                        // not ours to hand out.
-                        buf[..n].fill(0);
-                        raced = true;
-                    }
-                    Read::Small(n) => return Lookup::BufferTooSmall(n),
-                    Read::Miss => {}
-                    Read::Damaged => {
-                        self.count(Counter::Corrupt);
-                        let _ = self.empty_way(&tags, i, words[i], Ordering::Relaxed);
                     }
                 }
             }

@@ -11,7 +11,7 @@
 use crate::common;
 
 use common::{encode_value, key, Rng};
-use scsp::{Cache, Config, Lookup};
+use scsp::{Cache, Config, Layout, Lookup};
 use std::path::Path;
 use std::process::Command;
 
@@ -139,15 +139,20 @@ fn strace_available() -> bool {
 
 #[test]
 fn get_put_take_make_no_syscalls() {
-    trace_probe(false);
+    trace_probe(false, Layout::Log);
 }
 
 #[test]
 fn nor_in_a_forked_child_whose_first_operation_claims_a_counter_slot() {
-    trace_probe(true);
+    trace_probe(true, Layout::Log);
 }
 
-fn trace_probe(fork: bool) {
+#[test]
+fn nor_on_a_segment_of_the_sets_layout() {
+    trace_probe(false, Layout::Sets);
+}
+
+fn trace_probe(fork: bool, layout: Layout) {
     if !strace_available() {
         println!("SKIPPED: strace is not installed (CI installs it)");
         return;
@@ -156,6 +161,7 @@ fn trace_probe(fork: bool) {
     let seg = dir.path().join("seg");
     let trace = dir.path().join("trace");
     let cfg = Config {
+        layout,
         size: 256 << 10,
         shards: 4,
         max_value: 512,

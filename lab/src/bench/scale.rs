@@ -5,9 +5,9 @@
 //! each with every page of the store mapped and every session read once
 //! (`cell::warm_up`), run one mix of operations on one shared store for
 //! `--duration`: scsp on a
-//! segment, and the locked baseline ([`crate::baselines::Locked`], the
-//! design of nginx's `ssl_session_cache shared:` and Apache's shmcb) in the
-//! same run. Each cell gives total Mops/s, the speed-up over one process of
+//! segment of each layout (`scsp`, `scsp-sets`), and the locked baseline
+//! ([`crate::baselines::Locked`], the design of nginx's `ssl_session_cache
+//! shared:` and Apache's shmcb) in the same run. Each cell gives total Mops/s, the speed-up over one process of
 //! the same store, and the latency of sampled operations (see `worker.rs`).
 //!
 //! The stopped-process table runs every cell with P >= 2 again while this

@@ -11,14 +11,14 @@
 //!
 //! | word | field        | notes                                        |
 //! |------|--------------|----------------------------------------------|
-//! | 0    | magic        | `b"SCSPSEG1"`                                |
+//! | 0    | magic        | `b"SCSPSEG1"` (log layout), `b"SCSPSET1"` (sets) |
 //! | 1    | version      | [`FORMAT_VERSION`]                           |
 //! | 2    | fingerprint  | hash of every layout constant, see below     |
-//! | 3    | shards       | power of two                                 |
-//! | 4    | buckets      | power of two, >= shards                      |
-//! | 5    | log_bytes    | per shard, power of two                      |
+//! | 3    | shards       | power of two (sets: 1)                       |
+//! | 4    | buckets      | power of two, >= shards (sets: sets)         |
+//! | 5    | log_bytes    | per shard, power of two (sets: all slots)    |
 //! | 6    | max_key      | 255                                          |
-//! | 7    | max_value    | power of two                                 |
+//! | 7    | max_value    | power of two (sets: 64 B up to the slot)     |
 //! | 8,9  | seed         | random per segment; word 8 seeds the key hash|
 //! | 10   | created      | unix seconds                                 |
 //! | 11   | host_id      | origin stamped on local entries              |
@@ -53,9 +53,11 @@ pub fn slot_bytes_for(max_value: u32) -> u64 {
         .max(MIN_SLOT_BYTES)
 }
 
-/// How a segment keeps its sessions (docs/architecture.md, "Layouts").
+/// How a segment keeps its sessions (docs/architecture.md, "The sets
+/// layout").
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
 pub enum Layout {
     /// Entries appended to shard logs, found through an index of words
     /// that point into them. Keeps sessions of any size up to
@@ -88,6 +90,7 @@ impl Layout {
         }
     }
 }
+
 /// Format version; bump on any change to the layout or entry encoding.
 pub const FORMAT_VERSION: u64 = 6;
 /// Value of the state word once the creator has finished.

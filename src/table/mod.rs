@@ -36,7 +36,7 @@ use crate::clock::now_secs;
 use crate::config::Config;
 use crate::error::Result;
 use crate::segment::layout::Layout;
-use crate::segment::layout::{entry_bytes, ENTRY_HEADER_WORDS, MAX_KEY, SET_WAYS};
+use crate::segment::layout::{entry_bytes, ENTRY_HEADER_WORDS, MAX_KEY};
 #[cfg(not(loom))]
 use crate::segment::Access;
 use crate::segment::{Geometry, Segment};
@@ -864,7 +864,7 @@ impl Cache {
     }
 
     /// Counters and fill levels. Cheap: no index walk (with the sets
-    /// layout, one read of the tag lines), one `kill(pid, 0)`
+    /// layout, a read of at most 4096 tag lines), one `kill(pid, 0)`
     /// per attached process (to leave out dead ones).
     pub fn stats(&self) -> Stats {
         let g = self.seg.geometry();
@@ -878,12 +878,9 @@ impl Cache {
         let counters = stats::sum(&self.seg);
         let (appended, fill) = match self.layout {
             Layout::Log => (appended, filled as f64 / (self.log_words * g.shards) as f64),
-            // Nothing is appended: what puts wrote, and the ways in use
-            // (a walk of the tag lines, 1/32 of the slots' bytes or less).
-            Layout::Sets => (
-                counters.bytes_written,
-                self.used_ways() as f64 / (self.sets * SET_WAYS as u64) as f64,
-            ),
+            // Nothing is appended: what puts wrote, and the share of ways
+            // in use (from a sample of the tag lines).
+            Layout::Sets => (counters.bytes_written, self.way_fill()),
         };
         Stats {
             counters,

@@ -121,6 +121,15 @@ fn age(word: u64, now: u64) -> u64 {
     now.wrapping_sub(word >> STORED_SHIFT) & FIELD_MASK
 }
 
+/// A way holding a session, or being written.
+#[inline]
+fn in_use(word: u64) -> bool {
+    tag_of(word) != 0 || word & 1 == 1
+}
+
+/// Sets `stats` looks at to tell how full the ways are.
+const FILL_SAMPLE_SETS: u64 = 4096;
+
 /// Bit `i` set for each way `i` of one set that carries `tag` and is not
 /// being written.
 #[inline(always)]
@@ -548,10 +557,26 @@ impl Cache {
     }
 
     /// Ways holding a session, or being written.
-    pub(super) fn used_ways(&self) -> u64 {
-        self.each_way()
-            .filter(|&(_, _, w)| tag_of(w) != 0 || w & 1 == 1)
-            .count() as u64
+    #[cfg(test)]
+    fn used_ways(&self) -> u64 {
+        self.each_way().filter(|&(_, _, w)| in_use(w)).count() as u64
+    }
+
+    /// The share of ways holding a session or being written, from at most
+    /// [`FILL_SAMPLE_SETS`] sets spread over the table: `stats` runs on
+    /// every metrics scrape, and a 16 GiB segment has 512 MiB of tag words.
+    pub(super) fn way_fill(&self) -> f64 {
+        let step = (self.sets / FILL_SAMPLE_SETS).max(1) as usize;
+        let (mut used, mut seen) = (0u64, 0u64);
+        for set in (0..self.sets as usize).step_by(step) {
+            let line = self.seg.bucket(set);
+            used += line
+                .iter()
+                .filter(|w| in_use(w.load(Ordering::Relaxed)))
+                .count() as u64;
+            seen += SET_WAYS as u64;
+        }
+        used as f64 / seen.max(1) as f64
     }
 
     /// [`Cache::occupancy`] for the sets layout.

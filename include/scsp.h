@@ -98,6 +98,10 @@ typedef struct scsp_cache scsp_cache;
                                               in group .group (needs SCSP_OPEN_SET_GROUP) */
 #define SCSP_OPEN_SET_GROUP 0x8u           /* the segment's group is .group: a new segment
                                               gets it, another user's must have it */
+#define SCSP_OPEN_LAYOUT_SETS 0x10u        /* a new segment keeps every session in place
+                                              (docs/operations.md, "Choosing a layout"):
+                                              .max_value is then the largest session, 64 to
+                                              8112 (0: 432, 512-byte slots); not replicated */
 
 /*
  * How scsp_open creates or attaches. Zero in any field means its default, so
@@ -127,7 +131,8 @@ typedef struct scsp_options {
     uint32_t struct_size; /* sizeof(scsp_options); required */
     uint32_t flags;       /* SCSP_OPEN_* bits; 0: attach if it exists, else create */
     uint64_t size_bytes;  /* session log bytes of a new segment; 0: 64 MiB */
-    uint32_t max_value;   /* largest value, power of two 256..65536; 0: 8192 */
+    uint32_t max_value;   /* largest value, power of two 256..65536; 0: 8192
+                             (SCSP_OPEN_LAYOUT_SETS: see there) */
     uint32_t shards;      /* log shards, power of two; 0: 16 */
     uint32_t mode;        /* file permission bits: 0600, or 0660 with a group; "other" bits
                              are refused; 0: 0600 */

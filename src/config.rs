@@ -51,6 +51,9 @@ pub const DEFAULT_SIZE: u64 = 64 << 20;
 pub const DEFAULT_SHARDS: u32 = 16;
 /// Default largest value: 8 KiB, room for any rustls or OpenSSL session.
 pub const DEFAULT_MAX_VALUE: u32 = 8 << 10;
+/// Default largest value of a segment of the sets layout: 432 B, a 512-byte
+/// slot with a 32-byte key (every session takes a whole slot).
+pub const DEFAULT_SETS_MAX_VALUE: u32 = 432;
 /// Default typical value: 176 B, so an entry with a 32-byte key is 256 B
 /// and the index has one slot per 64 B of log.
 pub const DEFAULT_TYPICAL_VALUE: u32 = 176;

@@ -63,7 +63,7 @@ fn parse_layout(s: &str) -> Result<scsp::Layout, String> {
 fn default_max_value(layout: scsp::Layout) -> u64 {
     match layout {
         scsp::Layout::Log => scsp::config::DEFAULT_MAX_VALUE.into(),
-        scsp::Layout::Sets => 432,
+        scsp::Layout::Sets => scsp::config::DEFAULT_SETS_MAX_VALUE.into(),
     }
 }
 

@@ -23,8 +23,13 @@ pub const SCSP_OPEN_ALLOW_FOREIGN_OWNER: u32 = 4;
 /// `mode = 0660`), and with `SCSP_OPEN_ALLOW_FOREIGN_OWNER` a segment of
 /// another user must belong to it.
 pub const SCSP_OPEN_SET_GROUP: u32 = 8;
-const KNOWN_FLAGS: u32 =
-    SCSP_OPEN_NO_CREATE | SCSP_OPEN_EXCL | SCSP_OPEN_ALLOW_FOREIGN_OWNER | SCSP_OPEN_SET_GROUP;
+/// A new segment is of the sets layout (`scsp::Layout::Sets`).
+pub const SCSP_OPEN_LAYOUT_SETS: u32 = 16;
+const KNOWN_FLAGS: u32 = SCSP_OPEN_NO_CREATE
+    | SCSP_OPEN_EXCL
+    | SCSP_OPEN_ALLOW_FOREIGN_OWNER
+    | SCSP_OPEN_SET_GROUP
+    | SCSP_OPEN_LAYOUT_SETS;
 
 /// How `scsp_open` creates or attaches. Zero in a field means "default".
 #[repr(C)]
@@ -171,17 +176,25 @@ pub fn plan(o: &scsp_options) -> Result<OpenPlan, String> {
     }
     let d = scsp::Config::default();
     let or = |v: u32, def: u32| if v == 0 { def } else { v };
+    let layout = if o.flags & SCSP_OPEN_LAYOUT_SETS != 0 {
+        scsp::Layout::Sets
+    } else {
+        scsp::Layout::Log
+    };
+    // The sets layout's default slot is `scsp create --layout sets`'s.
+    let max_value = match layout {
+        scsp::Layout::Log => d.max_value,
+        scsp::Layout::Sets => scsp::config::DEFAULT_SETS_MAX_VALUE,
+    };
     let config = scsp::Config {
-        // A C caller opens a segment of either layout; it creates one of
-        // the log layout (`scsp create --layout sets` makes the other).
-        layout: d.layout,
+        layout,
         size: if o.size_bytes == 0 {
             d.size
         } else {
             o.size_bytes
         },
         shards: or(o.shards, d.shards),
-        max_value: or(o.max_value, d.max_value),
+        max_value: or(o.max_value, max_value),
         typical_value: or(o.typical_value, d.typical_value),
         host_id: or(o.host_id, d.host_id),
         mode: or(o.mode, d.mode),

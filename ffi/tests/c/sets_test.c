@@ -2,7 +2,8 @@
  * sets_test.c — the C ABI on a segment of the sets layout, which a C
  * server opens as it opens any other (here made by the Rust test, as
  * `scsp create --layout sets` makes one): put, get, take, remove, a value
- * too large for the segment's slots, and values shared with Rust.
+ * too large for the segment's slots, and values shared with Rust; then
+ * one created by this program with SCSP_OPEN_LAYOUT_SETS.
  *
  * usage: sets_test PATH
  *   PATH is a sets segment with 256-byte slots holding "rust-key" =
@@ -68,6 +69,23 @@ int main(int argc, char **argv)
 
     CHECK(scsp_put(c, K("c-key"), (const uint8_t *)"from-c", 6, 300) == SCSP_OK);
     scsp_close(c);
+
+    /* A C program can also create one: PATH.new, with the default slot
+     * (432-byte values, 512-byte slots). */
+    char fresh[4096];
+    snprintf(fresh, sizeof fresh, "%s.new", argv[1]);
+    scsp_options no = SCSP_OPTIONS_INIT;
+    no.flags = SCSP_OPEN_EXCL | SCSP_OPEN_LAYOUT_SETS;
+    no.size_bytes = 1u << 20;
+    CHECK(scsp_open(fresh, &no, &c) == SCSP_OK);
+    struct scsp_stats f = SCSP_STATS_INIT;
+    CHECK(scsp_stats(c, &f) == SCSP_OK);
+    CHECK(f.shards == 1 && f.max_value == 432 && f.index_slots * 512 == f.capacity_bytes);
+    CHECK(scsp_put(c, K("k"), v, 176, 300) == SCSP_OK);
+    scsp_close(c);
+    /* An unknown flag bit is still refused. */
+    no.flags = 0x100u;
+    CHECK(scsp_open(fresh, &no, &c) == SCSP_E_INVAL && c == NULL);
     printf("sets_test: %d checks passed\n", checks);
     return 0;
 }

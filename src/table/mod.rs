@@ -1,5 +1,9 @@
 //! The session table: `get`/`put`/`take`/`remove` over a shared segment.
 //!
+//! This module is the log layout; a segment of the sets layout dispatches
+//! each operation to `sets.rs` (docs/architecture.md, "The sets layout"),
+//! which keeps the same invariants with a seqlock per way.
+//!
 //! Lock-free and syscall-free. The only contended write is the shard tail
 //! (`fetch_add` to reserve log space); an entry is written with relaxed
 //! stores and published by one Release CAS of an index word. Readers copy an

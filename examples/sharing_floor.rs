@@ -51,6 +51,9 @@
 //!   own share): nobody reads a session another process wrote, so what
 //!   sharing still costs is the table's own shared lines (shard tails,
 //!   index buckets, log lines two writers share).
+//! - **sets**, **sets-split**: the same on a segment of the sets layout
+//!   sized as `scsp bench scale` sizes it; split, what sharing still costs
+//!   is the tag lines, which the sessions of both processes share.
 //!
 //! Three more run the mix as a TLS server's cache sees it, where a put stores
 //! a *new* session (every full handshake makes one; no server rewrites a
@@ -96,7 +99,9 @@
 //! docs/perf-scaling.md, "What a shared store can reach here", quotes its
 //! output.
 
-use scsp_lab::baselines::{bench_config, keys, rewrites, stride, Key, TempSegment};
+use scsp_lab::baselines::{
+    bench_config, bench_config_sets, keys, rewrites, stride, Key, TempSegment,
+};
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -129,13 +134,15 @@ enum Shape {
     LogChunk,
     Scsp,
     ScspSplit,
+    Sets,
+    SetsSplit,
     Assoc,
     Page,
     ScspNew,
 }
 
 impl Shape {
-    const ALL: [Shape; 12] = [
+    const ALL: [Shape; 14] = [
         Shape::Slots,
         Shape::Versioned,
         Shape::Checked,
@@ -145,6 +152,8 @@ impl Shape {
         Shape::LogChunk,
         Shape::Scsp,
         Shape::ScspSplit,
+        Shape::Sets,
+        Shape::SetsSplit,
         Shape::Assoc,
         Shape::Page,
         Shape::ScspNew,
@@ -161,6 +170,8 @@ impl Shape {
             Shape::LogChunk => "log-chunk",
             Shape::Scsp => "scsp",
             Shape::ScspSplit => "scsp-split",
+            Shape::Sets => "sets",
+            Shape::SetsSplit => "sets-split",
             Shape::Assoc => "assoc-new",
             Shape::Page => "page-new",
             Shape::ScspNew => "scsp-new",
@@ -343,7 +354,11 @@ fn run(procs: usize, value: usize, shape: Shape, shared: bool, keys: &[Key]) -> 
                         value,
                         keys,
                         p,
-                        if shape == Shape::ScspSplit { procs } else { 1 },
+                        if matches!(shape, Shape::ScspSplit | Shape::SetsSplit) {
+                            procs
+                        } else {
+                            1
+                        },
                     ),
                 };
                 use std::io::Write;
@@ -388,10 +403,14 @@ fn new_store(shape: Shape, value: usize, keys: &[Key], owners: usize) -> Store {
             }
             Store::Scsp(seg)
         }
-        Shape::Scsp | Shape::ScspSplit => {
+        Shape::Scsp | Shape::ScspSplit | Shape::Sets | Shape::SetsSplit => {
             let seg = TempSegment::new("sharing-floor");
-            let c = scsp::Cache::create(seg.path(), &bench_config(KEYS, value))
-                .expect("creating the segment");
+            let cfg = if matches!(shape, Shape::Sets | Shape::SetsSplit) {
+                bench_config_sets(KEYS, value)
+            } else {
+                bench_config(KEYS, value)
+            };
+            let c = scsp::Cache::create(seg.path(), &cfg).expect("creating the segment");
             let v = vec![7u8; value];
             for k in keys {
                 assert_eq!(c.put(k, &v, TTL_SECS), scsp::Stored::Ok);

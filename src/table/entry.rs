@@ -523,6 +523,29 @@ fn store_partial(dst: &mut [u8], w: u64) {
     }
 }
 
+/// Write a whole entry at `pos` with relaxed stores: key, then value
+/// (its checksum computed in the same pass, into `h`), then the header
+/// that holds the checksum. `h` gets `pos` too. The caller has made the
+/// space its own and fenced (the log's reservation, a way's claim).
+#[inline]
+pub(crate) fn write_entry(
+    log: &[AtomicU64],
+    pos: u64,
+    h: &mut EntryHeader,
+    key: &[u8],
+    value: &[u8],
+) {
+    h.pos = pos;
+    copy_in(log, pos.wrapping_add(ENTRY_HEADER_WORDS as u64), key);
+    h.checksum = copy_value_in(
+        log,
+        pos.wrapping_add((ENTRY_HEADER_WORDS + key.len().div_ceil(8)) as u64),
+        value,
+        ValueSum::seed(&h.encode()),
+    );
+    store_header(log, pos, &h.encode());
+}
+
 /// Store the header words at `pos`.
 #[inline]
 pub(crate) fn store_header(log: &[AtomicU64], pos: u64, w: &[u64; ENTRY_HEADER_WORDS]) {

@@ -59,6 +59,49 @@ impl VerifyReport {
 
 const MAX_PROBLEMS: usize = 100;
 
+/// What [`Cache::occupancy`] adds up, word by word (or way by way).
+pub(super) struct OccupancyTally {
+    now: u64,
+    occ: Occupancy,
+    oldest: u32,
+}
+
+impl OccupancyTally {
+    pub(super) fn new() -> OccupancyTally {
+        OccupancyTally {
+            now: now_secs(),
+            occ: Occupancy::default(),
+            oldest: u32::MAX,
+        }
+    }
+
+    /// One checked entry: live, expired, or stale (gone or damaged).
+    pub(super) fn add(&mut self, checked: Result<Option<EntryHeader>, String>) {
+        match checked {
+            Ok(Some(h)) if h.expiry >= self.now => {
+                self.occ.live_entries += 1;
+                self.occ.live_bytes += h.words() * 8;
+                self.oldest = self.oldest.min(h.stored_at);
+            }
+            Ok(Some(_)) => self.occ.expired_entries += 1,
+            Ok(None) | Err(_) => self.occ.stale_words += 1,
+        }
+    }
+
+    /// A word (or way) counted as stale without a look at its entry.
+    pub(super) fn stale(&mut self) {
+        self.occ.stale_words += 1;
+    }
+
+    pub(super) fn finish(mut self) -> Occupancy {
+        if self.oldest != u32::MAX {
+            let age = (self.now as u32).wrapping_sub(self.oldest);
+            self.occ.oldest_age_secs = Some(age.into());
+        }
+        self.occ
+    }
+}
+
 impl Cache {
     /// Check the entry an index word points at, without knowing its key.
     /// `Ok(Some(h))`: live entry; `Ok(None)`: stale; `Err`: corrupt.
@@ -150,31 +193,17 @@ impl Cache {
             return self.occupancy_of_sets();
         }
         let g = *self.seg.geometry();
-        let now = now_secs();
-        let mut occ = Occupancy::default();
+        let mut tally = OccupancyTally::new();
         let mut scratch = vec![0u8; self.max_value + 256];
-        let mut oldest = u32::MAX;
         for b in 0..g.buckets as usize {
             for w in self.seg.bucket(b) {
                 let word = w.load(Ordering::Acquire);
-                if word == 0 {
-                    continue;
-                }
-                match self.check_word(b, word, &mut scratch) {
-                    Ok(Some(h)) if h.expiry >= now => {
-                        occ.live_entries += 1;
-                        occ.live_bytes += h.words() * 8;
-                        oldest = oldest.min(h.stored_at);
-                    }
-                    Ok(Some(_)) => occ.expired_entries += 1,
-                    Ok(None) | Err(_) => occ.stale_words += 1,
+                if word != 0 {
+                    tally.add(self.check_word(b, word, &mut scratch));
                 }
             }
         }
-        if oldest != u32::MAX {
-            occ.oldest_age_secs = Some((now as u32).wrapping_sub(oldest) as u64);
-        }
-        occ
+        tally.finish()
     }
 
     /// Check every index word and walk every shard log. Meant for a quiet

@@ -47,8 +47,8 @@ use crate::segment::{Geometry, Segment};
 use crate::stats::{self, Counter, Counters};
 use crate::sync::{fence, Ordering};
 use entry::{
-    copy_in, copy_out, copy_value_in, copy_value_out, key_equals, load_header, prefetch,
-    prefetch_entry, store_header, ValueSum, FOR_WRITE,
+    copy_out, copy_value_out, key_equals, load_header, prefetch, prefetch_entry, write_entry,
+    ValueSum, FOR_WRITE,
 };
 use index::{hinted_words, in_window, reconstruct, tag_matches, tag_of};
 #[cfg(not(loom))]
@@ -372,17 +372,7 @@ impl Cache {
         // Start fetching every reserved line for writing, so their misses
         // overlap instead of each store waiting for its own.
         prefetch::<FOR_WRITE>(log, pos, words as usize);
-        h.pos = pos;
-        copy_in(log, pos.wrapping_add(ENTRY_HEADER_WORDS as u64), key);
-        // The checksum is computed as the value is copied (one pass); the
-        // header, which holds it, is stored last.
-        h.checksum = copy_value_in(
-            log,
-            pos.wrapping_add((ENTRY_HEADER_WORDS + key.len().div_ceil(8)) as u64),
-            value,
-            ValueSum::seed(&h.encode()),
-        );
-        store_header(log, pos, &h.encode());
+        write_entry(log, pos, &mut h, key, value);
         // The next entry in this shard most likely goes right after this
         // one: start taking ownership of its lines now, so that put finds
         // them in cache instead of waiting for them (a hint; harmless if

@@ -33,8 +33,8 @@
 //! in a log.
 
 use super::entry::{
-    copy_in, copy_value_in, copy_value_out, key_equals, load_header, prefetch, prefetch_entry,
-    store_header, EntryHeader, ValueSum, FLAG_TOMBSTONE, FOR_WRITE,
+    copy_value_out, key_equals, load_header, prefetch, prefetch_entry, write_entry, EntryHeader,
+    ValueSum, FLAG_TOMBSTONE, FOR_WRITE,
 };
 use super::index::tag_matches;
 use super::{Cache, Lookup, Stored, CAS_RETRIES};
@@ -275,15 +275,7 @@ impl Cache {
             // any word written below then sees the claim (or later) when it
             // loads the tag word again, and drops its copy.
             fence(Ordering::Release);
-            h.pos = pos;
-            copy_in(slots, pos.wrapping_add(ENTRY_HEADER_WORDS as u64), key);
-            h.checksum = copy_value_in(
-                slots,
-                pos.wrapping_add((ENTRY_HEADER_WORDS + key.len().div_ceil(8)) as u64),
-                value,
-                ValueSum::seed(&h.encode()),
-            );
-            store_header(slots, pos, &h.encode());
+            write_entry(slots, pos, &mut h, key, value);
             let published = tag_word(p.tag, now, version_of(claimed).wrapping_add(1));
             // Release pairs with the Acquire loads of the word in gets. It
             // fails only if another put took the way as a dead writer's
@@ -581,32 +573,16 @@ impl Cache {
 
     /// [`Cache::occupancy`] for the sets layout.
     pub(super) fn occupancy_of_sets(&self) -> super::Occupancy {
-        let now = now_secs();
-        let mut occ = super::Occupancy::default();
+        let mut tally = super::inspect::OccupancyTally::new();
         let mut scratch = vec![0u8; self.max_value + 256];
-        let mut oldest = u32::MAX;
         for (set, i, word) in self.each_way() {
             if word & 1 == 1 {
-                occ.stale_words += 1;
-                continue;
-            }
-            if tag_of(word) == 0 {
-                continue;
-            }
-            match self.check_way(set, i, word, &mut scratch) {
-                Ok(Some(h)) if h.expiry >= now => {
-                    occ.live_entries += 1;
-                    occ.live_bytes += h.words() * 8;
-                    oldest = oldest.min(h.stored_at);
-                }
-                Ok(Some(_)) => occ.expired_entries += 1,
-                Ok(None) | Err(_) => occ.stale_words += 1,
+                tally.stale();
+            } else if tag_of(word) != 0 {
+                tally.add(self.check_way(set, i, word, &mut scratch));
             }
         }
-        if oldest != u32::MAX {
-            occ.oldest_age_secs = Some((now as u32).wrapping_sub(oldest) as u64);
-        }
-        occ
+        tally.finish()
     }
 
     /// [`Cache::verify`] for the sets layout.

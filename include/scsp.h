@@ -101,7 +101,7 @@ typedef struct scsp_cache scsp_cache;
 #define SCSP_OPEN_LAYOUT_SETS 0x10u        /* a new segment keeps every session in place
                                               (docs/operations.md, "Choosing a layout"):
                                               .max_value is then the largest session, 64 to
-                                              8112 (0: 432, 512-byte slots); not replicated */
+                                              8112 (0: 432, 512-byte slots) */
 
 /*
  * How scsp_open creates or attaches. Zero in any field means its default, so

@@ -84,9 +84,6 @@ pub enum Error {
     },
     /// The segment was made by a build with a different memory layout.
     Layout(PathBuf),
-    /// The segment uses the sets layout, which the bridge does not
-    /// replicate.
-    NotReplicable(PathBuf),
     /// The header is damaged or inconsistent; the text says which field.
     Corrupt {
         /// The file involved.
@@ -236,11 +233,6 @@ impl fmt::Display for Error {
                 f,
                 "{} has format version {found}, this build speaks version {expected}; stop its users and recreate it",
                 path.display()
-            ),
-            Error::NotReplicable(p) => write!(
-                f,
-                "{} uses the sets layout, which the bridge does not replicate; to run a bridge on this host, create the segment with layout = \"log\" (the default; docs/operations.md, \"Choosing a layout\")",
-                p.display()
             ),
             Error::Layout(p) => write!(
                 f,

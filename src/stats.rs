@@ -256,6 +256,12 @@ impl Slot {
         slot_words(seg, slot)[1 + c as usize].fetch_add(n, Ordering::Relaxed);
     }
 
+    /// The slot this handle counts in (0: the shared one).
+    #[inline]
+    pub(crate) fn index(&self) -> usize {
+        self.index.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Whether this handle counts in a slot of its own (not the shared slot
     /// 0, which every handle uses once all the others are taken).
     pub(crate) fn is_own(&self) -> bool {

@@ -1,6 +1,9 @@
 //! The local change feed: what this host has to send one peer.
 //!
-//! Each connection owns a [`LocalFeed`]: one cursor per shard log, started
+//! Each connection owns a [`LocalFeed`]: of a log segment a [`LogFeed`],
+//! below; of a sets segment a [`NoticeFeed`].
+//!
+//! A [`LogFeed`] has one cursor per shard log, started
 //! at the window's start, so a (re)connected peer first catches up on every
 //! live local entry and then follows new ones. Only entries whose origin is
 //! this host are sent (peers' entries applied here keep their origin, so
@@ -19,10 +22,12 @@
 //! The feed only reads the segment: a slow peer's feed falls behind, and if
 //! the log wraps past it, it counts the lost words and carries on.
 
+use super::notice_feed::NoticeFeed;
 use super::wire::{EntriesBuilder, WIRE_TOMBSTONE};
 use scsp::clock::now_secs;
 use scsp::replication::{JournalEntry, LogCursor, LogStart, Replica};
 use scsp::table::FLAG_TOMBSTONE;
+use scsp::Layout;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -67,19 +72,84 @@ impl ShardState {
     }
 }
 
-/// Progress of one [`LocalFeed::fill`].
+/// Progress of one [`LocalFeed::fill`] or [`LocalFeed::collect`].
 #[derive(Clone, Copy, Debug, Default)]
 pub struct FeedProgress {
-    /// Log words lost because the log wrapped past this feed.
+    /// Words of the record (log, or notice records) lost because it
+    /// wrapped past this feed.
     pub lost_words: u64,
-    /// Log words skipped as holes left by killed writers.
+    /// Words skipped as holes left by killed writers.
     pub skipped_words: u64,
-    /// Words of log not yet read (summed over shards).
+    /// Words of the record not yet read or judged (summed over shards or
+    /// rings).
     pub backlog_words: u64,
 }
 
+/// What this host has to send one peer, read as its segment's layout asks.
+pub enum LocalFeed {
+    /// From the shard logs.
+    Log(LogFeed),
+    /// From the notice rings and a walk of the ways.
+    Sets(NoticeFeed),
+}
+
+impl LocalFeed {
+    /// A feed that first catches the peer up on every live local session.
+    /// `saved`: where an earlier connection to this peer stopped reading
+    /// ([`LocalFeed::positions`]).
+    pub fn new(r: &Replica, saved: Option<&[u64]>) -> LocalFeed {
+        match r.layout() {
+            Layout::Log => LocalFeed::Log(LogFeed::new(r)),
+            Layout::Sets => LocalFeed::Sets(NoticeFeed::new(r, saved)),
+        }
+    }
+
+    /// Where this feed has read up to (kept across reconnects).
+    pub fn positions(&self) -> Vec<u64> {
+        match self {
+            LocalFeed::Log(f) => f.positions(),
+            LocalFeed::Sets(f) => f.positions(),
+        }
+    }
+
+    /// Words the segment's record overwrote since a feed stopped at
+    /// `saved`, before this peer got them.
+    pub fn lost_since(r: &Replica, saved: &[u64]) -> u64 {
+        match r.layout() {
+            Layout::Log => LogFeed::lost_since(r, saved),
+            Layout::Sets => NoticeFeed::lost_since(r, saved),
+        }
+    }
+
+    /// Keep up with the segment's record without sending (while the peer
+    /// has all the batches it may have unacknowledged): a sets segment's
+    /// rings are small, a log's window is its whole log.
+    pub fn collect(&mut self, r: &Replica) -> FeedProgress {
+        match self {
+            LocalFeed::Log(_) => FeedProgress::default(),
+            LocalFeed::Sets(f) => f.collect(r),
+        }
+    }
+
+    /// Move entries into `b` until it is full or nothing is left to send.
+    pub fn fill(&mut self, r: &Replica, b: &mut EntriesBuilder) -> FeedProgress {
+        match self {
+            LocalFeed::Log(f) => f.fill(r, b),
+            LocalFeed::Sets(f) => f.fill(r, b),
+        }
+    }
+
+    /// Nothing left to read or send.
+    pub fn caught_up(&self, r: &Replica) -> bool {
+        match self {
+            LocalFeed::Log(f) => f.caught_up(r),
+            LocalFeed::Sets(f) => f.caught_up(r),
+        }
+    }
+}
+
 /// One peer's cursor over every local shard log.
-pub struct LocalFeed {
+pub struct LogFeed {
     cursors: Vec<LogCursor>,
     shards: Vec<ShardState>,
     pending: VecDeque<JournalEntry>,
@@ -88,10 +158,10 @@ pub struct LocalFeed {
     scratch: Vec<JournalEntry>,
 }
 
-impl LocalFeed {
+impl LogFeed {
     /// A feed starting at the oldest entries still in the log (catch-up).
-    pub fn new(cache: &Replica) -> LocalFeed {
-        LocalFeed {
+    pub fn new(cache: &Replica) -> LogFeed {
+        LogFeed {
             cursors: (0..cache.shards())
                 .map(|s| cache.log_cursor(s, LogStart::WindowStart))
                 .collect(),
@@ -233,7 +303,7 @@ mod tests {
     use crate::wire::{decode, Frame};
     use scsp::segment::Geometry;
 
-    fn drain(feed: &mut LocalFeed, cache: &Replica) -> Vec<(Vec<u8>, u8)> {
+    fn drain(feed: &mut LogFeed, cache: &Replica) -> Vec<(Vec<u8>, u8)> {
         let mut b = EntriesBuilder::new(1);
         feed.fill(cache, &mut b);
         if b.is_empty() {
@@ -252,12 +322,12 @@ mod tests {
     fn sends_live_puts_and_tombstones_but_not_taken_or_foreign_entries() {
         let cache = scsp::Cache::in_memory(Geometry::tiny(2, 64, 8192, 256));
         cache.segment().mark_replicated();
-        let c = Replica::new(std::sync::Arc::new(cache)).expect("a log segment");
+        let c = Replica::new(std::sync::Arc::new(cache));
         assert_eq!(c.cache().put(b"live", b"1", 60), scsp::Stored::Ok);
         assert_eq!(c.cache().put(b"taken", b"2", 60), scsp::Stored::Ok);
         assert!(c.cache().take_vec(b"taken").is_some());
         let _ = c.put_entry(b"foreign", b"3", now_secs() + 60, 9, 0);
-        let mut feed = LocalFeed::new(&c);
+        let mut feed = LogFeed::new(&c);
         let mut got = Vec::new();
         let end = Instant::now() + Duration::from_secs(5);
         // The taken put is held for the publish grace, then skipped.

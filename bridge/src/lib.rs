@@ -3,7 +3,7 @@
 //! docs/PROTOCOL.md).
 //!
 //! ```text
-//!  local shard logs --LocalFeed (one per peer)--> ENTRIES --TLS--> peer applies
+//!  local shard logs or notice rings --LocalFeed (one per peer)--> ENTRIES --TLS--> peer applies
 //!  peer's ENTRIES --validate--> Cache::put_entry / unlink_key (origin kept)
 //! ```
 //!
@@ -19,6 +19,7 @@ pub mod config;
 mod error;
 pub mod journal;
 pub mod metrics;
+pub mod notice_feed;
 mod peer;
 pub mod pki;
 
@@ -187,10 +188,7 @@ pub fn check(cfg: BridgeConfig) -> Result<Checked, Error> {
             ),
         });
     }
-    let replica = Replica::new(Arc::new(cache)).map_err(|source| Error::Segment {
-        path: cfg.segment.clone(),
-        source,
-    })?;
+    let replica = Replica::new(Arc::new(cache));
     let tls = tls::load(&cfg)?;
     Ok(Checked { cfg, replica, tls })
 }

@@ -636,8 +636,9 @@ fn session_loop(
     dead_after: Duration,
     link: &mut Link,
 ) -> Result<(), LinkError> {
-    let mut feed = LocalFeed::new(&sh.replica);
-    if let Some(saved) = sh.saved_positions(idx) {
+    let saved = sh.saved_positions(idx);
+    let mut feed = LocalFeed::new(&sh.replica, saved.as_deref());
+    if let Some(saved) = saved {
         sh.status.add(
             idx,
             Field::LostWords,
@@ -683,24 +684,28 @@ fn replicate(
         if sh.generation[idx].load(Ordering::Acquire) != generation {
             return Err(LinkError::Replaced);
         }
-        // Send: one batch per turn, while the peer keeps up.
-        if inflight.batches.len() < MAX_IN_FLIGHT {
+        // Send: one batch per turn, while the peer keeps up; else only
+        // keep up with the record.
+        let sending = inflight.batches.len() < MAX_IN_FLIGHT;
+        let p = if sending {
             b.restart(seq + 1);
-            let p = feed.fill(&sh.replica, &mut b);
-            sh.status.add(idx, Field::LostWords, p.lost_words);
-            sh.status.add(idx, Field::SkippedWords, p.skipped_words);
-            sh.status.set(idx, Field::BacklogWords, p.backlog_words);
-            if !b.is_empty() {
-                seq += 1;
-                let n = b.len() as u64;
-                link.send(b.frame())?;
-                inflight.batches.push_back((seq, Instant::now(), n));
-                inflight.entries += n;
-                sh.status.add(idx, Field::Sent, n);
-                sh.status.set(idx, Field::LagEntries, inflight.entries);
-                last_tx = Instant::now();
-                last_activity = last_tx;
-            }
+            feed.fill(&sh.replica, &mut b)
+        } else {
+            feed.collect(&sh.replica)
+        };
+        sh.status.add(idx, Field::LostWords, p.lost_words);
+        sh.status.add(idx, Field::SkippedWords, p.skipped_words);
+        sh.status.set(idx, Field::BacklogWords, p.backlog_words);
+        if sending && !b.is_empty() {
+            seq += 1;
+            let n = b.len() as u64;
+            link.send(b.frame())?;
+            inflight.batches.push_back((seq, Instant::now(), n));
+            inflight.entries += n;
+            sh.status.add(idx, Field::Sent, n);
+            sh.status.set(idx, Field::LagEntries, inflight.entries);
+            last_tx = Instant::now();
+            last_activity = last_tx;
         }
         // A peer that stops acknowledging shows a growing lag, not its last
         // good one.
@@ -819,8 +824,8 @@ fn replicate(
 fn apply(sh: &Shared, idx: usize, peer_id: u32, entries: &[WireEntry]) {
     let now = now_secs();
     let replica = &sh.replica;
-    let appended: u64 = (0..replica.shards()).map(|s| replica.log_tail(s)).sum();
-    let capacity = replica.log_words() * replica.shards() as u64;
+    let appended = replica.appended_words();
+    let capacity = replica.capacity_words();
     let mut budget = sh.budgets[idx].lock().unwrap_or_else(|e| e.into_inner());
     let mut batch = budget.start(appended, capacity);
     // Every (re)connection replays the sender's window: what is already

@@ -80,24 +80,21 @@ impl Waker {
     }
 }
 
-/// Until `stop`: whenever a shard tail has moved since the last look, wake
-/// every waiting connection.
+/// Until `stop`: whenever a shard tail or a notice ring has moved since the
+/// last look, wake every waiting connection.
 pub(crate) fn watch(cache: &Replica, wakers: &[Waker], stop: &AtomicBool) {
     if wakers.is_empty() {
         return; // no peers: nobody to wake
     }
     precise_timers();
-    let mut seen: Vec<u64> = (0..cache.shards()).map(|s| cache.log_tail(s)).collect();
+    let mut seen = cache.activity();
     let mut moved_at = None::<std::time::Instant>;
     while !stop.load(Ordering::Relaxed) {
         let warm = moved_at.is_some_and(|t| t.elapsed() < WARM);
         std::thread::sleep(if warm { WATCH_EVERY } else { WATCH_IDLE_EVERY });
-        let mut moved = false;
-        for (s, t) in seen.iter_mut().enumerate() {
-            let now = cache.log_tail(s);
-            moved |= now != *t;
-            *t = now;
-        }
+        let now = cache.activity();
+        let moved = now != seen;
+        seen = now;
         if moved {
             moved_at = Some(std::time::Instant::now());
             fence(Ordering::SeqCst); // see `Waker::arm`
@@ -135,7 +132,7 @@ mod tests {
     #[cfg_attr(miri, ignore = "Miri cannot run poll(2)")]
     fn a_put_wakes_waiting_connections_only() {
         let cache = Arc::new(scsp::Cache::in_memory(Geometry::tiny(2, 64, 4096, 256)));
-        let replica = Replica::new(cache.clone()).expect("a log segment");
+        let replica = Replica::new(cache.clone());
         let wakers = Arc::new([Waker::new().unwrap(), Waker::new().unwrap()]);
         let stop = Arc::new(AtomicBool::new(false));
         let t = {

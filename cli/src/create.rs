@@ -10,9 +10,9 @@ use std::process::ExitCode;
 pub struct Args {
     /// Segment file to create (e.g. /dev/shm/scsp).
     path: PathBuf,
-    /// How sessions are kept: `log` (shard logs; replicated by the bridge)
-    /// or `sets` (every session in place in a slot of a fixed size; scales
-    /// further with many processes, not replicated). See docs/operations.md,
+    /// How sessions are kept: `log` (shard logs) or `sets` (every session
+    /// in place in a slot of a fixed size; scales further with many
+    /// processes). The bridge replicates both. See docs/operations.md,
     /// "Choosing a layout".
     #[arg(long, default_value = "log", value_parser = parse_layout)]
     layout: scsp::Layout,

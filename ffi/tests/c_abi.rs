@@ -186,7 +186,7 @@ fn expiry_of(
     value: &[u8],
     window: std::ops::RangeInclusive<u64>,
 ) -> Option<u64> {
-    let replica = scsp::replication::Replica::new(cache.clone()).expect("a log segment");
+    let replica = scsp::replication::Replica::new(cache.clone());
     let mut scratch = Vec::new();
     let origin = cache.host_id();
     window

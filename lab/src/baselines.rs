@@ -169,6 +169,15 @@ impl Store {
         })
     }
 
+    /// Mark an scsp segment as a bridge does when it starts: from then on
+    /// its puts, takes and removes also write what a bridge reads (a
+    /// tombstone in a log, a notice in sets), as on a host in a pool.
+    pub fn mark_replicated(&self) {
+        if let Store::Scsp(c) = self {
+            c.segment().mark_replicated();
+        }
+    }
+
     /// Map a shared store's pages into this process now, so that the
     /// first touch of each is not a page fault in a measurement (the other
     /// stores live in this process's own memory: nothing to do).

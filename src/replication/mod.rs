@@ -9,29 +9,128 @@
 pub mod status;
 
 pub use crate::table::journal::{JournalEntry, LogCursor, LogProgress, LogStart, HOLE_TIMEOUT};
-use crate::{Cache, Stored};
+pub use crate::table::notices::{Notice, NoticeCursor};
+use crate::{Cache, Layout, Stored};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// A table seen by its replicator.
+///
+/// A log segment is read as a journal ([`Replica::read_log`]); a sets
+/// segment, which rewrites sessions in place, through its notice rings
+/// ([`Replica::read_notices`]) and a walk of its ways for a catch-up
+/// ([`Replica::scan_ways`]).
 #[derive(Clone)]
 pub struct Replica {
     cache: Arc<Cache>,
+    /// Words of peers' entries this replica applied to a sets segment,
+    /// which no ring records (see [`Replica::appended_words`]).
+    applied_words: Arc<AtomicU64>,
 }
 
 impl Replica {
-    /// The replication view of `cache`. Refused for a segment of the sets
-    /// layout, which keeps no log to read as a journal.
-    pub fn new(cache: Arc<Cache>) -> crate::Result<Replica> {
-        if cache.layout() == crate::Layout::Sets {
-            let path = cache.segment().path().map(|p| p.to_path_buf());
-            return Err(crate::Error::NotReplicable(path.unwrap_or_default()));
+    /// The replication view of `cache`.
+    pub fn new(cache: Arc<Cache>) -> Replica {
+        Replica {
+            cache,
+            applied_words: Arc::new(AtomicU64::new(0)),
         }
-        Ok(Replica { cache })
     }
 
     /// The table itself, for the session API and statistics.
     pub fn cache(&self) -> &Arc<Cache> {
         &self.cache
+    }
+
+    /// How sessions are kept: which of the reads below apply.
+    pub fn layout(&self) -> Layout {
+        self.cache.layout()
+    }
+
+    /// A number that grows whenever something may be there to send: the
+    /// sum of the shard tails, or of the notices written (the bridge's
+    /// watcher polls it).
+    pub fn activity(&self) -> u64 {
+        match self.layout() {
+            Layout::Log => (0..self.shards()).map(|s| self.log_tail(s)).sum(),
+            Layout::Sets => (0..self.notice_rings())
+                .map(|r| self.cache.notices_written(r))
+                .sum(),
+        }
+    }
+
+    /// Words the table has written so far, of [`Replica::capacity_words`]:
+    /// the shard tails; for a sets segment a slot for each local notice
+    /// and for each peer's entry applied here. A peer's entries leave the
+    /// table about a capacity's worth of writes after they came.
+    pub fn appended_words(&self) -> u64 {
+        match self.layout() {
+            Layout::Log => (0..self.shards()).map(|s| self.log_tail(s)).sum(),
+            Layout::Sets => {
+                let slot_words = self.cache.slot_words();
+                self.activity()
+                    .wrapping_mul(slot_words)
+                    .wrapping_add(self.applied_words.load(Ordering::Relaxed))
+            }
+        }
+    }
+
+    /// Words of sessions the table holds: its logs, or its slots.
+    pub fn capacity_words(&self) -> u64 {
+        self.log_words() * self.shards() as u64
+    }
+
+    /// Number of notice rings (0 for a log segment).
+    pub fn notice_rings(&self) -> usize {
+        self.cache.notice_rings()
+    }
+
+    /// A cursor over notice ring `ring` from record `from`, or from the
+    /// oldest record the ring still holds if that is later (0: every
+    /// notice still there).
+    pub fn notice_cursor(&self, ring: usize, from: u64) -> NoticeCursor {
+        self.cache.notice_cursor(ring, from)
+    }
+
+    /// Records one notice ring holds before it wraps (0 for a log segment).
+    pub fn notice_records(&self) -> u64 {
+        self.cache.notice_records()
+    }
+
+    /// Records written to notice ring `ring`, ever.
+    pub fn notices_written(&self, ring: usize) -> u64 {
+        self.cache.notices_written(ring)
+    }
+
+    /// Read up to `max` notices from `cur` onwards into `out` (appended),
+    /// advancing the cursor. Never waits; progress is in words of records.
+    pub fn read_notices(
+        &self,
+        cur: &mut NoticeCursor,
+        max: usize,
+        out: &mut Vec<Notice>,
+    ) -> LogProgress {
+        self.cache.read_notices(cur, max, out)
+    }
+
+    /// What `notice` asks to send now, if anything: a put still in its
+    /// way, or a tombstone for a key not put again since.
+    pub fn resolve_notice(&self, notice: &Notice, scratch: &mut Vec<u8>) -> Option<JournalEntry> {
+        self.cache.resolve_notice(notice, scratch)
+    }
+
+    /// Ways of a sets segment (0 for a log one).
+    pub fn ways(&self) -> u64 {
+        match self.layout() {
+            Layout::Log => 0,
+            Layout::Sets => self.cache.ways(),
+        }
+    }
+
+    /// Every local, unexpired session of ways `from..from + max` into
+    /// `out`; returns the way to go on from ([`Replica::ways`] once done).
+    pub fn scan_ways(&self, from: u64, max: u64, out: &mut Vec<JournalEntry>) -> u64 {
+        self.cache.scan_ways(from, max, out)
     }
 
     /// Number of shard logs.
@@ -82,6 +181,10 @@ impl Replica {
         origin: u32,
         flags: u8,
     ) -> Stored {
+        if self.layout() == Layout::Sets {
+            self.applied_words
+                .fetch_add(self.cache.slot_words(), Ordering::Relaxed);
+        }
         self.cache.put_entry(key, value, expiry, origin, flags)
     }
 

@@ -7,6 +7,11 @@
 //!  |             | per 64 B line | one per process      | bridge status | 8 words      | log_bytes    |
 //! ```
 //!
+//! A sets segment ([`Layout::Sets`]) has one shard, whose log is the slots,
+//! and after them [`NOTICE_RINGS`] notice rings, each a line holding its
+//! count of records written and [`notice_records_for`] records of
+//! [`NOTICE_WORDS`] words.
+//!
 //! Header words (all `AtomicU64`, little-endian, written once by the creator):
 //!
 //! | word | field        | notes                                        |
@@ -34,6 +39,24 @@ use std::path::Path;
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SCSPSEG1");
 /// `b"SCSPSET1"`: a segment of the sets layout ([`Layout::Sets`]).
 pub const MAGIC_SETS: u64 = u64::from_le_bytes(*b"SCSPSET1");
+/// Notice rings of a sets segment: the bridge's record of puts, takes and
+/// removes (docs/architecture.md, "Notice rings"). A process writes to the
+/// ring of its counter slot's number modulo this.
+pub const NOTICE_RINGS: usize = 64;
+/// Words of one notice record: one cache line.
+pub const NOTICE_WORDS: usize = 8;
+
+/// Records per notice ring for `slot_bytes_total` bytes of slots: one per
+/// 512 slots of 256 bytes, 256 to 8192.
+pub fn notice_records_for(slot_bytes_total: u64) -> u64 {
+    (slot_bytes_total / MIN_SLOT_BYTES / 512).clamp(256, 8192)
+}
+
+/// Words of one notice ring: a line for its count of records written, then
+/// the records.
+pub(crate) fn notice_ring_words(records: u64) -> u64 {
+    (records + 1) * NOTICE_WORDS as u64
+}
 /// Ways in a set of the sets layout: one cache line of tag words. A key
 /// may live in either of two sets.
 pub const SET_WAYS: usize = BUCKET_WORDS;
@@ -162,7 +185,9 @@ pub(crate) fn fingerprint_of(layout: Layout) -> u64 {
         Layout::Log => String::new(),
         Layout::Sets => {
             format!(
-                ";sets:ways={SET_WAYS};choices=2;tag_bits=16;age_bits=24;version_bits=24;slot=pow2"
+                ";sets:ways={SET_WAYS};choices=2;tag_bits=16;age_bits=24;version_bits=24;slot=pow2;\
+                 notices:rings={NOTICE_RINGS};record_words={NOTICE_WORDS};key_part=40;\
+                 records=slots/512"
             )
         }
     };
@@ -211,6 +236,9 @@ pub struct Geometry {
     pub(crate) ext_off: usize,
     pub(crate) index_off: usize,
     pub(crate) logs_off: usize,
+    /// Records per notice ring (sets layout; 0 for the log layout).
+    pub(crate) notice_records: u64,
+    pub(crate) notices_off: usize,
 }
 
 fn round_up(v: u64, to: u64) -> u64 {
@@ -376,7 +404,7 @@ impl Geometry {
             ));
         }
         let sets = slots_total / (slot * SET_WAYS as u64);
-        let mut g = Geometry::with(
+        Ok(Geometry::with(
             1,
             sets,
             slots_total,
@@ -384,9 +412,8 @@ impl Geometry {
             [0, 0],
             0,
             cfg.host_id as u64,
-        );
-        g.layout = Layout::Sets;
-        Ok(g)
+        )
+        .into_sets())
     }
 
     /// Sets of a [`Layout::Sets`] segment (0 for the log layout).
@@ -436,7 +463,19 @@ impl Geometry {
             ext_off: (ext / 8) as usize,
             index_off: (index / 8) as usize,
             logs_off: (logs / 8) as usize,
+            notice_records: 0,
+            notices_off: 0,
         }
+    }
+
+    /// This geometry as a [`Layout::Sets`] one: the notice rings follow
+    /// the slots ([`notice_records_for`] records per ring).
+    fn into_sets(mut self) -> Geometry {
+        self.layout = Layout::Sets;
+        self.notice_records = notice_records_for(self.log_bytes);
+        self.notices_off = (self.total_len / 8) as usize;
+        self.total_len += NOTICE_RINGS as u64 * notice_ring_words(self.notice_records) * 8;
+        self
     }
 
     /// The index slots the earlier sizing rule (1.5 to 3 per entry of the
@@ -466,7 +505,7 @@ impl Geometry {
     pub fn tiny_sets(sets: u64, max_value: u32) -> Geometry {
         assert!(sets.is_power_of_two() && sets >= 2, "a key needs two sets");
         let slot = slot_bytes_for(max_value);
-        let mut g = Geometry::with(
+        Geometry::with(
             1,
             sets,
             sets * SET_WAYS as u64 * slot,
@@ -474,9 +513,8 @@ impl Geometry {
             [7, 9],
             0,
             1,
-        );
-        g.layout = Layout::Sets;
-        g
+        )
+        .into_sets()
     }
 
     /// Words of the header as the creator writes them (state excluded).
@@ -589,7 +627,9 @@ impl Geometry {
             w[H_CREATED],
             w[H_HOST_ID],
         );
-        g.layout = layout;
+        if layout == Layout::Sets {
+            g = g.into_sets();
+        }
         if g.total_len != w[H_TOTAL_LEN] || g.total_len != file_len {
             return Err(corrupt(format!(
                 "length mismatch: geometry needs {} bytes, header says {}, file has {}",

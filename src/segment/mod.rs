@@ -203,6 +203,18 @@ impl Segment {
         &self.words()[start..start + n]
     }
 
+    /// Notice ring `ring` of a sets segment (empty for the log layout): its
+    /// count of records written, then the records.
+    #[inline]
+    pub(crate) fn notice_ring(&self, ring: usize) -> &[AtomicU64] {
+        let n = layout::notice_ring_words(self.geo.notice_records) as usize;
+        if self.geo.notice_records == 0 {
+            return &[];
+        }
+        let start = self.geo.notices_off + (ring % layout::NOTICE_RINGS) * n;
+        &self.words()[start..start + n]
+    }
+
     /// The per-process counter slots.
     #[inline]
     pub(crate) fn stats_words(&self) -> &[AtomicU64] {

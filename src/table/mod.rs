@@ -30,6 +30,7 @@ mod entry;
 mod index;
 mod inspect;
 pub(crate) mod journal;
+pub(crate) mod notices;
 mod sets;
 
 pub use entry::{EntryHeader, FLAG_TOMBSTONE};
@@ -242,6 +243,11 @@ impl Cache {
     /// Origin id stamped on entries written here.
     pub fn host_id(&self) -> u32 {
         self.host_id
+    }
+
+    /// Words of one slot of a sets segment (0 for the log layout).
+    pub(crate) fn slot_words(&self) -> u64 {
+        self.slot_words
     }
 
     /// The keyed hash of a key: xxh3-64 seeded with the segment's random
@@ -463,7 +469,7 @@ impl Cache {
     /// copied is zeroed.
     pub fn get(&self, key: &[u8], buf: &mut [u8]) -> Lookup {
         if self.layout == Layout::Sets {
-            return self.lookup_in_set(key, buf, false);
+            return self.get_in_set(key, buf);
         }
         match self.probe(key, buf) {
             Probe::Hit(f) => {
@@ -497,6 +503,9 @@ impl Cache {
     ) -> bool {
         scratch.clear();
         scratch.resize(value.len(), 0);
+        if self.layout == Layout::Sets {
+            return self.holds_in_set(key, value, expiry, origin, scratch);
+        }
         match self.probe(key, scratch) {
             Probe::Hit(f) => {
                 f.header.value_len == value.len()
@@ -526,7 +535,7 @@ impl Cache {
     /// after losing a race for an entry it had already copied.
     pub fn take(&self, key: &[u8], buf: &mut [u8]) -> Lookup {
         if self.layout == Layout::Sets {
-            return self.lookup_in_set(key, buf, true);
+            return self.take_in_set(key, buf);
         }
         let slot = self.locate(key);
         // On a segment a bridge runs on, a winning take appends a
@@ -598,7 +607,9 @@ impl Cache {
         }
         self.count(Counter::Removes);
         if self.layout == Layout::Sets {
-            return self.remove_in_set(key);
+            let removed = self.remove_in_set(key);
+            self.note_gone_if_replicated(key);
+            return removed;
         }
         let slot = self.locate(key);
         let removed = self.unlink(&slot, key);

@@ -185,6 +185,15 @@ fn first_bit(m: u32) -> Option<usize> {
     (m != 0).then(|| m.trailing_zeros() as usize)
 }
 
+/// What a lookup is for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Want {
+    Get,
+    Take,
+    /// A get that counts no hit or miss.
+    Peek,
+}
+
 /// How one slot's entry checked out.
 enum Read {
     Hit(usize),
@@ -277,11 +286,14 @@ impl Cache {
             fence(Ordering::Release);
             write_entry(slots, pos, &mut h, key, value);
             let published = tag_word(p.tag, now, version_of(claimed).wrapping_add(1));
-            // Release pairs with the Acquire loads of the word in gets. It
-            // fails only if another put took the way as a dead writer's
-            // meanwhile; the slot is then that put's.
+            // Release pairs with the Acquire loads of the word in gets;
+            // SeqCst with the load in `Segment::replicated` below, as a
+            // take's CAS (a bridge that marked the segment after this put
+            // missed it finds the way published). It fails only if another
+            // put took the way as a dead writer's meanwhile; the slot is
+            // then that put's.
             if word_of(&tags, way)
-                .compare_exchange(claimed, published, Ordering::Release, Ordering::Relaxed)
+                .compare_exchange(claimed, published, Ordering::SeqCst, Ordering::Relaxed)
                 .is_err()
             {
                 self.count(Counter::Lost);
@@ -293,6 +305,13 @@ impl Cache {
                 self.count(Counter::Evictions);
             }
             self.keep_lowest_copy(&p, &tags, way, published);
+            if origin == self.host_id && self.seg.replicated() {
+                let set = p.sets[way / SET_WAYS % 2];
+                self.note_put(
+                    (set * SET_WAYS + way % SET_WAYS) as u64,
+                    version_of(published),
+                );
+            }
             self.count(Counter::Puts);
             return Stored::Ok;
         }
@@ -345,11 +364,27 @@ impl Cache {
             .is_ok()
     }
 
-    /// [`Cache::get`] and [`Cache::take`] for the sets layout.
+    /// [`Cache::get`] for the sets layout.
     #[inline(always)]
-    pub(super) fn lookup_in_set(&self, key: &[u8], buf: &mut [u8], take: bool) -> Lookup {
+    pub(super) fn get_in_set(&self, key: &[u8], buf: &mut [u8]) -> Lookup {
+        self.lookup_in_set(key, buf, Want::Get)
+    }
+
+    /// [`Cache::take`] for the sets layout.
+    #[inline(always)]
+    pub(super) fn take_in_set(&self, key: &[u8], buf: &mut [u8]) -> Lookup {
+        self.lookup_in_set(key, buf, Want::Take)
+    }
+
+    /// A get that counts nothing: what the bridge asks of a key.
+    pub(super) fn peek_in_set(&self, key: &[u8], buf: &mut [u8]) -> Lookup {
+        self.lookup_in_set(key, buf, Want::Peek)
+    }
+
+    #[inline(always)]
+    fn lookup_in_set(&self, key: &[u8], buf: &mut [u8], want: Want) -> Lookup {
         if key.is_empty() || key.len() > MAX_KEY {
-            self.count(Counter::Misses);
+            self.count_unless_peek(want, Counter::Misses);
             return Lookup::Miss;
         }
         let p = self.place(key);
@@ -370,15 +405,17 @@ impl Cache {
                     let i = set * SET_WAYS + w;
                     match self.read_slot(&p, &tags, i, words[w], key, buf) {
                         Read::Hit(n) => {
-                            if !take {
-                                self.count(Counter::Hits);
+                            if want != Want::Take {
+                                self.count_unless_peek(want, Counter::Hits);
                                 return Lookup::Hit(n);
                             }
                             // SeqCst as in the log layout's take: exactly one
-                            // taker's CAS empties the way.
+                            // taker's CAS empties the way; and with the load
+                            // in `Segment::replicated` (see `put_in_set`).
                             if self.empty_way(&tags, i, words[w], Ordering::SeqCst) {
                                 self.count(Counter::Hits);
                                 self.count(Counter::Takes);
+                                self.note_gone_if_replicated(key);
                                 return Lookup::Hit(n);
                             }
                             // Lost to another take or a put: what was copied is
@@ -399,8 +436,23 @@ impl Cache {
                 break;
             }
         }
-        self.count(Counter::Misses);
+        self.count_unless_peek(want, Counter::Misses);
         Lookup::Miss
+    }
+
+    #[inline(always)]
+    fn count_unless_peek(&self, want: Want, c: Counter) {
+        if want != Want::Peek {
+            self.count(c);
+        }
+    }
+
+    /// Tell the bridge, if one has run on the segment, that `key` was
+    /// taken or removed here.
+    pub(super) fn note_gone_if_replicated(&self, key: &[u8]) {
+        if self.seg.replicated() {
+            self.note_gone(key);
+        }
     }
 
     /// Copy and verify the slot of way `i`, whose word was `word` (I3
@@ -479,6 +531,30 @@ impl Cache {
         Read::Hit(h.value_len)
     }
 
+    /// [`Cache::holds`] for the sets layout; `scratch` is `value`'s length.
+    pub(super) fn holds_in_set(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        expiry: u64,
+        origin: u32,
+        scratch: &mut [u8],
+    ) -> bool {
+        if !matches!(self.peek_in_set(key, scratch), Lookup::Hit(n) if n == value.len())
+            || scratch != value
+        {
+            return false;
+        }
+        // The value is verified; expiry and origin from the key's header (a
+        // put racing this one at worst makes the bridge store it again).
+        let p = self.place(key);
+        let words = load_ways(&self.lines(&p));
+        let m = readable_matches(&words, p.tag);
+        first_bit(m)
+            .and_then(|i| self.header_for_key(&p, i, key))
+            .is_some_and(|h| h.expiry == expiry && h.origin == origin)
+    }
+
     /// [`Cache::remove`] for the sets layout: empty every way holding `key`.
     pub(super) fn remove_in_set(&self, key: &[u8]) -> bool {
         let p = self.place(key);
@@ -537,6 +613,50 @@ impl Cache {
             ));
         }
         Ok(Some(h))
+    }
+
+    /// Ways of the segment: sets times [`SET_WAYS`].
+    pub(crate) fn ways(&self) -> u64 {
+        self.sets * SET_WAYS as u64
+    }
+
+    /// The session in `way` (set * 8 + way), verified, if the way holds
+    /// one (and, given `version`, still that version of it): what a bridge
+    /// sends of a way. Reuses `scratch`.
+    pub(super) fn copy_way(
+        &self,
+        way: u64,
+        version: Option<u64>,
+        scratch: &mut Vec<u8>,
+    ) -> Option<super::journal::JournalEntry> {
+        if way >= self.ways() {
+            return None;
+        }
+        let (set, i) = (
+            (way / SET_WAYS as u64) as usize,
+            (way % SET_WAYS as u64) as usize,
+        );
+        // Acquire pairs with the Release CAS that published the word.
+        let word = self.seg.bucket(set)[i].load(Ordering::Acquire);
+        if word & 1 == 1 || tag_of(word) == 0 || version.is_some_and(|v| v != version_of(word)) {
+            return None;
+        }
+        scratch.resize(self.max_value + MAX_KEY + 8, 0);
+        let h = self.check_way(set, i, word, scratch).ok().flatten()?;
+        if h.flags & FLAG_TOMBSTONE != 0 {
+            return None;
+        }
+        let key_words = h.key_len.div_ceil(8);
+        Some(super::journal::JournalEntry {
+            pos: way,
+            key: scratch[..h.key_len].to_vec(),
+            value: scratch[key_words * 8..key_words * 8 + h.value_len].to_vec(),
+            expiry: h.expiry,
+            origin: h.origin,
+            flags: h.flags,
+            stored_at: h.stored_at,
+            published: true,
+        })
     }
 
     /// Every way's word, with its set and way: the walk the functions

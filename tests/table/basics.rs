@@ -65,7 +65,7 @@ fn remove_hides_the_value_from_every_opener() {
 fn expired_entries_are_misses() {
     let dir = tempfile::tempdir().unwrap();
     let c = std::sync::Arc::new(Cache::create(dir.path().join("seg"), &small()).unwrap());
-    let replica = scsp::replication::Replica::new(c.clone()).expect("a log segment");
+    let replica = scsp::replication::Replica::new(c.clone());
     let _ = replica.put_entry(b"old", b"v", scsp::clock::now_secs() - 1, 1, 0);
     assert_eq!(c.get_vec(b"old"), None);
     assert_eq!(c.stats().counters.expired, 1);

@@ -29,7 +29,7 @@ fn expiry_in(
     value: &[u8],
     window: std::ops::RangeInclusive<u64>,
 ) -> Option<u64> {
-    let replica = Replica::new(cache.clone()).expect("a log segment");
+    let replica = Replica::new(cache.clone());
     let mut scratch = Vec::new();
     let origin = cache.host_id();
     window

@@ -81,6 +81,11 @@ pub struct ScaleArgs {
     /// Only the scaling table.
     #[arg(long)]
     no_stop_one: bool,
+    /// Mark every scsp segment as a bridge does when it starts, so that
+    /// puts, takes and removes also write what a bridge reads (tombstones
+    /// in a log, notices in sets): a host in a pool (no bridge reads them).
+    #[arg(long)]
+    replicated: bool,
     /// Print one JSON object instead of tables.
     #[arg(long)]
     json: bool,
@@ -376,6 +381,7 @@ pub fn run(a: ScaleArgs) -> Result<ExitCode> {
                 "round_trip_ns_before_each_round_and_after": measured.round_trips,
             },
             "pinned": a.pin,
+            "replicated": a.replicated,
             "duration_s": a.duration,
             "rounds": a.rounds,
             "entries": a.entries,
@@ -392,9 +398,14 @@ pub fn run(a: ScaleArgs) -> Result<ExitCode> {
         )?;
     } else {
         println!(
-            "scsp bench scale: {} CPUs{}, {} s per cell, median of {} round(s), {} sessions stored",
+            "scsp bench scale: {} CPUs{}{}, {} s per cell, median of {} round(s), {} sessions stored",
             cpus.len(),
             if a.pin { ", pinned" } else { "" },
+            if a.replicated {
+                ", segments marked as a bridge marks them"
+            } else {
+                ""
+            },
             a.duration,
             a.rounds,
             a.entries
@@ -475,6 +486,9 @@ fn measure(g: &Grid) -> Result<Measured> {
                             // their own stores (`cell::own_store`).
                             if imp != UNSHARED {
                                 let store = Store::new(imp, seg.path(), entries, size)?;
+                                if a.replicated {
+                                    store.mark_replicated();
+                                }
                                 for k in &keys {
                                     store.put(k, &value);
                                 }

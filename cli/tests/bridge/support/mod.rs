@@ -120,11 +120,7 @@ impl Host {
     /// Words appended to this host's logs since its segment was created.
     pub fn log_words_written(&self) -> u64 {
         (0..self.cache.shards())
-            .map(|s| {
-                scsp::replication::Replica::new(self.cache.clone())
-                    .expect("a log segment")
-                    .log_tail(s)
-            })
+            .map(|s| scsp::replication::Replica::new(self.cache.clone()).log_tail(s))
             .sum()
     }
 
@@ -152,6 +148,8 @@ pub struct Options {
     pub cluster_of: Vec<(u32, String)>,
     /// Per host id: a segment-size override.
     pub size_of: Vec<(u32, &'static str)>,
+    /// Host ids whose segment uses the sets layout (the others: the log).
+    pub sets: Vec<u32>,
 }
 
 impl Default for Options {
@@ -162,6 +160,7 @@ impl Default for Options {
             size: "1MiB",
             cluster_of: vec![],
             size_of: vec![],
+            sets: vec![],
         }
     }
 }
@@ -245,16 +244,15 @@ impl Cluster {
                 .iter()
                 .find(|(i, _)| *i == id)
                 .map_or(o.size, |(_, s)| *s);
-            scsp(&[
-                "create",
-                seg.to_str().unwrap(),
-                "--size",
-                size,
-                "--shards",
-                "2",
-                "--host-id",
-                &id.to_string(),
-            ]);
+            let id_text = id.to_string();
+            let mut create = vec!["create", seg.to_str().unwrap(), "--size", size];
+            create.extend(["--host-id", &id_text]);
+            if o.sets.contains(&id) {
+                create.extend(["--layout", "sets"]);
+            } else {
+                create.extend(["--shards", "2"]);
+            }
+            scsp(&create);
             let cluster = o
                 .cluster_of
                 .iter()

@@ -413,7 +413,7 @@ impl Geometry {
             0,
             cfg.host_id as u64,
         )
-        .into_sets())
+        .into_sets(notice_records_for(slots_total)))
     }
 
     /// Sets of a [`Layout::Sets`] segment (0 for the log layout).
@@ -469,10 +469,10 @@ impl Geometry {
     }
 
     /// This geometry as a [`Layout::Sets`] one: the notice rings follow
-    /// the slots ([`notice_records_for`] records per ring).
-    fn into_sets(mut self) -> Geometry {
+    /// the slots, `records` each.
+    fn into_sets(mut self, records: u64) -> Geometry {
         self.layout = Layout::Sets;
-        self.notice_records = notice_records_for(self.log_bytes);
+        self.notice_records = records;
         self.notices_off = (self.total_len / 8) as usize;
         self.total_len += NOTICE_RINGS as u64 * notice_ring_words(self.notice_records) * 8;
         self
@@ -514,7 +514,9 @@ impl Geometry {
             0,
             1,
         )
-        .into_sets()
+        // A few records per ring; none in loom's models, which never mark
+        // a segment replicated and would track every word as an atomic.
+        .into_sets(if cfg!(loom) { 0 } else { 64 })
     }
 
     /// Words of the header as the creator writes them (state excluded).
@@ -628,7 +630,7 @@ impl Geometry {
             w[H_HOST_ID],
         );
         if layout == Layout::Sets {
-            g = g.into_sets();
+            g = g.into_sets(notice_records_for(log_bytes));
         }
         if g.total_len != w[H_TOTAL_LEN] || g.total_len != file_len {
             return Err(corrupt(format!(

@@ -49,9 +49,17 @@ pub struct BridgeArgs {
     /// Rounds: each setting is run this many times, interleaved.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
     rounds: u32,
+    /// Both hosts' segment layout: log, or sets (the bridge then reads the
+    /// notice rings).
+    #[arg(long, default_value = "log", value_parser = parse_layout)]
+    layout: scsp::Layout,
     /// Print JSON (with each scenario's latency histogram) instead of a table.
     #[arg(long)]
     json: bool,
+}
+
+fn parse_layout(s: &str) -> std::result::Result<scsp::Layout, String> {
+    scsp::Layout::from_name(s).ok_or_else(|| format!("'{s}' is not a layout; use log or sets"))
 }
 
 /// Latencies of one scenario.
@@ -100,6 +108,8 @@ impl Latencies {
 /// One run of every scenario with one `watch_interval_us`.
 #[derive(serde::Serialize)]
 struct Run {
+    /// Both segments' layout.
+    layout: &'static str,
     /// The bridges' `watch_interval_us` (`None`: their default).
     watch_interval_us: Option<u32>,
     round: u32,
@@ -144,7 +154,8 @@ fn print_run(r: &Run) {
         .watch_interval_us
         .map_or("default".to_string(), |w| format!("{w} µs"));
     println!(
-        "watch interval {w}, round {}: idle bridge CPU {:.1}% and {:.1}% of a core; load average {}",
+        "{} layout, watch interval {w}, round {}: idle bridge CPU {:.1}% and {:.1}% of a core; load average {}",
+        r.layout,
         r.round, r.idle_cpu_pct[0], r.idle_cpu_pct[1], r.load_average
     );
     println!(
@@ -176,7 +187,7 @@ struct Pair {
     bridges: [pool::Guarded; 2],
 }
 
-fn start_pair(watch_us: Option<u32>) -> Result<Pair> {
+fn start_pair(watch_us: Option<u32>, layout: scsp::Layout) -> Result<Pair> {
     let dir = tempfile::tempdir()?;
     let certs = dir.path().join("certs");
     scsp_bridge::pki::write_cluster(&certs, "bench", 2)?;
@@ -205,6 +216,11 @@ fn start_pair(watch_us: Option<u32>) -> Result<Pair> {
         let cfg = scsp::Config {
             size: 64 << 20,
             host_id: id,
+            layout,
+            max_value: match layout {
+                scsp::Layout::Log => scsp::config::DEFAULT_MAX_VALUE,
+                scsp::Layout::Sets => scsp::config::DEFAULT_SETS_MAX_VALUE,
+            },
             ..scsp::Config::default()
         };
         caches.push(Cache::create(&seg, &cfg)?);
@@ -332,7 +348,7 @@ fn measure(a: &BridgeArgs, watch_us: Option<u32>, round: u32) -> Result<Run> {
     // default 50 µs timer slack later (which would add to every figure).
     // SAFETY: PR_SET_TIMERSLACK takes nanoseconds and affects this thread.
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1, 0, 0, 0) };
-    let p = start_pair(watch_us)?;
+    let p = start_pair(watch_us, a.layout)?;
     let pids = [p.bridges[0].pid(), p.bridges[1].pid()];
     // Idle CPU, once the connections have gone cold (the handshake's
     // ticket keys count as activity).
@@ -381,6 +397,7 @@ fn measure(a: &BridgeArgs, watch_us: Option<u32>, round: u32) -> Result<Run> {
     }
     scenarios.push(Latencies::of("take on A -> gone on B", us, cpu.pct()));
     Ok(Run {
+        layout: a.layout.name(),
         watch_interval_us: watch_us,
         round,
         idle_cpu_pct,

@@ -503,6 +503,14 @@ impl Geometry {
     /// slots for values up to `max_value` bytes, no minimum sizes.
     #[doc(hidden)]
     pub fn tiny_sets(sets: u64, max_value: u32) -> Geometry {
+        // A few records per ring; none in loom's models, which would track
+        // every word as an atomic (the notice model asks for its own).
+        Geometry::tiny_sets_with_notices(sets, max_value, if cfg!(loom) { 0 } else { 64 })
+    }
+
+    /// [`Geometry::tiny_sets`] with `records` records per notice ring.
+    #[doc(hidden)]
+    pub fn tiny_sets_with_notices(sets: u64, max_value: u32, records: u64) -> Geometry {
         assert!(sets.is_power_of_two() && sets >= 2, "a key needs two sets");
         let slot = slot_bytes_for(max_value);
         Geometry::with(
@@ -514,9 +522,7 @@ impl Geometry {
             0,
             1,
         )
-        // A few records per ring; none in loom's models, which never mark
-        // a segment replicated and would track every word as an atomic.
-        .into_sets(if cfg!(loom) { 0 } else { 64 })
+        .into_sets(records)
     }
 
     /// Words of the header as the creator writes them (state excluded).

@@ -560,3 +560,50 @@ mod tests {
         assert_eq!(cur.next(), 5, "read to the end");
     }
 }
+
+/// The notice ring's seqlock under loom (run by `scripts/check/loom.sh`):
+/// a ring of one record, lapped while it is read.
+#[cfg(all(test, loom))]
+mod loom_model {
+    use super::*;
+    use crate::segment::Geometry;
+
+    /// A reader racing two removes that write the one record in turn gets
+    /// each key whole or not at all, never a mix of the two, and once the
+    /// writer is done it gets the last one.
+    #[test]
+    fn a_notice_read_while_its_ring_laps_is_whole_or_missed() {
+        const K1: &[u8] = b"first key, 16 B.";
+        const K2: &[u8] = b"second key, 16 B";
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = Some(2);
+        b.check(|| {
+            let c =
+                loom::sync::Arc::new(Cache::in_memory(Geometry::tiny_sets_with_notices(2, 64, 1)));
+            c.segment().mark_replicated();
+            c.remove(b"marker"); // claims the counter slot, and its ring
+            let ring = c.counters.index() % NOTICE_RINGS;
+            let mut cur = c.notice_cursor(ring, c.notices_written(ring));
+            let writer = {
+                let c = c.clone();
+                loom::thread::spawn(move || {
+                    c.remove(K1);
+                    c.remove(K2);
+                })
+            };
+            let mut got = Vec::new();
+            let _ = c.read_notices(&mut cur, 4, &mut got);
+            writer.join().unwrap();
+            let _ = c.read_notices(&mut cur, 4, &mut got);
+            let keys: Vec<&[u8]> = got
+                .iter()
+                .map(|n| match n {
+                    Notice::Gone { key } => key.as_slice(),
+                    n => panic!("{n:?}"),
+                })
+                .collect();
+            assert!(keys.iter().all(|k| *k == K1 || *k == K2), "a torn key");
+            assert_eq!(keys.last(), Some(&K2), "the last notice is read");
+        });
+    }
+}

@@ -112,6 +112,17 @@ fn bridged_pool_resumes_stateless_tickets_with_replicated_keys() {
 }
 
 #[test]
+fn a_pool_of_sets_segments_resumes_like_one_server() {
+    // The bridges read the notice rings: session ids (TLS 1.2) and
+    // once-only tickets (TLS 1.3, taken on resumption) alike.
+    for tls in ["1.2", "1.3"] {
+        let v = demo(&["--tls", tls, "--layout", "sets"]);
+        assert_eq!(v["layout"], "sets", "{v}");
+        assert_shape(&v);
+    }
+}
+
+#[test]
 fn a_single_host_runs_every_setup_and_its_bridge_has_no_peer_to_wait_for() {
     let v = demo(&["--hosts", "1", "--tls", "1.2"]);
     // One host: a segment per host already shares between its workers.
@@ -150,6 +161,7 @@ fn openssl_pool_resumes_across_hosts_with_cache_and_with_tickets() {
         &["--tls", "1.2"][..],
         &["--tls", "1.3"],
         &["--tls", "1.3", "--tickets"],
+        &["--tls", "1.2", "--layout", "sets"],
     ] {
         let mut args = vec!["--server", "openssl", "--openssl-server", server];
         args.extend_from_slice(extra);

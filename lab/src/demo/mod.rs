@@ -96,6 +96,14 @@ pub struct Args {
     /// Seed for the balancer and arrival order.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Layout of every host's segment: log, or sets (every session in
+    /// place; docs/operations.md, "Choosing a layout").
+    #[arg(long, default_value = "log", value_parser = parse_layout)]
+    layout: scsp::Layout,
+}
+
+fn parse_layout(s: &str) -> std::result::Result<scsp::Layout, String> {
+    scsp::Layout::from_name(s).ok_or_else(|| format!("'{s}' is not a layout; use log or sets"))
 }
 
 /// The TLS server the hosts run.
@@ -187,6 +195,11 @@ fn start_host(
         &scsp::Config {
             size: 16 << 20,
             host_id: i as u32 + 1,
+            layout: a.layout,
+            max_value: match a.layout {
+                scsp::Layout::Log => scsp::config::DEFAULT_MAX_VALUE,
+                scsp::Layout::Sets => scsp::config::DEFAULT_SETS_MAX_VALUE,
+            },
             ..scsp::Config::default()
         },
     )

@@ -17,6 +17,8 @@ pub struct Summary {
     tls: super::Tls,
     key_type: super::certs::KeyType,
     resumption: &'static str,
+    /// The segments' layout (`log` or `sets`).
+    layout: &'static str,
     /// What set-up (a) can expect: 1 / (hosts x workers) with a cache per
     /// worker (rustls, openssl), 1 / hosts with a cache per instance
     /// (stock nginx and Apache).
@@ -55,6 +57,7 @@ impl Summary {
             } else {
                 "session cache"
             },
+            layout: a.layout.name(),
             expected_no_sharing_pct: if per_instance {
                 100.0 / a.hosts as f64
             } else {
@@ -72,7 +75,7 @@ impl Summary {
 
     fn headline(&self) -> String {
         format!(
-            "scsp demo: {} hosts x {} {:?} workers, {} visitors x {} visits, {:?} balancing, TLS {}, {:?} key, {}",
+            "scsp demo: {} hosts x {} {:?} workers, {} visitors x {} visits, {:?} balancing, TLS {}, {:?} key, {}, {} segments",
             self.hosts,
             self.workers_per_host,
             self.server,
@@ -84,7 +87,8 @@ impl Summary {
                 super::Tls::V13 => "1.3",
             },
             self.key_type,
-            self.resumption
+            self.resumption,
+            self.layout
         )
     }
 

@@ -200,7 +200,10 @@ impl Cache {
         }
         let words = NOTICE_WORDS as u64;
         let mut got = 0;
-        // Bounded: each turn advances the cursor or returns.
+        // Bounded: each turn advances the cursor or returns, but for a
+        // record overwritten while read, retried a few times at most (a
+        // count that a damaged segment keeps changing cannot hold it).
+        let mut laps = 0;
         loop {
             let written = ring[0].load(Ordering::Acquire);
             if written < cur.next {
@@ -208,12 +211,14 @@ impl Cache {
                 cur.next = written;
             }
             if written - cur.next > records {
-                prog.lost_words += (written - records - cur.next) * words;
+                let lost = written - records - cur.next;
+                prog.lost_words = prog.lost_words.saturating_add(lost.saturating_mul(words));
                 cur.next = written - records;
                 cur.stalled = None;
             }
-            if cur.next >= written || got >= max {
-                prog.behind_words = (written - cur.next) * words;
+            let behind = (written - cur.next).saturating_mul(words);
+            if cur.next >= written || got >= max || laps > 4 {
+                prog.behind_words = behind;
                 return prog;
             }
             match self.read_notice(ring, records, cur.next, written) {
@@ -232,7 +237,10 @@ impl Cache {
                 // past what the ring lost. A stamp beyond the count is
                 // damage, skipped.
                 Parsed::Lapped
-                    if ring[0].load(Ordering::Acquire).saturating_sub(records) > cur.next => {}
+                    if ring[0].load(Ordering::Acquire).saturating_sub(records) > cur.next =>
+                {
+                    laps += 1;
+                }
                 Parsed::Lapped => {
                     prog.skipped_words += words;
                     cur.next += 1;
@@ -245,12 +253,12 @@ impl Cache {
                         cur.stalled = None;
                     }
                     Some((at, _)) if at == cur.next => {
-                        prog.behind_words = (written - cur.next) * words;
+                        prog.behind_words = behind;
                         return prog;
                     }
                     _ => {
                         cur.stalled = Some((cur.next, Instant::now()));
-                        prog.behind_words = (written - cur.next) * words;
+                        prog.behind_words = behind;
                         return prog;
                     }
                 },
@@ -286,7 +294,7 @@ impl Cache {
                 for k in 0..parts {
                     let rec = if k == 0 {
                         first
-                    } else if n + k >= written {
+                    } else if n.saturating_add(k) >= written {
                         return Parsed::NotYet;
                     } else {
                         match read_record(ring, records, n + k) {
@@ -558,6 +566,22 @@ mod tests {
             .all(|n| c.resolve_notice(n, &mut scratch).is_none()));
         assert!(p.skipped_words >= 2 * NOTICE_WORDS as u64, "{p:?}");
         assert_eq!(cur.next(), 5, "read to the end");
+        // A count damaged to the largest number, then set back: counted as
+        // lost, read without overflow, then read from where it stands.
+        ring[0].store(u64::MAX, Ordering::Relaxed);
+        let (notices, p) = read_all(&c, &mut cur);
+        assert!(notices.is_empty() && p.lost_words > 0, "{p:?}");
+        ring[0].store(5, Ordering::Relaxed);
+        let _ = read_all(&c, &mut cur);
+        assert_eq!(cur.next(), 5);
+        c.remove(b"after the damage");
+        let (notices, _) = read_all(&c, &mut cur);
+        assert_eq!(
+            notices,
+            vec![Notice::Gone {
+                key: b"after the damage".to_vec()
+            }]
+        );
     }
 }
 

@@ -185,7 +185,7 @@ pub(crate) fn fingerprint_of(layout: Layout) -> u64 {
         Layout::Log => String::new(),
         Layout::Sets => {
             format!(
-                ";sets:ways={SET_WAYS};choices=2;tag_bits=16;age_bits=24;version_bits=24;slot=pow2;\
+                ";sets:ways={SET_WAYS};choices=2;tag_bits=24;age_bits=22;version_bits=18;slot=pow2;\
                  notices:rings={NOTICE_RINGS};record_words={NOTICE_WORDS};key_part=40;\
                  records=slots/512"
             )

@@ -107,7 +107,7 @@ fn rings_that_wrap_while_a_peer_is_down_are_counted_and_the_walk_converges() {
     let on_a: Vec<u32> = (0..1000u32)
         .filter(|i| c.hosts[0].get(format!("k{i}").as_bytes()).is_some())
         .collect();
-    assert!(on_a.len() > 950, "A keeps most of them: {}", on_a.len());
+    assert!(on_a.len() > 990, "A keeps all but a few: {}", on_a.len());
     c.host(2).start();
     let (a, b) = (&c.hosts[0], &c.hosts[1]);
     eventually("A reports lost words for B", || {
@@ -119,14 +119,20 @@ fn rings_that_wrap_while_a_peer_is_down_are_counted_and_the_walk_converges() {
             .filter(|i| b.get(format!("k{i}").as_bytes()).is_none())
             .collect()
     };
+    // A sets table may evict a session whose two sets are full, even half
+    // empty (rarely): B may lack what it counted as evicted, nothing else.
     let converged = (0..1500).any(|_| {
         std::thread::sleep(std::time::Duration::from_millis(20));
-        missing().is_empty()
+        missing().len() as u64 <= b.cache.stats().counters.evictions
     });
     assert!(
         converged,
-        "B lacks {} of A's sessions\n{}",
+        "B lacks {} of A's sessions\nA: {:?}\nA for B: {:?}\nB: {:?}\nB from A: {:?}\n{}",
         missing().len(),
+        a.cache.stats().counters,
+        a.peer_status(2),
+        b.cache.stats().counters,
+        b.peer_status(1),
         c.logs()
     );
 }

@@ -75,12 +75,14 @@ pub fn run(a: Args) -> Result<ExitCode> {
         let g = cache.segment().geometry();
         writeln!(
             out,
-            "capacity       sets layout: {} slots of {} in {} sets of {}, max value {}",
+            "capacity       sets layout: {} slots of {} in {} sets of {}, max value {}; {} notice rings of {} records for a bridge",
             s.index_slots,
             human(g.slot_bytes()),
             g.sets(),
             scsp::segment::layout::SET_WAYS,
-            human(s.max_value)
+            human(s.max_value),
+            scsp::segment::layout::NOTICE_RINGS,
+            g.notice_records()
         )?;
     } else {
         writeln!(

@@ -424,6 +424,12 @@ impl Geometry {
         }
     }
 
+    /// Records of each of the [`NOTICE_RINGS`] notice rings of a
+    /// [`Layout::Sets`] segment (0 for the log layout).
+    pub fn notice_records(&self) -> u64 {
+        self.notice_records
+    }
+
     /// Bytes of one slot of a [`Layout::Sets`] segment (0 for the log layout).
     pub fn slot_bytes(&self) -> u64 {
         match self.layout {

@@ -120,7 +120,7 @@ fn version_of(word: u64) -> u64 {
     word & VERSION_MASK
 }
 
-/// Seconds since the way was stored, modulo 2^24.
+/// Seconds since the way was stored, modulo 2^22.
 #[inline]
 fn age(word: u64, now: u64) -> u64 {
     now.wrapping_sub(word >> STORED_SHIFT) & STORED_MASK
@@ -139,15 +139,11 @@ const FILL_SAMPLE_SETS: u64 = 4096;
 /// being written.
 #[inline(always)]
 fn readable_in(words: &[u64; SET_WAYS], tag: u64) -> u32 {
-    let mut odd = 0u32;
+    let mut m = 0u32;
     for (i, &w) in words.iter().enumerate() {
-        odd |= ((w & 1) as u32) << i;
+        m |= u32::from(tag_of(w) == tag && w & 1 == 0) << i;
     }
-    let mut matches = 0u32;
-    for (i, &w) in words.iter().enumerate() {
-        matches |= u32::from(tag_of(w) == tag) << i;
-    }
-    matches & !odd
+    m
 }
 
 /// [`readable_in`] over a key's 16 candidate ways.
@@ -194,11 +190,10 @@ fn choose_way(tag: u64, words: &[u64; CANDIDATES], now: u64) -> (usize, bool) {
 /// An empty way for a new key: the first set's while it has at most one
 /// empty way fewer than the second, so most sessions stay where a get
 /// looks first, and the second's beyond that, so that a set does not fill
-/// while its partner has room. Filling a table from empty to three
-/// quarters, always the first set's lost 1 % of the sessions to full
-/// pairs of sets; this rule 0.04 %, with 85 % of sessions in their first
-/// set (a simulation of random keys over 256 sets of 8; docs/journal/
-/// sets-replication-2026-12-07.md).
+/// while its partner has room: a table filled from empty to three
+/// quarters loses 0.04 % of its sessions to full pairs of sets, where
+/// always the first set's would lose 1 % (docs/architecture.md, "The
+/// sets layout").
 fn empty_way_of(words: &[u64; CANDIDATES]) -> Option<usize> {
     let mut empty = 0u32;
     for (i, &w) in words.iter().enumerate() {

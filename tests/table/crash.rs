@@ -14,6 +14,11 @@
 //! by the others and then writes over a newer entry (the lapped writer of
 //! docs/architecture.md). Readers count such an entry as corrupt and unlink
 //! it, so the damage is gone once its key has been looked up.
+//!
+//! The sets table runs as on a host with a bridge: marked, so that every
+//! put, take and remove also writes a notice, and a third process reads
+//! the notice rings as the bridge does while writers die mid-notice: every
+//! key it reads must be whole and every session it copies verified.
 
 use crate::common;
 
@@ -35,6 +40,7 @@ const WRONG: usize = 2;
 const HITS: usize = 3;
 const READS: usize = 4;
 const PUTS: usize = 5;
+const NOTICES: usize = 6;
 
 /// Put (mostly), take and remove until killed. Versions come from a shared
 /// counter so they keep growing across writer generations.
@@ -90,6 +96,53 @@ fn reader(cache: &Cache, shared: &SharedWords, seed: u64) -> i32 {
     0
 }
 
+/// Read every notice ring as the bridge does until told to stop: a key
+/// must be one the writers use, whole, and a session a notice names must
+/// be a verified value of its key.
+fn ring_reader(path: &std::path::Path, shared: &SharedWords) -> i32 {
+    use scsp::replication::{Notice, Replica};
+    let r = Replica::new(std::sync::Arc::new(Cache::open(path).unwrap()));
+    let mut cursors: Vec<_> = (0..r.notice_rings())
+        .map(|i| r.notice_cursor(i, 0))
+        .collect();
+    let (mut notices, mut scratch) = (Vec::new(), Vec::new());
+    let known = |k: &[u8]| (0..KEYS).find(|&i| key(i) == k);
+    let wrong = |what: String| {
+        if shared.word(WRONG).fetch_add(1, Ordering::Relaxed) < 5 {
+            eprintln!("ring reader: {what}");
+        }
+    };
+    while shared.word(STOP).load(Ordering::Relaxed) == 0 {
+        for cur in &mut cursors {
+            notices.clear();
+            let _ = r.read_notices(cur, 256, &mut notices);
+            shared
+                .word(NOTICES)
+                .fetch_add(notices.len() as u64, Ordering::Relaxed);
+            for n in &notices {
+                if let Notice::Gone { key } = n {
+                    if known(key).is_none() {
+                        wrong(format!("a torn key of {} bytes", key.len()));
+                    }
+                }
+                if let Some(e) = r.resolve_notice(n, &mut scratch) {
+                    match known(&e.key) {
+                        None => wrong("a session of an unknown key".into()),
+                        Some(k) if !e.value.is_empty() => {
+                            if let Err(err) = check_value(k, &e.value) {
+                                wrong(format!("key {k}: {err}"));
+                            }
+                        }
+                        Some(_) => {} // a tombstone
+                    }
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    0
+}
+
 #[test]
 fn killed_writers_leave_the_table_usable_and_readers_never_see_wrong_values() {
     // 64 KiB of log in 2 shards: the logs wrap many times a round.
@@ -117,6 +170,10 @@ fn killed_writers_in(cfg: Config) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("seg");
     let cache = Cache::create(&path, &cfg).unwrap();
+    let sets = cfg.layout == Layout::Sets;
+    if sets {
+        cache.segment().mark_replicated();
+    }
     let shared = SharedWords::new(8);
     shared.word(VERSION).store(1, Ordering::Relaxed);
     let seed = Rng::seed_from_env_or_clock();
@@ -129,6 +186,10 @@ fn killed_writers_in(cfg: Config) {
         let (c, sh) = (&cache, &shared);
         let _ = r;
         readers.spawn(move || reader(c, sh, s));
+    }
+    if sets {
+        let (p, sh) = (&path, &shared);
+        readers.spawn(move || ring_reader(p, sh));
     }
 
     let mut writers = Children::default();
@@ -162,7 +223,14 @@ fn killed_writers_in(cfg: Config) {
     );
     println!("kills {kills}, puts {puts}, reads {reads}, hits {hits}, wrong {wrong}");
     println!("table: {:?}", cache.stats().counters);
-    assert_eq!(codes, vec![0; READERS], "reader exit codes");
+    assert_eq!(
+        codes,
+        vec![0; READERS + usize::from(sets)],
+        "reader exit codes"
+    );
+    let notices = shared.word(NOTICES).load(Ordering::Relaxed);
+    println!("notices read by the ring reader: {notices}");
+    assert!(!sets || notices > 0, "the ring reader read nothing");
     assert!(
         kills >= 200 && killed_by_signal == kills,
         "{killed_by_signal}/{kills}"

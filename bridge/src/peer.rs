@@ -849,7 +849,7 @@ fn apply(sh: &Shared, idx: usize, peer_id: u32, entries: &[WireEntry]) {
             unchanged += 1;
             continue;
         }
-        let size = scsp::segment::layout::entry_bytes(e.key.len(), e.value.len());
+        let size = replica.stored_bytes(e.key.len(), e.value.len());
         if !budget.admit(&mut batch, size) {
             over += 1;
             continue;

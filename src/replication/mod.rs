@@ -75,6 +75,15 @@ impl Replica {
         }
     }
 
+    /// Bytes an entry of these lengths takes in the table: its length in a
+    /// log, a whole slot in sets (what a peer's budget counts).
+    pub fn stored_bytes(&self, key_len: usize, value_len: usize) -> u64 {
+        match self.layout() {
+            Layout::Log => crate::segment::layout::entry_bytes(key_len, value_len),
+            Layout::Sets => self.cache.slot_words() * 8,
+        }
+    }
+
     /// Words of sessions the table holds: its logs, or its slots.
     pub fn capacity_words(&self) -> u64 {
         self.log_words() * self.shards() as u64

@@ -62,7 +62,11 @@ fn established(c: &Cluster, as_id: u32, to: u32) -> Raw {
 
 /// Hosts 2 and 3 run real bridges; host 1 is played by the test.
 fn cluster_without_host_1() -> Cluster {
-    let mut c = Cluster::prepare(Options::default());
+    cluster_without_host_1_of(Options::default())
+}
+
+fn cluster_without_host_1_of(o: Options) -> Cluster {
+    let mut c = Cluster::prepare(o);
     c.host(2).start();
     c.host(3).start();
     eventually("2 and 3 connected", || c.hosts[1].peer_status(3).connected);
@@ -497,6 +501,50 @@ fn a_flooding_peer_costs_its_share_of_the_log_not_this_hosts_sessions() {
     let kept = own.iter().filter(|k| c.hosts[1].get(k).is_some()).count();
     assert!(
         kept + 3 >= held,
+        "the flood pushed out host 2's own sessions: {kept} of {held} left"
+    );
+    still_replicates(&c, b"after-the-peer-flood");
+}
+
+#[test]
+fn a_flooding_peer_costs_its_share_of_a_sets_segment_not_this_hosts_sessions() {
+    // Host 2 keeps sessions in 2 048 slots of 512 B; its own take 30 %.
+    let c = cluster_without_host_1_of(Options {
+        sets: vec![2, 3],
+        ..Options::default()
+    });
+    assert_eq!(c.hosts[1].cache.layout(), scsp::Layout::Sets);
+    let own: Vec<Vec<u8>> = (0..600u32)
+        .map(|i| format!("own-{i}").into_bytes())
+        .collect();
+    for k in &own {
+        assert_eq!(c.hosts[1].cache.put(k, &[7u8; 200], 300), scsp::Stored::Ok);
+    }
+    let held = own.iter().filter(|k| c.hosts[1].get(k).is_some()).count();
+    // Peer 1 sends two and a half times the slots.
+    let mut s = established(&c, 1, 2);
+    let now = scsp::clock::now_secs();
+    let value = vec![1u8; 300];
+    for seq in 1..=80u64 {
+        let mut b = EntriesBuilder::new(seq);
+        for i in 0..64u64 {
+            let k = format!("flood-{seq}-{i}");
+            b.push(0, now + 300, 1, k.as_bytes(), &value);
+        }
+        s.write_all(&b.finish()).unwrap();
+        read_until(&mut s, |f| matches!(f, Frame::Ack { seq: a } if *a == seq));
+    }
+    let st = c.hosts[1].peer_status(1);
+    assert!(st.over_budget_entries > 0, "{st:?}");
+    assert!(st.log_share_permille <= 520, "{st:?}");
+    // A session takes a whole slot: the peer's half is 1 024 of them, however
+    // small its sessions.
+    assert!(st.received_entries <= 1024 + 64, "{st:?}");
+    // Held to half the slots, the flood leaves the table four fifths full:
+    // a pair of full sets may evict one of host 2's own, not hundreds.
+    let kept = own.iter().filter(|k| c.hosts[1].get(k).is_some()).count();
+    assert!(
+        kept + 6 >= held,
         "the flood pushed out host 2's own sessions: {kept} of {held} left"
     );
     still_replicates(&c, b"after-the-peer-flood");

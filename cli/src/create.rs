@@ -20,9 +20,9 @@ pub struct Args {
     /// down to a power of two, e.g. 64MiB.
     #[arg(long, default_value = "64MiB", value_parser = parse_size)]
     size: u64,
-    /// Shards (power of two, 1 to 1024; the log layout only).
-    #[arg(long, default_value_t = scsp::config::DEFAULT_SHARDS)]
-    shards: u32,
+    /// Shards (power of two, 1 to 1024; the log layout only) [default: 16].
+    #[arg(long)]
+    shards: Option<u32>,
     /// Largest value: a power of two from 256B to 64KiB (default 8KiB);
     /// with --layout sets, the largest session to keep, 64B to 8112B
     /// (default 432B: 512-byte slots), as every session takes a slot of
@@ -34,9 +34,9 @@ pub struct Args {
     /// gets three to six slots per entry of this size the log holds. Raise it
     /// when most sessions are larger (client certificates): a smaller index
     /// makes lookups faster. Too large, and full index buckets drop
-    /// sessions (`scsp stats` says so).
-    #[arg(long, default_value = "176B", value_parser = parse_size)]
-    typical_value: u64,
+    /// sessions (`scsp stats` says so). The log layout only [default: 176B].
+    #[arg(long, value_parser = parse_size)]
+    typical_value: Option<u64>,
     /// This host's origin id for the bridge (non-zero).
     #[arg(long, default_value_t = 1)]
     host_id: u32,
@@ -83,14 +83,30 @@ fn parse_group(g: &str) -> Result<u32> {
 const HUGE_PAGES_WORTH_IT: u64 = 64 << 20;
 
 pub fn run(a: Args) -> Result<ExitCode> {
+    if a.layout == scsp::Layout::Sets {
+        for (flag, given) in [
+            ("--shards", a.shards.is_some()),
+            ("--typical-value", a.typical_value.is_some()),
+        ] {
+            if given {
+                return Err(Error::Usage(format!(
+                    "{flag} applies to the log layout only: a sets segment has one slot size \
+                     (from --max-value) and no shards; leave {flag} out"
+                )));
+            }
+        }
+    }
     let cfg = Config {
         layout: a.layout,
         size: a.size,
-        shards: a.shards,
+        shards: a.shards.unwrap_or(scsp::config::DEFAULT_SHARDS),
         max_value: u32::try_from(a.max_value.unwrap_or(default_max_value(a.layout)))
             .map_err(|_| Error::Usage("--max-value is too large".into()))?,
-        typical_value: u32::try_from(a.typical_value)
-            .map_err(|_| Error::Usage("--typical-value is too large".into()))?,
+        typical_value: u32::try_from(
+            a.typical_value
+                .unwrap_or(scsp::config::DEFAULT_TYPICAL_VALUE.into()),
+        )
+        .map_err(|_| Error::Usage("--typical-value is too large".into()))?,
         host_id: a.host_id,
         mode: a.mode,
         group: a.group.as_deref().map(parse_group).transpose()?,
@@ -189,8 +205,10 @@ fn keep_existing(path: &Path, cfg: &Config) -> Result<ExitCode> {
     differs("shards", have.shards.to_string(), want.shards.to_string());
     differs("max value", human(have.max_value), human(want.max_value));
     let (have_slots, want_slots) = (have.buckets * 8, want.buckets * 8);
-    let earlier_index =
-        have_slots != want_slots && have_slots == scsp::segment::Geometry::earlier_index_slots(cfg);
+    // The earlier sizing rule is the log layout's index; sets have none.
+    let earlier_index = want.layout == scsp::Layout::Log
+        && have_slots != want_slots
+        && have_slots == scsp::segment::Geometry::earlier_index_slots(cfg);
     if !earlier_index {
         differs(
             "index slots",

@@ -607,6 +607,14 @@ fn a_sets_segment_is_created_described_verified_and_accepted_by_the_bridge() {
             "sets layout",
         ),
         (vec!["--layout", "sets", "--size", "4KiB"], "size"),
+        (
+            vec!["--layout", "sets", "--shards", "4"],
+            "--shards applies to the log layout only",
+        ),
+        (
+            vec!["--layout", "sets", "--typical-value", "300B"],
+            "--typical-value applies to the log layout only",
+        ),
     ] {
         let mut all = vec!["create", path];
         all.extend(args);

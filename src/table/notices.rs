@@ -89,7 +89,7 @@ impl NoticeCursor {
     }
 }
 
-/// A record read whole: its words 1 to 7.
+/// A record's words as copied (word 0, the stamp, is checked, not kept).
 type Record = [u64; NOTICE_WORDS];
 
 impl Cache {

@@ -268,7 +268,11 @@ fn nginx_pool_stock_cache_against_scsp_and_bridge() {
     ) {
         return;
     }
-    for extra in [&["--tls", "1.3"][..], &["--tls", "1.2", "--tickets"]] {
+    for extra in [
+        &["--tls", "1.3"][..],
+        &["--tls", "1.2", "--tickets"],
+        &["--tls", "1.3", "--layout", "sets"],
+    ] {
         let mut args = vec!["--server", "nginx"];
         args.extend_from_slice(extra);
         let v = demo(&args);
@@ -286,7 +290,11 @@ fn apache_pool_stock_cache_against_scsp_and_bridge() {
     ) {
         return;
     }
-    for extra in [&["--tls", "1.2"][..], &["--tls", "1.3", "--tickets"]] {
+    for extra in [
+        &["--tls", "1.2"][..],
+        &["--tls", "1.3", "--tickets"],
+        &["--tls", "1.2", "--layout", "sets"],
+    ] {
         let mut args = vec!["--server", "apache"];
         args.extend_from_slice(extra);
         let v = demo(&args);

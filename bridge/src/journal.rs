@@ -126,7 +126,10 @@ impl LocalFeed {
     /// rings are small, a log's window is its whole log.
     pub fn collect(&mut self, r: &Replica) -> FeedProgress {
         match self {
-            LocalFeed::Log(_) => FeedProgress::default(),
+            LocalFeed::Log(f) => FeedProgress {
+                backlog_words: f.backlog(r),
+                ..FeedProgress::default()
+            },
             LocalFeed::Sets(f) => f.collect(r),
         }
     }

@@ -85,6 +85,24 @@ pub struct FeedProgress {
     pub backlog_words: u64,
 }
 
+/// Move entries from the front of `pending` into `b` while they fit: false
+/// if `b` filled before `pending` emptied.
+pub(crate) fn send_pending(pending: &mut VecDeque<JournalEntry>, b: &mut EntriesBuilder) -> bool {
+    while let Some(e) = pending.front() {
+        if !b.fits(e.key.len(), e.value.len()) {
+            return false;
+        }
+        let flags = if e.flags & FLAG_TOMBSTONE != 0 {
+            WIRE_TOMBSTONE
+        } else {
+            0
+        };
+        b.push(flags, e.expiry, e.origin, &e.key, &e.value);
+        pending.pop_front();
+    }
+    true
+}
+
 /// What this host has to send one peer, read as its segment's layout asks.
 pub enum LocalFeed {
     /// From the shard logs.
@@ -246,18 +264,9 @@ impl LogFeed {
         let mut idle_shards = 0;
         // Bounded: each round either adds entries or marks a shard idle.
         while idle_shards < shards {
-            while let Some(e) = self.pending.front() {
-                if !b.fits(e.key.len(), e.value.len()) {
-                    prog.backlog_words = self.backlog(cache);
-                    return prog;
-                }
-                let e = self.pending.pop_front().expect("front exists");
-                let flags = if e.flags & FLAG_TOMBSTONE != 0 {
-                    WIRE_TOMBSTONE
-                } else {
-                    0
-                };
-                b.push(flags, e.expiry, e.origin, &e.key, &e.value);
+            if !send_pending(&mut self.pending, b) {
+                prog.backlog_words = self.backlog(cache);
+                return prog;
             }
             let s = self.next_shard % shards;
             self.next_shard = self.next_shard.wrapping_add(1);

@@ -17,11 +17,10 @@
 //! and walks the ways again, which sends every session those notices named
 //! (a lost take or remove is gone for good, as one a log overwrote).
 
-use super::journal::FeedProgress;
-use super::wire::{EntriesBuilder, WIRE_TOMBSTONE};
+use super::journal::{send_pending, FeedProgress};
+use super::wire::EntriesBuilder;
 use scsp::replication::{JournalEntry, Notice, NoticeCursor, Replica};
 use scsp::segment::layout::NOTICE_WORDS;
-use scsp::table::FLAG_TOMBSTONE;
 use std::collections::VecDeque;
 
 /// Ways walked per turn of the catch-up.
@@ -106,18 +105,9 @@ impl NoticeFeed {
         let mut prog = self.collect(r);
         // Bounded: each turn sends, walks a chunk, or judges a notice.
         loop {
-            while let Some(e) = self.pending.front() {
-                if !b.fits(e.key.len(), e.value.len()) {
-                    prog.backlog_words = self.backlog(r);
-                    return prog;
-                }
-                let e = self.pending.pop_front().expect("front exists");
-                let flags = if e.flags & FLAG_TOMBSTONE != 0 {
-                    WIRE_TOMBSTONE
-                } else {
-                    0
-                };
-                b.push(flags, e.expiry, e.origin, &e.key, &e.value);
+            if !send_pending(&mut self.pending, b) {
+                prog.backlog_words = self.backlog(r);
+                return prog;
             }
             if self.walk < r.ways() {
                 let mut found = Vec::new();

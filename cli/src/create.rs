@@ -133,16 +133,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
             human(g.total_len),
         ),
         scsp::Layout::Sets => println!(
-            "created {}: sets layout, {} slots of {} in {} sets of {}, max value {}, {} notice \
-             rings of {} records for a bridge, file {}",
+            "created {}: sets layout, {}, file {}",
             a.path.display(),
-            s.index_slots,
-            human(g.slot_bytes()),
-            g.sets(),
-            scsp::segment::layout::SET_WAYS,
-            human(s.max_value),
-            scsp::segment::layout::NOTICE_RINGS,
-            g.notice_records(),
+            super::stats::sets_shape(g),
             human(g.total_len),
         ),
     }

@@ -21,6 +21,21 @@ pub struct Args {
     foreign: crate::access::Foreign,
 }
 
+/// A sets segment's slots, sets and notice rings, as `create` and `stats`
+/// describe them.
+pub fn sets_shape(g: &scsp::segment::Geometry) -> String {
+    use scsp::segment::layout::{NOTICE_RINGS, SET_WAYS};
+    format!(
+        "{} slots of {} in {} sets of {SET_WAYS}, max value {}, {NOTICE_RINGS} notice rings of {} \
+         records for a bridge",
+        g.sets() * SET_WAYS as u64,
+        human(g.slot_bytes()),
+        g.sets(),
+        human(g.max_value),
+        g.notice_records()
+    )
+}
+
 pub fn run(a: Args) -> Result<ExitCode> {
     let cache = Cache::open_with(&a.path, a.foreign.access()?)?;
     let s = cache.stats_as_observer();
@@ -73,17 +88,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let sets = s.layout == scsp::Layout::Sets;
     if sets {
         let g = cache.segment().geometry();
-        writeln!(
-            out,
-            "capacity       sets layout: {} slots of {} in {} sets of {}, max value {}; {} notice rings of {} records for a bridge",
-            s.index_slots,
-            human(g.slot_bytes()),
-            g.sets(),
-            scsp::segment::layout::SET_WAYS,
-            human(s.max_value),
-            scsp::segment::layout::NOTICE_RINGS,
-            g.notice_records()
-        )?;
+        writeln!(out, "capacity       sets layout: {}", sets_shape(g))?;
     } else {
         writeln!(
             out,

@@ -47,6 +47,25 @@ pub struct JournalEntry {
     pub published: bool,
 }
 
+impl JournalEntry {
+    /// The entry at `pos` whose header is `h`, from a verified copy of its
+    /// key and value in `scratch` (key words first, as `read_any` leaves
+    /// them).
+    pub(super) fn copied(pos: u64, h: &EntryHeader, scratch: &[u8], published: bool) -> Self {
+        let key_words = h.key_len.div_ceil(8);
+        JournalEntry {
+            pos,
+            key: scratch[..h.key_len].to_vec(),
+            value: scratch[key_words * 8..key_words * 8 + h.value_len].to_vec(),
+            expiry: h.expiry,
+            origin: h.origin,
+            flags: h.flags,
+            stored_at: h.stored_at,
+            published,
+        }
+    }
+}
+
 impl std::fmt::Debug for JournalEntry {
     // Never print key or value: they are session secrets.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -193,17 +212,8 @@ impl Cache {
                         // Overwritten under us: resynchronise next call.
                         break;
                     }
-                    let key_words = h.key_len.div_ceil(8);
-                    out.push(JournalEntry {
-                        pos: cur.pos,
-                        key: scratch[..h.key_len].to_vec(),
-                        value: scratch[key_words * 8..key_words * 8 + h.value_len].to_vec(),
-                        expiry: h.expiry,
-                        origin: h.origin,
-                        flags: h.flags,
-                        stored_at: h.stored_at,
-                        published: self.is_published(cur.shard, cur.pos, h.hash),
-                    });
+                    let published = self.is_published(cur.shard, cur.pos, h.hash);
+                    out.push(JournalEntry::copied(cur.pos, &h, &scratch, published));
                     got += 1;
                     cur.pos = cur.pos.saturating_add(h.words());
                     cur.stalled = None;

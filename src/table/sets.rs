@@ -674,17 +674,7 @@ impl Cache {
         if h.flags & FLAG_TOMBSTONE != 0 {
             return None;
         }
-        let key_words = h.key_len.div_ceil(8);
-        Some(super::journal::JournalEntry {
-            pos: way,
-            key: scratch[..h.key_len].to_vec(),
-            value: scratch[key_words * 8..key_words * 8 + h.value_len].to_vec(),
-            expiry: h.expiry,
-            origin: h.origin,
-            flags: h.flags,
-            stored_at: h.stored_at,
-            published: true,
-        })
+        Some(super::journal::JournalEntry::copied(way, &h, scratch, true))
     }
 
     /// Every way's word, with its set and way: the walk the functions

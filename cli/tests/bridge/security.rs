@@ -468,6 +468,27 @@ fn entries_a_peer_may_not_send_are_refused_one_by_one_and_the_rest_applied() {
     assert_eq!(c.hosts[1].peer_status(1).refused, 0);
 }
 
+/// As peer 1, send host 2 5 120 sessions of `value_len` bytes in 80
+/// acknowledged batches; host 2's account of peer 1 afterwards.
+fn flood_host_2_from_peer_1(
+    c: &Cluster,
+    value_len: usize,
+) -> scsp::replication::status::PeerStatus {
+    let mut s = established(c, 1, 2);
+    let now = scsp::clock::now_secs();
+    let value = vec![1u8; value_len];
+    for seq in 1..=80u64 {
+        let mut b = EntriesBuilder::new(seq);
+        for i in 0..64u64 {
+            let k = format!("flood-{seq}-{i}");
+            b.push(0, now + 300, 1, k.as_bytes(), &value);
+        }
+        s.write_all(&b.finish()).unwrap();
+        read_until(&mut s, |f| matches!(f, Frame::Ack { seq: a } if *a == seq));
+    }
+    c.hosts[1].peer_status(1)
+}
+
 #[test]
 fn a_flooding_peer_costs_its_share_of_the_log_not_this_hosts_sessions() {
     let c = cluster_without_host_1();
@@ -481,19 +502,7 @@ fn a_flooding_peer_costs_its_share_of_the_log_not_this_hosts_sessions() {
     // The index is lossy (a random hash per segment): count what it holds.
     let held = own.iter().filter(|k| c.hosts[1].get(k).is_some()).count();
     // Peer 1 sends five times the log's size.
-    let mut s = established(&c, 1, 2);
-    let now = scsp::clock::now_secs();
-    let value = vec![1u8; 1000];
-    for seq in 1..=80u64 {
-        let mut b = EntriesBuilder::new(seq);
-        for i in 0..64u64 {
-            let k = format!("flood-{seq}-{i}");
-            b.push(0, now + 300, 1, k.as_bytes(), &value);
-        }
-        s.write_all(&b.finish()).unwrap();
-        read_until(&mut s, |f| matches!(f, Frame::Ack { seq: a } if *a == seq));
-    }
-    let st = c.hosts[1].peer_status(1);
+    let st = flood_host_2_from_peer_1(&c, 1000);
     assert!(st.over_budget_entries > 0, "{st:?}");
     assert!(st.log_share_permille <= 520, "{st:?}");
     // A flood that pushed this host's sessions out would cost hundreds; a
@@ -522,19 +531,7 @@ fn a_flooding_peer_costs_its_share_of_a_sets_segment_not_this_hosts_sessions() {
     }
     let held = own.iter().filter(|k| c.hosts[1].get(k).is_some()).count();
     // Peer 1 sends two and a half times the slots.
-    let mut s = established(&c, 1, 2);
-    let now = scsp::clock::now_secs();
-    let value = vec![1u8; 300];
-    for seq in 1..=80u64 {
-        let mut b = EntriesBuilder::new(seq);
-        for i in 0..64u64 {
-            let k = format!("flood-{seq}-{i}");
-            b.push(0, now + 300, 1, k.as_bytes(), &value);
-        }
-        s.write_all(&b.finish()).unwrap();
-        read_until(&mut s, |f| matches!(f, Frame::Ack { seq: a } if *a == seq));
-    }
-    let st = c.hosts[1].peer_status(1);
+    let st = flood_host_2_from_peer_1(&c, 300);
     assert!(st.over_budget_entries > 0, "{st:?}");
     assert!(st.log_share_permille <= 520, "{st:?}");
     // A session takes a whole slot: the peer's half is 1 024 of them, however

@@ -17,7 +17,8 @@
  *   is SCSP_E_INVAL — never a crash (a pointer that is non-NULL but invalid
  *   cannot be detected and is undefined behaviour, as in libc).
  *   - SCSP_E_IO: a system call failed and errno holds the OS error (only
- *     scsp_open returns it: get/put/take/remove work on shared memory).
+ *     scsp_open and scsp_prefault return it: get/put/take/remove work on
+ *     shared memory).
  *     For any other code errno is unspecified.
  *   - scsp_last_error(): after a call fails with any code other than
  *     SCSP_E_NOT_FOUND or SCSP_E_BUFFER, a message for people saying what is
@@ -133,13 +134,16 @@ typedef struct scsp_options {
     uint64_t size_bytes;  /* session log bytes of a new segment; 0: 64 MiB */
     uint32_t max_value;   /* largest value, power of two 256..65536; 0: 8192
                              (SCSP_OPEN_LAYOUT_SETS: see there) */
-    uint32_t shards;      /* log shards, power of two; 0: 16 */
-    uint32_t mode;        /* file permission bits: 0600, or 0660 with a group; "other" bits
-                             are refused; 0: 0600 */
+    uint32_t shards;      /* log shards, power of two; 0: 16 (leave 0 with
+                             SCSP_OPEN_LAYOUT_SETS: it has none; else SCSP_E_INVAL) */
+    uint32_t mode;        /* file permission bits: 0600, or 0660 to share with a group
+                             (.group with SCSP_OPEN_SET_GROUP, else the creator's);
+                             "other" and execute bits are refused; 0: 0600 */
     uint32_t host_id;     /* origin id stamped on entries (bridge); 0: 1 */
     uint32_t group;       /* gid for SCSP_OPEN_SET_GROUP (use mode 0660) */
     uint32_t typical_value; /* most values' size, sizes a new segment's index
-                               (docs/operations.md); 64..max_value; 0: 176 */
+                               (docs/operations.md); 64..max_value; 0: 176
+                               (leave 0 with SCSP_OPEN_LAYOUT_SETS) */
     uint32_t ticket_period_secs;   /* ticket key rotation period; 0: 6 h */
     uint32_t ticket_lifetime_secs; /* ticket validity, <= 2 * period and <= 7 days; 0: 12 h
                                       (or 2 * period if that is shorter) */
@@ -316,7 +320,8 @@ typedef struct scsp_ticket_key {
  * wipes retired keys; no process has to be in charge of rotation.
  * Returns SCSP_OK; SCSP_E_NOT_FOUND if no key can be made right now (ring
  * full, or another process is stuck making it): issue no ticket;
- * SCSP_E_INVAL (NULL c or out).
+ * SCSP_E_INVAL (NULL c or out, or a rotation policy other than the
+ * segment's: see scsp_ticket_lifetime).
  */
 int scsp_ticket_key_current(scsp_cache *c, scsp_ticket_key *out);
 
@@ -325,7 +330,8 @@ int scsp_ticket_key_current(scsp_cache *c, scsp_ticket_key *out);
  * ticket. flags has SCSP_TICKET_KEY_CURRENT unless the key is an older one:
  * then accept the ticket but issue a new one (OpenSSL: return 2, "renew").
  * Returns SCSP_OK, SCSP_E_NOT_FOUND (unknown or retired key: do a full
- * handshake), SCSP_E_INVAL (NULL c, name or out).
+ * handshake), SCSP_E_INVAL (NULL c, name or out, or a rotation policy other
+ * than the segment's: see scsp_ticket_lifetime).
  */
 int scsp_ticket_key_find(scsp_cache *c, const uint8_t name[16], scsp_ticket_key *out);
 

@@ -37,7 +37,7 @@ pub const SCSP_MAX_KEY: usize = 255;
 pub struct scsp_cache {
     cache: Arc<scsp::Cache>,
     tickets: scsp::keyring::RotationPolicy,
-    keys: std::sync::OnceLock<Option<scsp::keyring::KeyRing>>,
+    keys: std::sync::OnceLock<scsp::keyring::KeyRing>,
 }
 
 const _: () = {

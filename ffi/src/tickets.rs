@@ -6,7 +6,7 @@
 //! Keys are secrets: the copies made here are wiped before they are dropped,
 //! and nothing is logged. The C caller is told (in `scsp.h`) to wipe its own.
 
-use crate::codes::{SCSP_E_INTERNAL, SCSP_E_INVAL, SCSP_E_NOT_FOUND, SCSP_OK};
+use crate::codes::{SCSP_E_INVAL, SCSP_E_NOT_FOUND, SCSP_OK};
 use crate::errors::{fail, guard};
 use crate::{handle, scsp_cache};
 use std::ffi::c_int;
@@ -61,12 +61,15 @@ impl From<&scsp::keyring::TicketKey> for scsp_ticket_key {
 }
 
 /// The segment's key ring for this handle, attached on first use (most
-/// users never need it). `None` only if the ring refused the policy, which
-/// `scsp_open` already validated.
-pub(crate) fn ring(h: &scsp_cache) -> Option<&scsp::keyring::KeyRing> {
-    h.keys
-        .get_or_init(|| scsp::keyring::KeyRing::new(h.cache.clone(), h.tickets).ok())
-        .as_ref()
+/// users never need it). An error when the segment's ring holds another
+/// rotation policy than this handle's: nothing is kept then, so every call
+/// says so again.
+pub(crate) fn ring(h: &scsp_cache) -> scsp::Result<&scsp::keyring::KeyRing> {
+    if let Some(ring) = h.keys.get() {
+        return Ok(ring);
+    }
+    let ring = scsp::keyring::KeyRing::new(h.cache.clone(), h.tickets)?;
+    Ok(h.keys.get_or_init(|| ring))
 }
 
 /// Copy `key` to the caller, then wipe our copy.
@@ -97,11 +100,9 @@ pub unsafe extern "C" fn scsp_ticket_key_current(
         if out.is_null() {
             return fail(SCSP_E_INVAL, "scsp_ticket_key_current: out is NULL".into());
         }
-        let Some(ring) = ring(h) else {
-            return fail(
-                SCSP_E_INTERNAL,
-                "scsp_ticket_key_current: no key ring".into(),
-            );
+        let ring = match ring(h) {
+            Ok(ring) => ring,
+            Err(e) => return fail(SCSP_E_INVAL, format!("scsp_ticket_key_current: {e}")),
         };
         // The ring's TicketKey wipes itself when dropped.
         match ring.current().as_ref().map(scsp_ticket_key::from) {
@@ -145,8 +146,9 @@ pub unsafe extern "C" fn scsp_ticket_key_find(
         // SAFETY: non-NULL and 16 readable bytes by contract; u8 has no
         // alignment requirement.
         let name: [u8; 16] = unsafe { name.cast::<[u8; 16]>().read_unaligned() };
-        let Some(ring) = ring(h) else {
-            return fail(SCSP_E_INTERNAL, "scsp_ticket_key_find: no key ring".into());
+        let ring = match ring(h) {
+            Ok(ring) => ring,
+            Err(e) => return fail(SCSP_E_INVAL, format!("scsp_ticket_key_find: {e}")),
         };
         match ring.find(&name).as_ref().map(scsp_ticket_key::from) {
             Some(mut k) => {
@@ -184,7 +186,7 @@ pub unsafe extern "C" fn scsp_ticket_lifetime(c: *mut scsp_cache, secs: *mut u32
         // before they serve): it stores this handle's rotation policy in the
         // segment, where the bridge finds it, and a policy that disagrees
         // with the segment's is reported here rather than at a handshake.
-        if let Err(e) = scsp::keyring::KeyRing::new(h.cache.clone(), h.tickets) {
+        if let Err(e) = ring(h) {
             return fail(SCSP_E_INVAL, format!("scsp_ticket_lifetime: {e}"));
         }
         let lifetime = h.tickets.lifetime.as_secs().min(u32::MAX.into()) as u32;

@@ -282,7 +282,8 @@ impl KeyRing {
             return Err(Error::Config(format!(
                 "ticket keys: this segment's keys rotate every {} s and live {} s, this process \
                  asks for {period} s and {lifetime} s; give every server of the segment the same \
-                 rotation policy",
+                 rotation policy (if no server was configured with the segment's, it is damaged: \
+                 recreate it)",
                 theirs.period.as_secs(),
                 theirs.lifetime.as_secs()
             )));

@@ -8,7 +8,7 @@
 //! else got there first. An opener therefore sees either nothing or a
 //! finished segment, and a creator killed half-way leaves nothing behind.
 
-use super::layout::{Geometry, H_STATE, PAGE};
+use super::layout::{Geometry, H_STATE, MAGIC, MAGIC_SETS, PAGE};
 use super::{Access, Backing, Segment};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -43,6 +43,24 @@ fn random_seed() -> [u64; 2] {
         u64::from_le_bytes(buf[..8].try_into().unwrap_or_default()),
         u64::from_le_bytes(buf[8..].try_into().unwrap_or_default()),
     ]
+}
+
+/// Why a file of `len` bytes, too short or not whole words, cannot be
+/// mapped: a segment cut or extended by hand (its magic is there) is
+/// damaged; anything else is not a segment.
+fn cut_short(path: &Path, file: &File, len: u64) -> Error {
+    use std::os::unix::fs::FileExt;
+    let mut magic = [0u8; 8];
+    match file.read_exact_at(&mut magic, 0) {
+        Ok(()) if [MAGIC, MAGIC_SETS].contains(&u64::from_le_bytes(magic)) => Error::Corrupt {
+            path: path.to_path_buf(),
+            what: format!(
+                "length mismatch: the file has {len} bytes, not a whole segment (truncated or \
+                 extended?)"
+            ),
+        },
+        _ => Error::NotASegment(path.to_path_buf()),
+    }
 }
 
 fn map(path: &Path, file: &File, len: u64) -> Result<memmap2::MmapRaw> {
@@ -430,7 +448,7 @@ impl Segment {
         check_acl(path, &file, meta.mode())?;
         let len = meta.len();
         if len < PAGE || len % 8 != 0 {
-            return Err(Error::NotASegment(path.to_path_buf()));
+            return Err(cut_short(path, &file, len));
         }
         let map = map(path, &file, len)?;
         // Read the header through atomics: the file is shared.

@@ -281,12 +281,6 @@ fn check_owner_fields(cfg: &Config) -> Result<()> {
     if cfg.host_id == 0 {
         return Err(field("host_id", "host_id must be non-zero".into()));
     }
-    if cfg.mode & !0o777 != 0 || cfg.mode & 0o600 != 0o600 {
-        return Err(field("mode", format!(
-            "mode {:o} must be permission bits that give the owner read+write (e.g. 600, or 660 to share with a group, whose members open it read-write)",
-            cfg.mode
-        )));
-    }
     // Sessions are secrets: other users get nothing, not even read.
     if cfg.mode & 0o007 != 0 {
         return Err(field("mode", format!(
@@ -294,9 +288,15 @@ fn check_owner_fields(cfg: &Config) -> Result<()> {
             cfg.mode
         )));
     }
+    if cfg.mode & !0o666 != 0 || cfg.mode & 0o600 != 0o600 {
+        return Err(field("mode", format!(
+            "mode {:o}: a segment is read and written by its owner and never executed; use 600, or 660 to share it with a group (whose members open it read-write)",
+            cfg.mode
+        )));
+    }
     // Every user of a segment writes to it: a group that may only read
     // could not open it at all.
-    if !matches!(cfg.mode & 0o070, 0 | 0o060 | 0o070) {
+    if !matches!(cfg.mode & 0o070, 0 | 0o060) {
         return Err(field("mode", format!(
             "mode {:o} gives the group only part of read+write, which lets it open nothing (every user of a segment writes to it): use 660 to share with the group, or 600",
             cfg.mode

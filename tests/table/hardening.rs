@@ -241,6 +241,18 @@ fn create_refuses_any_permission_for_others() {
         );
         assert!(!path.exists());
     }
+    // A segment is read and written, never executed: 600 or 660 exactly.
+    for mode in [0o700, 0o670, 0o770, 0o640] {
+        let err = Cache::create(&path, &Config { mode, ..small() })
+            .err()
+            .unwrap();
+        assert!(
+            matches!(err, Error::InvalidField { field: "mode", .. }),
+            "{mode:o}: {err}"
+        );
+        assert!(err.to_string().contains("660"), "{err}");
+        assert!(!path.exists());
+    }
 }
 
 #[test]

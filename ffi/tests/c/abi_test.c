@@ -144,6 +144,9 @@ static void bad_max_value(scsp_options *x) { x->max_value = 1000; }
 static void bad_shards(scsp_options *x) { x->shards = 3; }
 static void bad_mode_other(scsp_options *x) { x->mode = 0604; }
 static void bad_mode_group(scsp_options *x) { x->mode = 0640; }
+static void bad_mode_exec(scsp_options *x) { x->mode = 0700; }
+static void bad_sets_shards(scsp_options *x) { x->flags = SCSP_OPEN_LAYOUT_SETS; x->shards = 16; }
+static void bad_sets_typical(scsp_options *x) { x->flags = SCSP_OPEN_LAYOUT_SETS; x->typical_value = 300; }
 static void bad_typical(scsp_options *x) { x->typical_value = 16; }
 static void bad_lifetime(scsp_options *x) { x->ticket_period_secs = 60; x->ticket_lifetime_secs = 121; }
 static void bad_reserved(scsp_options *x) { x->reserved = 1; }
@@ -159,6 +162,9 @@ static void check_field_names(void)
         {bad_shards, "opts->shards"},
         {bad_mode_other, "opts->mode"},
         {bad_mode_group, "opts->mode"},
+        {bad_mode_exec, "opts->mode"},
+        {bad_sets_shards, "opts->shards"},
+        {bad_sets_typical, "opts->typical_value"},
         {bad_typical, "opts->typical_value"},
         {bad_lifetime, "opts->ticket_lifetime_secs"},
         {bad_reserved, "opts->reserved"},
@@ -396,6 +402,30 @@ static int all_zero(const uint8_t *p, size_t n)
     return 1;
 }
 
+/* A handle asking for another rotation policy than the one the segment
+ * stores gets no key, from any ticket call, and a message naming both
+ * policies, every time it asks. */
+static void check_other_policy(const scsp_options *stored, const uint8_t name[16])
+{
+    scsp_cache *c = NULL;
+    scsp_options o = *stored;
+    scsp_ticket_key k;
+    uint32_t secs = 0;
+    int i;
+    o.flags = SCSP_OPEN_NO_CREATE;
+    o.ticket_period_secs = 3;
+    o.ticket_lifetime_secs = 6;
+    CHECK(scsp_open(in_dir("rotating"), &o, &c) == SCSP_OK);
+    for (i = 0; i < 2; i++) {
+        CHECK(scsp_ticket_key_current(c, &k) == SCSP_E_INVAL);
+        CHECK(strstr(scsp_last_error(), "rotate every 2 s") != NULL);
+        CHECK(strstr(scsp_last_error(), "asks for 3 s") != NULL);
+        CHECK(scsp_ticket_key_find(c, name, &k) == SCSP_E_INVAL);
+        CHECK(scsp_ticket_lifetime(c, &secs) == SCSP_E_INVAL);
+    }
+    scsp_close(c);
+}
+
 /* The current key is found by its name, flagged current, and is the same
  * key for every handle on the segment. Wiped after use, as documented. */
 static void check_ticket_keys(scsp_cache *c)
@@ -515,6 +545,7 @@ static void check_ticket_key_rotation(void)
     CHECK(found.flags == 0 && memcmp(found.aes_key, old.aes_key, 32) == 0);
     CHECK(scsp_ticket_key_find(c, cur.name, &found) == SCSP_OK);
     CHECK(found.flags == SCSP_TICKET_KEY_CURRENT);
+    check_other_policy(&o, cur.name);
     explicit_bzero(&old, sizeof old);
     explicit_bzero(&cur, sizeof cur);
     explicit_bzero(&found, sizeof found);

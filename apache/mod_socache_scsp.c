@@ -154,6 +154,17 @@ static const char *parse_spec(apr_pool_t *p, const char *arg, int allow_context,
     out->path = comma ? apr_pstrmemdup(p, arg, comma - arg) : apr_pstrdup(p, arg);
     if (out->path[0] != '/')
         return apr_psprintf(p, "scsp: the segment path must be absolute, not '%s'", out->path);
+    {
+        /* shmcb's PATH(SIZE): a segment's size is set when it is made. */
+        size_t len = strlen(out->path);
+        const char *open = strrchr(out->path, '(');
+        if (len > 0 && out->path[len - 1] == ')' && open != NULL)
+            return apr_psprintf(p, "scsp: '%s': scsp takes no size in parentheses (that is "
+                                "shmcb's syntax); name the segment alone, scsp:%.*s, and set "
+                                "its size when you make it: scsp create %.*s --size 64MiB",
+                                out->path, (int)(open - out->path), out->path,
+                                (int)(open - out->path), out->path);
+    }
     params = apr_pstrdup(p, comma ? comma + 1 : "");
     for (param = apr_strtok(params, ",", &state); param != NULL;
          param = apr_strtok(NULL, ",", &state)) {
@@ -246,16 +257,23 @@ static const char *open_spec(apr_pool_t *p, const struct spec *spec, scsp_cache 
     return NULL;
 }
 
-/* In each child, at its start: map every page of every segment now
- * (scsp_prefault), so that no handshake pays a page fault for a page of the
- * cache this child has not touched yet; the parent's mapping does not carry
- * over. A failure only costs those faults later: logged, never fatal. */
+/* In each child, at its start: guard every segment against its file being
+ * truncated (scsp_guard_truncation, after httpd set its own SIGBUS action in
+ * the parent: the child then serves without the cache instead of dying at
+ * its next handshake), and map every page now (scsp_prefault), so that no
+ * handshake pays a page fault for a page of the cache this child has not
+ * touched yet; the parent's mapping does not carry over. A failure of
+ * either only costs what it would have spared: logged, never fatal. */
 static void child_init(apr_pool_t *p, server_rec *s)
 {
     int i;
     (void)p;
     for (i = 0; opened != NULL && i < opened->nelts; i++) {
         scsp_cache *c = *APR_ARRAY_IDX(opened, i, scsp_cache **);
+        if (c != NULL && scsp_guard_truncation(c) != SCSP_OK)
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                         "scsp: segment not guarded against truncation: %s",
+                         scsp_last_error());
         if (c != NULL && scsp_prefault(c) != SCSP_OK)
             /* EINVAL: a kernel before 5.14, nothing to fix */
             ap_log_error(APLOG_MARK, errno == EINVAL ? APLOG_INFO : APLOG_WARNING, 0, s,
@@ -616,7 +634,7 @@ static const char *cmd_ticket_keys(cmd_parms *cmd, void *dcfg, const char *arg)
 
 static const command_rec scsp_cmds[] = {
     AP_INIT_TAKE1("SCSPTicketKeys", cmd_ticket_keys, NULL, RSRC_CONF,
-                  "off, or the scsp segment (PATH[,allow_foreign_owner=on]) whose "
+                  "off, or the scsp segment (PATH[,allow_foreign_owner=on,owner=USER,group=GROUP]) whose "
                   "rotating keys encrypt every TLS vhost's session tickets"),
     {NULL}
 };

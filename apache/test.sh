@@ -410,6 +410,7 @@ bad "symbolic link" "SSLSessionCache: scsp: cannot use the segment: scsp_open: $
     "SSLSessionCache scsp:$shm/link"
 bad "world-writable segment" "lets every user" "SSLSessionCache scsp:$shm/world"
 bad "not a segment" "is not an scsp segment" "SSLSessionCache scsp:$shm/junk"
+bad "shmcb's size in parentheses" "scsp takes no size in parentheses" "SSLSessionCache scsp:$shm/seg-1(512000)"
 bad "context too long" "SSLSessionCache: scsp: context '0123456789abcdef0123456789abcdefX' must be 1 to 32 characters" \
     "SSLSessionCache scsp:$shm/seg-1,context=0123456789abcdef0123456789abcdefX"
 bad "context with a space" "may hold only printable characters" "SSLSessionCache \"scsp:$shm/seg-1,context=a b\""

@@ -17,8 +17,8 @@
  *   is SCSP_E_INVAL — never a crash (a pointer that is non-NULL but invalid
  *   cannot be detected and is undefined behaviour, as in libc).
  *   - SCSP_E_IO: a system call failed and errno holds the OS error (only
- *     scsp_open and scsp_prefault return it: get/put/take/remove work on
- *     shared memory).
+ *     scsp_open, scsp_prefault and scsp_guard_truncation return it:
+ *     get/put/take/remove work on shared memory).
  *     For any other code errno is unspecified.
  *   - scsp_last_error(): after a call fails with any code other than
  *     SCSP_E_NOT_FOUND or SCSP_E_BUFFER, a message for people saying what is
@@ -270,10 +270,28 @@ int scsp_stats(scsp_cache *c, struct scsp_stats *out);
  * Whether the segment's path no longer names the file this handle maps: it
  * was removed, or replaced by a new segment (an upgrade). The handle keeps
  * working on the old file, which no new process will open; reopen to follow.
- * Makes a system call (stat): call it on reload or from a timer, not per
- * handshake. Returns 1 (replaced), 0 (not), SCSP_E_INVAL (NULL c).
+ * Also 1 once the file was truncated under a handle scsp_guard_truncation
+ * guards. Makes a system call (stat): call it on reload or from a timer, not
+ * per handshake. Returns 1 (replaced), 0 (not), SCSP_E_INVAL (NULL c).
  */
 int scsp_replaced(scsp_cache *c);
+
+/*
+ * Survive the segment file being truncated (`truncate -s 0`, `: > PATH`)
+ * while this process maps it. Without this, the next get or put after a
+ * truncation kills the process with SIGBUS (a mapped page past the end of
+ * its file). With it, a process-wide SIGBUS handler maps private zero pages
+ * over this handle's mapping instead: from then on gets miss, puts go
+ * nowhere others see, and scsp_replaced() returns 1 (remove the file,
+ * create a new segment, reopen). A SIGBUS anywhere else gets the action
+ * installed before. Call it in each process after the server has set up its
+ * own signal handlers (in a worker at its start: Apache httpd replaces the
+ * SIGBUS action in its parent); calling it again re-installs the handler if
+ * another took its place. Makes system calls: never per handshake.
+ * Returns SCSP_OK, SCSP_E_INVAL (NULL c, or more than 32 segments guarded in
+ * one process), SCSP_E_IO (sigaction failed, errno set).
+ */
+int scsp_guard_truncation(scsp_cache *c);
 
 /*
  * Map every page of the segment into this process now, so that no get or put

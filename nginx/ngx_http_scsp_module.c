@@ -173,7 +173,12 @@ ngx_scsp_same(ngx_scsp_srv_conf_t *a, ngx_scsp_srv_conf_t *b)
         return 0;
     }
 
-    if (a->cache && a->cache_seg != b->cache_seg) {
+    if (a->cache
+        && (a->cache_seg != b->cache_seg
+            || a->context.len != b->context.len
+            || ngx_strncmp(a->context.data, b->context.data,
+                           a->context.len) != 0))
+    {
         return 0;
     }
 

@@ -126,11 +126,14 @@ ngx_scsp_cleanup_segment(void *data)
 
 
 /*
- * In each worker, at its start: map every page of every segment now
- * (scsp_prefault), so that no handshake pays a page fault for a page of the
- * cache this worker has not touched yet. The master's mapping does not
- * carry over: a forked worker starts with none of the pages mapped. A
- * failure only costs those faults later, so it is logged, never fatal.
+ * In each worker, at its start: guard every segment against its file being
+ * truncated (scsp_guard_truncation: the worker then serves without the
+ * cache instead of dying of SIGBUS at its next handshake), and map every
+ * page now (scsp_prefault), so that no handshake pays a page fault for a
+ * page of the cache this worker has not touched yet. The master's mapping
+ * does not carry over: a forked worker starts with none of the pages
+ * mapped. A failure of either only costs what it would have spared, so it
+ * is logged, never fatal.
  */
 static ngx_int_t
 ngx_scsp_init_process_common(ngx_cycle_t *cycle, ngx_scsp_main_conf_t *mcf)
@@ -150,6 +153,13 @@ ngx_scsp_init_process_common(ngx_cycle_t *cycle, ngx_scsp_main_conf_t *mcf)
     for (i = 0; i < mcf->segments.nelts; i++) {
         if (segp[i]->cache == NULL) {
             continue;
+        }
+
+        if (scsp_guard_truncation(segp[i]->cache) != SCSP_OK) {
+            ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
+                          "scsp: segment \"%V\" not guarded against "
+                          "truncation: %s", &segp[i]->path,
+                          scsp_last_error());
         }
 
         rc = scsp_prefault(segp[i]->cache);

@@ -94,12 +94,12 @@ seg2=/dev/shm/scsp-nginx-test-$$-2
 pids=()
 cleanup() {
     local p
-    for h in 1 2; do
+    for h in 1 2 3; do
         [ -f "$tmp/nginx-$h/nginx.pid" ] && kill -TERM "$(cat "$tmp/nginx-$h/nginx.pid")" 2>/dev/null || true
     done
     for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
     sleep 0.3
-    for h in 1 2; do
+    for h in 1 2 3; do
         [ -f "$tmp/nginx-$h/nginx.pid" ] && kill -KILL "$(cat "$tmp/nginx-$h/nginx.pid")" 2>/dev/null || true
     done
     for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
@@ -628,6 +628,10 @@ expect_bad default-server-mismatch 'share 127.60.0.9:8443 but not their scsp set
 server { listen 127.60.0.9:8443 ssl default_server; ssl_reject_handshake on; }
 server { listen 127.60.0.9:8443 ssl; server_name www.test; scsp_session_cache $badseg-ok context=www; }
 EOF
+expect_bad default-server-other-context 'share 127.60.0.9:8443 but not their scsp settings' <<EOF
+server { listen 127.60.0.9:8443 ssl default_server; scsp_session_cache $badseg-ok context=a; }
+server { listen 127.60.0.9:8443 ssl; server_name b.test; scsp_session_cache $badseg-ok context=b; }
+EOF
 expect_bad context-client-verify 'verify client certificates differently' <<EOF
 scsp_session_cache $badseg-ok context=www;
 server { listen 127.60.0.9:8443 ssl; }
@@ -647,6 +651,33 @@ good_rc=0
 "$nginx_bin" -t -p "$bd" -c "$bd/good.conf" >"$bd/good.out" 2>&1 || good_rc=$?
 check "a good configuration with the same segments passes nginx -t (exit $good_rc)" [ $good_rc = 0 ]
 [ $good_rc = 0 ] || sed 's/^/       /' "$bd/good.out"
+
+# ------------------------------------------------ 6. a truncated segment
+echo "== 6. a segment truncated under nginx: workers serve on without the cache"
+seg3=/dev/shm/scsp-nginx-test-$$-cut
+"$scsp" create "$seg3" --size 4MiB --host-id 3 >/dev/null
+nginx_conf 3 "$seg3"
+"$nginx_bin" -p "$tmp/nginx-3" -c "$tmp/nginx-3/nginx.conf"
+wait_workers 3 || true
+before=$(workers 3 | tr '\n' ' ')
+first=$(conn 127.60.0.3 8412 -tls1_2 -sess_out "$tmp/cut.sess")
+again=$(conn 127.60.0.3 8412 -tls1_2 -sess_in "$tmp/cut.sess")
+check "before: a session made on host 3 resumes there ($first, then $again)" [ "${again%% *}" = R ]
+: >"$seg3"
+answered=0
+for i in $(seq 1 20); do
+    r=$(conn 127.60.0.3 8412 -tls1_2)
+    [ "${r%% *}" = N ] && answered=$((answered + 1))
+done
+after=$(workers 3 | tr '\n' ' ')
+check "after ': > segment': 20 of 20 connections answered ($answered)" [ $answered = 20 ]
+check "no worker died of SIGBUS (workers $before, then $after)" [ "$before" = "$after" ]
+if grep -q "exited on signal" "$tmp/nginx-3/logs/error.log"; then
+    bad "host 3's error log: $(grep -m1 "exited on signal" "$tmp/nginx-3/logs/error.log")"
+else
+    ok "no worker exited on a signal"
+fi
+kill -TERM "$(master 3)"
 
 echo
 echo "nginx: $pass passed, $fail failed"

@@ -159,6 +159,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
     } {
         writeln!(out, "note           {note}")?;
     }
+    if let Some(note) = too_large_note(&s) {
+        writeln!(out, "note           {note}")?;
+    }
     writeln!(out, "counters       (all processes, since creation)")?;
     for i in scsp::stats::COUNTERS {
         writeln!(
@@ -250,6 +253,22 @@ fn sets_note(s: &scsp::Stats) -> Option<String> {
          \"Choosing a layout\")",
         share * 100.0
     ))
+}
+
+/// Sessions refused for their size never resume, silently for the client:
+/// say so whenever there are any.
+fn too_large_note(s: &scsp::Stats) -> Option<String> {
+    let (refused, puts) = (s.counters.too_large, s.counters.puts);
+    (refused > 0).then(|| {
+        format!(
+            "{refused} puts ({:.1}%) were refused as larger than this segment's \
+             max value of {} B (sessions holding client certificates often are): those \
+             sessions never resume; recreate the segment with a larger --max-value \
+             (docs/operations.md, \"Sizing a segment\")",
+            refused as f64 * 100.0 / (refused + puts) as f64,
+            s.max_value
+        )
+    })
 }
 
 fn describe_pages(p: &scsp::segment::pages::PagePolicy) -> String {

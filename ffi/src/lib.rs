@@ -383,8 +383,39 @@ pub unsafe extern "C" fn scsp_replaced(c: *mut scsp_cache) -> c_int {
     guard(|| {
         // SAFETY: contract of this function.
         match unsafe { handle(c, "scsp_replaced") } {
-            Ok(h) => c_int::from(h.cache.segment().replaced()),
+            Ok(h) => {
+                let seg = h.cache.segment();
+                c_int::from(seg.replaced() || seg.truncated())
+            }
             Err(e) => e,
+        }
+    })
+}
+
+/// Survive the segment file being truncated under this process. See
+/// `scsp.h`.
+///
+/// # Safety
+/// `c` NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn scsp_guard_truncation(c: *mut scsp_cache) -> c_int {
+    guard(|| {
+        // SAFETY: contract of this function.
+        let h = match unsafe { handle(c, "scsp_guard_truncation") } {
+            Ok(h) => h,
+            Err(e) => return e,
+        };
+        match h.cache.segment().guard_against_truncation() {
+            Ok(()) => SCSP_OK,
+            Err(e) => match e.raw_os_error() {
+                Some(errno) => fail_errno(
+                    SCSP_E_IO,
+                    format!("scsp_guard_truncation: sigaction(SIGBUS) failed: {e}"),
+                    Some(errno),
+                ),
+                // More segments guarded than the handler has room for.
+                None => fail(SCSP_E_INVAL, format!("scsp_guard_truncation: {e}")),
+            },
         }
     })
 }

@@ -19,7 +19,7 @@
 
 use super::Segment;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Once;
+use std::sync::Mutex;
 
 /// Guarded mappings at once in one process.
 const SLOTS: usize = 32;
@@ -37,8 +37,8 @@ const FREE: Guarded = Guarded {
     truncated: AtomicBool::new(false),
 };
 static GUARDED: [Guarded; SLOTS] = [FREE; SLOTS];
-static INSTALL: Once = Once::new();
-static INSTALLED: AtomicBool = AtomicBool::new(false);
+/// Serialises installs (never taken by the handler).
+static INSTALL: Mutex<()> = Mutex::new(());
 /// The SIGBUS action before ours, put back for faults that are not ours.
 static mut PREVIOUS: std::mem::MaybeUninit<libc::sigaction> = std::mem::MaybeUninit::zeroed();
 
@@ -82,27 +82,34 @@ extern "C" fn on_sigbus(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc
     };
 }
 
+/// Make `on_sigbus` the SIGBUS action, keeping the action it replaces for
+/// faults that are not ours. Again whenever another action took its place
+/// since (a server that sets up its own crash handlers after opening the
+/// segment: Apache httpd does, before its children start).
 fn install() -> std::io::Result<()> {
-    INSTALL.call_once(|| {
-        // SAFETY: sigaction with a zeroed struct and a handler that only
-        // touches atomics and calls mmap/sigaction; PREVIOUS is written
-        // here once, before the handler can run.
-        unsafe {
-            let mut act: libc::sigaction = std::mem::zeroed();
-            act.sa_sigaction = on_sigbus as *const () as usize;
-            act.sa_flags = libc::SA_SIGINFO | libc::SA_NODEFER;
-            libc::sigemptyset(&mut act.sa_mask);
-            let previous = (*std::ptr::addr_of_mut!(PREVIOUS)).as_mut_ptr();
-            if libc::sigaction(libc::SIGBUS, &act, previous) == 0 {
-                INSTALLED.store(true, Ordering::Release);
-            }
+    let _one_at_a_time = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    // SAFETY: sigaction reads and writes the structs given; a zeroed
+    // sigaction is a valid value to fill or to pass.
+    unsafe {
+        let mut current: libc::sigaction = std::mem::zeroed();
+        if libc::sigaction(libc::SIGBUS, std::ptr::null(), &mut current) != 0 {
+            return Err(std::io::Error::last_os_error());
         }
-    });
-    if INSTALLED.load(Ordering::Acquire) {
-        Ok(())
-    } else {
-        Err(std::io::Error::other("cannot install the SIGBUS handler"))
+        if current.sa_sigaction == on_sigbus as *const () as usize {
+            return Ok(());
+        }
+        // `on_sigbus` is not the action, so no fault reaches it now:
+        // PREVIOUS, which only it reads, may be written.
+        (*std::ptr::addr_of_mut!(PREVIOUS)).write(current);
+        let mut act: libc::sigaction = std::mem::zeroed();
+        act.sa_sigaction = on_sigbus as *const () as usize;
+        act.sa_flags = libc::SA_SIGINFO | libc::SA_NODEFER;
+        libc::sigemptyset(&mut act.sa_mask);
+        if libc::sigaction(libc::SIGBUS, &act, std::ptr::null_mut()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
     }
+    Ok(())
 }
 
 impl Segment {
@@ -113,10 +120,13 @@ impl Segment {
     /// handling. A heap segment needs nothing.
     pub fn guard_against_truncation(&self) -> std::io::Result<()> {
         let (start, len) = self.mapped_range();
-        if start == 0 || self.guard_slot().is_some() {
+        if start == 0 {
             return Ok(());
         }
         install()?;
+        if self.guard_slot().is_some() {
+            return Ok(());
+        }
         for g in &GUARDED {
             if g.start.load(Ordering::Relaxed) == 0 {
                 g.len.store(len, Ordering::Relaxed);

@@ -137,6 +137,34 @@ fn stats_says_when_the_index_drops_sessions_and_what_typical_value_to_use() {
 }
 
 #[test]
+fn stats_says_when_sessions_are_refused_for_their_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = dir.path().join("sets");
+    let seg = seg.to_str().unwrap();
+    let (code, text) = scsp(&["create", seg, "--layout", "sets", "--size", "4MiB"]);
+    assert_eq!(code, 0, "{text}");
+    let (code, text) = scsp(&["stats", seg]);
+    assert_eq!(code, 0, "{text}");
+    assert!(!text.contains("note "), "{text}");
+    // A session with a client certificate: over the default 432 bytes.
+    let cache = scsp::Cache::open(seg).unwrap();
+    assert_eq!(
+        cache.put(b"with-a-cert", &[7u8; 500], 600),
+        scsp::Stored::TooLarge
+    );
+    assert_eq!(cache.put(b"without", &[7u8; 200], 600), scsp::Stored::Ok);
+    drop(cache);
+    let (code, text) = scsp(&["stats", seg]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains(
+            "1 puts (50.0%) were refused as larger than this segment's max value of 432 B"
+        ) && text.contains("larger --max-value"),
+        "{text}"
+    );
+}
+
+#[test]
 fn create_if_missing_refuses_a_segment_of_another_user_saying_what_to_do() {
     // Needs root, to give the segment to another user.
     if !nix::unistd::geteuid().is_root() {

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -363,6 +364,54 @@ static void check_replaced(void)
     scsp_close(c);
 }
 
+/* In a child: use a segment whose file is then truncated under it, with
+ * or without the guard. Returns the child's wait status. */
+static int truncated_in_child(const char *name, int guarded)
+{
+    int status = 0;
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        scsp_cache *c = open_small(name);
+        uint8_t buf[64];
+        size_t n = 0;
+        if (scsp_put(c, K("k"), K("v"), 60) != SCSP_OK)
+            _exit(2);
+        if (guarded && (scsp_guard_truncation(c) != SCSP_OK
+                        || scsp_guard_truncation(c) != SCSP_OK))
+            _exit(3);
+        /* A server that sets its own SIGBUS action afterwards, then guards
+         * again (as a worker does at its start): the guard is back. */
+        if (guarded && (signal(SIGBUS, SIG_DFL) == SIG_ERR || scsp_guard_truncation(c) != SCSP_OK))
+            _exit(4);
+        if (scsp_replaced(c) != 0 || truncate(in_dir(name), 0) != 0)
+            _exit(5);
+        if (scsp_get(c, K("k"), buf, sizeof buf, &n) != SCSP_E_NOT_FOUND)
+            _exit(6);
+        (void)scsp_put(c, K("k2"), K("v2"), 60);
+        if (scsp_replaced(c) != 1)
+            _exit(7);
+        scsp_close(c);
+        _exit(0);
+    }
+    CHECK(waitpid(pid, &status, 0) == pid);
+    return status;
+}
+
+/* A truncated segment kills a process that did not ask for the guard
+ * (SIGBUS), and one that did reads it as empty and is told to reopen. */
+static void check_guard_truncation(void)
+{
+    int status;
+    CHECK(scsp_guard_truncation(NULL) == SCSP_E_INVAL);
+    status = truncated_in_child("cut-unguarded", 0);
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS);
+    status = truncated_in_child("cut-guarded", 1);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fprintf(stderr, "abi_test: guarded child: status %#x\n", status);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 static void check_prefault(void)
 {
     scsp_cache *c = open_small("prefault");
@@ -627,6 +676,7 @@ int main(int argc, char **argv)
     check_ticket_key_rotation();
     check_typical_value();
     check_replaced();
+    check_guard_truncation();
     check_prefault();
     check_rust_interop();
     printf("abi_test: %d checks passed\n", checks);

@@ -293,7 +293,7 @@ pub fn run(
         }
         match listener.accept() {
             Ok((sock, from)) => {
-                let Some(place) = sh.handshakes.enter(from.ip()) else {
+                let Some(place) = sh.handshakes.enter(from.ip(), &sock) else {
                     dropped.note(&sh, from);
                     continue;
                 };

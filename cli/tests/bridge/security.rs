@@ -337,6 +337,45 @@ fn slow_handshakes_from_one_source_are_cut_off_and_cannot_lock_peers_out() {
 }
 
 #[test]
+fn connections_held_open_from_a_peer_address_cannot_lock_the_peer_out() {
+    let mut c = cluster_without_host_1();
+    let v4 = |a: std::net::SocketAddr| match a {
+        std::net::SocketAddr::V4(a) => a,
+        a => panic!("{a}"),
+    };
+    let (to, from) = (v4(c.hosts[2].addr), *v4(c.hosts[1].addr).ip());
+    // Something else on host 2's own address opens a connection to host 3
+    // every 20 ms and keeps the last eight open (twice its handshake
+    // places), for 15 s.
+    let holder = std::thread::spawn(move || {
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        let mut open = std::collections::VecDeque::new();
+        while std::time::Instant::now() < end {
+            if let Ok(s) = try_connect_from(from, to) {
+                open.push_back(s);
+            }
+            if open.len() > 8 {
+                open.pop_front();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Host 2's bridge restarts and dials host 3 from that address.
+    c.host(2).kill9();
+    c.host(2).start();
+    eventually("host 2 reconnected to host 3", || {
+        c.hosts[1].peer_status(3).connected
+    });
+    assert!(
+        !holder.is_finished(),
+        "host 2 got in only once the connections from its address stopped"
+    );
+    holder.join().unwrap();
+    still_replicates(&c, b"after-the-holder");
+}
+
+#[test]
 fn a_dialled_peer_trickling_its_handshake_does_not_hold_up_shutdown() {
     let mut c = Cluster::prepare(Options::default());
     // The test plays host 3: it accepts host 2's connection and answers

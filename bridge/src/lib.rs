@@ -52,7 +52,10 @@ pub(crate) struct Shared {
     /// has used it (and so stored its rotation policy in the segment).
     keyring: std::sync::OnceLock<scsp::keyring::KeyRing>,
     /// Per peer: the keys it sent before this host's ring existed (no
-    /// server here had used ticket keys yet), imported once it does.
+    /// server here had used ticket keys yet), imported once it does. Its
+    /// lock is held through every import of that peer's keys: each set
+    /// replaces the one before (keys it leaves out are dropped), so two must
+    /// never be applied out of order.
     early_keys: Vec<Mutex<Vec<scsp::keyring::TicketKey>>>,
     /// Per peer: what it may cost this host (log share, rate).
     budgets: Vec<Mutex<budget::Budget>>,
@@ -88,31 +91,55 @@ impl Shared {
         }
     }
 
-    /// Keys peer `idx` sent: imported now, or kept until this host's ring
-    /// exists (a peer sends its keys only when they change).
-    fn import_keys(&self, idx: usize, keys: Vec<scsp::keyring::TicketKey>) {
+    /// The whole key set peer `idx` sent on its connection `generation`:
+    /// imported now, or kept until this host's ring exists (a peer sends its
+    /// keys only when they change). A set from a connection already replaced
+    /// by a newer one is older than what the newer one brings, and ignored.
+    fn import_keys(&self, idx: usize, generation: u64, keys: Vec<scsp::keyring::TicketKey>) {
+        let mut early = self.early_keys[idx]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if self.generation[idx].load(Ordering::Acquire) != generation {
+            return;
+        }
         match self.keyring() {
             Some(ring) => {
-                let got = ring.import(self.cfg.peers[idx].id, &keys);
-                self.status
-                    .add(idx, status::Field::KeysRefused, got.refused as u64);
+                early.clear();
+                self.apply_keys(ring, idx, &keys);
             }
-            None => {
-                *self.early_keys[idx]
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner()) = keys
-            }
+            None => *early = keys,
         }
     }
 
     fn import_early_keys(&self, ring: &scsp::keyring::KeyRing) {
         for (idx, early) in self.early_keys.iter().enumerate() {
-            let keys = std::mem::take(&mut *early.lock().unwrap_or_else(|e| e.into_inner()));
-            if !keys.is_empty() {
-                let got = ring.import(self.cfg.peers[idx].id, &keys);
-                self.status
-                    .add(idx, status::Field::KeysRefused, got.refused as u64);
+            let mut early = early.lock().unwrap_or_else(|e| e.into_inner());
+            if !early.is_empty() {
+                self.apply_keys(ring, idx, &early);
+                early.clear();
             }
+        }
+    }
+
+    /// Import peer `idx`'s key set; count what was refused, and say when
+    /// keys of its origin were dropped (it lost them: its segment was
+    /// replaced or emptied), a change of keys worth a line.
+    fn apply_keys(
+        &self,
+        ring: &scsp::keyring::KeyRing,
+        idx: usize,
+        keys: &[scsp::keyring::TicketKey],
+    ) {
+        let id = self.cfg.peers[idx].id;
+        let got = ring.import(id, keys);
+        self.status
+            .add(idx, status::Field::KeysRefused, got.refused as u64);
+        if got.removed > 0 {
+            self.log(&format!(
+                "peer {id} no longer has {} of its ticket keys held here (its segment was \
+                 replaced or emptied): wiped them; tickets sealed with them give a full handshake",
+                got.removed
+            ));
         }
     }
 

@@ -673,7 +673,9 @@ fn replicate(
     let mut last_tx = Instant::now();
     let mut last_activity = Instant::now();
     let mut last_keys_check = Instant::now() - KEYS_CHECK;
-    let mut sent_key_names: Vec<[u8; 16]> = Vec::new();
+    // None until the first KEYS of this connection, which is sent even
+    // empty: the peer drops the keys of this origin that it leaves out.
+    let mut sent_key_names: Option<Vec<[u8; 16]>> = None;
     // Applied batches not acknowledged yet: how many, and since when.
     let mut unacked = (0u64, Instant::now());
     let mut b = EntriesBuilder::new(1);
@@ -716,18 +718,18 @@ fn replicate(
                 sh.status.set(idx, Field::LagMicros, age);
             }
         }
-        // Ticket keys: whenever this host's own usable keys change (a
-        // rotation), send them all; each host speaks only for itself.
+        // Ticket keys: on connecting, and whenever this host's own usable
+        // keys change (a rotation), send them all; each host speaks only
+        // for itself. No ring yet (no server here used ticket keys) means no
+        // keys of this origin: sent as an empty set.
         if last_keys_check.elapsed() >= KEYS_CHECK {
             last_keys_check = Instant::now();
-            if let Some(ring) = sh.keyring() {
-                let keys = ring.export_own();
-                let names: Vec<[u8; 16]> = keys.iter().map(|k| k.name).collect();
-                if names != sent_key_names {
-                    link.send(&wire::keys(&keys))?;
-                    sent_key_names = names;
-                    last_tx = Instant::now();
-                }
+            let keys = sh.keyring().map(|r| r.export_own()).unwrap_or_default();
+            let names: Vec<[u8; 16]> = keys.iter().map(|k| k.name).collect();
+            if sent_key_names.as_ref() != Some(&names) {
+                link.send(&wire::keys(&keys))?;
+                sent_key_names = Some(names);
+                last_tx = Instant::now();
             }
         }
         if last_tx.elapsed() >= sh.cfg.heartbeat {
@@ -789,7 +791,7 @@ fn replicate(
                 }
                 Frame::Heartbeat { .. } => {}
                 Frame::Keys { keys } => {
-                    sh.import_keys(idx, keys);
+                    sh.import_keys(idx, generation, keys);
                     last_activity = Instant::now();
                 }
                 Frame::Close { reason } => return Err(LinkError::Closed(Some(reason))),

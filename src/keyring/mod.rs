@@ -61,6 +61,14 @@
 //! imported key never takes the slot of a key of this host: a peer, rogue or
 //! not, can neither forge another host's keys nor push out the keys in use.
 //!
+//! A host is the authority on the keys of its own origin: what it sends is
+//! every key it has, so a key of its origin held here that it no longer sends
+//! is one it lost (its segment was replaced, or emptied by a reboot) and is
+//! wiped here too, as a retired key is. Otherwise this host could go on
+//! encrypting with a key the peer cannot decrypt, and the lost keys would
+//! fill the origin's quota until they retire. Tickets sealed with such a key
+//! give a full handshake, as they already did on the peer.
+//!
 //! # Policy
 //! The rotation policy is part of the ring: the first process to attach
 //! stores it, and a process asking for another is refused, so every server
@@ -214,6 +222,8 @@ pub struct Imported {
     /// no longer usable, over the origin's quota, or no slot a peer's key
     /// may take.
     pub refused: usize,
+    /// Keys of the sender's origin held here that it no longer has, wiped.
+    pub removed: usize,
 }
 
 /// What one read of a slot saw.
@@ -419,7 +429,11 @@ impl KeyRing {
     }
 
     /// This host's own usable keys, newest first, at most
-    /// [`MAX_KEYS_PER_ORIGIN`]: what the bridge sends its peers.
+    /// [`MAX_KEYS_PER_ORIGIN`]: what the bridge sends its peers, who drop
+    /// the keys of this origin it leaves out (see [`KeyRing::import`]). A
+    /// host holds at most four periods' keys of its own, one each unless a
+    /// maker died mid-way, so only a host with more than the limit leaves
+    /// out its oldest.
     pub fn export_own(&self) -> Vec<TicketKey> {
         let own = self.cache.host_id();
         let mut keys: Vec<TicketKey> = self
@@ -432,7 +446,15 @@ impl KeyRing {
         keys
     }
 
-    /// Add keys host `sender` (its authenticated id) sent: only its own keys
+    /// Take the keys host `sender` (its authenticated id) sent, its whole
+    /// set as [`KeyRing::export_own`] makes it. First, every key of origin
+    /// `sender` held here that the set lacks is wiped (the sender no longer
+    /// has it: its segment was replaced or emptied); a set of
+    /// [`MAX_KEYS_PER_ORIGIN`] keys may have left out the sender's oldest, so
+    /// then only keys newer than its oldest go. Keys of any other origin,
+    /// this host's above all, are never touched, whatever the set holds.
+    ///
+    /// Then add the keys that are its own
     /// (origin `sender`, never this host's id), made on a period boundary of
     /// this ring's policy and still usable; keys already here are skipped.
     /// An origin holds at most [`MAX_KEYS_PER_ORIGIN`] slots, and an
@@ -446,6 +468,9 @@ impl KeyRing {
         let now = self.now();
         let own = self.cache.host_id();
         let mut done = Imported::default();
+        if sender != own {
+            done.removed = self.drop_left_out(sender, keys, now);
+        }
         for k in keys {
             let fits = k.origin == sender
                 && sender != own
@@ -474,6 +499,42 @@ impl KeyRing {
             }
         }
         done
+    }
+
+    /// Wipe the keys of origin `sender` that `keys`, its whole set, lacks
+    /// (see [`KeyRing::import`]); how many. Each goes as a retired key does:
+    /// claimed from the exact state it was read in, zeroed, freed. A slot
+    /// changed since it was read (retired, reused) is looked at again.
+    fn drop_left_out(&self, sender: u32, keys: &[TicketKey], now: u64) -> usize {
+        let floor = if keys.len() >= MAX_KEYS_PER_ORIGIN {
+            keys.iter().map(|k| k.created).min()
+        } else {
+            None
+        };
+        let left_out = |k: &TicketKey| {
+            k.origin == sender && floor.is_none_or(|f| k.created > f) && !keys.contains(k)
+        };
+        let mut removed = 0;
+        for _ in 0..SLOTS {
+            let mut lost = false;
+            for (i, v) in self.snapshot().iter().enumerate() {
+                let View::Valid(st, k) = v else { continue };
+                if !left_out(k) {
+                    continue;
+                }
+                match self.claim(i, *st, now, 0) {
+                    Some(w) => {
+                        self.release(i, w);
+                        removed += 1;
+                    }
+                    None => lost = true,
+                }
+            }
+            if !lost {
+                break;
+            }
+        }
+        removed
     }
 
     /// One try at placing `k`, a key of `sender` that fits the policy.

@@ -694,3 +694,137 @@ fn keys_imported_at_the_same_moment_by_many_threads_all_land() {
         }
     }
 }
+
+/// Host `id`'s segment at `path`, created anew (as `scsp create` does after
+/// the old file was removed, or at boot), with a ring on `clock`.
+fn host_ring(path: &std::path::Path, id: u32, clock: &Arc<AtomicU64>) -> KeyRing {
+    let cfg = Config {
+        size: 1 << 20,
+        shards: 2,
+        max_value: 1024,
+        host_id: id,
+        ..Config::default()
+    };
+    let cache = Arc::new(Cache::create(path, &cfg).unwrap());
+    let c = clock.clone();
+    KeyRing::with_clock(cache, policy(), Arc::new(move || c.load(Ordering::SeqCst))).unwrap()
+}
+
+/// Whether the ring region of the segment at `path` holds the first word of
+/// `k`'s AES key anywhere (a key wiped from the ring leaves no such word).
+fn ring_holds_bytes_of(path: &std::path::Path, k: &TicketKey) -> bool {
+    let first = u64::from_le_bytes(k.aes_key[..8].try_into().unwrap());
+    (0..RING_WORDS).any(|i| ring_word(path, i) == first)
+}
+
+/// A host whose segment is replaced (or emptied by a reboot) starts again
+/// with new keys under the same host id. Its peer, which held the old ones,
+/// must drop them at the next exchange: else it may encrypt with one the
+/// host no longer has (its tickets never resume there), and after a few
+/// replacements the old keys fill the origin's quota, so the new ones are
+/// refused and no ticket resumes across the hosts in either direction.
+#[test]
+fn a_peer_drops_the_keys_of_a_replaced_segment_at_the_next_exchange() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(AtomicU64::new(T0 + 1));
+    let (p1, p2) = (dir.path().join("seg-1"), dir.path().join("seg-2"));
+    let mut one = host_ring(&p1, 1, &clock);
+    let two = host_ring(&p2, 2, &clock);
+    let mut gone: Vec<TicketKey> = Vec::new();
+    for round in 0..6u64 {
+        clock.store(T0 + 1 + round * PERIOD / 3, Ordering::SeqCst);
+        if round > 0 {
+            // Host 1's segment is removed and created again.
+            gone.extend(one.export_own());
+            drop(one);
+            std::fs::remove_file(&p1).unwrap();
+            one = host_ring(&p1, 1, &clock);
+        }
+        // Servers on both hosts seal tickets (host 2 still with what it
+        // held), then the bridges connect and each sends its own keys.
+        one.current().unwrap();
+        two.current().unwrap();
+        let to_two = two.import(1, &one.export_own());
+        let to_one = one.import(2, &two.export_own());
+        assert_eq!(
+            (to_two.refused, to_one.refused),
+            (0, 0),
+            "round {round}: keys refused"
+        );
+        let (k1, k2) = (one.current().unwrap(), two.current().unwrap());
+        assert_eq!(
+            two.find(&k1.name).as_ref(),
+            Some(&k1),
+            "round {round}: host 2 cannot decrypt host 1's tickets"
+        );
+        assert_eq!(
+            one.find(&k2.name).as_ref(),
+            Some(&k2),
+            "round {round}: host 1 cannot decrypt host 2's tickets"
+        );
+        // Host 2 holds no key of host 1 that host 1 does not hold, and the
+        // old ones are wiped from its segment.
+        let own1 = one.export_own();
+        for k in two.export().iter().filter(|k| k.origin == 1) {
+            assert!(own1.contains(k), "round {round}: host 2 kept a stale key");
+        }
+        for k in &gone {
+            assert!(two.find(&k.name).is_none());
+            assert!(
+                !ring_holds_bytes_of(&p2, k),
+                "round {round}: a dropped key's bytes stay in host 2's ring"
+            );
+        }
+    }
+}
+/// A peer's key set speaks for its own origin only: whatever it sends (an
+/// empty set, another origin's keys, this host's keys), only keys of its
+/// origin that it left out are dropped. A set of the most keys a frame
+/// carries may have left out the sender's oldest ones, so keys not newer
+/// than its oldest are kept.
+#[test]
+fn a_peers_key_set_drops_only_its_own_keys_that_it_left_out() {
+    use scsp::keyring::MAX_KEYS_PER_ORIGIN;
+    let dir = tempfile::tempdir().unwrap();
+    let path = segment(&dir);
+    let clock = Arc::new(AtomicU64::new(T0 + 1));
+    let r = ring(&path, &clock);
+    let mine = r.current().unwrap();
+    assert_eq!(mine.origin, 1);
+    let (two_a, two_b, three) = (
+        key_of(2, T0, 1),
+        key_of(2, T0 + PERIOD, 2),
+        key_of(3, T0, 3),
+    );
+    assert_eq!(r.import(2, &[two_a.clone(), two_b.clone()]).added, 2);
+    assert_eq!(r.import(3, std::slice::from_ref(&three)).added, 1);
+    // Host 2 sends a set naming host 3's and host 1's keys but not its own
+    // `two_a`: only `two_a` goes.
+    let got = r.import(2, &[two_b.clone(), three.clone(), mine.clone()]);
+    assert_eq!((got.removed, got.refused), (1, 2));
+    assert!(r.find(&two_a.name).is_none());
+    assert!(!ring_holds_bytes_of(&path, &two_a), "dropped key not wiped");
+    for k in [&two_b, &three, &mine] {
+        assert!(r.find(&k.name).is_some());
+    }
+    // An empty set from host 3 drops host 3's keys, nothing else.
+    assert_eq!(r.import(3, &[]).removed, 1);
+    assert!(r.find(&three.name).is_none());
+    assert!(r.find(&mine.name).is_some() && r.find(&two_b.name).is_some());
+    // Host 1's own keys: never touched by a set "from" host 1.
+    assert_eq!(r.import(1, &[]).removed, 0);
+    assert!(r.find(&mine.name).is_some());
+    // A full set whose oldest key is of T0 keeps host 2's keys of T0 and
+    // before that it does not name, and drops the newer ones it does not.
+    let older = key_of(2, T0 - PERIOD, 4);
+    let same = key_of(2, T0, 5);
+    let got = r.import(2, &[older.clone(), same.clone(), two_b.clone()]);
+    assert_eq!((got.added, got.removed), (2, 0));
+    let full: Vec<TicketKey> = (0..MAX_KEYS_PER_ORIGIN as u8)
+        .map(|i| key_of(2, T0, 10 + i))
+        .collect();
+    let got = r.import(2, &full);
+    assert_eq!(got.removed, 1, "only the newer key left out");
+    assert!(r.find(&two_b.name).is_none());
+    assert!(r.find(&older.name).is_some() && r.find(&same.name).is_some());
+}

@@ -648,3 +648,80 @@ fn keys_a_peer_sent_before_this_hosts_servers_used_tickets_are_not_lost() {
     let two = scsp::keyring::KeyRing::new(c.hosts[1].cache.clone(), Default::default()).unwrap();
     eventually("host 1's key on host 2", || two.find(&k1.name).is_some());
 }
+
+#[test]
+fn a_replaced_segments_new_keys_replace_its_old_ones_on_its_peer() {
+    use scsp::keyring::{KeyRing, TicketKey};
+    let mut c = Cluster::start(Options {
+        hosts: 2,
+        ..Options::default()
+    });
+    c.wait_connected();
+    // Servers on both hosts use ticket keys.
+    let two = KeyRing::new(c.hosts[1].cache.clone(), Default::default()).unwrap();
+    two.current().unwrap();
+    let mut gone: Vec<TicketKey> = Vec::new();
+    let mut one: Option<KeyRing> = None;
+    // Host 1's segment is replaced three times: host 2 then holds more old
+    // keys of host 1 than one origin may hold, unless it drops them.
+    for round in 0..4 {
+        if let Some(old) = one.take() {
+            // docs/operations.md: stop the bridge, remove the segment,
+            // create it anew, start the bridge and the servers again.
+            gone.extend(old.export_own());
+            drop(old);
+            let h = c.host(1);
+            h.terminate();
+            std::fs::remove_file(&h.segment).unwrap();
+            let seg = h.segment.to_str().unwrap().to_owned();
+            scsp(&[
+                "create",
+                &seg,
+                "--size",
+                "1MiB",
+                "--shards",
+                "2",
+                "--host-id",
+                "1",
+            ]);
+            h.cache = std::sync::Arc::new(scsp::Cache::open(&h.segment).unwrap());
+            h.start();
+        }
+        let ring = KeyRing::new(c.hosts[0].cache.clone(), Default::default()).unwrap();
+        ring.current().unwrap();
+        let one_r = one.insert(ring);
+        eventually_or(
+            &format!("round {round}: each host encrypts with a key the other holds"),
+            || {
+                let (k1, k2) = (one_r.current().unwrap(), two.current().unwrap());
+                let own1 = one_r.export_own();
+                two.find(&k1.name).as_ref() == Some(&k1)
+                    && one_r.find(&k2.name).as_ref() == Some(&k2)
+                    && two
+                        .export()
+                        .iter()
+                        .filter(|k| k.origin == 1)
+                        .all(|k| own1.contains(k))
+            },
+            || {
+                format!(
+                    "host 2 holds {} keys of host 1, host 1 has {}; {:?}\n{}",
+                    two.export().iter().filter(|k| k.origin == 1).count(),
+                    one_r.export_own().len(),
+                    c.hosts[1].peer_status(1),
+                    c.logs()
+                )
+            },
+        );
+        for k in &gone {
+            assert!(two.find(&k.name).is_none(), "round {round}: old key kept");
+        }
+        assert_eq!(
+            c.hosts[1].peer_status(1).refused_keys,
+            0,
+            "round {round}: host 2 refused host 1's keys"
+        );
+    }
+    let log = c.hosts[1].log_text();
+    assert!(log.contains("peer 1 no longer has"), "{log}");
+}

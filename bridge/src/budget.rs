@@ -9,10 +9,14 @@
 //! what it holds now.
 //!
 //! An entry that would take the peer past its share is dropped and counted
-//! — unless what the log overwrites next is the peer's own oldest entries
-//! (its oldest batch sits at the start of the log's window): then it
-//! displaces only itself, as when it is the only one writing, and is taken.
-//! An entry past the peer's rate is dropped too.
+//! — unless the peer's entries are all the log holds (nothing else wrote
+//! in the last capacity's worth of appends, as on a host that only mirrors
+//! or one that restarted empty and is being caught up): then it displaces
+//! only itself, and is taken. Whether its oldest entry is the next to be
+//! overwritten is not enough: an append moves the overwriting on by its
+//! whole length, and a peer that went past its share that way would make
+//! every session written after it live for fewer of this host's own
+//! writes. An entry past the peer's rate is dropped too.
 
 use crate::config::PeerBudget;
 use std::collections::VecDeque;
@@ -55,12 +59,16 @@ impl Budget {
             self.batches.pop_front();
             self.held -= bytes;
         }
-        // Entries of one batch interleave with other writers' appends: the
-        // peer's oldest counts as the log's oldest within 1 % of the log.
-        let own_oldest = self
-            .batches
-            .front()
-            .is_some_and(|&(at, _)| at.saturating_sub(window_start) <= capacity_words / 100);
+        // The words of the window that are this peer's: its batches, less
+        // the part of the oldest the log has overwritten already.
+        let overwritten = self.batches.front().map_or(0, |&(at, bytes)| {
+            window_start.saturating_sub(at).min(bytes / 8)
+        });
+        let own_words = (self.held / 8).saturating_sub(overwritten);
+        let window_words = appended_words - window_start;
+        // Everything in the window is the peer's, but for a thousandth of
+        // the log (a hole a killed writer left, say).
+        let sole_writer = own_words + capacity_words / 1000 >= window_words;
         let rate = self.limits.entries_per_sec as f64;
         let now = Instant::now();
         let elapsed = now.duration_since(self.refilled).as_secs_f64();
@@ -69,7 +77,7 @@ impl Budget {
         Batch {
             at: appended_words,
             share: (capacity_words * 8) as f64 * self.limits.log_share,
-            own_oldest,
+            sole_writer,
             added: 0,
         }
     }
@@ -78,12 +86,19 @@ impl Budget {
     /// from the budget if so.
     pub(crate) fn admit(&mut self, batch: &mut Batch, bytes: u64) -> bool {
         let within_share = (self.held + batch.added + bytes) as f64 <= batch.share;
-        if !(within_share || batch.own_oldest) || self.tokens < 1.0 {
+        if !(within_share || batch.sole_writer) || self.tokens < 1.0 {
             return false;
         }
         self.tokens -= 1.0;
         batch.added += bytes;
         true
+    }
+
+    /// An admitted entry of `bytes` appended nothing (a tombstone for a key
+    /// not here): the peer does not hold it. Counting it would make the
+    /// peer look like the log's only writer when it is not.
+    pub(crate) fn refund(&mut self, batch: &mut Batch, bytes: u64) {
+        batch.added -= bytes.min(batch.added);
     }
 
     /// Close the batch; returns the share of the log the peer holds, in
@@ -103,8 +118,8 @@ impl Budget {
 pub(crate) struct Batch {
     at: u64,
     share: f64,
-    /// The log overwrites this peer's own entries next.
-    own_oldest: bool,
+    /// Everything the log holds is this peer's: it displaces only itself.
+    sole_writer: bool,
     added: u64,
 }
 
@@ -128,14 +143,78 @@ mod tests {
         let mut batch = b.start(1000, 1000);
         assert!(!b.admit(&mut batch, 100));
         b.finish(batch);
-        // ... until the log overwrote them: then the peer's own entries are
-        // the oldest, and it displaces only itself.
+        // ... nor once the log overwrote them, for others wrote after the
+        // peer: a peer's oldest entries being the next overwritten is no
+        // reason to take more ...
         let mut batch = b.start(1500, 1000);
+        assert!(!b.admit(&mut batch, 100));
+        b.finish(batch);
+        // ... until the log has overwritten the peer's first batch.
+        let mut batch = b.start(2000, 1000);
         assert!(b.admit(&mut batch, 100));
-        assert_eq!(b.finish(batch), 512);
-        // Once the log has overwritten the peer's first batch, it holds
-        // only the new entry.
-        let batch = b.start(2100, 1000);
+        assert_eq!(b.finish(batch), 12);
+    }
+
+    #[test]
+    fn a_peer_that_wrote_first_is_held_to_its_share_once_others_write() {
+        let mut b = Budget::new(PeerBudget {
+            log_share: 0.5,
+            entries_per_sec: 1_000_000,
+        });
+        // A host that restarted empty: the peer's catch-up comes first
+        // (800 bytes), then this host writes 300 words of its own.
+        let mut batch = b.start(0, 1000);
+        assert_eq!((0..8).filter(|_| b.admit(&mut batch, 100)).count(), 8);
+        b.finish(batch);
+        // The peer's entries are the log's oldest, but what it sends now
+        // would push this host's out: 4000 bytes in all, no more.
+        let mut batch = b.start(400, 1000);
+        let admitted = (0..100).filter(|_| b.admit(&mut batch, 100)).count();
+        assert_eq!(admitted, 32);
+        assert_eq!(b.finish(batch), 500);
+    }
+
+    #[test]
+    fn a_peer_that_filled_the_log_alone_waits_for_its_share_once_others_write() {
+        let mut b = Budget::new(PeerBudget {
+            log_share: 0.5,
+            entries_per_sec: 1_000_000,
+        });
+        let mut appended = 0;
+        for _ in 0..8 {
+            let mut batch = b.start(appended, 1000);
+            assert_eq!((0..10).filter(|_| b.admit(&mut batch, 100)).count(), 10);
+            b.finish(batch);
+            appended += 125;
+        }
+        // This host writes 200 words: the peer holds 800 of the window's
+        // 1000, past its share, so it waits ...
+        let mut batch = b.start(appended + 200, 1000);
+        assert!(!b.admit(&mut batch, 100));
+        assert_eq!(b.finish(batch), 875);
+        // ... until this host's writes have pushed it down to its share.
+        let mut batch = b.start(appended + 500, 1000);
+        assert!(!b.admit(&mut batch, 100));
+        assert_eq!(b.finish(batch), 500);
+        let mut batch = b.start(appended + 625, 1000);
+        assert!(b.admit(&mut batch, 100));
+        b.finish(batch);
+    }
+
+    #[test]
+    fn what_appended_nothing_is_not_held() {
+        let mut b = Budget::new(PeerBudget {
+            log_share: 0.5,
+            entries_per_sec: 1_000_000,
+        });
+        // Others wrote the whole log; the peer's 4000 bytes of tombstones
+        // for keys not here hold nothing, so they do not count.
+        let mut batch = b.start(1000, 1000);
+        for _ in 0..40 {
+            assert!(b.admit(&mut batch, 100));
+            b.refund(&mut batch, 100);
+        }
+        assert!(b.admit(&mut batch, 100));
         assert_eq!(b.finish(batch), 12);
     }
 

@@ -862,12 +862,16 @@ fn apply(sh: &Shared, idx: usize, peer_id: u32, entries: &[WireEntry]) {
                 let _ = replica.put_entry(&e.key, &[], e.expiry, e.origin, FLAG_TOMBSTONE);
                 applied += 1;
             } else {
+                budget.refund(&mut batch, size);
                 unchanged += 1;
             }
         } else {
             match replica.put_entry(&e.key, &e.value, e.expiry, e.origin, 0) {
                 Stored::Ok => applied += 1,
-                Stored::TooLarge | Stored::BadKey => dropped += 1,
+                Stored::TooLarge | Stored::BadKey => {
+                    budget.refund(&mut batch, size);
+                    dropped += 1;
+                }
             }
         }
     }

@@ -61,7 +61,7 @@ impl Replica {
 
     /// Words the table has written so far, of [`Replica::capacity_words`]:
     /// the shard tails; for a sets segment a slot for each local notice
-    /// and for each peer's entry applied here. A peer's entries leave the
+    /// and for each peer's entry stored here. A peer's entries leave the
     /// table about a capacity's worth of writes after they came.
     pub fn appended_words(&self) -> u64 {
         match self.layout() {
@@ -190,11 +190,15 @@ impl Replica {
         origin: u32,
         flags: u8,
     ) -> Stored {
-        if self.layout() == Layout::Sets {
+        let stored = self.cache.put_entry(key, value, expiry, origin, flags);
+        // Only what was written counts: entries refused here moving the
+        // count on would make a peer's entries look older than they are
+        // (see `appended_words`).
+        if self.layout() == Layout::Sets && stored == Stored::Ok {
             self.applied_words
                 .fetch_add(self.cache.slot_words(), Ordering::Relaxed);
         }
-        self.cache.put_entry(key, value, expiry, origin, flags)
+        stored
     }
 
     /// Is `value`, with this expiry and origin, already `key`'s published

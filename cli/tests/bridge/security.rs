@@ -514,18 +514,45 @@ fn flood_host_2_from_peer_1(
     value_len: usize,
 ) -> scsp::replication::status::PeerStatus {
     let mut s = established(c, 1, 2);
+    send_batches(&mut s, 1..=80, value_len);
+    c.hosts[1].peer_status(1)
+}
+
+/// Send batches `seqs` of 64 sessions of `value_len` bytes each, every
+/// one acknowledged before the next.
+fn send_batches(s: &mut Raw, seqs: std::ops::RangeInclusive<u64>, value_len: usize) {
     let now = scsp::clock::now_secs();
     let value = vec![1u8; value_len];
-    for seq in 1..=80u64 {
+    for seq in seqs {
         let mut b = EntriesBuilder::new(seq);
         for i in 0..64u64 {
             let k = format!("flood-{seq}-{i}");
             b.push(0, now + 300, 1, k.as_bytes(), &value);
         }
         s.write_all(&b.finish()).unwrap();
-        read_until(&mut s, |f| matches!(f, Frame::Ack { seq: a } if *a == seq));
+        read_until(s, |f| matches!(f, Frame::Ack { seq: a } if *a == seq));
     }
-    c.hosts[1].peer_status(1)
+}
+
+/// Host 2 is caught up by peer 1 first (one batch, as after a restart
+/// with an empty segment), then writes `own` sessions, then peer 1 floods
+/// it. Returns host 2's account of peer 1, how many of its own sessions
+/// the index held before the flood and how many are left.
+fn flood_after_a_catch_up(
+    c: &Cluster,
+    own: u32,
+    value_len: usize,
+) -> (scsp::replication::status::PeerStatus, usize, usize) {
+    let mut s = established(c, 1, 2);
+    send_batches(&mut s, 1..=1, value_len);
+    let own: Vec<Vec<u8>> = (0..own).map(|i| format!("own-{i}").into_bytes()).collect();
+    for k in &own {
+        assert_eq!(c.hosts[1].cache.put(k, &[7u8; 200], 300), scsp::Stored::Ok);
+    }
+    let held = own.iter().filter(|k| c.hosts[1].get(k).is_some()).count();
+    send_batches(&mut s, 2..=80, value_len);
+    let kept = own.iter().filter(|k| c.hosts[1].get(k).is_some()).count();
+    (c.hosts[1].peer_status(1), held, kept)
 }
 
 #[test]
@@ -579,6 +606,40 @@ fn a_flooding_peer_costs_its_share_of_a_sets_segment_not_this_hosts_sessions() {
     // Held to half the slots, the flood leaves the table four fifths full:
     // a pair of full sets may evict one of host 2's own, not hundreds.
     let kept = own.iter().filter(|k| c.hosts[1].get(k).is_some()).count();
+    assert!(
+        kept + 6 >= held,
+        "the flood pushed out host 2's own sessions: {kept} of {held} left"
+    );
+    still_replicates(&c, b"after-the-peer-flood");
+}
+
+#[test]
+fn a_peer_whose_entries_came_first_still_costs_only_its_share_of_the_log() {
+    let c = cluster_without_host_1();
+    // Host 2's own sessions take 30 % of its 1 MiB log, after the peer's
+    // first batch: the peer's entries are the log's oldest.
+    let (st, held, kept) = flood_after_a_catch_up(&c, 1200, 1000);
+    assert!(st.over_budget_entries > 0, "{st:?}");
+    // The share is counted in whole entries of about 1 KiB: 2 % of slack.
+    assert!(st.log_share_permille <= 520, "{st:?}");
+    assert!(
+        kept + 3 >= held,
+        "the flood pushed out host 2's own sessions: {kept} of {held} left"
+    );
+    still_replicates(&c, b"after-the-peer-flood");
+}
+
+#[test]
+fn a_peer_whose_entries_came_first_still_costs_only_its_share_of_a_sets_segment() {
+    let c = cluster_without_host_1_of(Options {
+        sets: vec![2, 3],
+        ..Options::default()
+    });
+    // 600 of host 2's 2 048 slots, after the peer's first 64.
+    let (st, held, kept) = flood_after_a_catch_up(&c, 600, 300);
+    assert!(st.over_budget_entries > 0, "{st:?}");
+    assert!(st.log_share_permille <= 520, "{st:?}");
+    assert!(st.received_entries <= 1024 + 64, "{st:?}");
     assert!(
         kept + 6 >= held,
         "the flood pushed out host 2's own sessions: {kept} of {held} left"

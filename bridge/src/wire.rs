@@ -373,9 +373,6 @@ pub fn decode(frame: &[u8]) -> Result<Frame, WireError> {
                 if flags & WIRE_TOMBSTONE != 0 && value_len != 0 {
                     return Err(WireError("tombstone carries a value"));
                 }
-                if origin == 0 {
-                    return Err(WireError("entry has origin 0"));
-                }
                 let key = b.take(key_len, "entry key runs past the frame")?.to_vec();
                 let value = b
                     .take(value_len, "entry value runs past the frame")?
@@ -546,6 +543,20 @@ mod tests {
                 reason: CloseReason::Cluster
             }
         );
+    }
+
+    #[test]
+    fn an_entry_of_origin_0_is_left_for_the_receiver_to_refuse() {
+        // Origin is judged per entry when a batch is applied; only flags
+        // and lengths break the framing.
+        let mut b = EntriesBuilder::new(1);
+        b.push(0, 9, 0, b"k", b"v");
+        b.push(0, 9, 2, b"k2", b"v");
+        let f = read_all(&b.finish()).unwrap();
+        let [Frame::Entries { entries, .. }] = &f[..] else {
+            panic!("{f:?}")
+        };
+        assert_eq!((entries[0].origin, entries[1].origin), (0, 2));
     }
 
     #[test]

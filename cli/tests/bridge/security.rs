@@ -507,6 +507,28 @@ fn entries_a_peer_may_not_send_are_refused_one_by_one_and_the_rest_applied() {
     assert_eq!(c.hosts[1].peer_status(1).refused, 0);
 }
 
+#[test]
+fn an_entry_of_origin_0_is_refused_alone() {
+    let c = cluster_without_host_1();
+    let now = scsp::clock::now_secs();
+    let mut s = established(&c, 1, 2);
+    let mut b = EntriesBuilder::new(1);
+    b.push(0, now + 300, 1, b"beside-origin-0", b"v1");
+    b.push(0, now + 300, 0, b"origin-0", b"v");
+    s.write_all(&b.finish()).unwrap();
+    read_until(&mut s, |f| matches!(f, Frame::Ack { seq: 1 }));
+    assert_eq!(
+        c.hosts[1].get(b"beside-origin-0").as_deref(),
+        Some(&b"v1"[..])
+    );
+    assert!(c.hosts[1].get(b"origin-0").is_none());
+    eventually("refusal counted", || {
+        c.hosts[1].peer_status(1).rejected_entries == 1
+    });
+    let st = c.hosts[1].peer_status(1);
+    assert!(st.connected && st.refused == 0, "{st:?}");
+}
+
 /// As peer 1, send host 2 5 120 sessions of `value_len` bytes in 80
 /// acknowledged batches; host 2's account of peer 1 afterwards.
 fn flood_host_2_from_peer_1(

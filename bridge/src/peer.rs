@@ -778,7 +778,8 @@ fn replicate(
                     last_activity = Instant::now();
                 }
                 Frame::Ack { seq: s } => {
-                    if s > seq {
+                    // Batches are numbered from 1: no ACK names batch 0.
+                    if s == 0 || s > seq {
                         return Err(LinkError::Malformed("ACK for a batch never sent".into()));
                     }
                     while inflight.batches.front().is_some_and(|b| b.0 <= s) {

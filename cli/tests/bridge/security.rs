@@ -147,6 +147,8 @@ fn malformed_and_oversized_frames_close_only_that_connection() {
         ),
         ("zero length", vec![0, 0, 0, 0]),
         ("truncated ack", vec![0, 0, 0, 3, 3, 0, 0]),
+        ("ack of a batch never sent", wire::ack(1 << 40)),
+        ("ack 0 (batches count from 1)", wire::ack(0)),
         ("second hello", wire::hello(1, "test")),
         ("batch out of sequence", {
             let mut b = EntriesBuilder::new(7);

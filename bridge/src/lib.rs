@@ -72,6 +72,8 @@ pub(crate) struct Shared {
     /// Per peer: how the watcher wakes its idle connection.
     wakers: Vec<wake::Waker>,
     handshakes: Arc<admission::Handshakes>,
+    /// Failed connections of strangers, logged within a limit.
+    stranger_failures: Mutex<StrangerFailures>,
 }
 
 impl Shared {
@@ -150,6 +152,54 @@ impl Shared {
     /// Log one line. Callers never pass keys, values or key material.
     fn log(&self, msg: &str) {
         eprintln!("scsp bridge[host {}]: {msg}", self.cfg.host_id);
+    }
+
+    /// Log why a stranger's connection failed before its TLS handshake
+    /// completed: the first [`STRANGER_LINES`] of each [`QUIET_WINDOW`] in
+    /// full, the rest counted and summed up when the window ends. Anyone
+    /// who reaches the port can make such failures, thousands a second.
+    fn log_stranger(&self, msg: String) {
+        let mut f = self
+            .stranger_failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        self.end_quiet_window(&mut f);
+        f.since.get_or_insert_with(std::time::Instant::now);
+        if f.logged < STRANGER_LINES {
+            f.logged += 1;
+            self.log(&msg);
+        } else {
+            f.unlogged += 1;
+            f.last = msg;
+        }
+    }
+
+    /// Sum up the failures of strangers left unlogged once their window is
+    /// over (the accept loop asks, so the summary comes even if the flood
+    /// has stopped).
+    fn sum_up_stranger_failures(&self) {
+        let mut f = self
+            .stranger_failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        self.end_quiet_window(&mut f);
+    }
+
+    fn end_quiet_window(&self, f: &mut StrangerFailures) {
+        let Some(since) = f.since else { return };
+        if since.elapsed() < QUIET_WINDOW {
+            return;
+        }
+        if f.unlogged > 0 {
+            self.log(&format!(
+                "{} more connection(s) from strangers failed in the last {}s (only the first \
+                 {STRANGER_LINES} are logged one by one); the last: {}",
+                f.unlogged,
+                since.elapsed().as_secs(),
+                f.last
+            ));
+        }
+        *f = StrangerFailures::default();
     }
 
     fn saved_positions(&self, idx: usize) -> Option<Vec<u64>> {
@@ -264,6 +314,7 @@ pub fn run(
         handshakes: Arc::new(admission::Handshakes::new(
             c.cfg.peers.iter().map(|p| p.addr.ip()),
         )),
+        stranger_failures: Mutex::default(),
         cfg: c.cfg,
     });
     if let Ok(a) = listener.local_addr() {
@@ -306,6 +357,7 @@ pub fn run(
                 sh.import_early_keys(r);
             }
         }
+        sh.sum_up_stranger_failures();
         if checked.elapsed() >= SEGMENT_CHECK {
             checked = std::time::Instant::now();
             if sh.replica.cache().segment().replaced() {
@@ -349,6 +401,23 @@ pub fn run(
         return Err(Error::SegmentReplaced(sh.cfg.segment.clone()));
     }
     Ok(())
+}
+
+/// Failed connections of strangers logged one by one in each
+/// [`QUIET_WINDOW`].
+const STRANGER_LINES: u32 = 5;
+/// The period over which stranger failures are limited and summed up.
+const QUIET_WINDOW: Duration = Duration::from_secs(10);
+
+/// Failed connections of strangers in the current [`QUIET_WINDOW`].
+#[derive(Default)]
+struct StrangerFailures {
+    /// When the window began: at its first failure.
+    since: Option<std::time::Instant>,
+    logged: u32,
+    unlogged: u64,
+    /// The last line left unlogged, for the summary.
+    last: String,
 }
 
 /// Connections turned away for want of a handshake place, logged at most

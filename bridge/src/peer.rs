@@ -543,12 +543,15 @@ pub(crate) fn accepted(sh: Arc<Shared>, sock: TcpStream, place: super::admission
     // id the HELLO claims.
     let mut certified = None;
     let mut refused = false;
+    let stranger = place.stranger();
+    let mut handshaken = false;
     let res = (|| {
         let deadline = Instant::now() + place.deadline();
         let conn = rustls::ServerConnection::new(sh.tls.server.clone())
             .map_err(|e| LinkError::Tls(format!("TLS: {e}")))?;
         let mut link = Link::new(conn.into(), sock)?;
         link.handshake(deadline, &sh)?;
+        handshaken = true;
         certified = link
             .conn
             .peer_certificates()
@@ -587,8 +590,10 @@ pub(crate) fn accepted(sh: Arc<Shared>, sock: TcpStream, place: super::admission
     if let (true, Some(i)) = (refused, certified) {
         sh.status.add(i, Field::Refused, 1);
     }
-    if let Err(e) = res {
-        sh.log(&format!("{who}: {e}"));
+    match res {
+        Err(e) if stranger && !handshaken => sh.log_stranger(format!("{who}: {e}")),
+        Err(e) => sh.log(&format!("{who}: {e}")),
+        Ok(()) => {}
     }
 }
 

@@ -698,6 +698,42 @@ fn a_peer_cannot_bring_keys_of_another_host() {
 }
 
 #[test]
+fn failed_handshakes_of_strangers_cannot_flood_the_log() {
+    let c = cluster_without_host_1();
+    let to = match c.hosts[2].addr {
+        std::net::SocketAddr::V4(a) => a,
+        a => panic!("{a}"),
+    };
+    let net = to.ip().octets()[1];
+    // 400 connections from 10 addresses no host has, one after another,
+    // each sending what is no TLS at all.
+    let start = std::time::Instant::now();
+    for n in 0..400u32 {
+        let source = std::net::Ipv4Addr::new(127, net, 1, 10 + (n % 10) as u8);
+        let mut s = connect_from(source, to);
+        let _ = s.write_all(b"GET / HTTP/1.0\r\n\r\n");
+        s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
+        let mut buf = [0u8; 256];
+        while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+    }
+    let took = start.elapsed();
+    let from_strangers = format!("connection from 127.{net}.1.");
+    eventually("the failures are logged", || {
+        c.hosts[2].log_text().contains(&from_strangers)
+    });
+    let log = c.hosts[2].log_text();
+    let lines = log.lines().filter(|l| l.contains(&from_strangers)).count();
+    // Five in full per 10 s, and one line summing up the rest.
+    let windows = 1 + took.as_secs() as usize / 10;
+    assert!(
+        lines <= 6 * windows,
+        "{lines} lines for 400 failed handshakes in {took:?}:\n{log}"
+    );
+    still_replicates(&c, b"after-the-failed-handshakes");
+}
+
+#[test]
 fn a_flood_of_strangers_from_many_addresses_cannot_lock_peers_out() {
     let mut c = Cluster::start(Options::default());
     eventually("all connected", || {

@@ -324,7 +324,7 @@ impl BridgeConfig {
     /// certificates (see `bridge::check`).
     pub fn load(path: &Path) -> Result<BridgeConfig, ConfigError> {
         let text = std::fs::read_to_string(path)
-            .map_err(|e| bad("(file)", format!("{}: {e}", path.display())))?;
+            .map_err(|e| bad("--config", format!("cannot read {}: {e}", path.display())))?;
         let base = path.parent().unwrap_or(Path::new("."));
         BridgeConfig::parse(&text, base)
     }

@@ -248,9 +248,25 @@ pub fn check(cfg: BridgeConfig) -> Result<Checked, Error> {
         owner: cfg.segment_owner,
         group: cfg.segment_group,
     };
-    let cache = Cache::open_with(&cfg.segment, access).map_err(|source| Error::Segment {
-        path: cfg.segment.clone(),
-        source,
+    let cache = Cache::open_with(&cfg.segment, access).map_err(|source| match &source {
+        // The bridge never creates the segment: say how to.
+        scsp::Error::Io { source: e, .. } if e.kind() == std::io::ErrorKind::NotFound => {
+            Error::Field {
+                field: "segment",
+                problem: format!(
+                    "{} does not exist; the bridge mirrors a segment, never makes one: create \
+                     it first with `scsp create {} --size 256MiB --host-id {}` (before the \
+                     servers), or fix the path",
+                    cfg.segment.display(),
+                    cfg.segment.display(),
+                    cfg.host_id
+                ),
+            }
+        }
+        _ => Error::Segment {
+            path: cfg.segment.clone(),
+            source,
+        },
     })?;
     if cache.host_id() != cfg.host_id {
         return Err(Error::Field {

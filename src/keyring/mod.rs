@@ -163,7 +163,8 @@ impl RotationPolicy {
                 ),
             });
         }
-        if l == 0 || l > 2 * p {
+        // The tighter of the two bounds is the one to name.
+        if l == 0 || (l > 2 * p && 2 * p <= MAX_LIFETIME_SECS) {
             return Err(Error::InvalidField {
                 field: "lifetime",
                 problem: format!(

@@ -320,6 +320,13 @@ fn policies_that_outlive_the_ring_are_refused() {
     };
     let err = KeyRing::new(cache.clone(), bad).unwrap_err().to_string();
     assert!(err.contains("at most twice the period"), "{err}");
+    // Past both bounds, the message names the tighter one: 7 days here.
+    let week = RotationPolicy {
+        period: Duration::from_secs(604_800),
+        lifetime: Duration::from_secs(u32::MAX.into()),
+    };
+    let err = KeyRing::new(cache.clone(), week).unwrap_err().to_string();
+    assert!(err.contains("at most 7 days"), "{err}");
     let zero = RotationPolicy {
         period: Duration::ZERO,
         lifetime: Duration::from_secs(1),

@@ -352,7 +352,10 @@ fn check_config_names_the_bad_field() {
         "{e}"
     );
     let e = run(&good.replace("seg-1", "no-such-segment"));
-    assert!(e.contains("`segment`"), "{e}");
+    assert!(
+        e.contains("`segment`") && e.contains("does not exist") && e.contains("--host-id 1"),
+        "{e}"
+    );
     let e = run(&good.replace("host-1.pem", "host-2.pem"));
     assert!(e.contains("`cert`") && e.contains("scsp-host-1"), "{e}");
     let e = run(&good.replace("heartbeat_ms = 200", "heartbeat_ms = 0"));

@@ -209,7 +209,9 @@ struct scsp_stats {
  */
 int scsp_open(const char *path, const scsp_options *opts, scsp_cache **out);
 
-/* Free a handle (the segment file stays). NULL is a no-op. */
+/* Free a handle (the segment file stays). NULL is a no-op. Safe also after
+ * the file was truncated under it, guarded or not: it then writes nothing to
+ * the segment. */
 void scsp_close(scsp_cache *c);
 
 /*

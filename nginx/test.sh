@@ -672,6 +672,25 @@ done
 after=$(workers 3 | tr '\n' ' ')
 check "after ': > segment': 20 of 20 connections answered ($answered)" [ $answered = 20 ]
 check "no worker died of SIGBUS (workers $before, then $after)" [ "$before" = "$after" ]
+# The way back (docs/operations.md): remove it, create it, reload; the
+# master closes its old handle without touching the cut file.
+m3=$(master 3)
+rm -f "$seg3"
+"$scsp" create "$seg3" --size 4MiB --host-id 3 >/dev/null
+"$nginx_bin" -p "$tmp/nginx-3" -c "$tmp/nginx-3/nginx.conf" -s reload
+wait_workers 3 "$after" || true
+for _ in $(seq 100); do # until the old workers, on the cut file, are gone
+    alive=0
+    for w in $after; do kill -0 "$w" 2>/dev/null && alive=1; done
+    [ $alive = 0 ] && break
+    sleep 0.05
+done
+first=$(conn 127.60.0.3 8412 -tls1_2 -sess_out "$tmp/cut.sess")
+again=$(conn 127.60.0.3 8412 -tls1_2 -sess_in "$tmp/cut.sess")
+back=no
+[ "$(master 3)" = "$m3" ] && kill -0 "$m3" && [ "${again%% *}" = R ] && back=yes
+check "after rm, scsp create and a reload, the same master ($m3) shares sessions again ($first, then $again)" \
+    [ $back = yes ]
 if grep -q "exited on signal" "$tmp/nginx-3/logs/error.log"; then
     bad "host 3's error log: $(grep -m1 "exited on signal" "$tmp/nginx-3/logs/error.log")"
 else

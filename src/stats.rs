@@ -278,7 +278,10 @@ impl Slot {
             return;
         }
         let slot = self.index.load(std::sync::atomic::Ordering::Relaxed);
-        if slot != 0 {
+        // A file cut under the mapping takes the slot with it; storing there
+        // would kill a process that did not guard against truncation (a
+        // server's master closing the old handle on reload).
+        if slot != 0 && seg.still_backs(&slot_words(seg, slot)[0]) {
             slot_words(seg, slot)[0].store(0, Ordering::Release);
         }
     }

@@ -179,6 +179,26 @@ impl Segment {
         }
     }
 
+    /// Whether the file still backs the page holding `word`: false once the
+    /// file was cut under the mapping, where a store would raise SIGBUS in
+    /// a process that did not guard against truncation. A kernel that
+    /// cannot tell (before 5.14) says yes. One system call: for rare moments
+    /// such as closing a handle, never a get or put.
+    #[cfg_attr(loom, allow(unused_variables))]
+    pub(crate) fn still_backs(&self, word: &AtomicU64) -> bool {
+        match &self._backing {
+            #[cfg(not(loom))]
+            Backing::Mapped(map) => {
+                let offset = (word as *const AtomicU64 as usize).wrapping_sub(self.base as usize);
+                !matches!(
+                    map.advise_range(memmap2::Advice::PopulateRead, offset, 8),
+                    Err(e) if e.raw_os_error() == Some(libc::EFAULT)
+                )
+            }
+            Backing::Heap(_) => true,
+        }
+    }
+
     /// Shard tails: one word per shard, each on its own cache line.
     #[inline]
     pub(crate) fn tail(&self, shard: usize) -> &AtomicU64 {

@@ -151,11 +151,6 @@ impl Place {
         }
     }
 
-    /// Whether the connection came from an address of no configured peer.
-    pub(crate) fn stranger(&self) -> bool {
-        !self.peer
-    }
-
     pub(crate) fn release(&self) {
         if self.held.replace(false) {
             self.of.leave(self.source, self.peer, self.id);

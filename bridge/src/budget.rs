@@ -66,9 +66,12 @@ impl Budget {
         });
         let own_words = (self.held / 8).saturating_sub(overwritten);
         let window_words = appended_words - window_start;
-        // Everything in the window is the peer's, but for a thousandth of
-        // the log (a hole a killed writer left, say).
-        let sole_writer = own_words + capacity_words / 1000 >= window_words;
+        // Everything in the window is the peer's, to the word: any other
+        // write (a session of this host, another peer's, a hole a killed
+        // writer left) ends the exception. A margin would let a peer that
+        // turns the log over fast enough evict every session of a host that
+        // writes fewer than the margin per turn.
+        let sole_writer = own_words >= window_words;
         let rate = self.limits.entries_per_sec as f64;
         let now = Instant::now();
         let elapsed = now.duration_since(self.refilled).as_secs_f64();
@@ -198,6 +201,29 @@ mod tests {
         assert_eq!(b.finish(batch), 500);
         let mut batch = b.start(appended + 625, 1000);
         assert!(b.admit(&mut batch, 100));
+        b.finish(batch);
+    }
+
+    #[test]
+    fn a_host_that_writes_a_little_holds_a_flooding_peer_to_its_share() {
+        let mut b = Budget::new(PeerBudget {
+            log_share: 0.5,
+            entries_per_sec: 1_000_000,
+        });
+        // The peer alone fills a log of 10 000 words: all taken.
+        let mut appended = 0;
+        for _ in 0..8 {
+            let mut batch = b.start(appended, 10_000);
+            assert_eq!((0..100).filter(|_| b.admit(&mut batch, 100)).count(), 100);
+            b.finish(batch);
+            appended += 1250;
+        }
+        // This host writes one small session (5 words) between two of the
+        // peer's batches: the peer is no longer the only writer, and waits
+        // for its share, however little the host wrote.
+        appended += 5;
+        let mut batch = b.start(appended, 10_000);
+        assert!(!b.admit(&mut batch, 100));
         b.finish(batch);
     }
 

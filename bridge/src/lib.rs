@@ -154,11 +154,12 @@ impl Shared {
         eprintln!("scsp bridge[host {}]: {msg}", self.cfg.host_id);
     }
 
-    /// Log why a stranger's connection failed before its TLS handshake
-    /// completed: the first [`STRANGER_LINES`] of each [`QUIET_WINDOW`] in
+    /// Log why a connection failed before its TLS handshake completed (from
+    /// any address, a configured peer's too: something else on its host can
+    /// use it): the first [`STRANGER_LINES`] of each [`QUIET_WINDOW`] in
     /// full, the rest counted and summed up when the window ends. Anyone
     /// who reaches the port can make such failures, thousands a second.
-    fn log_stranger(&self, msg: String) {
+    fn log_unproven(&self, msg: String) {
         let mut f = self
             .stranger_failures
             .lock()
@@ -192,7 +193,7 @@ impl Shared {
         }
         if f.unlogged > 0 {
             self.log(&format!(
-                "{} more connection(s) from strangers failed in the last {}s (only the first \
+                "{} more connection(s) failed before their handshake completed in the last {}s (only the first \
                  {STRANGER_LINES} are logged one by one); the last: {}",
                 f.unlogged,
                 since.elapsed().as_secs(),

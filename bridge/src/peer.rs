@@ -543,7 +543,6 @@ pub(crate) fn accepted(sh: Arc<Shared>, sock: TcpStream, place: super::admission
     // id the HELLO claims.
     let mut certified = None;
     let mut refused = false;
-    let stranger = place.stranger();
     let mut handshaken = false;
     let res = (|| {
         let deadline = Instant::now() + place.deadline();
@@ -591,7 +590,9 @@ pub(crate) fn accepted(sh: Arc<Shared>, sock: TcpStream, place: super::admission
         sh.status.add(i, Field::Refused, 1);
     }
     match res {
-        Err(e) if stranger && !handshaken => sh.log_stranger(format!("{who}: {e}")),
+        // Unproven, whatever its address (one of a peer's is no proof):
+        // within the limit of what anyone who reaches the port can cause.
+        Err(e) if !handshaken => sh.log_unproven(format!("{who}: {e}")),
         Err(e) => sh.log(&format!("{who}: {e}")),
         Ok(()) => {}
     }

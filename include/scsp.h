@@ -272,9 +272,11 @@ int scsp_stats(scsp_cache *c, struct scsp_stats *out);
  * Whether the segment's path no longer names the file this handle maps: it
  * was removed, or replaced by a new segment (an upgrade). The handle keeps
  * working on the old file, which no new process will open; reopen to follow.
- * Also 1 once the file was truncated under a handle scsp_guard_truncation
- * guards. Makes a system call (stat): call it on reload or from a timer, not
- * per handshake. Returns 1 (replaced), 0 (not), SCSP_E_INVAL (NULL c).
+ * Also 1 once the file no longer holds the segment: cut or grown to another
+ * length, or its header gone (cut and grown back), and once a handle
+ * scsp_guard_truncation guards met a cut file. Makes system calls (stat,
+ * madvise): call it on reload or from a timer, not per handshake.
+ * Returns 1 (replaced), 0 (not), SCSP_E_INVAL (NULL c).
  */
 int scsp_replaced(scsp_cache *c);
 
@@ -285,8 +287,10 @@ int scsp_replaced(scsp_cache *c);
  * its file). With it, a process-wide SIGBUS handler maps private zero pages
  * over this handle's mapping instead: from then on gets miss, puts go
  * nowhere others see, and scsp_replaced() returns 1 (remove the file,
- * create a new segment, reopen). A SIGBUS anywhere else gets the action
- * installed before. Call it in each process after the server has set up its
+ * create a new segment, reopen). A SIGBUS anywhere else is handed to the
+ * action installed before (a handler of yours that recovers keeps the
+ * guard; one that hands the fault back ends, after a few rounds, in the
+ * default action). Call it in each process after the server has set up its
  * own signal handlers (in a worker at its start: Apache httpd replaces the
  * SIGBUS action in its parent); calling it again re-installs the handler if
  * another took its place. Makes system calls: never per handshake.

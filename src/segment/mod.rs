@@ -145,18 +145,36 @@ impl Segment {
     }
 
     /// Whether the path no longer names the mapped file: it was removed, or
-    /// replaced by a new segment (docs/operations.md, "Upgrades"). Servers
-    /// and the bridge keep using the old mapping until they reopen, so a
-    /// long-running process should check this and reopen. A heap segment
-    /// never is; a failure other than "not found" is not taken as replaced.
+    /// replaced by a new segment (docs/operations.md, "Upgrades"); or the
+    /// file no longer holds this segment: cut or grown to another length,
+    /// or its header gone (cut and grown back). Servers and the bridge keep
+    /// using the old mapping until they reopen, so a long-running process
+    /// should check this and reopen. A heap segment never is; a failure
+    /// other than "not found" is not taken as replaced.
     pub fn replaced(&self) -> bool {
         use std::os::unix::fs::MetadataExt;
         let (Some(path), Some(id)) = (&self.path, self.file_id) else {
             return false;
         };
         match std::fs::symlink_metadata(path) {
-            Ok(m) => (m.dev(), m.ino()) != id,
+            Ok(m) if (m.dev(), m.ino()) != id => true,
+            // The header is read only once the file is known to be as long
+            // as the mapping (and its page still backed by it).
+            Ok(m) => {
+                let magic = &self.words()[layout::H_MAGIC];
+                m.len() != (self.len_words * 8) as u64
+                    || !self.still_backs(magic)
+                    || magic.load(Ordering::Relaxed) != self.magic()
+            }
             Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+        }
+    }
+
+    /// The magic word this segment's header starts with.
+    fn magic(&self) -> u64 {
+        match self.geo.layout {
+            crate::config::Layout::Log => layout::MAGIC,
+            crate::config::Layout::Sets => layout::MAGIC_SETS,
         }
     }
 

@@ -39,10 +39,18 @@ const FREE: Guarded = Guarded {
 static GUARDED: [Guarded; SLOTS] = [FREE; SLOTS];
 /// Serialises installs (never taken by the handler).
 static INSTALL: Mutex<()> = Mutex::new(());
-/// The SIGBUS action before ours, put back for faults that are not ours.
+/// The SIGBUS action before ours, which faults that are not ours are
+/// handed to.
 static mut PREVIOUS: std::mem::MaybeUninit<libc::sigaction> = std::mem::MaybeUninit::zeroed();
+/// The address of the last fault handed on, and how many times in a row it
+/// came back: an action that hands it back to us (it saved ours as its
+/// previous, or puts ours back and returns) would bounce it forever.
+static LAST_FOREIGN: AtomicUsize = AtomicUsize::new(0);
+static FOREIGN_REPEATS: AtomicUsize = AtomicUsize::new(0);
+/// Times one fault address may come back before the default action ends it.
+const MAX_REPEATS: usize = 3;
 
-extern "C" fn on_sigbus(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
+extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
     // SAFETY: the kernel passes a valid siginfo for an SA_SIGINFO handler.
     let addr = unsafe { (*info).si_addr() } as usize;
     for g in &GUARDED {
@@ -69,17 +77,45 @@ extern "C" fn on_sigbus(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc
             }
         }
     }
-    // Not a guarded mapping (or it could not be replaced): put the previous
-    // action back; the access faults again and gets it.
-    // SAFETY: PREVIOUS was filled by sigaction before this handler was
-    // installed, and is only read here.
-    unsafe {
-        libc::sigaction(
-            libc::SIGBUS,
-            (*std::ptr::addr_of!(PREVIOUS)).as_ptr(),
-            std::ptr::null_mut(),
-        )
+    // Not a guarded mapping (or it could not be replaced): the action before
+    // ours handles it, and ours stays installed (a handler that recovers,
+    // with siglongjmp say, keeps the guard).
+    let repeats = if LAST_FOREIGN.swap(addr, Ordering::AcqRel) == addr {
+        FOREIGN_REPEATS.fetch_add(1, Ordering::AcqRel) + 1
+    } else {
+        FOREIGN_REPEATS.store(1, Ordering::Release);
+        1
     };
+    // SAFETY: PREVIOUS was filled by sigaction before this handler was
+    // installed and is not written while it is; only read here.
+    let previous = unsafe { (*std::ptr::addr_of!(PREVIOUS)).assume_init_ref() };
+    let handler = previous.sa_sigaction;
+    if repeats > MAX_REPEATS || handler == libc::SIG_DFL || handler == libc::SIG_IGN {
+        // The default action: the access faults again and ends the process,
+        // as it would have without us.
+        // SAFETY: a zeroed sigaction with SIG_DFL is a valid action;
+        // sigaction is async-signal-safe.
+        unsafe {
+            let mut default: libc::sigaction = std::mem::zeroed();
+            default.sa_sigaction = libc::SIG_DFL;
+            libc::sigaction(libc::SIGBUS, &default, std::ptr::null_mut());
+        }
+        return;
+    }
+    // SAFETY: `handler` is the function the process installed for SIGBUS
+    // (neither SIG_DFL nor SIG_IGN), of the signature its flags declare; it
+    // is called as the kernel would have called it, with this signal's
+    // arguments.
+    unsafe {
+        if previous.sa_flags & libc::SA_SIGINFO != 0 {
+            let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+                std::mem::transmute(handler);
+            f(sig, info, ctx);
+        } else {
+            let f: extern "C" fn(libc::c_int) = std::mem::transmute(handler);
+            f(sig);
+        }
+    }
 }
 
 /// Make `on_sigbus` the SIGBUS action, keeping the action it replaces for

@@ -12,6 +12,9 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <sys/mman.h>
+#include <fcntl.h>
+#include <setjmp.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -366,8 +369,8 @@ static void check_replaced(void)
 
 /* In a child: use a segment whose file is then truncated under it, with
  * or without the guard (guarded < 0: without, and only close it, as a
- * server's master closes its old handle on reload). Returns the child's
- * wait status. */
+ * server's master closes its old handle on reload; 2: with, and grow the
+ * file back before any access). Returns the child's wait status. */
 static int truncated_in_child(const char *name, int guarded)
 {
     int status = 0;
@@ -377,6 +380,7 @@ static int truncated_in_child(const char *name, int guarded)
         scsp_cache *c = open_small(name);
         uint8_t buf[64];
         size_t n = 0;
+        struct stat whole;
         if (scsp_put(c, K("k"), K("v"), 60) != SCSP_OK)
             _exit(2);
         if (guarded > 0 && (scsp_guard_truncation(c) != SCSP_OK
@@ -386,10 +390,18 @@ static int truncated_in_child(const char *name, int guarded)
          * again (as a worker does at its start): the guard is back. */
         if (guarded > 0 && (signal(SIGBUS, SIG_DFL) == SIG_ERR || scsp_guard_truncation(c) != SCSP_OK))
             _exit(4);
-        if (scsp_replaced(c) != 0 || truncate(in_dir(name), 0) != 0)
+        if (stat(in_dir(name), &whole) != 0 || scsp_replaced(c) != 0
+            || truncate(in_dir(name), 0) != 0)
             _exit(5);
         if (guarded < 0) {
             scsp_close(c);
+            _exit(0);
+        }
+        /* Cut and grown back before any access: the header is gone, and
+         * the process is told to reopen all the same. */
+        if (guarded == 2) {
+            if (truncate(in_dir(name), whole.st_size) != 0 || scsp_replaced(c) != 1)
+                _exit(8);
             _exit(0);
         }
         if (scsp_get(c, K("k"), buf, sizeof buf, &n) != SCSP_E_NOT_FOUND)
@@ -399,6 +411,85 @@ static int truncated_in_child(const char *name, int guarded)
             _exit(7);
         scsp_close(c);
         _exit(0);
+    }
+    CHECK(waitpid(pid, &status, 0) == pid);
+    return status;
+}
+
+/* A SIGBUS that is not scsp's: a page of another file cut under its
+ * mapping. */
+static void foreign_sigbus(const char *name)
+{
+    volatile char *p;
+    int fd = open(in_dir(name), O_RDWR | O_CREAT, 0600);
+    if (fd < 0 || ftruncate(fd, 4096) != 0)
+        _exit(20);
+    p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED || ftruncate(fd, 0) != 0)
+        _exit(21);
+    close(fd);
+    (void)p[0];
+}
+
+static sigjmp_buf recovered;
+static void recovering_handler(int sig)
+{
+    (void)sig;
+    siglongjmp(recovered, 1);
+}
+
+static struct sigaction chained_to;
+/* Hands every fault to the action it replaced, as crash reporters do. */
+static void chaining_handler(int sig, siginfo_t *info, void *ctx)
+{
+    if (chained_to.sa_flags & SA_SIGINFO)
+        chained_to.sa_sigaction(sig, info, ctx);
+    else if (chained_to.sa_handler != SIG_DFL && chained_to.sa_handler != SIG_IGN)
+        chained_to.sa_handler(sig);
+    else
+        signal(sig, SIG_DFL);
+}
+
+/* In a child: the guard beside the process's own SIGBUS handlers. */
+static int foreign_in_child(const char *name, int chaining)
+{
+    int status = 0;
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        scsp_cache *c = open_small(name);
+        uint8_t buf[64];
+        size_t n = 0;
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sigemptyset(&sa.sa_mask);
+        alarm(10); /* a fault bounced between handlers must not hang */
+        if (!chaining) {
+            /* A handler that recovers, installed first: a fault elsewhere
+             * goes to it, and the guard stays for the segment. */
+            sa.sa_handler = recovering_handler;
+            if (sigaction(SIGBUS, &sa, NULL) != 0 || scsp_guard_truncation(c) != SCSP_OK)
+                _exit(10);
+            if (sigsetjmp(recovered, 1) == 0) {
+                foreign_sigbus("foreign-recovered");
+                _exit(11);
+            }
+            if (truncate(in_dir(name), 0) != 0
+                || scsp_get(c, K("k"), buf, sizeof buf, &n) != SCSP_E_NOT_FOUND
+                || scsp_replaced(c) != 1)
+                _exit(12);
+            _exit(0);
+        }
+        /* A handler that chains to the guard it replaced, and the guard
+         * installed again over it: a fault elsewhere ends the process as
+         * a SIGBUS, bounced back and forth a few times at most. */
+        sa.sa_sigaction = chaining_handler;
+        sa.sa_flags = SA_SIGINFO;
+        if (scsp_guard_truncation(c) != SCSP_OK || sigaction(SIGBUS, &sa, &chained_to) != 0
+            || scsp_guard_truncation(c) != SCSP_OK)
+            _exit(13);
+        foreign_sigbus("foreign-chained");
+        _exit(14);
     }
     CHECK(waitpid(pid, &status, 0) == pid);
     return status;
@@ -414,6 +505,16 @@ static void check_guard_truncation(void)
     CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS);
     /* Closing the handle, though, touches nothing the file no longer backs. */
     status = truncated_in_child("cut-closed", -1);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    status = foreign_in_child("cut-beside-recovering", 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fprintf(stderr, "abi_test: beside a recovering handler: status %#x\n", status);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    status = foreign_in_child("cut-beside-chaining", 1);
+    if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGBUS)
+        fprintf(stderr, "abi_test: beside a chaining handler: status %#x\n", status);
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS);
+    status = truncated_in_child("cut-regrown", 2);
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     status = truncated_in_child("cut-guarded", 1);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)

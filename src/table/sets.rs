@@ -181,7 +181,13 @@ fn choose_way(tag: u64, words: &[u64; CANDIDATES], now: u64) -> (usize, bool) {
     {
         return (i, false);
     }
+    // Of ways stored in the same second (a busy table stores thousands a
+    // second), the one to go follows the new key's tag, so in effect is
+    // drawn at random: a fixed choice would make each new session evict the
+    // one stored just before it.
+    let start = tag as usize % CANDIDATES;
     let oldest = (0..CANDIDATES)
+        .map(|j| (start + j) % CANDIDATES)
         .max_by_key(|&i| (words[i] & 1 == 0, age(words[i], now)))
         .unwrap_or(0);
     (oldest, true)
@@ -782,6 +788,29 @@ mod tests {
         (0..CANDIDATES)
             .find(|&i| tag_of(word_of(&lines, i).load(Ordering::Relaxed)) != 0)
             .expect("a way in use")
+    }
+
+    #[test]
+    fn of_ways_stored_in_one_second_the_new_key_evicts_one_its_tag_picks() {
+        // 16 sessions of other keys, all stored at second 1000, published.
+        let words: [u64; CANDIDATES] = std::array::from_fn(|i| tag_word(0x100 + i as u64, 1000, 2));
+        // New keys' tags, none of them held.
+        let tags = || (0..64u64).map(|t| 0x1_0000 + t * 0x35);
+        let chosen: std::collections::HashSet<usize> = tags()
+            .map(|tag| {
+                let (way, evicting) = choose_way(tag, &words, 1000);
+                assert!(evicting);
+                way
+            })
+            .collect();
+        // Spread over the ways, not always the same one.
+        assert!(chosen.len() >= 12, "{chosen:?}");
+        // A way stored a second earlier still goes first, whatever the tag.
+        let mut older = words;
+        older[5] = tag_word(0x105, 999, 2);
+        for tag in tags() {
+            assert_eq!(choose_way(tag, &older, 1000), (5, true));
+        }
     }
 
     #[test]

@@ -13,16 +13,20 @@ pub struct Config {
     /// `typical_value`) plus a few pages of header and counters.
     pub size: u64,
     /// Number of shards (power of two). More shards spread writers over more
-    /// log tails; 16 suits up to a few dozen busy processes.
+    /// log tails; 16 suits up to a few dozen busy processes. The log layout
+    /// only: leave it at its default for the sets layout.
     pub shards: u32,
-    /// Largest value accepted (power of two, 256 B to 64 KiB).
+    /// Largest value accepted: for the log layout a power of two, 256 B to
+    /// 64 KiB; for the sets layout 64 to 8112 bytes, which sizes its slots
+    /// ([`DEFAULT_SETS_MAX_VALUE`] is `scsp create --layout sets`'s default).
     pub max_value: u32,
     /// About how large most values are (64 B up to `max_value`). The index
     /// gets at least three slots (a power of two: 3 to 6) for every entry of
     /// this size the log holds, so that full buckets lose almost no live
     /// sessions; larger values need fewer slots, and a smaller index means
     /// fewer cache and TLB misses per lookup. The default, 176 B, suits TLS
-    /// sessions (a 256-byte entry with a 32-byte session id).
+    /// sessions (a 256-byte entry with a 32-byte session id). The log
+    /// layout only: leave it at its default for the sets layout.
     pub typical_value: u32,
     /// Origin id stamped on entries written on this host (non-zero); the bridge
     /// uses it to ship only local entries.

@@ -53,7 +53,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
     };
     if a.json {
         let v = serde_json::json!({
-            "path": a.path,
+            // A path is bytes: shown as text, what is not UTF-8 replaced.
+            "path": a.path.to_string_lossy(),
             "stats": s,
             "occupancy": occ,
             "hit_ratio": hit_ratio,

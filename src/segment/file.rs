@@ -45,21 +45,24 @@ fn random_seed() -> [u64; 2] {
     ]
 }
 
-/// Why a file of `len` bytes, too short or not whole words, cannot be
-/// mapped: a segment cut or extended by hand (its magic is there) is
-/// damaged; anything else is not a segment.
-fn cut_short(path: &Path, file: &File, len: u64) -> Error {
+/// Whether the file starts with a segment's magic word (read with
+/// `pread`, before anything is mapped).
+fn has_magic(file: &File) -> bool {
     use std::os::unix::fs::FileExt;
     let mut magic = [0u8; 8];
-    match file.read_exact_at(&mut magic, 0) {
-        Ok(()) if [MAGIC, MAGIC_SETS].contains(&u64::from_le_bytes(magic)) => Error::Corrupt {
-            path: path.to_path_buf(),
-            what: format!(
-                "length mismatch: the file has {len} bytes, not a whole segment (truncated or \
-                 extended?)"
-            ),
-        },
-        _ => Error::NotASegment(path.to_path_buf()),
+    file.read_exact_at(&mut magic, 0).is_ok()
+        && [MAGIC, MAGIC_SETS].contains(&u64::from_le_bytes(magic))
+}
+
+/// A file with a segment's magic but `len` bytes, too short or not whole
+/// words: a segment cut or extended by hand, damaged.
+fn cut_short(path: &Path, len: u64) -> Error {
+    Error::Corrupt {
+        path: path.to_path_buf(),
+        what: format!(
+            "length mismatch: the file has {len} bytes, not a whole segment (truncated or \
+             extended?)"
+        ),
     }
 }
 
@@ -435,7 +438,9 @@ impl Segment {
             .open(path)
             .map_err(|e| open_error(path, e))?;
         let meta = file.metadata().map_err(|e| Error::io(path, "fstat", e))?;
-        if !meta.file_type().is_file() {
+        // What is no segment at all is said first: a mistyped path must not
+        // get advice to change another file's owner or mode.
+        if !meta.file_type().is_file() || !has_magic(&file) {
             return Err(Error::NotASegment(path.to_path_buf()));
         }
         check_owner(path, &meta, access)?;
@@ -448,7 +453,7 @@ impl Segment {
         check_acl(path, &file, meta.mode())?;
         let len = meta.len();
         if len < PAGE || len % 8 != 0 {
-            return Err(cut_short(path, &file, len));
+            return Err(cut_short(path, len));
         }
         let map = map(path, &file, len)?;
         // Read the header through atomics: the file is shared.

@@ -376,6 +376,26 @@ impl Geometry {
     /// `max_value` value, and `size` (rounded down to a power of two) is
     /// cut into sets of [`SET_WAYS`] slots.
     fn sets_from_config(cfg: &Config) -> Result<Geometry> {
+        // Fields of the log layout would be ignored here: say so rather than
+        // let a caller believe they took effect.
+        for (name, value, default) in [
+            ("shards", cfg.shards, crate::config::DEFAULT_SHARDS),
+            (
+                "typical_value",
+                cfg.typical_value,
+                crate::config::DEFAULT_TYPICAL_VALUE,
+            ),
+        ] {
+            if value != default {
+                return Err(field(
+                    name,
+                    format!(
+                        "{name} {value}: a segment of the sets layout has no {name} (every \
+                         session takes a slot of max_value's size); leave it at its default"
+                    ),
+                ));
+            }
+        }
         let slot = slot_bytes_for(cfg.max_value);
         if !(64..=MAX_VALUE_LIMIT).contains(&cfg.max_value) || slot > MAX_SLOT_BYTES {
             return Err(field(

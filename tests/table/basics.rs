@@ -101,6 +101,11 @@ fn symlinks_and_foreign_files_are_refused_with_a_clear_error() {
     std::fs::set_permissions(&junk, std::fs::Permissions::from_mode(0o600)).unwrap();
     let err = Cache::open(&junk).err().unwrap();
     assert!(err.to_string().contains("not an scsp segment"), "{err}");
+    // Readable by others too (a mistyped path, /etc/passwd say): still
+    // "not a segment", never advice to chmod someone else's file.
+    std::fs::set_permissions(&junk, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = Cache::open(&junk).err().unwrap();
+    assert!(err.to_string().contains("not an scsp segment"), "{err}");
 }
 
 #[test]

@@ -256,6 +256,43 @@ fn create_refuses_any_permission_for_others() {
 }
 
 #[test]
+fn a_sets_segment_refuses_the_log_layouts_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("seg");
+    let sets = Config {
+        layout: scsp::Layout::Sets,
+        size: 1 << 20,
+        max_value: 432,
+        ..Config::default()
+    };
+    for (cfg, name) in [
+        (
+            Config {
+                shards: 3,
+                ..sets.clone()
+            },
+            "shards",
+        ),
+        (
+            Config {
+                typical_value: 100_000,
+                ..sets.clone()
+            },
+            "typical_value",
+        ),
+    ] {
+        let err = Cache::create(&path, &cfg).err().unwrap();
+        assert!(
+            matches!(&err, Error::InvalidField { field, .. } if *field == name),
+            "{err}"
+        );
+        assert!(err.to_string().contains("no "), "{err}");
+        assert!(!path.exists());
+    }
+    Cache::create(&path, &sets).unwrap();
+}
+
+#[test]
 fn open_refuses_a_segment_readable_or_writable_by_others() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("seg");

@@ -129,13 +129,22 @@ static void check_open_errors(void)
     /* EXCL on an existing file. */
     o.flags = SCSP_OPEN_EXCL;
     CHECK(scsp_open(in_dir("junk"), &o, &c) == SCSP_E_EXISTS);
-    /* World-writable and symlinked files are refused. */
-    CHECK(chmod(in_dir("junk"), 0666) == 0);
-    CHECK(scsp_open(in_dir("junk"), NULL, &c) == SCSP_E_PERM);
+    /* ... whatever its mode: never advice to chmod some other file. */
+    CHECK(chmod(in_dir("junk"), 0644) == 0);
+    CHECK(scsp_open(in_dir("junk"), NULL, &c) == SCSP_E_CORRUPT && c == NULL);
+    /* A world-writable segment is refused. */
+    o.flags = 0;
+    o.size_bytes = 1u << 20;
+    o.shards = 2;
+    CHECK(scsp_open(in_dir("modes"), &o, &c) == SCSP_OK);
+    scsp_close(c);
+    c = NULL;
+    CHECK(chmod(in_dir("modes"), 0666) == 0);
+    CHECK(scsp_open(in_dir("modes"), NULL, &c) == SCSP_E_PERM);
     CHECK(strstr(scsp_last_error(), "chmod o-rwx") != NULL);
     /* Readable by others is refused too: sessions are secrets. */
-    CHECK(chmod(in_dir("junk"), 0604) == 0);
-    CHECK(scsp_open(in_dir("junk"), NULL, &c) == SCSP_E_PERM && c == NULL);
+    CHECK(chmod(in_dir("modes"), 0604) == 0);
+    CHECK(scsp_open(in_dir("modes"), NULL, &c) == SCSP_E_PERM && c == NULL);
     CHECK(strstr(scsp_last_error(), "read it") != NULL);
     snprintf(target, sizeof target, "%s", in_dir("shared"));
     CHECK(symlink(target, in_dir("link")) == 0);

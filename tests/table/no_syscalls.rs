@@ -163,7 +163,12 @@ fn trace_probe(fork: bool, layout: Layout) {
     let cfg = Config {
         layout,
         size: 256 << 10,
-        shards: 4,
+        // Shards are the log layout's.
+        shards: if layout == Layout::Log {
+            4
+        } else {
+            Config::default().shards
+        },
         max_value: 512,
         ..Config::default()
     };

@@ -690,6 +690,14 @@ fn remove_leftovers(base: &Path) {
 /// Run `scsp demo`.
 pub fn run(a: Args) -> Result<ExitCode> {
     install_interrupt_handler();
+    // A report that cannot be written is said before the run, not after.
+    if let Some(path) = &a.report {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| format!("cannot write report {}: {e}", path.display()))?;
+    }
     // Refuse before anything starts if the server or its module is missing.
     let mut front = web::Front::locate(&a)?;
     if a.server_bin.is_some() && front.is_none() {

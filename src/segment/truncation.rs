@@ -47,7 +47,8 @@ static mut PREVIOUS: std::mem::MaybeUninit<libc::sigaction> = std::mem::MaybeUni
 /// previous, or puts ours back and returns) would bounce it forever.
 static LAST_FOREIGN: AtomicUsize = AtomicUsize::new(0);
 static FOREIGN_REPEATS: AtomicUsize = AtomicUsize::new(0);
-/// Times one fault address may come back before the default action ends it.
+/// Times one fault address may come back before the default action ends it
+/// (also for a handler that recovers from it and touches it again).
 const MAX_REPEATS: usize = 3;
 
 extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
@@ -87,7 +88,11 @@ extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
         1
     };
     // SAFETY: PREVIOUS was filled by sigaction before this handler was
-    // installed and is not written while it is; only read here.
+    // installed. `install` writes it again only while this handler is not
+    // the action; a handler of the process that calls this one directly at
+    // that moment (a fault in another thread while a guard is being set
+    // up, which servers do at a process's start) is the one way to read it
+    // during the write.
     let previous = unsafe { (*std::ptr::addr_of!(PREVIOUS)).assume_init_ref() };
     let handler = previous.sa_sigaction;
     if repeats > MAX_REPEATS || handler == libc::SIG_DFL || handler == libc::SIG_IGN {

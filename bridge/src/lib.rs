@@ -72,8 +72,8 @@ pub(crate) struct Shared {
     /// Per peer: how the watcher wakes its idle connection.
     wakers: Vec<wake::Waker>,
     handshakes: Arc<admission::Handshakes>,
-    /// Failed connections of strangers, logged within a limit.
-    stranger_failures: Mutex<StrangerFailures>,
+    /// Connections that failed before their handshake completed, logged within a limit.
+    unproven_failures: Mutex<UnprovenFailures>,
 }
 
 impl Shared {
@@ -156,17 +156,17 @@ impl Shared {
 
     /// Log why a connection failed before its TLS handshake completed (from
     /// any address, a configured peer's too: something else on its host can
-    /// use it): the first [`STRANGER_LINES`] of each [`QUIET_WINDOW`] in
+    /// use it): the first [`UNPROVEN_LINES`] of each [`QUIET_WINDOW`] in
     /// full, the rest counted and summed up when the window ends. Anyone
     /// who reaches the port can make such failures, thousands a second.
     fn log_unproven(&self, msg: String) {
         let mut f = self
-            .stranger_failures
+            .unproven_failures
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         self.end_quiet_window(&mut f);
         f.since.get_or_insert_with(std::time::Instant::now);
-        if f.logged < STRANGER_LINES {
+        if f.logged < UNPROVEN_LINES {
             f.logged += 1;
             self.log(&msg);
         } else {
@@ -175,18 +175,18 @@ impl Shared {
         }
     }
 
-    /// Sum up the failures of strangers left unlogged once their window is
+    /// Sum up the unproven failures left unlogged once their window is
     /// over (the accept loop asks, so the summary comes even if the flood
     /// has stopped).
-    fn sum_up_stranger_failures(&self) {
+    fn sum_up_unproven_failures(&self) {
         let mut f = self
-            .stranger_failures
+            .unproven_failures
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         self.end_quiet_window(&mut f);
     }
 
-    fn end_quiet_window(&self, f: &mut StrangerFailures) {
+    fn end_quiet_window(&self, f: &mut UnprovenFailures) {
         let Some(since) = f.since else { return };
         if since.elapsed() < QUIET_WINDOW {
             return;
@@ -194,13 +194,13 @@ impl Shared {
         if f.unlogged > 0 {
             self.log(&format!(
                 "{} more connection(s) failed before their handshake completed in the last {}s (only the first \
-                 {STRANGER_LINES} are logged one by one); the last: {}",
+                 {UNPROVEN_LINES} are logged one by one); the last: {}",
                 f.unlogged,
                 since.elapsed().as_secs(),
                 f.last
             ));
         }
-        *f = StrangerFailures::default();
+        *f = UnprovenFailures::default();
     }
 
     fn saved_positions(&self, idx: usize) -> Option<Vec<u64>> {
@@ -331,7 +331,7 @@ pub fn run(
         handshakes: Arc::new(admission::Handshakes::new(
             c.cfg.peers.iter().map(|p| p.addr.ip()),
         )),
-        stranger_failures: Mutex::default(),
+        unproven_failures: Mutex::default(),
         cfg: c.cfg,
     });
     if let Ok(a) = listener.local_addr() {
@@ -374,7 +374,7 @@ pub fn run(
                 sh.import_early_keys(r);
             }
         }
-        sh.sum_up_stranger_failures();
+        sh.sum_up_unproven_failures();
         if checked.elapsed() >= SEGMENT_CHECK {
             checked = std::time::Instant::now();
             if sh.replica.cache().segment().replaced() {
@@ -420,15 +420,15 @@ pub fn run(
     Ok(())
 }
 
-/// Failed connections of strangers logged one by one in each
+/// Unproven failures logged one by one in each
 /// [`QUIET_WINDOW`].
-const STRANGER_LINES: u32 = 5;
-/// The period over which stranger failures are limited and summed up.
+const UNPROVEN_LINES: u32 = 5;
+/// The period over which unproven failures are limited and summed up.
 const QUIET_WINDOW: Duration = Duration::from_secs(10);
 
-/// Failed connections of strangers in the current [`QUIET_WINDOW`].
+/// Connections that failed before their handshake completed, in the current [`QUIET_WINDOW`].
 #[derive(Default)]
-struct StrangerFailures {
+struct UnprovenFailures {
     /// When the window began: at its first failure.
     since: Option<std::time::Instant>,
     logged: u32,

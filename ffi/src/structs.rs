@@ -177,16 +177,6 @@ pub fn plan(o: &scsp_options) -> Result<OpenPlan, String> {
     let d = scsp::Config::default();
     let or = |v: u32, def: u32| if v == 0 { def } else { v };
     let layout = if o.flags & SCSP_OPEN_LAYOUT_SETS != 0 {
-        // Log-only fields would be ignored: say so rather than let a caller
-        // believe they took effect.
-        for (name, v) in [("shards", o.shards), ("typical_value", o.typical_value)] {
-            if v != 0 {
-                return Err(format!(
-                    "opts->{name} is {v}, but a segment of the sets layout (SCSP_OPEN_LAYOUT_SETS) \
-                     has no {name}; leave it 0 (.max_value sizes its slots)"
-                ));
-            }
-        }
         scsp::Layout::Sets
     } else {
         scsp::Layout::Log

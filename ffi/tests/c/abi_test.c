@@ -158,7 +158,7 @@ static void bad_shards(scsp_options *x) { x->shards = 3; }
 static void bad_mode_other(scsp_options *x) { x->mode = 0604; }
 static void bad_mode_group(scsp_options *x) { x->mode = 0640; }
 static void bad_mode_exec(scsp_options *x) { x->mode = 0700; }
-static void bad_sets_shards(scsp_options *x) { x->flags = SCSP_OPEN_LAYOUT_SETS; x->shards = 16; }
+static void bad_sets_shards(scsp_options *x) { x->flags = SCSP_OPEN_LAYOUT_SETS; x->shards = 4; }
 static void bad_sets_typical(scsp_options *x) { x->flags = SCSP_OPEN_LAYOUT_SETS; x->typical_value = 300; }
 static void bad_typical(scsp_options *x) { x->typical_value = 16; }
 static void bad_lifetime(scsp_options *x) { x->ticket_period_secs = 60; x->ticket_lifetime_secs = 121; }
